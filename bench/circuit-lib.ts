@@ -1,0 +1,60 @@
+// The slice of the circuit library the benchmarks use, loaded from src/ at run time. Declaring
+// it here keeps the bench type-checkable while the library is being rewritten, and says exactly
+// which promises of DESIGN.md §9 the figures depend on.
+
+export interface BenchChan {
+  send(value: unknown): Promise<void>;
+  recv(): Promise<unknown>;
+  iterate(opts: { prefetch: number }): AsyncIterableIterator<unknown>;
+  close(): Promise<void>;
+}
+
+interface BenchAnchor {
+  makeChan(cap: number): Promise<BenchChan>;
+  get(): Promise<unknown>;
+}
+
+export interface BenchClient {
+  serverId: string;
+  walk(path: string): BenchAnchor;
+  close(): Promise<void>;
+}
+
+const libUrl = new URL("../src/index.ts", import.meta.url).href;
+
+export async function dialCircuit(url: string): Promise<BenchClient> {
+  const lib = (await import(libUrl)) as { dial(url: string): Promise<BenchClient> };
+  return lib.dial(url);
+}
+
+function anchor(client: BenchClient, name: string): BenchAnchor {
+  return client.walk(`/${client.serverId}/bench/${name}`);
+}
+
+/** Makes the channel, or takes the one already there (a rerun against the same daemon). */
+export async function openChan(client: BenchClient, name: string, cap: number): Promise<BenchChan> {
+  const a = anchor(client, name);
+  try {
+    return await a.makeChan(cap);
+  } catch (e) {
+    if ((e as { code?: unknown }).code !== "AnchorBusy") throw e;
+    return getChan(client, name);
+  }
+}
+
+export async function getChan(client: BenchClient, name: string): Promise<BenchChan> {
+  const got = await anchor(client, name).get();
+  if (got === null || typeof (got as Partial<BenchChan>).send !== "function") {
+    throw new Error(`no channel at bench/${name}`);
+  }
+  return got as BenchChan;
+}
+
+/** Checks a received value is the 100-byte payload the bench sends, so a codec slip shows. */
+export function checkPayload(v: unknown, bytes: number): void {
+  if (!(v instanceof Uint8Array) || v.length !== bytes) {
+    const what = v instanceof Uint8Array ? `${v.length} bytes` : typeof v;
+    throw new Error(`expected a ${bytes}-byte Uint8Array, got ${what}`);
+  }
+}
+

@@ -1,0 +1,329 @@
+// Shared plumbing for the benchmark scenarios: child processes that report over IPC, hard
+// deadlines, and the figures' shapes and units. Every role runs in its own OS process so that no
+// measurement shares an event loop with the thing it measures.
+import { type ChildProcess, fork, spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+export const repoRoot = fileURLToPath(new URL("..", import.meta.url));
+const roleEntry = fileURLToPath(new URL("./role.ts", import.meta.url));
+
+/** One line of the results table. Absent figures mean "not measured"; `error` says why. */
+export interface Row {
+  /** Stable key used to pair rows across scenarios, e.g. `nats.pubsub`. */
+  id: string;
+  label: string;
+  kind: "throughput" | "latency";
+  msgsPerSec?: number;
+  messages?: number;
+  seconds?: number;
+  p50Us?: number;
+  p99Us?: number;
+  meanUs?: number;
+  minUs?: number;
+  maxUs?: number;
+  rounds?: number;
+  note?: string;
+  error?: string;
+}
+
+export interface ScenarioResult {
+  rows: Row[];
+  info?: Record<string, unknown>;
+}
+
+export interface ScenarioContext {
+  /** Aborted when the scenario's deadline passes; every wait must give up then. */
+  signal: AbortSignal;
+  procs: Procs;
+  log(line: string): void;
+}
+
+export interface RoleContext {
+  /** Sends a message to the orchestrator. */
+  report(type: string, data?: Record<string, unknown>): void;
+  /** Resolves with the next orchestrator message of this type. */
+  next(type: string): Promise<Message>;
+}
+
+export type RoleFn = (args: Record<string, unknown>, ctx: RoleContext) => Promise<void>;
+
+export interface Scenario {
+  name: string;
+  description: string;
+  /** Hard bound on the whole scenario, start-up included. */
+  budgetMs: number;
+  /** One-off set-up outside the budget (installing a peer); returns facts for the JSON. */
+  prepare?(log: (line: string) => void): Promise<Record<string, unknown>>;
+  run(ctx: ScenarioContext): Promise<ScenarioResult>;
+  roles: Record<string, RoleFn>;
+}
+
+export interface Message {
+  type: string;
+  [key: string]: unknown;
+}
+
+// Children are tracked globally so that even an uncaught failure in the orchestrator kills them
+// on the way out; `exit` handlers may only do synchronous work, and process.kill is.
+const live = new Set<ChildProcess>();
+let exitHookInstalled = false;
+function track(child: ChildProcess): void {
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    process.on("exit", () => {
+      for (const c of live) killPid(c, "SIGKILL");
+    });
+  }
+  live.add(child);
+  child.once("exit", () => live.delete(child));
+}
+
+function killPid(child: ChildProcess, sig: NodeJS.Signals): void {
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  try {
+    process.kill(child.pid, sig);
+  } catch {
+    // already gone
+  }
+}
+
+/** Keeps the last few KiB of a stream so a failure can say what the child printed. */
+class Tail {
+  private text = "";
+  constructor(private readonly max = 4096) {}
+  push(chunk: Buffer | string): void {
+    this.text += chunk.toString();
+    if (this.text.length > this.max) this.text = this.text.slice(-this.max);
+  }
+  toString(): string {
+    return this.text.trim();
+  }
+}
+
+function describeExit(name: string, code: number | null, sig: NodeJS.Signals | null, tail: Tail): string {
+  const how = sig ? `killed by ${sig}` : `exited with code ${code}`;
+  const said = tail.toString();
+  return `${name} ${how}${said ? `: ${said.split("\n").slice(-6).join(" | ")}` : ""}`;
+}
+
+/** A role process started by `Procs.role`; messages are queued so none is missed. */
+export class RoleHandle {
+  private readonly queue: Message[] = [];
+  private readonly waiters: { type: string; resolve: (m: Message) => void; reject: (e: Error) => void }[] = [];
+  private failure: Error | null = null;
+  readonly output = new Tail();
+
+  constructor(
+    readonly name: string,
+    readonly child: ChildProcess,
+    private readonly signal: AbortSignal,
+  ) {
+    child.stdout?.on("data", (d) => this.output.push(d));
+    child.stderr?.on("data", (d) => this.output.push(d));
+    child.on("message", (m: Message) => {
+      if (m.type === "error") {
+        this.fail(new Error(`${name} failed: ${String(m.message)}`));
+        return;
+      }
+      const i = this.waiters.findIndex((w) => w.type === m.type);
+      if (i >= 0) this.waiters.splice(i, 1)[0]?.resolve(m);
+      else this.queue.push(m);
+    });
+    child.once("exit", (code, sig) => this.fail(new Error(describeExit(name, code, sig, this.output))));
+    child.once("error", (e) => this.fail(new Error(`${name}: ${e.message}`)));
+    signal.addEventListener("abort", () => this.fail(new Error(`${name}: deadline passed`)), { once: true });
+  }
+
+  get pid(): number {
+    return this.child.pid ?? -1;
+  }
+
+  next(type: string): Promise<Message> {
+    const i = this.queue.findIndex((m) => m.type === type);
+    if (i >= 0) return Promise.resolve(this.queue.splice(i, 1)[0] as Message);
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise((resolve, reject) => this.waiters.push({ type, resolve, reject }));
+  }
+
+  send(type: string, data: Record<string, unknown> = {}): void {
+    if (this.child.connected) this.child.send({ type, ...data });
+  }
+
+  private fail(e: Error): void {
+    if (this.failure) return;
+    this.failure = e;
+    for (const w of this.waiters.splice(0)) w.reject(e);
+  }
+}
+
+/** A plain spawned process (a server under test) with its output kept. */
+export interface Spawned {
+  child: ChildProcess;
+  stdout: Tail;
+  stderr: Tail;
+  /** Rejects when the process exits or the deadline passes. */
+  exited: Promise<never>;
+}
+
+/** Owns every child of one scenario; `closeAll` stops them by PID. */
+export class Procs {
+  private readonly children: { child: ChildProcess; gentle: boolean }[] = [];
+
+  constructor(private readonly signal: AbortSignal) {}
+
+  /** Forks `bench/role.ts` running `scenario`'s `role` in a fresh Node process. */
+  role(scenario: string, role: string, args: Record<string, unknown> = {}, deadlineMs = 60_000): RoleHandle {
+    const child = fork(roleEntry, [scenario, role, JSON.stringify(args), String(deadlineMs)], {
+      cwd: repoRoot,
+      execArgv: ["--import", "tsx"],
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
+    });
+    this.add(child, false);
+    return new RoleHandle(`${scenario}/${role}`, child, this.signal);
+  }
+
+  /** Spawns a server; `gentle` ones get SIGTERM and a grace period before SIGKILL. */
+  spawn(name: string, cmd: string, args: string[], gentle = true): Spawned {
+    const child = spawn(cmd, args, { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
+    this.add(child, gentle);
+    const stdout = new Tail();
+    const stderr = new Tail();
+    child.stdout?.on("data", (d) => stdout.push(d));
+    child.stderr?.on("data", (d) => stderr.push(d));
+    const exited = new Promise<never>((_, reject) => {
+      child.once("exit", (code, sig) => reject(new Error(describeExit(name, code, sig, stderr))));
+      child.once("error", (e) => reject(new Error(`${name}: ${e.message}`)));
+      this.signal.addEventListener("abort", () => reject(new Error(`${name}: deadline passed`)), { once: true });
+    });
+    exited.catch(() => {});
+    return { child, stdout, stderr, exited };
+  }
+
+  private add(child: ChildProcess, gentle: boolean): void {
+    track(child);
+    this.children.push({ child, gentle });
+  }
+
+  /** Stops one child: SIGTERM then SIGKILL after `graceMs` for servers, SIGKILL for roles. */
+  async stop(child: ChildProcess, graceMs = 2000): Promise<void> {
+    const entry = this.children.find((c) => c.child === child);
+    if (!entry || child.exitCode !== null || child.signalCode !== null) return;
+    const gone = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    if (!entry.gentle) {
+      killPid(child, "SIGKILL");
+      await gone;
+      return;
+    }
+    killPid(child, "SIGTERM");
+    const timer = setTimeout(() => killPid(child, "SIGKILL"), graceMs);
+    await gone;
+    clearTimeout(timer);
+  }
+
+  async closeAll(): Promise<void> {
+    // Roles first, so a server is not stopped under clients that would then log errors.
+    const roles = this.children.filter((c) => !c.gentle).map((c) => this.stop(c.child));
+    await Promise.all(roles);
+    await Promise.all(this.children.filter((c) => c.gentle).map((c) => this.stop(c.child)));
+  }
+}
+
+/** Resolves with the first line `child` prints on stdout that matches, or rejects on exit. */
+export function firstMatch(s: Spawned, stream: "stdout" | "stderr", re: RegExp): Promise<RegExpMatchArray> {
+  const src = stream === "stdout" ? s.child.stdout : s.child.stderr;
+  if (!src) return Promise.reject(new Error(`${stream} is not piped`));
+  return new Promise<RegExpMatchArray>((resolve, reject) => {
+    let buf = "";
+    const onData = (d: Buffer): void => {
+      buf += d.toString();
+      for (const line of buf.split("\n")) {
+        const m = line.match(re);
+        if (m) {
+          src.off("data", onData);
+          resolve(m);
+          return;
+        }
+      }
+      // Keep a partial last line for the next chunk; complete lines have been looked at.
+      buf = buf.slice(buf.lastIndexOf("\n") + 1);
+    };
+    src.on("data", onData);
+    s.exited.catch(reject);
+  });
+}
+
+/**
+ * Starts a circuit daemon on a free loopback port and resolves with its URL, which the daemon
+ * prints as its first stdout line.
+ */
+export async function startCircuitDaemon(procs: Procs): Promise<{ url: string; server: Spawned }> {
+  const server = procs.spawn("circuit daemon", process.execPath, [
+    "--import",
+    "tsx",
+    "src/cli/main.ts",
+    "start",
+    "--addr",
+    "127.0.0.1:0",
+  ]);
+  const m = await firstMatch(server, "stdout", /^(circuit:\/\/\S+)/);
+  return { url: m[1] as string, server };
+}
+
+/** Races `p` against the scenario deadline so no wait outlives it. */
+export function withDeadline<T>(p: Promise<T>, signal: AbortSignal, what: string): Promise<T> {
+  if (signal.aborted) return Promise.reject(new Error(`${what}: deadline passed`));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(new Error(`${what}: deadline passed`));
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
+/** Nearest-rank percentiles of round-trip samples in milliseconds, reported in microseconds. */
+export function latencySummary(samplesMs: ArrayLike<number>): {
+  rounds: number;
+  p50Us: number;
+  p99Us: number;
+  meanUs: number;
+  minUs: number;
+  maxUs: number;
+} {
+  const sorted = Float64Array.from(samplesMs).sort();
+  const n = sorted.length;
+  if (n === 0) throw new Error("no latency samples");
+  const rank = (p: number): number => sorted[Math.min(n - 1, Math.max(0, Math.ceil((p / 100) * n) - 1))] as number;
+  let sum = 0;
+  for (const v of sorted) sum += v;
+  return {
+    rounds: n,
+    p50Us: rank(50) * 1000,
+    p99Us: rank(99) * 1000,
+    meanUs: (sum / n) * 1000,
+    minUs: (sorted[0] as number) * 1000,
+    maxUs: (sorted[n - 1] as number) * 1000,
+  };
+}
+
+export function formatRate(perSec: number): string {
+  if (perSec >= 1e6) return `${(perSec / 1e6).toFixed(2)} M msg/s`;
+  if (perSec >= 1e3) return `${(perSec / 1e3).toFixed(1)} k msg/s`;
+  return `${perSec.toFixed(0)} msg/s`;
+}
+
+export function formatMicros(us: number): string {
+  if (us >= 1000) return `${(us / 1000).toFixed(2)} ms`;
+  return `${us.toFixed(us < 100 ? 1 : 0)} µs`;
+}
+
+export function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

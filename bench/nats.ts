@@ -1,0 +1,244 @@
+// Scenario `nats`: the peer. NATS core through the `nats` npm client against a nats-server this
+// scenario starts on a free loopback port: (a) pub/sub throughput, publisher and subscriber in
+// separate processes, measured at the subscriber; (b) sequential request-reply round trips.
+import { spawnSync } from "node:child_process";
+import { accessSync, constants } from "node:fs";
+import { delimiter, join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { type NatsConnection, connect } from "nats";
+import type { Procs, RoleContext, Row, Scenario, ScenarioContext } from "./harness.ts";
+import { errorText, firstMatch, latencySummary } from "./harness.ts";
+
+const PAYLOAD_BYTES = 100;
+const PUBSUB_MESSAGES = 500_000;
+const PUBSUB_SECONDS = 8;
+// The publisher awaits a PING/PONG every this many messages: without it a tight publish loop
+// buffers every message in the client before the first byte leaves; far more often and the
+// round trips starve the pipe. 10,000 was NATS's best setting on the machine this was written on.
+const FLUSH_EVERY = 10_000;
+const RR_WARMUP = 500;
+const RR_ROUNDS = 5_000;
+const RR_SECONDS = 8;
+
+function findExecutable(name: string): string | undefined {
+  // Debian puts nats-server in /usr/sbin, which a non-login shell's PATH may lack.
+  const dirs = [...(process.env.PATH ?? "").split(delimiter), "/usr/local/sbin", "/usr/sbin", "/sbin"];
+  for (const dir of dirs) {
+    if (!dir) continue;
+    const p = join(dir, name);
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+function apt(args: string[]): { ok: boolean; out: string } {
+  const r = spawnSync("apt-get", args, {
+    encoding: "utf8",
+    timeout: 240_000,
+    env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+  });
+  const out = `${r.stdout ?? ""}${r.stderr ?? ""}${r.error ? r.error.message : ""}`.trim();
+  return { ok: r.status === 0, out: out.split("\n").slice(-3).join(" | ") };
+}
+
+async function ensureNatsServer(log: (line: string) => void): Promise<Record<string, unknown>> {
+  let path = findExecutable("nats-server");
+  if (!path) {
+    const how = "install it (Debian/Ubuntu: apt-get install -y nats-server) and rerun";
+    if (process.platform !== "linux" || process.getuid?.() !== 0) {
+      throw new Error(`nats-server is not on PATH and this is not root on Linux; ${how}`);
+    }
+    log("nats-server not found; installing it with apt-get install -y nats-server");
+    let r = apt(["install", "-y", "nats-server"]);
+    if (!r.ok) {
+      log("apt-get install failed; running apt-get update and trying again");
+      apt(["update"]);
+      r = apt(["install", "-y", "nats-server"]);
+    }
+    path = findExecutable("nats-server");
+    if (!path) throw new Error(`could not install nats-server with apt-get (${r.out}); ${how}`);
+  }
+  const v = spawnSync(path, ["--version"], { encoding: "utf8", timeout: 10_000 });
+  return { natsServer: path, natsServerVersion: (v.stdout ?? "").trim() };
+}
+
+async function dialNats(port: unknown): Promise<NatsConnection> {
+  return connect({ servers: `127.0.0.1:${Number(port)}`, reconnect: false });
+}
+
+async function publisherRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
+  const nc = await dialNats(args.port);
+  const count = Number(args.count);
+  const flushEvery = Number(args.flushEvery);
+  const subject = String(args.subject);
+  const stopAt = performance.now() + Number(args.seconds) * 1000;
+  const payload = new Uint8Array(PAYLOAD_BYTES);
+  let sent = 0;
+  while (sent < count) {
+    nc.publish(subject, payload);
+    sent++;
+    if (sent % flushEvery === 0) {
+      await nc.flush();
+      if (performance.now() > stopAt) break;
+    }
+  }
+  await nc.flush();
+  ctx.report("sent", { sent });
+}
+
+async function subscriberRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
+  const nc = await dialNats(args.port);
+  const count = Number(args.count);
+  const limitMs = Number(args.seconds) * 1000;
+  let received = 0;
+  let t0 = 0;
+  let finished = false;
+  const finish = (why: string): void => {
+    if (finished) return;
+    finished = true;
+    const seconds = (performance.now() - t0) / 1000;
+    // The first message starts the clock, so it is not counted in the rate.
+    ctx.report("done", { received, seconds, rate: received > 1 ? (received - 1) / seconds : 0, why });
+  };
+  nc.subscribe(String(args.subject), {
+    callback: (err) => {
+      if (err || finished) return;
+      received++;
+      if (received === 1) {
+        t0 = performance.now();
+        setTimeout(() => finish("time limit"), limitMs);
+      }
+      if (received >= count) finish("count reached");
+    },
+  });
+  // The server has the subscription once a PING sent after it is answered.
+  await nc.flush();
+  nc.closed().then((e) => {
+    if (!finished) ctx.report("error", { message: `connection closed: ${e ? errorText(e) : "by server"}` });
+  });
+  ctx.report("ready");
+}
+
+async function responderRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
+  const nc = await dialNats(args.port);
+  nc.subscribe(String(args.subject), {
+    callback: (err, msg) => {
+      if (!err) msg.respond(msg.data);
+    },
+  });
+  await nc.flush();
+  ctx.report("ready");
+}
+
+async function requesterRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
+  const nc = await dialNats(args.port);
+  const subject = String(args.subject);
+  const payload = new Uint8Array(PAYLOAD_BYTES);
+  const stopAt = performance.now() + Number(args.seconds) * 1000;
+  for (let i = 0; i < Number(args.warmup); i++) await nc.request(subject, payload, { timeout: 2000 });
+  const rounds = Number(args.rounds);
+  const samples = new Float64Array(rounds);
+  let done = 0;
+  while (done < rounds && performance.now() < stopAt) {
+    const t = performance.now();
+    const reply = await nc.request(subject, payload, { timeout: 2000 });
+    samples[done++] = performance.now() - t;
+    if (reply.data.length !== PAYLOAD_BYTES) throw new Error(`reply of ${reply.data.length} bytes`);
+  }
+  ctx.report("done", latencySummary(samples.subarray(0, done)));
+}
+
+async function startNatsServer(procs: Procs): Promise<number> {
+  const path = findExecutable("nats-server");
+  if (!path) throw new Error("nats-server is not installed");
+  // -p -1 lets the server pick a free port, which it logs; that avoids a probe-then-bind race.
+  const server = procs.spawn("nats-server", path, ["-a", "127.0.0.1", "-p", "-1"]);
+  const m = await firstMatch(server, "stderr", /Listening for client connections on [^\s:]+:(\d+)/);
+  return Number(m[1]);
+}
+
+async function pubsub(procs: Procs, port: number): Promise<Row> {
+  const id = "nats.pubsub";
+  const label = "NATS core pub/sub (nats.js, callback sub)";
+  try {
+    const subject = "bench.pubsub";
+    const common = { port, subject, count: PUBSUB_MESSAGES };
+    const sub = procs.role("nats", "subscriber", { ...common, seconds: PUBSUB_SECONDS });
+    await sub.next("ready");
+    const pub = procs.role("nats", "publisher", { ...common, flushEvery: FLUSH_EVERY, seconds: PUBSUB_SECONDS + 2 });
+    const done = await sub.next("done");
+    await Promise.race([pub.next("sent"), new Promise((r) => setTimeout(r, 1000))]).catch(() => {});
+    const received = Number(done.received);
+    return {
+      id,
+      label,
+      kind: "throughput",
+      msgsPerSec: Number(done.rate),
+      messages: received,
+      seconds: Number(done.seconds),
+      note: received < PUBSUB_MESSAGES ? `${done.why} after ${received} of ${PUBSUB_MESSAGES}` : undefined,
+    };
+  } catch (e) {
+    return { id, label, kind: "throughput", error: errorText(e) };
+  }
+}
+
+async function requestReply(procs: Procs, port: number): Promise<Row> {
+  const id = "nats.reqrep";
+  const label = "NATS request-reply";
+  try {
+    const subject = "bench.rr";
+    const responder = procs.role("nats", "responder", { port, subject });
+    await responder.next("ready");
+    const requester = procs.role("nats", "requester", {
+      port,
+      subject,
+      warmup: RR_WARMUP,
+      rounds: RR_ROUNDS,
+      seconds: RR_SECONDS,
+    });
+    const s = await requester.next("done");
+    const rounds = Number(s.rounds);
+    return {
+      id,
+      label,
+      kind: "latency",
+      rounds,
+      p50Us: Number(s.p50Us),
+      p99Us: Number(s.p99Us),
+      meanUs: Number(s.meanUs),
+      minUs: Number(s.minUs),
+      maxUs: Number(s.maxUs),
+      note: rounds < RR_ROUNDS ? `time limit after ${rounds} of ${RR_ROUNDS} rounds` : undefined,
+    };
+  } catch (e) {
+    return { id, label, kind: "latency", error: errorText(e) };
+  }
+}
+
+export const scenario: Scenario = {
+  name: "nats",
+  description: `NATS core: pub/sub ${PUBSUB_MESSAGES} × ${PAYLOAD_BYTES} B, request-reply ${RR_ROUNDS} rounds`,
+  budgetMs: 30_000,
+  prepare: ensureNatsServer,
+  async run(ctx: ScenarioContext) {
+    // Each measurement gets its own server so the second does not inherit the first's backlog.
+    ctx.log("nats: pub/sub");
+    const a = await pubsub(ctx.procs, await startNatsServer(ctx.procs));
+    await ctx.procs.closeAll();
+    ctx.log("nats: request-reply");
+    const b = await requestReply(ctx.procs, await startNatsServer(ctx.procs));
+    return { rows: [a, b] };
+  },
+  roles: {
+    publisher: publisherRole,
+    subscriber: subscriberRole,
+    responder: responderRole,
+    requester: requesterRole,
+  },
+};

@@ -1,0 +1,214 @@
+// `node --import tsx bench/run.ts [names...]`: runs the named scenarios (all by default), prints
+// one table with circuit's figures beside the peers' figures from the same run, and writes
+// bench/results/latest.json.
+import { execFileSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import { join } from "node:path";
+import {
+  Procs,
+  type Row,
+  type ScenarioResult,
+  errorText,
+  formatMicros,
+  formatRate,
+  repoRoot,
+  withDeadline,
+} from "./harness.ts";
+import { scenarioModules } from "./scenarios.ts";
+
+interface Comparison {
+  title: string;
+  kind: Row["kind"];
+  /** Row ids in display order; the baseline is the peer the targets are stated against. */
+  ids: string[];
+  baseline: string;
+  /** Target for circuit's row, as a ratio to the baseline. */
+  target: { id: string; text: string; met: (ratio: number) => boolean };
+}
+
+const comparisons: Comparison[] = [
+  {
+    title: "Throughput, 100-byte messages, one producer → one consumer (measured at the consumer)",
+    kind: "throughput",
+    ids: ["relay.framed", "relay.pipe", "nats.pubsub", "chan.throughput"],
+    baseline: "nats.pubsub",
+    target: { id: "chan.throughput", text: "≥ 1.0× NATS pub/sub", met: (r) => r >= 1 },
+  },
+  {
+    title: "Round trip, 100-byte messages, sequential",
+    kind: "latency",
+    ids: ["nats.reqrep", "chan.pingpong"],
+    baseline: "nats.reqrep",
+    target: { id: "chan.pingpong", text: "p50 ≤ 1.0× NATS request-reply p50", met: (r) => r <= 1 },
+  },
+];
+
+function usage(): string {
+  return `usage: node --import tsx bench/run.ts [${Object.keys(scenarioModules).join("|")} ...]`;
+}
+
+function machineInfo(): Record<string, unknown> {
+  const cpus = os.cpus();
+  let commit: string | undefined;
+  try {
+    commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: repoRoot, stdio: "pipe" })
+      .toString()
+      .trim();
+  } catch {
+    commit = undefined;
+  }
+  return {
+    date: new Date().toISOString(),
+    node: process.version,
+    platform: process.platform,
+    arch: process.arch,
+    cpus: cpus.length,
+    cpuModel: cpus[0]?.model,
+    memTotalBytes: os.totalmem(),
+    loadavg: os.loadavg(),
+    commit,
+  };
+}
+
+async function runScenario(name: string): Promise<ScenarioResult & { error?: string; ms: number }> {
+  const started = performance.now();
+  const load = scenarioModules[name];
+  if (!load) throw new Error(`unknown scenario ${name}`);
+  const scenario = await load();
+  const log = (line: string): void => console.error(`  ${line}`);
+  console.error(`» ${name}: ${scenario.description}`);
+  let prepared: Record<string, unknown> | undefined;
+  try {
+    prepared = await scenario.prepare?.(log);
+  } catch (e) {
+    return { rows: [], error: errorText(e), ms: performance.now() - started };
+  }
+  const signal = AbortSignal.timeout(scenario.budgetMs);
+  const procs = new Procs(signal);
+  try {
+    const result = await withDeadline(scenario.run({ signal, procs, log }), signal, name);
+    return { ...result, info: { ...prepared, ...result.info }, ms: performance.now() - started };
+  } catch (e) {
+    return { rows: [], error: errorText(e), ms: performance.now() - started };
+  } finally {
+    await procs.closeAll();
+  }
+}
+
+function pad(s: string, n: number, right = false): string {
+  return right ? s.padStart(n) : s.padEnd(n);
+}
+
+function figures(row: Row): string[] {
+  if (row.error) return [`failed: ${row.error}`];
+  if (row.kind === "throughput") return [row.msgsPerSec === undefined ? "—" : formatRate(row.msgsPerSec)];
+  return [
+    row.p50Us === undefined ? "—" : formatMicros(row.p50Us),
+    row.p99Us === undefined ? "—" : formatMicros(row.p99Us),
+  ];
+}
+
+function headline(row: Row): number | undefined {
+  return row.kind === "throughput" ? row.msgsPerSec : row.p50Us;
+}
+
+function renderTable(rows: Map<string, Row>): { text: string; verdicts: Record<string, unknown>[] } {
+  const lines: string[] = [];
+  const verdicts: Record<string, unknown>[] = [];
+  for (const c of comparisons) {
+    const present = c.ids.map((id) => rows.get(id)).filter((r): r is Row => r !== undefined);
+    if (present.length === 0) continue;
+    const base = rows.get(c.baseline);
+    const baseValue = base && !base.error ? headline(base) : undefined;
+    lines.push("", c.title);
+    const head =
+      c.kind === "throughput"
+        ? `  ${pad("", 46)}${pad("msgs/s", 16, true)}${pad("vs NATS", 10, true)}`
+        : `  ${pad("", 46)}${pad("p50", 11, true)}${pad("p99", 11, true)}${pad("p50 vs NATS", 13, true)}${pad("p99 vs NATS", 13, true)}`;
+    lines.push(head);
+    for (const row of present) {
+      const f = figures(row);
+      let line = `  ${pad(row.label, 46)}`;
+      if (row.error) {
+        line += f[0];
+      } else if (c.kind === "throughput") {
+        const v = headline(row);
+        const ratio = v !== undefined && baseValue ? `${(v / baseValue).toFixed(2)}×` : "—";
+        line += `${pad(f[0] ?? "", 16, true)}${pad(ratio, 10, true)}`;
+      } else {
+        const p99Base = base && !base.error ? base.p99Us : undefined;
+        const r50 = row.p50Us !== undefined && baseValue ? `${(row.p50Us / baseValue).toFixed(2)}×` : "—";
+        const r99 = row.p99Us !== undefined && p99Base ? `${(row.p99Us / p99Base).toFixed(2)}×` : "—";
+        line += `${pad(f[0] ?? "", 11, true)}${pad(f[1] ?? "", 11, true)}${pad(r50, 13, true)}${pad(r99, 13, true)}`;
+      }
+      if (row.note) line += `  (${row.note})`;
+      lines.push(line);
+    }
+    const target = rows.get(c.target.id);
+    const tv = target && !target.error ? headline(target) : undefined;
+    if (target) {
+      let verdict: string;
+      let ratio: number | undefined;
+      if (tv === undefined) verdict = "not measured";
+      else if (baseValue === undefined) verdict = `no ${c.baseline} figure in this run to compare with`;
+      else {
+        ratio = tv / baseValue;
+        verdict = `${ratio.toFixed(2)}× — ${c.target.met(ratio) ? "met" : "NOT met"}`;
+      }
+      lines.push(`  target: circuit ${c.target.text}: ${verdict}`);
+      verdicts.push({ target: `${c.target.id} ${c.target.text}`, ratio, met: ratio === undefined ? null : c.target.met(ratio) });
+    }
+  }
+  return { text: lines.join("\n"), verdicts };
+}
+
+async function main(): Promise<number> {
+  const args = process.argv.slice(2);
+  if (args.includes("-h") || args.includes("--help")) {
+    console.log(usage());
+    return 0;
+  }
+  const unknown = args.filter((a) => !(a in scenarioModules));
+  if (unknown.length > 0) {
+    console.error(`unknown scenario: ${unknown.join(", ")}\n${usage()}`);
+    return 2;
+  }
+  const names = args.length > 0 ? Object.keys(scenarioModules).filter((n) => args.includes(n)) : Object.keys(scenarioModules);
+  const machine = machineInfo();
+  const scenarios: Record<string, unknown> = {};
+  const rows = new Map<string, Row>();
+  let failed = false;
+  for (const name of names) {
+    const r = await runScenario(name);
+    scenarios[name] = r;
+    for (const row of r.rows) rows.set(row.id, row);
+    if (r.error || r.rows.some((row) => row.error)) failed = true;
+    if (r.error) console.error(`  ${name} failed: ${r.error}`);
+  }
+  const { text, verdicts } = renderTable(rows);
+  console.log(
+    `\ncircuit bench — ${machine.cpus} × ${machine.cpuModel}, node ${machine.node}, ${machine.date}` +
+      `${machine.commit ? `, commit ${machine.commit}` : ""}${text}`,
+  );
+  for (const name of names) {
+    const err = (scenarios[name] as { error?: string }).error;
+    if (err) console.log(`\n${name}: failed: ${err}`);
+  }
+  const dir = join(repoRoot, "bench", "results");
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, "latest.json");
+  writeFileSync(file, `${JSON.stringify({ machine, scenarios, targets: verdicts }, null, 2)}\n`);
+  console.log(`\nwrote ${file}`);
+  return failed ? 1 : 0;
+}
+
+const stopOnSignal = (sig: NodeJS.Signals): void => {
+  // Harness's exit hook kills every child by PID.
+  console.error(`\n${sig}: stopping`);
+  process.exit(130);
+};
+process.once("SIGINT", stopOnSignal);
+process.once("SIGTERM", stopOnSignal);
+
+process.exitCode = await main();

@@ -1,0 +1,10 @@
+// The scenarios `npm run bench` knows, in the order it runs them. Loaded lazily so that a scenario
+// whose dependencies are missing (e.g. the circuit library mid-rewrite) cannot break the others.
+import type { Scenario } from "./harness.ts";
+
+export const scenarioModules: Record<string, () => Promise<Scenario>> = {
+  relay: async () => (await import("./relay.ts")).scenario,
+  nats: async () => (await import("./nats.ts")).scenario,
+  "chan-throughput": async () => (await import("./chan-throughput.ts")).scenario,
+  "chan-pingpong": async () => (await import("./chan-pingpong.ts")).scenario,
+};

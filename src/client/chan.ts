@@ -1,0 +1,275 @@
+// A handle on a channel element anywhere in the circuit.
+
+import { Readable, type Writable } from "node:stream";
+import { Deque } from "../element/deque.js";
+import { ChannelClosed, type CircuitError, ProtocolError, WrongKind } from "../errors.js";
+import { decode } from "../wire/protocol.js";
+import type { ChanState, Connection } from "./connection.js";
+
+export interface OpOptions {
+  /** Aborting it withdraws the operation: it rejects with `signal.reason` and has not happened. */
+  signal?: AbortSignal;
+}
+
+export interface IterateOptions extends OpOptions {
+  /**
+   * How many receives to keep outstanding (default 1). N outstanding receives are N blocked
+   * receivers on the channel: values they take leave the channel's buffer at once.
+   */
+  prefetch?: number;
+}
+
+/** Statistics of a channel, as of the moment the server answered. */
+export interface ChanStat {
+  cap: number;
+  len: number;
+  closed: boolean;
+  aborted: boolean;
+  numSend: number;
+  numRecv: number;
+  waitingSenders: number;
+  waitingReceivers: number;
+}
+
+/** The writable side of a stream message; `sent` settles like a send of the message would. */
+export type MessageWriter = Writable & { sent: Promise<void> };
+
+/**
+ * A channel with Go's semantics across the circuit. Values are anything MessagePack encodes;
+ * the hosting server stores and forwards them without decoding.
+ */
+export class Chan<T = unknown> implements AsyncIterable<T> {
+  readonly kind = "chan";
+
+  /** @internal */
+  constructor(
+    private readonly c: Connection,
+    /** The anchor path of this channel. */
+    readonly path: string,
+    private readonly st: ChanState,
+  ) {}
+
+  /** The buffer capacity (0: unbuffered). */
+  get cap(): number {
+    return this.st.cap;
+  }
+
+  /**
+   * Sends a value. Resolves when a receiver has taken it (unbuffered) or it is in the buffer;
+   * until then it waits. Fails with ChannelClosed, ChannelAborted, MessageTooLarge (before
+   * anything is sent) or ServerGone.
+   */
+  send(value: T, opts?: OpOptions): Promise<void> {
+    let bytes: Buffer;
+    try {
+      bytes = this.c.encodeValue(value);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.c.send(this.st, bytes, opts?.signal);
+  }
+
+  /**
+   * Receives the next value, waiting while the channel is empty and open. Fails with
+   * ChannelClosed once it is closed and drained. A stream message arrives as a Readable.
+   */
+  recv(opts?: OpOptions): Promise<T> {
+    const signal = opts?.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise<T>((resolve, reject) => {
+      let rid = 0;
+      const onAbort = () => {
+        // Whatever the server handed us meanwhile goes back: the receive did not happen.
+        this.c.closeRecv(rid, 0);
+        reject(signal?.reason);
+      };
+      const settle = () => signal?.removeEventListener("abort", onAbort);
+      rid = this.c.openRecv(this.st.handle, 1, {
+        val: (bytes) => {
+          settle();
+          this.c.closeRecv(rid, 1);
+          try {
+            resolve(decode(bytes) as T);
+          } catch (err) {
+            reject(new ProtocolError("received a value that is not valid MessagePack", { cause: err }));
+          }
+        },
+        stream: (r) => {
+          settle();
+          this.c.closeRecv(rid, 1);
+          resolve(r as T);
+        },
+        end: (err) => {
+          settle();
+          reject(err ?? new ChannelClosed());
+        },
+      });
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  /** Closes the channel: later sends fail, buffered values stay receivable. */
+  async close(opts?: OpOptions): Promise<void> {
+    await this.c.request({ op: "close", handle: this.st.handle }, opts?.signal);
+  }
+
+  async stat(opts?: OpOptions): Promise<ChanStat> {
+    return (await this.c.request({ op: "stat", handle: this.st.handle }, opts?.signal)) as ChanStat;
+  }
+
+  /** Aborts the channel: blocked operations fail with ChannelAborted, the element is removed. */
+  async scrub(opts?: OpOptions): Promise<void> {
+    await this.c.request({ op: "scrub", handle: this.st.handle }, opts?.signal);
+  }
+
+  /** Receives values until the channel is closed and drained. */
+  iterate(opts?: IterateOptions): AsyncIterableIterator<T> {
+    const prefetch = opts?.prefetch ?? 1;
+    if (!Number.isInteger(prefetch) || prefetch < 1 || prefetch > 65536) {
+      throw new RangeError("prefetch must be an integer from 1 to 65536");
+    }
+    return new RecvIterator<T>(this.c, this.st.handle, prefetch, opts?.signal);
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<T> {
+    return this.iterate();
+  }
+
+  /**
+   * Sends one message as a byte stream of any length. Write to the returned Writable and end it;
+   * the receiver reads the same bytes, or an error (StreamBroken) if the writer is destroyed or
+   * dies first — never a short message. `sent` settles as a send of the message would.
+   */
+  sendStream(opts?: OpOptions): MessageWriter {
+    const { writer, sent } = this.c.sendStream(this.st.handle, opts?.signal);
+    sent.catch(() => {});
+    return Object.assign(writer, { sent });
+  }
+
+  /**
+   * Receives the next message as a Readable. A stream message streams; a plain byte value arrives
+   * as a one-chunk stream; any other value fails with WrongKind (and has been received).
+   */
+  async recvStream(opts?: OpOptions): Promise<Readable> {
+    const v: unknown = await this.recv(opts);
+    if (v instanceof Readable) return v;
+    if (v instanceof Uint8Array) return Readable.from([Buffer.from(v)], { objectMode: false });
+    throw new WrongKind("the message received is not a byte stream or byte value");
+  }
+}
+
+class RecvIterator<T> implements AsyncIterableIterator<T> {
+  private readonly queue = new Deque<Buffer | Readable>();
+  private ended: CircuitError | undefined | null = null;
+  private finished = false;
+  /** Values handed to the caller and not yet acknowledged to the server. */
+  private consumed = 0;
+  private given = false;
+  private readonly rid: number;
+  private readonly batch: number;
+  private waiter: { resolve(r: IteratorResult<T>): void; reject(e: unknown): void } | undefined;
+
+  constructor(
+    private readonly c: Connection,
+    private readonly handle: number,
+    prefetch: number,
+    private readonly signal?: AbortSignal,
+  ) {
+    this.batch = Math.max(1, prefetch >> 1);
+    this.rid = c.openRecv(handle, prefetch, {
+      val: (b) => this.arrive(b),
+      stream: (r) => this.arrive(r),
+      end: (err) => {
+        this.ended = err;
+        this.wake();
+      },
+    });
+    signal?.addEventListener("abort", this.onAbort, { once: true });
+  }
+
+  [Symbol.asyncIterator](): AsyncIterableIterator<T> {
+    return this;
+  }
+
+  next(): Promise<IteratorResult<T>> {
+    if (this.finished) return Promise.resolve({ value: undefined, done: true });
+    if (this.signal?.aborted) {
+      this.finish();
+      return Promise.reject(this.signal.reason);
+    }
+    if (this.given) {
+      this.given = false;
+      this.consumed++;
+    }
+    if (this.consumed > 0 && this.ended === null && (this.consumed >= this.batch || this.queue.length === 0)) {
+      this.c.moreRecv(this.rid, this.handle, this.consumed, this.consumed);
+      this.consumed = 0;
+    }
+    if (this.queue.length > 0) return Promise.resolve(this.take());
+    if (this.ended !== null) return this.end();
+    return new Promise((resolve, reject) => {
+      this.waiter = { resolve, reject };
+    });
+  }
+
+  return(): Promise<IteratorResult<T>> {
+    if (this.given) {
+      this.given = false;
+      this.consumed++;
+    }
+    this.finish();
+    return Promise.resolve({ value: undefined, done: true });
+  }
+
+  private take(): IteratorResult<T> {
+    const v = this.queue.shift() as Buffer | Readable;
+    this.given = true;
+    if (v instanceof Readable) return { value: v as T, done: false };
+    try {
+      return { value: decode(v) as T, done: false };
+    } catch (err) {
+      throw new ProtocolError("received a value that is not valid MessagePack", { cause: err });
+    }
+  }
+
+  private end(): Promise<IteratorResult<T>> {
+    const err = this.ended;
+    this.finish();
+    if (!err || err instanceof ChannelClosed) return Promise.resolve({ value: undefined, done: true });
+    return Promise.reject(err);
+  }
+
+  private arrive(v: Buffer | Readable): void {
+    this.queue.push(v);
+    this.wake();
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    if (!w) return;
+    this.waiter = undefined;
+    if (this.queue.length > 0) {
+      try {
+        w.resolve(this.take());
+      } catch (err) {
+        w.reject(err);
+      }
+    } else this.end().then(w.resolve, w.reject);
+  }
+
+  private readonly onAbort = (): void => {
+    const w = this.waiter;
+    this.waiter = undefined;
+    this.finish();
+    w?.reject(this.signal?.reason);
+  };
+
+  private finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.signal?.removeEventListener("abort", this.onAbort);
+    // Values that arrived but were never handed out go back to the channel.
+    this.c.closeRecv(this.rid, this.consumed);
+    for (const v of this.queue.drain()) if (v instanceof Readable) v.destroy();
+  }
+}

@@ -1,0 +1,504 @@
+// The client's end of one connection to one server: requests with ids, the channel data path with
+// credits, receivers and stream messages. Handles (Chan, Anchor) sit on top of it.
+
+import * as net from "node:net";
+import { Readable, Writable } from "node:stream";
+import {
+  type CircuitError,
+  fromWire,
+  MessageTooLarge,
+  ProtocolError,
+  ServerGone,
+  StreamBroken,
+  Timeout,
+} from "../errors.js";
+import { FrameConn } from "../transport/frame-conn.js";
+import {
+  DEFAULT_MAX_VALUE,
+  decode,
+  encode,
+  FRAME_SLACK,
+  PROTOCOL_VERSION,
+  STREAM_WINDOW,
+  T,
+  tail,
+  u32,
+} from "../wire/protocol.js";
+
+/** How a receiver id's events reach its owner. */
+export interface RecvSink {
+  val(bytes: Buffer): void;
+  stream(r: Readable): void;
+  end(err?: CircuitError): void;
+}
+
+interface Pending {
+  resolve(v: unknown): void;
+  reject(err: CircuitError): void;
+}
+
+/** Per-handle send state: credits are buffer slots the server reserved for this connection. */
+export interface ChanState {
+  handle: number;
+  cap: number;
+  credits: number;
+  /** Sends in flight that may block; while any is, credits are not used (issue order). */
+  blocking: number;
+}
+
+const RESOLVED = Promise.resolve();
+/** How many credits a sender asks for at most. */
+const MAX_WANT = 1024;
+
+export interface ConnectOptions {
+  host: string;
+  port: number;
+  signal?: AbortSignal;
+  /** Connect plus handshake deadline in ms. Default 10,000. */
+  timeoutMs?: number;
+}
+
+export class Connection {
+  serverId = "";
+  url = "";
+  maxValue = DEFAULT_MAX_VALUE;
+  /** Settles when the connection is gone; never rejects. */
+  readonly closed: Promise<CircuitError | undefined>;
+  private resolveClosed!: (e: CircuitError | undefined) => void;
+  private readonly pending = new Map<number, Pending>();
+  private readonly sinks = new Map<number, RecvSink>();
+  private readonly chans = new Map<number, ChanState>();
+  private readonly outStreams = new Map<number, StreamWriter>();
+  private readonly inStreams = new Map<number, StreamReader>();
+  private nextId = 1;
+  private gone: CircuitError | undefined;
+  private closing = false;
+
+  private constructor(private readonly conn: FrameConn) {
+    this.closed = new Promise((r) => {
+      this.resolveClosed = r;
+    });
+    conn.onFrame = (t, b) => {
+      try {
+        this.frame(t, b);
+      } catch (err) {
+        conn.destroy(err instanceof Error ? err : new ProtocolError(String(err)));
+      }
+    };
+    conn.onClose = (err) => this.teardown(err);
+  }
+
+  static async open(opts: ConnectOptions): Promise<Connection> {
+    const timeoutMs = opts.timeoutMs ?? 10_000;
+    const where = `${opts.host}:${opts.port}`;
+    const sock = net.connect({ host: opts.host, port: opts.port, noDelay: true });
+    const conn = new FrameConn(sock, { maxFrame: DEFAULT_MAX_VALUE + FRAME_SLACK });
+    const c = new Connection(conn);
+    let timer: NodeJS.Timeout | undefined;
+    const onAbort = () => sock.destroy(opts.signal?.reason);
+    try {
+      return await new Promise<Connection>((resolve, reject) => {
+        timer = setTimeout(() => {
+          reject(new Timeout(`no answer from ${where} within ${timeoutMs} ms`));
+          sock.destroy();
+        }, timeoutMs);
+        if (opts.signal?.aborted) return reject(opts.signal.reason);
+        opts.signal?.addEventListener("abort", () => {
+          reject(opts.signal?.reason);
+          onAbort();
+        });
+        sock.once("error", (err: NodeJS.ErrnoException) => {
+          reject(new ServerGone(`cannot reach ${where}: ${err.code ?? err.message}`, { cause: err }));
+        });
+        sock.once("connect", () => conn.send(T.HELLO, [], encode({ v: PROTOCOL_VERSION, role: "client" })));
+        c.pending.set(0, {
+          resolve: () => resolve(c),
+          reject: (e) => reject(e),
+        });
+      });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  get isClosed(): boolean {
+    return this.gone !== undefined;
+  }
+
+  /** A control request; resolves with the server's result. */
+  request(req: Record<string, unknown>, signal?: AbortSignal): Promise<unknown> {
+    if (this.gone) return Promise.reject(this.gone);
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    const id = this.id();
+    this.conn.send(T.REQ, [id], encode(req));
+    return this.wait(id, signal);
+  }
+
+  /** Encodes a value and checks it against the server's limit. */
+  encodeValue(v: unknown): Buffer {
+    const bytes = encode(v);
+    if (bytes.length > this.maxValue) {
+      throw new MessageTooLarge(`value of ${bytes.length} bytes exceeds the limit of ${this.maxValue}`);
+    }
+    return bytes;
+  }
+
+  chanState(handle: number, cap: number): ChanState {
+    let st = this.chans.get(handle);
+    if (!st) {
+      st = { handle, cap, credits: 0, blocking: 0 };
+      this.chans.set(handle, st);
+    }
+    return st;
+  }
+
+  /** A channel send of already-encoded bytes. */
+  send(st: ChanState, bytes: Buffer, signal?: AbortSignal): Promise<void> {
+    if (this.gone) return Promise.reject(this.gone);
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (st.credits > 0 && st.blocking === 0) {
+      st.credits--;
+      this.conn.send(T.CSEND, [st.handle], bytes);
+      return RESOLVED;
+    }
+    const id = this.id();
+    st.blocking++;
+    this.conn.send(T.SEND, [id, st.handle, Math.min(st.cap, MAX_WANT)], bytes);
+    return this.wait(id, signal, () => this.conn.send(T.CANCEL, [id])).then(
+      () => {
+        st.blocking--;
+      },
+      (err) => {
+        st.blocking--;
+        throw err;
+      },
+    );
+  }
+
+  /** Opens a receiver with n credits; returns its id. */
+  openRecv(handle: number, n: number, sink: RecvSink): number {
+    const rid = this.id();
+    if (this.gone) {
+      const err = this.gone;
+      queueMicrotask(() => sink.end(err));
+      return rid;
+    }
+    this.sinks.set(rid, sink);
+    this.conn.send(T.RECV, [rid, handle, 0, n]);
+    return rid;
+  }
+
+  /** Acknowledges `ack` consumed values of rid and adds n credits. */
+  moreRecv(rid: number, handle: number, ack: number, n: number): void {
+    if (this.sinks.has(rid)) this.conn.send(T.RECV, [rid, handle, ack, n]);
+  }
+
+  /** Ends receiver rid: `ack` values were consumed; the rest go back to the channel. */
+  closeRecv(rid: number, ack: number): void {
+    this.sinks.delete(rid);
+    if (!this.gone) this.conn.send(T.RCLOSE, [rid, ack, 1]);
+  }
+
+  /** Starts a stream message on a channel. */
+  sendStream(handle: number, signal?: AbortSignal): { writer: StreamWriter; sent: Promise<void> } {
+    const sid = this.id();
+    const id = this.id();
+    const writer = new StreamWriter(this, sid);
+    if (this.gone) {
+      writer.destroy(this.gone);
+      return { writer, sent: Promise.reject(this.gone) };
+    }
+    this.outStreams.set(sid, writer);
+    this.conn.send(T.SOPEN, [id, handle, sid]);
+    const sent = this.wait(id, signal, () => this.conn.send(T.CANCEL, [id])).then(
+      () => undefined,
+      (err) => {
+        writer.destroy(err);
+        throw err;
+      },
+    );
+    return { writer, sent };
+  }
+
+  /** Frame output for stream writers and readers. */
+  frameOut(type: number, fields: number[], t?: Uint8Array): void {
+    if (!this.gone) this.conn.send(type, fields, t);
+  }
+
+  forgetStream(sid: number): void {
+    this.outStreams.delete(sid);
+  }
+
+  forgetReader(pid: number): void {
+    this.inStreams.delete(pid);
+  }
+
+  close(): Promise<void> {
+    if (!this.gone && !this.closing) {
+      this.closing = true;
+      this.conn.end();
+    }
+    return this.closed.then(() => undefined);
+  }
+
+  private id(): number {
+    const id = this.nextId;
+    this.nextId = this.nextId >= 0xfffffff0 ? 1 : this.nextId + 1;
+    return id;
+  }
+
+  private wait(id: number, signal?: AbortSignal, cancel?: () => void): Promise<never> {
+    return new Promise((resolve, reject) => {
+      if (!signal) {
+        this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+        return;
+      }
+      const onAbort = () => {
+        if (cancel) {
+          // The op may already have completed on the server; its answer decides.
+          cancel();
+        } else {
+          this.pending.delete(id);
+          reject(signal.reason);
+        }
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.pending.set(id, {
+        resolve: (v) => {
+          signal.removeEventListener("abort", onAbort);
+          resolve(v as never);
+        },
+        reject: (e) => {
+          signal.removeEventListener("abort", onAbort);
+          reject(e.code === "Cancelled" ? signal.reason : e);
+        },
+      });
+    });
+  }
+
+  private settle(id: number, err: CircuitError | undefined, v?: unknown): void {
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    if (err) p.reject(err);
+    else p.resolve(v);
+  }
+
+  private frame(type: number, body: Buffer): void {
+    switch (type) {
+      case T.RES: {
+        const t = tail(body, 1);
+        this.settle(u32(body, 0), undefined, t.length > 0 ? decode(t) : undefined);
+        return;
+      }
+      case T.ERR: {
+        const id = u32(body, 0);
+        const err = fromWire(decode(tail(body, 1)));
+        if (id === 0 && !this.pending.has(0)) {
+          this.conn.destroy(err);
+          return;
+        }
+        this.settle(id, err);
+        return;
+      }
+      case T.HELLO: {
+        const h = decode(body) as { v: number; id: string; url: string; maxValue: number };
+        if (h.v !== PROTOCOL_VERSION) throw new ProtocolError(`server speaks protocol ${h.v}`);
+        this.serverId = h.id;
+        this.url = h.url;
+        this.maxValue = h.maxValue;
+        this.settle(0, undefined);
+        return;
+      }
+      case T.GRANT: {
+        const st = this.chans.get(u32(body, 0));
+        if (st) st.credits += u32(body, 1);
+        return;
+      }
+      case T.REVOKE: {
+        const h = u32(body, 0);
+        const st = this.chans.get(h);
+        if (st) st.credits = 0;
+        this.conn.send(T.RELEASE, [h]);
+        return;
+      }
+      case T.VAL:
+        this.sinks.get(u32(body, 0))?.val(tail(body, 1));
+        return;
+      case T.REND: {
+        const rid = u32(body, 0);
+        const sink = this.sinks.get(rid);
+        if (!sink) return;
+        this.sinks.delete(rid);
+        const t = tail(body, 1);
+        sink.end(t.length > 0 ? fromWire(decode(t)) : undefined);
+        return;
+      }
+      case T.SATTACH: {
+        const rid = u32(body, 0);
+        const pid = u32(body, 1);
+        const reader = new StreamReader(this, pid);
+        this.inStreams.set(pid, reader);
+        const sink = this.sinks.get(rid);
+        if (sink) sink.stream(reader);
+        else reader.destroy();
+        return;
+      }
+      case T.SDATA:
+        this.inStreams.get(u32(body, 0))?.data(tail(body, 1));
+        return;
+      case T.SFIN: {
+        const pid = u32(body, 0);
+        this.inStreams.get(pid)?.push(null);
+        this.inStreams.delete(pid);
+        return;
+      }
+      case T.SABORT: {
+        const pid = u32(body, 0);
+        const err = fromWire(decode(tail(body, 1)));
+        this.inStreams.get(pid)?.destroy(new StreamBroken(err.message));
+        this.inStreams.delete(pid);
+        return;
+      }
+      case T.SCREDIT:
+        this.outStreams.get(u32(body, 0))?.credit(u32(body, 1));
+        return;
+      case T.SDROP: {
+        const sid = u32(body, 0);
+        const err = fromWire(decode(tail(body, 1)));
+        this.outStreams.get(sid)?.destroy(new StreamBroken(err.message));
+        this.outStreams.delete(sid);
+        return;
+      }
+      default:
+        throw new ProtocolError(`unknown frame type 0x${type.toString(16)} from server`);
+    }
+  }
+
+  private teardown(cause?: Error): void {
+    if (this.gone) return;
+    const err = new ServerGone(
+      this.closing
+        ? "connection closed"
+        : `lost connection to ${this.serverId || "server"}${cause ? `: ${cause.message}` : ""}`,
+      { cause },
+    );
+    this.gone = err;
+    const hs = this.pending.get(0);
+    this.pending.delete(0);
+    if (hs)
+      hs.reject(
+        cause instanceof Error && "code" in cause && cause.code === "ProtocolError" ? (cause as CircuitError) : err,
+      );
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+    for (const s of this.sinks.values()) s.end(err);
+    this.sinks.clear();
+    for (const w of this.outStreams.values()) w.destroy(err);
+    this.outStreams.clear();
+    for (const r of this.inStreams.values()) r.destroy(err);
+    this.inStreams.clear();
+    this.chans.clear();
+    this.resolveClosed(this.closing ? undefined : err);
+  }
+}
+
+/** The writable side of a stream message: bytes leave as the server grants credit. */
+export class StreamWriter extends Writable {
+  private credits = 0;
+  private waiting: (() => void) | undefined;
+  private ended = false;
+
+  constructor(
+    private readonly c: Connection,
+    private readonly sid: number,
+  ) {
+    super({ highWaterMark: 64 * 1024 });
+  }
+
+  credit(n: number): void {
+    this.credits += n;
+    const w = this.waiting;
+    this.waiting = undefined;
+    w?.();
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    let off = 0;
+    const step = (): void => {
+      while (off < chunk.length) {
+        if (this.destroyed) return cb(new StreamBroken("stream was destroyed"));
+        if (this.credits === 0) {
+          this.waiting = step;
+          return;
+        }
+        const n = Math.min(this.credits, chunk.length - off, 64 * 1024);
+        this.c.frameOut(T.SDATA, [this.sid], chunk.subarray(off, off + n));
+        this.credits -= n;
+        off += n;
+      }
+      cb();
+    };
+    step();
+  }
+
+  override _final(cb: (err?: Error | null) => void): void {
+    this.ended = true;
+    this.c.frameOut(T.SFIN, [this.sid]);
+    this.c.forgetStream(this.sid);
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (!this.ended) {
+      this.ended = true;
+      const why = err?.message ?? "sender destroyed the stream";
+      this.c.frameOut(T.SABORT, [this.sid], encode({ code: "StreamBroken", message: why }));
+      this.c.forgetStream(this.sid);
+    }
+    const w = this.waiting;
+    this.waiting = undefined;
+    w?.();
+    cb(err);
+  }
+}
+
+/** The readable side of a stream message: credit goes back to the server as the reader consumes. */
+export class StreamReader extends Readable {
+  private owed = 0;
+  private finished = false;
+
+  constructor(
+    private readonly c: Connection,
+    private readonly pid: number,
+  ) {
+    super({ highWaterMark: STREAM_WINDOW });
+    c.frameOut(T.SCREDIT, [pid, STREAM_WINDOW]);
+  }
+
+  data(chunk: Buffer): void {
+    if (this.push(Buffer.from(chunk))) this.c.frameOut(T.SCREDIT, [this.pid, chunk.length]);
+    else this.owed += chunk.length;
+  }
+
+  override push(chunk: Buffer | null): boolean {
+    if (chunk === null) this.finished = true;
+    return super.push(chunk);
+  }
+
+  override _read(): void {
+    if (this.owed > 0) {
+      this.c.frameOut(T.SCREDIT, [this.pid, this.owed]);
+      this.owed = 0;
+    }
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    if (!this.finished) {
+      this.finished = true;
+      this.c.frameOut(T.SDROP, [this.pid]);
+      this.c.forgetReader(this.pid);
+    }
+    cb(err);
+  }
+}

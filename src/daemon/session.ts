@@ -1,0 +1,429 @@
+// One client connection on the daemon: decodes requests, dispatches them to elements, and answers.
+// Values stay opaque bytes here; only control frames are decoded.
+
+import type { Channel, CreditHolder, Receiver, SendWaiter } from "../element/channel.js";
+import { Deque } from "../element/deque.js";
+import { CircuitError, NotFound, ProtocolError, toWire } from "../errors.js";
+import type { FrameConn } from "../transport/frame-conn.js";
+import { decode, encode, PROTOCOL_VERSION, T, tail, u32 } from "../wire/protocol.js";
+import type { Daemon } from "./daemon.js";
+import { type PipeReceiver, type PipeSender, StreamPipe } from "./stream-pipe.js";
+
+/** What a channel holds: an encoded value, or a stream message. */
+export type Item = Buffer | StreamPipe;
+
+export interface ChanElement {
+  kind: "chan";
+  chan: Channel<Item>;
+  names: string[];
+}
+
+const HANDSHAKE_MS = 10_000;
+const MAX_HANDLES = 65_536;
+const MAX_PENDING = 100_000;
+
+/** A session's credit holding on one channel. */
+class Holder implements CreditHolder {
+  constructor(
+    private readonly s: Session,
+    readonly handle: number,
+  ) {}
+  grant(n: number): void {
+    this.s.conn.send(T.GRANT, [this.handle, n]);
+  }
+  revoke(): void {
+    this.s.conn.send(T.REVOKE, [this.handle]);
+  }
+}
+
+/** A receiver id of this session: its blocked receives and the values handed to it, unacked. */
+class SessionReceiver implements Receiver<Item> {
+  readonly unacked = new Deque<Buffer>();
+  ended = false;
+  constructor(
+    private readonly s: Session,
+    readonly rid: number,
+    readonly el: ChanElement,
+  ) {}
+  take(v: Item): void {
+    if (Buffer.isBuffer(v)) {
+      this.unacked.push(v);
+      this.s.conn.send(T.VAL, [this.rid], v);
+    } else {
+      // A stream message cannot be taken back once bytes have flowed, so it counts as acked.
+      this.s.attachStream(this.rid, v);
+    }
+  }
+  end(err: CircuitError): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.s.conn.send(T.REND, [this.rid], encode(toWire(err)));
+  }
+}
+
+export class Session {
+  private handshaken = false;
+  private readonly timer: NodeJS.Timeout;
+  private readonly handles = new Map<number, { el: ChanElement; holder: Holder }>();
+  private readonly handleOf = new Map<ChanElement, number>();
+  private nextHandle = 1;
+  private readonly receivers = new Map<number, SessionReceiver>();
+  private readonly pendingSends = new Map<number, { el: ChanElement; w: SendWaiter<Item> }>();
+  /** Stream messages this session is sending, by its stream id. */
+  private readonly outStreams = new Map<number, StreamPipe>();
+  /** Stream messages this session is receiving, by pipe id. */
+  private readonly inStreams = new Map<number, StreamPipe>();
+  private gone = false;
+
+  constructor(
+    readonly conn: FrameConn,
+    private readonly d: Daemon,
+  ) {
+    this.timer = setTimeout(() => {
+      if (!this.handshaken) this.fatal(new ProtocolError("no handshake within 10 s"));
+    }, HANDSHAKE_MS);
+    this.timer.unref();
+    conn.onFrame = (t, b) => this.frame(t, b);
+    conn.onClose = () => this.cleanup();
+  }
+
+  private frame(type: number, body: Buffer): void {
+    try {
+      if (!this.handshaken) {
+        if (type !== T.HELLO) throw new ProtocolError("expected HELLO");
+        this.hello(body);
+        return;
+      }
+      this.dispatch(type, body);
+    } catch (err) {
+      if (err instanceof CircuitError || err instanceof RangeError || err instanceof TypeError) {
+        this.fatal(err);
+      } else {
+        this.d.log(`session error: ${(err as Error)?.stack ?? err}`);
+        this.fatal(new ProtocolError("internal error"));
+      }
+    }
+  }
+
+  private hello(body: Buffer): void {
+    const h = decode(body) as { v?: unknown };
+    if (typeof h !== "object" || h === null || h.v !== PROTOCOL_VERSION) {
+      throw new ProtocolError(`unsupported protocol version ${JSON.stringify((h as { v?: unknown })?.v)}`);
+    }
+    this.handshaken = true;
+    clearTimeout(this.timer);
+    this.conn.send(
+      T.HELLO,
+      [],
+      encode({ v: PROTOCOL_VERSION, id: this.d.id, url: this.d.url, maxValue: this.d.maxValue }),
+    );
+  }
+
+  private dispatch(type: number, body: Buffer): void {
+    switch (type) {
+      case T.REQ: {
+        const id = u32(body, 0);
+        let req: unknown;
+        try {
+          req = decode(tail(body, 1));
+        } catch {
+          throw new ProtocolError("undecodable request");
+        }
+        this.request(id, req);
+        return;
+      }
+      case T.SEND: {
+        const id = u32(body, 0);
+        const el = this.el(u32(body, 1));
+        const want = u32(body, 2);
+        const v = this.value(tail(body, 3));
+        if (this.pendingSends.size >= MAX_PENDING) throw new ProtocolError("too many pending operations");
+        const w: SendWaiter<Item> = {
+          value: v,
+          done: (err) => {
+            this.pendingSends.delete(id);
+            if (err) this.error(id, err);
+            else {
+              this.conn.send(T.RES, [id]);
+              if (want > 0) el.chan.want(this.holderFor(el), want);
+            }
+          },
+        };
+        this.pendingSends.set(id, { el, w });
+        el.chan.send(w);
+        return;
+      }
+      case T.CSEND: {
+        const el = this.el(u32(body, 0));
+        const v = this.value(tail(body, 1));
+        if (!el.chan.sendCredited(this.holderFor(el), v)) throw new ProtocolError("credited send without credit");
+        return;
+      }
+      case T.RELEASE: {
+        const el = this.el(u32(body, 0));
+        el.chan.release(this.holderFor(el));
+        return;
+      }
+      case T.CANCEL: {
+        const id = u32(body, 0);
+        const p = this.pendingSends.get(id);
+        if (p?.el.chan.cancelSend(p.w)) {
+          this.pendingSends.delete(id);
+          if (!Buffer.isBuffer(p.w.value)) p.w.value.drop("send cancelled");
+          this.conn.send(T.ERR, [id], encode({ code: "Cancelled", message: "cancelled" }));
+        }
+        return;
+      }
+      case T.RECV: {
+        const rid = u32(body, 0);
+        const handle = u32(body, 1);
+        const ack = u32(body, 2);
+        const n = u32(body, 3);
+        let r = this.receivers.get(rid);
+        if (!r) {
+          const el = this.handles.get(handle)?.el;
+          if (!el) {
+            this.conn.send(T.REND, [rid], encode(toWire(new NotFound("unknown channel handle"))));
+            return;
+          }
+          if (this.receivers.size >= MAX_PENDING) throw new ProtocolError("too many receivers");
+          r = new SessionReceiver(this, rid, el);
+          this.receivers.set(rid, r);
+        }
+        for (let i = 0; i < ack && r.unacked.length > 0; i++) r.unacked.shift();
+        if (n > 0 && !r.ended) r.el.chan.recv(r, n);
+        return;
+      }
+      case T.RCLOSE: {
+        const rid = u32(body, 0);
+        const ack = u32(body, 1);
+        const quiet = u32(body, 2);
+        const r = this.receivers.get(rid);
+        if (r) {
+          this.receivers.delete(rid);
+          for (let i = 0; i < ack && r.unacked.length > 0; i++) r.unacked.shift();
+          r.el.chan.cancelRecv(r);
+          r.el.chan.requeue(r.unacked.drain());
+        }
+        if (!quiet) this.conn.send(T.REND, [rid]);
+        return;
+      }
+      case T.SOPEN: {
+        const id = u32(body, 0);
+        const el = this.el(u32(body, 1));
+        const sid = u32(body, 2);
+        if (this.outStreams.has(sid)) throw new ProtocolError("stream id in use");
+        const pipe = new StreamPipe(this.d.nextPipeId(), this.pipeSender(sid));
+        this.outStreams.set(sid, pipe);
+        const w: SendWaiter<Item> = {
+          value: pipe,
+          done: (err) => {
+            this.pendingSends.delete(id);
+            if (err) {
+              pipe.drop(err.message);
+              this.error(id, err);
+            } else this.conn.send(T.RES, [id]);
+          },
+        };
+        this.pendingSends.set(id, { el, w });
+        el.chan.send(w);
+        return;
+      }
+      case T.SDATA: {
+        const sid = u32(body, 0);
+        const pipe = this.outStreams.get(sid);
+        if (pipe && !pipe.write(tail(body, 1))) throw new ProtocolError("stream data beyond its credit");
+        return;
+      }
+      case T.SFIN: {
+        const sid = u32(body, 0);
+        const pipe = this.outStreams.get(sid);
+        if (pipe) {
+          this.outStreams.delete(sid);
+          pipe.fin();
+        }
+        return;
+      }
+      case T.SABORT: {
+        const sid = u32(body, 0);
+        const out = this.outStreams.get(sid);
+        if (out) {
+          this.outStreams.delete(sid);
+          out.breakOff("sender aborted the stream");
+        }
+        return;
+      }
+      case T.SCREDIT: {
+        const pid = u32(body, 0);
+        this.inStreams.get(pid)?.grant(u32(body, 1));
+        return;
+      }
+      case T.SDROP: {
+        const pid = u32(body, 0);
+        const p = this.inStreams.get(pid);
+        if (p) {
+          this.inStreams.delete(pid);
+          p.drop("receiver stopped reading");
+        }
+        return;
+      }
+      default:
+        throw new ProtocolError(`unknown frame type 0x${type.toString(16)}`);
+    }
+  }
+
+  private pipeSender(sid: number): PipeSender {
+    return {
+      credit: (n) => this.conn.send(T.SCREDIT, [sid, n]),
+      abort: (reason) => {
+        this.outStreams.delete(sid);
+        this.conn.send(T.SDROP, [sid], encode({ code: "StreamBroken", message: reason }));
+      },
+    };
+  }
+
+  attachStream(rid: number, pipe: StreamPipe): void {
+    this.inStreams.set(pipe.id, pipe);
+    this.conn.send(T.SATTACH, [rid, pipe.id]);
+    const recv: PipeReceiver = {
+      data: (c) => this.conn.send(T.SDATA, [pipe.id], c),
+      fin: () => {
+        this.inStreams.delete(pipe.id);
+        this.conn.send(T.SFIN, [pipe.id]);
+      },
+      broken: (reason) => {
+        this.inStreams.delete(pipe.id);
+        this.conn.send(T.SABORT, [pipe.id], encode({ code: "StreamBroken", message: reason }));
+      },
+    };
+    pipe.attach(recv);
+  }
+
+  private request(id: number, req: unknown): void {
+    if (typeof req !== "object" || req === null || typeof (req as { op?: unknown }).op !== "string") {
+      throw new ProtocolError("a request is an object with an op");
+    }
+    const r = req as Record<string, unknown>;
+    const reply = (v: unknown) => this.conn.send(T.RES, [id], encode(v ?? null));
+    const fail = (err: unknown) => this.error(id, err);
+    try {
+      switch (r.op) {
+        case "ls":
+          return reply(this.d.list(this.path(r.path), r.recursive === true, r.long === true));
+        case "open": {
+          const el = this.d.element(this.path(r.path));
+          if (!el) return reply(null);
+          if (el.kind === "chan") return reply({ kind: "chan", cap: el.chan.cap, handle: this.handleFor(el) });
+          return reply({ kind: el.kind });
+        }
+        case "mkchan": {
+          const el = this.d.makeChan(this.path(r.path), r.cap);
+          return reply({ kind: "chan", cap: el.chan.cap, handle: this.handleFor(el) });
+        }
+        case "stat":
+          return reply(this.el(this.int(r.handle)).chan.stat());
+        case "peek":
+          return reply(this.d.peek(this.path(r.path)));
+        case "close": {
+          const el = this.el(this.int(r.handle));
+          el.chan.close(() => reply(null));
+          return;
+        }
+        case "scrub": {
+          if (r.handle !== undefined) {
+            const el = this.el(this.int(r.handle));
+            this.d.scrubElement(el, () => reply(null));
+            return;
+          }
+          this.d.scrub(this.path(r.path), () => reply(null));
+          return;
+        }
+        case "servers":
+          return reply(this.d.servers());
+        case "stop":
+          this.d.requestStop(this.path(r.path), () => reply(null));
+          return;
+        default:
+          throw new ProtocolError(`unknown op ${JSON.stringify(r.op)}`);
+      }
+    } catch (err) {
+      if (err instanceof CircuitError || err instanceof RangeError || err instanceof TypeError) fail(err);
+      else throw err;
+    }
+  }
+
+  private path(p: unknown): string[] {
+    if (!Array.isArray(p) || !p.every((x) => typeof x === "string"))
+      throw new ProtocolError("path must be an array of names");
+    return this.d.checkPath(p as string[]);
+  }
+
+  private int(v: unknown): number {
+    if (typeof v !== "number" || !Number.isInteger(v)) throw new ProtocolError("expected an integer");
+    return v;
+  }
+
+  private value(v: Buffer): Buffer {
+    if (v.length > this.d.maxValue) throw new ProtocolError(`value of ${v.length} bytes exceeds the limit`);
+    return v;
+  }
+
+  private el(handle: number): ChanElement {
+    const h = this.handles.get(handle);
+    if (!h) throw new NotFound("unknown channel handle");
+    return h.el;
+  }
+
+  private handleFor(el: ChanElement): number {
+    let h = this.handleOf.get(el);
+    if (h === undefined) {
+      if (this.handles.size >= MAX_HANDLES) throw new ProtocolError("too many open channels on this connection");
+      h = this.nextHandle++;
+      this.handleOf.set(el, h);
+      this.handles.set(h, { el, holder: new Holder(this, h) });
+    }
+    return h;
+  }
+
+  private holderFor(el: ChanElement): Holder {
+    return (this.handles.get(this.handleOf.get(el) as number) as { holder: Holder }).holder;
+  }
+
+  private error(id: number, err: unknown): void {
+    this.conn.send(T.ERR, [id], encode(toWire(err)));
+  }
+
+  /** Tells the peer why, then closes. */
+  private fatal(err: Error): void {
+    if (this.conn.closed) return;
+    this.conn.send(T.ERR, [0], encode(toWire(err)));
+    this.conn.destroy(err);
+  }
+
+  /** The connection is gone: withdraw everything it was doing, losing no value. */
+  private cleanup(): void {
+    if (this.gone) return;
+    this.gone = true;
+    clearTimeout(this.timer);
+    for (const { el, w } of this.pendingSends.values()) {
+      if (el.chan.cancelSend(w) && !Buffer.isBuffer(w.value)) w.value.breakOff("sender disconnected");
+    }
+    this.pendingSends.clear();
+    for (const r of this.receivers.values()) {
+      r.el.chan.cancelRecv(r);
+      r.el.chan.requeue(r.unacked.drain());
+    }
+    this.receivers.clear();
+    for (const { el, holder } of this.handles.values()) el.chan.dropHolder(holder);
+    for (const p of this.outStreams.values()) p.breakOff("sender disconnected");
+    this.outStreams.clear();
+    for (const p of this.inStreams.values()) p.drop("receiver disconnected");
+    this.inStreams.clear();
+    this.d.sessionGone(this);
+  }
+
+  /** The daemon is stopping. */
+  shutdown(): void {
+    this.conn.destroy();
+  }
+}

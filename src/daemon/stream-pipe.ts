@@ -1,0 +1,116 @@
+// A stream message inside the daemon: bytes from its sender wait here until a receiver has taken the
+// message and granted credit. The pipe never holds more than the sender's window, so a sender is
+// paced by its slowest link.
+
+import { STREAM_WINDOW } from "../wire/protocol.js";
+
+export interface PipeSender {
+  /** The sender may send n more bytes. */
+  credit(n: number): void;
+  /** The message was dropped (channel scrubbed, receiver gone): stop sending. */
+  abort(reason: string): void;
+}
+
+export interface PipeReceiver {
+  data(chunk: Buffer): void;
+  fin(): void;
+  broken(reason: string): void;
+}
+
+export class StreamPipe {
+  private readonly chunks: Buffer[] = [];
+  private bytes = 0;
+  private finished = false;
+  private brokenReason: string | undefined;
+  private receiver: PipeReceiver | undefined;
+  private credit = 0;
+  private done = false;
+
+  constructor(
+    readonly id: number,
+    private sender: PipeSender | undefined,
+  ) {
+    sender?.credit(STREAM_WINDOW);
+  }
+
+  /** Bytes from the sender. Returns false if it sent more than its window allowed. */
+  write(chunk: Buffer): boolean {
+    if (this.done || this.finished) return true;
+    if (this.bytes + chunk.length > STREAM_WINDOW) return false;
+    this.chunks.push(Buffer.from(chunk));
+    this.bytes += chunk.length;
+    this.pump();
+    return true;
+  }
+
+  /** The sender's end marker. */
+  fin(): void {
+    if (this.done) return;
+    this.finished = true;
+    this.sender = undefined;
+    this.pump();
+  }
+
+  /** The sender went away (or gave up) before its end marker. */
+  breakOff(reason: string): void {
+    if (this.done || this.finished) return;
+    this.brokenReason = reason;
+    this.sender = undefined;
+    this.pump();
+  }
+
+  /** A receiver took the message. */
+  attach(r: PipeReceiver): void {
+    this.receiver = r;
+    this.pump();
+  }
+
+  /** The receiver may be sent n more bytes. */
+  grant(n: number): void {
+    this.credit += n;
+    this.pump();
+  }
+
+  /** Nobody will read this message (scrubbed, dropped or receiver gone). */
+  drop(reason: string): void {
+    if (this.done) return;
+    this.done = true;
+    this.chunks.length = 0;
+    this.receiver = undefined;
+    this.sender?.abort(reason);
+    this.sender = undefined;
+  }
+
+  get isDone(): boolean {
+    return this.done;
+  }
+
+  private pump(): void {
+    const r = this.receiver;
+    if (!r || this.done) return;
+    let freed = 0;
+    while (this.chunks.length > 0 && this.credit > 0) {
+      let c = this.chunks[0] as Buffer;
+      if (c.length > this.credit) {
+        this.chunks[0] = c.subarray(this.credit);
+        c = c.subarray(0, this.credit);
+      } else {
+        this.chunks.shift();
+      }
+      this.credit -= c.length;
+      this.bytes -= c.length;
+      freed += c.length;
+      r.data(c);
+    }
+    if (freed > 0) this.sender?.credit(freed);
+    if (this.chunks.length === 0) {
+      if (this.finished) {
+        this.done = true;
+        r.fin();
+      } else if (this.brokenReason !== undefined) {
+        this.done = true;
+        r.broken(this.brokenReason);
+      }
+    }
+  }
+}

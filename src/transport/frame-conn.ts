@@ -1,0 +1,96 @@
+// A connection that carries frames over a byte stream (TCP, TLS, or an in-memory duplex). Frames
+// written during one event-loop turn leave in one write: the protocol engines above write a frame
+// per message and never think about syscalls.
+
+import type { Duplex } from "node:stream";
+import { ProtocolError } from "../errors.js";
+import { FrameDecoder, FrameWriter } from "../wire/frame.js";
+
+const FLUSH_AT = 256 * 1024;
+
+export interface FrameConnOptions {
+  /** Largest frame accepted from the peer, in bytes (length prefix excluded). */
+  maxFrame: number;
+}
+
+export class FrameConn {
+  onFrame: (type: number, body: Buffer) => void = () => {};
+  /** Called once when the connection ends, with the reason if it was not a clean close. */
+  onClose: (err?: Error) => void = () => {};
+
+  private readonly writer = new FrameWriter();
+  private readonly decoder: FrameDecoder;
+  private scheduled = false;
+  private ended = false;
+
+  constructor(
+    readonly stream: Duplex,
+    opts: FrameConnOptions,
+  ) {
+    this.decoder = new FrameDecoder(opts.maxFrame, (t, b) => this.onFrame(t, b));
+    stream.on("data", (chunk: Buffer) => {
+      if (this.ended) return;
+      try {
+        this.decoder.push(chunk);
+      } catch (err) {
+        this.destroy(err instanceof Error ? err : new ProtocolError(String(err)));
+      }
+    });
+    stream.on("error", (err) => this.finish(err));
+    stream.on("close", () => this.finish());
+    stream.on("end", () => this.finish());
+  }
+
+  get closed(): boolean {
+    return this.ended;
+  }
+
+  /** Queues a frame; it is written at the end of this event-loop turn. */
+  send(type: number, fields: readonly number[], tail?: Uint8Array): void {
+    if (this.ended) return;
+    this.writer.frame(type, fields, tail);
+    if (this.writer.length >= FLUSH_AT) this.flush();
+    else if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flushSoon);
+    }
+  }
+
+  /** True while the stream's own buffer is above its high-water mark. */
+  get congested(): boolean {
+    return this.stream.writableNeedDrain;
+  }
+
+  flush(): void {
+    if (this.writer.length === 0 || this.ended) return;
+    this.stream.write(this.writer.take());
+  }
+
+  /** Writes what is queued, then ends the connection. */
+  end(): void {
+    if (this.ended) return;
+    this.flush();
+    this.stream.end();
+    this.finish();
+  }
+
+  destroy(err?: Error): void {
+    if (this.ended) return;
+    this.flush();
+    this.finish(err);
+    // Let queued bytes (an error frame, say) leave before the socket goes.
+    this.stream.end();
+    setTimeout(() => this.stream.destroy(), 200).unref();
+  }
+
+  private readonly flushSoon = (): void => {
+    this.scheduled = false;
+    this.flush();
+  };
+
+  private finish(err?: Error): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.onClose(err);
+  }
+}

@@ -1,0 +1,107 @@
+// The message types of the circuit protocol. One connection per peer pair carries requests with ids,
+// responses, server pushes and the channel data path. Control frames carry MessagePack; data frames
+// carry the sender's encoded value as an opaque tail that the daemon never decodes.
+//
+// Fields listed per type are the u32 fields at the start of the body (see frame.ts).
+//
+// Handshake
+//   HELLO      c→s, s→c  tail {v, role, ...}: the first frame each way
+// Control
+//   REQ        c→s  [id]                 tail {op, ...args}
+//   RES        s→c  [id]                 tail result
+//   ERR        s→c  [id]                 tail {code, message}
+//   PUSH       s→c  []                   tail {ev, ...}
+//   CANCEL     c→s  [id]                 withdraw a blocked SEND/SOPEN; it then fails with code
+//                                        Cancelled, unless its RES is already on the way.
+// Channel sends (credit flow control: a grant is buffer slots reserved for this connection)
+//   SEND       c→s  [id, handle, want]   tail value: a send that may block; RES [id] when done.
+//                                        `want` asks for up to that many credits afterwards.
+//   CSEND      c→s  [handle]             tail value: a send into a slot granted earlier; no reply.
+//   GRANT      s→c  [handle, n]          n more credits.
+//   REVOKE     s→c  [handle]             give back unused credits (another sender waits, or the
+//                                        channel is closing); answered by RELEASE.
+//   RELEASE    c→s  [handle, n]          n credits were unused; the client now holds none.
+// Channel receives (a receiver id `rid` is a request id; each credit is one blocked receive)
+//   RECV       c→s  [rid, handle, ack, n]  ack the first `ack` undelivered-to-user values of rid
+//                                          and add n receive credits (creates rid on first use).
+//   VAL        s→c  [rid]                tail value: one value for rid (kept until acked).
+//   RCLOSE     c→s  [rid, ack, quiet]    ack `ack` values; the rest of rid's unacked values go back
+//                                        to the head of the channel; its credits are withdrawn;
+//                                        answered by an empty REND unless quiet.
+//   REND       s→c  [rid]                tail {code, message} or empty: rid is finished (after its
+//                                        last VAL); empty after RCLOSE, an error otherwise.
+// Streams (one channel message carried as bytes with end marker and byte credits)
+//   SOPEN      c→s  [id, handle, sid]    a stream message `sid` enters the channel like a send;
+//                                        RES [id] when a receiver took it or the buffer had room.
+//   SDATA      both [sid]                tail bytes
+//   SCREDIT    both [sid, n]             n more bytes may be sent on sid
+//   SFIN       both [sid]                the end marker
+//   SABORT     c→s  [sid], s→c [pid]     tail {code, message}: the sender broke off; the message
+//                                        is delivered as an error, never as a short message
+//   SATTACH    s→c  [rid, pid]           delivery of a stream message to receiver rid (instead of
+//                                        VAL); pid names the message on this connection: SDATA,
+//                                        SFIN and SABORT s→c, SCREDIT c→s carry it.
+//   SDROP      c→s  [pid]                the receiver stops reading;
+//              s→c  [sid]                tail {code, message}: your stream message was dropped
+//                                        (receiver stopped, channel scrubbed): stop writing.
+// A stream is acknowledged as soon as it is attached: bytes that have flowed cannot be taken back.
+
+import { Packr } from "msgpackr";
+
+export const PROTOCOL_VERSION = 1;
+
+export const T = {
+  HELLO: 0x01,
+  REQ: 0x02,
+  RES: 0x03,
+  ERR: 0x04,
+  PUSH: 0x05,
+  CANCEL: 0x06,
+  SEND: 0x10,
+  CSEND: 0x11,
+  GRANT: 0x12,
+  REVOKE: 0x13,
+  RELEASE: 0x14,
+  RECV: 0x20,
+  VAL: 0x21,
+  RCLOSE: 0x22,
+  REND: 0x23,
+  SOPEN: 0x30,
+  SDATA: 0x31,
+  SCREDIT: 0x32,
+  SFIN: 0x33,
+  SABORT: 0x34,
+  SATTACH: 0x35,
+  SDROP: 0x36,
+} as const;
+
+/** Defaults shared by both ends; the server announces its own in HELLO. */
+export const DEFAULT_MAX_VALUE = 16 * 1024 * 1024;
+/** A frame may carry a maximal value plus its header fields. */
+export const FRAME_SLACK = 64 * 1024;
+/** Bytes a stream sender may have in flight before the daemon grants more. */
+export const STREAM_WINDOW = 256 * 1024;
+
+// Values: bigints stay bigints, Dates stay Dates, byte arrays stay byte arrays, and no record
+// extension (so any MessagePack implementation can read the bytes).
+const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: "bigint", largeBigIntToFloat: false });
+
+export function encode(value: unknown): Buffer {
+  return packr.pack(value);
+}
+
+export function decode(bytes: Uint8Array): unknown {
+  return packr.unpack(bytes);
+}
+
+/** Reads the u32 field at index i of a frame body. */
+export function u32(body: Buffer, i: number): number {
+  if (body.length < 4 * (i + 1)) throw new RangeError("frame body too short");
+  return body.readUInt32BE(4 * i);
+}
+
+/** The tail of a frame body after its first `fields` u32 fields. */
+export function tail(body: Buffer, fields: number): Buffer {
+  if (body.length < 4 * fields) throw new RangeError("frame body too short");
+  return body.subarray(4 * fields);
+}

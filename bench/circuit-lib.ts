@@ -57,4 +57,3 @@ export function checkPayload(v: unknown, bytes: number): void {
     throw new Error(`expected a ${bytes}-byte Uint8Array, got ${what}`);
   }
 }
-

@@ -102,8 +102,15 @@ class Tail {
 
 function describeExit(name: string, code: number | null, sig: NodeJS.Signals | null, tail: Tail): string {
   const how = sig ? `killed by ${sig}` : `exited with code ${code}`;
-  const said = tail.toString();
-  return `${name} ${how}${said ? `: ${said.split("\n").slice(-6).join(" | ")}` : ""}`;
+  // Stack frames and Node's version banner say nothing about what went wrong.
+  const said = tail
+    .toString()
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith("at ") && !/^Node\.js v/.test(l) && l !== "}" && l !== "^")
+    .slice(-4)
+    .join(" | ");
+  return `${name} ${how}${said ? `: ${said}` : ""}`;
 }
 
 /** A role process started by `Procs.role`; messages are queued so none is missed. */
@@ -116,7 +123,7 @@ export class RoleHandle {
   constructor(
     readonly name: string,
     readonly child: ChildProcess,
-    private readonly signal: AbortSignal,
+    signal: AbortSignal,
   ) {
     child.stdout?.on("data", (d) => this.output.push(d));
     child.stderr?.on("data", (d) => this.output.push(d));
@@ -173,6 +180,7 @@ export class Procs {
 
   /** Forks `bench/role.ts` running `scenario`'s `role` in a fresh Node process. */
   role(scenario: string, role: string, args: Record<string, unknown> = {}, deadlineMs = 60_000): RoleHandle {
+    this.checkDeadline(`${scenario}/${role}`);
     const child = fork(roleEntry, [scenario, role, JSON.stringify(args), String(deadlineMs)], {
       cwd: repoRoot,
       execArgv: ["--import", "tsx"],
@@ -184,6 +192,7 @@ export class Procs {
 
   /** Spawns a server; `gentle` ones get SIGTERM and a grace period before SIGKILL. */
   spawn(name: string, cmd: string, args: string[], gentle = true): Spawned {
+    this.checkDeadline(name);
     const child = spawn(cmd, args, { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
     this.add(child, gentle);
     const stdout = new Tail();
@@ -197,6 +206,12 @@ export class Procs {
     });
     exited.catch(() => {});
     return { child, stdout, stderr, exited };
+  }
+
+  // An abort listener added after the fact never fires, so nothing may start once the deadline
+  // has passed.
+  private checkDeadline(what: string): void {
+    if (this.signal.aborted) throw new Error(`${what}: deadline passed`);
   }
 
   private add(child: ChildProcess, gentle: boolean): void {

@@ -5,7 +5,7 @@ import { spawnSync } from "node:child_process";
 import { accessSync, constants } from "node:fs";
 import { delimiter, join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { type NatsConnection, connect } from "nats";
+import { connect, type NatsConnection } from "nats";
 import type { Procs, RoleContext, Row, Scenario, ScenarioContext } from "./harness.ts";
 import { errorText, firstMatch, latencySummary } from "./harness.ts";
 

@@ -4,7 +4,7 @@
 // one that walks frame boundaries and re-batches each frame (what a daemon must at least do) and
 // one that pipes bytes blindly.
 import { once } from "node:events";
-import { type Socket, connect, createServer } from "node:net";
+import { connect, createServer, type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import type { Procs, RoleContext, Row, Scenario, ScenarioContext } from "./harness.ts";
 import { errorText } from "./harness.ts";

@@ -6,13 +6,13 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import { join } from "node:path";
 import {
-  Procs,
-  type Row,
-  type ScenarioResult,
   errorText,
   formatMicros,
   formatRate,
+  Procs,
+  type Row,
   repoRoot,
+  type ScenarioResult,
   withDeadline,
 } from "./harness.ts";
 import { scenarioModules } from "./scenarios.ts";
@@ -52,9 +52,7 @@ function machineInfo(): Record<string, unknown> {
   const cpus = os.cpus();
   let commit: string | undefined;
   try {
-    commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: repoRoot, stdio: "pipe" })
-      .toString()
-      .trim();
+    commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: repoRoot, stdio: "pipe" }).toString().trim();
   } catch {
     commit = undefined;
   }
@@ -66,7 +64,8 @@ function machineInfo(): Record<string, unknown> {
     cpus: cpus.length,
     cpuModel: cpus[0]?.model,
     memTotalBytes: os.totalmem(),
-    loadavg: os.loadavg(),
+    // An object, not an array: biome lints bench/** and would re-wrap a JSON array of numbers.
+    loadavg: Object.fromEntries(["1m", "5m", "15m"].map((k, i) => [k, os.loadavg()[i]])),
     commit,
   };
 }
@@ -87,7 +86,10 @@ async function runScenario(name: string): Promise<ScenarioResult & { error?: str
   const signal = AbortSignal.timeout(scenario.budgetMs);
   const procs = new Procs(signal);
   try {
-    const result = await withDeadline(scenario.run({ signal, procs, log }), signal, name);
+    // Every wait inside a scenario gives up when `signal` fires, so it normally returns the rows it
+    // has; this later net only catches a scenario that ignores its signal.
+    const net = AbortSignal.timeout(scenario.budgetMs + 3000);
+    const result = await withDeadline(scenario.run({ signal, procs, log }), net, name);
     return { ...result, info: { ...prepared, ...result.info }, ms: performance.now() - started };
   } catch (e) {
     return { rows: [], error: errorText(e), ms: performance.now() - started };
@@ -95,6 +97,8 @@ async function runScenario(name: string): Promise<ScenarioResult & { error?: str
     await procs.closeAll();
   }
 }
+
+const LABEL = 52;
 
 function pad(s: string, n: number, right = false): string {
   return right ? s.padStart(n) : s.padEnd(n);
@@ -124,12 +128,12 @@ function renderTable(rows: Map<string, Row>): { text: string; verdicts: Record<s
     lines.push("", c.title);
     const head =
       c.kind === "throughput"
-        ? `  ${pad("", 46)}${pad("msgs/s", 16, true)}${pad("vs NATS", 10, true)}`
-        : `  ${pad("", 46)}${pad("p50", 11, true)}${pad("p99", 11, true)}${pad("p50 vs NATS", 13, true)}${pad("p99 vs NATS", 13, true)}`;
+        ? `  ${pad("", LABEL)}${pad("msgs/s", 16, true)}${pad("vs NATS", 10, true)}`
+        : `  ${pad("", LABEL)}${pad("p50", 11, true)}${pad("p99", 11, true)}${pad("p50 vs NATS", 13, true)}${pad("p99 vs NATS", 13, true)}`;
     lines.push(head);
     for (const row of present) {
       const f = figures(row);
-      let line = `  ${pad(row.label, 46)}`;
+      let line = `  ${pad(row.label, LABEL)}`;
       if (row.error) {
         line += f[0];
       } else if (c.kind === "throughput") {
@@ -157,10 +161,19 @@ function renderTable(rows: Map<string, Row>): { text: string; verdicts: Record<s
         verdict = `${ratio.toFixed(2)}× — ${c.target.met(ratio) ? "met" : "NOT met"}`;
       }
       lines.push(`  target: circuit ${c.target.text}: ${verdict}`);
-      verdicts.push({ target: `${c.target.id} ${c.target.text}`, ratio, met: ratio === undefined ? null : c.target.met(ratio) });
+      verdicts.push({
+        target: `${c.target.id} ${c.target.text}`,
+        ratio,
+        met: ratio === undefined ? null : c.target.met(ratio),
+      });
     }
   }
   return { text: lines.join("\n"), verdicts };
+}
+
+// Sub-microsecond digits of a rate or a latency are noise; three decimals keep the JSON readable.
+function roundFigures(_key: string, v: unknown): unknown {
+  return typeof v === "number" && !Number.isInteger(v) ? Math.round(v * 1000) / 1000 : v;
 }
 
 async function main(): Promise<number> {
@@ -174,7 +187,8 @@ async function main(): Promise<number> {
     console.error(`unknown scenario: ${unknown.join(", ")}\n${usage()}`);
     return 2;
   }
-  const names = args.length > 0 ? Object.keys(scenarioModules).filter((n) => args.includes(n)) : Object.keys(scenarioModules);
+  const names =
+    args.length > 0 ? Object.keys(scenarioModules).filter((n) => args.includes(n)) : Object.keys(scenarioModules);
   const machine = machineInfo();
   const scenarios: Record<string, unknown> = {};
   const rows = new Map<string, Row>();
@@ -198,7 +212,7 @@ async function main(): Promise<number> {
   const dir = join(repoRoot, "bench", "results");
   mkdirSync(dir, { recursive: true });
   const file = join(dir, "latest.json");
-  writeFileSync(file, `${JSON.stringify({ machine, scenarios, targets: verdicts }, null, 2)}\n`);
+  writeFileSync(file, `${JSON.stringify({ machine, scenarios, targets: verdicts }, roundFigures, 2)}\n`);
   console.log(`\nwrote ${file}`);
   return failed ? 1 : 0;
 }

@@ -126,7 +126,7 @@ export class Daemon {
     if (names.length < 2) throw new WrongKind(`${formatPath(names)} cannot hold a channel`);
     if (typeof cap !== "number") throw new RangeError("channel capacity must be a number");
     const el: ChanElement = { kind: "chan", chan: new Channel<Item>(cap), names };
-    this.tree.set(names.slice(1), el);
+    this.tree.set(names.slice(1), el, formatPath(names));
     return el;
   }
 

@@ -80,8 +80,8 @@ export class AnchorTree<E> {
     return n ? [...n.children.keys()].sort() : [];
   }
 
-  /** Places an element; throws AnchorBusy if the anchor already holds one. */
-  set(names: readonly string[], element: E): void {
+  /** Places an element; throws AnchorBusy (naming `display`) if the anchor already holds one. */
+  set(names: readonly string[], element: E, display = formatPath(names)): void {
     let node = this.root;
     for (const name of names) {
       let next = node.children.get(name);
@@ -93,7 +93,7 @@ export class AnchorTree<E> {
     }
     if (node.element !== undefined) {
       this.prune(names);
-      throw new AnchorBusy(`${formatPath(names)} already holds an element`);
+      throw new AnchorBusy(`${display} already holds an element`);
     }
     node.element = element;
     this.count++;

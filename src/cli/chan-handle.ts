@@ -1,0 +1,12 @@
+// Resolves PATH to a channel handle for the channel commands.
+
+import type { Chan } from "../client/chan.js";
+import type { Client } from "../client/client.js";
+import { NotFound, WrongKind } from "../errors.js";
+
+export async function chanAt(c: Client, path: string): Promise<Chan> {
+  const el = await c.walk(path).get();
+  if (!el) throw new NotFound(`${path} holds no element`);
+  if (el.kind !== "chan") throw new WrongKind(`${path} holds a ${el.kind}, not a channel`);
+  return el;
+}

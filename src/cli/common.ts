@@ -1,0 +1,116 @@
+// What every command shares: global options, dialling, output, and turning failures into one line
+// on stderr with the documented exit code.
+
+import { existsSync, readFileSync } from "node:fs";
+import { type Client, DEFAULT_URL, dial } from "../client/client.js";
+import { CircuitError, Timeout } from "../errors.js";
+
+export interface GlobalOptions {
+  dial?: string;
+  discover?: string;
+  key?: string;
+  json?: boolean;
+}
+
+/** A wrong use of the command line: exit code 2. */
+export class UsageError extends Error {}
+
+/** The dial URL: -d, else $CIRCUIT (a URL or a file holding one), else the default. */
+export function dialUrl(g: GlobalOptions): string {
+  if (g.dial) return g.dial;
+  const env = process.env.CIRCUIT?.trim();
+  if (env) {
+    if (env.startsWith("circuit://")) return env;
+    if (existsSync(env)) return readFileSync(env, "utf8").trim().split(/\s+/)[0] ?? "";
+    throw new UsageError(`CIRCUIT=${env} is neither a circuit:// URL nor a file holding one`);
+  }
+  return DEFAULT_URL;
+}
+
+/** Dials, runs `fn`, and closes the client whatever happens. */
+export async function withClient<T>(g: GlobalOptions, fn: (c: Client) => Promise<T>): Promise<T> {
+  if (g.discover || process.env.CIRCUIT_DISCOVER) throw new UsageError("--discover is not supported by this build yet");
+  if (g.key || process.env.CIRCUIT_KEY) throw new UsageError("--key is not supported by this build yet");
+  let url: string;
+  try {
+    url = dialUrl(g);
+  } catch (err) {
+    if (err instanceof UsageError) throw err;
+    throw new UsageError((err as Error).message);
+  }
+  let client: Client;
+  try {
+    client = await dial(url);
+  } catch (err) {
+    if (err instanceof TypeError) throw new UsageError(err.message);
+    throw err;
+  }
+  try {
+    return await fn(client);
+  } finally {
+    await client.close();
+  }
+}
+
+/** A signal for `--timeout MS`, or undefined without one. */
+export function timeoutSignal(ms: string | undefined): AbortSignal | undefined {
+  if (ms === undefined) return undefined;
+  const n = Number(ms);
+  if (!Number.isInteger(n) || n < 0) throw new UsageError(`--timeout takes a whole number of milliseconds, got ${ms}`);
+  return AbortSignal.timeout(n);
+}
+
+/** Validates a path argument so that a typo is a usage error, not a failed operation. */
+export function pathArg(p: string): string {
+  if (!p.startsWith("/"))
+    throw new UsageError(`bad path ${JSON.stringify(p)}: paths are absolute, like /X3f9c0a1be2d47780/name`);
+  return p;
+}
+
+export function printJson(v: unknown): void {
+  process.stdout.write(`${JSON.stringify(v, jsonReplacer, 2)}\n`);
+}
+
+/** JSON for values JSON cannot hold as they are: bigints as strings, bytes as base64 objects. */
+export function jsonReplacer(_k: string, v: unknown): unknown {
+  if (typeof v === "bigint") return v.toString();
+  if (v instanceof Uint8Array) return { $bytes: Buffer.from(v).toString("base64") };
+  if (
+    v &&
+    typeof v === "object" &&
+    (v as { type?: string }).type === "Buffer" &&
+    Array.isArray((v as { data?: unknown }).data)
+  ) {
+    return { $bytes: Buffer.from((v as { data: number[] }).data).toString("base64") };
+  }
+  return v;
+}
+
+/** Reads all of stdin. */
+export async function readStdin(): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of process.stdin) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}
+
+/** Maps a failure to its exit code after printing one line. */
+export function report(err: unknown): number {
+  if (err instanceof UsageError) {
+    process.stderr.write(`circuit: ${err.message}\n`);
+    return 2;
+  }
+  if (err instanceof Error && (err.name === "TimeoutError" || err instanceof Timeout)) {
+    process.stderr.write(`circuit: timed out${err instanceof Timeout ? `: ${err.message}` : ""}\n`);
+    return 1;
+  }
+  if (err instanceof CircuitError) {
+    process.stderr.write(`circuit: ${err.code}: ${err.message}\n`);
+    return 1;
+  }
+  if (err instanceof TypeError || err instanceof RangeError) {
+    process.stderr.write(`circuit: ${err.message}\n`);
+    return 2;
+  }
+  process.stderr.write(`circuit: ${err instanceof Error ? err.message : String(err)}\n`);
+  return 1;
+}

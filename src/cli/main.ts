@@ -1,0 +1,45 @@
+#!/usr/bin/env node
+// The circuit command line: one file per command, each thin over the client library.
+
+import { Command, CommanderError } from "commander";
+import { VERSION } from "../daemon/daemon.js";
+import { register as close } from "./close.js";
+import { report } from "./common.js";
+import { register as ls } from "./ls.js";
+import { register as mkchan } from "./mkchan.js";
+import { register as peek } from "./peek.js";
+import { register as recv } from "./recv.js";
+import { register as scrub } from "./scrub.js";
+import { register as send } from "./send.js";
+import { register as start } from "./start.js";
+import { register as stop } from "./stop.js";
+
+const program = new Command("circuit")
+  .description("Go-style channels across processes and machines")
+  .version(VERSION)
+  .option("-d, --dial <url>", "server to dial (env CIRCUIT: a URL or a file holding one)")
+  .option("--discover <group:port>", "find a server by multicast (env CIRCUIT_DISCOVER)")
+  .option("--key <file>", "cluster key file (env CIRCUIT_KEY)")
+  .option("--json", "machine-readable output; `send` parses stdin as JSON")
+  .showSuggestionAfterError()
+  .exitOverride()
+  .configureOutput({ outputError: (s, write) => write(`${s.split("\n")[0]}\n`) });
+
+for (const reg of [start, ls, peek, scrub, mkchan, send, recv, close, stop]) reg(program);
+for (const c of program.commands)
+  c.exitOverride().configureOutput({ outputError: (s, write) => write(`${s.split("\n")[0]}\n`) });
+
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  if (err.code === "EPIPE") process.exit(0);
+});
+
+try {
+  await program.parseAsync(process.argv);
+  process.exitCode = 0;
+} catch (err) {
+  if (err instanceof CommanderError) {
+    process.exitCode = err.exitCode === 0 ? 0 : 2;
+  } else {
+    process.exitCode = report(err);
+  }
+}

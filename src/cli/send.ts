@@ -1,0 +1,28 @@
+// circuit send PATH: send stdin as one byte value (with --json, as one JSON value).
+
+import type { Command } from "commander";
+import { chanAt } from "./chan-handle.js";
+import { type GlobalOptions, pathArg, readStdin, timeoutSignal, UsageError, withClient } from "./common.js";
+
+export function register(program: Command): void {
+  program
+    .command("send")
+    .description("send stdin as one message (a byte value, or a JSON value with --json)")
+    .argument("<path>", "channel path")
+    .option("--timeout <ms>", "give up after this many milliseconds (exit 1)")
+    .action(async (path: string, o: { timeout?: string }, cmd: Command) => {
+      const g = cmd.optsWithGlobals() as GlobalOptions;
+      pathArg(path);
+      const signal = timeoutSignal(o.timeout);
+      const input = await readStdin();
+      let value: unknown = input;
+      if (g.json) {
+        try {
+          value = JSON.parse(input.toString("utf8"));
+        } catch (err) {
+          throw new UsageError(`stdin is not valid JSON: ${(err as Error).message}`);
+        }
+      }
+      await withClient(g, async (c) => (await chanAt(c, path)).send(value, { signal }));
+    });
+}

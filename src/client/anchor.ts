@@ -1,8 +1,8 @@
 // An anchor: a place in the circuit's tree. Walking creates nothing and does no I/O.
 
-import { formatPath, parsePath } from "../element/anchor-tree.js";
-import { MAX_CAP } from "../element/channel.js";
 import { WrongKind } from "../errors.js";
+import { formatPath, parsePath } from "../wire/path.js";
+import { MAX_CAP } from "../wire/protocol.js";
 import { Chan, type OpOptions } from "./chan.js";
 import type { Connection } from "./connection.js";
 import { ServerHandle } from "./server-handle.js";

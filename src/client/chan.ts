@@ -1,8 +1,8 @@
 // A handle on a channel element anywhere in the circuit.
 
 import { Readable, type Writable } from "node:stream";
-import { Deque } from "../element/deque.js";
 import { ChannelClosed, type CircuitError, ProtocolError, WrongKind } from "../errors.js";
+import { Deque } from "../util/deque.js";
 import { decode } from "../wire/protocol.js";
 import type { ChanState, Connection } from "./connection.js";
 

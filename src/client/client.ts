@@ -1,7 +1,7 @@
 // dial and Client: a program's entry into the circuit through one dial-in server.
 
-import { parsePath } from "../element/anchor-tree.js";
 import { CircuitError, type ServerGone } from "../errors.js";
+import { parsePath } from "../wire/path.js";
 import { Anchor, type Router } from "./anchor.js";
 import type { OpOptions } from "./chan.js";
 import { Connection } from "./connection.js";

@@ -4,10 +4,11 @@
 import { randomBytes } from "node:crypto";
 import * as net from "node:net";
 import * as os from "node:os";
-import { AnchorTree, badName, formatPath } from "../element/anchor-tree.js";
+import { AnchorTree } from "../element/anchor-tree.js";
 import { Channel } from "../element/channel.js";
 import { NotFound, WrongKind } from "../errors.js";
 import { FrameConn } from "../transport/frame-conn.js";
+import { badName, formatPath } from "../wire/path.js";
 import { DEFAULT_MAX_VALUE, FRAME_SLACK } from "../wire/protocol.js";
 import { type ChanElement, type Item, Session } from "./session.js";
 

@@ -2,9 +2,9 @@
 // Values stay opaque bytes here; only control frames are decoded.
 
 import type { Channel, CreditHolder, Receiver, SendWaiter } from "../element/channel.js";
-import { Deque } from "../element/deque.js";
 import { CircuitError, NotFound, ProtocolError, toWire } from "../errors.js";
 import type { FrameConn } from "../transport/frame-conn.js";
+import { Deque } from "../util/deque.js";
 import { decode, encode, PROTOCOL_VERSION, T, tail, u32 } from "../wire/protocol.js";
 import type { Daemon } from "./daemon.js";
 import { type PipeReceiver, type PipeSender, StreamPipe } from "./stream-pipe.js";

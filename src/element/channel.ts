@@ -9,7 +9,7 @@
 // credited send can be in flight.
 
 import { ChannelAborted, ChannelClosed, type CircuitError } from "../errors.js";
-import { Deque } from "./deque.js";
+import { Deque } from "../util/deque.js";
 
 export const MAX_CAP = 1_000_000;
 

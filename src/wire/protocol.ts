@@ -105,3 +105,6 @@ export function tail(body: Buffer, fields: number): Buffer {
   if (body.length < 4 * fields) throw new RangeError("frame body too short");
   return body.subarray(4 * fields);
 }
+
+/** Largest channel capacity (the channel element enforces the same bound). */
+export const MAX_CAP = 1_000_000;

@@ -1,11 +1,12 @@
 // Shared plumbing for the benchmark scenarios: child processes that report over IPC, hard
 // deadlines, and the figures' shapes and units. Every role runs in its own OS process so that no
 // measurement shares an event loop with the thing it measures.
-import { type ChildProcess, fork, spawn } from "node:child_process";
+import { type ChildProcess, fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
 
 export const repoRoot = fileURLToPath(new URL("..", import.meta.url));
 const roleEntry = fileURLToPath(new URL("./role.ts", import.meta.url));
+const keeperEntry = fileURLToPath(new URL("./keeper.ts", import.meta.url));
 
 /** One line of the results table. Absent figures mean "not measured"; `error` says why. */
 export interface Row {
@@ -65,16 +66,17 @@ export interface Message {
 
 // Children are tracked globally so that even an uncaught failure in the orchestrator kills them
 // on the way out; `exit` handlers may only do synchronous work, and process.kill is.
-const live = new Set<ChildProcess>();
+// Keepers get SIGTERM rather than SIGKILL so that they can stop their server.
+const live = new Map<ChildProcess, NodeJS.Signals>();
 let exitHookInstalled = false;
-function track(child: ChildProcess): void {
+function track(child: ChildProcess, sig: NodeJS.Signals): void {
   if (!exitHookInstalled) {
     exitHookInstalled = true;
     process.on("exit", () => {
-      for (const c of live) killPid(c, "SIGKILL");
+      for (const [c, s] of live) killPid(c, s);
     });
   }
-  live.add(child);
+  live.set(child, sig);
   child.once("exit", () => live.delete(child));
 }
 
@@ -190,11 +192,18 @@ export class Procs {
     return new RoleHandle(`${scenario}/${role}`, child, this.signal);
   }
 
-  /** Spawns a server; `gentle` ones get SIGTERM and a grace period before SIGKILL. */
-  spawn(name: string, cmd: string, args: string[], gentle = true): Spawned {
+  /**
+   * Spawns a server under `bench/keeper.ts`, which stops it if this process dies however it
+   * dies; stop() sends the keeper SIGTERM and it passes that on.
+   */
+  spawn(name: string, cmd: string, args: string[]): Spawned {
     this.checkDeadline(name);
-    const child = spawn(cmd, args, { cwd: repoRoot, stdio: ["ignore", "pipe", "pipe"] });
-    this.add(child, gentle);
+    const child = fork(keeperEntry, [cmd, ...args], {
+      cwd: repoRoot,
+      execArgv: ["--import", "tsx"],
+      stdio: ["ignore", "pipe", "pipe", "ipc"],
+    });
+    this.add(child, true);
     const stdout = new Tail();
     const stderr = new Tail();
     child.stdout?.on("data", (d) => stdout.push(d));
@@ -215,12 +224,12 @@ export class Procs {
   }
 
   private add(child: ChildProcess, gentle: boolean): void {
-    track(child);
+    track(child, gentle ? "SIGTERM" : "SIGKILL");
     this.children.push({ child, gentle });
   }
 
   /** Stops one child: SIGTERM then SIGKILL after `graceMs` for servers, SIGKILL for roles. */
-  async stop(child: ChildProcess, graceMs = 2000): Promise<void> {
+  async stop(child: ChildProcess, graceMs = 4000): Promise<void> {
     const entry = this.children.find((c) => c.child === child);
     if (!entry || child.exitCode !== null || child.signalCode !== null) return;
     const gone = new Promise<void>((resolve) => child.once("exit", () => resolve()));

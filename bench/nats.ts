@@ -162,10 +162,11 @@ async function startNatsServer(procs: Procs): Promise<number> {
   return Number(m[1]);
 }
 
-async function pubsub(procs: Procs, port: number): Promise<Row> {
+async function pubsub(procs: Procs): Promise<Row> {
   const id = "nats.pubsub";
   const label = "NATS core pub/sub (nats.js, callback sub)";
   try {
+    const port = await startNatsServer(procs);
     const subject = "bench.pubsub";
     const common = { port, subject, count: PUBSUB_MESSAGES };
     const sub = procs.role("nats", "subscriber", { ...common, seconds: PUBSUB_SECONDS });
@@ -188,10 +189,11 @@ async function pubsub(procs: Procs, port: number): Promise<Row> {
   }
 }
 
-async function requestReply(procs: Procs, port: number): Promise<Row> {
+async function requestReply(procs: Procs): Promise<Row> {
   const id = "nats.reqrep";
   const label = "NATS request-reply";
   try {
+    const port = await startNatsServer(procs);
     const subject = "bench.rr";
     const responder = procs.role("nats", "responder", { port, subject });
     await responder.next("ready");
@@ -229,10 +231,10 @@ export const scenario: Scenario = {
   async run(ctx: ScenarioContext) {
     // Each measurement gets its own server so the second does not inherit the first's backlog.
     ctx.log("nats: pub/sub");
-    const a = await pubsub(ctx.procs, await startNatsServer(ctx.procs));
+    const a = await pubsub(ctx.procs);
     await ctx.procs.closeAll();
     ctx.log("nats: request-reply");
-    const b = await requestReply(ctx.procs, await startNatsServer(ctx.procs));
+    const b = await requestReply(ctx.procs);
     return { rows: [a, b] };
   },
   roles: {

@@ -31,7 +31,7 @@ const ctx: RoleContext = {
 };
 
 try {
-  const load = scenarioModules[scenarioName];
+  const load = Object.hasOwn(scenarioModules, scenarioName) ? scenarioModules[scenarioName] : undefined;
   if (!load) throw new Error(`unknown scenario ${scenarioName}`);
   const scenario: Scenario = await load();
   const role = scenario.roles[roleName];

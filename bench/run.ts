@@ -182,7 +182,7 @@ async function main(): Promise<number> {
     console.log(usage());
     return 0;
   }
-  const unknown = args.filter((a) => !(a in scenarioModules));
+  const unknown = args.filter((a) => !Object.hasOwn(scenarioModules, a));
   if (unknown.length > 0) {
     console.error(`unknown scenario: ${unknown.join(", ")}\n${usage()}`);
     return 2;

@@ -395,12 +395,14 @@ describe("when the server dies", () => {
     const c = await dial(d.url);
     try {
       const ch = await c.walk(`/${d.id}/q`).makeChan(0);
+      const other = await c.walk(`/${d.id}/p`).makeChan(0);
       const r = ch.recv();
-      const s = ch.send("x");
-      void s.catch(() => {});
+      const s = other.send("x");
       await sleep(100);
+      assert.equal(await state(r), "pending");
       d.kill("SIGKILL");
       await assert.rejects(r, ServerGone);
+      await assert.rejects(s, ServerGone);
       await assert.rejects(ch.send(1), ServerGone);
       await assert.rejects(c.servers(), ServerGone);
     } finally {

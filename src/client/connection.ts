@@ -414,6 +414,9 @@ export class StreamWriter extends Writable {
     private readonly sid: number,
   ) {
     super({ highWaterMark: 64 * 1024 });
+    // The error stays observable (write callbacks, `sent`, `errored`); without a listener a broken
+    // stream nobody is writing to would crash the process.
+    this.on("error", () => {});
   }
 
   credit(n: number): void {
@@ -473,6 +476,8 @@ export class StreamReader extends Readable {
     private readonly pid: number,
   ) {
     super({ highWaterMark: STREAM_WINDOW });
+    // A reader that has not started reading yet still sees the error when it does.
+    this.on("error", () => {});
     c.frameOut(T.SCREDIT, [pid, STREAM_WINDOW]);
   }
 

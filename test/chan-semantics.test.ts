@@ -11,12 +11,12 @@ import {
   ChannelAborted,
   ChannelClosed,
   type Client,
+  dial,
   MessageTooLarge,
   NotFound,
   ServerGone,
   StreamBroken,
   WrongKind,
-  dial,
 } from "../src/index.ts";
 import { startDaemon } from "./helpers/daemon.ts";
 

@@ -1,7 +1,7 @@
 // The tree shows the architecture (DESIGN.md §5): each layer imports only the layers above it.
 // errors.ts and util/ are leaves that every layer may use; index.ts only re-exports.
 import assert from "node:assert/strict";
-import { readFileSync, readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 

@@ -1,6 +1,6 @@
 // Consumer: takes jobs until the channel is closed and drained, or gives up after IDLE_MS without
 // a job. Usage: consumer.ts URL [IDLE_MS]
-import { ChannelClosed, type Chan, dial } from "../../src/index.ts";
+import { type Chan, ChannelClosed, dial } from "../../src/index.ts";
 
 const [url = process.env.CIRCUIT ?? "circuit://127.0.0.1:7711", idle = "10000"] = process.argv.slice(2);
 await using client = await dial(url);

@@ -190,7 +190,11 @@ export class Connection {
 
   /** Acknowledges `ack` consumed values of rid and adds n credits. */
   moreRecv(rid: number, handle: number, ack: number, n: number): void {
-    if (this.sinks.has(rid)) this.conn.send(T.RECV, [rid, handle, ack, n]);
+    if (!this.sinks.has(rid)) return;
+    this.conn.send(T.RECV, [rid, handle, ack, n]);
+    // A consumer working through its prefetched values runs on microtasks and would not reach the
+    // end-of-turn flush until it ran dry; the credit must leave now to keep the pipe full.
+    this.conn.flush();
   }
 
   /** Ends receiver rid: `ack` values were consumed; the rest go back to the channel. */

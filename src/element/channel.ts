@@ -286,6 +286,8 @@ export class Channel<V> {
     if (free <= 0) return;
     for (const [holder, h] of this.holders) {
       if (h.revoking || h.want <= h.held) continue;
+      // Top up in batches (a quarter of the want, or when the holder ran dry), not a frame per slot.
+      if (h.held > 0 && h.want - h.held < Math.max(1, h.want >> 2)) continue;
       const g = Math.min(free, h.want - h.held);
       h.held += g;
       this.reserved += g;

@@ -201,7 +201,7 @@ export class Channel<V> {
       this.closing = true;
       const err = new ChannelAborted();
       for (const w of this.senders.drain()) w.done(err);
-      for (const w of this.receivers.drain()) w.r.end(err);
+      this.endReceivers(err);
       this.buf.drain();
       this.revokeAll();
     }
@@ -265,6 +265,11 @@ export class Channel<V> {
     return true;
   }
 
+  /** Ends every waiting receiver once, even one queued in several places. */
+  private endReceivers(err: CircuitError): void {
+    for (const r of new Set(Array.from(this.receivers.drain(), (w) => w.r))) r.end(err);
+  }
+
   private forgetReceiver(r: Receiver<V>): void {
     this.receivers.removeWhere((x) => x.r === r);
   }
@@ -286,8 +291,8 @@ export class Channel<V> {
     if (free <= 0) return;
     for (const [holder, h] of this.holders) {
       if (h.revoking || h.want <= h.held) continue;
-      // Top up in batches (a quarter of the want, or when the holder ran dry), not a frame per slot.
-      if (h.held > 0 && h.want - h.held < Math.max(1, h.want >> 2)) continue;
+      // Top up in batches of at least a quarter of the want, not a frame per freed slot.
+      if (h.want - h.held < Math.max(1, h.want >> 2)) continue;
       const g = Math.min(free, h.want - h.held);
       h.held += g;
       this.reserved += g;
@@ -317,7 +322,7 @@ export class Channel<V> {
       this.closed = true;
       if (this.buf.length === 0) {
         const err = this.aborted ? new ChannelAborted() : new ChannelClosed();
-        for (const w of this.receivers.drain()) w.r.end(err);
+        this.endReceivers(err);
       }
     }
     for (const f of this.settled.splice(0)) f();

@@ -23,7 +23,7 @@ export function parsePath(path: string | readonly string[]): string[] {
   let names: string[];
   if (typeof path === "string") {
     if (!path.startsWith("/")) throw new TypeError(`bad path ${JSON.stringify(path)}: it must start with /`);
-    const trimmed = path.length > 1 && path.endsWith("/") ? path.slice(0, -1) : path;
+    const trimmed = path.length > 1 && path.endsWith("/") && !path.endsWith("//") ? path.slice(0, -1) : path;
     names = trimmed === "/" ? [] : trimmed.slice(1).split("/");
   } else if (Array.isArray(path)) {
     names = [...path];

@@ -85,6 +85,7 @@ export class Session {
     this.timer.unref();
     conn.onFrame = (t, b) => this.frame(t, b);
     conn.onClose = () => this.cleanup();
+    conn.onBadInput = (err) => conn.send(T.ERR, [0], encode(toWire(err)));
   }
 
   private frame(type: number, body: Buffer): void {

@@ -17,6 +17,8 @@ export class FrameConn {
   onFrame: (type: number, body: Buffer) => void = () => {};
   /** Called once when the connection ends, with the reason if it was not a clean close. */
   onClose: (err?: Error) => void = () => {};
+  /** Called when the peer's bytes cannot be framed, just before the connection is destroyed. */
+  onBadInput: (err: Error) => void = () => {};
 
   private readonly writer = new FrameWriter();
   private readonly decoder: FrameDecoder;
@@ -33,7 +35,9 @@ export class FrameConn {
       try {
         this.decoder.push(chunk);
       } catch (err) {
-        this.destroy(err instanceof Error ? err : new ProtocolError(String(err)));
+        const e = err instanceof Error ? err : new ProtocolError(String(err));
+        this.onBadInput(e);
+        this.destroy(e);
       }
     });
     stream.on("error", (err) => this.finish(err));

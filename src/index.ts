@@ -3,6 +3,7 @@
 export { Anchor, type Element, type ListEntry } from "./client/anchor.js";
 export { Chan, type ChanStat, type IterateOptions, type MessageWriter, type OpOptions } from "./client/chan.js";
 export { Client, DEFAULT_URL, type DialOptions, dial, parseUrl, type ServerInfo } from "./client/client.js";
+export { loadKey, newKey, parseGroup } from "./client/keys.js";
 export { ServerHandle, type ServerStat } from "./client/server-handle.js";
 export { Daemon, type DaemonOptions } from "./daemon/daemon.js";
 export {

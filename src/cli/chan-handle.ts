@@ -2,11 +2,20 @@
 
 import type { Chan } from "../client/chan.js";
 import type { Client } from "../client/client.js";
+import type { Subscription } from "../client/subscription.js";
 import { NotFound, WrongKind } from "../errors.js";
 
 export async function chanAt(c: Client, path: string): Promise<Chan> {
   const el = await c.walk(path).get();
   if (!el) throw new NotFound(`${path} holds no element`);
   if (el.kind !== "chan") throw new WrongKind(`${path} holds a ${el.kind}, not a channel`);
+  return el;
+}
+
+/** A channel or a subscription: something to receive from. */
+export async function receivableAt(c: Client, path: string): Promise<Chan | Subscription> {
+  const el = await c.walk(path).get();
+  if (!el) throw new NotFound(`${path} holds no element`);
+  if (el.kind === "server") throw new WrongKind(`${path} is a server, not a channel`);
   return el;
 }

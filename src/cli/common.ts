@@ -3,7 +3,9 @@
 
 import { existsSync, readFileSync } from "node:fs";
 import { type Client, DEFAULT_URL, dial } from "../client/client.js";
+import { loadKey, parseGroup } from "../client/keys.js";
 import { CircuitError, Timeout } from "../errors.js";
+import { parsePath } from "../wire/path.js";
 
 export interface GlobalOptions {
   dial?: string;
@@ -29,18 +31,20 @@ export function dialUrl(g: GlobalOptions): string {
 
 /** Dials, runs `fn`, and closes the client whatever happens. */
 export async function withClient<T>(g: GlobalOptions, fn: (c: Client) => Promise<T>): Promise<T> {
-  if (g.discover || process.env.CIRCUIT_DISCOVER) throw new UsageError("--discover is not supported by this build yet");
-  if (g.key || process.env.CIRCUIT_KEY) throw new UsageError("--key is not supported by this build yet");
-  let url: string;
+  let target: string | { discover: string };
+  const discover = g.discover ?? process.env.CIRCUIT_DISCOVER?.trim();
   try {
-    url = dialUrl(g);
+    if (discover) parseGroup(discover);
+    if (g.dial && g.discover) throw new UsageError("give either -d URL or --discover GROUP:PORT, not both");
+    target = discover && !g.dial ? { discover } : dialUrl(g);
   } catch (err) {
     if (err instanceof UsageError) throw err;
     throw new UsageError((err as Error).message);
   }
+  const key = keyOption(g);
   let client: Client;
   try {
-    client = await dial(url);
+    client = await dial(target, { key });
   } catch (err) {
     if (err instanceof TypeError) throw new UsageError(err.message);
     throw err;
@@ -52,18 +56,36 @@ export async function withClient<T>(g: GlobalOptions, fn: (c: Client) => Promise
   }
 }
 
-/** A signal for `--timeout MS`, or undefined without one. */
-export function timeoutSignal(ms: string | undefined): AbortSignal | undefined {
-  if (ms === undefined) return undefined;
-  const n = Number(ms);
-  if (!Number.isInteger(n) || n < 0) throw new UsageError(`--timeout takes a whole number of milliseconds, got ${ms}`);
-  return AbortSignal.timeout(n);
+/** The cluster key from --key FILE or $CIRCUIT_KEY (a file path, or the key itself). */
+export function keyOption(g: GlobalOptions): Buffer | undefined {
+  const spec = g.key ?? process.env.CIRCUIT_KEY?.trim();
+  if (!spec) return undefined;
+  try {
+    return loadKey(spec);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
 }
 
-/** Validates a path argument so that a typo is a usage error, not a failed operation. */
+/**
+ * `--timeout MS`: checked at once, but the clock starts only when the returned function is called,
+ * right before the blocking operation (not while dialling or reading stdin).
+ */
+export function timeoutSignal(ms: string | undefined): () => AbortSignal | undefined {
+  if (ms === undefined) return () => undefined;
+  if (!/^\d{1,10}$/.test(ms))
+    throw new UsageError(`--timeout takes a whole number of milliseconds, got ${JSON.stringify(ms)}`);
+  const n = Number(ms);
+  return () => AbortSignal.timeout(n);
+}
+
+/** Validates a path argument before any I/O, so that a typo is a usage error, not a failed operation. */
 export function pathArg(p: string): string {
-  if (!p.startsWith("/"))
-    throw new UsageError(`bad path ${JSON.stringify(p)}: paths are absolute, like /X3f9c0a1be2d47780/name`);
+  try {
+    parsePath(p);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   return p;
 }
 
@@ -100,7 +122,7 @@ export function report(err: unknown): number {
     return 2;
   }
   if (err instanceof Error && (err.name === "TimeoutError" || err instanceof Timeout)) {
-    process.stderr.write(`circuit: timed out${err instanceof Timeout ? `: ${err.message}` : ""}\n`);
+    process.stderr.write(`circuit: Timeout: ${err instanceof Timeout ? err.message : "timed out"}\n`);
     return 1;
   }
   if (err instanceof CircuitError) {

@@ -5,8 +5,10 @@ import { Command, CommanderError } from "commander";
 import { VERSION } from "../daemon/daemon.js";
 import { register as close } from "./close.js";
 import { report } from "./common.js";
+import { register as keygen } from "./keygen.js";
 import { register as ls } from "./ls.js";
 import { register as mkchan } from "./mkchan.js";
+import { register as mksub } from "./mksub.js";
 import { register as peek } from "./peek.js";
 import { register as recv } from "./recv.js";
 import { register as scrub } from "./scrub.js";
@@ -23,11 +25,13 @@ const program = new Command("circuit")
   .option("--json", "machine-readable output; `send` parses stdin as JSON")
   .showSuggestionAfterError()
   .exitOverride()
-  .configureOutput({ outputError: (s, write) => write(`${s.split("\n")[0]}\n`) });
+  .configureOutput({ outputError: (s, write) => write(`${s.split("\n")[0]?.replace(/^error: /, "circuit: ")}\n`) });
 
-for (const reg of [start, ls, peek, scrub, mkchan, send, recv, close, stop]) reg(program);
+for (const reg of [start, keygen, ls, peek, scrub, mkchan, mksub, send, recv, close, stop]) reg(program);
 for (const c of program.commands)
-  c.exitOverride().configureOutput({ outputError: (s, write) => write(`${s.split("\n")[0]}\n`) });
+  c.exitOverride().configureOutput({
+    outputError: (s, write) => write(`${s.split("\n")[0]?.replace(/^error: /, "circuit: ")}\n`),
+  });
 
 process.stdout.on("error", (err: NodeJS.ErrnoException) => {
   if (err.code === "EPIPE") process.exit(0);

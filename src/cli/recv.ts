@@ -3,7 +3,7 @@
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { Command } from "commander";
-import { chanAt } from "./chan-handle.js";
+import { receivableAt } from "./chan-handle.js";
 import { type GlobalOptions, jsonReplacer, pathArg, timeoutSignal, withClient } from "./common.js";
 
 export function register(program: Command): void {
@@ -15,9 +15,9 @@ export function register(program: Command): void {
     .action(async (path: string, o: { timeout?: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals() as GlobalOptions;
       pathArg(path);
-      const signal = timeoutSignal(o.timeout);
+      const deadline = timeoutSignal(o.timeout);
       await withClient(g, async (c) => {
-        const v: unknown = await (await chanAt(c, path)).recv({ signal });
+        const v: unknown = await (await receivableAt(c, path)).recv({ signal: deadline() });
         if (v instanceof Readable) await pipeline(v, process.stdout, { end: false });
         else if (v instanceof Uint8Array && !g.json) await write(v);
         else await write(`${JSON.stringify(v, jsonReplacer)}\n`);

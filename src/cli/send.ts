@@ -13,7 +13,7 @@ export function register(program: Command): void {
     .action(async (path: string, o: { timeout?: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals() as GlobalOptions;
       pathArg(path);
-      const signal = timeoutSignal(o.timeout);
+      const deadline = timeoutSignal(o.timeout);
       const input = await readStdin();
       let value: unknown = input;
       if (g.json) {
@@ -23,6 +23,6 @@ export function register(program: Command): void {
           throw new UsageError(`stdin is not valid JSON: ${(err as Error).message}`);
         }
       }
-      await withClient(g, async (c) => (await chanAt(c, path)).send(value, { signal }));
+      await withClient(g, async (c) => (await chanAt(c, path)).send(value, { signal: deadline() }));
     });
 }

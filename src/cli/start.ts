@@ -1,8 +1,25 @@
 // circuit start: run a daemon in the foreground; its URL is the first line on stdout.
 
 import type { Command } from "commander";
+import { parseUrl } from "../client/client.js";
+import { loadKey, parseGroup } from "../client/keys.js";
 import { Daemon } from "../daemon/daemon.js";
-import { UsageError } from "./common.js";
+import { DataDirBusy } from "../daemon/data-dir.js";
+import { keyOption, UsageError } from "./common.js";
+
+interface StartOptions {
+  addr: string;
+  join?: string;
+  data?: string;
+  maxValue: string;
+  acceptKey?: string[];
+  insecure?: boolean;
+  handshakeMs: string;
+}
+
+function collect(v: string, prev: string[] | undefined): string[] {
+  return [...(prev ?? []), v];
+}
 
 export function register(program: Command): void {
   program
@@ -10,30 +27,69 @@ export function register(program: Command): void {
     .description("run a daemon (default 127.0.0.1:7711); the first stdout line is its URL")
     .option("--addr <host:port>", "address to listen on (port 0 picks a free port)", "127.0.0.1:7711")
     .option("--join <url>", "join the circuit of this server")
-    .option("--data <dir>", "keep the server's identity in this directory")
+    .option("--data <dir>", "keep the server's ID in this directory across restarts (one daemon per directory)")
     .option("--max-value <bytes>", "largest encoded value accepted", String(16 * 1024 * 1024))
-    .action(async (o: { addr: string; join?: string; data?: string; maxValue: string }, cmd: Command) => {
+    .option("--accept-key <file>", "also accept this (old) key during a key rollover; repeatable", collect)
+    .option("--insecure", "allow a non-loopback address without a cluster key")
+    .option("--handshake-ms <ms>", "close connections that have not authenticated by then", "10000")
+    .action(async (o: StartOptions, cmd: Command) => {
       const g = cmd.optsWithGlobals() as { key?: string; discover?: string };
-      for (const [flag, v] of [
-        ["--join", o.join],
-        ["--data", o.data],
-        ["--key", g.key],
-        ["--discover", g.discover],
-      ] as const) {
-        if (v !== undefined) throw new UsageError(`${flag} is not supported by this build yet`);
+      const discover = g.discover ?? process.env.CIRCUIT_DISCOVER?.trim();
+      if (discover) {
+        try {
+          parseGroup(discover);
+        } catch (err) {
+          throw new UsageError((err as Error).message);
+        }
       }
+      const key = keyOption(g);
+      let acceptKeys: Buffer[] = [];
+      try {
+        acceptKeys = (o.acceptKey ?? []).map(loadKey);
+      } catch (err) {
+        throw new UsageError((err as Error).message);
+      }
+      if (acceptKeys.length > 0 && !key) throw new UsageError("--accept-key needs --key: the key to move to");
+      if (o.join !== undefined) {
+        try {
+          parseUrl(o.join);
+        } catch (err) {
+          throw new UsageError((err as Error).message);
+        }
+      }
+      const handshakeMs = Number(o.handshakeMs);
+      if (!/^\d+$/.test(o.handshakeMs) || handshakeMs < 1)
+        throw new UsageError("--handshake-ms takes a positive whole number");
       const maxValue = Number(o.maxValue);
       if (!Number.isInteger(maxValue) || maxValue < 1)
         throw new UsageError("--max-value takes a positive whole number");
       const host = o.addr.replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
-      if (!["127.0.0.1", "localhost", "::1"].includes(host) && !host.startsWith("127.")) {
-        throw new UsageError(`refusing to listen on ${o.addr} without a cluster key: this build serves loopback only`);
+      const loopback = ["localhost", "::1"].includes(host) || host.startsWith("127.");
+      if (!loopback && !key) {
+        if (!o.insecure) {
+          throw new UsageError(
+            `refusing to listen on ${o.addr} without a cluster key: use --key FILE (see circuit keygen), or --insecure`,
+          );
+        }
+        process.stderr.write(
+          `circuit: WARNING: listening on ${o.addr} with no cluster key: anyone who can reach it can use and stop this server\n`,
+        );
       }
       let d: Daemon;
       try {
-        d = await Daemon.start({ addr: o.addr, maxValue });
+        d = await Daemon.start({
+          addr: o.addr,
+          maxValue,
+          join: o.join,
+          data: o.data,
+          key,
+          acceptKeys,
+          handshakeMs,
+          discover,
+        });
       } catch (err) {
         if (err instanceof TypeError) throw new UsageError(err.message);
+        if (err instanceof DataDirBusy) throw new Error(err.message);
         throw err;
       }
       process.stdout.write(`${d.url}\n`);

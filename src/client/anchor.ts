@@ -6,13 +6,16 @@ import { MAX_CAP } from "../wire/protocol.js";
 import { Chan, type OpOptions } from "./chan.js";
 import type { Connection } from "./connection.js";
 import { ServerHandle } from "./server-handle.js";
+import { Subscription } from "./subscription.js";
 
 /** What an anchor can hold, as a handle. */
-export type Element = Chan | ServerHandle;
+export type Element = Chan | ServerHandle | Subscription;
 
 /** How an Anchor reaches the server that hosts it. */
 export interface Router {
   connFor(serverId: string): Promise<Connection>;
+  /** The anchors of every live server, for a recursive listing from the root. */
+  servers(opts?: OpOptions): Promise<{ id: string }[]>;
 }
 
 export interface ListEntry {
@@ -54,13 +57,33 @@ export class Anchor {
     return out;
   }
 
-  /** Lists children (or all descendants with `recursive`), with kind and state with `long`. */
+  /**
+   * Lists children (or all descendants with `recursive`), with kind and state with `long`. From the
+   * root, a recursive listing asks every live server for its own tree; a server that dies meanwhile
+   * is skipped, not fatal.
+   */
   async list(opts?: OpOptions & { recursive?: boolean; long?: boolean }): Promise<ListEntry[]> {
+    const req = { op: "ls", recursive: opts?.recursive === true, long: opts?.long === true };
+    if (this.names.length === 0 && opts?.recursive) {
+      const c = await this.conn();
+      const top = (await c.request({ ...req, path: [], recursive: false }, opts?.signal)) as ListEntry[];
+      const out: ListEntry[] = [];
+      for (const e of top) {
+        out.push(e);
+        const id = e.path.slice(1);
+        try {
+          const sc = await this.router.connFor(id);
+          out.push(...((await sc.request({ ...req, path: [id] }, opts?.signal)) as ListEntry[]));
+        } catch (err) {
+          if ((err as { code?: string }).code !== "ServerGone" && (err as { code?: string }).code !== "NotFound") {
+            throw err;
+          }
+        }
+      }
+      return out;
+    }
     const c = await this.conn();
-    return (await c.request(
-      { op: "ls", path: this.names, recursive: opts?.recursive === true, long: opts?.long === true },
-      opts?.signal,
-    )) as ListEntry[];
+    return (await c.request({ ...req, path: this.names }, opts?.signal)) as ListEntry[];
   }
 
   /** Creates a channel here with the given capacity. Fails with AnchorBusy if the anchor holds an element. */
@@ -77,6 +100,26 @@ export class Anchor {
     return new Chan<T>(c, this.path, c.chanState(r.handle, r.cap));
   }
 
+  /** Creates a subscription to servers joining the circuit; it starts with every live server. */
+  makeOnJoin(opts?: OpOptions): Promise<Subscription> {
+    return this.makeSub("@join", opts);
+  }
+
+  /** Creates a subscription to servers leaving the circuit (gracefully or by dying). */
+  makeOnLeave(opts?: OpOptions): Promise<Subscription> {
+    return this.makeSub("@leave", opts);
+  }
+
+  private async makeSub(kind: "@join" | "@leave", opts?: OpOptions): Promise<Subscription> {
+    if (this.names.length < 2) throw new WrongKind(`${this.path} cannot hold a subscription`);
+    const c = await this.conn();
+    const r = (await c.request({ op: "mksub", path: this.names, kind }, opts?.signal)) as {
+      handle: number;
+      cap: number;
+    };
+    return new Subscription(kind, c, new Chan<string>(c, this.path, c.chanState(r.handle, r.cap)));
+  }
+
   /** The element held here, or null. */
   async get(opts?: OpOptions): Promise<Element | null> {
     if (this.names.length === 0) return null;
@@ -89,6 +132,13 @@ export class Anchor {
     if (!r) return null;
     if (r.kind === "chan") return new Chan(c, this.path, c.chanState(r.handle as number, r.cap as number));
     if (r.kind === "server") return new ServerHandle(c, this.path);
+    if (r.kind === "@join" || r.kind === "@leave") {
+      return new Subscription(
+        r.kind,
+        c,
+        new Chan<string>(c, this.path, c.chanState(r.handle as number, r.cap as number)),
+      );
+    }
     throw new WrongKind(`${this.path} holds a ${r.kind}, which this client does not know`);
   }
 

@@ -212,13 +212,20 @@ class RecvIterator<T> implements AsyncIterableIterator<T> {
     });
   }
 
-  return(): Promise<IteratorResult<T>> {
+  /** Leaving the loop early: resolves once unconsumed values are back in the channel. */
+  async return(): Promise<IteratorResult<T>> {
     if (this.given) {
       this.given = false;
       this.consumed++;
     }
-    this.finish();
-    return Promise.resolve({ value: undefined, done: true });
+    if (!this.finished) {
+      this.finished = true;
+      this.signal?.removeEventListener("abort", this.onAbort);
+      for (const v of this.queue.drain()) if (v instanceof Readable) v.destroy();
+      if (this.ended === null) await this.c.closeRecvAndWait(this.rid, this.consumed);
+      else this.c.closeRecv(this.rid, this.consumed);
+    }
+    return { value: undefined, done: true };
   }
 
   private take(): IteratorResult<T> {

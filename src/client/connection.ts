@@ -1,9 +1,9 @@
 // The client's end of one connection to one server: requests with ids, the channel data path with
 // credits, receivers and stream messages. Handles (Chan, Anchor) sit on top of it.
 
-import * as net from "node:net";
 import { Readable, Writable } from "node:stream";
 import {
+  AuthFailed,
   type CircuitError,
   fromWire,
   MessageTooLarge,
@@ -13,6 +13,7 @@ import {
   Timeout,
 } from "../errors.js";
 import { FrameConn } from "../transport/frame-conn.js";
+import { authError, connectTo, readyEvent } from "../transport/secure.js";
 import {
   DEFAULT_MAX_VALUE,
   decode,
@@ -53,6 +54,8 @@ const MAX_WANT = 1024;
 export interface ConnectOptions {
   host: string;
   port: number;
+  /** Cluster key: the connection is TLS-PSK, and the server must hold the same key. */
+  key?: Buffer;
   signal?: AbortSignal;
   /** Connect plus handshake deadline in ms. Default 10,000. */
   timeoutMs?: number;
@@ -62,6 +65,8 @@ export class Connection {
   serverId = "";
   url = "";
   maxValue = DEFAULT_MAX_VALUE;
+  /** Server pushes (membership changes for a watching client). */
+  onPush: (msg: Record<string, unknown>) => void = () => {};
   /** Settles when the connection is gone; never rejects. */
   readonly closed: Promise<CircuitError | undefined>;
   private resolveClosed!: (e: CircuitError | undefined) => void;
@@ -71,6 +76,9 @@ export class Connection {
   private readonly outStreams = new Map<number, StreamWriter>();
   private readonly inStreams = new Map<number, StreamReader>();
   private nextId = 1;
+  private where = "";
+  /** Set when the peer closed after the TCP connect but before our handshake completed. */
+  private handshakeError: CircuitError | undefined;
   private gone: CircuitError | undefined;
   private closing = false;
 
@@ -91,9 +99,10 @@ export class Connection {
   static async open(opts: ConnectOptions): Promise<Connection> {
     const timeoutMs = opts.timeoutMs ?? 10_000;
     const where = `${opts.host}:${opts.port}`;
-    const sock = net.connect({ host: opts.host, port: opts.port, noDelay: true });
+    const sock = connectTo(opts.host, opts.port, opts.key);
     const conn = new FrameConn(sock, { maxFrame: DEFAULT_MAX_VALUE + FRAME_SLACK });
     const c = new Connection(conn);
+    c.where = where;
     let timer: NodeJS.Timeout | undefined;
     const onAbort = () => sock.destroy(opts.signal?.reason);
     try {
@@ -108,9 +117,27 @@ export class Connection {
           onAbort();
         });
         sock.once("error", (err: NodeJS.ErrnoException) => {
-          reject(new ServerGone(`cannot reach ${where}: ${err.code ?? err.message}`, { cause: err }));
+          reject(
+            authError(err, opts.key !== undefined, where) ??
+              new ServerGone(`cannot reach a circuit server at ${where}: ${err.code ?? err.message}`, { cause: err }),
+          );
         });
-        sock.once("connect", () => conn.send(T.HELLO, [], encode({ v: PROTOCOL_VERSION, role: "client" })));
+        sock.once(readyEvent(sock), () => conn.send(T.HELLO, [], encode({ v: PROTOCOL_VERSION, role: "client" })));
+        // Reached, then dropped before the HELLO answer: the keys did not match (or one side has none).
+        sock.once("connect", () => {
+          c.handshakeError = new AuthFailed(
+            opts.key
+              ? `${where} refused our cluster key (wrong key, or the server uses none)`
+              : `${where} closed the connection during the handshake: it requires a cluster key`,
+          );
+        });
+        // Bytes that are not our frames before the handshake: most likely a TLS server's alert.
+        conn.onBadInput = () =>
+          reject(
+            opts.key
+              ? new ProtocolError(`${where} did not answer in the circuit protocol`)
+              : new AuthFailed(`${where} did not answer in the circuit protocol; it may require a cluster key`),
+          );
         c.pending.set(0, {
           resolve: () => resolve(c),
           reject: (e) => reject(e),
@@ -203,6 +230,17 @@ export class Connection {
     if (!this.gone) this.conn.send(T.RCLOSE, [rid, ack, 1]);
   }
 
+  /** Like closeRecv, but resolves once the server has put the unconsumed values back. */
+  closeRecvAndWait(rid: number, ack: number): Promise<void> {
+    if (this.gone) return Promise.resolve();
+    return new Promise((resolve) => {
+      // Values still in flight for rid are discarded here: the server requeues them.
+      this.sinks.set(rid, { val: () => {}, stream: (r) => r.destroy(), end: () => resolve() });
+      this.conn.send(T.RCLOSE, [rid, ack, 0]);
+      void this.closed.then(() => resolve());
+    });
+  }
+
   /** Starts a stream message on a channel. */
   sendStream(handle: number, signal?: AbortSignal): { writer: StreamWriter; sent: Promise<void> } {
     const sid = this.id();
@@ -235,6 +273,12 @@ export class Connection {
 
   forgetReader(pid: number): void {
     this.inStreams.delete(pid);
+  }
+
+  /** Ends the connection at once: everything waiting on it fails with `err`. */
+  fail(err: CircuitError): void {
+    if (this.gone) return;
+    this.conn.destroy(err);
   }
 
   close(): Promise<void> {
@@ -311,9 +355,13 @@ export class Connection {
         this.serverId = h.id;
         this.url = h.url;
         this.maxValue = h.maxValue;
+        this.handshakeError = undefined;
         this.settle(0, undefined);
         return;
       }
+      case T.PUSH:
+        this.onPush(decode(body) as Record<string, unknown>);
+        return;
       case T.GRANT: {
         const st = this.chans.get(u32(body, 0));
         if (st) st.credits += u32(body, 1);
@@ -381,19 +429,19 @@ export class Connection {
 
   private teardown(cause?: Error): void {
     if (this.gone) return;
+    const why = cause ? `: ${(cause as NodeJS.ErrnoException).code ?? cause.message}` : "";
     const err = new ServerGone(
       this.closing
         ? "connection closed"
-        : `lost connection to ${this.serverId || "server"}${cause ? `: ${cause.message}` : ""}`,
+        : this.serverId
+          ? `lost connection to ${this.serverId}${cause ? `: ${cause.message}` : ""}`
+          : `cannot reach a circuit server at ${this.where}${why}`,
       { cause },
     );
     this.gone = err;
     const hs = this.pending.get(0);
     this.pending.delete(0);
-    if (hs)
-      hs.reject(
-        cause instanceof Error && "code" in cause && cause.code === "ProtocolError" ? (cause as CircuitError) : err,
-      );
+    if (hs) hs.reject(this.handshakeError ?? err);
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
     for (const s of this.sinks.values()) s.end(err);

@@ -1,16 +1,25 @@
-// The daemon: listens, runs one Session per connection, and hosts the elements of this server's
-// part of the anchor tree (everything below /XID). /XID itself is the server element.
+// The daemon: listens, runs one Session per client connection, takes part in the circuit's
+// membership, and hosts the elements of this server's part of the anchor tree (everything below
+// /XID). /XID itself is the server element.
 
 import { randomBytes } from "node:crypto";
-import * as net from "node:net";
+import type * as net from "node:net";
 import * as os from "node:os";
+import type { SwimConfig } from "../cluster/config.js";
+import type { MembershipEvent } from "../cluster/membership.js";
+import { ClusterNode } from "../cluster/node.js";
 import { AnchorTree } from "../element/anchor-tree.js";
 import { Channel } from "../element/channel.js";
 import { NotFound, WrongKind } from "../errors.js";
-import { FrameConn } from "../transport/frame-conn.js";
+import { Discovery, parseGroup } from "../transport/discovery.js";
+import type { FrameConn } from "../transport/frame-conn.js";
+import { FrameConn as Conn } from "../transport/frame-conn.js";
+import { createListener, KeyRing } from "../transport/secure.js";
 import { badName, formatPath } from "../wire/path.js";
-import { DEFAULT_MAX_VALUE, FRAME_SLACK } from "../wire/protocol.js";
-import { type ChanElement, type Item, Session } from "./session.js";
+import { DEFAULT_MAX_VALUE, encode, FRAME_SLACK } from "../wire/protocol.js";
+import { type DataDir, openDataDir } from "./data-dir.js";
+import { type ChanElement, type Element, type Item, SUB_BUFFER, type SubElement } from "./elements.js";
+import { Session } from "./session.js";
 
 export const VERSION = "0.1.0";
 
@@ -19,8 +28,22 @@ export interface DaemonOptions {
   addr?: string;
   /** Largest encoded value accepted, in bytes. Default 16 MiB. */
   maxValue?: number;
-  /** Server ID; default a new random one. */
+  /** Server ID; default the one kept in `data`, else a new random one. */
   id?: string;
+  /** A directory that keeps the server's ID across restarts; locked while the daemon runs. */
+  data?: string;
+  /** URL of a server of the circuit to join. */
+  join?: string;
+  /** GROUP:PORT to announce this server on and find others by UDP multicast (off by default). */
+  discover?: string;
+  /** Cluster key: every connection must be TLS-PSK with it (or with one of `acceptKeys`). */
+  key?: Buffer;
+  /** Older keys still accepted from peers during a key rollover. */
+  acceptKeys?: Buffer[];
+  /** How long a connection may take to authenticate and say HELLO. Default 10 s. */
+  handshakeMs?: number;
+  /** Membership timing (defaults in src/cluster/config.ts). */
+  swim?: Partial<SwimConfig>;
   /** Where log lines go; default stderr. */
   log?: (line: string) => void;
 }
@@ -30,8 +53,6 @@ export interface ListEntry {
   kind?: string;
   state?: string;
 }
-
-type Element = ChanElement;
 
 export function newServerId(): string {
   return `X${randomBytes(8).toString("hex")}`;
@@ -50,38 +71,81 @@ export class Daemon {
   readonly startedAt = new Date();
   url = "";
   readonly log: (line: string) => void;
+  readonly handshakeMs: number;
+  private readonly key: Buffer | undefined;
   private readonly tree = new AnchorTree<Element>();
   private readonly sessions = new Set<Session>();
+  private readonly watchers = new Set<Session>();
+  private readonly subs = new Set<SubElement>();
   private readonly server: net.Server;
+  private cluster: ClusterNode | undefined;
+  private discovery: Discovery | undefined;
   private pipeIds = 0;
   private stopping: Promise<void> | undefined;
   private readonly stopped: Promise<void>;
   private resolveStopped!: () => void;
 
-  private constructor(opts: DaemonOptions) {
-    this.id = opts.id ?? newServerId();
+  private constructor(
+    opts: DaemonOptions,
+    id: string,
+    private readonly dataDir: DataDir | undefined,
+  ) {
+    this.id = id;
     this.maxValue = opts.maxValue ?? DEFAULT_MAX_VALUE;
     this.log = opts.log ?? ((line) => process.stderr.write(`${line}\n`));
     this.stopped = new Promise((r) => {
       this.resolveStopped = r;
     });
-    this.server = net.createServer({ noDelay: true }, (sock) => this.accept(sock));
+    this.handshakeMs = opts.handshakeMs ?? 10_000;
+    this.key = opts.key;
+    const ring = opts.key ? new KeyRing(opts.key, opts.acceptKeys) : undefined;
+    this.server = createListener(ring, this.handshakeMs, (sock) => this.accept(sock));
   }
 
   static async start(opts: DaemonOptions = {}): Promise<Daemon> {
-    const d = new Daemon(opts);
     const { host, port } = parseAddr(opts.addr ?? "127.0.0.1:7711");
-    await new Promise<void>((resolve, reject) => {
-      d.server.once("error", reject);
-      d.server.listen(port, host, () => {
-        d.server.off("error", reject);
-        resolve();
+    const dataDir = opts.data ? openDataDir(opts.data, newServerId) : undefined;
+    const d = new Daemon(opts, opts.id ?? dataDir?.id ?? newServerId(), dataDir);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        d.server.once("error", reject);
+        d.server.listen(port, host, () => {
+          d.server.off("error", reject);
+          resolve();
+        });
       });
-    });
+    } catch (err) {
+      dataDir?.release();
+      throw err;
+    }
     const a = d.server.address() as net.AddressInfo;
     const h = a.family === "IPv6" ? `[${a.address}]` : a.address;
     d.url = `circuit://${h}:${a.port}/${d.id}`;
-    d.log(`circuit: serving ${d.url}`);
+    d.cluster = new ClusterNode({
+      id: d.id,
+      url: d.url,
+      meta: { startedAt: d.startedAt.toISOString() },
+      maxFrame: d.maxValue + FRAME_SLACK,
+      key: opts.key,
+      config: opts.swim,
+      log: d.log,
+      onEvent: (e) => d.membershipEvent(e),
+    });
+    if (opts.join) d.cluster.join(opts.join);
+    if (opts.discover) {
+      const cluster = d.cluster;
+      d.discovery = new Discovery(parseGroup(opts.discover), { id: d.id, url: d.url }, opts.key, (peer) => {
+        const m = cluster.get(peer.id);
+        if (!m || m.state === "dead" || m.state === "left") cluster.join(peer.url);
+      });
+      try {
+        await d.discovery.start();
+      } catch (err) {
+        await d.stop();
+        throw err;
+      }
+    }
+    d.log(`circuit: serving ${d.url}${opts.join ? `, joining ${opts.join}` : ""}`);
     return d;
   }
 
@@ -91,14 +155,44 @@ export class Daemon {
   }
 
   private accept(sock: net.Socket): void {
+    if (this.stopping) {
+      sock.destroy();
+      return;
+    }
     sock.setNoDelay(true);
-    const conn = new FrameConn(sock, { maxFrame: this.maxValue + FRAME_SLACK });
-    const s = new Session(conn, this);
-    this.sessions.add(s);
+    const conn = new Conn(sock, { maxFrame: this.maxValue + FRAME_SLACK });
+    this.sessions.add(new Session(conn, this));
   }
 
   sessionGone(s: Session): void {
     this.sessions.delete(s);
+    this.watchers.delete(s);
+  }
+
+  /** A connection whose HELLO said it is another server: it carries membership messages. */
+  adoptPeer(conn: FrameConn, peerId: string, s: Session): void {
+    this.sessions.delete(s);
+    this.cluster?.links.adopt(conn, peerId);
+  }
+
+  /** A client wants membership changes pushed. */
+  watch(s: Session): void {
+    this.watchers.add(s);
+  }
+
+  private membershipEvent(e: MembershipEvent): void {
+    const path = `/${e.member.id}`;
+    this.log(`circuit: ${e.kind} ${path} ${e.member.addr}`);
+    const ev = { ev: e.kind, id: e.member.id, url: e.member.addr, joinedAt: this.joinedAt(e.member.joinedAt) };
+    for (const w of this.watchers) w.push(ev);
+    const value = encode(path);
+    for (const sub of this.subs) {
+      if (sub.kind === (e.kind === "join" ? "@join" : "@leave")) sub.lost += sub.chan.offer(value);
+    }
+  }
+
+  private joinedAt(perfMs: number): string {
+    return new Date(performance.timeOrigin + perfMs).toISOString();
   }
 
   nextPipeId(): number {
@@ -113,7 +207,15 @@ export class Daemon {
       const why = badName(n);
       if (why) throw new TypeError(why);
     }
-    if (names.length > 0 && names[0] !== this.id) throw new NotFound(`no server ${names[0]} in this circuit`);
+    if (names.length > 0 && names[0] !== this.id) {
+      const m = this.cluster?.get(names[0] as string);
+      const live = m && (m.state === "alive" || m.state === "suspect");
+      throw new NotFound(
+        live
+          ? `${formatPath(names)} is hosted by ${names[0]}, not by this server`
+          : `no server ${names[0]} in this circuit`,
+      );
+    }
     return names;
   }
 
@@ -131,23 +233,35 @@ export class Daemon {
     return el;
   }
 
+  makeSub(names: string[], kind: unknown): SubElement {
+    if (kind !== "@join" && kind !== "@leave") throw new RangeError("a subscription is @join or @leave");
+    if (names.length < 2) throw new WrongKind(`${formatPath(names)} cannot hold a subscription`);
+    const el: SubElement = { kind, chan: new Channel<Item>(SUB_BUFFER), names, lost: 0 };
+    this.tree.set(names.slice(1), el, formatPath(names));
+    this.subs.add(el);
+    // A new @join starts with every live server.
+    if (kind === "@join") for (const s of this.servers()) el.lost += el.chan.offer(encode(s.path));
+    return el;
+  }
+
   list(names: string[], recursive: boolean, long: boolean): ListEntry[] {
     const out: ListEntry[] = [];
     const entry = (p: string[]): ListEntry => {
       const e: ListEntry = { path: formatPath(p) };
-      const el = this.element(p);
+      const el = p.length === 1 && p[0] !== this.id ? { kind: "server" as const } : this.element(p);
       if (el) {
         e.kind = el.kind;
-        if (long) e.state = this.stateOf(el);
+        if (long) e.state = this.shortState(el, p);
       }
       return e;
     };
     const visit = (p: string[]) => {
-      const kids = p.length === 0 ? [this.id] : this.tree.children(p.slice(1));
+      const kids = p.length === 0 ? this.servers().map((s) => s.id) : this.tree.children(p.slice(1));
       for (const k of kids) {
         const child = [...p, k];
         out.push(entry(child));
-        if (recursive) visit(child);
+        // Other servers' trees are listed by asking them (the client does).
+        if (recursive && (p.length > 0 || k === this.id)) visit(child);
       }
     };
     if (names.length > 1 && !this.tree.has(names.slice(1))) throw new NotFound(`${formatPath(names)} does not exist`);
@@ -155,17 +269,24 @@ export class Daemon {
     return out;
   }
 
-  private stateOf(el: Element | { kind: "server" }): string {
-    if (el.kind === "server") return this.url;
+  private shortState(el: Element | { kind: "server" }, p: string[]): string {
+    if (el.kind === "server") return this.cluster?.get(p[0] as string)?.addr ?? this.url;
     const s = el.chan.stat();
+    if (el.kind !== "chan") return `pending=${s.len} lost=${el.lost}`;
     return `cap=${s.cap} len=${s.len}${s.closed ? " closed" : ""}`;
+  }
+
+  /** The peek answer of a channel-like element. */
+  stateOf(el: Element): unknown {
+    if (el.kind === "chan") return el.chan.stat();
+    return { source: el.kind, pending: el.chan.stat().len, lost: el.lost };
   }
 
   peek(names: string[]): unknown {
     const el = this.element(names);
     if (!el) throw new NotFound(`${formatPath(names)} holds no element`);
     if (el.kind === "server") return this.serverStat();
-    return el.chan.stat();
+    return this.stateOf(el);
   }
 
   serverStat(): unknown {
@@ -197,8 +318,19 @@ export class Daemon {
     };
   }
 
+  /** The live servers as this server sees them. */
   servers(): { id: string; url: string; path: string; joinedAt: string }[] {
-    return [{ id: this.id, url: this.url, path: `/${this.id}`, joinedAt: this.startedAt.toISOString() }];
+    const members = this.cluster?.members() ?? [];
+    const out = members.map((m) => ({
+      id: m.id,
+      url: m.addr,
+      path: `/${m.id}`,
+      joinedAt: m.id === this.id ? this.startedAt.toISOString() : this.joinedAt(m.joinedAt),
+    }));
+    if (!out.some((s) => s.id === this.id)) {
+      out.push({ id: this.id, url: this.url, path: `/${this.id}`, joinedAt: this.startedAt.toISOString() });
+    }
+    return out.sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
   }
 
   scrub(names: string[], done: () => void): void {
@@ -208,8 +340,9 @@ export class Daemon {
     this.scrubElement(el, done);
   }
 
-  scrubElement(el: ChanElement, done: () => void): void {
+  scrubElement(el: Element, done: () => void): void {
     this.tree.remove(el.names.slice(1), el);
+    if (el.kind !== "chan") this.subs.delete(el);
     el.chan.scrub(done);
   }
 
@@ -221,14 +354,19 @@ export class Daemon {
     setImmediate(() => void this.stop());
   }
 
-  /** Stops listening, closes every connection, and resolves when done. */
+  /** Leaves the circuit, stops listening, closes every connection, and resolves when done. */
   stop(): Promise<void> {
     if (!this.stopping) {
       this.stopping = (async () => {
         this.log("circuit: stopping");
+        this.discovery?.close();
+        const others = (this.cluster?.members().length ?? 1) > 1;
+        if (others) await this.cluster?.leave();
+        else this.cluster?.close();
         const closed = new Promise<void>((r) => this.server.close(() => r()));
         for (const s of this.sessions) s.shutdown();
         await closed;
+        this.dataDir?.release();
         this.resolveStopped();
       })();
     }

@@ -1,24 +1,15 @@
 // One client connection on the daemon: decodes requests, dispatches them to elements, and answers.
 // Values stay opaque bytes here; only control frames are decoded.
 
-import type { Channel, CreditHolder, Receiver, SendWaiter } from "../element/channel.js";
-import { CircuitError, NotFound, ProtocolError, toWire } from "../errors.js";
+import type { CreditHolder, Receiver, SendWaiter } from "../element/channel.js";
+import { CircuitError, NotFound, ProtocolError, toWire, WrongKind } from "../errors.js";
 import type { FrameConn } from "../transport/frame-conn.js";
 import { Deque } from "../util/deque.js";
 import { decode, encode, PROTOCOL_VERSION, T, tail, u32 } from "../wire/protocol.js";
 import type { Daemon } from "./daemon.js";
+import type { ChanElement, ChannelLike, Item } from "./elements.js";
 import { type PipeReceiver, type PipeSender, StreamPipe } from "./stream-pipe.js";
 
-/** What a channel holds: an encoded value, or a stream message. */
-export type Item = Buffer | StreamPipe;
-
-export interface ChanElement {
-  kind: "chan";
-  chan: Channel<Item>;
-  names: string[];
-}
-
-const HANDSHAKE_MS = 10_000;
 const MAX_HANDLES = 65_536;
 const MAX_PENDING = 100_000;
 
@@ -43,7 +34,7 @@ class SessionReceiver implements Receiver<Item> {
   constructor(
     private readonly s: Session,
     readonly rid: number,
-    readonly el: ChanElement,
+    readonly el: ChannelLike,
   ) {}
   take(v: Item): void {
     if (Buffer.isBuffer(v)) {
@@ -64,11 +55,11 @@ class SessionReceiver implements Receiver<Item> {
 export class Session {
   private handshaken = false;
   private readonly timer: NodeJS.Timeout;
-  private readonly handles = new Map<number, { el: ChanElement; holder: Holder }>();
-  private readonly handleOf = new Map<ChanElement, number>();
+  private readonly handles = new Map<number, { el: ChannelLike; holder: Holder }>();
+  private readonly handleOf = new Map<ChannelLike, number>();
   private nextHandle = 1;
   private readonly receivers = new Map<number, SessionReceiver>();
-  private readonly pendingSends = new Map<number, { el: ChanElement; w: SendWaiter<Item> }>();
+  private readonly pendingSends = new Map<number, { el: ChannelLike; w: SendWaiter<Item> }>();
   /** Stream messages this session is sending, by its stream id. */
   private readonly outStreams = new Map<number, StreamPipe>();
   /** Stream messages this session is receiving, by pipe id. */
@@ -80,8 +71,8 @@ export class Session {
     private readonly d: Daemon,
   ) {
     this.timer = setTimeout(() => {
-      if (!this.handshaken) this.fatal(new ProtocolError("no handshake within 10 s"));
-    }, HANDSHAKE_MS);
+      if (!this.handshaken) this.fatal(new ProtocolError(`no handshake within ${d.handshakeMs} ms`));
+    }, d.handshakeMs);
     this.timer.unref();
     conn.onFrame = (t, b) => this.frame(t, b);
     conn.onClose = () => this.cleanup();
@@ -118,6 +109,13 @@ export class Session {
       [],
       encode({ v: PROTOCOL_VERSION, id: this.d.id, url: this.d.url, maxValue: this.d.maxValue }),
     );
+    const peer = h as { role?: unknown; id?: unknown };
+    if (peer.role === "server") {
+      if (typeof peer.id !== "string") throw new ProtocolError("a server HELLO names the server");
+      // From here on this connection carries membership messages, not client requests.
+      this.gone = true;
+      this.d.adoptPeer(this.conn, peer.id, this);
+    }
   }
 
   private dispatch(type: number, body: Buffer): void {
@@ -135,7 +133,8 @@ export class Session {
       }
       case T.SEND: {
         const id = u32(body, 0);
-        const el = this.el(u32(body, 1));
+        const el = this.sendable(id, u32(body, 1));
+        if (!el) return;
         const want = u32(body, 2);
         const v = this.value(tail(body, 3));
         if (this.pendingSends.size >= MAX_PENDING) throw new ProtocolError("too many pending operations");
@@ -211,7 +210,8 @@ export class Session {
       }
       case T.SOPEN: {
         const id = u32(body, 0);
-        const el = this.el(u32(body, 1));
+        const el = this.sendable(id, u32(body, 1));
+        if (!el) return;
         const sid = u32(body, 2);
         if (this.outStreams.has(sid)) throw new ProtocolError("stream id in use");
         const pipe = new StreamPipe(this.d.nextPipeId(), this.pipeSender(sid));
@@ -314,7 +314,7 @@ export class Session {
         case "open": {
           const el = this.d.element(this.path(r.path));
           if (!el) return reply(null);
-          if (el.kind === "chan") return reply({ kind: "chan", cap: el.chan.cap, handle: this.handleFor(el) });
+          if ("chan" in el) return reply({ kind: el.kind, cap: el.chan.cap, handle: this.handleFor(el) });
           return reply({ kind: el.kind });
         }
         case "mkchan": {
@@ -322,11 +322,19 @@ export class Session {
           return reply({ kind: "chan", cap: el.chan.cap, handle: this.handleFor(el) });
         }
         case "stat":
-          return reply(this.el(this.int(r.handle)).chan.stat());
+          return reply(this.d.stateOf(this.el(this.int(r.handle))));
+        case "mksub": {
+          const el = this.d.makeSub(this.path(r.path), r.kind);
+          return reply({ kind: el.kind, cap: el.chan.cap, handle: this.handleFor(el) });
+        }
+        case "watch":
+          this.d.watch(this);
+          return reply(this.d.servers());
         case "peek":
           return reply(this.d.peek(this.path(r.path)));
         case "close": {
           const el = this.el(this.int(r.handle));
+          if (el.kind !== "chan") throw new WrongKind(`${el.kind} subscriptions cannot be closed; scrub them`);
           el.chan.close(() => reply(null));
           return;
         }
@@ -369,13 +377,21 @@ export class Session {
     return v;
   }
 
-  private el(handle: number): ChanElement {
+  /** The channel a send may go to; a subscription answers WrongKind. */
+  private sendable(id: number, handle: number): ChanElement | undefined {
+    const el = this.el(handle);
+    if (el.kind === "chan") return el;
+    this.error(id, new WrongKind(`${el.kind} subscriptions are receive-only`));
+    return undefined;
+  }
+
+  private el(handle: number): ChannelLike {
     const h = this.handles.get(handle);
     if (!h) throw new NotFound("unknown channel handle");
     return h.el;
   }
 
-  private handleFor(el: ChanElement): number {
+  private handleFor(el: ChannelLike): number {
     let h = this.handleOf.get(el);
     if (h === undefined) {
       if (this.handles.size >= MAX_HANDLES) throw new ProtocolError("too many open channels on this connection");
@@ -386,12 +402,17 @@ export class Session {
     return h;
   }
 
-  private holderFor(el: ChanElement): Holder {
+  private holderFor(el: ChannelLike): Holder {
     return (this.handles.get(this.handleOf.get(el) as number) as { holder: Holder }).holder;
   }
 
   private error(id: number, err: unknown): void {
     this.conn.send(T.ERR, [id], encode(toWire(err)));
+  }
+
+  /** A membership change, for a client that watches. */
+  push(ev: Record<string, unknown>): void {
+    this.conn.send(T.PUSH, [], encode(ev));
   }
 
   /** Tells the peer why, then closes. */

@@ -156,6 +156,24 @@ export class Channel<V> {
     this.pump();
   }
 
+  /**
+   * Puts a value in without ever blocking (for subscriptions): to a waiting receiver, else into the
+   * buffer, dropping the oldest value when it is full. Returns how many values were dropped.
+   */
+  offer(value: V): number {
+    if (this.closing) return 1;
+    this.numSend++;
+    if (this.handToReceiver(value)) return 0;
+    let dropped = 0;
+    if (this.cap === 0) return 1;
+    if (this.buf.length >= this.cap) {
+      this.buf.shift();
+      dropped = 1;
+    }
+    this.buf.push(value);
+    return dropped;
+  }
+
   /** Withdraws all of r's waiting receives; returns how many there were. */
   cancelRecv(r: Receiver<V>): number {
     let n = 0;

@@ -44,6 +44,8 @@
 //   SDROP      c→s  [pid]                the receiver stops reading;
 //              s→c  [sid]                tail {code, message}: your stream message was dropped
 //                                        (receiver stopped, channel scrubbed): stop writing.
+// Between servers
+//   SWIM       s→s  []                   tail: one membership message (src/cluster)
 // A stream is acknowledged as soon as it is attached: bytes that have flowed cannot be taken back.
 
 import { Packr } from "msgpackr";
@@ -73,6 +75,7 @@ export const T = {
   SABORT: 0x34,
   SATTACH: 0x35,
   SDROP: 0x36,
+  SWIM: 0x40,
 } as const;
 
 /** Defaults shared by both ends; the server announces its own in HELLO. */

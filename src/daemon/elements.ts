@@ -1,0 +1,28 @@
+// What the daemon hosts at its anchors. Channels and subscriptions share the channel state
+// machine; a subscription is receive-only and never blocks the daemon that feeds it.
+
+import type { Channel } from "../element/channel.js";
+import type { StreamPipe } from "./stream-pipe.js";
+
+/** What a channel holds: an encoded value, or a stream message. */
+export type Item = Buffer | StreamPipe;
+
+export interface ChanElement {
+  kind: "chan";
+  chan: Channel<Item>;
+  names: string[];
+}
+
+/** `@join` / `@leave`: a receive-only channel of server paths, oldest dropped on overflow. */
+export interface SubElement {
+  kind: "@join" | "@leave";
+  chan: Channel<Item>;
+  names: string[];
+  lost: number;
+}
+
+export type ChannelLike = ChanElement | SubElement;
+export type Element = ChannelLike;
+
+/** How many events a subscription keeps before dropping the oldest. */
+export const SUB_BUFFER = 1024;

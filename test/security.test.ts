@@ -1,0 +1,218 @@
+// Cluster keys: only holders of the key can talk to a keyed circuit, nobody can alter its traffic,
+// and a daemon without a key serves loopback only.
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import * as net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { AuthFailed, dial, ServerGone } from "../src/index.ts";
+import { killAll, runCli, startDaemon } from "./helpers/daemon.ts";
+
+after(killAll);
+
+const dir = mkdtempSync(join(tmpdir(), "circuit-keys-"));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+async function keyFile(name: string): Promise<string> {
+  const f = join(dir, name);
+  const r = await runCli(["keygen", f]);
+  assert.equal(r.code, 0, r.stderr);
+  return f;
+}
+
+describe("cluster keys", () => {
+  let k1: string;
+  let k2: string;
+  before(async () => {
+    k1 = await keyFile("k1");
+    k2 = await keyFile("k2");
+  });
+
+  test("keygen prints a fresh 64-hex-digit key; keygen FILE writes it readable by its owner only", async () => {
+    const a = await runCli(["keygen"]);
+    const b = await runCli(["keygen"]);
+    assert.match(a.stdout.toString(), /^[0-9a-f]{64}\n$/);
+    assert.notEqual(a.stdout.toString(), b.stdout.toString());
+    assert.equal(statSync(k1).mode & 0o777, 0o600);
+    assert.match(readFileSync(k1, "utf8"), /^[0-9a-f]{64}\n$/);
+    const again = await runCli(["keygen", k1]);
+    assert.equal(again.code, 1, "keygen never overwrites a key");
+  });
+
+  test("the right key works; no key or a wrong key fails fast with AuthFailed and learns nothing", async () => {
+    const d = await startDaemon(["--key", k1]);
+    try {
+      const c = await dial(d.url.replace(/\/X[0-9a-f]+$/, ""), { key: readFileSync(k1, "utf8") });
+      assert.equal(c.serverId, d.id);
+      const ch = await c.walk(`/${d.id}/secret`).makeChan<string>(1);
+      await ch.send("only for key holders");
+      await c.close();
+      const base = d.url.replace(/\/X[0-9a-f]+$/, "");
+      for (const key of [undefined, readFileSync(k2, "utf8")]) {
+        const t0 = Date.now();
+        await assert.rejects(dial(base, { key }), (e: Error) => {
+          assert.ok(e instanceof AuthFailed, `${e.name}: ${e.message}`);
+          assert.ok(!e.message.includes(d.id), "the error does not reveal the server ID");
+          return true;
+        });
+        assert.ok(Date.now() - t0 < 5000);
+      }
+      // The CLI: no key → exit 1 with a one-line reason; no ls, no stop.
+      for (const args of [
+        ["ls", "/"],
+        ["stop", `/${d.id}`],
+      ]) {
+        const r = await runCli(["-d", base, ...args]);
+        assert.equal(r.code, 1);
+        assert.match(r.stderr, /^circuit: AuthFailed: .*cluster key/);
+        assert.equal(r.stdout.length, 0);
+      }
+      const wrong = await runCli(["-d", base, "--key", k2, "ls", "/"]);
+      assert.equal(wrong.code, 1);
+      assert.match(wrong.stderr, /AuthFailed/);
+      const viaEnv = await runCli(["-d", base, "recv", `/${d.id}/secret`], { env: { CIRCUIT_KEY: k1 } });
+      assert.equal(viaEnv.code, 0, viaEnv.stderr);
+      assert.equal(viaEnv.stdout.toString(), '"only for key holders"\n');
+      assert.equal(d.proc.exitCode, null, "the daemon still runs");
+    } finally {
+      await d.stop();
+    }
+  });
+
+  test("a keyed client cannot talk to a daemon without a key, and says why", async () => {
+    const d = await startDaemon();
+    try {
+      await assert.rejects(dial(d.url, { key: readFileSync(k1, "utf8") }), AuthFailed);
+    } finally {
+      await d.stop();
+    }
+  });
+
+  test("key rotation: --key new --accept-key old takes both; without it the old key is refused", async () => {
+    const rolling = await startDaemon(["--key", k2, "--accept-key", k1]);
+    try {
+      for (const k of [k1, k2]) {
+        const c = await dial(rolling.url, { key: k });
+        assert.equal(c.serverId, rolling.id);
+        await c.close();
+      }
+    } finally {
+      await rolling.stop();
+    }
+    const done = await startDaemon(["--key", k2]);
+    try {
+      await assert.rejects(dial(done.url, { key: k1 }), AuthFailed);
+      const c = await dial(done.url, { key: k2 });
+      await c.close();
+    } finally {
+      await done.stop();
+    }
+  });
+
+  test("servers with the same key form one circuit; a server with another key cannot join", async () => {
+    const a = await startDaemon(["--key", k1]);
+    const b = await startDaemon(["--key", k1, "--join", a.url]);
+    const stranger = await startDaemon(["--key", k2, "--join", a.url]);
+    const c = await dial(a.url, { key: k1 });
+    try {
+      const t0 = Date.now();
+      for (;;) {
+        const ids = (await c.servers()).map((s) => s.id);
+        if (ids.includes(b.id)) break;
+        assert.ok(Date.now() - t0 < 5000, "b joins");
+        await sleep(50);
+      }
+      // A cross-server operation works over the keyed links.
+      const ch = await c.walk(`/${b.id}/q`).makeChan<number>(1);
+      await ch.send(7);
+      assert.equal(await ch.recv(), 7);
+      await sleep(1500);
+      assert.ok(!(await c.servers()).some((s) => s.id === stranger.id), "the stranger never joined");
+    } finally {
+      await c.close();
+      await Promise.all([a.stop(), b.stop(), stranger.stop()]);
+    }
+  });
+
+  test("tampered bytes in an established session end that connection, nothing else", async () => {
+    const d = await startDaemon(["--key", k1]);
+    const port = Number(new URL(d.url.replace("circuit:", "http:")).port);
+    // A relay that flips one bit in the client's traffic once the session is established.
+    let flip = false;
+    const relay = net.createServer((inbound) => {
+      const outbound = net.connect(port, "127.0.0.1");
+      inbound.on("data", (b: Buffer) => {
+        if (flip && b.length > 10) {
+          b[b.length - 3] = (b[b.length - 3] as number) ^ 1;
+          flip = false;
+        }
+        outbound.write(b);
+      });
+      outbound.pipe(inbound);
+      inbound.on("error", () => outbound.destroy());
+      outbound.on("error", () => inbound.destroy());
+      inbound.on("close", () => outbound.destroy());
+      outbound.on("close", () => inbound.destroy());
+    });
+    await new Promise<void>((r) => relay.listen(0, "127.0.0.1", r));
+    const rport = (relay.address() as net.AddressInfo).port;
+    try {
+      const c = await dial(`circuit://127.0.0.1:${rport}`, { key: k1 });
+      const ch = await c.walk(`/${d.id}/t`).makeChan<string>(4);
+      flip = true;
+      await assert.rejects(
+        (async () => {
+          await ch.send("tampered");
+          await ch.stat();
+        })(),
+        ServerGone,
+      );
+      await c.close();
+      const honest = await dial(d.url, { key: k1 });
+      const st = (await honest.walk(`/${d.id}/t`).peek()) as { len: number };
+      assert.equal(st.len, 0, "the tampered send was never executed");
+      await honest.close();
+    } finally {
+      relay.close();
+      await d.stop();
+    }
+  });
+
+  test("a connection that does not authenticate within the handshake deadline is closed", async () => {
+    const d = await startDaemon(["--key", k1, "--handshake-ms", "300"]);
+    const port = Number(new URL(d.url.replace("circuit:", "http:")).port);
+    try {
+      const s = net.connect(port, "127.0.0.1");
+      s.on("error", () => {});
+      const t0 = Date.now();
+      await new Promise<void>((r) => s.on("close", () => r()));
+      assert.ok(Date.now() - t0 < 3000, `closed after ${Date.now() - t0} ms`);
+    } finally {
+      await d.stop();
+    }
+  });
+});
+
+describe("without a key", () => {
+  test("the daemon refuses a non-loopback address unless --insecure", async () => {
+    const r = await runCli(["start", "--addr", "0.0.0.0:0"], { timeoutMs: 5000 });
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /refusing to listen on 0\.0\.0\.0:0 without a cluster key/);
+  });
+
+  test("bad key input is a usage error", async () => {
+    const bad = join(dir, "bad");
+    writeFileSync(bad, "not a key\n");
+    for (const args of [
+      ["--key", bad, "ls", "/"],
+      ["--key", join(dir, "missing"), "ls", "/"],
+      ["start", "--key", bad],
+    ]) {
+      const r = await runCli(args, { timeoutMs: 5000 });
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, /key/);
+    }
+  });
+});

@@ -411,6 +411,25 @@ describe("when the server dies", () => {
     }
   });
 
+  test("a silent (stopped) dial-in server fails its waiters with ServerGone within about 5 s", async () => {
+    const d = await startDaemon();
+    const c = await dial(d.url);
+    try {
+      const ch = await c.walk(`/${d.id}/q`).makeChan(0);
+      const r = ch.recv();
+      r.catch(() => {});
+      process.kill(d.pid, "SIGSTOP");
+      const t0 = Date.now();
+      await assert.rejects(r, ServerGone);
+      const took = Date.now() - t0;
+      assert.ok(took >= 3000 && took < 7000, `failed after ${took} ms`);
+    } finally {
+      process.kill(d.pid, "SIGCONT");
+      await c.close();
+      await d.stop();
+    }
+  });
+
   test("dialling nothing fails with ServerGone", async () => {
     const d = await startDaemon();
     const url = d.url;

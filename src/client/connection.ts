@@ -48,6 +48,9 @@ export interface ChanState {
 }
 
 const RESOLVED = Promise.resolve();
+/** A quiet server is pinged after PING_MS and given up after SILENT_MS (DESIGN §6: 5 s). */
+const PING_MS = 1000;
+const SILENT_MS = 5000;
 /** How many credits a sender asks for at most. */
 const MAX_WANT = 1024;
 
@@ -76,6 +79,8 @@ export class Connection {
   private readonly outStreams = new Map<number, StreamWriter>();
   private readonly inStreams = new Map<number, StreamReader>();
   private nextId = 1;
+  private lastHeard = performance.now();
+  private heartbeat: NodeJS.Timeout | undefined;
   private where = "";
   /** Set when the peer closed after the TCP connect but before our handshake completed. */
   private handshakeError: CircuitError | undefined;
@@ -87,6 +92,7 @@ export class Connection {
       this.resolveClosed = r;
     });
     conn.onFrame = (t, b) => {
+      this.lastHeard = performance.now();
       try {
         this.frame(t, b);
       } catch (err) {
@@ -94,6 +100,24 @@ export class Connection {
       }
     };
     conn.onClose = (err) => this.teardown(err);
+  }
+
+  /**
+   * Keepalive: a server that says nothing for a while is asked; one silent for SILENT_MS (a
+   * stopped process, a cut cable) is gone, and everything waiting on it fails with ServerGone.
+   */
+  private startHeartbeat(): void {
+    this.heartbeat = setInterval(() => {
+      const quiet = performance.now() - this.lastHeard;
+      if (quiet > SILENT_MS) {
+        this.fail(new ServerGone(`no answer from ${this.serverId} for ${Math.round(quiet)} ms`));
+      } else if (quiet >= PING_MS && !this.gone) {
+        const id = this.id();
+        this.pending.set(id, { resolve: () => {}, reject: () => {} });
+        this.conn.send(T.REQ, [id], encode({ op: "ping" }));
+      }
+    }, PING_MS);
+    this.heartbeat.unref();
   }
 
   static async open(opts: ConnectOptions): Promise<Connection> {
@@ -356,6 +380,7 @@ export class Connection {
         this.url = h.url;
         this.maxValue = h.maxValue;
         this.handshakeError = undefined;
+        this.startHeartbeat();
         this.settle(0, undefined);
         return;
       }
@@ -439,6 +464,7 @@ export class Connection {
       { cause },
     );
     this.gone = err;
+    clearInterval(this.heartbeat);
     const hs = this.pending.get(0);
     this.pending.delete(0);
     if (hs) hs.reject(this.handshakeError ?? err);

@@ -349,6 +349,8 @@ export class Session {
         }
         case "servers":
           return reply(this.d.servers());
+        case "ping":
+          return reply(null);
         case "stop":
           this.d.requestStop(this.path(r.path), () => reply(null));
           return;

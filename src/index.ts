@@ -22,3 +22,4 @@ export {
   Timeout,
   WrongKind,
 } from "./errors.js";
+export { select, type SelectCase, type SelectOptions, type SelectResult } from "./client/select.js";

@@ -5,6 +5,7 @@ import { ChannelClosed, type CircuitError, ProtocolError, WrongKind } from "../e
 import { Deque } from "../util/deque.js";
 import { decode } from "../wire/protocol.js";
 import type { ChanState, Connection } from "./connection.js";
+import type { SelectCase } from "./select.js";
 
 export interface OpOptions {
   /** Aborting it withdraws the operation: it rejects with `signal.reason` and has not happened. */
@@ -106,6 +107,16 @@ export class Chan<T = unknown> implements AsyncIterable<T> {
       });
       signal?.addEventListener("abort", onAbort, { once: true });
     });
+  }
+
+  /** A receive, as a case of `select`. */
+  recvCase(): SelectCase {
+    return { conn: this.c, handle: this.st.handle, op: "recv" };
+  }
+
+  /** A send of `value`, as a case of `select`; encoding errors (MessageTooLarge) throw here. */
+  sendCase(value: T): SelectCase {
+    return { conn: this.c, handle: this.st.handle, op: "send", bytes: this.c.encodeValue(value) };
   }
 
   /** Closes the channel: later sends fail, buffered values stay receivable. */

@@ -38,6 +38,16 @@ interface Pending {
   reject(err: CircuitError): void;
 }
 
+/** How a selector hears from one server (frame fields after the selector id). */
+export interface SelectSink {
+  offer(idx: number, flags: number, tail: Buffer): void;
+  withdraw(idx: number): void;
+  done(idx: number, flags: number, pid: number, tail: Buffer): void;
+  settled(idx: number, flags: number, pid: number, tail: Buffer): void;
+  polled(): void;
+  gone(err: CircuitError): void;
+}
+
 /** Per-handle send state: credits are buffer slots the server reserved for this connection. */
 export interface ChanState {
   handle: number;
@@ -78,6 +88,7 @@ export class Connection {
   private readonly chans = new Map<number, ChanState>();
   private readonly outStreams = new Map<number, StreamWriter>();
   private readonly inStreams = new Map<number, StreamReader>();
+  private readonly selectors = new Map<number, SelectSink>();
   private nextId = 1;
   private lastHeard = performance.now();
   private heartbeat: NodeJS.Timeout | undefined;
@@ -286,6 +297,33 @@ export class Connection {
     return { writer, sent };
   }
 
+  /** Registers a selector's cases on this server. */
+  openSelect(sel: number, poll: boolean, cases: unknown[], sink: SelectSink): void {
+    if (this.gone) {
+      const err = this.gone;
+      queueMicrotask(() => sink.gone(err));
+      return;
+    }
+    this.selectors.set(sel, sink);
+    this.conn.send(T.SELECT, [Math.floor(sel / 2 ** 32), sel >>> 0, poll ? 1 : 0], encode({ cases }));
+  }
+
+  /** Commits case idx, or releases every case here (ALL_CASES). */
+  decide(sel: number, idx: number): void {
+    if (!this.gone) this.conn.send(T.DECIDE, [Math.floor(sel / 2 ** 32), sel >>> 0, idx]);
+  }
+
+  closeSelect(sel: number): void {
+    this.selectors.delete(sel);
+  }
+
+  /** A reader for a stream message the server starts sending under pipe id `pid`. */
+  streamReader(pid: number): Readable {
+    const reader = new StreamReader(this, pid);
+    this.inStreams.set(pid, reader);
+    return reader;
+  }
+
   /** Frame output for stream writers and readers. */
   frameOut(type: number, fields: number[], t?: Uint8Array): void {
     if (!this.gone) this.conn.send(type, fields, t);
@@ -447,6 +485,20 @@ export class Connection {
         this.outStreams.delete(sid);
         return;
       }
+      case T.OFFER:
+      case T.WITHDRAW:
+      case T.DONE:
+      case T.SETTLED:
+      case T.POLLED: {
+        const sink = this.selectors.get(u32(body, 0) * 2 ** 32 + u32(body, 1));
+        if (!sink) return;
+        if (type === T.POLLED) sink.polled();
+        else if (type === T.WITHDRAW) sink.withdraw(u32(body, 2));
+        else if (type === T.OFFER) sink.offer(u32(body, 2), u32(body, 3), tail(body, 4));
+        else if (type === T.DONE) sink.done(u32(body, 2), u32(body, 3), u32(body, 4), tail(body, 5));
+        else sink.settled(u32(body, 2), u32(body, 3), u32(body, 4), tail(body, 5));
+        return;
+      }
       default:
         throw new ProtocolError(`unknown frame type 0x${type.toString(16)} from server`);
     }
@@ -476,6 +528,8 @@ export class Connection {
     this.outStreams.clear();
     for (const r of this.inStreams.values()) r.destroy(err);
     this.inStreams.clear();
+    for (const sel of this.selectors.values()) sel.gone(err);
+    this.selectors.clear();
     this.chans.clear();
     this.resolveClosed(this.closing ? undefined : err);
   }

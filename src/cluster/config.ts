@@ -70,12 +70,18 @@ export interface SwimConfig {
   reconnectIntervalMs: number;
   /**
    * Catch-up: every message says how many members its sender considers live. A member that counts
-   * several fewer (a burst of joins it has not heard of yet), or one fewer for longer than this,
-   * pulls the sender's full state — at most once per this interval. A burst of joins then
+   * several fewer (a burst of joins it has not heard of yet) pulls the full state of the
+   * best-informed peer it has heard from — at most once per this interval. A burst of joins then
    * converges in a few periods instead of waiting for piggyback bandwidth; a stable cluster never
-   * triggers it.
+   * triggers it. Shorter converges bursts faster at the price of more full-state messages.
    */
   catchUpMs: number;
+  /**
+   * A member that counts just one fewer than a peer pulls only if the gap outlives this: long
+   * enough for gossip to deliver a single join (O(log n) periods), so a lone join or death costs
+   * no full-state exchanges, yet a piece of news that gossip somehow dropped is still fetched.
+   */
+  catchUpLagMs: number;
   /** A join whose seed has not answered is retried this often until some seed replies. */
   joinRetryMs: number;
   /**
@@ -104,7 +110,8 @@ export const DEFAULT_SWIM: Readonly<SwimConfig> = Object.freeze({
   maxLocalHealth: 8,
   syncIntervalMs: 5000,
   reconnectIntervalMs: 10_000,
-  catchUpMs: 1000,
+  catchUpMs: 500,
+  catchUpLagMs: 1000,
   joinRetryMs: 1000,
   deadRetainMs: 10 * 60_000,
   stallMs: 250,

@@ -12,9 +12,16 @@
 //    suspicions from other members confirm it (Lifeguard). A suspected member that hears of it
 //    refutes by raising its incarnation number; alive with a higher incarnation beats suspicion.
 //  - Every change is gossiped by piggybacking on protocol messages, least-transmitted first;
-//    a periodic full-state exchange (sync) with a random member repairs whatever gossip missed.
+//    a periodic full-state exchange (sync) with a random member repairs whatever gossip missed,
+//    and a member whose peers count more live members than it does pulls a full state at once
+//    (catch-up, for bursts of joins). A death the transport confirmed (connection refused) is
+//    pushed as a rumour to k members, each of which passes it on once.
 //  - Local health (Lifeguard): missed nacks, refutations and stalls of our own event loop make us
 //    slower to judge others; successful probes bring us back.
+//
+// Message count per member per period is constant in cluster size: one ping and its ack, the acks
+// to the (on average one) pings received, k ping-reqs with their pings and acks or nacks when a
+// probe fails, and a sync every syncIntervalMs (whose size, unlike the others, grows with n).
 
 import { Deque } from "../util/deque.js";
 import type { SwimConfig } from "./config.js";
@@ -54,7 +61,8 @@ export interface GossipItem {
   by?: string;
 }
 
-interface Header {
+/** Carried by every message. */
+export interface SwimHeader {
   /** Sender's member id and address: a receiver learns about an unknown sender from these. */
   from: string;
   fromAddr: string;
@@ -64,16 +72,16 @@ interface Header {
 
 /** Plain data only, so that any MessagePack codec carries it unchanged. */
 export type SwimMessage =
-  | (Header & { t: "ping"; seq: number; gossip: GossipItem[] })
-  | (Header & { t: "ack"; seq: number; gossip: GossipItem[] })
+  | (SwimHeader & { t: "ping"; seq: number; gossip: GossipItem[] })
+  | (SwimHeader & { t: "ack"; seq: number; gossip: GossipItem[] })
   /** An intermediary's "I asked, the target did not answer me either" (Lifeguard). */
-  | (Header & { t: "nack"; seq: number; gossip: GossipItem[] })
+  | (SwimHeader & { t: "nack"; seq: number; gossip: GossipItem[] })
   /** Probe `target` for me; answer `seq` with the target's ack or a nack. */
-  | (Header & { t: "ping-req"; seq: number; target: string; targetAddr: string; gossip: GossipItem[] })
+  | (SwimHeader & { t: "ping-req"; seq: number; target: string; targetAddr: string; gossip: GossipItem[] })
   /** Push-pull: the sender's whole state; `reply: false` asks for the receiver's in return. */
-  | (Header & { t: "sync"; reply: boolean; members: GossipItem[] })
+  | (SwimHeader & { t: "sync"; reply: boolean; members: GossipItem[] })
   /** One-way dissemination: a graceful leave, or a death the transport reported. */
-  | (Header & { t: "gossip"; gossip: GossipItem[] });
+  | (SwimHeader & { t: "gossip"; gossip: GossipItem[] });
 
 /** A message for the driver to send. `to` is "" when the peer's id is not known yet (a join). */
 export interface Outbound {
@@ -148,6 +156,8 @@ interface Relay {
 const STATES: ReadonlySet<string> = new Set(["alive", "suspect", "dead", "left"]);
 const MAX_GOSSIP_IN = 1024;
 const MAX_MEMBERS_IN = 1 << 20;
+/** A peer counting this many more live members than we do is pulled from at once. */
+const CATCH_UP_GAP = 2;
 
 const isLive = (r: Rec): boolean => r.state === "alive" || r.state === "suspect";
 
@@ -212,6 +222,11 @@ class GossipQueue {
   }
 }
 
+/**
+ * One member's view of the cluster. Inputs: tick(), receive(), join(), leave() and the transport
+ * hints unreachable() and connectionLost(); outputs: drainOutbox(), drainEvents(), members(),
+ * get(). Nothing happens between calls, and every call returns at once.
+ */
 export class Membership {
   private readonly cfg: SwimConfig;
   private readonly env: MembershipEnv;
@@ -241,7 +256,10 @@ export class Membership {
   /** Since when, and at which live count of ours, peers have been telling us they know more. */
   private behindAt = 0;
   private behindCount = -1;
+  private best: { id: string; addr: string; live: number } | undefined;
   private leaving = false;
+  /** Our newer records of what the message being handled said (see receive). */
+  private fixes: GossipItem[] = [];
 
   constructor(self: MembershipSelf, config: SwimConfig, env: MembershipEnv) {
     if (typeof self.id !== "string" || self.id === "") throw new TypeError("self.id must be a non-empty string");
@@ -284,12 +302,14 @@ export class Membership {
 
   // ---- outputs ------------------------------------------------------------------------------
 
+  /** Messages to send since the last call, in order. Losing some is fine: the protocol expects loss. */
   drainOutbox(): Outbound[] {
     const out = this.outbox;
     this.outbox = [];
     return out;
   }
 
+  /** Join and leave events since the last call, in the order they happened. */
   drainEvents(): MembershipEvent[] {
     const out = this.events;
     this.events = [];
@@ -370,15 +390,24 @@ export class Membership {
     this.startProbe(r, this.env.now());
   }
 
+  /**
+   * A message from the network. `from` is the sender's id as the transport knows it (from its
+   * handshake; pass `msg.from` if it has none): a message whose `from` disagrees is dropped, as is
+   * anything that is not a well-formed SwimMessage. Never throws on bad input.
+   */
   receive(from: string, msg: SwimMessage): void {
     if (!isSwimMessage(msg) || msg.from !== from || from === this.me.id) return;
     if (this.leaving) {
       // Still answer pings, so a prober learns of our leave from the ack.
-      if (msg.t === "ping") this.send(from, msg.fromAddr, { t: "ack", ...this.header(), seq: msg.seq, gossip: [] });
+      if (msg.t === "ping") {
+        this.send(from, msg.fromAddr, { t: "ack", ...this.header(), seq: msg.seq, gossip: [this.item(this.me)] });
+      }
       return;
     }
+    this.fixes = [];
     if (msg.t === "sync") {
       for (const it of msg.members) this.apply(it, true, from);
+      this.fixes = [];
     } else if (msg.t === "gossip") {
       // A death the transport confirmed travels as a rumour: whoever learns it from one of these
       // passes it on to k others at once, so it reaches everyone in a few network hops rather
@@ -396,9 +425,19 @@ export class Membership {
     }
     this.noteSender(from, msg.fromAddr);
     if (msg.t !== "sync") this.compareLive(from, msg.fromAddr, msg.live);
+    // The sender gossiped something older than what we know (typically an accusation that has
+    // since been refuted): correct it in our answer, or if we do not answer, gossip ours again.
+    const fixes = this.fixes;
+    this.fixes = [];
+    if (msg.t !== "ping") for (const it of fixes) this.queue.put(it);
     switch (msg.t) {
       case "ping":
-        this.send(from, msg.fromAddr, { t: "ack", ...this.header(), seq: msg.seq, gossip: this.piggyback(from) });
+        this.send(from, msg.fromAddr, {
+          t: "ack",
+          ...this.header(),
+          seq: msg.seq,
+          gossip: this.piggyback(from, fixes.slice(0, this.cfg.maxPiggyback)),
+        });
         return;
       case "ack":
         return this.onAck(msg.seq);
@@ -621,8 +660,11 @@ export class Membership {
    * downgraded to suspicion, giving a member that is alive after all the chance to refute).
    */
   private apply(it: GossipItem, viaSync: boolean, sender: string): void {
-    if (it.id === this.me.id) return this.aboutMe(it);
     const r = this.recs.get(it.id);
+    if (r && (it.inc < r.inc || (it.inc === r.inc && !isLive(r) && it.state !== "dead" && it.state !== "left"))) {
+      this.fixes.push(this.item(r));
+    }
+    if (r === this.me) return this.aboutMe(it);
     const state = viaSync && it.state === "dead" && r ? "suspect" : it.state;
     if (!r) {
       // Strangers are only worth knowing if live; tombstones of members we never met are not kept.
@@ -641,7 +683,10 @@ export class Membership {
       this.recs.set(rec.id, rec);
       this.becomeLive(rec);
       if (state === "suspect") this.suspect(rec, it.inc, it.by ?? sender);
-      else this.queue.put(this.item(rec));
+      // A stranger from someone's full state is old news to the sender, who gossips it already;
+      // re-gossiping a whole state would flood the piggyback queue and delay real news. A joiner's
+      // own record in its sync is news, though.
+      else if (!viaSync || it.id === sender) this.queue.put(this.item(rec));
       return;
     }
     switch (state) {
@@ -691,6 +736,7 @@ export class Membership {
 
   private becomeLive(r: Rec): void {
     this.liveN++;
+    this.behindCount = -1;
     r.joinedAt = this.env.now();
     this.addToOrder(r.id);
     if (!r.reported) {
@@ -742,6 +788,7 @@ export class Membership {
     this.forgetProbes(r.id);
     if (wasLive) {
       this.liveN--;
+      this.behindCount = -1;
       if (r.reported) {
         r.reported = false;
         this.events.push({ kind: "leave", member: view(r) });
@@ -781,10 +828,14 @@ export class Membership {
       this.behindCount = mine;
       this.behindAt = now;
     }
-    if (live < mine + 2 && now - this.behindAt < this.cfg.catchUpMs) return;
+    // Pull from the best-informed peer heard since the last pull (in a burst of joins, the latest
+    // joiners and the seed know nearly everyone).
+    if (!this.best || live > this.best.live) this.best = { id: from, addr, live };
+    if (live < mine + CATCH_UP_GAP && now - this.behindAt < this.cfg.catchUpLagMs) return;
     if (now < this.nextCatchUpAt) return;
     this.nextCatchUpAt = now + this.cfg.catchUpMs;
-    this.sendSync(from, addr, false);
+    this.sendSync(this.best.id, this.best.addr, false);
+    this.best = undefined;
   }
 
   // ---- sync ---------------------------------------------------------------------------------
@@ -792,7 +843,7 @@ export class Membership {
   private sendSync(to: string, addr: string, reply: boolean): void {
     const members: GossipItem[] = [];
     for (const r of this.recs.values()) {
-      const it = this.item(r);
+      const it = this.item(r, true);
       if (r.state === "suspect") it.by = this.suspicions.get(r.id)?.by;
       members.push(it);
     }
@@ -813,7 +864,7 @@ export class Membership {
 
   // ---- sending ------------------------------------------------------------------------------
 
-  private header(): Header {
+  private header(): SwimHeader {
     return { from: this.me.id, fromAddr: this.me.addr, live: this.liveN };
   }
 
@@ -834,8 +885,11 @@ export class Membership {
     return out;
   }
 
-  private item(r: Rec): GossipItem {
-    return { id: r.id, addr: r.addr, inc: r.inc, state: r.state, meta: r.meta };
+  /** Metadata rides only on alive items (and full state): it changes only with an incarnation. */
+  private item(r: Rec, withMeta = r.state === "alive"): GossipItem {
+    const it: GossipItem = { id: r.id, addr: r.addr, inc: r.inc, state: r.state };
+    if (withMeta) it.meta = r.meta;
+    return it;
   }
 
   // ---- randomness ---------------------------------------------------------------------------

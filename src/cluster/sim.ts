@@ -78,6 +78,7 @@ type Ev =
   | { kind: "tick"; node: Node; gen: number }
   | { kind: "deliver"; node: Node; addr: string; to: string; msg: SwimMessage }
   | { kind: "refused"; node: Node; gen: number; target: string }
+  | { kind: "reset"; node: Node; gen: number; target: string }
   | { kind: "resume"; node: Node; gen: number }
   | { kind: "join"; node: Node; gen: number; addr: string };
 
@@ -216,12 +217,23 @@ export class Sim {
     }
   }
 
-  /** The process is gone: messages to it are refused, which the sender's transport reports. */
-  crash(id: string): void {
+  /**
+   * The process is gone: messages to it are refused, which the sender's transport reports. With
+   * `reset`, every member that has it live also sees its connection reset (what TCP does when a
+   * process dies with connections open, assuming a full mesh).
+   */
+  crash(id: string, opts: { reset?: boolean } = {}): void {
     const n = this.node(id);
     n.status = "crashed";
     n.gen++;
     n.backlog = [];
+    if (!opts.reset) return;
+    for (const peer of this.nodes.values()) {
+      const st = peer.status === "running" && peer.id !== id ? peer.m.get(id)?.state : undefined;
+      if (st === "alive" || st === "suspect") {
+        this.q.push(this.now + this.refuseDelayMs, { kind: "reset", node: peer, gen: peer.gen, target: id });
+      }
+    }
   }
 
   /** Stops processing and answering for good, like SIGSTOP or a cut cable: messages vanish. */
@@ -409,9 +421,11 @@ export class Sim {
         this.flush(n);
         return;
       case "refused":
+      case "reset":
         if (ev.gen !== n.gen || n.status !== "running") return;
         if (n.busyUntil > this.now) return; // a busy member would see it later; rare enough to drop
-        n.m.unreachable(ev.target);
+        if (ev.kind === "refused") n.m.unreachable(ev.target);
+        else n.m.connectionLost(ev.target);
         this.flush(n);
         return;
       case "deliver":

@@ -8,6 +8,7 @@ import { Deque } from "../util/deque.js";
 import { decode, encode, PROTOCOL_VERSION, T, tail, u32 } from "../wire/protocol.js";
 import type { Daemon } from "./daemon.js";
 import type { ChanElement, ChannelLike, Item } from "./elements.js";
+import { SelectHost } from "./select-host.js";
 import { type PipeReceiver, type PipeSender, StreamPipe } from "./stream-pipe.js";
 
 const MAX_HANDLES = 65_536;
@@ -65,6 +66,7 @@ export class Session {
   /** Stream messages this session is receiving, by pipe id. */
   private readonly inStreams = new Map<number, StreamPipe>();
   private gone = false;
+  private readonly selects: SelectHost;
 
   constructor(
     readonly conn: FrameConn,
@@ -74,6 +76,12 @@ export class Session {
       if (!this.handshaken) this.fatal(new ProtocolError(`no handshake within ${d.handshakeMs} ms`));
     }, d.handshakeMs);
     this.timer.unref();
+    this.selects = new SelectHost({
+      send: (type, fields, t) => conn.send(type, fields, t),
+      element: (handle) => this.el(handle),
+      openInStream: (pipe) => this.openInStream(pipe),
+      maxValue: d.maxValue,
+    });
     conn.onFrame = (t, b) => this.frame(t, b);
     conn.onClose = () => this.cleanup();
     conn.onBadInput = (err) => conn.send(T.ERR, [0], encode(toWire(err)));
@@ -268,6 +276,10 @@ export class Session {
         }
         return;
       }
+      case T.SELECT:
+      case T.DECIDE:
+        this.selects.frame(type, body);
+        return;
       default:
         throw new ProtocolError(`unknown frame type 0x${type.toString(16)}`);
     }
@@ -284,8 +296,13 @@ export class Session {
   }
 
   attachStream(rid: number, pipe: StreamPipe): void {
-    this.inStreams.set(pipe.id, pipe);
     this.conn.send(T.SATTACH, [rid, pipe.id]);
+    this.openInStream(pipe);
+  }
+
+  /** Streams a stream message's bytes to this client under its pipe id, with its credit. */
+  openInStream(pipe: StreamPipe): void {
+    this.inStreams.set(pipe.id, pipe);
     const recv: PipeReceiver = {
       data: (c) => this.conn.send(T.SDATA, [pipe.id], c),
       fin: () => {
@@ -443,6 +460,7 @@ export class Session {
     this.outStreams.clear();
     for (const p of this.inStreams.values()) p.drop("receiver disconnected");
     this.inStreams.clear();
+    this.selects.cleanup();
     this.d.sessionGone(this);
   }
 

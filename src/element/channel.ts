@@ -2,13 +2,23 @@
 // and answers through the callbacks of the waiters it is given. Callbacks must not call back into
 // the same channel synchronously.
 //
+// Every operation enqueues a waiter and runs one matching engine (`pump`), so that waiters are
+// served in the order they arrived whatever their kind: plain sends and receives, and select cases.
+//
 // Credits: a credit holder (one client connection) may hold reserved buffer slots so that its sends
 // complete without a round trip. A reserved slot counts as occupied for every other sender, so to
 // keep Go's meaning the channel takes reservations back (revoke) as soon as a sender would block,
 // and close/scrub complete only after every holder has given its credits back: from then on no
 // credited send can be in flight.
+//
+// Select cases (docs/select.md): a case never completes on its own. When it could, the channel
+// reserves what it needs (a value, a sender, a buffer slot, a receive) and makes the case an offer;
+// the selector then commits exactly one case and releases the others, and a released reservation
+// goes back where it came from. Two select cases meeting on an unbuffered channel form a pair: the
+// selector with the lower id is asked first; only if it commits is the other asked. Selectors wait
+// only on higher ids, so no cycle of selectors can wait on each other.
 
-import { ChannelAborted, ChannelClosed, type CircuitError } from "../errors.js";
+import { ChannelAborted, ChannelClosed, CircuitError } from "../errors.js";
 import { Deque } from "../util/deque.js";
 
 export const MAX_CAP = 1_000_000;
@@ -35,6 +45,42 @@ export interface CreditHolder {
   revoke(): void;
 }
 
+/** What a select case would get if committed now. */
+export interface Offer<V> {
+  /** recv: the value reserved for it. */
+  value?: V;
+  /** recv: the channel is closed and drained. */
+  closed?: boolean;
+  /** send: the send would fail (ChannelClosed, ChannelAborted). */
+  error?: CircuitError;
+  /** The first half of a select-vs-select pair: committing asks the other selector. */
+  pair?: boolean;
+}
+
+/** The outcome of a committed case. */
+export interface Outcome<V> {
+  value?: V;
+  closed?: boolean;
+  error?: CircuitError;
+}
+
+/** One case of a select, registered on one channel. */
+export interface SelectCase<V> {
+  /** Orders selectors; unique per select. */
+  readonly selector: number;
+  readonly op: "recv" | "send";
+  /** The value, for a send case. */
+  readonly value?: V;
+  /** The channel reserved a match for this case. */
+  offer(o: Offer<V>): void;
+  /** The reservation behind the last offer is gone (its counterpart left); the case waits again. */
+  withdraw(): void;
+  /** A pair this case committed to completed (it happened) or failed (the case waits again). */
+  settled(outcome: Outcome<V> | undefined): void;
+}
+
+export type CommitResult<V> = { status: "done"; outcome: Outcome<V> } | { status: "pending" } | { status: "failed" };
+
 export interface ChanStat {
   cap: number;
   len: number;
@@ -52,24 +98,57 @@ interface Holding {
   revoking: boolean;
 }
 
-interface Waiting<V> {
+interface PlainSend<V> {
+  w: SendWaiter<V>;
+  seq: number;
+}
+interface PlainRecv<V> {
   r: Receiver<V>;
   n: number;
+  seq: number;
+}
+interface Tentative<V> {
+  c: SelectCase<V>;
+  seq: number;
+}
+
+/** What a select case holds while its offer is out. */
+type Reservation<V> =
+  | { kind: "buf"; value: V; seq: number }
+  | { kind: "sender"; s: PlainSend<V>; seq: number }
+  | { kind: "closed"; seq: number }
+  | { kind: "slot"; seq: number }
+  | { kind: "receiver"; r: Receiver<V>; seq: number; rseq: number }
+  | { kind: "error"; error: CircuitError; seq: number }
+  | { kind: "pair"; other: SelectCase<V>; first: boolean; committed: boolean; seq: number };
+
+/** The error a withdrawn plain send gets while reserved by a select: it did not happen. */
+export class Cancelled extends CircuitError {
+  constructor() {
+    super("Cancelled", "cancelled");
+  }
 }
 
 export class Channel<V> {
   readonly cap: number;
   private readonly buf = new Deque<V>();
-  private readonly senders = new Deque<SendWaiter<V>>();
-  private readonly receivers = new Deque<Waiting<V>>();
+  private readonly senders = new Deque<PlainSend<V>>();
+  private readonly receivers = new Deque<PlainRecv<V>>();
+  private readonly tsend = new Deque<Tentative<V>>();
+  private readonly trecv = new Deque<Tentative<V>>();
+  private readonly reservations = new Map<SelectCase<V>, Reservation<V>>();
   private readonly holders = new Map<CreditHolder, Holding>();
+  private seq = 0;
+  /** Slots reserved by credit holders. */
   private reserved = 0;
+  /** Slots reserved by select send cases. */
+  private selSlots = 0;
   private closing = false;
   private closed = false;
   private aborted = false;
   private numSend = 0;
   private numRecv = 0;
-  private readonly settled: (() => void)[] = [];
+  private readonly settledCbs: (() => void)[] = [];
 
   constructor(cap: number) {
     if (!Number.isInteger(cap) || cap < 0 || cap > MAX_CAP) {
@@ -86,26 +165,24 @@ export class Channel<V> {
   send(w: SendWaiter<V>): void {
     if (this.aborted) return w.done(new ChannelAborted());
     if (this.closing) return w.done(new ChannelClosed("send on closed channel"));
-    if (this.senders.length === 0 && this.handToReceiver(w.value)) {
-      this.numSend++;
-      w.done();
-      this.pump();
-      return;
-    }
-    if (this.senders.length === 0 && this.buf.length + this.reserved < this.cap) {
-      this.buf.push(w.value);
-      this.numSend++;
-      w.done();
-      return;
-    }
-    this.senders.push(w);
-    this.revokeAll();
+    this.senders.push({ w, seq: ++this.seq });
+    this.pump();
   }
 
   /** Withdraws a blocked send; false if it already completed (or failed). */
   cancelSend(w: SendWaiter<V>): boolean {
-    const removed = this.senders.removeWhere((x) => x === w);
-    return removed.length > 0;
+    if (this.senders.removeWhere((x) => x.w === w).length > 0) return true;
+    // Reserved by a select case: the offer is void, the send did not happen.
+    for (const [c, res] of this.reservations) {
+      if (res.kind === "sender" && res.s.w === w) {
+        this.reservations.delete(c);
+        this.requeueCase(c, res.seq);
+        c.withdraw();
+        this.pump();
+        return true;
+      }
+    }
+    return false;
   }
 
   /**
@@ -119,7 +196,7 @@ export class Channel<V> {
     this.reserved--;
     if (this.aborted) return true;
     this.numSend++;
-    if (!this.handToReceiver(value)) this.buf.push(value);
+    this.buf.push(value);
     this.pump();
     return true;
   }
@@ -127,57 +204,28 @@ export class Channel<V> {
   /** Adds n blocked receives for r (FIFO behind every receive already waiting). */
   recv(r: Receiver<V>, n: number): void {
     if (this.aborted) return r.end(new ChannelAborted());
-    while (n > 0 && this.buf.length > 0) {
-      const v = this.buf.shift() as V;
-      this.numRecv++;
-      n--;
-      r.take(v);
-      this.refill();
-    }
-    while (n > 0 && this.senders.length > 0) {
-      // Unbuffered (or over-full) channel: take straight from a blocked sender.
-      const w = this.senders.shift() as SendWaiter<V>;
-      this.numSend++;
-      this.numRecv++;
-      n--;
-      r.take(w.value);
-      w.done();
-    }
-    if (n > 0) {
-      if (this.closed) {
-        r.end(new ChannelClosed());
-        this.forgetReceiver(r);
-      } else {
-        const last = this.receivers.peekLast();
-        if (last && last.r === r) last.n += n;
-        else this.receivers.push({ r, n });
-      }
-    }
+    if (n <= 0) return;
+    const last = this.receivers.peekLast();
+    const lastT = this.trecv.peekLast();
+    if (last && last.r === r && (!lastT || lastT.seq < last.seq)) last.n += n;
+    else this.receivers.push({ r, n, seq: ++this.seq });
     this.pump();
-  }
-
-  /**
-   * Puts a value in without ever blocking (for subscriptions): to a waiting receiver, else into the
-   * buffer, dropping the oldest value when it is full. Returns how many values were dropped.
-   */
-  offer(value: V): number {
-    if (this.closing) return 1;
-    this.numSend++;
-    if (this.handToReceiver(value)) return 0;
-    let dropped = 0;
-    if (this.cap === 0) return 1;
-    if (this.buf.length >= this.cap) {
-      this.buf.shift();
-      dropped = 1;
-    }
-    this.buf.push(value);
-    return dropped;
   }
 
   /** Withdraws all of r's waiting receives; returns how many there were. */
   cancelRecv(r: Receiver<V>): number {
     let n = 0;
     for (const w of this.receivers.removeWhere((x) => x.r === r)) n += w.n;
+    // A receive reserved by a select send case is withdrawn too: that offer is void.
+    for (const [c, res] of this.reservations) {
+      if (res.kind === "receiver" && res.r === r) {
+        this.reservations.delete(c);
+        this.requeueCase(c, res.seq);
+        c.withdraw();
+        n++;
+      }
+    }
+    this.pump();
     return n;
   }
 
@@ -189,10 +237,24 @@ export class Channel<V> {
     if (this.aborted || values.length === 0) return;
     for (let i = values.length - 1; i >= 0; i--) this.buf.unshift(values[i] as V);
     this.numRecv -= values.length;
-    while (this.buf.length > 0 && this.receivers.length > 0) {
-      this.handToReceiver(this.buf.shift() as V);
-    }
     this.pump();
+  }
+
+  /**
+   * Puts a value in without ever blocking (for subscriptions): to a waiting receiver, else into the
+   * buffer, dropping the oldest value when it is full. Returns how many values were dropped.
+   */
+  offer(value: V): number {
+    if (this.closing || this.cap === 0) return 1;
+    this.numSend++;
+    let dropped = 0;
+    if (this.buf.length >= this.cap) {
+      this.buf.shift();
+      dropped = 1;
+    }
+    this.buf.push(value);
+    this.pump();
+    return dropped;
   }
 
   /**
@@ -203,10 +265,12 @@ export class Channel<V> {
     if (this.aborted) throw new ChannelAborted();
     if (this.closing) throw new ChannelClosed("close of closed channel");
     this.closing = true;
-    for (const w of this.senders.drain()) w.done(new ChannelClosed("send on closed channel"));
-    this.settled.push(settled);
+    for (const s of this.senders.drain()) s.w.done(new ChannelClosed("send on closed channel"));
+    this.voidSends(new ChannelClosed("send on closed channel"));
+    this.settledCbs.push(settled);
     this.revokeAll();
     this.maybeSettle();
+    this.pump();
   }
 
   /**
@@ -218,13 +282,125 @@ export class Channel<V> {
       this.aborted = true;
       this.closing = true;
       const err = new ChannelAborted();
-      for (const w of this.senders.drain()) w.done(err);
+      for (const s of this.senders.drain()) s.w.done(err);
       this.endReceivers(err);
+      // Select cases: withdrawn reservations give back plain waiters, which fail like the rest.
+      for (const [c, res] of [...this.reservations]) {
+        this.reservations.delete(c);
+        if (res.kind === "sender") res.s.w.done(err);
+        if (res.kind === "receiver") res.r.end(err);
+        if (res.kind === "pair" && res.committed) c.settled({ error: err });
+        else c.withdraw();
+      }
       this.buf.drain();
+      this.selSlots = 0;
       this.revokeAll();
+      // Select cases still waiting get an offer that fails, so their selects end.
+      this.pump();
     }
-    this.settled.push(settled);
+    this.settledCbs.push(settled);
     this.maybeSettle();
+  }
+
+  /** Registers a select case; it gets an offer as soon as it could complete. */
+  selectCase(c: SelectCase<V>): void {
+    (c.op === "recv" ? this.trecv : this.tsend).push({ c, seq: ++this.seq });
+    this.pump();
+  }
+
+  /** The selector commits to case c (after an offer). */
+  commitCase(c: SelectCase<V>): CommitResult<V> {
+    const res = this.reservations.get(c);
+    if (!res) return { status: "failed" };
+    if (res.kind === "pair") {
+      if (res.first) {
+        // Ask the other selector; the answer decides.
+        res.committed = true;
+        const other = this.reservations.get(res.other);
+        if (!other || other.kind !== "pair") return { status: "failed" };
+        res.other.offer(c.op === "send" ? { value: c.value } : {});
+        return { status: "pending" };
+      }
+      // The second selector commits: the pair happens.
+      const first = res.other;
+      this.reservations.delete(c);
+      this.reservations.delete(first);
+      this.numSend++;
+      this.numRecv++;
+      const value = (c.op === "send" ? c.value : first.value) as V;
+      first.settled(first.op === "recv" ? { value } : {});
+      this.pump();
+      return { status: "done", outcome: c.op === "recv" ? { value } : {} };
+    }
+    this.reservations.delete(c);
+    let outcome: Outcome<V> = {};
+    switch (res.kind) {
+      case "buf":
+        this.numRecv++;
+        outcome = { value: res.value };
+        break;
+      case "sender":
+        this.numSend++;
+        this.numRecv++;
+        res.s.w.done();
+        outcome = { value: res.s.w.value };
+        break;
+      case "closed":
+        outcome = { closed: true };
+        break;
+      case "error":
+        outcome = { error: res.error };
+        break;
+      case "slot":
+        this.selSlots--;
+        this.numSend++;
+        this.buf.push(c.value as V);
+        break;
+      case "receiver":
+        this.numSend++;
+        this.numRecv++;
+        res.r.take(c.value as V);
+        break;
+    }
+    this.pump();
+    return { status: "done", outcome };
+  }
+
+  /** The selector gives up case c: a waiting case leaves, a reservation goes back. */
+  releaseCase(c: SelectCase<V>): void {
+    const res = this.reservations.get(c);
+    if (!res) {
+      (c.op === "recv" ? this.trecv : this.tsend).removeWhere((t) => t.c === c);
+      return;
+    }
+    this.reservations.delete(c);
+    switch (res.kind) {
+      case "buf":
+        this.buf.unshift(res.value);
+        break;
+      case "sender":
+        this.senders.unshift(res.s);
+        break;
+      case "slot":
+        this.selSlots--;
+        break;
+      case "receiver":
+        this.receivers.unshift({ r: res.r, n: 1, seq: res.rseq });
+        break;
+      case "pair": {
+        const other = this.reservations.get(res.other);
+        if (other?.kind === "pair") {
+          this.reservations.delete(res.other);
+          if (other.committed) {
+            // The first selector committed and waits on us: its pair failed, it waits again.
+            this.requeueCase(res.other, other.seq);
+            res.other.settled(undefined);
+          } else this.requeueCase(res.other, other.seq);
+        }
+        break;
+      }
+    }
+    this.pump();
   }
 
   /** Sets how many credits `holder` would like to hold; they are granted as slots free up. */
@@ -237,7 +413,7 @@ export class Channel<V> {
     }
     if (h.revoking) return;
     h.want = Math.max(0, Math.min(n, this.cap));
-    this.pump();
+    this.grant();
   }
 
   /**
@@ -259,7 +435,7 @@ export class Channel<V> {
   }
 
   stat(): ChanStat {
-    let waitingReceivers = 0;
+    let waitingReceivers = this.trecv.length;
     for (const w of this.receivers) waitingReceivers += w.n;
     return {
       cap: this.cap,
@@ -268,44 +444,190 @@ export class Channel<V> {
       aborted: this.aborted,
       numSend: this.numSend,
       numRecv: this.numRecv,
-      waitingSenders: this.senders.length,
+      waitingSenders: this.senders.length + this.tsend.length,
       waitingReceivers,
     };
   }
 
-  /** Gives v to the longest-waiting receive, if any. */
-  private handToReceiver(v: V): boolean {
-    const w = this.receivers.peek();
-    if (!w) return false;
-    if (--w.n === 0) this.receivers.shift();
-    this.numRecv++;
-    w.r.take(v);
-    return true;
-  }
-
-  /** Ends every waiting receiver once, even one queued in several places. */
-  private endReceivers(err: CircuitError): void {
-    for (const r of new Set(Array.from(this.receivers.drain(), (w) => w.r))) r.end(err);
-  }
-
-  private forgetReceiver(r: Receiver<V>): void {
-    this.receivers.removeWhere((x) => x.r === r);
-  }
-
-  /** Moves blocked senders into free buffer slots. */
-  private refill(): void {
-    while (this.senders.length > 0 && this.buf.length + this.reserved < this.cap) {
-      const w = this.senders.shift() as SendWaiter<V>;
-      this.buf.push(w.value);
-      this.numSend++;
-      w.done();
+  /**
+   * A close voids what select send cases reserved: their sends can no longer happen. A send case
+   * committed to a pair fails with `err`; the others wait again (and are offered the failure).
+   */
+  private voidSends(err: CircuitError): void {
+    for (const [c, res] of [...this.reservations]) {
+      if (res.kind === "slot") {
+        this.selSlots--;
+      } else if (res.kind === "receiver") {
+        this.receivers.unshift({ r: res.r, n: 1, seq: res.rseq });
+      } else if (res.kind === "pair") {
+        const send = c.op === "send" ? c : res.other;
+        const recv = c.op === "send" ? res.other : c;
+        const sres = this.reservations.get(send);
+        const rres = this.reservations.get(recv);
+        this.reservations.delete(send);
+        this.reservations.delete(recv);
+        if (sres?.kind === "pair" && sres.committed) send.settled({ error: err });
+        else if (sres) {
+          this.requeueCase(send, sres.seq);
+          send.withdraw();
+        }
+        if (rres?.kind === "pair" && rres.committed) {
+          this.requeueCase(recv, rres.seq);
+          recv.settled(undefined);
+        } else if (rres) {
+          this.requeueCase(recv, rres.seq);
+          recv.withdraw();
+        }
+        continue;
+      } else continue;
+      this.reservations.delete(c);
+      this.requeueCase(c, res.seq);
+      c.withdraw();
     }
   }
 
+  /** Puts a case whose reservation ended back in its queue, at its original place. */
+  private requeueCase(c: SelectCase<V>, seq: number): void {
+    const q = c.op === "recv" ? this.trecv : this.tsend;
+    const rest = q.drain();
+    let placed = false;
+    for (const t of rest) {
+      if (!placed && t.seq > seq) {
+        q.push({ c, seq });
+        placed = true;
+      }
+      q.push(t);
+    }
+    if (!placed) q.push({ c, seq });
+  }
+
+  private reserve(c: SelectCase<V>, res: Reservation<V>, o: Offer<V>): void {
+    this.reservations.set(c, res);
+    c.offer(o);
+  }
+
+  /** The earliest waiting receive: a plain receiver's credit or a select recv case. */
+  private firstReceiver(): PlainRecv<V> | Tentative<V> | undefined {
+    const p = this.receivers.peek();
+    const t = this.trecv.peek();
+    if (!p) return t;
+    if (!t) return p;
+    return p.seq < t.seq ? p : t;
+  }
+
+  private firstSender(): PlainSend<V> | Tentative<V> | undefined {
+    const p = this.senders.peek();
+    const t = this.tsend.peek();
+    if (!p) return t;
+    if (!t) return p;
+    return p.seq < t.seq ? p : t;
+  }
+
+  /** Takes one credit from the head plain receiver. */
+  private takeCredit(): PlainRecv<V> {
+    const w = this.receivers.peek() as PlainRecv<V>;
+    if (--w.n === 0) this.receivers.shift();
+    return w;
+  }
+
+  /** The matching engine: runs until nothing more can happen. */
   private pump(): void {
-    this.refill();
-    if (this.closing || this.senders.length > 0) return;
-    let free = this.cap - this.buf.length - this.reserved;
+    for (let progressed = true; progressed; ) {
+      progressed = false;
+      // Buffered values go to the earliest receive.
+      while (this.buf.length > 0) {
+        const R = this.firstReceiver();
+        if (!R) break;
+        const v = this.buf.shift() as V;
+        if ("r" in R) {
+          this.takeCredit();
+          this.numRecv++;
+          R.r.take(v);
+        } else {
+          this.trecv.shift();
+          this.reserve(R.c, { kind: "buf", value: v, seq: R.seq }, { value: v });
+        }
+        progressed = true;
+      }
+      // Senders fill free slots (a select send case reserves one).
+      while (this.buf.length + this.reserved + this.selSlots < this.cap) {
+        const S = this.firstSender();
+        if (!S) break;
+        if ("w" in S) {
+          this.senders.shift();
+          this.buf.push(S.w.value);
+          this.numSend++;
+          S.w.done();
+        } else {
+          this.tsend.shift();
+          this.selSlots++;
+          this.reserve(S.c, { kind: "slot", seq: S.seq }, {});
+        }
+        progressed = true;
+      }
+      // No room in the buffer: senders hand over directly to receives (the unbuffered case).
+      while (this.buf.length === 0) {
+        const S = this.firstSender();
+        const R = this.firstReceiver();
+        if (!S || !R) break;
+        if ("w" in S && "r" in R) {
+          this.senders.shift();
+          this.takeCredit();
+          this.numSend++;
+          this.numRecv++;
+          R.r.take(S.w.value);
+          S.w.done();
+        } else if ("w" in S && "c" in R) {
+          this.senders.shift();
+          this.trecv.shift();
+          this.reserve(R.c, { kind: "sender", s: S, seq: R.seq }, { value: S.w.value });
+        } else if ("c" in S && "r" in R) {
+          this.tsend.shift();
+          const rseq = R.seq;
+          this.takeCredit();
+          this.reserve(S.c, { kind: "receiver", r: R.r, seq: S.seq, rseq }, {});
+        } else if ("c" in S && "c" in R) {
+          if (S.c.selector === R.c.selector) break; // one select never meets itself
+          this.tsend.shift();
+          this.trecv.shift();
+          const [first, second] = S.c.selector < R.c.selector ? [S, R] : [R, S];
+          this.reservations.set(second.c, {
+            kind: "pair",
+            other: first.c,
+            first: false,
+            committed: false,
+            seq: second.seq,
+          });
+          this.reserve(
+            first.c,
+            { kind: "pair", other: second.c, first: true, committed: false, seq: first.seq },
+            first.c.op === "recv" ? { value: second.c.value as V, pair: true } : { pair: true },
+          );
+        }
+        progressed = true;
+      }
+    }
+    // Closed (or scrubbed): receives on an empty channel end; select cases get a final offer.
+    if ((this.closed || this.aborted) && this.buf.length === 0) {
+      const err = this.aborted ? new ChannelAborted() : new ChannelClosed();
+      if (this.receivers.length > 0) this.endReceivers(err);
+      for (const t of this.trecv.drain()) {
+        if (this.aborted) this.reserve(t.c, { kind: "error", error: err, seq: t.seq }, { error: err });
+        else this.reserve(t.c, { kind: "closed", seq: t.seq }, { closed: true });
+      }
+    }
+    if (this.closing) {
+      const err = this.aborted ? new ChannelAborted() : new ChannelClosed("send on closed channel");
+      for (const t of this.tsend.drain()) this.reserve(t.c, { kind: "error", error: err, seq: t.seq }, { error: err });
+    }
+    if (this.senders.length + this.tsend.length > 0) this.revokeAll();
+    else this.grant();
+  }
+
+  /** Tops up credit holders from the free slots, in batches. */
+  private grant(): void {
+    if (this.closing || this.senders.length + this.tsend.length > 0) return;
+    let free = this.cap - this.buf.length - this.reserved - this.selSlots;
     if (free <= 0) return;
     for (const [holder, h] of this.holders) {
       if (h.revoking || h.want <= h.held) continue;
@@ -318,6 +640,11 @@ export class Channel<V> {
       holder.grant(g);
       if (free === 0) break;
     }
+  }
+
+  /** Ends every waiting receiver once, even one queued in several places. */
+  private endReceivers(err: CircuitError): void {
+    for (const r of new Set(Array.from(this.receivers.drain(), (w) => w.r))) r.end(err);
   }
 
   private revokeAll(): void {
@@ -338,11 +665,8 @@ export class Channel<V> {
     for (const h of this.holders.values()) if (h.revoking) return;
     if (!this.closed) {
       this.closed = true;
-      if (this.buf.length === 0) {
-        const err = this.aborted ? new ChannelAborted() : new ChannelClosed();
-        this.endReceivers(err);
-      }
+      this.pump();
     }
-    for (const f of this.settled.splice(0)) f();
+    for (const f of this.settledCbs.splice(0)) f();
   }
 }

@@ -44,6 +44,18 @@
 //   SDROP      c→s  [pid]                the receiver stops reading;
 //              s→c  [sid]                tail {code, message}: your stream message was dropped
 //                                        (receiver stopped, channel scrubbed): stop writing.
+// Select (docs/select.md); a selector id is a 53-bit number sent as [hi, lo]
+//   SELECT     c→s  [hi, lo, poll]       tail {cases: [[idx, handle, op (0 recv, 1 send), value?]]}:
+//                                        register cases; with poll, POLLED follows the offers that
+//                                        could be made at once.
+//   OFFER      s→c  [hi, lo, idx, flags] tail value | error: case idx is reserved for us
+//   WITHDRAW   s→c  [hi, lo, idx]        the reservation behind that offer is gone
+//   DECIDE     c→s  [hi, lo, idx]        commit case idx (ALL_CASES: release every case here);
+//                                        a commit that is done releases the other cases here too
+//   DONE       s→c  [hi, lo, idx, flags, pid] tail value | error: the answer to a commit
+//   SETTLED    s→c  [hi, lo, idx, flags, pid] tail value | error: a pair we committed to completed
+//                                        (or failed: flags has F_FAILED, the case waits again)
+//   POLLED     s→c  [hi, lo]             every offer possible at registration has been sent
 // Between servers
 //   SWIM       s→s  []                   tail: one membership message (src/cluster)
 // A stream is acknowledged as soon as it is attached: bytes that have flowed cannot be taken back.
@@ -75,8 +87,29 @@ export const T = {
   SABORT: 0x34,
   SATTACH: 0x35,
   SDROP: 0x36,
+  SELECT: 0x50,
+  OFFER: 0x51,
+  WITHDRAW: 0x52,
+  DECIDE: 0x53,
+  DONE: 0x54,
+  SETTLED: 0x55,
+  POLLED: 0x56,
   SWIM: 0x40,
 } as const;
+
+/** Flags of OFFER, DONE and SETTLED. */
+export const F = {
+  VALUE: 1,
+  CLOSED: 2,
+  ERROR: 4,
+  PAIR: 8,
+  OK: 16,
+  PENDING: 32,
+  FAILED: 64,
+  STREAM: 128,
+} as const;
+/** DECIDE with this index releases every case of the selector on that server. */
+export const ALL_CASES = 0xffffffff;
 
 /** Defaults shared by both ends; the server announces its own in HELLO. */
 export const DEFAULT_MAX_VALUE = 16 * 1024 * 1024;

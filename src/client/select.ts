@@ -1,0 +1,206 @@
+// select: perform exactly one of several channel operations, on channels anywhere in the circuit.
+// The protocol and its invariants are in docs/select.md; in short: servers reserve and offer, this
+// client commits one offer and releases the rest, and a selector that committed to the first half
+// of a select-vs-select pair decides nothing else until the other selector has answered.
+
+import { randomInt } from "node:crypto";
+import { ChannelClosed, type CircuitError, fromWire, ProtocolError, ServerGone } from "../errors.js";
+import { ALL_CASES, decode, F } from "../wire/protocol.js";
+import type { Connection, SelectSink } from "./connection.js";
+
+/** One operation of a select; make them with `chan.recvCase()` and `chan.sendCase(value)`. */
+export interface SelectCase {
+  /** @internal */
+  readonly conn: Connection;
+  /** @internal */
+  readonly handle: number;
+  readonly op: "recv" | "send";
+  /** @internal the encoded value of a send case */
+  readonly bytes?: Buffer;
+}
+
+export interface SelectOptions {
+  /** Gives up with `signal.reason` when aborted; nothing has happened then. */
+  signal?: AbortSignal;
+  /** Never block: if no case is ready at once, resolve `{ index: -1 }`. */
+  default?: boolean;
+}
+
+/**
+ * Which case happened. `value` for a recv case (a Readable for a stream message); `closed: true`
+ * for a recv case on a closed, drained channel; `index: -1` for the default.
+ */
+export interface SelectResult<T = unknown> {
+  index: number;
+  value?: T;
+  closed?: boolean;
+}
+
+type State = "open" | "committing" | "locked" | "done";
+
+/**
+ * Waits until one of the cases can happen, performs exactly that one and returns its index. Every
+ * other case has not happened: no value consumed, none delivered. Ready cases are chosen uniformly
+ * at random. A case on a closed channel is ready: a recv reports `closed`, a send fails with
+ * ChannelClosed. Cases on a server that dies disappear; when none are left, ServerGone.
+ */
+export function select<T = unknown>(cases: readonly SelectCase[], opts: SelectOptions = {}): Promise<SelectResult<T>> {
+  if (!Array.isArray(cases) || cases.length === 0)
+    return Promise.reject(new TypeError("select needs at least one case"));
+  if (cases.length > 1024) return Promise.reject(new RangeError("select takes at most 1024 cases"));
+  if (opts.signal?.aborted) return Promise.reject(opts.signal.reason);
+  return new Promise<SelectResult<T>>((resolve, reject) => new Selection<T>(cases, opts, resolve, reject).start());
+}
+
+class Selection<T> {
+  private readonly id = randomInt(1, 2 ** 48) * 32 + randomInt(0, 32);
+  private readonly conns = new Map<Connection, number[]>();
+  private readonly connOf: Connection[] = [];
+  /** Cases with an offer out for us, and its flags. */
+  private readonly offers = new Map<number, number>();
+  private state: State = "open";
+  private chosen = -1;
+  private aborted = false;
+  private unpolled = 0;
+  private scheduled = false;
+  private live: Set<Connection>;
+
+  constructor(
+    private readonly cases: readonly SelectCase[],
+    private readonly opts: SelectOptions,
+    private readonly resolve: (r: SelectResult<T>) => void,
+    private readonly reject: (e: unknown) => void,
+  ) {
+    for (const [i, c] of cases.entries()) {
+      this.connOf[i] = c.conn;
+      const list = this.conns.get(c.conn) ?? [];
+      list.push(i);
+      this.conns.set(c.conn, list);
+    }
+    this.live = new Set(this.conns.keys());
+  }
+
+  start(): void {
+    const poll = this.opts.default === true;
+    this.unpolled = poll ? this.conns.size : 0;
+    for (const [conn, idxs] of this.conns) {
+      const spec = idxs.map((i) => {
+        const c = this.cases[i] as SelectCase;
+        return c.op === "send" ? [i, c.handle, 1, c.bytes] : [i, c.handle, 0];
+      });
+      conn.openSelect(this.id, poll, spec, this.sink(conn));
+    }
+    this.opts.signal?.addEventListener("abort", this.onAbort, { once: true });
+  }
+
+  private sink(conn: Connection): SelectSink {
+    return {
+      offer: (idx, flags) => {
+        if (this.state === "done") return;
+        this.offers.set(idx, flags);
+        this.schedule();
+      },
+      withdraw: (idx) => {
+        this.offers.delete(idx);
+      },
+      done: (idx, flags, pid, t) => this.answer(conn, idx, flags, pid, t),
+      settled: (idx, flags, pid, t) => this.answer(conn, idx, flags, pid, t),
+      polled: () => {
+        this.unpolled--;
+        this.schedule();
+      },
+      gone: (err) => this.serverGone(conn, err),
+    };
+  }
+
+  /** Decides after the current turn, so that offers arriving together are chosen among fairly. */
+  private schedule(): void {
+    if (this.scheduled || this.state !== "open") return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.decide();
+    });
+  }
+
+  private decide(): void {
+    if (this.state !== "open") return;
+    if (this.aborted) return this.finish(undefined, this.opts.signal?.reason);
+    if (this.opts.default && this.unpolled > 0) return;
+    const ready = [...this.offers.keys()];
+    if (ready.length === 0) {
+      if (this.opts.default) this.finish({ index: -1 });
+      return;
+    }
+    const idx = ready[randomInt(0, ready.length)] as number;
+    this.state = "committing";
+    this.chosen = idx;
+    this.connOf[idx]?.decide(this.id, idx);
+  }
+
+  /** The answer to our commit (DONE), or the outcome of a pair we committed to (SETTLED). */
+  private answer(conn: Connection, idx: number, flags: number, pid: number, t: Buffer): void {
+    // A case refused at registration (a send to a subscription) fails the select at once.
+    if (flags & F.ERROR && this.state === "open" && this.chosen === -1) this.chosen = idx;
+    if (idx !== this.chosen || this.state === "done") return;
+    if (flags & F.PENDING) {
+      this.state = "locked";
+      return;
+    }
+    if (flags & F.FAILED) {
+      this.offers.delete(idx);
+      this.state = "open";
+      this.chosen = -1;
+      if (this.aborted) return this.finish(undefined, this.opts.signal?.reason);
+      this.decide();
+      if (this.state === "open" && this.opts.default && this.offers.size === 0) this.finish({ index: -1 });
+      return;
+    }
+    // It happened.
+    let result: SelectResult<T> = { index: idx };
+    let error: unknown;
+    try {
+      if (flags & F.ERROR) error = fromWire(decode(t));
+      else if (flags & F.CLOSED) result = { index: idx, closed: true };
+      else if (flags & F.STREAM) result = { index: idx, value: conn.streamReader(pid) as T };
+      else if (flags & F.VALUE) result = { index: idx, value: decode(t) as T };
+    } catch (err) {
+      error = new ProtocolError("received a value that is not valid MessagePack", { cause: err });
+    }
+    this.finish(error ? undefined : result, error);
+  }
+
+  private serverGone(conn: Connection, err: CircuitError): void {
+    if (this.state === "done" || !this.live.delete(conn)) return;
+    const mine = this.conns.get(conn) ?? [];
+    for (const i of mine) this.offers.delete(i);
+    if (this.unpolled > 0 && this.opts.default) this.unpolled--;
+    // Committed there, the outcome is unknown: the select fails. Otherwise its cases just vanish.
+    if ((this.state === "committing" || this.state === "locked") && mine.includes(this.chosen)) {
+      return this.finish(undefined, err);
+    }
+    if (this.live.size === 0) return this.finish(undefined, new ServerGone("every server of this select is gone"));
+    this.schedule();
+  }
+
+  private readonly onAbort = (): void => {
+    this.aborted = true;
+    // An offer we committed to may already have happened: its answer decides.
+    if (this.state === "open") this.finish(undefined, this.opts.signal?.reason);
+  };
+
+  private finish(result: SelectResult<T> | undefined, error?: unknown): void {
+    if (this.state === "done") return;
+    this.state = "done";
+    this.opts.signal?.removeEventListener("abort", this.onAbort);
+    for (const conn of this.live) {
+      conn.decide(this.id, ALL_CASES);
+      conn.closeSelect(this.id);
+    }
+    if (result && !error) {
+      this.resolve(result);
+      return;
+    }
+    this.reject(error ?? new ChannelClosed());
+  }
+}

@@ -1,0 +1,163 @@
+// The daemon's side of select (docs/select.md): it registers a selector's cases on its channels,
+// passes the channels' offers to the client, and carries out the client's decision.
+
+import type { CommitResult, Offer, Outcome, SelectCase } from "../element/channel.js";
+import { ProtocolError, toWire } from "../errors.js";
+import { ALL_CASES, decode, encode, F, T, tail, u32 } from "../wire/protocol.js";
+import type { ChannelLike, Item } from "./elements.js";
+import { StreamPipe } from "./stream-pipe.js";
+
+/** What the select host needs from its session. */
+export interface SelectSession {
+  send(type: number, fields: number[], tail?: Uint8Array): void;
+  element(handle: number): ChannelLike;
+  /** Starts streaming a stream message to this client under its pipe id. */
+  openInStream(pipe: StreamPipe): void;
+  maxValue: number;
+}
+
+const MAX_CASES = 1024;
+const MAX_SELECTORS = 10_000;
+
+class HostCase implements SelectCase<Item> {
+  constructor(
+    private readonly h: SelectHost,
+    readonly key: [number, number],
+    readonly selector: number,
+    readonly idx: number,
+    readonly op: "recv" | "send",
+    readonly el: ChannelLike,
+    readonly value: Item | undefined,
+  ) {}
+  offer(o: Offer<Item>): void {
+    // The offer only says what kind of outcome it is; the value travels once, with DONE.
+    let flags = o.pair ? F.PAIR : 0;
+    if (o.error) flags |= F.ERROR;
+    else if (o.closed) flags |= F.CLOSED;
+    else if (o.value instanceof StreamPipe) flags |= F.STREAM;
+    else if (o.value !== undefined) flags |= F.VALUE;
+    this.h.send(T.OFFER, [...this.key, this.idx, flags]);
+  }
+  withdraw(): void {
+    this.h.send(T.WITHDRAW, [...this.key, this.idx]);
+  }
+  settled(o: Outcome<Item> | undefined): void {
+    if (!o) this.h.send(T.SETTLED, [...this.key, this.idx, F.FAILED, 0]);
+    else {
+      this.h.forget(this);
+      this.h.outcome(T.SETTLED, this, o, F.OK);
+    }
+  }
+}
+
+export class SelectHost {
+  private readonly selectors = new Map<number, Map<number, HostCase>>();
+
+  constructor(private readonly s: SelectSession) {}
+
+  send(type: number, fields: number[], t?: Uint8Array): void {
+    this.s.send(type, fields, t);
+  }
+
+  /** SELECT and DECIDE frames. */
+  frame(type: number, body: Buffer): void {
+    const key: [number, number] = [u32(body, 0), u32(body, 1)];
+    const sel = key[0] * 2 ** 32 + key[1];
+    if (type === T.SELECT) return this.open(key, sel, u32(body, 2) === 1, tail(body, 3));
+    if (type === T.DECIDE) return this.decide(key, sel, u32(body, 2));
+  }
+
+  private open(key: [number, number], sel: number, poll: boolean, t: Buffer): void {
+    if (this.selectors.has(sel)) throw new ProtocolError("selector id in use");
+    if (this.selectors.size >= MAX_SELECTORS) throw new ProtocolError("too many open selects on this connection");
+    let spec: unknown;
+    try {
+      spec = decode(t);
+    } catch {
+      throw new ProtocolError("undecodable SELECT");
+    }
+    const list = (spec as { cases?: unknown })?.cases;
+    if (!Array.isArray(list) || list.length === 0 || list.length > MAX_CASES) {
+      throw new ProtocolError(`a select has 1 to ${MAX_CASES} cases`);
+    }
+    const cases = new Map<number, HostCase>();
+    for (const c of list) {
+      if (!Array.isArray(c) || typeof c[0] !== "number" || typeof c[1] !== "number" || (c[2] !== 0 && c[2] !== 1)) {
+        throw new ProtocolError("a select case is [idx, handle, op, value?]");
+      }
+      const el = this.s.element(c[1]);
+      let value: Item | undefined;
+      if (c[2] === 1) {
+        if (!(c[3] instanceof Uint8Array)) throw new ProtocolError("a send case carries its encoded value");
+        if (c[3].length > this.s.maxValue) throw new ProtocolError("value exceeds the limit");
+        value = Buffer.from(c[3]);
+      }
+      cases.set(c[0], new HostCase(this, key, sel, c[0], c[2] === 1 ? "send" : "recv", el, value));
+    }
+    this.selectors.set(sel, cases);
+    for (const c of cases.values()) {
+      if (c.op === "send" && c.el.kind !== "chan") {
+        const err = { code: "WrongKind", message: `${c.el.kind} subscriptions are receive-only` };
+        // Not an offer: the select fails at once, as a wrong use would.
+        this.send(T.DONE, [...key, c.idx, F.ERROR, 0], encode(err));
+        cases.delete(c.idx);
+        continue;
+      }
+      c.el.chan.selectCase(c);
+    }
+    if (poll) this.send(T.POLLED, key);
+  }
+
+  private decide(key: [number, number], sel: number, idx: number): void {
+    const cases = this.selectors.get(sel);
+    if (!cases) return;
+    if (idx === ALL_CASES) {
+      this.releaseAll(sel);
+      return;
+    }
+    const c = cases.get(idx);
+    if (!c) {
+      this.send(T.DONE, [...key, idx, F.FAILED, 0]);
+      return;
+    }
+    const r: CommitResult<Item> = c.el.chan.commitCase(c);
+    if (r.status === "failed") this.send(T.DONE, [...key, idx, F.FAILED, 0]);
+    else if (r.status === "pending") this.send(T.DONE, [...key, idx, F.PENDING, 0]);
+    else {
+      cases.delete(idx);
+      this.releaseAll(sel);
+      this.outcome(T.DONE, c, r.outcome, F.OK);
+    }
+  }
+
+  /** Sends an outcome (DONE or SETTLED): value bytes, a stream's pipe id, closed, or an error. */
+  outcome(type: number, c: HostCase, o: Outcome<Item>, flags: number): void {
+    const head = [...c.key, c.idx];
+    if (o.error) this.send(type, [...head, flags | F.ERROR, 0], encode(toWire(o.error)));
+    else if (o.closed) this.send(type, [...head, flags | F.CLOSED, 0]);
+    else if (o.value instanceof StreamPipe) {
+      this.send(type, [...head, flags | F.STREAM, o.value.id]);
+      this.s.openInStream(o.value);
+    } else if (o.value !== undefined) this.send(type, [...head, flags | F.VALUE, 0], o.value);
+    else this.send(type, [...head, flags, 0]);
+  }
+
+  forget(c: HostCase): void {
+    const cases = this.selectors.get(c.selector);
+    if (!cases) return;
+    cases.delete(c.idx);
+    if (cases.size === 0) this.selectors.delete(c.selector);
+  }
+
+  private releaseAll(sel: number): void {
+    const cases = this.selectors.get(sel);
+    if (!cases) return;
+    this.selectors.delete(sel);
+    for (const c of cases.values()) c.el.chan.releaseCase(c);
+  }
+
+  /** The connection is gone: every reservation goes back to its channel. */
+  cleanup(): void {
+    for (const sel of [...this.selectors.keys()]) this.releaseAll(sel);
+  }
+}

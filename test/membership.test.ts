@@ -174,6 +174,28 @@ describe("Membership rules", () => {
     assert.equal(about?.state, "dead", "the ack carries our verdict so that XB can refute");
   });
 
+  test("a ping carrying outdated gossip is answered with the newer record (a refutation it missed)", () => {
+    const s = withMembers(["XA", "XB"]);
+    s.hear("XA", [item(SELF, 0, "suspect", { by: "XA" }), item("XB", 3, "alive")]);
+    s.out();
+    s.m.receive("XA", {
+      t: "ping",
+      from: "XA",
+      fromAddr: addrOf("XA"),
+      live: 3,
+      seq: 5,
+      gossip: [item(SELF, 0, "suspect", { by: "XA" }), item("XB", 1, "suspect", { by: "XA" })],
+    });
+    const ack = s.out().find((o) => o.msg.t === "ack");
+    assert.ok(ack);
+    const g = gossipOf(ack.msg);
+    assert.deepEqual(
+      g.filter((i) => i.id === SELF || i.id === "XB").map((i) => `${i.id} ${i.state} ${i.inc}`),
+      [`${SELF} alive 1`, "XB alive 3"],
+    );
+    assert.equal(s.m.incarnation, 1, "an old accusation is corrected, not refuted again");
+  });
+
   test("a sender it never heard of becomes a member; its real record fills in the details", () => {
     const s = single();
     s.m.receive("XN", { t: "ping", from: "XN", fromAddr: addrOf("XN"), live: 5, seq: 1, gossip: [] });
@@ -556,6 +578,14 @@ describe("simulated cluster", () => {
     }
   });
 
+  test("a crashed member whose connections are reset is dead everywhere within a few network hops", () => {
+    const sim = cluster(100, 12);
+    const victim = sim.ids[40] as string;
+    sim.crash(victim, { reset: true });
+    const t = sim.runUntil(() => sim.goneEverywhere(victim), 100, 5);
+    assert.ok(t >= 0, "dead everywhere within 100 ms");
+  });
+
   test("a crashed member restarted under the same id yields exactly one leave and one join per observer", () => {
     for (const incarnation of [undefined, 7]) {
       const sim = cluster(10, 4);
@@ -659,7 +689,7 @@ describe("simulated cluster", () => {
           assert.ok(sim.converged());
         },
       ),
-      { numRuns: 12 },
+      { numRuns: 20 },
     );
   });
 });

@@ -661,9 +661,9 @@ export class Membership {
    */
   private apply(it: GossipItem, viaSync: boolean, sender: string): void {
     const r = this.recs.get(it.id);
-    if (r && (it.inc < r.inc || (it.inc === r.inc && !isLive(r) && it.state !== "dead" && it.state !== "left"))) {
-      this.fixes.push(this.item(r));
-    }
+    // Only refutations are worth correcting on the spot; passing on deaths this way would spread
+    // stale verdicts, e.g. across a healed partition, where a sync's softer rule applies instead.
+    if (r && it.inc < r.inc && isLive(r)) this.fixes.push(this.item(r));
     if (r === this.me) return this.aboutMe(it);
     const state = viaSync && it.state === "dead" && r ? "suspect" : it.state;
     if (!r) {

@@ -102,6 +102,13 @@ export class StreamBroken extends CircuitError {
   }
 }
 
+/** The server refuses the operation: a file outside its file root, or file access not enabled. */
+export class AccessDenied extends CircuitError {
+  constructor(message = "access denied", options?: { cause?: unknown }) {
+    super("AccessDenied", message, options);
+  }
+}
+
 const classes: Record<string, new (message?: string) => CircuitError> = {
   ChannelClosed,
   ChannelAborted,
@@ -116,6 +123,7 @@ const classes: Record<string, new (message?: string) => CircuitError> = {
   ProtocolError,
   Timeout,
   StreamBroken,
+  AccessDenied,
 };
 
 /** The wire form of an error. */

@@ -3,10 +3,21 @@
 export { Anchor, type Element, type ListEntry } from "./client/anchor.js";
 export { Chan, type ChanStat, type IterateOptions, type MessageWriter, type OpOptions } from "./client/chan.js";
 export { Client, DEFAULT_URL, type DialOptions, dial, parseUrl, type ServerInfo } from "./client/client.js";
+export type { FileInfo, FileStat, FileWriter, ListeningPort, ReservePortOptions } from "./client/host.js";
 export { loadKey, newKey, parseGroup } from "./client/keys.js";
+export {
+  type MakeProcOptions,
+  Proc,
+  type ProcCommand,
+  type ProcPhase,
+  type ProcStat,
+  type ScrubOptions,
+} from "./client/proc.js";
+export { type SelectCase, type SelectOptions, type SelectResult, select } from "./client/select.js";
 export { ServerHandle, type ServerStat } from "./client/server-handle.js";
 export { Daemon, type DaemonOptions } from "./daemon/daemon.js";
 export {
+  AccessDenied,
   AnchorBusy,
   AuthFailed,
   BadSignal,
@@ -22,4 +33,3 @@ export {
   Timeout,
   WrongKind,
 } from "./errors.js";
-export { select, type SelectCase, type SelectOptions, type SelectResult } from "./client/select.js";

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { AuthFailed, dial, ServerGone } from "../src/index.ts";
+import { AuthFailed, type Chan, dial, ServerGone } from "../src/index.ts";
 import { killAll, runCli, startDaemon } from "./helpers/daemon.ts";
 
 after(killAll);
@@ -174,6 +174,45 @@ describe("cluster keys", () => {
       const st = (await honest.walk(`/${d.id}/t`).peek()) as { len: number };
       assert.equal(st.len, 0, "the tampered send was never executed");
       await honest.close();
+    } finally {
+      relay.close();
+      await d.stop();
+    }
+  });
+
+  test("a recorded session replayed byte for byte executes nothing", async () => {
+    const d = await startDaemon(["--key", k1]);
+    const port = Number(new URL(d.url.replace("circuit:", "http:")).port);
+    const recorded: Buffer[] = [];
+    const relay = net.createServer((inbound) => {
+      const outbound = net.connect(port, "127.0.0.1");
+      inbound.on("data", (b: Buffer) => {
+        recorded.push(Buffer.from(b));
+        outbound.write(b);
+      });
+      outbound.pipe(inbound);
+      for (const s of [inbound, outbound]) s.on("error", () => {});
+      inbound.on("close", () => outbound.destroy());
+      outbound.on("close", () => inbound.destroy());
+    });
+    await new Promise<void>((r) => relay.listen(0, "127.0.0.1", r));
+    try {
+      const setup = await dial(d.url, { key: k1 });
+      const ch = await setup.walk(`/${d.id}/replay`).makeChan<string>(8);
+      const c = await dial(`circuit://127.0.0.1:${(relay.address() as net.AddressInfo).port}`, { key: k1 });
+      const mine = (await c.walk(`/${d.id}/replay`).get()) as Chan<string>;
+      await mine.send("once");
+      await mine.stat();
+      await c.close();
+      assert.equal((await ch.stat()).len, 1);
+      // Replay everything the client sent, on a fresh connection.
+      const again = net.connect(port, "127.0.0.1");
+      again.on("error", () => {});
+      again.resume();
+      for (const b of recorded) again.write(b);
+      await new Promise<void>((r) => again.on("close", () => r()));
+      assert.equal((await ch.stat()).len, 1, "the replayed send was not executed");
+      await setup.close();
     } finally {
       relay.close();
       await d.stop();

@@ -4,6 +4,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { type Client, DEFAULT_URL, dial } from "../client/client.js";
 import { loadKey, parseGroup } from "../client/keys.js";
+import { type SelectCase, select } from "../client/select.js";
 import { CircuitError, Timeout } from "../errors.js";
 import { parsePath } from "../wire/path.js";
 
@@ -77,6 +78,24 @@ export function timeoutSignal(ms: string | undefined): () => AbortSignal | undef
     throw new UsageError(`--timeout takes a whole number of milliseconds, got ${JSON.stringify(ms)}`);
   const n = Number(ms);
   return () => AbortSignal.timeout(n);
+}
+
+/**
+ * Runs one channel operation under `--timeout`: 0 means "only if it can happen at once" (a select
+ * with a default, so the answer does not race a timer); otherwise the clock starts now.
+ */
+export async function withTimeout<T>(
+  ms: string | undefined,
+  c: SelectCase,
+  op: (signal: AbortSignal | undefined) => Promise<T>,
+): Promise<T> {
+  const deadline = timeoutSignal(ms);
+  if (ms !== undefined && Number(ms) === 0) {
+    const r = await select<T>([c], { default: true });
+    if (r.index < 0) throw new Timeout("nothing could happen at once (--timeout 0)");
+    return r.value as T;
+  }
+  return op(deadline());
 }
 
 /** Validates a path argument before any I/O, so that a typo is a usage error, not a failed operation. */

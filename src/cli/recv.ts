@@ -4,7 +4,7 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { Command } from "commander";
 import { receivableAt } from "./chan-handle.js";
-import { type GlobalOptions, jsonReplacer, pathArg, timeoutSignal, withClient } from "./common.js";
+import { type GlobalOptions, jsonReplacer, pathArg, timeoutSignal, withClient, withTimeout } from "./common.js";
 
 export function register(program: Command): void {
   program
@@ -15,9 +15,10 @@ export function register(program: Command): void {
     .action(async (path: string, o: { timeout?: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals() as GlobalOptions;
       pathArg(path);
-      const deadline = timeoutSignal(o.timeout);
+      timeoutSignal(o.timeout);
       await withClient(g, async (c) => {
-        const v: unknown = await (await receivableAt(c, path)).recv({ signal: deadline() });
+        const ch = await receivableAt(c, path);
+        const v: unknown = await withTimeout(o.timeout, ch.recvCase(), (signal) => ch.recv({ signal }));
         if (v instanceof Readable) await pipeline(v, process.stdout, { end: false });
         else if (v instanceof Uint8Array && !g.json) await write(v);
         else await write(`${JSON.stringify(v, jsonReplacer)}\n`);

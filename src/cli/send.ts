@@ -2,7 +2,15 @@
 
 import type { Command } from "commander";
 import { chanAt } from "./chan-handle.js";
-import { type GlobalOptions, pathArg, readStdin, timeoutSignal, UsageError, withClient } from "./common.js";
+import {
+  type GlobalOptions,
+  pathArg,
+  readStdin,
+  timeoutSignal,
+  UsageError,
+  withClient,
+  withTimeout,
+} from "./common.js";
 
 export function register(program: Command): void {
   program
@@ -13,7 +21,7 @@ export function register(program: Command): void {
     .action(async (path: string, o: { timeout?: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals() as GlobalOptions;
       pathArg(path);
-      const deadline = timeoutSignal(o.timeout);
+      timeoutSignal(o.timeout);
       const input = await readStdin();
       let value: unknown = input;
       if (g.json) {
@@ -23,6 +31,9 @@ export function register(program: Command): void {
           throw new UsageError(`stdin is not valid JSON: ${(err as Error).message}`);
         }
       }
-      await withClient(g, async (c) => (await chanAt(c, path)).send(value, { signal: deadline() }));
+      await withClient(g, async (c) => {
+        const ch = await chanAt(c, path);
+        await withTimeout(o.timeout, ch.sendCase(value), (signal) => ch.send(value, { signal }));
+      });
     });
 }

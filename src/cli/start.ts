@@ -15,6 +15,7 @@ interface StartOptions {
   acceptKey?: string[];
   insecure?: boolean;
   handshakeMs: string;
+  fsRoot?: string;
 }
 
 function collect(v: string, prev: string[] | undefined): string[] {
@@ -32,6 +33,7 @@ export function register(program: Command): void {
     .option("--accept-key <file>", "also accept this (old) key during a key rollover; repeatable", collect)
     .option("--insecure", "allow a non-loopback address without a cluster key")
     .option("--handshake-ms <ms>", "close connections that have not authenticated by then", "10000")
+    .option("--fs-root <dir>", "let clients read and write files under this directory (off by default)")
     .action(async (o: StartOptions, cmd: Command) => {
       const g = cmd.optsWithGlobals() as { key?: string; discover?: string };
       const discover = g.discover ?? process.env.CIRCUIT_DISCOVER?.trim();
@@ -86,6 +88,7 @@ export function register(program: Command): void {
           acceptKeys,
           handshakeMs,
           discover,
+          fsRoot: o.fsRoot,
         });
       } catch (err) {
         if (err instanceof TypeError) throw new UsageError(err.message);

@@ -1,15 +1,17 @@
 // An anchor: a place in the circuit's tree. Walking creates nothing and does no I/O.
 
+import type { Readable } from "node:stream";
 import { WrongKind } from "../errors.js";
 import { formatPath, parsePath } from "../wire/path.js";
 import { MAX_CAP } from "../wire/protocol.js";
 import { Chan, type OpOptions } from "./chan.js";
 import type { Connection } from "./connection.js";
+import { checkCommand, type MakeProcOptions, Proc, type ProcCommand } from "./proc.js";
 import { ServerHandle } from "./server-handle.js";
 import { Subscription } from "./subscription.js";
 
 /** What an anchor can hold, as a handle. */
-export type Element = Chan | ServerHandle | Subscription;
+export type Element = Chan | ServerHandle | Subscription | Proc;
 
 /** How an Anchor reaches the server that hosts it. */
 export interface Router {
@@ -110,6 +112,39 @@ export class Anchor {
     return this.makeSub("@leave", opts);
   }
 
+  /**
+   * Starts a process on the server that hosts this anchor. Fails with SpawnFailed (leaving the
+   * anchor empty) if it cannot start, AnchorBusy if the anchor holds an element; TypeError for a
+   * malformed command, before any I/O. `{ stdout: true }` captures stdout from its first byte.
+   */
+  async makeProc(cmd: ProcCommand, opts?: MakeProcOptions): Promise<Proc> {
+    checkCommand(cmd);
+    if (this.names.length < 2) throw new WrongKind(`${this.path} cannot hold a process`);
+    const c = await this.conn();
+    const attached: { stdout?: Readable; stderr?: Readable } = {};
+    const expect = (fd: "stdout" | "stderr") =>
+      opts?.[fd]
+        ? c.expectStream({
+            val: () => {},
+            stream: (r) => {
+              attached[fd] = r;
+            },
+            end: () => {},
+          })
+        : undefined;
+    const rid1 = expect("stdout");
+    const rid2 = expect("stderr");
+    let r: { eid: number; pid: number };
+    try {
+      const req = { op: "mkproc", path: this.names, cmd, ...(rid1 ? { rid1 } : {}), ...(rid2 ? { rid2 } : {}) };
+      r = (await c.request(req, opts?.signal)) as typeof r;
+    } catch (err) {
+      for (const rid of [rid1, rid2]) if (rid !== undefined) c.closeRecv(rid, 0);
+      throw err;
+    }
+    return new Proc(c, this.path, this.names, r.eid, r.pid, attached);
+  }
+
   private async makeSub(kind: "@join" | "@leave", opts?: OpOptions): Promise<Subscription> {
     if (this.names.length < 2) throw new WrongKind(`${this.path} cannot hold a subscription`);
     const c = await this.conn();
@@ -128,10 +163,13 @@ export class Anchor {
       kind: string;
       handle?: number;
       cap?: number;
+      eid?: number;
+      pid?: number;
     } | null;
     if (!r) return null;
     if (r.kind === "chan") return new Chan(c, this.path, c.chanState(r.handle as number, r.cap as number));
     if (r.kind === "server") return new ServerHandle(c, this.path);
+    if (r.kind === "proc") return new Proc(c, this.path, this.names, r.eid as number, r.pid as number);
     if (r.kind === "@join" || r.kind === "@leave") {
       return new Subscription(
         r.kind,

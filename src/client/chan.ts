@@ -186,7 +186,7 @@ class RecvIterator<T> implements AsyncIterableIterator<T> {
     prefetch: number,
     private readonly signal?: AbortSignal,
   ) {
-    this.batch = Math.max(1, prefetch >> 2);
+    this.batch = Math.max(1, prefetch >> 1);
     this.rid = c.openRecv(handle, prefetch, {
       val: (b) => this.arrive(b),
       stream: (r) => this.arrive(r),

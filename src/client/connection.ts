@@ -297,6 +297,38 @@ export class Connection {
     return { writer, sent };
   }
 
+  /**
+   * A byte stream to the server that a request opens (process stdin, a file upload) rather than a
+   * channel send: the request names `sid`; bytes leave as the server grants credit.
+   */
+  openStream(): { sid: number; writer: StreamWriter } {
+    const sid = this.id();
+    const writer = new StreamWriter(this, sid);
+    if (this.gone) writer.destroy(this.gone);
+    else this.outStreams.set(sid, writer);
+    return { writer, sid };
+  }
+
+  /**
+   * A receiver id for a byte stream the server attaches (SATTACH) in answer to a request of ours
+   * (process output, a file read) rather than a channel message. `closeRecv(rid, 0)` if the request
+   * fails.
+   */
+  expectStream(sink: RecvSink): number {
+    const rid = this.id();
+    if (!this.gone) {
+      this.sinks.set(rid, {
+        val: () => {},
+        stream: (r) => {
+          this.sinks.delete(rid);
+          sink.stream(r);
+        },
+        end: (err) => sink.end(err),
+      });
+    }
+    return rid;
+  }
+
   /** Registers a selector's cases on this server. */
   openSelect(sel: number, poll: boolean, cases: unknown[], sink: SelectSink): void {
     if (this.gone) {

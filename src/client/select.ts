@@ -62,6 +62,7 @@ class Selection<T> {
   private chosen = -1;
   private aborted = false;
   private unpolled = 0;
+  private readonly polled = new Set<Connection>();
   private scheduled = false;
   private live: Set<Connection>;
 
@@ -81,8 +82,11 @@ class Selection<T> {
   }
 
   start(): void {
-    const poll = this.opts.default === true;
-    this.unpolled = poll ? this.conns.size : 0;
+    // Every server reports when it has made all the offers it could at once (POLLED); the first
+    // decision waits for all of them, so that cases ready on different servers are chosen among
+    // fairly, and `default` knows when nothing is ready.
+    const poll = true;
+    this.unpolled = this.conns.size;
     for (const [conn, idxs] of this.conns) {
       const spec = idxs.map((i) => {
         const c = this.cases[i] as SelectCase;
@@ -106,6 +110,8 @@ class Selection<T> {
       done: (idx, flags, pid, t) => this.answer(conn, idx, flags, pid, t),
       settled: (idx, flags, pid, t) => this.answer(conn, idx, flags, pid, t),
       polled: () => {
+        if (this.polled.has(conn)) return;
+        this.polled.add(conn);
         this.unpolled--;
         this.schedule();
       },
@@ -126,7 +132,7 @@ class Selection<T> {
   private decide(): void {
     if (this.state !== "open") return;
     if (this.aborted) return this.finish(undefined, this.opts.signal?.reason);
-    if (this.opts.default && this.unpolled > 0) return;
+    if (this.unpolled > 0) return;
     const ready = [...this.offers.keys()];
     if (ready.length === 0) {
       if (this.opts.default) this.finish({ index: -1 });
@@ -174,7 +180,7 @@ class Selection<T> {
     if (this.state === "done" || !this.live.delete(conn)) return;
     const mine = this.conns.get(conn) ?? [];
     for (const i of mine) this.offers.delete(i);
-    if (this.unpolled > 0 && this.opts.default) this.unpolled--;
+    if (!this.polled.has(conn)) this.unpolled--;
     // Committed there, the outcome is unknown: the select fails. Otherwise its cases just vanish.
     if ((this.state === "committing" || this.state === "locked") && mine.includes(this.chosen)) {
       return this.finish(undefined, err);

@@ -1,7 +1,16 @@
 // The server element at /XID.
 
+import type { Readable } from "node:stream";
 import type { OpOptions } from "./chan.js";
 import type { Connection } from "./connection.js";
+import {
+  type FileInfo,
+  type FileStat,
+  type FileWriter,
+  HostApi,
+  type ListeningPort,
+  type ReservePortOptions,
+} from "./host.js";
 
 export interface ServerStat {
   id: string;
@@ -39,5 +48,49 @@ export class ServerHandle {
   /** Stops the daemon gracefully. */
   async stop(opts?: OpOptions): Promise<void> {
     await this.c.request({ op: "stop", path: this.path.slice(1).split("/") }, opts?.signal);
+  }
+
+  private get hostApi(): HostApi {
+    return new HostApi(this.c, this.path.slice(1).split("/"));
+  }
+
+  /** The host's listening TCP sockets (from /proc/net/tcp and tcp6; empty on hosts without /proc). */
+  ports(opts?: OpOptions): Promise<ListeningPort[]> {
+    return this.hostApi.ports(opts);
+  }
+
+  /**
+   * A port that is free on the host now and that this server will not hand out again for 60 s:
+   * for a process you are about to start there to bind.
+   */
+  reservePort(opts?: ReservePortOptions): Promise<number> {
+    return this.hostApi.reservePort(opts);
+  }
+
+  /**
+   * Files live under the directory the operator allowed with `circuit start --fs-root DIR`; paths
+   * are relative to it. Absolute paths, "..", and symlinks that lead out fail with AccessDenied, as
+   * does every file operation on a server without --fs-root.
+   */
+  readFile(file: string): Readable {
+    return this.hostApi.readFile(file);
+  }
+
+  /**
+   * Streams a file to the server. It appears (replacing an old one) only once the stream has
+   * ended and `done` resolves; a stream that is destroyed or breaks off leaves no trace.
+   * Missing parent directories are created.
+   */
+  writeFile(file: string): FileWriter {
+    return this.hostApi.writeFile(file);
+  }
+
+  /** The entries of a directory ("" for the file root), by name; at most 10,000. */
+  listFiles(dir = "", opts?: OpOptions): Promise<FileInfo[]> {
+    return this.hostApi.listFiles(dir, opts);
+  }
+
+  statFile(file: string, opts?: OpOptions): Promise<FileStat> {
+    return this.hostApi.statFile(file, opts);
   }
 }

@@ -2,6 +2,7 @@
 
 import type { Chan, IterateOptions, OpOptions } from "./chan.js";
 import type { Connection } from "./connection.js";
+import type { SelectCase } from "./select.js";
 
 export interface SubscriptionStat {
   /** "@join" or "@leave". */
@@ -27,6 +28,11 @@ export class Subscription implements AsyncIterable<string> {
   /** The next server path; waits while there is none. */
   recv(opts?: OpOptions): Promise<string> {
     return this.ch.recv(opts);
+  }
+
+  /** A receive, as a case of `select`. */
+  recvCase(): SelectCase {
+    return this.ch.recvCase();
   }
 
   iterate(opts?: IterateOptions): AsyncIterableIterator<string> {

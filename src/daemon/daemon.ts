@@ -19,6 +19,10 @@ import { badName, formatPath } from "../wire/path.js";
 import { DEFAULT_MAX_VALUE, encode, FRAME_SLACK } from "../wire/protocol.js";
 import { type DataDir, openDataDir } from "./data-dir.js";
 import { type ChanElement, type Element, type Item, SUB_BUFFER, type SubElement } from "./elements.js";
+import { resolveFsRoot } from "./fs-root.js";
+import { HostResources } from "./host-ops.js";
+import { ProcTable } from "./proc.js";
+import { scrubProc } from "./proc-ops.js";
 import { Session } from "./session.js";
 
 export const VERSION = "0.1.0";
@@ -42,10 +46,16 @@ export interface DaemonOptions {
   acceptKeys?: Buffer[];
   /** How long a connection may take to authenticate and say HELLO. Default 10 s. */
   handshakeMs?: number;
+  /** A client connection that sends nothing for this long is closed. Default 60 s. */
+  idleMs?: number;
+  /** Most connections served at once. Default 4096. */
+  maxConnections?: number;
   /** Membership timing (defaults in src/cluster/config.ts). */
   swim?: Partial<SwimConfig>;
   /** Where log lines go; default stderr. */
   log?: (line: string) => void;
+  /** The directory whose files clients may read and write (off when absent). */
+  fsRoot?: string;
 }
 
 export interface ListEntry {
@@ -81,6 +91,11 @@ export class Daemon {
   private cluster: ClusterNode | undefined;
   private discovery: Discovery | undefined;
   private pipeIds = 0;
+  /** Processes this server started (src/daemon/proc.ts). */
+  readonly procs = new ProcTable();
+  /** Ports and files of this host (src/daemon/host-ops.ts). */
+  readonly host: HostResources;
+  private readonly reaper: NodeJS.Timeout;
   private stopping: Promise<void> | undefined;
   private readonly stopped: Promise<void>;
   private resolveStopped!: () => void;
@@ -100,10 +115,22 @@ export class Daemon {
     this.key = opts.key;
     const ring = opts.key ? new KeyRing(opts.key, opts.acceptKeys) : undefined;
     this.server = createListener(ring, this.handshakeMs, (sock) => this.accept(sock));
+    this.server.maxConnections = opts.maxConnections ?? 4096;
+    const idleMs = opts.idleMs ?? 60_000;
+    this.reaper = setInterval(
+      () => {
+        const now = performance.now();
+        for (const s of this.sessions) s.reapIfIdle(now, idleMs);
+      },
+      Math.min(5000, idleMs),
+    );
+    this.reaper.unref();
+    this.host = new HostResources(opts.fsRoot);
   }
 
   static async start(opts: DaemonOptions = {}): Promise<Daemon> {
     const { host, port } = parseAddr(opts.addr ?? "127.0.0.1:7711");
+    if (opts.fsRoot !== undefined) resolveFsRoot(opts.fsRoot);
     const dataDir = opts.data ? openDataDir(opts.data, newServerId) : undefined;
     const d = new Daemon(opts, opts.id ?? dataDir?.id ?? newServerId(), dataDir);
     try {
@@ -160,7 +187,11 @@ export class Daemon {
       return;
     }
     sock.setNoDelay(true);
-    const conn = new Conn(sock, { maxFrame: this.maxValue + FRAME_SLACK });
+    // A peer that does not read may not make us buffer more than a few maximal values for it.
+    const conn = new Conn(sock, {
+      maxFrame: this.maxValue + FRAME_SLACK,
+      maxUnsent: Math.max(64 * 1024 * 1024, 2 * (this.maxValue + FRAME_SLACK)),
+    });
     this.sessions.add(new Session(conn, this));
   }
 
@@ -244,6 +275,16 @@ export class Daemon {
     return el;
   }
 
+  /** Puts an element made elsewhere (a process) at names; AnchorBusy if the anchor holds one. */
+  place(names: string[], el: Element): void {
+    this.tree.set(names.slice(1), el, formatPath(names));
+  }
+
+  /** Takes el from its anchor if it is still there. */
+  unplace(el: Element): void {
+    this.tree.remove(el.names.slice(1), el);
+  }
+
   list(names: string[], recursive: boolean, long: boolean): ListEntry[] {
     const out: ListEntry[] = [];
     const entry = (p: string[]): ListEntry => {
@@ -271,6 +312,7 @@ export class Daemon {
 
   private shortState(el: Element | { kind: "server" }, p: string[]): string {
     if (el.kind === "server") return this.cluster?.get(p[0] as string)?.addr ?? this.url;
+    if (el.kind === "proc") return el.proc.shortState();
     const s = el.chan.stat();
     if (el.kind !== "chan") return `pending=${s.len} lost=${el.lost}`;
     return `cap=${s.cap} len=${s.len}${s.closed ? " closed" : ""}`;
@@ -278,6 +320,7 @@ export class Daemon {
 
   /** The peek answer of a channel-like element. */
   stateOf(el: Element): unknown {
+    if (el.kind === "proc") return el.proc.stat();
     if (el.kind === "chan") return el.chan.stat();
     return { source: el.kind, pending: el.chan.stat().len, lost: el.lost };
   }
@@ -341,6 +384,7 @@ export class Daemon {
   }
 
   scrubElement(el: Element, done: () => void): void {
+    if (el.kind === "proc") return scrubProc(this, el, false, done);
     this.tree.remove(el.names.slice(1), el);
     if (el.kind !== "chan") this.subs.delete(el);
     el.chan.scrub(done);
@@ -359,6 +403,9 @@ export class Daemon {
     if (!this.stopping) {
       this.stopping = (async () => {
         this.log("circuit: stopping");
+        clearInterval(this.reaper);
+        // Hosted processes go with their server (TERM, KILL after 2 s); waiters hear the exit first.
+        await this.procs.shutdown(2000);
         this.discovery?.close();
         const others = (this.cluster?.members().length ?? 1) > 1;
         if (others) await this.cluster?.leave();

@@ -2,6 +2,7 @@
 // machine; a subscription is receive-only and never blocks the daemon that feeds it.
 
 import type { Channel } from "../element/channel.js";
+import type { HostedProc } from "./proc.js";
 import type { StreamPipe } from "./stream-pipe.js";
 
 /** What a channel holds: an encoded value, or a stream message. */
@@ -22,7 +23,15 @@ export interface SubElement {
 }
 
 export type ChannelLike = ChanElement | SubElement;
-export type Element = ChannelLike;
+
+/** A process this server started (src/daemon/proc.ts). */
+export interface ProcElement {
+  kind: "proc";
+  proc: HostedProc;
+  names: string[];
+}
+
+export type Element = ChannelLike | ProcElement;
 
 /** How many events a subscription keeps before dropping the oldest. */
 export const SUB_BUFFER = 1024;

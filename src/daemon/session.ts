@@ -8,11 +8,18 @@ import { Deque } from "../util/deque.js";
 import { decode, encode, PROTOCOL_VERSION, T, tail, u32 } from "../wire/protocol.js";
 import type { Daemon } from "./daemon.js";
 import type { ChanElement, ChannelLike, Item } from "./elements.js";
+import { hostRequest } from "./host-ops.js";
+import { procInfo, procRequest } from "./proc-ops.js";
 import { SelectHost } from "./select-host.js";
 import { type PipeReceiver, type PipeSender, StreamPipe } from "./stream-pipe.js";
 
 const MAX_HANDLES = 65_536;
-const MAX_PENDING = 100_000;
+/** Blocked sends, and receiver ids, one connection may have at a time. */
+const MAX_PENDING = 65_536;
+/** Receive credits (prefetch) one receiver id may hold. */
+const MAX_CREDITS = 65_536;
+/** Stream messages one connection may be sending at a time. */
+const MAX_STREAMS = 1024;
 
 /** A session's credit holding on one channel. */
 class Holder implements CreditHolder {
@@ -32,12 +39,15 @@ class Holder implements CreditHolder {
 class SessionReceiver implements Receiver<Item> {
   readonly unacked = new Deque<Buffer>();
   ended = false;
+  /** Receives outstanding (credits not yet used). */
+  credits = 0;
   constructor(
     private readonly s: Session,
     readonly rid: number,
     readonly el: ChannelLike,
   ) {}
   take(v: Item): void {
+    this.credits--;
     if (Buffer.isBuffer(v)) {
       this.unacked.push(v);
       this.s.conn.send(T.VAL, [this.rid], v);
@@ -162,9 +172,11 @@ export class Session {
         return;
       }
       case T.CSEND: {
-        const el = this.el(u32(body, 0));
-        const v = this.value(tail(body, 1));
-        if (!el.chan.sendCredited(this.holderFor(el), v)) throw new ProtocolError("credited send without credit");
+        const h = this.handles.get(u32(body, 0));
+        if (!h) throw new NotFound("unknown channel handle");
+        if (!h.el.chan.sendCredited(h.holder, this.value(tail(body, 1)))) {
+          throw new ProtocolError("credited send without credit");
+        }
         return;
       }
       case T.RELEASE: {
@@ -199,7 +211,13 @@ export class Session {
           this.receivers.set(rid, r);
         }
         for (let i = 0; i < ack && r.unacked.length > 0; i++) r.unacked.shift();
-        if (n > 0 && !r.ended) r.el.chan.recv(r, n);
+        if (n > 0 && !r.ended) {
+          r.credits += n;
+          if (r.credits + r.unacked.length > MAX_CREDITS) {
+            throw new ProtocolError(`more than ${MAX_CREDITS} receives outstanding or unacknowledged`);
+          }
+          r.el.chan.recv(r, n);
+        }
         return;
       }
       case T.RCLOSE: {
@@ -222,6 +240,7 @@ export class Session {
         if (!el) return;
         const sid = u32(body, 2);
         if (this.outStreams.has(sid)) throw new ProtocolError("stream id in use");
+        if (this.outStreams.size >= MAX_STREAMS) throw new ProtocolError(`more than ${MAX_STREAMS} open streams`);
         const pipe = new StreamPipe(this.d.nextPipeId(), this.pipeSender(sid));
         this.outStreams.set(sid, pipe);
         const w: SendWaiter<Item> = {
@@ -317,6 +336,18 @@ export class Session {
     pipe.attach(recv);
   }
 
+  /**
+   * A byte stream from this client that a request opened (process stdin, a file upload) rather than
+   * SOPEN: its SDATA/SFIN/SABORT [sid] land in the returned pipe, which grants the client credit.
+   */
+  acceptStream(sid: number): StreamPipe {
+    if (this.outStreams.has(sid)) throw new ProtocolError("stream id in use");
+    if (this.outStreams.size >= MAX_STREAMS) throw new ProtocolError(`more than ${MAX_STREAMS} open streams`);
+    const pipe = new StreamPipe(this.d.nextPipeId(), this.pipeSender(sid));
+    this.outStreams.set(sid, pipe);
+    return pipe;
+  }
+
   private request(id: number, req: unknown): void {
     if (typeof req !== "object" || req === null || typeof (req as { op?: unknown }).op !== "string") {
       throw new ProtocolError("a request is an object with an op");
@@ -332,6 +363,7 @@ export class Session {
           const el = this.d.element(this.path(r.path));
           if (!el) return reply(null);
           if ("chan" in el) return reply({ kind: el.kind, cap: el.chan.cap, handle: this.handleFor(el) });
+          if (el.kind === "proc") return reply(procInfo(el));
           return reply({ kind: el.kind });
         }
         case "mkchan": {
@@ -371,6 +403,11 @@ export class Session {
         case "stop":
           this.d.requestStop(this.path(r.path), () => reply(null));
           return;
+        case "mkproc":
+        case "proc":
+          return procRequest(this.d, this, this.path(r.path), r, reply, fail);
+        case "host":
+          return hostRequest(this.d, this, this.path(r.path), r, reply, fail);
         default:
           throw new ProtocolError(`unknown op ${JSON.stringify(r.op)}`);
       }
@@ -462,6 +499,11 @@ export class Session {
     this.inStreams.clear();
     this.selects.cleanup();
     this.d.sessionGone(this);
+  }
+
+  /** The peer has sent nothing for too long (a half-open connection, or a slow attacker). */
+  reapIfIdle(now: number, idleMs: number): void {
+    if (!this.gone && now - this.conn.lastInput > idleMs) this.fatal(new ProtocolError(`idle for over ${idleMs} ms`));
   }
 
   /** The daemon is stopping. */

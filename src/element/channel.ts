@@ -101,6 +101,8 @@ interface Holding {
 interface PlainSend<V> {
   w: SendWaiter<V>;
   seq: number;
+  /** Cancelled in place: skipped when it reaches the head (cancelling is O(1)). */
+  dead?: boolean;
 }
 interface PlainRecv<V> {
   r: Receiver<V>;
@@ -138,11 +140,17 @@ export class Channel<V> {
   private readonly trecv = new Deque<Tentative<V>>();
   private readonly reservations = new Map<SelectCase<V>, Reservation<V>>();
   private readonly holders = new Map<CreditHolder, Holding>();
+  /** Where each queued plain sender and receiver stands, so cancelling is not a queue scan. */
+  private readonly sendIndex = new Map<SendWaiter<V>, PlainSend<V>>();
+  private readonly recvIndex = new Map<Receiver<V>, Set<PlainRecv<V>>>();
+  private liveSenders = 0;
   private seq = 0;
   /** Slots reserved by credit holders. */
   private reserved = 0;
   /** Slots reserved by select send cases. */
   private selSlots = 0;
+  /** Buffered values reserved by select recv cases: they still occupy their slots. */
+  private bufHeld = 0;
   private closing = false;
   private closed = false;
   private aborted = false;
@@ -165,13 +173,19 @@ export class Channel<V> {
   send(w: SendWaiter<V>): void {
     if (this.aborted) return w.done(new ChannelAborted());
     if (this.closing) return w.done(new ChannelClosed("send on closed channel"));
-    this.senders.push({ w, seq: ++this.seq });
+    this.queueSender({ w, seq: ++this.seq }, false);
     this.pump();
   }
 
   /** Withdraws a blocked send; false if it already completed (or failed). */
   cancelSend(w: SendWaiter<V>): boolean {
-    if (this.senders.removeWhere((x) => x.w === w).length > 0) return true;
+    const queued = this.sendIndex.get(w);
+    if (queued) {
+      queued.dead = true;
+      this.sendIndex.delete(w);
+      this.liveSenders--;
+      return true;
+    }
     // Reserved by a select case: the offer is void, the send did not happen.
     for (const [c, res] of this.reservations) {
       if (res.kind === "sender" && res.s.w === w) {
@@ -207,15 +221,19 @@ export class Channel<V> {
     if (n <= 0) return;
     const last = this.receivers.peekLast();
     const lastT = this.trecv.peekLast();
-    if (last && last.r === r && (!lastT || lastT.seq < last.seq)) last.n += n;
-    else this.receivers.push({ r, n, seq: ++this.seq });
+    if (last && last.r === r && last.n > 0 && (!lastT || lastT.seq < last.seq)) last.n += n;
+    else this.queueReceiver({ r, n, seq: ++this.seq }, false);
     this.pump();
   }
 
   /** Withdraws all of r's waiting receives; returns how many there were. */
   cancelRecv(r: Receiver<V>): number {
     let n = 0;
-    for (const w of this.receivers.removeWhere((x) => x.r === r)) n += w.n;
+    for (const w of this.recvIndex.get(r) ?? []) {
+      n += w.n;
+      w.n = 0;
+    }
+    this.recvIndex.delete(r);
     // A receive reserved by a select send case is withdrawn too: that offer is void.
     for (const [c, res] of this.reservations) {
       if (res.kind === "receiver" && res.r === r) {
@@ -265,7 +283,7 @@ export class Channel<V> {
     if (this.aborted) throw new ChannelAborted();
     if (this.closing) throw new ChannelClosed("close of closed channel");
     this.closing = true;
-    for (const s of this.senders.drain()) s.w.done(new ChannelClosed("send on closed channel"));
+    for (const s of this.drainSenders()) s.w.done(new ChannelClosed("send on closed channel"));
     this.voidSends(new ChannelClosed("send on closed channel"));
     this.settledCbs.push(settled);
     this.revokeAll();
@@ -282,7 +300,7 @@ export class Channel<V> {
       this.aborted = true;
       this.closing = true;
       const err = new ChannelAborted();
-      for (const s of this.senders.drain()) s.w.done(err);
+      for (const s of this.drainSenders()) s.w.done(err);
       this.endReceivers(err);
       // Select cases: withdrawn reservations give back plain waiters, which fail like the rest.
       for (const [c, res] of [...this.reservations]) {
@@ -290,10 +308,15 @@ export class Channel<V> {
         if (res.kind === "sender") res.s.w.done(err);
         if (res.kind === "receiver") res.r.end(err);
         if (res.kind === "pair" && res.committed) c.settled({ error: err });
-        else c.withdraw();
+        else {
+          // Back in its queue, the case is offered the failure below.
+          this.requeueCase(c, res.seq);
+          c.withdraw();
+        }
       }
       this.buf.drain();
       this.selSlots = 0;
+      this.bufHeld = 0;
       this.revokeAll();
       // Select cases still waiting get an offer that fails, so their selects end.
       this.pump();
@@ -317,12 +340,15 @@ export class Channel<V> {
         // Ask the other selector; the answer decides.
         res.committed = true;
         const other = this.reservations.get(res.other);
-        if (!other || other.kind !== "pair") return { status: "failed" };
+        if (other?.kind !== "pair") return { status: "failed" };
         res.other.offer(c.op === "send" ? { value: c.value } : {});
         return { status: "pending" };
       }
-      // The second selector commits: the pair happens.
+      // The second selector commits: the pair happens, but only if it was asked, that is, if the
+      // first has committed (a stale commit from an earlier offer must not complete it).
       const first = res.other;
+      const fres = this.reservations.get(first);
+      if (fres?.kind !== "pair" || !fres.committed) return { status: "failed" };
       this.reservations.delete(c);
       this.reservations.delete(first);
       this.numSend++;
@@ -336,6 +362,7 @@ export class Channel<V> {
     let outcome: Outcome<V> = {};
     switch (res.kind) {
       case "buf":
+        this.bufHeld--;
         this.numRecv++;
         outcome = { value: res.value };
         break;
@@ -376,26 +403,26 @@ export class Channel<V> {
     this.reservations.delete(c);
     switch (res.kind) {
       case "buf":
+        this.bufHeld--;
         this.buf.unshift(res.value);
         break;
       case "sender":
-        this.senders.unshift(res.s);
+        this.queueSender(res.s, true);
         break;
       case "slot":
         this.selSlots--;
         break;
       case "receiver":
-        this.receivers.unshift({ r: res.r, n: 1, seq: res.rseq });
+        this.queueReceiver({ r: res.r, n: 1, seq: res.rseq }, true);
         break;
       case "pair": {
         const other = this.reservations.get(res.other);
         if (other?.kind === "pair") {
           this.reservations.delete(res.other);
-          if (other.committed) {
-            // The first selector committed and waits on us: its pair failed, it waits again.
-            this.requeueCase(res.other, other.seq);
-            res.other.settled(undefined);
-          } else this.requeueCase(res.other, other.seq);
+          this.requeueCase(res.other, other.seq);
+          // The other half's offer (if it had one) is void: committed, its pair failed; else withdrawn.
+          if (other.committed) res.other.settled(undefined);
+          else if (other.first) res.other.withdraw();
         }
         break;
       }
@@ -444,7 +471,7 @@ export class Channel<V> {
       aborted: this.aborted,
       numSend: this.numSend,
       numRecv: this.numRecv,
-      waitingSenders: this.senders.length + this.tsend.length,
+      waitingSenders: this.liveSenders + this.tsend.length,
       waitingReceivers,
     };
   }
@@ -455,10 +482,13 @@ export class Channel<V> {
    */
   private voidSends(err: CircuitError): void {
     for (const [c, res] of [...this.reservations]) {
-      if (res.kind === "slot") {
+      if (res.kind === "sender") {
+        // A blocked plain sender held by a select recv case fails like every blocked sender.
+        res.s.w.done(err);
+      } else if (res.kind === "slot") {
         this.selSlots--;
       } else if (res.kind === "receiver") {
-        this.receivers.unshift({ r: res.r, n: 1, seq: res.rseq });
+        this.queueReceiver({ r: res.r, n: 1, seq: res.rseq }, true);
       } else if (res.kind === "pair") {
         const send = c.op === "send" ? c : res.other;
         const recv = c.op === "send" ? res.other : c;
@@ -508,7 +538,7 @@ export class Channel<V> {
 
   /** The earliest waiting receive: a plain receiver's credit or a select recv case. */
   private firstReceiver(): PlainRecv<V> | Tentative<V> | undefined {
-    const p = this.receivers.peek();
+    const p = this.headReceiver();
     const t = this.trecv.peek();
     if (!p) return t;
     if (!t) return p;
@@ -516,17 +546,107 @@ export class Channel<V> {
   }
 
   private firstSender(): PlainSend<V> | Tentative<V> | undefined {
-    const p = this.senders.peek();
+    const p = this.headSender();
     const t = this.tsend.peek();
     if (!p) return t;
     if (!t) return p;
     return p.seq < t.seq ? p : t;
   }
 
+  /**
+   * The earliest sender and, for it, the earliest receive it may meet: anything but a case of its
+   * own select (a select never meets itself). Only the heads of the plain queues can match, and
+   * select cases are few, so the search is short.
+   */
+  private findMatch(): [PlainSend<V> | Tentative<V>, PlainRecv<V> | Tentative<V>] | undefined {
+    const senders: (PlainSend<V> | Tentative<V>)[] = [...this.tsend];
+    const ps = this.headSender();
+    if (ps) senders.push(ps);
+    senders.sort((a, b) => a.seq - b.seq);
+    const pr = this.headReceiver();
+    for (const S of senders) {
+      const sel = "c" in S ? S.c.selector : -1;
+      let best: PlainRecv<V> | Tentative<V> | undefined = pr;
+      for (const t of this.trecv) {
+        if (best && best.seq < t.seq) break;
+        if (t.c.selector !== sel) {
+          best = t;
+          break;
+        }
+      }
+      if (best) return [S, best];
+    }
+    return undefined;
+  }
+
+  private queueSender(s: PlainSend<V>, atHead: boolean): void {
+    s.dead = false;
+    if (atHead) this.senders.unshift(s);
+    else this.senders.push(s);
+    this.sendIndex.set(s.w, s);
+    this.liveSenders++;
+  }
+
+  /** The head plain sender, dropping cancelled ones. */
+  private headSender(): PlainSend<V> | undefined {
+    let h = this.senders.peek();
+    while (h?.dead) {
+      this.senders.shift();
+      h = this.senders.peek();
+    }
+    return h;
+  }
+
+  private shiftSender(): PlainSend<V> {
+    const s = this.headSender() as PlainSend<V>;
+    this.senders.shift();
+    this.sendIndex.delete(s.w);
+    this.liveSenders--;
+    return s;
+  }
+
+  private drainSenders(): PlainSend<V>[] {
+    const out = this.senders.drain().filter((s) => !s.dead);
+    this.sendIndex.clear();
+    this.liveSenders = 0;
+    return out;
+  }
+
+  private queueReceiver(w: PlainRecv<V>, atHead: boolean): void {
+    if (atHead) this.receivers.unshift(w);
+    else this.receivers.push(w);
+    let set = this.recvIndex.get(w.r);
+    if (!set) {
+      set = new Set();
+      this.recvIndex.set(w.r, set);
+    }
+    set.add(w);
+  }
+
+  private unindexReceiver(w: PlainRecv<V>): void {
+    const set = this.recvIndex.get(w.r);
+    set?.delete(w);
+    if (set?.size === 0) this.recvIndex.delete(w.r);
+  }
+
+  /** The head plain receive, dropping cancelled entries. */
+  private headReceiver(): PlainRecv<V> | undefined {
+    let h = this.receivers.peek();
+    while (h && h.n === 0) {
+      this.receivers.shift();
+      this.unindexReceiver(h);
+      h = this.receivers.peek();
+    }
+    return h;
+  }
+
   /** Takes one credit from the head plain receiver. */
   private takeCredit(): PlainRecv<V> {
-    const w = this.receivers.peek() as PlainRecv<V>;
-    if (--w.n === 0) this.receivers.shift();
+    const w = this.headReceiver() as PlainRecv<V>;
+    if (--w.n === 0) {
+      this.receivers.shift();
+      this.unindexReceiver(w);
+    }
     return w;
   }
 
@@ -545,16 +665,17 @@ export class Channel<V> {
           R.r.take(v);
         } else {
           this.trecv.shift();
+          this.bufHeld++;
           this.reserve(R.c, { kind: "buf", value: v, seq: R.seq }, { value: v });
         }
         progressed = true;
       }
       // Senders fill free slots (a select send case reserves one).
-      while (this.buf.length + this.reserved + this.selSlots < this.cap) {
+      while (!this.closing && this.buf.length + this.bufHeld + this.reserved + this.selSlots < this.cap) {
         const S = this.firstSender();
         if (!S) break;
         if ("w" in S) {
-          this.senders.shift();
+          this.shiftSender();
           this.buf.push(S.w.value);
           this.numSend++;
           S.w.done();
@@ -566,30 +687,29 @@ export class Channel<V> {
         progressed = true;
       }
       // No room in the buffer: senders hand over directly to receives (the unbuffered case).
-      while (this.buf.length === 0) {
-        const S = this.firstSender();
-        const R = this.firstReceiver();
-        if (!S || !R) break;
+      while (this.buf.length === 0 && !this.closing) {
+        const m = this.findMatch();
+        if (!m) break;
+        const [S, R] = m;
         if ("w" in S && "r" in R) {
-          this.senders.shift();
+          this.shiftSender();
           this.takeCredit();
           this.numSend++;
           this.numRecv++;
           R.r.take(S.w.value);
           S.w.done();
         } else if ("w" in S && "c" in R) {
-          this.senders.shift();
-          this.trecv.shift();
+          this.shiftSender();
+          this.trecv.removeWhere((t) => t === R);
           this.reserve(R.c, { kind: "sender", s: S, seq: R.seq }, { value: S.w.value });
         } else if ("c" in S && "r" in R) {
-          this.tsend.shift();
+          this.tsend.removeWhere((t) => t === S);
           const rseq = R.seq;
           this.takeCredit();
           this.reserve(S.c, { kind: "receiver", r: R.r, seq: S.seq, rseq }, {});
         } else if ("c" in S && "c" in R) {
-          if (S.c.selector === R.c.selector) break; // one select never meets itself
-          this.tsend.shift();
-          this.trecv.shift();
+          this.tsend.removeWhere((t) => t === S);
+          this.trecv.removeWhere((t) => t === R);
           const [first, second] = S.c.selector < R.c.selector ? [S, R] : [R, S];
           this.reservations.set(second.c, {
             kind: "pair",
@@ -608,9 +728,9 @@ export class Channel<V> {
       }
     }
     // Closed (or scrubbed): receives on an empty channel end; select cases get a final offer.
-    if ((this.closed || this.aborted) && this.buf.length === 0) {
+    if ((this.closed || this.aborted) && this.buf.length === 0 && this.bufHeld === 0) {
       const err = this.aborted ? new ChannelAborted() : new ChannelClosed();
-      if (this.receivers.length > 0) this.endReceivers(err);
+      if (this.headReceiver()) this.endReceivers(err);
       for (const t of this.trecv.drain()) {
         if (this.aborted) this.reserve(t.c, { kind: "error", error: err, seq: t.seq }, { error: err });
         else this.reserve(t.c, { kind: "closed", seq: t.seq }, { closed: true });
@@ -620,13 +740,13 @@ export class Channel<V> {
       const err = this.aborted ? new ChannelAborted() : new ChannelClosed("send on closed channel");
       for (const t of this.tsend.drain()) this.reserve(t.c, { kind: "error", error: err, seq: t.seq }, { error: err });
     }
-    if (this.senders.length + this.tsend.length > 0) this.revokeAll();
+    if (this.liveSenders + this.tsend.length > 0) this.revokeAll();
     else this.grant();
   }
 
   /** Tops up credit holders from the free slots, in batches. */
   private grant(): void {
-    if (this.closing || this.senders.length + this.tsend.length > 0) return;
+    if (this.closing || this.liveSenders + this.tsend.length > 0) return;
     let free = this.cap - this.buf.length - this.reserved - this.selSlots;
     if (free <= 0) return;
     for (const [holder, h] of this.holders) {
@@ -644,7 +764,10 @@ export class Channel<V> {
 
   /** Ends every waiting receiver once, even one queued in several places. */
   private endReceivers(err: CircuitError): void {
-    for (const r of new Set(Array.from(this.receivers.drain(), (w) => w.r))) r.end(err);
+    const ended = new Set<Receiver<V>>();
+    for (const w of this.receivers.drain()) if (w.n > 0) ended.add(w.r);
+    this.recvIndex.clear();
+    for (const r of ended) r.end(err);
   }
 
   private revokeAll(): void {

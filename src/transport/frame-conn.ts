@@ -11,6 +11,11 @@ const FLUSH_AT = 256 * 1024;
 export interface FrameConnOptions {
   /** Largest frame accepted from the peer, in bytes (length prefix excluded). */
   maxFrame: number;
+  /**
+   * Most bytes that may wait unsent for a peer that does not read; past it the connection is
+   * closed rather than letting the peer grow our memory. Default: unlimited.
+   */
+  maxUnsent?: number;
 }
 
 export class FrameConn {
@@ -23,6 +28,9 @@ export class FrameConn {
   private readonly writer = new FrameWriter();
   private readonly decoder: FrameDecoder;
   private scheduled = false;
+  /** When the peer last sent anything (performance.now()). */
+  lastInput = performance.now();
+  private readonly maxUnsent: number;
   private ended = false;
 
   constructor(
@@ -30,8 +38,10 @@ export class FrameConn {
     opts: FrameConnOptions,
   ) {
     this.decoder = new FrameDecoder(opts.maxFrame, (t, b) => this.onFrame(t, b));
+    this.maxUnsent = opts.maxUnsent ?? Number.POSITIVE_INFINITY;
     stream.on("data", (chunk: Buffer) => {
       if (this.ended) return;
+      this.lastInput = performance.now();
       try {
         this.decoder.push(chunk);
       } catch (err) {
@@ -68,6 +78,10 @@ export class FrameConn {
   flush(): void {
     if (this.writer.length === 0 || this.ended) return;
     this.stream.write(this.writer.take());
+    if (this.stream.writableLength > this.maxUnsent) {
+      this.finish(new ProtocolError(`peer is not reading: over ${this.maxUnsent} bytes unsent`));
+      this.stream.destroy();
+    }
   }
 
   /** Writes what is queued, then ends the connection. */

@@ -123,10 +123,37 @@ export const STREAM_WINDOW = 256 * 1024;
 const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: "bigint", largeBigIntToFloat: false });
 
 export function encode(value: unknown): Buffer {
+  // Byte values are the common case on the data path: bin 8/16/32 written directly.
+  if (value instanceof Uint8Array) return encodeBytes(value);
   return packr.pack(value);
 }
 
+function encodeBytes(v: Uint8Array): Buffer {
+  const n = v.length;
+  const head = n < 0x100 ? 2 : n < 0x10000 ? 3 : 5;
+  const out = Buffer.allocUnsafe(head + n);
+  if (head === 2) {
+    out[0] = 0xc4;
+    out[1] = n;
+  } else if (head === 3) {
+    out[0] = 0xc5;
+    out.writeUInt16BE(n, 1);
+  } else {
+    out[0] = 0xc6;
+    out.writeUInt32BE(n, 1);
+  }
+  out.set(v, head);
+  return out;
+}
+
 export function decode(bytes: Uint8Array): unknown {
+  // A whole-message bin is handed back as a view of the bytes, without the general decoder.
+  const t = bytes[0];
+  if (t === 0xc4 && bytes.length === 2 + (bytes[1] as number))
+    return Buffer.from(bytes.buffer, bytes.byteOffset + 2, bytes.length - 2);
+  if (t === 0xc5 && bytes.length >= 3 && bytes.length === 3 + (((bytes[1] as number) << 8) | (bytes[2] as number))) {
+    return Buffer.from(bytes.buffer, bytes.byteOffset + 3, bytes.length - 3);
+  }
   return packr.unpack(bytes);
 }
 

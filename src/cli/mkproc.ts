@@ -1,0 +1,63 @@
+// circuit mkproc PATH -- CMD ARGS…: start a process (or read a JSON command from stdin).
+
+import type { Command } from "commander";
+import type { ProcCommand } from "../client/proc.js";
+import { type GlobalOptions, pathArg, printJson, readStdin, UsageError, withClient } from "./common.js";
+
+interface MkprocOptions {
+  dir?: string;
+  env?: string[];
+  inheritEnv?: boolean;
+  scrub?: boolean;
+}
+
+function collect(v: string, prev: string[] | undefined): string[] {
+  return [...(prev ?? []), v];
+}
+
+export function register(program: Command): void {
+  program
+    .command("mkproc")
+    .description(
+      "start a process at PATH: mkproc PATH -- CMD ARGS…, or a JSON command {path, args, env, dir, inheritEnv, scrub} on stdin",
+    )
+    .argument("<path>", "anchor path")
+    .argument("[cmd...]", "the program and its arguments, after --")
+    .option("--dir <dir>", "working directory on the hosting server")
+    .option("--env <name=value>", "an environment variable (repeatable); replaces the environment", collect)
+    .option("--inherit-env", "lay --env over the daemon's environment instead")
+    .option("--scrub", "remove the element when the process exits")
+    .action(async (path: string, argv: string[], o: MkprocOptions, cmd: Command) => {
+      const g = cmd.optsWithGlobals() as GlobalOptions;
+      pathArg(path);
+      let spec: ProcCommand;
+      if (argv.length > 0) {
+        spec = { path: argv[0] as string, args: argv.slice(1) };
+      } else {
+        if (process.stdin.isTTY) throw new UsageError("give a command after --, or a JSON command on stdin");
+        const text = (await readStdin()).toString("utf8");
+        try {
+          spec = JSON.parse(text) as ProcCommand;
+        } catch (err) {
+          throw new UsageError(`stdin is not a JSON command: ${(err as Error).message}`);
+        }
+        if (typeof spec !== "object" || spec === null || Array.isArray(spec)) {
+          throw new UsageError("the JSON command must be an object {path, args, env, dir, inheritEnv, scrub}");
+        }
+      }
+      if (o.env) {
+        const env: Record<string, string> = { ...spec.env };
+        for (const kv of o.env) {
+          const eq = kv.indexOf("=");
+          if (eq <= 0) throw new UsageError(`--env takes NAME=VALUE, got ${JSON.stringify(kv)}`);
+          env[kv.slice(0, eq)] = kv.slice(eq + 1);
+        }
+        spec.env = env;
+      }
+      if (o.dir !== undefined) spec.dir = o.dir;
+      if (o.inheritEnv) spec.inheritEnv = true;
+      if (o.scrub) spec.scrub = true;
+      const pid = await withClient(g, async (c) => (await c.walk(path).makeProc(spec)).pid);
+      if (g.json) printJson({ path, pid });
+    });
+}

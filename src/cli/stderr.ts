@@ -1,0 +1,8 @@
+// circuit stderr PATH: the process's stderr, live, until it ends.
+
+import type { Command } from "commander";
+import { registerOutput } from "./output.js";
+
+export function register(program: Command): void {
+  registerOutput(program, "stderr");
+}

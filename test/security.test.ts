@@ -255,3 +255,65 @@ describe("without a key", () => {
     }
   });
 });
+
+describe("limits", () => {
+  test("connections past --max-connections are refused; the others keep working", async () => {
+    const d = await startDaemon(["--max-connections", "3"]);
+    const clients = [];
+    try {
+      for (let i = 0; i < 3; i++) clients.push(await dial(d.url));
+      await assert.rejects(
+        dial(d.url, { timeoutMs: 3000 }),
+        (e: Error) => e instanceof ServerGone || e.name === "Timeout",
+      );
+      assert.equal((await clients[0]!.servers()).length, 1);
+      await clients.pop()!.close();
+      await sleep(100);
+      clients.push(await dial(d.url));
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+      await d.stop();
+    }
+  });
+
+  test("a connection that says nothing past --idle-ms is closed; a live client pings and stays", async () => {
+    const d = await startDaemon(["--idle-ms", "1500"]);
+    const port = Number(new URL(d.url.replace("circuit:", "http:")).port);
+    const c = await dial(d.url);
+    try {
+      const s = net.connect(port, "127.0.0.1");
+      s.on("error", () => {});
+      s.resume();
+      await new Promise<void>((r) => s.once("connect", () => r()));
+      const { FrameWriter } = await import("../src/wire/frame.ts");
+      const { encode, PROTOCOL_VERSION, T } = await import("../src/wire/protocol.ts");
+      const w = new FrameWriter();
+      w.frame(T.HELLO, [], encode({ v: PROTOCOL_VERSION, role: "client" }));
+      s.write(w.take());
+      const t0 = Date.now();
+      await new Promise<void>((r) => s.on("close", () => r()));
+      const took = Date.now() - t0;
+      assert.ok(took >= 1000 && took < 8000, `closed after ${took} ms`);
+      // The library client, idle just as long, is still connected: its keepalive speaks for it.
+      await sleep(500);
+      assert.equal((await c.servers()).length, 1);
+    } finally {
+      await c.close();
+      await d.stop();
+    }
+  });
+
+  test("discovery packets need the key's tag: a forged or tampered one is ignored", async () => {
+    const { open, seal } = await import("../src/transport/discovery.ts");
+    const k = Buffer.alloc(32, 7);
+    const other = Buffer.alloc(32, 8);
+    const msg = { id: "X0123456789abcdef", url: "circuit://127.0.0.1:7711/X0123456789abcdef" };
+    assert.deepEqual(open(seal(msg, k), k), msg);
+    assert.equal(open(seal(msg, other), k), undefined, "another key's tag");
+    assert.equal(open(seal(msg, undefined), k), undefined, "no tag at all");
+    const tampered = seal(msg, k);
+    tampered[5] = (tampered[5] as number) ^ 1;
+    assert.equal(open(tampered, k), undefined, "a flipped bit");
+    assert.equal(open(Buffer.from("garbage"), undefined), undefined);
+  });
+});

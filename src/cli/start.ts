@@ -15,6 +15,8 @@ interface StartOptions {
   acceptKey?: string[];
   insecure?: boolean;
   handshakeMs: string;
+  idleMs: string;
+  maxConnections: string;
   fsRoot?: string;
 }
 
@@ -33,6 +35,8 @@ export function register(program: Command): void {
     .option("--accept-key <file>", "also accept this (old) key during a key rollover; repeatable", collect)
     .option("--insecure", "allow a non-loopback address without a cluster key")
     .option("--handshake-ms <ms>", "close connections that have not authenticated by then", "10000")
+    .option("--idle-ms <ms>", "close client connections that send nothing for this long", "60000")
+    .option("--max-connections <n>", "most connections served at once", "4096")
     .option("--fs-root <dir>", "let clients read and write files under this directory (off by default)")
     .action(async (o: StartOptions, cmd: Command) => {
       const g = cmd.optsWithGlobals() as { key?: string; discover?: string };
@@ -59,6 +63,12 @@ export function register(program: Command): void {
           throw new UsageError((err as Error).message);
         }
       }
+      const whole = (flag: string, v: string): number => {
+        if (!/^\d{1,10}$/.test(v) || Number(v) < 1) throw new UsageError(`${flag} takes a positive whole number`);
+        return Number(v);
+      };
+      const idleMs = whole("--idle-ms", o.idleMs);
+      const maxConnections = whole("--max-connections", o.maxConnections);
       const handshakeMs = Number(o.handshakeMs);
       if (!/^\d+$/.test(o.handshakeMs) || handshakeMs < 1)
         throw new UsageError("--handshake-ms takes a positive whole number");
@@ -87,6 +97,8 @@ export function register(program: Command): void {
           key,
           acceptKeys,
           handshakeMs,
+          idleMs,
+          maxConnections,
           discover,
           fsRoot: o.fsRoot,
         });

@@ -10,13 +10,13 @@ import type { MembershipEvent } from "../cluster/membership.js";
 import { ClusterNode } from "../cluster/node.js";
 import { AnchorTree } from "../element/anchor-tree.js";
 import { Channel } from "../element/channel.js";
-import { NotFound, WrongKind } from "../errors.js";
+import { NotFound, ServerGone, toWire, WrongKind } from "../errors.js";
 import { Discovery, parseGroup } from "../transport/discovery.js";
 import type { FrameConn } from "../transport/frame-conn.js";
 import { FrameConn as Conn } from "../transport/frame-conn.js";
 import { createListener, KeyRing } from "../transport/secure.js";
 import { badName, formatPath } from "../wire/path.js";
-import { DEFAULT_MAX_VALUE, encode, FRAME_SLACK } from "../wire/protocol.js";
+import { DEFAULT_MAX_VALUE, encode, FRAME_SLACK, T } from "../wire/protocol.js";
 import { type DataDir, openDataDir } from "./data-dir.js";
 import { type ChanElement, type Element, type Item, SUB_BUFFER, type SubElement } from "./elements.js";
 import { resolveFsRoot } from "./fs-root.js";
@@ -96,6 +96,7 @@ export class Daemon {
   /** Ports and files of this host (src/daemon/host-ops.ts). */
   readonly host: HostResources;
   private readonly reaper: NodeJS.Timeout;
+  private readonly maxConnections: number;
   private stopping: Promise<void> | undefined;
   private readonly stopped: Promise<void>;
   private resolveStopped!: () => void;
@@ -115,7 +116,7 @@ export class Daemon {
     this.key = opts.key;
     const ring = opts.key ? new KeyRing(opts.key, opts.acceptKeys) : undefined;
     this.server = createListener(ring, this.handshakeMs, (sock) => this.accept(sock));
-    this.server.maxConnections = opts.maxConnections ?? 4096;
+    this.maxConnections = opts.maxConnections ?? 4096;
     const idleMs = opts.idleMs ?? 60_000;
     this.reaper = setInterval(
       () => {
@@ -192,6 +193,13 @@ export class Daemon {
       maxFrame: this.maxValue + FRAME_SLACK,
       maxUnsent: Math.max(64 * 1024 * 1024, 2 * (this.maxValue + FRAME_SLACK)),
     });
+    if (this.sessions.size >= this.maxConnections) {
+      // Say why before closing, so that the client reports it rather than guessing.
+      const err = new ServerGone(`server is at its limit of ${this.maxConnections} connections`);
+      conn.send(T.ERR, [0], encode(toWire(err)));
+      conn.destroy(err);
+      return;
+    }
     this.sessions.add(new Session(conn, this));
   }
 

@@ -4,8 +4,11 @@ import { Readable, type Writable } from "node:stream";
 import { ChannelClosed, type CircuitError, ProtocolError, WrongKind } from "../errors.js";
 import { Deque } from "../util/deque.js";
 import { decode } from "../wire/protocol.js";
+import type { ChanStat } from "../wire/shapes.js";
 import type { ChanState, Connection } from "./connection.js";
 import type { SelectCase } from "./select.js";
+
+export type { ChanStat };
 
 export interface OpOptions {
   /** Aborting it withdraws the operation: it rejects with `signal.reason` and has not happened. */
@@ -18,18 +21,6 @@ export interface IterateOptions extends OpOptions {
    * receivers on the channel: values they take leave the channel's buffer at once.
    */
   prefetch?: number;
-}
-
-/** Statistics of a channel, as of the moment the server answered. */
-export interface ChanStat {
-  cap: number;
-  len: number;
-  closed: boolean;
-  aborted: boolean;
-  numSend: number;
-  numRecv: number;
-  waitingSenders: number;
-  waitingReceivers: number;
 }
 
 /** The writable side of a stream message; `sent` settles like a send of the message would. */

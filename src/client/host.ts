@@ -2,32 +2,18 @@
 // and files under the directory the operator allowed with `circuit start --fs-root DIR`.
 
 import type { Readable, Writable } from "node:stream";
+import type { FileInfo, FileStat } from "../wire/shapes.js";
 import { LazyReadable, requestStream } from "./byte-streams.js";
 import type { OpOptions } from "./chan.js";
 import type { Connection } from "./connection.js";
+
+export type { FileInfo, FileStat };
 
 export interface ListeningPort {
   port: number;
   /** The local address it listens on: "0.0.0.0", "127.0.0.1", "::", … */
   address: string;
   family: 4 | 6;
-}
-
-export interface FileStat {
-  /** Relative to the server's file root. */
-  path: string;
-  type: "file" | "dir" | "symlink" | "other";
-  size: number;
-  /** Permission bits, e.g. 0o644. */
-  mode: number;
-  mtime: string;
-}
-
-export interface FileInfo {
-  name: string;
-  type: FileStat["type"];
-  size: number;
-  mtime: string;
 }
 
 export interface ReservePortOptions extends OpOptions {

@@ -2,46 +2,13 @@
 
 import type { Readable, Writable } from "node:stream";
 import { BadSignal } from "../errors.js";
+import type { ProcCommand, ProcPhase, ProcStat } from "../wire/shapes.js";
 import { signalName } from "../wire/signals.js";
 import { LazyReadable, LazyWritable, requestStream } from "./byte-streams.js";
 import type { OpOptions } from "./chan.js";
 import type { Connection } from "./connection.js";
 
-/** What to run. */
-export interface ProcCommand {
-  /** The program; without a slash it is looked up in the PATH of the hosting server. */
-  path: string;
-  args?: string[];
-  /** The whole environment of the process (default: the hosting daemon's environment). */
-  env?: Record<string, string>;
-  /** Working directory on the hosting server (default: the daemon's). */
-  dir?: string;
-  /** Lay `env` over the daemon's environment instead of replacing it. */
-  inheritEnv?: boolean;
-  /** Remove the element by itself when the process exits. */
-  scrub?: boolean;
-}
-
-export type ProcPhase = "running" | "stopped" | "exited" | "signaled";
-
-/** A process's state as of the moment the server answered. */
-export interface ProcStat {
-  /** The command as started (path, args, env, dir, inheritEnv, scrub). */
-  cmd: Required<Pick<ProcCommand, "path" | "args" | "inheritEnv" | "scrub">> & Pick<ProcCommand, "env" | "dir">;
-  pid: number;
-  /** "stopped": by SIGSTOP or the like; "signaled": ended by a signal (see `signal`). */
-  phase: ProcPhase;
-  /** The exit status once it has exited normally; null otherwise. */
-  exitCode: number | null;
-  /** The signal that ended it ("SIGTERM"), or null. */
-  signal: string | null;
-  startedAt: string;
-  exitedAt: string | null;
-  /** CPU use over the last second, in percent of one core (0 once it has ended). */
-  cpuPercent: number;
-  /** Resident memory in bytes (0 once it has ended). */
-  rssBytes: number;
-}
+export type { ProcCommand, ProcPhase, ProcStat };
 
 export interface MakeProcOptions extends OpOptions {
   /**

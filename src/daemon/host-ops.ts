@@ -16,6 +16,7 @@ import { createServer, isIP } from "node:net";
 import { basename, dirname, join } from "node:path";
 import { AccessDenied, ProtocolError, StreamBroken, WrongKind } from "../errors.js";
 import { formatPath } from "../wire/path.js";
+import type { FileInfo, FileStat } from "../wire/shapes.js";
 import type { Daemon } from "./daemon.js";
 import { FsRoot, fsError, resolveFsRoot } from "./fs-root.js";
 import { listeningPorts } from "./procfs.js";
@@ -30,22 +31,6 @@ const MAX_LIST = 10_000;
 const WRITE_WINDOW = 256 * 1024;
 /** Bytes read from disk per chunk. */
 const READ_CHUNK = 64 * 1024;
-
-export interface FileStat {
-  path: string;
-  type: "file" | "dir" | "symlink" | "other";
-  size: number;
-  /** Permission bits, e.g. 0o644. */
-  mode: number;
-  mtime: string;
-}
-
-export interface FileInfo {
-  name: string;
-  type: FileStat["type"];
-  size: number;
-  mtime: string;
-}
 
 type Reply = (v: unknown) => void;
 type Fail = (err: unknown) => void;

@@ -7,10 +7,13 @@ import { accessSync, constants as fsc, statSync } from "node:fs";
 import { constants as osc } from "node:os";
 import { delimiter, isAbsolute, join, resolve } from "node:path";
 import { BadSignal, SpawnFailed, StreamBroken } from "../errors.js";
+import type { ProcPhase, ProcStat } from "../wire/shapes.js";
 import { signalName } from "../wire/signals.js";
 import { ProcOutput } from "./proc-output.js";
 import { CLK_TCK, type ProcSample, readSample } from "./procfs.js";
 import type { StreamPipe } from "./stream-pipe.js";
+
+export type { ProcPhase, ProcStat };
 
 /** A command as the client gave it (validated). */
 export interface ProcCommand {
@@ -20,20 +23,6 @@ export interface ProcCommand {
   dir?: string;
   inheritEnv: boolean;
   scrub: boolean;
-}
-
-export type ProcPhase = "running" | "stopped" | "exited" | "signaled";
-
-export interface ProcStat {
-  cmd: ProcCommand;
-  pid: number;
-  phase: ProcPhase;
-  exitCode: number | null;
-  signal: string | null;
-  startedAt: string;
-  exitedAt: string | null;
-  cpuPercent: number;
-  rssBytes: number;
 }
 
 /** Bytes of stdin in flight to the child per writer before the writer must wait. */

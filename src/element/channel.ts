@@ -79,8 +79,7 @@ export interface SelectCase<V> {
   settled(outcome: Outcome<V> | undefined): void;
 }
 
-export type CommitResult<V> = { status: "done"; outcome: Outcome<V> } | { status: "pending" } | { status: "failed" };
-
+/** What `stat()` answers (the same shape as ChanStat in src/wire/shapes.ts, which clients see). */
 export interface ChanStat {
   cap: number;
   len: number;
@@ -91,6 +90,8 @@ export interface ChanStat {
   waitingSenders: number;
   waitingReceivers: number;
 }
+
+export type CommitResult<V> = { status: "done"; outcome: Outcome<V> } | { status: "pending" } | { status: "failed" };
 
 interface Holding {
   held: number;

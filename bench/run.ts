@@ -23,6 +23,8 @@ interface Comparison {
   /** Row ids in display order; the baseline is the peer the targets are stated against. */
   ids: string[];
   baseline: string;
+  /** What the ratio columns are headed as relative to (default "NATS"). */
+  versus?: string;
   /** Target for circuit's row, as a ratio to the baseline. */
   target: { id: string; text: string; met: (ratio: number) => boolean };
 }
@@ -41,6 +43,14 @@ const comparisons: Comparison[] = [
     ids: ["nats.reqrep", "chan.pingpong"],
     baseline: "nats.reqrep",
     target: { id: "chan.pingpong", text: "p50 ≤ 1.0× NATS request-reply p50", met: (r) => r <= 1 },
+  },
+  {
+    title: "select, one of N recv cases ready, vs a plain recv; round trip with a reply, sequential",
+    kind: "latency",
+    ids: ["select.recv", "select.2", "select.8"],
+    baseline: "select.recv",
+    versus: "recv",
+    target: { id: "select.8", text: "select over 8 cases p50 ≤ 2.0× plain recv p50", met: (r) => r <= 2 },
   },
 ];
 
@@ -126,10 +136,11 @@ function renderTable(rows: Map<string, Row>): { text: string; verdicts: Record<s
     const base = rows.get(c.baseline);
     const baseValue = base && !base.error ? headline(base) : undefined;
     lines.push("", c.title);
+    const vs = c.versus ?? "NATS";
     const head =
       c.kind === "throughput"
-        ? `  ${pad("", LABEL)}${pad("msgs/s", 16, true)}${pad("vs NATS", 10, true)}`
-        : `  ${pad("", LABEL)}${pad("p50", 11, true)}${pad("p99", 11, true)}${pad("p50 vs NATS", 13, true)}${pad("p99 vs NATS", 13, true)}`;
+        ? `  ${pad("", LABEL)}${pad("msgs/s", 16, true)}${pad(`vs ${vs}`, 10, true)}`
+        : `  ${pad("", LABEL)}${pad("p50", 11, true)}${pad("p99", 11, true)}${pad(`p50 vs ${vs}`, 13, true)}${pad(`p99 vs ${vs}`, 13, true)}`;
     lines.push(head);
     for (const row of present) {
       const f = figures(row);

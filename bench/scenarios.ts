@@ -7,4 +7,5 @@ export const scenarioModules: Record<string, () => Promise<Scenario>> = {
   nats: async () => (await import("./nats.ts")).scenario,
   "chan-throughput": async () => (await import("./chan-throughput.ts")).scenario,
   "chan-pingpong": async () => (await import("./chan-pingpong.ts")).scenario,
+  select: async () => (await import("./select.ts")).scenario,
 };

@@ -4,14 +4,15 @@
 // plain sends and receives and for its cleanup when a connection drops. The clients are simulated:
 // selectors run src/client/select.ts's decision algorithm (offers → one chosen uniformly → commit;
 // DONE ok / pending / failed; SETTLED; withdraw; release everything on finish), plain senders and
-// receivers do what Chan.send and Chan.recv put on the wire. Every client↔host connection is a
-// pair of FIFO queues (TCP keeps order on one connection); the scheduler interleaves different
-// connections at random, with per-connection weights standing in for delays. Clients abort, crash
-// (unflushed frames lost, then the connection closes) and channels close at random steps.
+// receivers do what Chan.send and Chan.recv put on the wire; a selecting client may run several
+// selects in a row, as a loop does. Every client↔host connection is a pair of FIFO queues (TCP
+// keeps order on one connection); the scheduler interleaves different connections at random, with
+// per-connection weights standing in for delays. Clients abort, crash (unflushed frames lost, then
+// the connection closes) and channels close at random steps.
 //
 // The invariants are checked against what the hosts did (the frames they emitted and the values
 // the channels handed out), not against what the clients believe:
-//   - a select completes at most one case; what a live client reports is what its host did;
+//   - a select completes at most one case; what a client reports is what its hosts did;
 //   - a value is taken at most once; a value that entered a channel is taken exactly once by the
 //     end (the channels are drained), and no value enters that a client was told did not;
 //   - after a receiver was told "closed and drained", no value leaves that channel any more;
@@ -19,6 +20,7 @@
 //     select case on a closed channel is always ready);
 //   - once every client has finished or died, no waiter, reservation or reserved slot is left.
 // Plain sends ask for no credits here (want 0): credits are covered by channel-model.test.ts.
+// To read a counterexample step by step, run it through `simulate` with SELECT_MODEL_TRACE=1.
 
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
@@ -64,7 +66,11 @@ interface SelectorSpec extends Timing {
   cases: CaseSpec[];
   /** `{ default: true }` */
   poll: boolean;
+  /** How many selects with these cases the client runs, one after the other (default 1, up to MAX_ROUNDS). */
+  rounds?: number;
 }
+
+const MAX_ROUNDS = 8;
 
 interface PlainSpec extends Timing {
   kind: "send" | "recv";
@@ -74,11 +80,11 @@ interface PlainSpec extends Timing {
 type ClientSpec = SelectorSpec | PlainSpec;
 
 interface Scenario {
-  chans: { cap: number; host: number }[];
-  clients: ClientSpec[];
-  /** Selector ids, unique; client i uses ids[i]. */
-  ids: number[];
-  closes: { ch: number; at: number }[];
+  chans: readonly { cap: number; host: number }[];
+  clients: readonly ClientSpec[];
+  /** Selector ids, unique; client i's round k uses ids[i * MAX_ROUNDS + k]. */
+  ids: readonly number[];
+  closes: readonly { ch: number; at: number }[];
   seed: number;
 }
 
@@ -95,7 +101,7 @@ const CLOSED = -1;
 
 function body(fields: readonly number[], t: Buffer): Buffer {
   const b = Buffer.alloc(4 * fields.length + t.length);
-  fields.forEach((f, i) => b.writeUInt32BE(f >>> 0, 4 * i));
+  fields.forEach((f, i) => void b.writeUInt32BE(f >>> 0, 4 * i));
   t.copy(b, 4 * fields.length);
   return b;
 }
@@ -342,9 +348,8 @@ abstract class SimClient {
 
 type State = "open" | "committing" | "locked" | "done";
 
-/** src/client/select.ts's Selection, driven by simulated frames and a seeded choice. */
-class Selector extends SimClient {
-  declare readonly spec: SelectorSpec;
+/** src/client/select.ts's Selection (one select call), driven by simulated frames and a seeded choice. */
+class Selection {
   state: State = "open";
   readonly offers = new Map<number, number>();
   chosen = -1;
@@ -352,26 +357,34 @@ class Selector extends SimClient {
   unpolled = 0;
   readonly polled = new Set<number>();
   scheduled = false;
-  readonly id: number;
+  result: Result;
 
-  constructor(sim: Sim, n: number, spec: SelectorSpec, id: number) {
-    super(sim, n, spec);
-    this.id = id;
+  constructor(
+    readonly client: Selector,
+    readonly round: number,
+    readonly id: number,
+  ) {}
+
+  get cases(): CaseSpec[] {
+    return this.client.spec.cases;
+  }
+
+  get who(): string {
+    return `selector ${this.client.n}${(this.client.spec.rounds ?? 1) > 1 ? ` round ${this.round}` : ""}`;
   }
 
   value(idx: number): string {
-    return `s${this.n}.${idx}`;
+    return `s${this.client.n}.${this.round}.${idx}`;
   }
 
-  hostOf(idx: number): number {
-    return this.sim.hostOf((this.spec.cases[idx] as CaseSpec).ch);
+  private link(idx: number): Link {
+    return this.client.link(this.client.sim.hostOf((this.cases[idx] as CaseSpec).ch));
   }
 
   start(): void {
-    this.started = true;
     const byHost = new Map<number, unknown[]>();
-    this.spec.cases.forEach((c, i) => {
-      const h = this.sim.hostOf(c.ch);
+    this.cases.forEach((c, i) => {
+      const h = this.client.sim.hostOf(c.ch);
       const list = byHost.get(h) ?? [];
       list.push(c.op === "send" ? [i, c.ch + 1, 1, encode(this.value(i))] : [i, c.ch + 1, 0]);
       byHost.set(h, list);
@@ -379,7 +392,9 @@ class Selector extends SimClient {
     // Every host reports POLLED once it has made the offers it could at once; the first decision
     // waits for all of them (fairness across hosts; `default` knows nothing is ready).
     this.unpolled = byHost.size;
-    for (const [h, cases] of byHost) this.link(h).sendUp(T.SELECT, [hi(this.id), lo(this.id), 1], encode({ cases }));
+    for (const [h, cases] of byHost) {
+      this.client.link(h).sendUp(T.SELECT, [hi(this.id), lo(this.id), 1], encode({ cases }));
+    }
   }
 
   frame(host: number, f: Frame): void {
@@ -410,7 +425,7 @@ class Selector extends SimClient {
   private schedule(): void {
     if (this.scheduled || this.state !== "open") return;
     this.scheduled = true;
-    this.sim.tasks.add(this);
+    this.client.sim.tasks.add(this);
   }
 
   /** The setImmediate callback. */
@@ -425,13 +440,13 @@ class Selector extends SimClient {
     if (this.unpolled > 0) return;
     const ready = [...this.offers.keys()];
     if (ready.length === 0) {
-      if (this.spec.poll) this.finish({ ok: true, index: -1 });
+      if (this.client.spec.poll) this.finish({ ok: true, index: -1 });
       return;
     }
-    const idx = ready[this.sim.random(ready.length)] as number;
+    const idx = ready[this.client.sim.random(ready.length)] as number;
     this.state = "committing";
     this.chosen = idx;
-    this.link(this.hostOf(idx)).sendUp(T.DECIDE, [hi(this.id), lo(this.id), idx]);
+    this.link(idx).sendUp(T.DECIDE, [hi(this.id), lo(this.id), idx]);
   }
 
   private answer(idx: number, flags: number, t: Buffer): void {
@@ -439,7 +454,7 @@ class Selector extends SimClient {
     // The real client ignores this; the model says why the select then goes wrong.
     assert.ok(
       idx === this.chosen || !(flags & F.OK),
-      `a host completed case ${idx} of selector ${this.n}, which is ${this.state} on case ${this.chosen}`,
+      `a host completed case ${idx} of ${this.who}, which is ${this.state} on case ${this.chosen}`,
     );
     if (idx !== this.chosen) return;
     if (flags & F.PENDING) {
@@ -452,7 +467,8 @@ class Selector extends SimClient {
       this.chosen = -1;
       if (this.aborted) return this.finish({ ok: false, code: "AbortError" });
       this.decide();
-      if (this.state === "open" && this.spec.poll && this.offers.size === 0) this.finish({ ok: true, index: -1 });
+      if (this.state === "open" && this.client.spec.poll && this.offers.size === 0)
+        this.finish({ ok: true, index: -1 });
       return;
     }
     if (flags & F.ERROR) return this.finish({ ok: false, code: codeOf(t) });
@@ -462,10 +478,6 @@ class Selector extends SimClient {
   }
 
   abort(): void {
-    if (!this.started) {
-      this.result = { ok: false, code: "AbortError" };
-      return;
-    }
     this.aborted = true;
     if (this.state === "open") this.finish({ ok: false, code: "AbortError" });
   }
@@ -474,7 +486,55 @@ class Selector extends SimClient {
     if (this.state === "done") return;
     this.state = "done";
     this.result = r;
-    for (const l of this.links.values()) l.sendUp(T.DECIDE, [hi(this.id), lo(this.id), ALL_CASES]);
+    for (const l of this.client.links.values()) l.sendUp(T.DECIDE, [hi(this.id), lo(this.id), ALL_CASES]);
+    this.client.roundEnded(this);
+  }
+}
+
+/** A client process that runs `rounds` selects one after the other (stopping at a failure). */
+class Selector extends SimClient {
+  declare readonly spec: SelectorSpec;
+  readonly selections: Selection[] = [];
+
+  constructor(
+    sim: Sim,
+    n: number,
+    spec: SelectorSpec,
+    readonly ids: number[],
+  ) {
+    super(sim, n, spec);
+  }
+
+  get current(): Selection | undefined {
+    return this.selections[this.selections.length - 1];
+  }
+
+  start(): void {
+    this.started = true;
+    this.next();
+  }
+
+  private next(): void {
+    const s = new Selection(this, this.selections.length, this.ids[this.selections.length] as number);
+    this.selections.push(s);
+    this.sim.selections.set(s.id, s);
+    s.start();
+  }
+
+  /** The select resolved or rejected: the next one starts at once, as a loop's next iteration would. */
+  roundEnded(s: Selection): void {
+    if (s.result?.ok && this.selections.length < (this.spec.rounds ?? 1)) this.next();
+    else this.result = s.result;
+  }
+
+  frame(host: number, f: Frame): void {
+    const c = this.current;
+    if (c && selOf(f.fields) === c.id) c.frame(host, f);
+  }
+
+  abort(): void {
+    if (!this.started) this.result = { ok: false, code: "AbortError" };
+    else this.current?.abort();
   }
 }
 
@@ -553,11 +613,11 @@ class Sim {
   private readonly els: ChannelLike[];
   readonly links: Link[] = [];
   readonly clients: SimClient[] = [];
-  readonly tasks = new Set<Selector>();
+  readonly tasks = new Set<Selection>();
   private readonly script: Scripted[] = [];
   /** The next scripted event to run. */
   private next = 0;
-  private readonly selectors = new Map<number, Selector>();
+  readonly selections = new Map<number, Selection>();
 
   // What the hosts did.
   /** Per selector id: the cases its hosts reported as happened (DONE/SETTLED with OK). */
@@ -581,12 +641,13 @@ class Sim {
     sc.clients.forEach((spec, n) => {
       let c: SimClient;
       if (spec.kind === "select") {
-        const s = new Selector(this, n, spec, sc.ids[n] as number);
-        this.selectors.set(s.id, s);
-        c = s;
+        c = new Selector(this, n, spec, sc.ids.slice(n * MAX_ROUNDS, (n + 1) * MAX_ROUNDS));
       } else c = spec.kind === "send" ? new PlainSender(this, n, spec) : new PlainReceiver(this, n, spec);
       this.clients.push(c);
-      const id = c instanceof Selector ? ` (selector id ${c.id})` : ` (${spec.kind})`;
+      const id =
+        c instanceof Selector
+          ? ` (selector ids ${c.ids.slice(0, spec.kind === "select" ? (spec.rounds ?? 1) : 0)})`
+          : ` (${spec.kind})`;
       this.script.push({
         at: spec.start,
         what: `client ${n}${id} starts`,
@@ -661,9 +722,9 @@ class Sim {
     if (!(flags & F.OK)) return;
     const sel = selOf(fields);
     const idx = fields[2] as number;
-    const s = this.selectors.get(sel);
+    const s = this.selections.get(sel);
     assert.ok(s, `a host completed a case of unknown selector ${sel}`);
-    const c = s.spec.cases[idx];
+    const c = s.cases[idx];
     assert.ok(c, `a host completed unknown case ${idx} of selector ${sel}`);
     const rec: { idx: number; flags: number; value?: string } = { idx, flags };
     if (c.op === "recv" && flags & F.VALUE) {
@@ -676,7 +737,7 @@ class Sim {
     const l = this.happened.get(sel) ?? [];
     l.push(rec);
     this.happened.set(sel, l);
-    assert.ok(l.length <= 1, `selector ${s.n} completed ${l.length} cases: ${JSON.stringify(l)}`);
+    assert.ok(l.length <= 1, `${s.who} completed ${l.length} cases: ${JSON.stringify(l)}`);
   }
 
   // --- the scheduler
@@ -708,7 +769,11 @@ class Sim {
         }
       }
       for (const t of this.tasks) {
-        events.push({ w: 4, run: () => (this.tasks.delete(t), t.runTask()), what: () => `client ${t.n} decides` });
+        const run = () => {
+          this.tasks.delete(t);
+          t.runTask();
+        };
+        events.push({ w: 4, run, what: () => `${t.who} decides` });
       }
       if (events.length === 0) {
         if (this.next >= this.script.length) return true;
@@ -740,10 +805,11 @@ class Sim {
   /** Nothing in flight: no waiting sender could have been matched with a waiting receiver. */
   checkNoMissedMatch(): void {
     const live = this.clients.filter((c) => !c.dead && c.started && !c.finished);
-    for (const s of live) {
-      if (s instanceof Selector) {
-        assert.equal(s.state, "open", `selector ${s.n} is ${s.state} with nothing in flight`);
-        assert.equal(s.offers.size, 0, `selector ${s.n} holds offers ${[...s.offers.keys()]} nobody answers`);
+    for (const c of live) {
+      const s = c instanceof Selector ? c.current : undefined;
+      if (s) {
+        assert.equal(s.state, "open", `${s.who} is ${s.state} with nothing in flight`);
+        assert.equal(s.offers.size, 0, `${s.who} holds offers ${[...s.offers.keys()]} nobody answers`);
       }
     }
     this.chans.forEach((chan, ch) => {
@@ -799,10 +865,10 @@ class Sim {
 
     // Values: taken at most once; taken exactly once if they entered; never taken if they did not.
     const values: string[] = [];
-    for (const c of this.clients) {
-      if (c instanceof Selector) c.spec.cases.forEach((k, i) => k.op === "send" && values.push(c.value(i)));
-      else if (c instanceof PlainSender) values.push(c.value);
+    for (const s of this.selections.values()) {
+      s.cases.forEach((k, i) => void (k.op === "send" && values.push(s.value(i))));
     }
+    for (const c of this.clients) if (c instanceof PlainSender) values.push(c.value);
     for (const v of values) {
       const n = this.finals.get(v) ?? 0;
       if (this.enteredValues.has(v)) assert.equal(n, 1, `value ${v} entered a channel and was taken ${n} times`);
@@ -821,38 +887,40 @@ class Sim {
       );
     }
 
-    // What each live client reports is what its hosts did.
-    for (const c of this.clients) {
-      if (c.dead || !c.result) continue;
-      const r = c.result;
-      if (c instanceof Selector) {
-        const h = this.happened.get(c.id) ?? [];
-        const sent = c.spec.cases.map((k, i) => k.op === "send" && this.enteredValues.has(c.value(i)));
-        if (r.ok && r.index !== -1) {
-          const i = r.index as number;
-          assert.equal(h.length, 1, `selector ${c.n} reports case ${i}; its hosts completed ${JSON.stringify(h)}`);
-          assert.equal(h[0]?.idx, i, `selector ${c.n} reports case ${i}; its hosts completed ${JSON.stringify(h)}`);
-          if (c.spec.cases[i]?.op === "recv") {
-            assert.equal(r.value, h[0]?.value);
-            assert.equal(r.closed === true, ((h[0]?.flags ?? 0) & F.CLOSED) !== 0);
-          }
-          sent.forEach((s, j) => {
-            if (c.spec.cases[j]?.op === "send")
-              assert.equal(s, j === i, `selector ${c.n}: send case ${j} entered=${s}`);
-          });
-        } else if (r.ok) {
-          assert.deepEqual(h, [], `selector ${c.n} took the default, but its hosts completed ${JSON.stringify(h)}`);
-        } else if (r.code === "AbortError") {
-          assert.deepEqual(h, [], `selector ${c.n} was aborted, but its hosts completed ${JSON.stringify(h)}`);
-          assert.ok(!sent.includes(true), `selector ${c.n} was aborted, but one of its sends happened`);
-        } else {
-          // A send case on a closed channel: the case happened, as a failure.
-          assert.equal(h.length, 1, `selector ${c.n} failed with ${r.code}; its hosts completed ${JSON.stringify(h)}`);
-          assert.ok(((h[0]?.flags ?? 0) & F.ERROR) !== 0);
-          assert.equal(r.code, "ChannelClosed");
-          assert.ok(!sent.includes(true));
+    // What each client reports (before it died, if it did) is what its hosts did.
+    for (const s of this.selections.values()) {
+      const r = s.result;
+      if (!r) continue;
+      const h = this.happened.get(s.id) ?? [];
+      const what = `${s.who} reports ${JSON.stringify(r)}; its hosts completed ${JSON.stringify(h)}`;
+      const sent = s.cases.map((k, i) => k.op === "send" && this.enteredValues.has(s.value(i)));
+      if (r.ok && r.index !== -1) {
+        const i = r.index as number;
+        assert.equal(h.length, 1, what);
+        assert.equal(h[0]?.idx, i, what);
+        if (s.cases[i]?.op === "recv") {
+          assert.equal(r.value, h[0]?.value, what);
+          assert.equal(r.closed === true, ((h[0]?.flags ?? 0) & F.CLOSED) !== 0, what);
         }
-      } else if (c instanceof PlainSender) {
+        sent.forEach((x, j) => {
+          if (s.cases[j]?.op === "send") assert.equal(x, j === i, `${what}; send case ${j} entered: ${x}`);
+        });
+      } else if (r.ok || r.code === "AbortError") {
+        // The default, or an abort: nothing happened.
+        assert.deepEqual(h, [], what);
+        assert.ok(!sent.includes(true), what);
+      } else {
+        // A send case on a closed channel: the case happened, as a failure.
+        assert.equal(h.length, 1, what);
+        assert.ok(((h[0]?.flags ?? 0) & F.ERROR) !== 0, what);
+        assert.equal(r.code, "ChannelClosed", what);
+        assert.ok(!sent.includes(true), what);
+      }
+    }
+    for (const c of this.clients) {
+      const r = c.result;
+      if (c.dead || !r || c instanceof Selector) continue;
+      if (c instanceof PlainSender) {
         assert.equal(this.enteredValues.has(c.value), r.ok, `plain send ${c.value}: ${JSON.stringify(r)}`);
       } else if (r.ok) {
         assert.equal(this.finals.get(r.value as string), 1, `plain receiver ${c.n} got ${r.value}`);
@@ -889,7 +957,10 @@ const timing = (crashes: boolean, aborts: boolean) =>
     weight: fc.integer({ min: 1, max: 8 }),
   });
 
-const ids = fc.uniqueArray(fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }), { minLength: 16, maxLength: 16 });
+const ids = fc.uniqueArray(fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }), {
+  minLength: 16 * MAX_ROUNDS,
+  maxLength: 16 * MAX_ROUNDS,
+});
 
 function randomScenario(o: { closes: boolean }): fc.Arbitrary<Scenario> {
   return fc.integer({ min: 1, max: 3 }).chain((nch) => {
@@ -898,9 +969,13 @@ function randomScenario(o: { closes: boolean }): fc.Arbitrary<Scenario> {
       .record({
         cases: fc.array(fc.record({ ch, op: fc.constantFrom<Op>("recv", "send") }), { minLength: 1, maxLength: 4 }),
         poll: fc.oneof({ weight: 6, arbitrary: fc.constant(false) }, { weight: 1, arbitrary: fc.constant(true) }),
+        rounds: fc.oneof(
+          { weight: 3, arbitrary: fc.constant(1) },
+          { weight: 1, arbitrary: fc.integer({ min: 2, max: 3 }) },
+        ),
         t: timing(true, true),
       })
-      .map(({ cases, poll, t }): ClientSpec => ({ kind: "select", cases, poll, ...t }));
+      .map(({ cases, poll, rounds, t }): ClientSpec => ({ kind: "select", cases, poll, rounds, ...t }));
     const plain = fc
       .record({ kind: fc.constantFrom<"send" | "recv">("send", "recv"), ch, t: timing(true, true) })
       .map(({ kind, ch, t }): ClientSpec => ({ kind, ch, ...t }));
@@ -931,8 +1006,14 @@ function runLive(sc: Scenario, maxSteps: number, stuck = 0): void {
   assert.deepEqual(selects, [], `deadlock: selectors ${selects} wait with nothing in flight`);
   assert.equal(waiting.length, stuck, `clients ${waiting.map((c) => c.n)} wait`);
   for (const c of sim.clients) {
-    if (c instanceof Selector) {
-      assert.ok(c.result?.ok && (c.result.index ?? 0) >= 0, `select ${c.n} ended with ${JSON.stringify(c.result)}`);
+    if (!(c instanceof Selector)) continue;
+    assert.equal(
+      c.selections.length,
+      c.spec.rounds ?? 1,
+      `selector ${c.n} stopped after ${c.selections.length} rounds`,
+    );
+    for (const s of c.selections) {
+      assert.ok(s.result?.ok && (s.result.index ?? 0) >= 0, `${s.who} ended with ${JSON.stringify(s.result)}`);
     }
   }
   sim.checkNoMissedMatch();
@@ -945,33 +1026,40 @@ const quick = (c: Omit<Timing, "weight" | "crashDrop"> & { weight?: number }) =>
 
 const liveTiming = fc.record({ start: fc.nat(40), weight: fc.integer({ min: 1, max: 8 }) });
 
+/**
+ * Each property stops after a few seconds, searching or shrinking (a failure found by then is still
+ * reported, with the smallest counterexample so far), so the file stays within its time.
+ */
+const BOUNDED = { interruptAfterTimeLimit: 4000 };
+
 // ---------------------------------------------------------------------------------------------
 
 describe("select protocol model", () => {
   test("random selects, plain ops, aborts and crashes keep every invariant", () => {
     fc.assert(
       fc.property(randomScenario({ closes: false }), (sc) => void simulate(sc)),
-      { numRuns: 1500 },
+      { numRuns: 1500, ...BOUNDED },
     );
   });
 
   test("with channels closing under them too", () => {
     fc.assert(
       fc.property(randomScenario({ closes: true }), (sc) => void simulate(sc)),
-      { numRuns: 1500 },
+      { numRuns: 1500, ...BOUNDED },
     );
   });
 
-  test("N select-senders and N select-receivers over unbuffered channels all complete", () => {
+  test("N select-senders and N select-receivers over unbuffered channels all complete, round after round", () => {
     const sc = fc.integer({ min: 1, max: 3 }).chain((nch) =>
       fc.record({
         chans: fc.array(fc.record({ cap: fc.constant(0), host: fc.nat(2) }), { minLength: nch, maxLength: nch }),
-        clients: fc.integer({ min: 1, max: 4 }).chain((n) =>
+        clients: fc.tuple(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 4 })).chain(([n, rounds]) =>
           fc.array(liveTiming, { minLength: 2 * n, maxLength: 2 * n }).map((ts) =>
             ts.map(
               (t, i): ClientSpec => ({
                 kind: "select",
                 poll: false,
+                rounds,
                 cases: Array.from({ length: nch }, (_, ch) => ({ ch, op: i < n ? "send" : "recv" })),
                 ...quick(t),
               }),
@@ -985,15 +1073,16 @@ describe("select protocol model", () => {
     );
     fc.assert(
       fc.property(sc, (s) => runLive(s, 20_000)),
-      { numRuns: 800 },
+      { numRuns: 800, ...BOUNDED },
     );
   });
 
   test("selects sending on one channel and receiving on another, both ways, all complete", () => {
-    // select([a.sendCase(x), b.recvCase()]) against select([a.recvCase(), b.sendCase(y)]).
+    // select([a.sendCase(x), b.recvCase()]) against select([a.recvCase(), b.sendCase(y)]), in
+    // rounds: each client starts its next select as soon as the last one resolved.
     const sc = fc.record({
       chans: fc.array(fc.record({ cap: fc.constant(0), host: fc.nat(2) }), { minLength: 2, maxLength: 2 }),
-      clients: fc.integer({ min: 1, max: 4 }).chain((n) =>
+      clients: fc.tuple(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 6 })).chain(([n, rounds]) =>
         fc.array(fc.tuple(liveTiming, fc.boolean()), { minLength: 2 * n, maxLength: 2 * n }).map((ts) =>
           ts.map(([t, flip], i): ClientSpec => {
             const cases: CaseSpec[] =
@@ -1006,7 +1095,7 @@ describe("select protocol model", () => {
                     { ch: 0, op: "recv" },
                     { ch: 1, op: "send" },
                   ];
-            return { kind: "select", poll: false, cases: flip ? cases.reverse() : cases, ...quick(t) };
+            return { kind: "select", poll: false, rounds, cases: flip ? cases.reverse() : cases, ...quick(t) };
           }),
         ),
       ),
@@ -1016,7 +1105,7 @@ describe("select protocol model", () => {
     });
     fc.assert(
       fc.property(sc, (s) => runLive(s, 20_000)),
-      { numRuns: 800 },
+      { numRuns: 800, ...BOUNDED },
     );
   });
 
@@ -1050,7 +1139,7 @@ describe("select protocol model", () => {
     });
     fc.assert(
       fc.property(sc, (s) => runLive(s, 20_000)),
-      { numRuns: 500 },
+      { numRuns: 500, ...BOUNDED },
     );
   });
 
@@ -1089,7 +1178,7 @@ describe("select protocol model", () => {
     });
     fc.assert(
       fc.property(sc, (s) => runLive(s, 20_000, 1)),
-      { numRuns: 800 },
+      { numRuns: 800, ...BOUNDED },
     );
   });
 
@@ -1110,7 +1199,7 @@ describe("select protocol model", () => {
               crashDrop: drop,
             },
           ],
-          ids: [1, 2],
+          ids: Array.from({ length: 2 * MAX_ROUNDS }, (_, i) => i + 1),
           closes: [],
           seed: crash * 7 + drop,
         });

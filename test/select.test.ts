@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { once } from "node:events";
+import { once, setMaxListeners } from "node:events";
 import { Readable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -61,7 +61,8 @@ async function circuit(n: number): Promise<{ ds: Daemon[]; clients: Client[] }> 
 async function all<T>(ps: Promise<T>[], what: () => string): Promise<T[]> {
   const rs = await Promise.allSettled(ps);
   const bad = rs.filter((r): r is PromiseRejectedResult => r.status === "rejected").map((r) => String(r.reason));
-  if (bad.length > 0) throw new Error(`${what()}: ${bad.length} of ${ps.length} failed: ${[...new Set(bad)].join("; ")}`);
+  if (bad.length > 0)
+    throw new Error(`${what()}: ${bad.length} of ${ps.length} failed: ${[...new Set(bad)].join("; ")}`);
   return rs.map((r) => (r as PromiseFulfilledResult<T>).value);
 }
 
@@ -79,6 +80,12 @@ async function within<T>(ms: number, p: Promise<T>, what: () => string): Promise
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Marks a promise as awaited later, so that a test failing before then does not also report it. */
+function later<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => {});
+  return p;
 }
 
 async function chanAt<T>(c: Client, path: string): Promise<Chan<T>> {
@@ -134,13 +141,15 @@ describe("select over channels on three servers", () => {
     const RECEIVERS = 4;
     // Normally done in a second or two; the bound keeps a hang from eating the file's time.
     const deadline = AbortSignal.timeout(12_000);
+    setMaxListeners(64, deadline);
     const sent = new Set<string>();
     const notSent = new Set<string>();
     const got = new Map<string, number>();
     const take = (v: string) => got.set(v, (got.get(v) ?? 0) + 1);
 
     const senders = Array.from({ length: SENDERS }, async (_, s) => {
-      const chs = await Promise.all(paths.map(async (p) => chanAt<string>(await dialMore(s), p)));
+      const cl = await dialMore(s);
+      const chs = await Promise.all(paths.map((p) => chanAt<string>(cl, p)));
       for (let k = 0; k < PER; k++) {
         const v = `s${s}.${k}`;
         const i = (s + k) % 3;
@@ -160,7 +169,8 @@ describe("select over channels on three servers", () => {
       }
     });
     const receivers = Array.from({ length: RECEIVERS }, async (_, r) => {
-      const chs = await Promise.all(paths.map(async (p) => chanAt<string>(await dialMore(r + 1), p)));
+      const cl = await dialMore(r + 1);
+      const chs = await Promise.all(paths.map((p) => chanAt<string>(cl, p)));
       let open = [0, 1, 2];
       while (open.length > 0) {
         const res: SelectResult<string> = await select(
@@ -297,7 +307,7 @@ describe("select over channels on three servers", () => {
 
     // A plain pair still matches on both channels, from other servers' clients.
     const a2 = await chanAt<string>(c(2), a.path);
-    const rx = a2.recv({ signal: AbortSignal.timeout(5000) });
+    const rx = later(a2.recv({ signal: AbortSignal.timeout(5000) }));
     await a.send("after", { signal: AbortSignal.timeout(5000) });
     assert.equal(await rx, "after");
     await b.send("kept");
@@ -324,12 +334,12 @@ describe("select over channels on three servers", () => {
     await b.send("ready");
     assert.deepEqual(await select([a.recvCase(), b.recvCase()], { default: true }), { index: 1, value: "ready" });
     // An unbuffered channel with a blocked sender is ready.
-    const blocked = (await chanAt<string>(c(2), a.path)).send("waiting");
+    const blocked = later((await chanAt<string>(c(2), a.path)).send("waiting"));
     await until("the sender waits", 5000, async () => (await a.stat()).waitingSenders === 1);
     assert.deepEqual(await select([b.recvCase(), a.recvCase()], { default: true }), { index: 1, value: "waiting" });
     await blocked;
     // And so is a send case with a receiver waiting.
-    const rx = (await chanAt<string>(c(1), a.path)).recv();
+    const rx = later((await chanAt<string>(c(1), a.path)).recv());
     await until("the receiver waits", 5000, async () => (await a.stat()).waitingReceivers === 1);
     assert.deepEqual(await select([a.sendCase("taken")], { default: true }), { index: 0 });
     assert.equal(await rx, "taken");
@@ -350,10 +360,10 @@ describe("select over channels on three servers", () => {
       const o = v as typeof value;
       return { ...o, bytes: o?.bytes instanceof Uint8Array ? [...o.bytes] : o?.bytes };
     };
-    const rx = (await chanAt<unknown>(c(2), a.path)).recv({ signal: AbortSignal.timeout(5000) });
+    const rx = later((await chanAt<unknown>(c(2), a.path)).recv({ signal: AbortSignal.timeout(5000) }));
     assert.deepEqual(await select([idleCh.recvCase(), a.sendCase(value)]), { index: 1 });
     assert.deepEqual(same(await rx), same(value));
-    const tx = (await chanAt<unknown>(c(1), a.path)).send(value);
+    const tx = later((await chanAt<unknown>(c(1), a.path)).send(value));
     const got = await select([a.recvCase(), idleCh.recvCase()]);
     assert.equal(got.index, 0);
     assert.deepEqual(same(got.value), same(value));
@@ -456,7 +466,7 @@ describe("select over channels on three servers", () => {
       // Stopped, the selector can never commit: whatever its cases are offered stays reserved.
       child.kill("SIGSTOP");
       await q.send("leased");
-      const blocked = u.send("held", { signal: AbortSignal.timeout(15_000) });
+      const blocked = later(u.send("held", { signal: AbortSignal.timeout(15_000) }));
       await until("both are reserved for the stopped select", 5000, async () => {
         const [sq, su] = await Promise.all([q.stat(), u.stat()]);
         return sq.len === 0 && sq.numSend === 1 && su.waitingSenders === 0;
@@ -515,9 +525,8 @@ describe("select when a server dies", () => {
 
       // A silent machine: SIGSTOP. Its cases vanish within the failure-detection bound (5 s); a
       // select with nothing else fails with ServerGone, one with other cases goes on.
-      const both = select([there.recvCase(), silent.recvCase()]);
-      const alone = select([silent.recvCase()]);
-      both.catch(() => {});
+      const both = later(select([there.recvCase(), silent.recvCase()]));
+      const alone = later(select([silent.recvCase()]));
       await sleep(100);
       const t0 = Date.now();
       process.kill(two.pid, "SIGSTOP");
@@ -532,11 +541,9 @@ describe("select when a server dies", () => {
       // A crashed process: kill -9. Detected at once through the reset connection, and a select
       // can wait for the news itself: a @leave subscription is a case like any other.
       const leaves = await client.walk(fresh(home, "leaves")).makeOnLeave();
-      const mixed = select([here.recvCase(), there.recvCase()]);
-      const only = select([there.recvCase()]);
-      const news = select<string>([there.recvCase(), leaves.recvCase()]);
-      mixed.catch(() => {});
-      news.catch(() => {});
+      const mixed = later(select([here.recvCase(), there.recvCase()]));
+      const only = later(select([there.recvCase()]));
+      const news = later(select<string>([there.recvCase(), leaves.recvCase()]));
       await sleep(100);
       const t1 = Date.now();
       one.kill("SIGKILL");

@@ -110,7 +110,11 @@ export class SelectHost {
 
   private decide(key: [number, number], sel: number, idx: number): void {
     const cases = this.selectors.get(sel);
-    if (!cases) return;
+    if (!cases) {
+      // Nothing to commit (already finished or released): say so, never leave a committer waiting.
+      if (idx !== ALL_CASES) this.send(T.DONE, [...key, idx, F.FAILED, 0]);
+      return;
+    }
     if (idx === ALL_CASES) {
       this.releaseAll(sel);
       return;

@@ -28,7 +28,15 @@ if (files.length === 0) {
 const reporter = process.env.CI ? ["--test-reporter=tap"] : ["--test-reporter=spec"];
 const r = spawnSync(
   process.execPath,
-  ["--import", "tsx", "--test", "--test-timeout=60000", `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`, ...reporter, ...files],
+  [
+    "--import",
+    "tsx",
+    "--test",
+    "--test-timeout=60000",
+    `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`,
+    ...reporter,
+    ...files,
+  ],
   { stdio: "inherit", cwd: root },
 );
 process.exit(r.status ?? 1);

@@ -303,6 +303,73 @@ describe("limits", () => {
     }
   });
 
+  test("each limit has a flag: pending operations, credits, streams, depth, name length, subscription buffer", async () => {
+    const d = await startDaemon([
+      "--max-pending",
+      "4",
+      "--max-credits",
+      "8",
+      "--max-streams",
+      "1",
+      "--max-depth",
+      "3",
+      "--max-name",
+      "8",
+      "--sub-buffer",
+      "1",
+    ]);
+    const a = await startDaemon(["--join", d.url]);
+    try {
+      const probe = async (f: (c: Awaited<ReturnType<typeof dial>>) => Promise<unknown>) => {
+        const c = await dial(d.url);
+        try {
+          return await f(c).then(
+            () => "ok",
+            (e: { code?: string; message?: string }) => `${e.code}: ${e.message}`,
+          );
+        } finally {
+          await c.close();
+        }
+      };
+      // Five blocked sends on one connection: the fifth is one too many, the connection goes.
+      const tooMany = await probe(async (c) => {
+        const ch = await c.walk(`/${d.id}/p`).makeChan<number>(0);
+        await Promise.all(Array.from({ length: 5 }, (_, i) => ch.send(i)));
+      });
+      assert.match(tooMany, /^ServerGone: .*too many pending/);
+      const credits = await probe(async (c) => {
+        const ch = await c.walk(`/${d.id}/q`).makeChan<number>(0);
+        for await (const _ of ch.iterate({ prefetch: 9 })) break;
+      });
+      assert.match(credits, /^ServerGone: .*more than 8 receives/);
+      const streams = await probe(async (c) => {
+        const ch = await c.walk(`/${d.id}/s`).makeChan(0);
+        ch.sendStream();
+        ch.sendStream();
+        await ch.stat();
+      });
+      assert.match(streams, /^ServerGone: .*more than 1 open streams/);
+      assert.match(await probe((c) => c.walk(`/${d.id}/a/b/c`).makeChan(1)), /^ProtocolError: path deeper than 3/);
+      assert.match(
+        await probe((c) => c.walk(`/${d.id}/abcdefghi`).makeChan(1)),
+        /^ProtocolError: anchor name longer than 8/,
+      );
+      // Two live servers, a buffer of one: the @join subscription keeps the newest and counts one lost.
+      const t0 = Date.now();
+      const c = await dial(d.url);
+      while ((await c.servers()).length < 2) {
+        assert.ok(Date.now() - t0 < 5000);
+        await sleep(50);
+      }
+      const joins = await c.walk(`/${d.id}/j`).makeOnJoin();
+      assert.deepEqual(await joins.peek(), { source: "@join", pending: 1, lost: 1 });
+      await c.close();
+    } finally {
+      await a.stop();
+      await d.stop();
+    }
+  });
+
   test("discovery packets need the key's tag: a forged or tampered one is ignored", async () => {
     const { open, seal } = await import("../src/transport/discovery.ts");
     const k = Buffer.alloc(32, 7);

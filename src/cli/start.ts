@@ -5,6 +5,7 @@ import { parseUrl } from "../client/client.js";
 import { loadKey, parseGroup } from "../client/keys.js";
 import { Daemon } from "../daemon/daemon.js";
 import { DataDirBusy } from "../daemon/data-dir.js";
+import { DEFAULT_LIMITS } from "../daemon/limits.js";
 import { keyOption, UsageError } from "./common.js";
 
 interface StartOptions {
@@ -17,6 +18,15 @@ interface StartOptions {
   handshakeMs: string;
   idleMs: string;
   maxConnections: string;
+  maxPending: string;
+  maxCredits: string;
+  maxStreams: string;
+  maxChannels: string;
+  maxSelectCases: string;
+  maxDepth: string;
+  maxName: string;
+  subBuffer: string;
+  maxUnsent: string;
   fsRoot?: string;
 }
 
@@ -37,6 +47,15 @@ export function register(program: Command): void {
     .option("--handshake-ms <ms>", "close connections that have not authenticated by then", "10000")
     .option("--idle-ms <ms>", "close client connections that send nothing for this long", "60000")
     .option("--max-connections <n>", "most connections served at once", "4096")
+    .option("--max-pending <n>", "blocked operations one connection may have", String(DEFAULT_LIMITS.pending))
+    .option("--max-credits <n>", "receives one receiver may have outstanding", String(DEFAULT_LIMITS.credits))
+    .option("--max-streams <n>", "byte streams one connection may have open", String(DEFAULT_LIMITS.streams))
+    .option("--max-channels <n>", "channels one connection may have open", String(DEFAULT_LIMITS.handles))
+    .option("--max-select-cases <n>", "cases in one select", String(DEFAULT_LIMITS.selectCases))
+    .option("--max-depth <n>", "names in a path", String(DEFAULT_LIMITS.depth))
+    .option("--max-name <n>", "characters in an anchor name (at most 128)", String(DEFAULT_LIMITS.nameLength))
+    .option("--sub-buffer <n>", "events a subscription keeps", String(DEFAULT_LIMITS.subBuffer))
+    .option("--max-unsent <bytes>", "bytes queued for a peer that does not read", String(DEFAULT_LIMITS.unsent))
     .option("--fs-root <dir>", "let clients read and write files under this directory (off by default)")
     .action(async (o: StartOptions, cmd: Command) => {
       const g = cmd.optsWithGlobals() as { key?: string; discover?: string };
@@ -69,6 +88,19 @@ export function register(program: Command): void {
       };
       const idleMs = whole("--idle-ms", o.idleMs);
       const maxConnections = whole("--max-connections", o.maxConnections);
+      const limits = {
+        pending: whole("--max-pending", o.maxPending),
+        credits: whole("--max-credits", o.maxCredits),
+        streams: whole("--max-streams", o.maxStreams),
+        handles: whole("--max-channels", o.maxChannels),
+        selectCases: whole("--max-select-cases", o.maxSelectCases),
+        depth: whole("--max-depth", o.maxDepth),
+        nameLength: whole("--max-name", o.maxName),
+        subBuffer: whole("--sub-buffer", o.subBuffer),
+        unsent: whole("--max-unsent", o.maxUnsent),
+      };
+      if (limits.nameLength > 128) throw new UsageError("--max-name is at most 128");
+      if (limits.depth < 2) throw new UsageError("--max-depth is at least 2");
       const handshakeMs = Number(o.handshakeMs);
       if (!/^\d+$/.test(o.handshakeMs) || handshakeMs < 1)
         throw new UsageError("--handshake-ms takes a positive whole number");
@@ -99,6 +131,7 @@ export function register(program: Command): void {
           handshakeMs,
           idleMs,
           maxConnections,
+          limits,
           discover,
           fsRoot: o.fsRoot,
         });

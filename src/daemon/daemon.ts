@@ -18,9 +18,10 @@ import { createListener, KeyRing } from "../transport/secure.js";
 import { badName, formatPath } from "../wire/path.js";
 import { DEFAULT_MAX_VALUE, encode, FRAME_SLACK, T } from "../wire/protocol.js";
 import { type DataDir, openDataDir } from "./data-dir.js";
-import { type ChanElement, type Element, type Item, SUB_BUFFER, type SubElement } from "./elements.js";
+import type { ChanElement, Element, Item, SubElement } from "./elements.js";
 import { resolveFsRoot } from "./fs-root.js";
 import { HostResources } from "./host-ops.js";
+import { DEFAULT_LIMITS, type Limits } from "./limits.js";
 import { ProcTable } from "./proc.js";
 import { scrubProc } from "./proc-ops.js";
 import { Session } from "./session.js";
@@ -50,6 +51,8 @@ export interface DaemonOptions {
   idleMs?: number;
   /** Most connections served at once. Default 4096. */
   maxConnections?: number;
+  /** Bounds on what peers may make this daemon hold (defaults in src/daemon/limits.ts). */
+  limits?: Partial<Limits>;
   /** Membership timing (defaults in src/cluster/config.ts). */
   swim?: Partial<SwimConfig>;
   /** Where log lines go; default stderr. */
@@ -82,6 +85,7 @@ export class Daemon {
   url = "";
   readonly log: (line: string) => void;
   readonly handshakeMs: number;
+  readonly limits: Readonly<Limits>;
   private readonly key: Buffer | undefined;
   private readonly tree = new AnchorTree<Element>();
   private readonly sessions = new Set<Session>();
@@ -113,6 +117,7 @@ export class Daemon {
       this.resolveStopped = r;
     });
     this.handshakeMs = opts.handshakeMs ?? 10_000;
+    this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
     this.key = opts.key;
     const ring = opts.key ? new KeyRing(opts.key, opts.acceptKeys) : undefined;
     this.server = createListener(ring, this.handshakeMs, (sock) => this.accept(sock));
@@ -191,7 +196,7 @@ export class Daemon {
     // A peer that does not read may not make us buffer more than a few maximal values for it.
     const conn = new Conn(sock, {
       maxFrame: this.maxValue + FRAME_SLACK,
-      maxUnsent: Math.max(64 * 1024 * 1024, 2 * (this.maxValue + FRAME_SLACK)),
+      maxUnsent: Math.max(this.limits.unsent, 2 * (this.maxValue + FRAME_SLACK)),
     });
     if (this.sessions.size >= this.maxConnections) {
       // Say why before closing, so that the client reports it rather than guessing.
@@ -241,10 +246,14 @@ export class Daemon {
 
   /** Validates names from the wire; the first must be this server. */
   checkPath(names: string[]): string[] {
-    if (names.length > 64) throw new TypeError("path deeper than 64 names");
-    for (const n of names) {
+    if (names.length > this.limits.depth) throw new TypeError(`path deeper than ${this.limits.depth} names`);
+    for (const [i, n] of names.entries()) {
       const why = badName(n);
       if (why) throw new TypeError(why);
+      // The first name is a server ID, whose length is fixed.
+      if (i > 0 && n.length > this.limits.nameLength) {
+        throw new TypeError(`anchor name longer than ${this.limits.nameLength}`);
+      }
     }
     if (names.length > 0 && names[0] !== this.id) {
       const m = this.cluster?.get(names[0] as string);
@@ -275,7 +284,7 @@ export class Daemon {
   makeSub(names: string[], kind: unknown): SubElement {
     if (kind !== "@join" && kind !== "@leave") throw new RangeError("a subscription is @join or @leave");
     if (names.length < 2) throw new WrongKind(`${formatPath(names)} cannot hold a subscription`);
-    const el: SubElement = { kind, chan: new Channel<Item>(SUB_BUFFER), names, lost: 0 };
+    const el: SubElement = { kind, chan: new Channel<Item>(this.limits.subBuffer), names, lost: 0 };
     this.tree.set(names.slice(1), el, formatPath(names));
     this.subs.add(el);
     // A new @join starts with every live server.

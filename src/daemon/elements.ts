@@ -32,6 +32,3 @@ export interface ProcElement {
 }
 
 export type Element = ChannelLike | ProcElement;
-
-/** How many events a subscription keeps before dropping the oldest. */
-export const SUB_BUFFER = 1024;

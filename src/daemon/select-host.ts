@@ -14,10 +14,9 @@ export interface SelectSession {
   /** Starts streaming a stream message to this client under its pipe id. */
   openInStream(pipe: StreamPipe): void;
   maxValue: number;
+  maxCases: number;
+  maxSelectors: number;
 }
-
-const MAX_CASES = 1024;
-const MAX_SELECTORS = 10_000;
 
 class HostCase implements SelectCase<Item> {
   constructor(
@@ -69,7 +68,7 @@ export class SelectHost {
 
   private open(key: [number, number], sel: number, poll: boolean, t: Buffer): void {
     if (this.selectors.has(sel)) throw new ProtocolError("selector id in use");
-    if (this.selectors.size >= MAX_SELECTORS) throw new ProtocolError("too many open selects on this connection");
+    if (this.selectors.size >= this.s.maxSelectors) throw new ProtocolError("too many open selects on this connection");
     let spec: unknown;
     try {
       spec = decode(t);
@@ -77,8 +76,8 @@ export class SelectHost {
       throw new ProtocolError("undecodable SELECT");
     }
     const list = (spec as { cases?: unknown })?.cases;
-    if (!Array.isArray(list) || list.length === 0 || list.length > MAX_CASES) {
-      throw new ProtocolError(`a select has 1 to ${MAX_CASES} cases`);
+    if (!Array.isArray(list) || list.length === 0 || list.length > this.s.maxCases) {
+      throw new ProtocolError(`a select has 1 to ${this.s.maxCases} cases`);
     }
     const cases = new Map<number, HostCase>();
     for (const c of list) {

@@ -13,14 +13,6 @@ import { procInfo, procRequest } from "./proc-ops.js";
 import { SelectHost } from "./select-host.js";
 import { type PipeReceiver, type PipeSender, StreamPipe } from "./stream-pipe.js";
 
-const MAX_HANDLES = 65_536;
-/** Blocked sends, and receiver ids, one connection may have at a time. */
-const MAX_PENDING = 65_536;
-/** Receive credits (prefetch) one receiver id may hold. */
-const MAX_CREDITS = 65_536;
-/** Stream messages one connection may be sending at a time. */
-const MAX_STREAMS = 1024;
-
 /** A session's credit holding on one channel. */
 class Holder implements CreditHolder {
   constructor(
@@ -91,6 +83,8 @@ export class Session {
       element: (handle) => this.el(handle),
       openInStream: (pipe) => this.openInStream(pipe),
       maxValue: d.maxValue,
+      maxCases: d.limits.selectCases,
+      maxSelectors: d.limits.pending,
     });
     conn.onFrame = (t, b) => this.frame(t, b);
     conn.onClose = () => this.cleanup();
@@ -155,7 +149,7 @@ export class Session {
         if (!el) return;
         const want = u32(body, 2);
         const v = this.value(tail(body, 3));
-        if (this.pendingSends.size >= MAX_PENDING) throw new ProtocolError("too many pending operations");
+        if (this.pendingSends.size >= this.d.limits.pending) throw new ProtocolError("too many pending operations");
         const w: SendWaiter<Item> = {
           value: v,
           done: (err) => {
@@ -206,15 +200,15 @@ export class Session {
             this.conn.send(T.REND, [rid], encode(toWire(new NotFound("unknown channel handle"))));
             return;
           }
-          if (this.receivers.size >= MAX_PENDING) throw new ProtocolError("too many receivers");
+          if (this.receivers.size >= this.d.limits.pending) throw new ProtocolError("too many receivers");
           r = new SessionReceiver(this, rid, el);
           this.receivers.set(rid, r);
         }
         for (let i = 0; i < ack && r.unacked.length > 0; i++) r.unacked.shift();
         if (n > 0 && !r.ended) {
           r.credits += n;
-          if (r.credits + r.unacked.length > MAX_CREDITS) {
-            throw new ProtocolError(`more than ${MAX_CREDITS} receives outstanding or unacknowledged`);
+          if (r.credits + r.unacked.length > this.d.limits.credits) {
+            throw new ProtocolError(`more than ${this.d.limits.credits} receives outstanding or unacknowledged`);
           }
           r.el.chan.recv(r, n);
         }
@@ -240,7 +234,8 @@ export class Session {
         if (!el) return;
         const sid = u32(body, 2);
         if (this.outStreams.has(sid)) throw new ProtocolError("stream id in use");
-        if (this.outStreams.size >= MAX_STREAMS) throw new ProtocolError(`more than ${MAX_STREAMS} open streams`);
+        if (this.outStreams.size >= this.d.limits.streams)
+          throw new ProtocolError(`more than ${this.d.limits.streams} open streams`);
         const pipe = new StreamPipe(this.d.nextPipeId(), this.pipeSender(sid));
         this.outStreams.set(sid, pipe);
         const w: SendWaiter<Item> = {
@@ -342,7 +337,8 @@ export class Session {
    */
   acceptStream(sid: number): StreamPipe {
     if (this.outStreams.has(sid)) throw new ProtocolError("stream id in use");
-    if (this.outStreams.size >= MAX_STREAMS) throw new ProtocolError(`more than ${MAX_STREAMS} open streams`);
+    if (this.outStreams.size >= this.d.limits.streams)
+      throw new ProtocolError(`more than ${this.d.limits.streams} open streams`);
     const pipe = new StreamPipe(this.d.nextPipeId(), this.pipeSender(sid));
     this.outStreams.set(sid, pipe);
     return pipe;
@@ -450,7 +446,8 @@ export class Session {
   private handleFor(el: ChannelLike): number {
     let h = this.handleOf.get(el);
     if (h === undefined) {
-      if (this.handles.size >= MAX_HANDLES) throw new ProtocolError("too many open channels on this connection");
+      if (this.handles.size >= this.d.limits.handles)
+        throw new ProtocolError("too many open channels on this connection");
       h = this.nextHandle++;
       this.handleOf.set(el, h);
       this.handles.set(h, { el, holder: new Holder(this, h) });

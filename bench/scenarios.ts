@@ -8,4 +8,5 @@ export const scenarioModules: Record<string, () => Promise<Scenario>> = {
   "chan-throughput": async () => (await import("./chan-throughput.ts")).scenario,
   "chan-pingpong": async () => (await import("./chan-pingpong.ts")).scenario,
   select: async () => (await import("./select.ts")).scenario,
+  fuzz: async () => (await import("./fuzz.ts")).scenario,
 };

@@ -77,11 +77,11 @@ export class Chan<T = unknown> implements AsyncIterable<T> {
       };
       const settle = () => signal?.removeEventListener("abort", onAbort);
       rid = this.c.openRecv(this.st.handle, 1, {
-        val: (bytes) => {
+        val: (body) => {
           settle();
           this.c.closeRecv(rid, 1);
           try {
-            resolve(decode(bytes) as T);
+            resolve(decode(body, 4) as T);
           } catch (err) {
             reject(new ProtocolError("received a value that is not valid MessagePack", { cause: err }));
           }
@@ -235,7 +235,7 @@ class RecvIterator<T> implements AsyncIterableIterator<T> {
     this.given = true;
     if (v instanceof Readable) return { value: v as T, done: false };
     try {
-      return { value: decode(v) as T, done: false };
+      return { value: decode(v, 4) as T, done: false };
     } catch (err) {
       throw new ProtocolError("received a value that is not valid MessagePack", { cause: err });
     }

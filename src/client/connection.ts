@@ -28,7 +28,8 @@ import {
 
 /** How a receiver id's events reach its owner. */
 export interface RecvSink {
-  val(bytes: Buffer): void;
+  /** A VAL frame's body: the value's bytes start at offset 4. */
+  val(body: Buffer): void;
   stream(r: Readable): void;
   end(err?: CircuitError): void;
 }
@@ -90,7 +91,6 @@ export class Connection {
   private readonly inStreams = new Map<number, StreamReader>();
   private readonly selectors = new Map<number, SelectSink>();
   private nextId = 1;
-  private lastHeard = performance.now();
   private heartbeat: NodeJS.Timeout | undefined;
   private where = "";
   /** Set when the peer closed after the TCP connect but before our handshake completed. */
@@ -103,7 +103,6 @@ export class Connection {
       this.resolveClosed = r;
     });
     conn.onFrame = (t, b) => {
-      this.lastHeard = performance.now();
       try {
         this.frame(t, b);
       } catch (err) {
@@ -119,7 +118,7 @@ export class Connection {
    */
   private startHeartbeat(): void {
     this.heartbeat = setInterval(() => {
-      const quiet = performance.now() - this.lastHeard;
+      const quiet = performance.now() - this.conn.lastInput;
       if (quiet > SILENT_MS) {
         this.fail(new ServerGone(`no answer from ${this.serverId} for ${Math.round(quiet)} ms`));
       } else if (quiet >= PING_MS && !this.gone) {
@@ -470,7 +469,8 @@ export class Connection {
         return;
       }
       case T.VAL:
-        this.sinks.get(u32(body, 0))?.val(tail(body, 1));
+        // The whole body goes on; the value starts after the receiver id (decoded where used).
+        this.sinks.get(u32(body, 0))?.val(body);
         return;
       case T.REND: {
         const rid = u32(body, 0);

@@ -110,7 +110,7 @@ export const DEFAULT_SWIM: Readonly<SwimConfig> = Object.freeze({
   maxLocalHealth: 8,
   syncIntervalMs: 5000,
   reconnectIntervalMs: 10_000,
-  catchUpMs: 500,
+  catchUpMs: 200,
   catchUpLagMs: 1000,
   joinRetryMs: 1000,
   deadRetainMs: 10 * 60_000,

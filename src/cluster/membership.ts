@@ -253,6 +253,8 @@ export class Membership {
   private nextSyncAt: number;
   private nextReconnectAt: number;
   private nextCatchUpAt = 0;
+  /** When we last pulled a full state to catch up: within catchUpLagMs of it, a burst is under way. */
+  private pulledAt = Number.NEGATIVE_INFINITY;
   /** Since when, and at which live count of ours, peers have been telling us they know more. */
   private behindAt = 0;
   private behindCount = -1;
@@ -818,7 +820,9 @@ export class Membership {
   /**
    * Anti-entropy trigger: a peer that counts more live members than we do probably knows members
    * we do not. Several more (a burst of joins) → pull its full state now; one more → only if
-   * gossip has not closed the gap within catchUpMs (the usual single join or death needs no sync).
+   * gossip has not closed the gap within catchUpLagMs (the usual single join or death needs no
+   * sync), or if we pulled within the last catchUpLagMs: then the gap is the tail of a burst, whose
+   * members we learn from full states (which are not re-gossiped), so gossip would not close it.
    */
   private compareLive(from: string, addr: string, live: number): void {
     const mine = this.liveN;
@@ -831,9 +835,11 @@ export class Membership {
     // Pull from the best-informed peer heard since the last pull (in a burst of joins, the latest
     // joiners and the seed know nearly everyone).
     if (!this.best || live > this.best.live) this.best = { id: from, addr, live };
-    if (live < mine + CATCH_UP_GAP && now - this.behindAt < this.cfg.catchUpLagMs) return;
+    const burst = now - this.pulledAt < this.cfg.catchUpLagMs;
+    if (live < mine + CATCH_UP_GAP && now - this.behindAt < this.cfg.catchUpLagMs && !burst) return;
     if (now < this.nextCatchUpAt) return;
     this.nextCatchUpAt = now + this.cfg.catchUpMs;
+    this.pulledAt = now;
     this.sendSync(this.best.id, this.best.addr, false);
     this.best = undefined;
   }

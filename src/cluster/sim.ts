@@ -33,6 +33,12 @@ export interface SimOptions {
   tickMs?: number;
   /** Members 2…n join the seed at uniformly random times in [0, joinSpreadMs]. Default 0. */
   joinSpreadMs?: number;
+  /**
+   * Start from a converged cluster instead: before the clock starts every member already knows all
+   * n as alive at incarnation 0, as after a completed join and a full-state sync (these initial
+   * joins are not in eventLog). Costs O(n²) once, instead of simulating the joins. Default false.
+   */
+  joined?: boolean;
   /** How long a refused connection takes to be reported to the sender. Default 1 ms. */
   refuseDelayMs?: number;
 }
@@ -171,7 +177,21 @@ export class Sim {
     const spread = opts.joinSpreadMs ?? 0;
     for (let i = 0; i < opts.n; i++) {
       const id = this.add({ join: false });
-      if (i > 0) this.scheduleJoin(id, this.ids[0] as string, spread * this.rng());
+      if (i > 0 && !opts.joined) this.scheduleJoin(id, this.ids[0] as string, spread * this.rng());
+    }
+    if (opts.joined) this.preJoin();
+  }
+
+  /** Every member receives everyone's record as a full state from another member; nothing is sent. */
+  private preJoin(): void {
+    const members = this.ids.map((id) => ({ id, addr: this.node(id).addr, inc: 0, state: "alive" as const, meta: {} }));
+    for (const n of this.nodes.values()) {
+      const from = this.ids.find((id) => id !== n.id);
+      if (from === undefined) return;
+      const fromAddr = this.node(from).addr;
+      n.m.receive(from, { t: "sync", from, fromAddr, live: members.length, reply: true, members });
+      n.m.drainOutbox();
+      n.m.drainEvents();
     }
   }
 

@@ -146,15 +146,17 @@ function encodeBytes(v: Uint8Array): Buffer {
   return out;
 }
 
-export function decode(bytes: Uint8Array): unknown {
+/** Decodes one value; `at` skips that many leading bytes (a frame's header fields). */
+export function decode(bytes: Uint8Array, at = 0): unknown {
   // A whole-message bin is handed back as a view of the bytes, without the general decoder.
-  const t = bytes[0];
-  if (t === 0xc4 && bytes.length === 2 + (bytes[1] as number))
-    return Buffer.from(bytes.buffer, bytes.byteOffset + 2, bytes.length - 2);
-  if (t === 0xc5 && bytes.length >= 3 && bytes.length === 3 + (((bytes[1] as number) << 8) | (bytes[2] as number))) {
-    return Buffer.from(bytes.buffer, bytes.byteOffset + 3, bytes.length - 3);
+  const t = bytes[at];
+  const n = bytes.length - at;
+  if (t === 0xc4 && n === 2 + (bytes[at + 1] as number))
+    return Buffer.from(bytes.buffer, bytes.byteOffset + at + 2, n - 2);
+  if (t === 0xc5 && n >= 3 && n === 3 + (((bytes[at + 1] as number) << 8) | (bytes[at + 2] as number))) {
+    return Buffer.from(bytes.buffer, bytes.byteOffset + at + 3, n - 3);
   }
-  return packr.unpack(bytes);
+  return packr.unpack(at === 0 ? bytes : bytes.subarray(at));
 }
 
 /** Reads the u32 field at index i of a frame body. */

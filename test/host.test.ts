@@ -75,7 +75,7 @@ describe("ports", () => {
     const s = createServer();
     await new Promise<void>((resolve, reject) => {
       s.once("error", reject);
-      s.listen(port, "0.0.0.0", resolve);
+      s.listen(port, "127.0.0.1", resolve);
     });
     s.close();
     assert.ok((await srv.reservePort({ address: "127.0.0.1" })) > 0);

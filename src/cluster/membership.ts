@@ -255,6 +255,7 @@ export class Membership {
   private nextCatchUpAt = 0;
   /** When we last pulled a full state to catch up: within catchUpLagMs of it, a burst is under way. */
   private pulledAt = Number.NEGATIVE_INFINITY;
+  private newAt = Number.NEGATIVE_INFINITY;
   /** Since when, and at which live count of ours, peers have been telling us they know more. */
   private behindAt = 0;
   private behindCount = -1;
@@ -740,6 +741,7 @@ export class Membership {
     this.liveN++;
     this.behindCount = -1;
     r.joinedAt = this.env.now();
+    this.newAt = r.joinedAt;
     this.addToOrder(r.id);
     if (!r.reported) {
       r.reported = true;
@@ -835,7 +837,9 @@ export class Membership {
     // Pull from the best-informed peer heard since the last pull (in a burst of joins, the latest
     // joiners and the seed know nearly everyone).
     if (!this.best || live > this.best.live) this.best = { id: from, addr, live };
-    const burst = now - this.pulledAt < this.cfg.catchUpLagMs;
+    const mode = process.env.MODE ?? "pull";
+    const since = mode === "pull" ? this.pulledAt : mode === "new" ? this.newAt : Math.max(this.pulledAt, this.newAt);
+    const burst = now - since < this.cfg.catchUpLagMs;
     if (live < mine + CATCH_UP_GAP && now - this.behindAt < this.cfg.catchUpLagMs && !burst) return;
     if (now < this.nextCatchUpAt) return;
     this.nextCatchUpAt = now + this.cfg.catchUpMs;

@@ -131,7 +131,9 @@ export class Daemon {
       Math.min(5000, idleMs),
     );
     this.reaper.unref();
-    this.host = new HostResources(opts.fsRoot);
+    const listenHost = parseAddr(opts.addr ?? "127.0.0.1:7711").host;
+    const loopback = listenHost === "localhost" || listenHost === "::1" || listenHost.startsWith("127.");
+    this.host = new HostResources(opts.fsRoot, loopback ? "127.0.0.1" : "0.0.0.0");
   }
 
   static async start(opts: DaemonOptions = {}): Promise<Daemon> {

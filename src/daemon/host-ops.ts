@@ -39,7 +39,14 @@ export class HostResources {
   private readonly root: FsRoot | undefined;
   private readonly reserved = new Map<number, number>();
 
-  constructor(fsRoot: string | undefined) {
+  /**
+   * `bindHost` is where reservePort probes by default: the loopback address for a daemon that
+   * serves loopback only (it never listens elsewhere, not even for a moment), else all addresses.
+   */
+  constructor(
+    fsRoot: string | undefined,
+    private readonly bindHost = "127.0.0.1",
+  ) {
     this.root = fsRoot === undefined ? undefined : new FsRoot(resolveFsRoot(fsRoot));
   }
 
@@ -53,7 +60,7 @@ export class HostResources {
 
   /** A free port: bound (port 0) and closed again, and remembered so it is not handed out twice. */
   async reservePort(address: unknown): Promise<number> {
-    const host = address === undefined || address === null ? "0.0.0.0" : address;
+    const host = address === undefined || address === null ? this.bindHost : address;
     if (typeof host !== "string" || (isIP(host) === 0 && host !== "localhost")) {
       throw new TypeError("reservePort takes an IP address to bind");
     }

@@ -73,13 +73,16 @@ export interface SwimConfig {
    * several fewer (a burst of joins it has not heard of yet) pulls the full state of the
    * best-informed peer it has heard from — at most once per this interval. A burst of joins then
    * converges in a few periods instead of waiting for piggyback bandwidth; a stable cluster never
-   * triggers it. Shorter converges bursts faster at the price of more full-state messages.
+   * triggers it. Shorter converges bursts faster at the price of more full-state messages. One
+   * probe period (at most one extra message per member per period while catching up) brings 1,000
+   * members joining at once to convergence within 10 periods; 500 ms took 10–11.
    */
   catchUpMs: number;
   /**
    * A member that counts just one fewer than a peer pulls only if the gap outlives this: long
    * enough for gossip to deliver a single join (O(log n) periods), so a lone join or death costs
-   * no full-state exchanges, yet a piece of news that gossip somehow dropped is still fetched.
+   * no full-state exchanges, yet a piece of news that gossip somehow dropped is still fetched. A
+   * member that itself learned of a join within this interval is in a burst and does not wait.
    */
   catchUpLagMs: number;
   /** A join whose seed has not answered is retried this often until some seed replies. */

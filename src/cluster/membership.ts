@@ -253,9 +253,11 @@ export class Membership {
   private nextSyncAt: number;
   private nextReconnectAt: number;
   private nextCatchUpAt = 0;
-  /** When we last pulled a full state to catch up: within catchUpLagMs of it, a burst is under way. */
-  private pulledAt = Number.NEGATIVE_INFINITY;
-  private newAt = Number.NEGATIVE_INFINITY;
+  /**
+   * When a member last became live in our view (reset by a death): a gap within catchUpLagMs of it
+   * is taken for more of a burst of joins.
+   */
+  private learnedAt = Number.NEGATIVE_INFINITY;
   /** Since when, and at which live count of ours, peers have been telling us they know more. */
   private behindAt = 0;
   private behindCount = -1;
@@ -741,7 +743,7 @@ export class Membership {
     this.liveN++;
     this.behindCount = -1;
     r.joinedAt = this.env.now();
-    this.newAt = r.joinedAt;
+    this.learnedAt = r.joinedAt;
     this.addToOrder(r.id);
     if (!r.reported) {
       r.reported = true;
@@ -793,6 +795,8 @@ export class Membership {
     if (wasLive) {
       this.liveN--;
       this.behindCount = -1;
+      // A peer counting one more than us now may just not have heard of this death: no burst.
+      this.learnedAt = Number.NEGATIVE_INFINITY;
       if (r.reported) {
         r.reported = false;
         this.events.push({ kind: "leave", member: view(r) });
@@ -823,8 +827,9 @@ export class Membership {
    * Anti-entropy trigger: a peer that counts more live members than we do probably knows members
    * we do not. Several more (a burst of joins) → pull its full state now; one more → only if
    * gossip has not closed the gap within catchUpLagMs (the usual single join or death needs no
-   * sync), or if we pulled within the last catchUpLagMs: then the gap is the tail of a burst, whose
-   * members we learn from full states (which are not re-gossiped), so gossip would not close it.
+   * sync) — unless we ourselves learned of a new member within catchUpLagMs: joins are then coming
+   * in a burst, whose members spread by full states (which are not re-gossiped), so gossip would
+   * not close the gap and waiting for it would only add catchUpLagMs to the burst's convergence.
    */
   private compareLive(from: string, addr: string, live: number): void {
     const mine = this.liveN;
@@ -837,13 +842,10 @@ export class Membership {
     // Pull from the best-informed peer heard since the last pull (in a burst of joins, the latest
     // joiners and the seed know nearly everyone).
     if (!this.best || live > this.best.live) this.best = { id: from, addr, live };
-    const mode = process.env.MODE ?? "pull";
-    const since = mode === "pull" ? this.pulledAt : mode === "new" ? this.newAt : Math.max(this.pulledAt, this.newAt);
-    const burst = now - since < this.cfg.catchUpLagMs;
+    const burst = now - this.learnedAt < this.cfg.catchUpLagMs;
     if (live < mine + CATCH_UP_GAP && now - this.behindAt < this.cfg.catchUpLagMs && !burst) return;
     if (now < this.nextCatchUpAt) return;
     this.nextCatchUpAt = now + this.cfg.catchUpMs;
-    this.pulledAt = now;
     this.sendSync(this.best.id, this.best.addr, false);
     this.best = undefined;
   }

@@ -18,7 +18,7 @@
 // selector with the lower id is asked first; only if it commits is the other asked. Selectors wait
 // only on higher ids, so no cycle of selectors can wait on each other.
 
-import { ChannelAborted, ChannelClosed, CircuitError } from "../errors.js";
+import { ChannelAborted, ChannelClosed, type CircuitError } from "../errors.js";
 import { Deque } from "../util/deque.js";
 
 export const MAX_CAP = 1_000_000;
@@ -124,13 +124,6 @@ type Reservation<V> =
   | { kind: "receiver"; r: Receiver<V>; seq: number; rseq: number }
   | { kind: "error"; error: CircuitError; seq: number }
   | { kind: "pair"; other: SelectCase<V>; first: boolean; committed: boolean; seq: number };
-
-/** The error a withdrawn plain send gets while reserved by a select: it did not happen. */
-export class Cancelled extends CircuitError {
-  constructor() {
-    super("Cancelled", "cancelled");
-  }
-}
 
 export class Channel<V> {
   readonly cap: number;

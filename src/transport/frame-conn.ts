@@ -70,11 +70,6 @@ export class FrameConn {
     }
   }
 
-  /** True while the stream's own buffer is above its high-water mark. */
-  get congested(): boolean {
-    return this.stream.writableNeedDrain;
-  }
-
   flush(): void {
     if (this.writer.length === 0 || this.ended) return;
     this.stream.write(this.writer.take());

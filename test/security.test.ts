@@ -278,7 +278,7 @@ describe("limits", () => {
   });
 
   test("a connection that says nothing past --idle-ms is closed; a live client pings and stays", async () => {
-    const d = await startDaemon(["--idle-ms", "1500"]);
+    const d = await startDaemon(["--idle-ms", "2500"]);
     const port = Number(new URL(d.url.replace("circuit:", "http:")).port);
     const c = await dial(d.url);
     try {
@@ -294,9 +294,9 @@ describe("limits", () => {
       const t0 = Date.now();
       await new Promise<void>((r) => s.on("close", () => r()));
       const took = Date.now() - t0;
-      assert.ok(took >= 1000 && took < 8000, `closed after ${took} ms`);
+      assert.ok(took >= 2000 && took < 10_000, `closed after ${took} ms`);
       // The library client, idle just as long, is still connected: its keepalive speaks for it.
-      await sleep(500);
+      await sleep(3000);
       assert.equal((await c.servers()).length, 1);
     } finally {
       await c.close();

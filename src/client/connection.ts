@@ -118,15 +118,17 @@ export class Connection {
    */
   private startHeartbeat(): void {
     this.heartbeat = setInterval(() => {
-      const quiet = performance.now() - this.conn.lastInput;
+      const now = performance.now();
+      const quiet = now - this.conn.lastInput;
       if (quiet > SILENT_MS) {
         this.fail(new ServerGone(`no answer from ${this.serverId} for ${Math.round(quiet)} ms`));
-      } else if (quiet >= PING_MS && !this.gone) {
+      } else if ((quiet >= PING_MS || now - this.conn.lastOutput >= PING_MS) && !this.gone) {
+        // Also when we have said nothing for a while: the server reaps connections that stay mute.
         const id = this.id();
         this.pending.set(id, { resolve: () => {}, reject: () => {} });
         this.conn.send(T.REQ, [id], encode({ op: "ping" }));
       }
-    }, PING_MS);
+    }, PING_MS / 2);
     this.heartbeat.unref();
   }
 

@@ -30,6 +30,8 @@ export class FrameConn {
   private scheduled = false;
   /** When the peer last sent anything (performance.now()). */
   lastInput = performance.now();
+  /** When we last wrote anything (performance.now()). */
+  lastOutput = performance.now();
   private readonly maxUnsent: number;
   private ended = false;
 
@@ -72,6 +74,7 @@ export class FrameConn {
 
   flush(): void {
     if (this.writer.length === 0 || this.ended) return;
+    this.lastOutput = performance.now();
     this.stream.write(this.writer.take());
     if (this.stream.writableLength > this.maxUnsent) {
       this.finish(new ProtocolError(`peer is not reading: over ${this.maxUnsent} bytes unsent`));

@@ -15,6 +15,7 @@ export {
 } from "./client/proc.js";
 export { type SelectCase, type SelectOptions, type SelectResult, select } from "./client/select.js";
 export { ServerHandle, type ServerStat } from "./client/server-handle.js";
+export { Subscription, type SubscriptionStat } from "./client/subscription.js";
 export { Daemon, type DaemonOptions } from "./daemon/daemon.js";
 export {
   AccessDenied,

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import type { ChanStat } from "../src/wire/shapes.ts";
 import {
   type CliOptions,
   type CliProcess,
@@ -24,17 +25,6 @@ import {
 } from "./helpers/daemon.ts";
 
 after(killAll);
-
-interface ChanStat {
-  cap: number;
-  len: number;
-  closed: boolean;
-  aborted: boolean;
-  numSend: number;
-  numRecv: number;
-  waitingSenders: number;
-  waitingReceivers: number;
-}
 
 /** One line on stderr, no stack trace. */
 function assertOneLine(stderr: string): void {

@@ -39,6 +39,32 @@ async function converged(clients: Client[], expect: string[]): Promise<boolean> 
   return true;
 }
 
+/**
+ * Starts n daemons joined into one circuit, dials the first `dialled` of them, waits until those
+ * clients see all n servers, runs `fn`, and closes and stops everything whatever happens.
+ */
+async function withCircuit(
+  n: number,
+  dialled: number,
+  fn: (ds: Daemon[], clients: Client[]) => Promise<void>,
+): Promise<void> {
+  const ds = await circuit(n);
+  const clients: Client[] = [];
+  try {
+    for (const d of ds.slice(0, dialled)) clients.push(await dial(d.url));
+    await until("converged", 5000, () =>
+      converged(
+        clients,
+        ds.map((d) => d.id),
+      ),
+    );
+    await fn(ds, clients);
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+    await Promise.all(ds.map((d) => d.stop()));
+  }
+}
+
 /** Reads a subscription until it yields `path` (or fails after ms). */
 async function expectEvent(sub: Subscription, path: string, ms: number): Promise<number> {
   const t0 = Date.now();
@@ -52,9 +78,7 @@ async function expectEvent(sub: Subscription, path: string, ms: number): Promise
 
 describe("a circuit of several servers", () => {
   test("servers that join each other all see every server, and anchors work across servers", async () => {
-    const ds = await circuit(4);
-    const clients = await Promise.all(ds.map((d) => dial(d.url)));
-    try {
+    await withCircuit(4, 4, async (ds, clients) => {
       const all = ds.map((d) => d.id);
       await until("every server sees every server", 5000, () => converged(clients, all));
       const ls = await runCli(["-d", ds[0]!.url, "ls", "/"]);
@@ -73,22 +97,11 @@ describe("a circuit of several servers", () => {
       const peek = (await clients[0]!.walk(`/${ds[2]!.id}`).peek()) as { id: string; host: { cpus: number } };
       assert.equal(peek.id, ds[2]!.id);
       assert.ok(peek.host.cpus >= 1);
-    } finally {
-      await Promise.all(clients.map((c) => c.close()));
-      await Promise.all(ds.map((d) => d.stop()));
-    }
+    });
   });
 
   test("a killed daemon is gone from every view, @leave fires and its waiters get ServerGone within 1 s", async () => {
-    const ds = await circuit(3);
-    const clients = await Promise.all(ds.slice(0, 2).map((d) => dial(d.url)));
-    try {
-      await until("converged", 5000, () =>
-        converged(
-          clients,
-          ds.map((d) => d.id),
-        ),
-      );
+    await withCircuit(3, 2, async (ds, clients) => {
       const leaves = await clients[0]!.walk(`/${ds[0]!.id}/watch/leave`).makeOnLeave();
       const victim = ds[2]!;
       const ch = await clients[1]!.walk(`/${victim.id}/q`).makeChan(0);
@@ -105,22 +118,11 @@ describe("a circuit of several servers", () => {
       await assert.rejects(clients[0]!.walk(`/${victim.id}/q`).get(), (e: { code?: string }) =>
         ["NotFound", "ServerGone"].includes(e.code ?? ""),
       );
-    } finally {
-      await Promise.all(clients.map((c) => c.close()));
-      await Promise.all(ds.map((d) => d.stop()));
-    }
+    });
   });
 
   test("a stopped (SIGSTOP) daemon is declared dead within 5 s and rejoins once with SIGCONT", async () => {
-    const ds = await circuit(3);
-    const clients = await Promise.all(ds.slice(0, 2).map((d) => dial(d.url)));
-    try {
-      await until("converged", 5000, () =>
-        converged(
-          clients,
-          ds.map((d) => d.id),
-        ),
-      );
+    await withCircuit(3, 2, async (ds, clients) => {
       const victim = ds[2]!;
       const joins = await clients[0]!.walk(`/${ds[0]!.id}/watch/join`).makeOnJoin();
       for (let i = 0; i < 3; i++) await joins.recv(); // the three live servers
@@ -150,63 +152,41 @@ describe("a circuit of several servers", () => {
       await sleep(1500);
       assert.equal((await joins.peek()).pending, 0, "exactly one join, no flapping");
       assert.equal((await leaves.peek()).pending, 0, "no second leave");
-    } finally {
-      await Promise.all(clients.map((c) => c.close()));
-      await Promise.all(ds.map((d) => d.stop()));
-    }
+    });
   });
 
   test("a member paused for 2 s, or starved of CPU, is not declared dead", async () => {
-    const ds = await circuit(3);
-    const clients = await Promise.all(ds.map((d) => dial(d.url)));
-    const burners = [0, 1].map(() =>
-      spawn(process.execPath, ["-e", "const t=Date.now()+8000; while (Date.now()<t) {}"], { stdio: "ignore" }),
-    );
-    try {
-      await until("converged", 5000, () =>
-        converged(
-          clients,
-          ds.map((d) => d.id),
-        ),
+    await withCircuit(3, 3, async (ds, clients) => {
+      const burners = [0, 1].map(() =>
+        spawn(process.execPath, ["-e", "const t=Date.now()+8000; while (Date.now()<t) {}"], { stdio: "ignore" }),
       );
-      const leaves = await clients[0]!.walk(`/${ds[0]!.id}/watch/leave`).makeOnLeave();
-      process.kill(ds[1]!.pid, "SIGSTOP");
-      await sleep(2000);
-      process.kill(ds[1]!.pid, "SIGCONT");
-      await sleep(6000); // the CPU burners run alongside all along
-      assert.equal((await leaves.peek()).pending, 0, "no server was declared dead");
-      assert.ok(
-        await converged(
-          clients,
-          ds.map((d) => d.id),
-        ),
-      );
-    } finally {
-      for (const b of burners) b.kill("SIGKILL");
-      await Promise.all(clients.map((c) => c.close()));
-      await Promise.all(ds.map((d) => d.stop()));
-    }
+      try {
+        const leaves = await clients[0]!.walk(`/${ds[0]!.id}/watch/leave`).makeOnLeave();
+        process.kill(ds[1]!.pid, "SIGSTOP");
+        await sleep(2000);
+        process.kill(ds[1]!.pid, "SIGCONT");
+        await sleep(6000); // the CPU burners run alongside all along
+        assert.equal((await leaves.peek()).pending, 0, "no server was declared dead");
+        assert.ok(
+          await converged(
+            clients,
+            ds.map((d) => d.id),
+          ),
+        );
+      } finally {
+        for (const b of burners) b.kill("SIGKILL");
+      }
+    });
   });
 
   test("circuit stop /XID leaves gracefully: the others know at once", async () => {
-    const ds = await circuit(3);
-    const c = await dial(ds[0]!.url);
-    try {
-      await until("converged", 5000, () =>
-        converged(
-          [c],
-          ds.map((d) => d.id),
-        ),
-      );
+    await withCircuit(3, 1, async (ds, [c]) => {
       const leaves = await c.walk(`/${ds[0]!.id}/leave`).makeOnLeave();
       const r = await runCli(["-d", ds[0]!.url, "stop", `/${ds[2]!.id}`]);
       assert.equal(r.code, 0, r.stderr);
       assert.equal((await ds[2]!.exited).code, 0);
       await expectEvent(leaves, `/${ds[2]!.id}`, 1000);
-    } finally {
-      await c.close();
-      await Promise.all(ds.map((d) => d.stop()));
-    }
+    });
   });
 
   test("a server restarted with the same data dir keeps its ID and rejoins with one @join", async () => {
@@ -238,15 +218,7 @@ describe("a circuit of several servers", () => {
   });
 
   test("a @join subscription starts with every live server; subscriptions are receive-only", async () => {
-    const ds = await circuit(2);
-    const c = await dial(ds[0]!.url);
-    try {
-      await until("converged", 5000, () =>
-        converged(
-          [c],
-          ds.map((d) => d.id),
-        ),
-      );
+    await withCircuit(2, 1, async (ds, [c]) => {
       const joins = await c.walk(`/${ds[0]!.id}/j`).makeOnJoin();
       const got = [await joins.recv(), await joins.recv()].sort();
       assert.deepEqual(got, ds.map((d) => `/${d.id}`).sort());
@@ -259,9 +231,6 @@ describe("a circuit of several servers", () => {
       const send = await runCli(["-d", ds[0]!.url, "send", `/${ds[1]!.id}/l`], { input: "x" });
       assert.equal(send.code, 1);
       assert.match(send.stderr, /WrongKind/);
-    } finally {
-      await c.close();
-      await Promise.all(ds.map((d) => d.stop()));
-    }
+    });
   });
 });

@@ -17,9 +17,11 @@ async function producerRole(args: Record<string, unknown>, ctx: RoleContext): Pr
   const ch = await getChan(client, String(args.name));
   const count = Number(args.count);
   const stopAt = performance.now() + Number(args.seconds) * 1000;
+  // One payload for every send, as the NATS publisher does: a send takes the bytes when called.
+  const payload = new Uint8Array(PAYLOAD_BYTES);
   let sent = 0;
   while (sent < count) {
-    await ch.send(new Uint8Array(PAYLOAD_BYTES));
+    await ch.send(payload);
     sent++;
     if ((sent & 1023) === 0 && performance.now() > stopAt) break;
   }

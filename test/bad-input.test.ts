@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import * as net from "node:net";
 import { after, before, describe, test } from "node:test";
 import { type Client, dial, MessageTooLarge, NotFound, WrongKind } from "../src/index.ts";
-import { FrameDecoder, FrameWriter } from "../src/wire/frame.ts";
+import { batchTail, FrameDecoder, FrameWriter } from "../src/wire/frame.ts";
 import { decode, encode, PROTOCOL_VERSION, T } from "../src/wire/protocol.ts";
 import { startDaemon } from "./helpers/daemon.ts";
 
@@ -215,7 +215,7 @@ describe("bad input", () => {
     ] as const) {
       const r = new Raw(port);
       await r.hello();
-      r.frame(f[0], [...f[1]], encode("x"));
+      r.frame(f[0], [...f[1]], f[0] === T.CSEND ? batchTail([encode("x")]) : encode("x"));
       await r.untilClosed();
       assert.ok(r.closed);
     }
@@ -223,10 +223,25 @@ describe("bad input", () => {
     await r.hello();
     r.request(1, { op: "mkchan", path: [d.id, "nocredit"], cap: 4 });
     const { handle } = decode(((await r.next()) as Frame).body.subarray(4)) as { handle: number };
-    r.frame(T.CSEND, [handle], encode("x"));
+    r.frame(T.CSEND, [handle], batchTail([encode("x")]));
     const errs = await r.untilClosed();
     assert.equal(errs[0]?.code, "ProtocolError");
     assert.equal(((await good.walk(`/${d.id}/nocredit`).peek()) as { len: number }).len, 0);
+    await stillServing();
+  });
+
+  test("a batch of sends with a truncated or missing entry closes the connection", async () => {
+    for (const bad of [Buffer.from("00000005aa", "hex"), Buffer.alloc(0), Buffer.from("0000", "hex")]) {
+      const r = new Raw(port);
+      await r.hello();
+      r.request(1, { op: "mkchan", path: [d.id, "trunc"], cap: 4 });
+      const { handle } = decode(((await r.next()) as Frame).body.subarray(4)) as { handle: number };
+      r.frame(T.CSEND, [handle], bad);
+      const errs = await r.untilClosed();
+      assert.equal(errs[0]?.code, "ProtocolError");
+      assert.equal(((await good.walk(`/${d.id}/trunc`).peek()) as { len: number }).len, 0);
+      await good.walk(`/${d.id}/trunc`).scrub();
+    }
     await stillServing();
   });
 

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import fc from "fast-check";
-import { FrameDecoder, FrameWriter } from "../src/wire/frame.ts";
+import { BATCH_BYTES, batchTail, FrameDecoder, FrameWriter, forEachEntry } from "../src/wire/frame.ts";
 import { decode, encode, tail, u32 } from "../src/wire/protocol.ts";
 
 interface Frame {
@@ -232,6 +232,95 @@ describe("FrameWriter", () => {
       ),
       { numRuns: 300 },
     );
+  });
+});
+
+describe("batch frames", () => {
+  const entries = (body: Buffer, fields: number): string[] => {
+    const out: string[] = [];
+    forEachEntry(body, fields, (start, end) => out.push(body.subarray(start, end).toString("hex")));
+    return out;
+  };
+  const frames = (wire: Buffer): { type: number; body: Buffer }[] => {
+    const out: { type: number; body: Buffer }[] = [];
+    new FrameDecoder(1 << 20, (type, body) => out.push({ type, body })).push(wire);
+    return out;
+  };
+
+  test("writes the documented layout: [type][key] then [u32 length][bytes] per entry", () => {
+    const w = new FrameWriter();
+    w.batch(0x11, 7, hex("aabb"));
+    w.batch(0x11, 7, hex("cc"));
+    assert.equal(w.take().toString("hex"), "00000010" + "11" + "00000007" + "00000002aabb" + "00000001cc");
+  });
+
+  test("batchBin writes the bytes as a MessagePack bin entry", () => {
+    const w = new FrameWriter(4);
+    for (const n of [0, 3, 255, 256, 70000]) w.batchBin(0x21, 1, new Uint8Array(n).fill(9));
+    const got = frames(w.take());
+    const values: unknown[] = [];
+    for (const f of got) forEachEntry(f.body, 1, (start, end) => values.push(decode(f.body, start, end)));
+    assert.deepEqual(
+      values.map((v) => (v as Buffer).length),
+      [0, 3, 255, 256, 70000],
+    );
+    assert.ok(values.every((v) => (v as Buffer).every((b) => b === 9)));
+  });
+
+  test("entries join the last frame only while it is the same batch", () => {
+    const w = new FrameWriter();
+    w.batch(0x11, 1, hex("01"));
+    w.batch(0x11, 1, hex("02"));
+    w.batch(0x11, 2, hex("03")); // another key
+    w.frame(0x12, [2, 5]); // any other frame ends the batch
+    w.batch(0x11, 2, hex("04"));
+    w.batch(0x21, 2, hex("05")); // another type
+    const first = w.take();
+    w.batch(0x21, 2, hex("06")); // take() ends it too
+    const got = [...frames(first), ...frames(w.take())].map((f) => [
+      f.type,
+      u32(f.body, 0),
+      f.type === 0x12 ? u32(f.body, 1) : entries(f.body, 1),
+    ]);
+    assert.deepEqual(got, [
+      [0x11, 1, ["01", "02"]],
+      [0x11, 2, ["03"]],
+      [0x12, 2, 5],
+      [0x11, 2, ["04"]],
+      [0x21, 2, ["05"]],
+      [0x21, 2, ["06"]],
+    ]);
+  });
+
+  test("a batch frame stays within BATCH_BYTES unless one entry alone is larger", () => {
+    const w = new FrameWriter();
+    const v = new Uint8Array(1000);
+    for (let i = 0; i < 200; i++) w.batch(0x11, 1, v);
+    w.batch(0x11, 1, new Uint8Array(BATCH_BYTES * 2));
+    const got = frames(w.take());
+    let count = 0;
+    for (const f of got) {
+      const n = entries(f.body, 1).length;
+      count += n;
+      if (n > 1) assert.ok(f.body.length + 5 <= BATCH_BYTES);
+    }
+    assert.equal(count, 201);
+    assert.ok(got.length >= 4);
+  });
+
+  test("batchTail builds the entries a writer would", () => {
+    const w = new FrameWriter();
+    w.batch(0x11, 3, hex("aa"));
+    w.batch(0x11, 3, hex(""));
+    const body = frames(w.take())[0]?.body as Buffer;
+    assert.equal(body.subarray(4).toString("hex"), batchTail([hex("aa"), hex("")]).toString("hex"));
+  });
+
+  test("an empty batch or a truncated entry is a ProtocolError", () => {
+    for (const body of ["00000001", "00000001 000000", "00000001 00000002 aa", "00000001 00000001 aa 00"]) {
+      assert.throws(() => entries(hex(body), 1), isProtocolError, body);
+    }
+    assert.deepEqual(entries(hex("00000001 00000000"), 1), [""]);
   });
 });
 

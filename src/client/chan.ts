@@ -2,7 +2,6 @@
 
 import { Readable, type Writable } from "node:stream";
 import { ChannelClosed, type CircuitError, ProtocolError, WrongKind } from "../errors.js";
-import { Deque } from "../util/deque.js";
 import { decode } from "../wire/protocol.js";
 import type { ChanStat } from "../wire/shapes.js";
 import type { ChanState, Connection } from "./connection.js";
@@ -52,13 +51,7 @@ export class Chan<T = unknown> implements AsyncIterable<T> {
    * anything is sent) or ServerGone.
    */
   send(value: T, opts?: OpOptions): Promise<void> {
-    let bytes: Buffer;
-    try {
-      bytes = this.c.encodeValue(value);
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    return this.c.send(this.st, bytes, opts?.signal);
+    return this.c.sendValue(this.st, value, opts?.signal);
   }
 
   /**
@@ -77,11 +70,11 @@ export class Chan<T = unknown> implements AsyncIterable<T> {
       };
       const settle = () => signal?.removeEventListener("abort", onAbort);
       rid = this.c.openRecv(this.st.handle, 1, {
-        val: (body) => {
+        val: (frame, start, end) => {
           settle();
           this.c.closeRecv(rid, 1);
           try {
-            resolve(decode(body, 4) as T);
+            resolve(decode(frame, start, end) as T);
           } catch (err) {
             reject(new ProtocolError("received a value that is not valid MessagePack", { cause: err }));
           }
@@ -160,8 +153,69 @@ export class Chan<T = unknown> implements AsyncIterable<T> {
   }
 }
 
+/**
+ * Values that arrived and were not handed out yet, each as a range of its frame (a stream message
+ * as a Readable), kept in parallel rings so that an arrival allocates nothing.
+ */
+class Inbox {
+  private items: (Buffer | Readable | undefined)[] = new Array(64);
+  private starts = new Int32Array(64);
+  private ends = new Int32Array(64);
+  private head = 0;
+  length = 0;
+  /** The range of the item shift() returned last. */
+  start = 0;
+  end = 0;
+
+  push(item: Buffer | Readable, start: number, end: number): void {
+    if (this.length === this.items.length) this.grow();
+    const i = (this.head + this.length) & (this.items.length - 1);
+    this.items[i] = item;
+    this.starts[i] = start;
+    this.ends[i] = end;
+    this.length++;
+  }
+
+  /** Removes the head; its item is returned and its range is left in `start`/`end`. */
+  shift(): Buffer | Readable {
+    const i = this.head;
+    const item = this.items[i] as Buffer | Readable;
+    this.items[i] = undefined;
+    this.start = this.starts[i] as number;
+    this.end = this.ends[i] as number;
+    this.head = (i + 1) & (this.items.length - 1);
+    this.length--;
+    return item;
+  }
+
+  /** Empties the inbox, destroying the stream messages in it. */
+  clear(): void {
+    while (this.length > 0) {
+      const v = this.shift();
+      if (v instanceof Readable) v.destroy();
+    }
+  }
+
+  private grow(): void {
+    const size = this.items.length * 2;
+    const items: (Buffer | Readable | undefined)[] = new Array(size);
+    const starts = new Int32Array(size);
+    const ends = new Int32Array(size);
+    for (let k = 0; k < this.length; k++) {
+      const i = (this.head + k) & (this.items.length - 1);
+      items[k] = this.items[i];
+      starts[k] = this.starts[i] as number;
+      ends[k] = this.ends[i] as number;
+    }
+    this.items = items;
+    this.starts = starts;
+    this.ends = ends;
+    this.head = 0;
+  }
+}
+
 class RecvIterator<T> implements AsyncIterableIterator<T> {
-  private readonly queue = new Deque<Buffer | Readable>();
+  private readonly queue = new Inbox();
   private ended: CircuitError | undefined | null = null;
   private finished = false;
   /** Values handed to the caller and not yet acknowledged to the server. */
@@ -179,8 +233,8 @@ class RecvIterator<T> implements AsyncIterableIterator<T> {
   ) {
     this.batch = Math.max(1, prefetch >> 1);
     this.rid = c.openRecv(handle, prefetch, {
-      val: (b) => this.arrive(b),
-      stream: (r) => this.arrive(r),
+      val: (frame, start, end) => this.arrive(frame, start, end),
+      stream: (r) => this.arrive(r, 0, 0),
       end: (err) => {
         this.ended = err;
         this.wake();
@@ -223,7 +277,7 @@ class RecvIterator<T> implements AsyncIterableIterator<T> {
     if (!this.finished) {
       this.finished = true;
       this.signal?.removeEventListener("abort", this.onAbort);
-      for (const v of this.queue.drain()) if (v instanceof Readable) v.destroy();
+      this.queue.clear();
       if (this.ended === null) await this.c.closeRecvAndWait(this.rid, this.consumed);
       else this.c.closeRecv(this.rid, this.consumed);
     }
@@ -231,11 +285,12 @@ class RecvIterator<T> implements AsyncIterableIterator<T> {
   }
 
   private take(): IteratorResult<T> {
-    const v = this.queue.shift() as Buffer | Readable;
+    const q = this.queue;
+    const v = q.shift();
     this.given = true;
     if (v instanceof Readable) return { value: v as T, done: false };
     try {
-      return { value: decode(v, 4) as T, done: false };
+      return { value: decode(v, q.start, q.end) as T, done: false };
     } catch (err) {
       throw new ProtocolError("received a value that is not valid MessagePack", { cause: err });
     }
@@ -248,8 +303,8 @@ class RecvIterator<T> implements AsyncIterableIterator<T> {
     return Promise.reject(err);
   }
 
-  private arrive(v: Buffer | Readable): void {
-    this.queue.push(v);
+  private arrive(v: Buffer | Readable, start: number, end: number): void {
+    this.queue.push(v, start, end);
     this.wake();
   }
 
@@ -279,6 +334,6 @@ class RecvIterator<T> implements AsyncIterableIterator<T> {
     this.signal?.removeEventListener("abort", this.onAbort);
     // Values that arrived but were never handed out go back to the channel.
     this.c.closeRecv(this.rid, this.consumed);
-    for (const v of this.queue.drain()) if (v instanceof Readable) v.destroy();
+    this.queue.clear();
   }
 }

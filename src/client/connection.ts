@@ -14,6 +14,7 @@ import {
 } from "../errors.js";
 import { FrameConn } from "../transport/frame-conn.js";
 import { authError, connectTo, readyEvent } from "../transport/secure.js";
+import { binHeadBytes, forEachEntry } from "../wire/frame.js";
 import {
   DEFAULT_MAX_VALUE,
   decode,
@@ -28,8 +29,8 @@ import {
 
 /** How a receiver id's events reach its owner. */
 export interface RecvSink {
-  /** A VAL frame's body: the value's bytes start at offset 4. */
-  val(body: Buffer): void;
+  /** One value: its encoded bytes are frame[start, end). */
+  val(frame: Buffer, start: number, end: number): void;
   stream(r: Readable): void;
   end(err?: CircuitError): void;
 }
@@ -59,6 +60,10 @@ export interface ChanState {
 }
 
 const RESOLVED = Promise.resolve();
+
+function tooLarge(size: number, max: number): MessageTooLarge {
+  return new MessageTooLarge(`value of ${size} bytes exceeds the limit of ${max}`);
+}
 /** A quiet server is pinged after PING_MS and given up after SILENT_MS (DESIGN §6: 5 s). */
 const PING_MS = 1000;
 const SILENT_MS = 5000;
@@ -200,9 +205,7 @@ export class Connection {
   /** Encodes a value and checks it against the server's limit. */
   encodeValue(v: unknown): Buffer {
     const bytes = encode(v);
-    if (bytes.length > this.maxValue) {
-      throw new MessageTooLarge(`value of ${bytes.length} bytes exceeds the limit of ${this.maxValue}`);
-    }
+    if (bytes.length > this.maxValue) throw tooLarge(bytes.length, this.maxValue);
     return bytes;
   }
 
@@ -215,13 +218,39 @@ export class Connection {
     return st;
   }
 
+  /**
+   * A channel send of a value. A byte value sent on a credit is encoded straight into the
+   * outgoing frame; anything else is encoded first.
+   */
+  sendValue(st: ChanState, value: unknown, signal?: AbortSignal): Promise<void> {
+    if (value instanceof Uint8Array && this.mayCredit(st, signal)) {
+      const size = binHeadBytes(value.length) + value.length;
+      if (size > this.maxValue) return Promise.reject(tooLarge(size, this.maxValue));
+      st.credits--;
+      this.conn.batchBin(T.CSEND, st.handle, value);
+      return RESOLVED;
+    }
+    let bytes: Buffer;
+    try {
+      bytes = this.encodeValue(value);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.send(st, bytes, signal);
+  }
+
+  /** True if a send may go now on a credit: one is held and no blocking send is ahead of it. */
+  private mayCredit(st: ChanState, signal: AbortSignal | undefined): boolean {
+    return st.credits > 0 && st.blocking === 0 && !this.gone && !signal?.aborted;
+  }
+
   /** A channel send of already-encoded bytes. */
   send(st: ChanState, bytes: Buffer, signal?: AbortSignal): Promise<void> {
     if (this.gone) return Promise.reject(this.gone);
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (st.credits > 0 && st.blocking === 0) {
       st.credits--;
-      this.conn.send(T.CSEND, [st.handle], bytes);
+      this.conn.batch(T.CSEND, st.handle, bytes);
       return RESOLVED;
     }
     const id = this.id();
@@ -470,10 +499,12 @@ export class Connection {
         this.conn.send(T.RELEASE, [h]);
         return;
       }
-      case T.VAL:
-        // The whole body goes on; the value starts after the receiver id (decoded where used).
-        this.sinks.get(u32(body, 0))?.val(body);
+      case T.VAL: {
+        // Each value goes on as a range of the frame (decoded where used, with no copy before).
+        const rid = u32(body, 0);
+        forEachEntry(body, 1, (start, end) => this.sinks.get(rid)?.val(body, start, end));
         return;
+      }
       case T.REND: {
         const rid = u32(body, 0);
         const sink = this.sinks.get(rid);

@@ -5,6 +5,7 @@ import type { CreditHolder, Receiver, SendWaiter } from "../element/channel.js";
 import { CircuitError, NotFound, ProtocolError, toWire, WrongKind } from "../errors.js";
 import type { FrameConn } from "../transport/frame-conn.js";
 import { Deque } from "../util/deque.js";
+import { forEachEntry } from "../wire/frame.js";
 import { decode, encode, PROTOCOL_VERSION, T, tail, u32 } from "../wire/protocol.js";
 import type { Daemon } from "./daemon.js";
 import type { ChanElement, ChannelLike, Item } from "./elements.js";
@@ -42,7 +43,7 @@ class SessionReceiver implements Receiver<Item> {
     this.credits--;
     if (Buffer.isBuffer(v)) {
       this.unacked.push(v);
-      this.s.conn.send(T.VAL, [this.rid], v);
+      this.s.conn.batch(T.VAL, this.rid, v);
     } else {
       // A stream message cannot be taken back once bytes have flowed, so it counts as acked.
       this.s.attachStream(this.rid, v);
@@ -168,9 +169,12 @@ export class Session {
       case T.CSEND: {
         const h = this.handles.get(u32(body, 0));
         if (!h) throw new NotFound("unknown channel handle");
-        if (!h.el.chan.sendCredited(h.holder, this.value(tail(body, 1)))) {
-          throw new ProtocolError("credited send without credit");
-        }
+        const { chan } = h.el;
+        forEachEntry(body, 1, (start, end) => {
+          if (!chan.sendCredited(h.holder, this.value(body.subarray(start, end)))) {
+            throw new ProtocolError("credited send without credit");
+          }
+        });
         return;
       }
       case T.RELEASE: {

@@ -553,6 +553,12 @@ export class Channel<V> {
    * select cases are few, so the search is short.
    */
   private findMatch(): [PlainSend<V> | Tentative<V>, PlainRecv<V> | Tentative<V>] | undefined {
+    if (this.tsend.length === 0 && this.trecv.length === 0) {
+      // No select cases: only the heads of the plain queues can meet.
+      const ps = this.headSender();
+      const pr = ps && this.headReceiver();
+      return pr ? [ps, pr] : undefined;
+    }
     const senders: (PlainSend<V> | Tentative<V>)[] = [...this.tsend];
     const ps = this.headSender();
     if (ps) senders.push(ps);
@@ -740,7 +746,7 @@ export class Channel<V> {
 
   /** Tops up credit holders from the free slots, in batches. */
   private grant(): void {
-    if (this.closing || this.liveSenders + this.tsend.length > 0) return;
+    if (this.closing || this.holders.size === 0 || this.liveSenders + this.tsend.length > 0) return;
     let free = this.cap - this.buf.length - this.reserved - this.selSlots;
     if (free <= 0) return;
     for (const [holder, h] of this.holders) {

@@ -65,6 +65,24 @@ export class FrameConn {
   send(type: number, fields: readonly number[], tail?: Uint8Array): void {
     if (this.ended) return;
     this.writer.frame(type, fields, tail);
+    this.queued();
+  }
+
+  /** Queues `value` as an entry of a batch frame (FrameWriter.batch). */
+  batch(type: number, key: number, value: Uint8Array): void {
+    if (this.ended) return;
+    this.writer.batch(type, key, value);
+    this.queued();
+  }
+
+  /** Queues `bytes`, encoded as a MessagePack bin, as an entry of a batch frame. */
+  batchBin(type: number, key: number, bytes: Uint8Array): void {
+    if (this.ended) return;
+    this.writer.batchBin(type, key, bytes);
+    this.queued();
+  }
+
+  private queued(): void {
     if (this.writer.length >= FLUSH_AT) this.flush();
     else if (!this.scheduled) {
       this.scheduled = true;

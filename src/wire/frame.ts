@@ -7,6 +7,42 @@
 import { ProtocolError } from "../errors.js";
 
 export const HEADER_BYTES = 5;
+/** A batch frame takes further entries while it stays within this many bytes. */
+export const BATCH_BYTES = 64 * 1024;
+
+/** Bytes of a MessagePack bin header for n bytes. */
+export function binHeadBytes(n: number): number {
+  return n < 0x100 ? 2 : n < 0x10000 ? 3 : 5;
+}
+
+/**
+ * Calls `each(start, end)` for every entry of a batch frame body (`fields` u32 fields, then
+ * [u32 length][bytes] entries). Throws ProtocolError for an empty batch or a truncated entry.
+ */
+export function forEachEntry(body: Buffer, fields: number, each: (start: number, end: number) => void): void {
+  let off = 4 * fields;
+  const end = body.length;
+  if (off >= end) throw new ProtocolError("empty batch frame");
+  while (off < end) {
+    if (end - off < 4) throw new ProtocolError("truncated batch entry");
+    const n = body.readUInt32BE(off);
+    off += 4;
+    if (n > end - off) throw new ProtocolError("truncated batch entry");
+    each(off, off + n);
+    off += n;
+  }
+}
+
+/** The body tail of a batch frame holding `values` (for tests and tools). */
+export function batchTail(values: readonly Uint8Array[]): Buffer {
+  const parts: Uint8Array[] = [];
+  for (const v of values) {
+    const len = Buffer.allocUnsafe(4);
+    len.writeUInt32BE(v.length, 0);
+    parts.push(len, v);
+  }
+  return Buffer.concat(parts);
+}
 
 export type FrameHandler = (type: number, body: Buffer) => void;
 
@@ -83,6 +119,10 @@ export class FrameDecoder {
 export class FrameWriter {
   private buf: Buffer;
   private n = 0;
+  /** Where the batch frame written last starts (its length prefix), or -1 if the last frame is not one. */
+  private batchAt = -1;
+  private batchType = 0;
+  private batchKey = 0;
 
   constructor(initial = 64 * 1024) {
     this.buf = Buffer.allocUnsafe(initial);
@@ -94,6 +134,7 @@ export class FrameWriter {
 
   /** Appends one frame: type, u32 fields, then the tail bytes. */
   frame(type: number, fields: readonly number[], tail?: Uint8Array): void {
+    this.batchAt = -1;
     const tailLen = tail ? tail.length : 0;
     const len = 1 + 4 * fields.length + tailLen;
     this.reserve(4 + len);
@@ -113,9 +154,67 @@ export class FrameWriter {
     this.n = o;
   }
 
+  /**
+   * Appends `value` as one entry ([u32 length][bytes]) of a batch frame `[type][key] entry...`:
+   * to the frame written last if that is a batch of the same type and key with room, else to a new
+   * one. Frame order is kept: only the last frame ever grows.
+   */
+  batch(type: number, key: number, value: Uint8Array): void {
+    this.entryHead(type, key, value.length);
+    this.buf.set(value, this.n);
+    this.n += value.length;
+  }
+
+  /** Like batch(), with the entry being `bytes` encoded as a MessagePack bin (no copy made first). */
+  batchBin(type: number, key: number, bytes: Uint8Array): void {
+    const n = bytes.length;
+    const head = binHeadBytes(n);
+    this.entryHead(type, key, head + n);
+    const b = this.buf;
+    let o = this.n;
+    if (head === 2) {
+      b[o] = 0xc4;
+      b[o + 1] = n;
+    } else if (head === 3) {
+      b[o] = 0xc5;
+      b.writeUInt16BE(n, o + 1);
+    } else {
+      b[o] = 0xc6;
+      b.writeUInt32BE(n, o + 1);
+    }
+    o += head;
+    b.set(bytes, o);
+    this.n = o + n;
+  }
+
+  /** Writes the entry's length prefix (starting or extending a batch frame) and makes room for it. */
+  private entryHead(type: number, key: number, size: number): void {
+    const at = this.batchAt;
+    if (at >= 0 && this.batchType === type && this.batchKey === key && this.n - at + 4 + size <= BATCH_BYTES) {
+      this.reserve(4 + size);
+      const b = this.buf;
+      b.writeUInt32BE(size, this.n);
+      this.n += 4;
+      b.writeUInt32BE(this.n - at - 4 + size, at);
+      return;
+    }
+    const start = this.n;
+    this.reserve(HEADER_BYTES + 8 + size);
+    const b = this.buf;
+    b.writeUInt32BE(1 + 8 + size, start);
+    b[start + 4] = type;
+    b.writeUInt32BE(key >>> 0, start + 5);
+    b.writeUInt32BE(size, start + 9);
+    this.n = start + 13;
+    this.batchAt = start;
+    this.batchType = type;
+    this.batchKey = key;
+  }
+
   take(): Buffer {
     const out = Buffer.from(this.buf.subarray(0, this.n));
     this.n = 0;
+    this.batchAt = -1;
     if (this.buf.length > 1024 * 1024) this.buf = Buffer.allocUnsafe(64 * 1024);
     return out;
   }

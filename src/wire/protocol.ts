@@ -16,7 +16,9 @@
 // Channel sends (credit flow control: a grant is buffer slots reserved for this connection)
 //   SEND       c→s  [id, handle, want]   tail value: a send that may block; RES [id] when done.
 //                                        `want` asks for up to that many credits afterwards.
-//   CSEND      c→s  [handle]             tail value: a send into a slot granted earlier; no reply.
+//   CSEND      c→s  [handle]             tail entries: sends into slots granted earlier, in order;
+//                                        no reply. Each entry is [u32 length][value bytes]; the
+//                                        sends of one turn on one channel share a frame.
 //   GRANT      s→c  [handle, n]          n more credits.
 //   REVOKE     s→c  [handle]             give back unused credits (another sender waits, or the
 //                                        channel is closing); answered by RELEASE.
@@ -24,7 +26,8 @@
 // Channel receives (a receiver id `rid` is a request id; each credit is one blocked receive)
 //   RECV       c→s  [rid, handle, ack, n]  ack the first `ack` undelivered-to-user values of rid
 //                                          and add n receive credits (creates rid on first use).
-//   VAL        s→c  [rid]                tail value: one value for rid (kept until acked).
+//   VAL        s→c  [rid]                tail entries ([u32 length][value bytes] each): values for
+//                                        rid, in order (kept until acked).
 //   RCLOSE     c→s  [rid, ack, quiet]    ack `ack` values; the rest of rid's unacked values go back
 //                                        to the head of the channel; its credits are withdrawn;
 //                                        answered by an empty REND unless quiet.
@@ -146,17 +149,17 @@ function encodeBytes(v: Uint8Array): Buffer {
   return out;
 }
 
-/** Decodes one value; `at` skips that many leading bytes (a frame's header fields). */
-export function decode(bytes: Uint8Array, at = 0): unknown {
+/** Decodes the one value in bytes[at, end) (default: to the end; `at` skips header fields). */
+export function decode(bytes: Uint8Array, at = 0, end = bytes.length): unknown {
   // A whole-message bin is handed back as a view of the bytes, without the general decoder.
   const t = bytes[at];
-  const n = bytes.length - at;
+  const n = end - at;
   if (t === 0xc4 && n === 2 + (bytes[at + 1] as number))
     return Buffer.from(bytes.buffer, bytes.byteOffset + at + 2, n - 2);
   if (t === 0xc5 && n >= 3 && n === 3 + (((bytes[at + 1] as number) << 8) | (bytes[at + 2] as number))) {
     return Buffer.from(bytes.buffer, bytes.byteOffset + at + 3, n - 3);
   }
-  return packr.unpack(at === 0 ? bytes : bytes.subarray(at));
+  return packr.unpack(at === 0 && end === bytes.length ? bytes : bytes.subarray(at, end));
 }
 
 /** Reads the u32 field at index i of a frame body. */

@@ -5,7 +5,7 @@ import * as net from "node:net";
 import fc from "fast-check";
 import { Daemon } from "../../src/daemon/daemon.ts";
 import { dial } from "../../src/index.ts";
-import { FrameDecoder, FrameWriter } from "../../src/wire/frame.ts";
+import { batchTail, FrameDecoder, FrameWriter } from "../../src/wire/frame.ts";
 import { encode, PROTOCOL_VERSION, T } from "../../src/wire/protocol.ts";
 
 /** Feeds random bytes, cut at random points, to the decoder; only ProtocolError may come out. */
@@ -43,7 +43,7 @@ function seeds(id: string): { type: number; fields: number[]; tail?: Uint8Array 
     { type: T.REQ, fields: [7], tail: encode({ op: "mksub", path: [id, "j"], kind: "@join" }) },
     { type: T.REQ, fields: [8], tail: encode({ op: "scrub", path: p }) },
     { type: T.SEND, fields: [9, 1, 4], tail: encode("v") },
-    { type: T.CSEND, fields: [1], tail: encode("v") },
+    { type: T.CSEND, fields: [1], tail: batchTail([encode("v"), encode(2)]) },
     { type: T.RECV, fields: [10, 1, 0, 2] },
     { type: T.RCLOSE, fields: [10, 1, 0] },
     { type: T.RELEASE, fields: [1] },

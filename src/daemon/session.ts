@@ -169,12 +169,9 @@ export class Session {
       case T.CSEND: {
         const h = this.handles.get(u32(body, 0));
         if (!h) throw new NotFound("unknown channel handle");
-        const { chan } = h.el;
-        forEachEntry(body, 1, (start, end) => {
-          if (!chan.sendCredited(h.holder, this.value(body.subarray(start, end)))) {
-            throw new ProtocolError("credited send without credit");
-          }
-        });
+        const values: Buffer[] = [];
+        forEachEntry(body, 1, (start, end) => values.push(this.value(body.subarray(start, end))));
+        if (!h.el.chan.sendCreditedMany(h.holder, values)) throw new ProtocolError("credited send without credit");
         return;
       }
       case T.RELEASE: {

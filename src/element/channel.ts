@@ -198,13 +198,22 @@ export class Channel<V> {
    * is accepted even if a close has begun since. Returns false if the holder had no credit.
    */
   sendCredited(holder: CreditHolder, value: V): boolean {
+    return this.sendCreditedMany(holder, [value]);
+  }
+
+  /**
+   * Several credited sends, in order, each spending one credit: all of them are accepted, or none
+   * (false) if the holder has fewer credits than values.
+   */
+  sendCreditedMany(holder: CreditHolder, values: readonly V[]): boolean {
     const h = this.holders.get(holder);
-    if (!h || h.held <= 0) return false;
-    h.held--;
-    this.reserved--;
+    const n = values.length;
+    if (!h || h.held < n) return false;
+    h.held -= n;
+    this.reserved -= n;
     if (this.aborted) return true;
-    this.numSend++;
-    this.buf.push(value);
+    this.numSend += n;
+    for (let i = 0; i < n; i++) this.buf.push(values[i] as V);
     this.pump();
     return true;
   }
@@ -654,7 +663,19 @@ export class Channel<V> {
   private pump(): void {
     for (let progressed = true; progressed; ) {
       progressed = false;
-      // Buffered values go to the earliest receive.
+      // Buffered values go to the earliest receive (with no select case waiting, the head plain
+      // one). Each value is accounted for before take(), which may re-enter the channel.
+      while (this.buf.length > 0 && this.trecv.length === 0) {
+        const w = this.headReceiver();
+        if (!w) break;
+        if (--w.n === 0) {
+          this.receivers.shift();
+          this.unindexReceiver(w);
+        }
+        this.numRecv++;
+        w.r.take(this.buf.shift() as V);
+        progressed = true;
+      }
       while (this.buf.length > 0) {
         const R = this.firstReceiver();
         if (!R) break;

@@ -93,7 +93,8 @@ export class FrameConn {
   flush(): void {
     if (this.writer.length === 0 || this.ended) return;
     this.lastOutput = performance.now();
-    this.stream.write(this.writer.take());
+    // The frames leave from the writer's own buffer, which it gets back once they are written.
+    this.stream.write(this.writer.lend(), this.recycle);
     if (this.stream.writableLength > this.maxUnsent) {
       this.finish(new ProtocolError(`peer is not reading: over ${this.maxUnsent} bytes unsent`));
       this.stream.destroy();
@@ -116,6 +117,8 @@ export class FrameConn {
     this.stream.end();
     setTimeout(() => this.stream.destroy(), 200).unref();
   }
+
+  private readonly recycle = (): void => this.writer.recycle();
 
   private readonly flushSoon = (): void => {
     this.scheduled = false;

@@ -219,6 +219,28 @@ export class FrameWriter {
     return out;
   }
 
+  /**
+   * Hands out the bytes written so far without copying them, and goes on in another buffer. The
+   * caller gives each handed-out buffer back with recycle() once it is done with it, in order.
+   */
+  lend(): Buffer {
+    const out = this.buf.subarray(0, this.n);
+    this.lent.push(this.buf);
+    this.buf = this.spare.pop() ?? Buffer.allocUnsafeSlow(64 * 1024);
+    this.n = 0;
+    this.batchAt = -1;
+    return out;
+  }
+
+  /** The buffer lent out first is free again. */
+  recycle(): void {
+    const b = this.lent.shift();
+    if (b && b.length <= 1024 * 1024 && this.spare.length < 2) this.spare.push(b);
+  }
+
+  private readonly lent: Buffer[] = [];
+  private readonly spare: Buffer[] = [];
+
   private reserve(extra: number): void {
     if (this.n + extra <= this.buf.length) return;
     let size = this.buf.length * 2;

@@ -9,6 +9,7 @@ export const scenario: Scenario = {
   description:
     "fuzz: 100,000 random byte strings into the frame decoder, 100,000 random/mutated frames into a live daemon",
   budgetMs: 120_000,
+  once: true,
   roles: {},
   async run({ log }) {
     const t0 = performance.now();

@@ -23,6 +23,8 @@ export interface Row {
   minUs?: number;
   maxUs?: number;
   rounds?: number;
+  /** The headline figure of every run, in run order, when the bench ran several (the row is the median run). */
+  runs?: number[];
   note?: string;
   error?: string;
 }
@@ -53,6 +55,8 @@ export interface Scenario {
   description: string;
   /** Hard bound on the whole scenario, start-up included. */
   budgetMs: number;
+  /** Run in the first round only: its figures are not compared with a peer's. */
+  once?: boolean;
   /** One-off set-up outside the budget (installing a peer); returns facts for the JSON. */
   prepare?(log: (line: string) => void): Promise<Record<string, unknown>>;
   run(ctx: ScenarioContext): Promise<ScenarioResult>;

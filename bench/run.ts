@@ -55,8 +55,11 @@ const comparisons: Comparison[] = [
 ];
 
 function usage(): string {
-  return `usage: node --import tsx bench/run.ts [${Object.keys(scenarioModules).join("|")} ...]`;
+  return `usage: node --import tsx bench/run.ts [--runs N] [${Object.keys(scenarioModules).join("|")} ...]`;
 }
+
+/** How many times each comparison runs by default; the table shows the median run. */
+const DEFAULT_RUNS = 3;
 
 function machineInfo(): Record<string, unknown> {
   const cpus = os.cpus();
@@ -127,6 +130,19 @@ function headline(row: Row): number | undefined {
   return row.kind === "throughput" ? row.msgsPerSec : row.p50Us;
 }
 
+/** The run whose headline figure is the median (the lower middle for an even count), with every run's figure. */
+function median(all: Row[]): Row {
+  const ok = all.filter((r) => !r.error && headline(r) !== undefined);
+  if (ok.length === 0) return all[all.length - 1] as Row;
+  const sorted = [...ok].sort((a, b) => (headline(a) as number) - (headline(b) as number));
+  const mid = sorted[Math.floor((sorted.length - 1) / 2)] as Row;
+  if (all.length === 1) return mid;
+  const failedRuns = all.length - ok.length;
+  const row: Row = { ...mid, runs: ok.map((r) => headline(r) as number) };
+  if (failedRuns > 0) row.note = `${mid.note ? `${mid.note}; ` : ""}${failedRuns} of ${all.length} runs failed`;
+  return row;
+}
+
 function renderTable(rows: Map<string, Row>): { text: string; verdicts: Record<string, unknown>[] } {
   const lines: string[] = [];
   const verdicts: Record<string, unknown>[] = [];
@@ -156,6 +172,10 @@ function renderTable(rows: Map<string, Row>): { text: string; verdicts: Record<s
         const r50 = row.p50Us !== undefined && baseValue ? `${(row.p50Us / baseValue).toFixed(2)}×` : "—";
         const r99 = row.p99Us !== undefined && p99Base ? `${(row.p99Us / p99Base).toFixed(2)}×` : "—";
         line += `${pad(f[0] ?? "", 11, true)}${pad(f[1] ?? "", 11, true)}${pad(r50, 13, true)}${pad(r99, 13, true)}`;
+      }
+      if (row.runs && row.runs.length > 1) {
+        const fmt = c.kind === "throughput" ? formatRate : formatMicros;
+        line += `  [runs: ${row.runs.map((v) => fmt(v)).join(", ")}]`;
       }
       if (row.note) line += `  (${row.note})`;
       lines.push(line);
@@ -193,6 +213,16 @@ async function main(): Promise<number> {
     console.log(usage());
     return 0;
   }
+  let runs = DEFAULT_RUNS;
+  const at = args.indexOf("--runs");
+  if (at >= 0) {
+    runs = Number(args[at + 1]);
+    if (!Number.isInteger(runs) || runs < 1 || runs > 20) {
+      console.error(`--runs takes a whole number from 1 to 20\n${usage()}`);
+      return 2;
+    }
+    args.splice(at, 2);
+  }
   const unknown = args.filter((a) => !Object.hasOwn(scenarioModules, a));
   if (unknown.length > 0) {
     console.error(`unknown scenario: ${unknown.join(", ")}\n${usage()}`);
@@ -201,24 +231,35 @@ async function main(): Promise<number> {
   const names =
     args.length > 0 ? Object.keys(scenarioModules).filter((n) => args.includes(n)) : Object.keys(scenarioModules);
   const machine = machineInfo();
-  const scenarios: Record<string, unknown> = {};
-  const rows = new Map<string, Row>();
+  const scenarios: Record<string, unknown[]> = {};
+  const byId = new Map<string, Row[]>();
   let failed = false;
-  for (const name of names) {
-    const r = await runScenario(name);
-    scenarios[name] = r;
-    for (const row of r.rows) rows.set(row.id, row);
-    if (r.error || r.rows.some((row) => row.error)) failed = true;
-    if (r.error) console.error(`  ${name} failed: ${r.error}`);
+  // Rounds run every scenario in turn, so a noisy stretch of the machine falls on circuit and on
+  // its peers alike; each figure is then the median of its runs.
+  for (let round = 1; round <= runs; round++) {
+    if (runs > 1) console.error(`\n=== run ${round} of ${runs}`);
+    for (const name of names) {
+      if (round > 1 && (await scenarioModules[name]?.())?.once) continue;
+      const r = await runScenario(name);
+      (scenarios[name] ??= []).push(r);
+      for (const row of r.rows) byId.set(row.id, [...(byId.get(row.id) ?? []), row]);
+      if (r.error || r.rows.some((row) => row.error)) failed = true;
+      if (r.error) console.error(`  ${name} failed: ${r.error}`);
+    }
   }
+  const rows = new Map<string, Row>();
+  for (const [id, all] of byId) rows.set(id, median(all));
   const { text, verdicts } = renderTable(rows);
   console.log(
     `\ncircuit bench — ${machine.cpus} × ${machine.cpuModel}, node ${machine.node}, ${machine.date}` +
-      `${machine.commit ? `, commit ${machine.commit}` : ""}${text}`,
+      `${machine.commit ? `, commit ${machine.commit}` : ""}` +
+      `${runs > 1 ? `; each figure is the median of ${runs} runs` : ""}${text}`,
   );
   for (const name of names) {
-    const err = (scenarios[name] as { error?: string }).error;
-    if (err) console.log(`\n${name}: failed: ${err}`);
+    for (const r of scenarios[name] ?? []) {
+      const err = (r as { error?: string }).error;
+      if (err) console.log(`\n${name}: failed: ${err}`);
+    }
   }
   const dir = join(repoRoot, "bench", "results");
   mkdirSync(dir, { recursive: true });

@@ -300,6 +300,35 @@ describe("channels across processes", () => {
     assert.ok(out.every((v, i) => v === i));
   });
 
+  test("sends of one turn share frames: byte values of every size and other values arrive intact, in order", async () => {
+    const [x, y] = await chan<unknown>(512);
+    // Byte values take the direct-encoding path, others the encoder; sizes straddle the bin headers
+    // and the batch-frame limit.
+    const sizes = [0, 1, 255, 256, 65535, 65536, 100_000, 100];
+    const values: unknown[] = [];
+    for (let i = 0; i < 400; i++) {
+      if (i % 3 === 0) values.push({ i, s: "x".repeat(i % 50) });
+      else values.push(new Uint8Array(sizes[i % sizes.length] as number).fill(i & 0xff));
+    }
+    const consumer = (async () => {
+      const out: unknown[] = [];
+      for await (const v of y.iterate({ prefetch: 32 })) {
+        out.push(v);
+        if (out.length === values.length) break;
+      }
+      return out;
+    })();
+    // No await between sends while credits last: many sends leave in one turn.
+    await Promise.all(values.map((v) => x.send(v)));
+    const out = await consumer;
+    assert.equal(out.length, values.length);
+    for (let i = 0; i < values.length; i++) {
+      const want = values[i];
+      if (want instanceof Uint8Array) assert.ok(Buffer.from(want).equals(out[i] as Uint8Array), `value ${i}`);
+      else assert.deepEqual(out[i], want, `value ${i}`);
+    }
+  });
+
   test("breaking out of a prefetching loop returns unconsumed values to the channel in order", async () => {
     const [x, y] = await chan<number>(10);
     for (let i = 0; i < 10; i++) await x.send(i);

@@ -98,8 +98,17 @@ let seq = 0;
 /** A fresh anchor path on server `d`. */
 const fresh = (d: Daemon, what: string) => `/${d.id}/select/${what}-${++seq}`;
 
+/**
+ * Nothing waits on `ch`. A select resolves as soon as one case has happened; the releases of its
+ * other cases travel to their servers on other connections, so they are given a moment to land.
+ */
 async function idle(ch: Chan): Promise<void> {
-  const st = await ch.stat();
+  let st = await ch.stat();
+  const deadline = Date.now() + 2000;
+  while ((st.waitingSenders > 0 || st.waitingReceivers > 0) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 20));
+    st = await ch.stat();
+  }
   assert.equal(st.waitingSenders, 0, `${ch.path}: ${JSON.stringify(st)}`);
   assert.equal(st.waitingReceivers, 0, `${ch.path}: ${JSON.stringify(st)}`);
 }

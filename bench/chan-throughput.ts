@@ -1,10 +1,11 @@
 // Scenario `chan-throughput`: a buffered circuit channel between two processes through a daemon
 // in a third. The producer awaits every send in turn (credits let those complete without a round
-// trip each, DESIGN.md §3.1); the consumer iterates with a prefetch. Compared with NATS pub/sub.
+// trip each, DESIGN.md §3.1); the consumer iterates with a prefetch. Compared with NATS pub/sub,
+// measured the same way: WARM_MESSAGES first (fresh processes), then MESSAGES measured.
 import { performance } from "node:perf_hooks";
 import { checkPayload, dialCircuit, getChan, openChan } from "./circuit-lib.ts";
 import type { RoleContext, Row, Scenario, ScenarioContext } from "./harness.ts";
-import { errorText, startCircuitDaemon } from "./harness.ts";
+import { errorText, Phases, startCircuitDaemon, WARM_MESSAGES } from "./harness.ts";
 
 const PAYLOAD_BYTES = 100;
 const CAP = 1024;
@@ -31,29 +32,24 @@ async function producerRole(args: Record<string, unknown>, ctx: RoleContext): Pr
 async function consumerRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
   const client = await dialCircuit(String(args.url));
   const ch = await openChan(client, String(args.name), CAP);
-  const count = Number(args.count);
+  const phases = new Phases(Number(args.warm), Number(args.count));
   const limitMs = Number(args.seconds) * 1000;
-  let received = 0;
-  let t0 = 0;
   let finished = false;
   // Reports from a timer too, so a stalled channel still yields a (bad) figure instead of
   // hanging on the iterator.
   const finish = (why: string): void => {
     if (finished) return;
     finished = true;
-    const seconds = (performance.now() - t0) / 1000;
-    ctx.report("done", { received, seconds, rate: received > 1 ? (received - 1) / seconds : 0, why });
+    ctx.report("done", { ...phases.figures(), why });
   };
   ctx.report("ready");
   for await (const v of ch.iterate({ prefetch: Number(args.prefetch) })) {
     if (finished) break;
-    received++;
-    if (received === 1) {
-      t0 = performance.now();
+    if (phases.received === 0) {
       checkPayload(v, PAYLOAD_BYTES);
       setTimeout(() => finish("time limit"), limitMs);
     }
-    if (received >= count) {
+    if (phases.arrive()) {
       finish("count reached");
       break;
     }
@@ -63,37 +59,52 @@ async function consumerRole(args: Record<string, unknown>, ctx: RoleContext): Pr
 
 export const scenario: Scenario = {
   name: "chan-throughput",
-  description: `circuit chan cap ${CAP}, ${MESSAGES} × ${PAYLOAD_BYTES} B sends, iterate prefetch ${PREFETCH}, ≤ ${SECONDS} s`,
+  description: `circuit chan cap ${CAP}, ${WARM_MESSAGES} + ${MESSAGES} × ${PAYLOAD_BYTES} B sends, iterate prefetch ${PREFETCH}, ≤ ${SECONDS} s`,
   budgetMs: 30_000,
   async run(ctx: ScenarioContext) {
     const id = "chan.throughput";
     const label = `circuit chan cap ${CAP}, await send → iterate(${PREFETCH})`;
+    const coldId = "chan.throughput.cold";
+    const coldLabel = `circuit chan, first ${WARM_MESSAGES / 1000}k messages`;
     try {
       const { url } = await startCircuitDaemon(ctx.procs);
       ctx.log(`chan-throughput: daemon at ${url}`);
       const name = `throughput-${process.pid}-${Date.now().toString(36)}`;
-      const common = { url, name, count: MESSAGES };
+      const common = { url, name };
       const consumer = ctx.procs.role("chan-throughput", "consumer", {
         ...common,
+        warm: WARM_MESSAGES,
+        count: MESSAGES,
         prefetch: PREFETCH,
         seconds: SECONDS,
       });
       await consumer.next("ready");
-      ctx.procs.role("chan-throughput", "producer", { ...common, seconds: SECONDS + 2 });
+      ctx.procs.role("chan-throughput", "producer", {
+        ...common,
+        count: WARM_MESSAGES + MESSAGES,
+        seconds: SECONDS + 2,
+      });
       const done = await consumer.next("done");
-      const received = Number(done.received);
+      const measured = Number(done.measured);
       const row: Row = {
         id,
         label,
         kind: "throughput",
         msgsPerSec: Number(done.rate),
-        messages: received,
+        messages: measured,
         seconds: Number(done.seconds),
       };
-      if (received < MESSAGES) row.note = `${done.why} after ${received} of ${MESSAGES}`;
-      return { rows: [row] };
+      if (measured < MESSAGES) row.note = `${done.why} after ${measured} of ${MESSAGES}`;
+      const cold: Row = { id: coldId, label: coldLabel, kind: "throughput", msgsPerSec: Number(done.coldRate) };
+      return { rows: [row, cold] };
     } catch (e) {
-      return { rows: [{ id, label, kind: "throughput", error: errorText(e) }] };
+      const error = errorText(e);
+      return {
+        rows: [
+          { id, label, kind: "throughput", error },
+          { id: coldId, label: coldLabel, kind: "throughput", error },
+        ],
+      };
     }
   },
   roles: { producer: producerRole, consumer: consumerRole },

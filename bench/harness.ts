@@ -341,6 +341,54 @@ export function latencySummary(samplesMs: ArrayLike<number>): {
   };
 }
 
+/** How many messages each throughput run sends before the measured ones (circuit and NATS alike). */
+export const WARM_MESSAGES = 200_000;
+
+/**
+ * Counts a consumer's arrivals in two phases: the first `warm` messages, straight after the
+ * processes started (their code still being compiled), then the next `count`, measured from the
+ * arrival of message `warm` to the arrival of the last one.
+ */
+export class Phases {
+  private n = 0;
+  private t0 = 0;
+  private t1 = 0;
+  constructor(
+    readonly warm: number,
+    readonly count: number,
+  ) {
+    if (warm < 2 || count < 1) throw new RangeError("Phases needs warm ≥ 2 and count ≥ 1");
+  }
+
+  get received(): number {
+    return this.n;
+  }
+
+  /** One more message arrived; true once the last one has. */
+  arrive(): boolean {
+    const n = ++this.n;
+    if (n === 1) this.t0 = performance.now();
+    else if (n === this.warm) this.t1 = performance.now();
+    return n >= this.warm + this.count;
+  }
+
+  /** The figures so far: `rate` for the measured phase, `coldRate` for the warm-up phase. */
+  figures(): { received: number; measured: number; seconds: number; rate: number; coldRate: number } {
+    const now = performance.now();
+    const cold = this.n >= this.warm ? this.warm - 1 : Math.max(0, this.n - 1);
+    const coldSeconds = ((this.n >= this.warm ? this.t1 : now) - this.t0) / 1000;
+    const measured = Math.max(0, this.n - this.warm);
+    const seconds = measured > 0 ? (now - this.t1) / 1000 : 0;
+    return {
+      received: this.n,
+      measured,
+      seconds,
+      rate: seconds > 0 ? measured / seconds : 0,
+      coldRate: coldSeconds > 0 ? cold / coldSeconds : 0,
+    };
+  }
+}
+
 export function formatRate(perSec: number): string {
   if (perSec >= 1e6) return `${(perSec / 1e6).toFixed(2)} M msg/s`;
   if (perSec >= 1e3) return `${(perSec / 1e3).toFixed(1)} k msg/s`;

@@ -7,7 +7,7 @@ import { delimiter, join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { connect, type NatsConnection } from "nats";
 import type { Procs, RoleContext, Row, Scenario, ScenarioContext } from "./harness.ts";
-import { errorText, firstMatch, latencySummary } from "./harness.ts";
+import { errorText, firstMatch, latencySummary, Phases, WARM_MESSAGES } from "./harness.ts";
 
 const PAYLOAD_BYTES = 100;
 const PUBSUB_MESSAGES = 500_000;
@@ -93,27 +93,19 @@ async function publisherRole(args: Record<string, unknown>, ctx: RoleContext): P
 
 async function subscriberRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
   const nc = await dialNats(args.port);
-  const count = Number(args.count);
+  const phases = new Phases(Number(args.warm), Number(args.count));
   const limitMs = Number(args.seconds) * 1000;
-  let received = 0;
-  let t0 = 0;
   let finished = false;
   const finish = (why: string): void => {
     if (finished) return;
     finished = true;
-    const seconds = (performance.now() - t0) / 1000;
-    // The first message starts the clock, so it is not counted in the rate.
-    ctx.report("done", { received, seconds, rate: received > 1 ? (received - 1) / seconds : 0, why });
+    ctx.report("done", { ...phases.figures(), why });
   };
   nc.subscribe(String(args.subject), {
     callback: (err) => {
       if (err || finished) return;
-      received++;
-      if (received === 1) {
-        t0 = performance.now();
-        setTimeout(() => finish("time limit"), limitMs);
-      }
-      if (received >= count) finish("count reached");
+      if (phases.received === 0) setTimeout(() => finish("time limit"), limitMs);
+      if (phases.arrive()) finish("count reached");
     },
   });
   // The server has the subscription once a PING sent after it is answered.
@@ -162,30 +154,50 @@ async function startNatsServer(procs: Procs): Promise<number> {
   return Number(m[1]);
 }
 
-async function pubsub(procs: Procs): Promise<Row> {
+async function pubsub(procs: Procs): Promise<Row[]> {
   const id = "nats.pubsub";
   const label = "NATS core pub/sub (nats.js, callback sub)";
+  const coldId = "nats.pubsub.cold";
+  const coldLabel = `NATS pub/sub, first ${WARM_MESSAGES / 1000}k messages`;
   try {
     const port = await startNatsServer(procs);
     const subject = "bench.pubsub";
-    const common = { port, subject, count: PUBSUB_MESSAGES };
-    const sub = procs.role("nats", "subscriber", { ...common, seconds: PUBSUB_SECONDS });
+    const sub = procs.role("nats", "subscriber", {
+      port,
+      subject,
+      warm: WARM_MESSAGES,
+      count: PUBSUB_MESSAGES,
+      seconds: PUBSUB_SECONDS,
+    });
     await sub.next("ready");
-    const pub = procs.role("nats", "publisher", { ...common, flushEvery: FLUSH_EVERY, seconds: PUBSUB_SECONDS + 2 });
+    const pub = procs.role("nats", "publisher", {
+      port,
+      subject,
+      count: WARM_MESSAGES + PUBSUB_MESSAGES,
+      flushEvery: FLUSH_EVERY,
+      seconds: PUBSUB_SECONDS + 2,
+    });
     const done = await sub.next("done");
     await Promise.race([pub.next("sent"), new Promise((r) => setTimeout(r, 1000))]).catch(() => {});
-    const received = Number(done.received);
-    return {
-      id,
-      label,
-      kind: "throughput",
-      msgsPerSec: Number(done.rate),
-      messages: received,
-      seconds: Number(done.seconds),
-      note: received < PUBSUB_MESSAGES ? `${done.why} after ${received} of ${PUBSUB_MESSAGES}` : undefined,
-    };
+    const measured = Number(done.measured);
+    return [
+      {
+        id,
+        label,
+        kind: "throughput",
+        msgsPerSec: Number(done.rate),
+        messages: measured,
+        seconds: Number(done.seconds),
+        note: measured < PUBSUB_MESSAGES ? `${done.why} after ${measured} of ${PUBSUB_MESSAGES}` : undefined,
+      },
+      { id: coldId, label: coldLabel, kind: "throughput", msgsPerSec: Number(done.coldRate) },
+    ];
   } catch (e) {
-    return { id, label, kind: "throughput", error: errorText(e) };
+    const error = errorText(e);
+    return [
+      { id, label, kind: "throughput", error },
+      { id: coldId, label: coldLabel, kind: "throughput", error },
+    ];
   }
 }
 
@@ -225,7 +237,7 @@ async function requestReply(procs: Procs): Promise<Row> {
 
 export const scenario: Scenario = {
   name: "nats",
-  description: `NATS core: pub/sub ${PUBSUB_MESSAGES} × ${PAYLOAD_BYTES} B, request-reply ${RR_ROUNDS} rounds`,
+  description: `NATS core: pub/sub ${WARM_MESSAGES} + ${PUBSUB_MESSAGES} × ${PAYLOAD_BYTES} B, request-reply ${RR_ROUNDS} rounds`,
   budgetMs: 30_000,
   prepare: ensureNatsServer,
   async run(ctx: ScenarioContext) {
@@ -235,7 +247,7 @@ export const scenario: Scenario = {
     await ctx.procs.closeAll();
     ctx.log("nats: request-reply");
     const b = await requestReply(ctx.procs);
-    return { rows: [a, b] };
+    return { rows: [...a, b] };
   },
   roles: {
     publisher: publisherRole,

@@ -211,6 +211,18 @@ describe("FrameWriter", () => {
     assert.equal(w.lend().toString("hex"), "000000032401" + "02");
   });
 
+  test("lending says whether a loan is out", () => {
+    const w = new FrameWriter();
+    assert.equal(w.lending, false);
+    w.frame(0x21, [], hex("aa"));
+    w.lend();
+    assert.equal(w.lending, true);
+    w.frame(0x22, [], hex("bb"));
+    assert.equal(w.take().toString("hex"), "0000000222bb");
+    w.recycle();
+    assert.equal(w.lending, false);
+  });
+
   test("frames written with fields and tail decode back identically, however the bytes are cut", () => {
     const frameArb = fc.record({
       type: fc.integer({ min: 0, max: 255 }),

@@ -141,3 +141,35 @@ test("a well-behaved client keeps working while hostile clients attack the same 
     await d.stop();
   }
 });
+
+test("small frames queued for a client that never reads cost the daemon about what they hold", async () => {
+  const d = await startDaemon();
+  const port = Number(new URL(d.url.replace("circuit:", "http:")).port);
+  const good = await dial(d.url);
+  try {
+    const ch = await good.walk(`/${d.id}/small`).makeChan<Uint8Array>(0);
+    const reader = raw(port);
+    reader.write(HELLO);
+    reader.write(frame(T.REQ, [1], encode({ op: "open", path: [d.id, "small"] })));
+    await sleep(200);
+    reader.write(frame(T.RECV, [2, 1, 0, 30_000]));
+    reader.pause();
+    // First enough bytes to fill the socket's kernel buffers, so that later writes wait in the daemon.
+    const big = new Uint8Array(1024 * 1024);
+    for (let i = 0; i < 44; i++) await ch.send(big, { signal: AbortSignal.timeout(5000) });
+    await sleep(200);
+    const rss0 = await rss(good, d.id);
+    // Then rendezvous sends: each is handed over in its own turn, so each leaves in its own small
+    // write, queued behind the ones before.
+    const payload = new Uint8Array(100);
+    for (let i = 0; i < 20_000; i++) await ch.send(payload, { signal: AbortSignal.timeout(5000) });
+    const grown = (await rss(good, d.id)) - rss0;
+    // 20,000 values of ~100 bytes, kept until acknowledged and queued as exact copies: a few MB.
+    // A whole write buffer held per queued write would be 80 MB or more.
+    assert.ok(grown < 32 * 1024 * 1024, `daemon grew by ${Math.round(grown / 1e6)} MB`);
+    reader.destroy();
+  } finally {
+    await good.close();
+    await d.stop();
+  }
+});

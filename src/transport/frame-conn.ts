@@ -93,8 +93,10 @@ export class FrameConn {
   flush(): void {
     if (this.writer.length === 0 || this.ended) return;
     this.lastOutput = performance.now();
-    // The frames leave from the writer's own buffer, which it gets back once they are written.
-    this.stream.write(this.writer.lend(), this.recycle);
+    // The frames leave from the writer's own buffer, which it gets back once they are written;
+    // while an earlier write is still pending (a slow reader), they leave as an exact-size copy.
+    if (this.writer.lending) this.stream.write(this.writer.take());
+    else this.stream.write(this.writer.lend(), this.recycle);
     if (this.stream.writableLength > this.maxUnsent) {
       this.finish(new ProtocolError(`peer is not reading: over ${this.maxUnsent} bytes unsent`));
       this.stream.destroy();

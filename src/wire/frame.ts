@@ -219,9 +219,16 @@ export class FrameWriter {
     return out;
   }
 
+  /** True while a buffer lent out has not come back. */
+  get lending(): boolean {
+    return this.lent.length > 0;
+  }
+
   /**
    * Hands out the bytes written so far without copying them, and goes on in another buffer. The
    * caller gives each handed-out buffer back with recycle() once it is done with it, in order.
+   * A caller whose earlier loan is still out should take() instead: a buffer lent per write to a
+   * peer that reads slowly would hold a whole buffer for every few bytes waiting.
    */
   lend(): Buffer {
     const out = this.buf.subarray(0, this.n);

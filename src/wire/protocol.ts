@@ -65,7 +65,8 @@
 
 import { Packr } from "msgpackr";
 
-export const PROTOCOL_VERSION = 1;
+/** 2: CSEND and VAL carry batches of entries (1 carried one value each). */
+export const PROTOCOL_VERSION = 2;
 
 export const T = {
   HELLO: 0x01,

@@ -15,6 +15,23 @@ export function binHeadBytes(n: number): number {
   return n < 0x100 ? 2 : n < 0x10000 ? 3 : 5;
 }
 
+/** Writes the MessagePack bin header for n bytes at b[o]; returns its length. */
+export function writeBinHead(b: Buffer, o: number, n: number): number {
+  if (n < 0x100) {
+    b[o] = 0xc4;
+    b[o + 1] = n;
+    return 2;
+  }
+  if (n < 0x10000) {
+    b[o] = 0xc5;
+    b.writeUInt16BE(n, o + 1);
+    return 3;
+  }
+  b[o] = 0xc6;
+  b.writeUInt32BE(n, o + 1);
+  return 5;
+}
+
 /**
  * Calls `each(start, end)` for every entry of a batch frame body (`fields` u32 fields, then
  * [u32 length][bytes] entries). Throws ProtocolError for an empty batch or a truncated entry.
@@ -168,22 +185,9 @@ export class FrameWriter {
   /** Like batch(), with the entry being `bytes` encoded as a MessagePack bin (no copy made first). */
   batchBin(type: number, key: number, bytes: Uint8Array): void {
     const n = bytes.length;
-    const head = binHeadBytes(n);
-    this.entryHead(type, key, head + n);
-    const b = this.buf;
-    let o = this.n;
-    if (head === 2) {
-      b[o] = 0xc4;
-      b[o + 1] = n;
-    } else if (head === 3) {
-      b[o] = 0xc5;
-      b.writeUInt16BE(n, o + 1);
-    } else {
-      b[o] = 0xc6;
-      b.writeUInt32BE(n, o + 1);
-    }
-    o += head;
-    b.set(bytes, o);
+    this.entryHead(type, key, binHeadBytes(n) + n);
+    const o = this.n + writeBinHead(this.buf, this.n, n);
+    this.buf.set(bytes, o);
     this.n = o + n;
   }
 

@@ -64,6 +64,7 @@
 // A stream is acknowledged as soon as it is attached: bytes that have flowed cannot be taken back.
 
 import { Packr } from "msgpackr";
+import { binHeadBytes, writeBinHead } from "./frame.js";
 
 /** 2: CSEND and VAL carry batches of entries (1 carried one value each). */
 export const PROTOCOL_VERSION = 2;
@@ -133,20 +134,8 @@ export function encode(value: unknown): Buffer {
 }
 
 function encodeBytes(v: Uint8Array): Buffer {
-  const n = v.length;
-  const head = n < 0x100 ? 2 : n < 0x10000 ? 3 : 5;
-  const out = Buffer.allocUnsafe(head + n);
-  if (head === 2) {
-    out[0] = 0xc4;
-    out[1] = n;
-  } else if (head === 3) {
-    out[0] = 0xc5;
-    out.writeUInt16BE(n, 1);
-  } else {
-    out[0] = 0xc6;
-    out.writeUInt32BE(n, 1);
-  }
-  out.set(v, head);
+  const out = Buffer.allocUnsafe(binHeadBytes(v.length) + v.length);
+  out.set(v, writeBinHead(out, 0, v.length));
   return out;
 }
 

@@ -60,15 +60,15 @@ export interface ChanState {
 }
 
 const RESOLVED = Promise.resolve();
-
-function tooLarge(size: number, max: number): MessageTooLarge {
-  return new MessageTooLarge(`value of ${size} bytes exceeds the limit of ${max}`);
-}
 /** A quiet server is pinged after PING_MS and given up after SILENT_MS (DESIGN §6: 5 s). */
 const PING_MS = 1000;
 const SILENT_MS = 5000;
 /** How many credits a sender asks for at most. */
 const MAX_WANT = 1024;
+
+function tooLarge(size: number, max: number): MessageTooLarge {
+  return new MessageTooLarge(`value of ${size} bytes exceeds the limit of ${max}`);
+}
 
 export interface ConnectOptions {
   host: string;

@@ -140,6 +140,10 @@ export class FrameWriter {
   private batchAt = -1;
   private batchType = 0;
   private batchKey = 0;
+  /** Buffers handed out by lend() and not yet given back, oldest first. */
+  private readonly lent: Buffer[] = [];
+  /** Buffers given back, ready for reuse. */
+  private readonly spare: Buffer[] = [];
 
   constructor(initial = 64 * 1024) {
     this.buf = Buffer.allocUnsafe(initial);
@@ -248,9 +252,6 @@ export class FrameWriter {
     const b = this.lent.shift();
     if (b && b.length <= 1024 * 1024 && this.spare.length < 2) this.spare.push(b);
   }
-
-  private readonly lent: Buffer[] = [];
-  private readonly spare: Buffer[] = [];
 
   private reserve(extra: number): void {
     if (this.n + extra <= this.buf.length) return;

@@ -4,8 +4,8 @@
 // measured the same way: WARM_MESSAGES first (fresh processes), then MESSAGES measured.
 import { performance } from "node:perf_hooks";
 import { checkPayload, dialCircuit, getChan, openChan } from "./circuit-lib.ts";
-import type { RoleContext, Row, Scenario, ScenarioContext } from "./harness.ts";
-import { errorText, Phases, startCircuitDaemon, WARM_MESSAGES } from "./harness.ts";
+import type { RoleContext, Scenario, ScenarioContext } from "./harness.ts";
+import { errorText, Phases, phaseRows, startCircuitDaemon, WARM_MESSAGES } from "./harness.ts";
 
 const PAYLOAD_BYTES = 100;
 const CAP = 1024;
@@ -32,29 +32,14 @@ async function producerRole(args: Record<string, unknown>, ctx: RoleContext): Pr
 async function consumerRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
   const client = await dialCircuit(String(args.url));
   const ch = await openChan(client, String(args.name), CAP);
-  const phases = new Phases(Number(args.warm), Number(args.count));
-  const limitMs = Number(args.seconds) * 1000;
-  let finished = false;
-  // Reports from a timer too, so a stalled channel still yields a (bad) figure instead of
-  // hanging on the iterator.
-  const finish = (why: string): void => {
-    if (finished) return;
-    finished = true;
-    ctx.report("done", { ...phases.figures(), why });
-  };
+  const phases = new Phases(Number(args.warm), Number(args.count), Number(args.seconds) * 1000, ctx);
   ctx.report("ready");
   for await (const v of ch.iterate({ prefetch: Number(args.prefetch) })) {
-    if (finished) break;
-    if (phases.received === 0) {
-      checkPayload(v, PAYLOAD_BYTES);
-      setTimeout(() => finish("time limit"), limitMs);
-    }
-    if (phases.arrive()) {
-      finish("count reached");
-      break;
-    }
+    if (phases.finished) break;
+    if (phases.received === 0) checkPayload(v, PAYLOAD_BYTES);
+    if (phases.arrive()) break;
   }
-  finish("channel closed");
+  phases.finish("channel closed");
 }
 
 export const scenario: Scenario = {
@@ -62,10 +47,8 @@ export const scenario: Scenario = {
   description: `circuit chan cap ${CAP}, ${WARM_MESSAGES} + ${MESSAGES} × ${PAYLOAD_BYTES} B sends, iterate prefetch ${PREFETCH}, ≤ ${SECONDS} s`,
   budgetMs: 30_000,
   async run(ctx: ScenarioContext) {
-    const id = "chan.throughput";
-    const label = `circuit chan cap ${CAP}, await send → iterate(${PREFETCH})`;
-    const coldId = "chan.throughput.cold";
-    const coldLabel = `circuit chan, first ${WARM_MESSAGES / 1000}k messages`;
+    const main = { id: "chan.throughput", label: `circuit chan cap ${CAP}, await send → iterate(${PREFETCH})` };
+    const cold = { id: "chan.throughput.cold", label: `circuit chan, first ${WARM_MESSAGES / 1000}k messages` };
     try {
       const { url } = await startCircuitDaemon(ctx.procs);
       ctx.log(`chan-throughput: daemon at ${url}`);
@@ -84,27 +67,9 @@ export const scenario: Scenario = {
         count: WARM_MESSAGES + MESSAGES,
         seconds: SECONDS + 2,
       });
-      const done = await consumer.next("done");
-      const measured = Number(done.measured);
-      const row: Row = {
-        id,
-        label,
-        kind: "throughput",
-        msgsPerSec: Number(done.rate),
-        messages: measured,
-        seconds: Number(done.seconds),
-      };
-      if (measured < MESSAGES) row.note = `${done.why} after ${measured} of ${MESSAGES}`;
-      const cold: Row = { id: coldId, label: coldLabel, kind: "throughput", msgsPerSec: Number(done.coldRate) };
-      return { rows: [row, cold] };
+      return { rows: phaseRows(main, cold, MESSAGES, await consumer.next("done")) };
     } catch (e) {
-      const error = errorText(e);
-      return {
-        rows: [
-          { id, label, kind: "throughput", error },
-          { id: coldId, label: coldLabel, kind: "throughput", error },
-        ],
-      };
+      return { rows: phaseRows(main, cold, MESSAGES, { error: errorText(e) }) };
     }
   },
   roles: { producer: producerRole, consumer: consumerRole },

@@ -347,46 +347,91 @@ export const WARM_MESSAGES = 200_000;
 /**
  * Counts a consumer's arrivals in two phases: the first `warm` messages, straight after the
  * processes started (their code still being compiled), then the next `count`, measured from the
- * arrival of message `warm` to the arrival of the last one.
+ * arrival of message `warm` to the arrival of the last one. Reports "done" once: when the last
+ * message arrives, when finish() is called, or `limitMs` after the first message, so a stalled
+ * run still yields a (bad) figure instead of hanging.
  */
 export class Phases {
   private n = 0;
   private t0 = 0;
   private t1 = 0;
+  private done = false;
   constructor(
     readonly warm: number,
     readonly count: number,
+    private readonly limitMs: number,
+    private readonly ctx: RoleContext,
   ) {
     if (warm < 2 || count < 1) throw new RangeError("Phases needs warm ≥ 2 and count ≥ 1");
+  }
+
+  get finished(): boolean {
+    return this.done;
   }
 
   get received(): number {
     return this.n;
   }
 
-  /** One more message arrived; true once the last one has. */
+  /** One more message arrived; true once the run is finished. */
   arrive(): boolean {
     const n = ++this.n;
-    if (n === 1) this.t0 = performance.now();
-    else if (n === this.warm) this.t1 = performance.now();
-    return n >= this.warm + this.count;
+    if (n === 1) {
+      this.t0 = performance.now();
+      setTimeout(() => this.finish("time limit"), this.limitMs);
+    } else if (n === this.warm) this.t1 = performance.now();
+    if (n >= this.warm + this.count) this.finish("count reached");
+    return this.done;
   }
 
-  /** The figures so far: `rate` for the measured phase, `coldRate` for the warm-up phase. */
-  figures(): { received: number; measured: number; seconds: number; rate: number; coldRate: number } {
+  /** Reports the figures so far (once): `rate` for the measured phase, `coldRate` for the first. */
+  finish(why: string): void {
+    if (this.done) return;
+    this.done = true;
     const now = performance.now();
     const cold = this.n >= this.warm ? this.warm - 1 : Math.max(0, this.n - 1);
     const coldSeconds = ((this.n >= this.warm ? this.t1 : now) - this.t0) / 1000;
     const measured = Math.max(0, this.n - this.warm);
     const seconds = measured > 0 ? (now - this.t1) / 1000 : 0;
-    return {
+    this.ctx.report("done", {
       received: this.n,
       measured,
       seconds,
       rate: seconds > 0 ? measured / seconds : 0,
       coldRate: coldSeconds > 0 ? cold / coldSeconds : 0,
-    };
+      why,
+    });
   }
+}
+
+/**
+ * The two rows of a phased throughput run from its "done" report (or its error): the measured
+ * phase and the first `WARM_MESSAGES`.
+ */
+export function phaseRows(
+  main: { id: string; label: string },
+  cold: { id: string; label: string },
+  expected: number,
+  done: Message | { error: string },
+): Row[] {
+  if ("error" in done) {
+    return [
+      { ...main, kind: "throughput", error: String(done.error) },
+      { ...cold, kind: "throughput", error: String(done.error) },
+    ];
+  }
+  const measured = Number(done.measured);
+  return [
+    {
+      ...main,
+      kind: "throughput",
+      msgsPerSec: Number(done.rate),
+      messages: measured,
+      seconds: Number(done.seconds),
+      note: measured < expected ? `${done.why} after ${measured} of ${expected}` : undefined,
+    },
+    { ...cold, kind: "throughput", msgsPerSec: Number(done.coldRate) },
+  ];
 }
 
 export function formatRate(perSec: number): string {

@@ -7,7 +7,7 @@ import { delimiter, join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { connect, type NatsConnection } from "nats";
 import type { Procs, RoleContext, Row, Scenario, ScenarioContext } from "./harness.ts";
-import { errorText, firstMatch, latencySummary, Phases, WARM_MESSAGES } from "./harness.ts";
+import { errorText, firstMatch, latencySummary, Phases, phaseRows, WARM_MESSAGES } from "./harness.ts";
 
 const PAYLOAD_BYTES = 100;
 const PUBSUB_MESSAGES = 500_000;
@@ -93,25 +93,16 @@ async function publisherRole(args: Record<string, unknown>, ctx: RoleContext): P
 
 async function subscriberRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
   const nc = await dialNats(args.port);
-  const phases = new Phases(Number(args.warm), Number(args.count));
-  const limitMs = Number(args.seconds) * 1000;
-  let finished = false;
-  const finish = (why: string): void => {
-    if (finished) return;
-    finished = true;
-    ctx.report("done", { ...phases.figures(), why });
-  };
+  const phases = new Phases(Number(args.warm), Number(args.count), Number(args.seconds) * 1000, ctx);
   nc.subscribe(String(args.subject), {
     callback: (err) => {
-      if (err || finished) return;
-      if (phases.received === 0) setTimeout(() => finish("time limit"), limitMs);
-      if (phases.arrive()) finish("count reached");
+      if (!err && !phases.finished) phases.arrive();
     },
   });
   // The server has the subscription once a PING sent after it is answered.
   await nc.flush();
   nc.closed().then((e) => {
-    if (!finished) ctx.report("error", { message: `connection closed: ${e ? errorText(e) : "by server"}` });
+    if (!phases.finished) ctx.report("error", { message: `connection closed: ${e ? errorText(e) : "by server"}` });
   });
   ctx.report("ready");
 }
@@ -155,10 +146,8 @@ async function startNatsServer(procs: Procs): Promise<number> {
 }
 
 async function pubsub(procs: Procs): Promise<Row[]> {
-  const id = "nats.pubsub";
-  const label = "NATS core pub/sub (nats.js, callback sub)";
-  const coldId = "nats.pubsub.cold";
-  const coldLabel = `NATS pub/sub, first ${WARM_MESSAGES / 1000}k messages`;
+  const main = { id: "nats.pubsub", label: "NATS core pub/sub (nats.js, callback sub)" };
+  const cold = { id: "nats.pubsub.cold", label: `NATS pub/sub, first ${WARM_MESSAGES / 1000}k messages` };
   try {
     const port = await startNatsServer(procs);
     const subject = "bench.pubsub";
@@ -179,25 +168,9 @@ async function pubsub(procs: Procs): Promise<Row[]> {
     });
     const done = await sub.next("done");
     await Promise.race([pub.next("sent"), new Promise((r) => setTimeout(r, 1000))]).catch(() => {});
-    const measured = Number(done.measured);
-    return [
-      {
-        id,
-        label,
-        kind: "throughput",
-        msgsPerSec: Number(done.rate),
-        messages: measured,
-        seconds: Number(done.seconds),
-        note: measured < PUBSUB_MESSAGES ? `${done.why} after ${measured} of ${PUBSUB_MESSAGES}` : undefined,
-      },
-      { id: coldId, label: coldLabel, kind: "throughput", msgsPerSec: Number(done.coldRate) },
-    ];
+    return phaseRows(main, cold, PUBSUB_MESSAGES, done);
   } catch (e) {
-    const error = errorText(e);
-    return [
-      { id, label, kind: "throughput", error },
-      { id: coldId, label: coldLabel, kind: "throughput", error },
-    ];
+    return phaseRows(main, cold, PUBSUB_MESSAGES, { error: errorText(e) });
   }
 }
 

@@ -39,7 +39,7 @@ const comparisons: Comparison[] = [
       "Throughput, 100-byte messages, one producer → one consumer, measured at the consumer over " +
       `${MEASURED_TEXT} messages sent after the first ${WARM_TEXT}`,
     kind: "throughput",
-    ids: ["relay.framed", "relay.pipe", "nats.pubsub", "chan.throughput"],
+    ids: ["relay.framed", "relay.pipe", "nats.pubsub", "chan.throughput", "chan.throughput.serial"],
     baseline: "nats.pubsub",
     target: { id: "chan.throughput", text: "≥ 1.0× NATS pub/sub", met: (r) => r >= 1 },
   },

@@ -19,6 +19,11 @@ export interface DialOptions {
   signal?: AbortSignal;
   /** Connect and handshake deadline in ms (default 10,000); past it dial fails with Timeout. */
   timeoutMs?: number;
+  /**
+   * Most bytes of values each connection holds before the operating system has accepted them
+   * (default 4 MiB); past it, sends wait, as a Go send into a full buffer would.
+   */
+  maxUnsentBytes?: number;
 }
 
 export interface ServerInfo {
@@ -49,6 +54,10 @@ export async function dial(
   target: string | { discover: string } = DEFAULT_URL,
   opts: DialOptions = {},
 ): Promise<Client> {
+  const mu = opts.maxUnsentBytes;
+  if (mu !== undefined && (!Number.isSafeInteger(mu) || mu < 1)) {
+    throw new RangeError(`maxUnsentBytes must be a positive integer, not ${mu}`);
+  }
   let url: string;
   if (typeof target === "string") url = target;
   else {
@@ -65,6 +74,7 @@ export async function dial(
     key,
     signal: opts.signal,
     timeoutMs: opts.timeoutMs,
+    maxUnsentBytes: opts.maxUnsentBytes,
   });
   if (u.id && conn.serverId !== u.id) {
     await conn.close();
@@ -86,6 +96,7 @@ export class Client implements Router, AsyncDisposable {
   /** Connections to other servers, opened on first use. */
   private readonly conns = new Map<string, Promise<Connection>>();
   private readonly timeoutMs: number | undefined;
+  private readonly maxUnsentBytes: number | undefined;
   private readonly key: Buffer | undefined;
   private closing = false;
 
@@ -95,6 +106,7 @@ export class Client implements Router, AsyncDisposable {
     opts: DialOptions = {},
   ) {
     this.timeoutMs = opts.timeoutMs;
+    this.maxUnsentBytes = opts.maxUnsentBytes;
     this.key =
       opts.key === undefined ? undefined : typeof opts.key === "string" ? loadKey(opts.key) : parseKey(opts.key);
     home.onPush = (m) => this.onPush(m);
@@ -148,7 +160,8 @@ export class Client implements Router, AsyncDisposable {
       const info = this.view.get(serverId);
       if (!info) return Promise.reject(new NotFound(`no server ${serverId} in this circuit`));
       const u = parseUrl(info.url);
-      p = Connection.open({ host: u.host, port: u.port, key: this.key, timeoutMs: this.timeoutMs }).then(async (c) => {
+      const o = { host: u.host, port: u.port, key: this.key, timeoutMs: this.timeoutMs };
+      p = Connection.open({ ...o, maxUnsentBytes: this.maxUnsentBytes }).then(async (c) => {
         if (c.serverId !== serverId) {
           await c.close();
           throw new ServerGone(`${info.url} now serves ${c.serverId}, not ${serverId}`);

@@ -2,6 +2,7 @@
 // credits, receivers and stream messages. Handles (Chan, Anchor) sit on top of it.
 
 import { Readable, Writable } from "node:stream";
+import { finished } from "node:stream/promises";
 import {
   AuthFailed,
   type CircuitError,
@@ -59,12 +60,15 @@ export interface ChanState {
   blocking: number;
 }
 
-const RESOLVED = Promise.resolve();
 /** A quiet server is pinged after PING_MS and given up after SILENT_MS (DESIGN §6: 5 s). */
 const PING_MS = 1000;
 const SILENT_MS = 5000;
 /** How many credits a sender asks for at most. */
 const MAX_WANT = 1024;
+/** Default bound on bytes a connection holds that the operating system has not accepted yet. */
+export const DEFAULT_MAX_UNSENT = 4 * 1024 * 1024;
+/** How long close() lets ended stream writers finish before it cuts them. */
+const CLOSE_GRACE_MS = 10_000;
 
 function tooLarge(size: number, max: number): MessageTooLarge {
   return new MessageTooLarge(`value of ${size} bytes exceeds the limit of ${max}`);
@@ -78,6 +82,17 @@ export interface ConnectOptions {
   signal?: AbortSignal;
   /** Connect plus handshake deadline in ms. Default 10,000. */
   timeoutMs?: number;
+  /**
+   * Most bytes of values this connection holds before the operating system has accepted them;
+   * past it, sends wait (as a Go send into a full buffer would). Default DEFAULT_MAX_UNSENT.
+   */
+  maxUnsentBytes?: number;
+}
+
+/** An operation held back while the connection's unsent bytes are over the bound. */
+interface Gated {
+  run(): void;
+  reject(err: unknown): void;
 }
 
 export class Connection {
@@ -102,6 +117,10 @@ export class Connection {
   private handshakeError: CircuitError | undefined;
   private gone: CircuitError | undefined;
   private closing = false;
+  /** Operations waiting for the unsent bytes to fall under maxUnsent, in issue order. */
+  private readonly gate: Gated[] = [];
+  private maxUnsent = DEFAULT_MAX_UNSENT;
+  private admitting = false;
 
   private constructor(private readonly conn: FrameConn) {
     this.closed = new Promise((r) => {
@@ -115,6 +134,7 @@ export class Connection {
       }
     };
     conn.onClose = (err) => this.teardown(err);
+    conn.onDrain = () => this.admit();
   }
 
   /**
@@ -122,12 +142,21 @@ export class Connection {
    * stopped process, a cut cable) is gone, and everything waiting on it fails with ServerGone.
    */
   private startHeartbeat(): void {
+    let lastTick = performance.now();
+    let listeningSince = lastTick;
     this.heartbeat = setInterval(() => {
       const now = performance.now();
-      const quiet = now - this.conn.lastInput;
-      if (quiet > SILENT_MS) {
+      // After a stall of our own (a blocked event loop, a starved CPU) we were not listening:
+      // the server's silence counts only from when we are back, and gets a ping at once.
+      if (now - lastTick > PING_MS) listeningSince = now;
+      lastTick = now;
+      const quiet = now - Math.max(this.conn.lastInput, listeningSince);
+      // Our own output draining is progress too: the server is reading, though its answers (our
+      // pings' among them) wait behind what we queued.
+      const stuck = this.conn.unsent === 0 || now - this.conn.lastDrain > SILENT_MS;
+      if (quiet > SILENT_MS && stuck) {
         this.fail(new ServerGone(`no answer from ${this.serverId} for ${Math.round(quiet)} ms`));
-      } else if ((quiet >= PING_MS || now - this.conn.lastOutput >= PING_MS) && !this.gone) {
+      } else if ((quiet >= PING_MS || listeningSince === now || now - this.conn.lastOutput >= PING_MS) && !this.gone) {
         // Also when we have said nothing for a while: the server reaps connections that stay mute.
         const id = this.id();
         this.pending.set(id, { resolve: () => {}, reject: () => {} });
@@ -144,6 +173,7 @@ export class Connection {
     const conn = new FrameConn(sock, { maxFrame: DEFAULT_MAX_VALUE + FRAME_SLACK });
     const c = new Connection(conn);
     c.where = where;
+    if (opts.maxUnsentBytes !== undefined) c.maxUnsent = opts.maxUnsentBytes;
     let timer: NodeJS.Timeout | undefined;
     const onAbort = () => sock.destroy(opts.signal?.reason);
     try {
@@ -197,6 +227,8 @@ export class Connection {
   request(req: Record<string, unknown>, signal?: AbortSignal): Promise<unknown> {
     if (this.gone) return Promise.reject(this.gone);
     if (signal?.aborted) return Promise.reject(signal.reason);
+    // Behind held-back sends, so that (say) a close issued after them still comes after them.
+    if (this.gate.length > 0 && !this.admitting) return this.gated(() => this.request(req, signal), signal);
     const id = this.id();
     this.conn.send(T.REQ, [id], encode(req));
     return this.wait(id, signal);
@@ -223,12 +255,17 @@ export class Connection {
    * outgoing frame; anything else is encoded first.
    */
   sendValue(st: ChanState, value: unknown, signal?: AbortSignal): Promise<void> {
+    if (this.mustWait()) {
+      // Held back by reference, not copied: a copy would be the unbounded queue the bound exists to
+      // prevent. The value is read when its turn comes (documented: do not change it before then).
+      return this.gated(() => this.sendValue(st, value, signal), signal);
+    }
     if (value instanceof Uint8Array && this.mayCredit(st, signal)) {
       const size = binHeadBytes(value.length) + value.length;
       if (size > this.maxValue) return Promise.reject(tooLarge(size, this.maxValue));
       st.credits--;
       this.conn.batchBin(T.CSEND, st.handle, value);
-      return RESOLVED;
+      return this.written();
     }
     let bytes: Buffer;
     try {
@@ -248,10 +285,15 @@ export class Connection {
   send(st: ChanState, bytes: Buffer, signal?: AbortSignal): Promise<void> {
     if (this.gone) return Promise.reject(this.gone);
     if (signal?.aborted) return Promise.reject(signal.reason);
+    if (this.mustWait()) {
+      return this.gated(() => this.send(st, bytes, signal), signal);
+    }
     if (st.credits > 0 && st.blocking === 0) {
       st.credits--;
       this.conn.batch(T.CSEND, st.handle, bytes);
-      return RESOLVED;
+      // A credited send completes once its bytes have left this process: the buffer slot is
+      // reserved for it, and the kernel delivers accepted bytes even if the process exits now.
+      return this.written();
     }
     const id = this.id();
     st.blocking++;
@@ -265,6 +307,60 @@ export class Connection {
         throw err;
       },
     );
+  }
+
+  /** Settles once everything queued so far has been accepted by the operating system. */
+  written(): Promise<void> {
+    if (this.gone) return Promise.reject(this.gone);
+    return this.conn.written().catch(() => {
+      throw this.gone ?? new ServerGone(`lost connection to ${this.serverId} before the bytes were written`);
+    });
+  }
+
+  /** Runs `op` once the unsent bytes are under the bound and everything held back before it has gone. */
+  private gated<R>(op: () => Promise<R>, signal?: AbortSignal): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      const entry: Gated = {
+        run: () => {
+          signal?.removeEventListener("abort", onAbort);
+          op().then(resolve, reject);
+        },
+        reject: (err) => {
+          signal?.removeEventListener("abort", onAbort);
+          reject(err);
+        },
+      };
+      // Held back, nothing was sent: an abort withdraws it without a trace.
+      const onAbort = () => {
+        const i = this.gate.indexOf(entry);
+        if (i >= 0) this.gate.splice(i, 1);
+        reject(signal?.reason);
+        this.admit();
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.gate.push(entry);
+    });
+  }
+
+  /** True if a send must be held back: the bound is reached, or others wait before it. */
+  private mustWait(): boolean {
+    return !this.admitting && (this.gate.length > 0 || this.conn.unsent >= this.maxUnsent);
+  }
+
+  /** Lets held-back operations go, in order, while the unsent bytes stay under the bound. */
+  private admit(): void {
+    const g = this.gate;
+    if (this.admitting) return;
+    this.admitting = true;
+    try {
+      while (g.length > 0 && (this.gone || this.conn.unsent < this.maxUnsent)) {
+        const next = g.shift() as Gated;
+        if (this.gone) next.reject(this.gone);
+        else next.run();
+      }
+    } finally {
+      this.admitting = false;
+    }
   }
 
   /** Opens a receiver with n credits; returns its id. */
@@ -317,13 +413,16 @@ export class Connection {
     }
     this.outStreams.set(sid, writer);
     this.conn.send(T.SOPEN, [id, handle, sid]);
-    const sent = this.wait(id, signal, () => this.conn.send(T.CANCEL, [id])).then(
+    const taken = this.wait(id, signal, () => this.conn.send(T.CANCEL, [id])).then(
       () => undefined,
       (err) => {
         writer.destroy(err);
         throw err;
       },
     );
+    // Sent once the message is in the channel (or with its receiver) and all of it, end marker
+    // included, has left this process.
+    const sent = Promise.all([taken, finished(writer)]).then(() => undefined);
     return { writer, sent };
   }
 
@@ -405,12 +504,27 @@ export class Connection {
     this.conn.destroy(err);
   }
 
-  close(): Promise<void> {
+  /**
+   * Closes gracefully: stream writers already ended get up to CLOSE_GRACE_MS to send the rest of
+   * their message; writers not ended are broken off (their receivers see StreamBroken).
+   */
+  async close(): Promise<void> {
     if (!this.gone && !this.closing) {
       this.closing = true;
+      const ending = [...this.outStreams.values()].filter((w) => w.writableEnded && !w.writableFinished);
+      if (ending.length > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          Promise.allSettled(ending.map((w) => finished(w))),
+          new Promise((r) => {
+            timer = setTimeout(r, CLOSE_GRACE_MS);
+          }),
+        ]);
+        clearTimeout(timer);
+      }
       this.conn.end();
     }
-    return this.closed.then(() => undefined);
+    await this.closed;
   }
 
   private id(): number {
@@ -487,6 +601,8 @@ export class Connection {
       case T.PUSH:
         this.onPush(decode(body) as Record<string, unknown>);
         return;
+      case T.TICK:
+        return; // its arrival is the point (FrameConn.lastInput)
       case T.GRANT: {
         const st = this.chans.get(u32(body, 0));
         if (st) st.credits += u32(body, 1);
@@ -596,6 +712,7 @@ export class Connection {
     for (const sel of this.selectors.values()) sel.gone(err);
     this.selectors.clear();
     this.chans.clear();
+    this.admit();
     this.resolveClosed(this.closing ? undefined : err);
   }
 }
@@ -645,8 +762,17 @@ export class StreamWriter extends Writable {
   override _final(cb: (err?: Error | null) => void): void {
     this.ended = true;
     this.c.frameOut(T.SFIN, [this.sid]);
-    this.c.forgetStream(this.sid);
-    cb();
+    // Finished (and `sent`) only once the end marker has left this process.
+    this.c.written().then(
+      () => {
+        this.c.forgetStream(this.sid);
+        cb();
+      },
+      (err) => {
+        this.c.forgetStream(this.sid);
+        cb(err);
+      },
+    );
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {

@@ -24,7 +24,7 @@ import { HostResources } from "./host-ops.js";
 import { DEFAULT_LIMITS, type Limits } from "./limits.js";
 import { ProcTable } from "./proc.js";
 import { scrubProc } from "./proc-ops.js";
-import { Session } from "./session.js";
+import { Session, TICK_MS } from "./session.js";
 
 export const VERSION = "0.1.0";
 
@@ -126,9 +126,9 @@ export class Daemon {
     this.reaper = setInterval(
       () => {
         const now = performance.now();
-        for (const s of this.sessions) s.reapIfIdle(now, idleMs);
+        for (const s of this.sessions) s.tick(now, idleMs);
       },
-      Math.min(5000, idleMs),
+      Math.min(TICK_MS, idleMs),
     );
     this.reaper.unref();
     const listenHost = parseAddr(opts.addr ?? "127.0.0.1:7711").host;

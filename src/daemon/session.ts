@@ -56,6 +56,9 @@ class SessionReceiver implements Receiver<Item> {
   }
 }
 
+/** How often sessions are looked at for idleness and ticks. */
+export const TICK_MS = 1000;
+
 export class Session {
   private handshaken = false;
   private readonly timer: NodeJS.Timeout;
@@ -499,9 +502,17 @@ export class Session {
     this.d.sessionGone(this);
   }
 
-  /** The peer has sent nothing for too long (a half-open connection, or a slow attacker). */
-  reapIfIdle(now: number, idleMs: number): void {
-    if (!this.gone && now - this.conn.lastInput > idleMs) this.fatal(new ProtocolError(`idle for over ${idleMs} ms`));
+  /**
+   * Every TICK_MS: reaps a peer that has sent nothing for too long (a half-open connection, or a
+   * slow attacker), and tells a client whose bytes keep arriving that we are alive even when we
+   * have nothing else to say (its pings may be queued behind its own values on a slow link).
+   */
+  tick(now: number, idleMs: number): void {
+    if (this.gone) return;
+    if (now - this.conn.lastInput > idleMs) this.fatal(new ProtocolError(`idle for over ${idleMs} ms`));
+    else if (this.handshaken && now - this.conn.lastInput < TICK_MS && now - this.conn.lastOutput >= TICK_MS) {
+      this.conn.send(T.TICK, []);
+    }
   }
 
   /** The daemon is stopping. */

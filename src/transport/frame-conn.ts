@@ -32,8 +32,23 @@ export class FrameConn {
   lastInput = performance.now();
   /** When we last wrote anything (performance.now()). */
   lastOutput = performance.now();
+  /** When the operating system last accepted bytes we wrote (performance.now()). */
+  lastDrain = performance.now();
+  /** Called whenever the operating system has accepted more of our bytes. */
+  onDrain: () => void = () => {};
   private readonly maxUnsent: number;
   private ended = false;
+  /** Bytes handed to the stream so far, and how many of those the operating system has accepted. */
+  private flushedBytes = 0;
+  private acceptedBytes = 0;
+  /** Per write in flight, oldest first: where it ends in the byte count, and whether it was lent. */
+  private readonly inFlight: { end: number; lent: boolean }[] = [];
+  /** Promises of written(), oldest first, each with the byte count it waits for. */
+  private readonly waiters: { end: number; resolve(): void; reject(e: Error): void }[] = [];
+  /** The promise the frames queued since the last flush share (written() while the writer holds bytes). */
+  private batchDone: Promise<void> | undefined;
+  private batchWaiter: { end: number; resolve(): void; reject(e: Error): void } | undefined;
+  private closeError: Error | undefined;
 
   constructor(
     readonly stream: Duplex,
@@ -52,8 +67,19 @@ export class FrameConn {
         this.destroy(e);
       }
     });
-    stream.on("error", (err) => this.finish(err));
-    stream.on("close", () => this.finish());
+    stream.on("error", (err) => {
+      this.closeError ??= err;
+      this.finish(err);
+    });
+    stream.on("close", () => {
+      this.finish();
+      // Whatever the operating system had not accepted by now never left this process.
+      const err = this.closeError ?? new ProtocolError("connection closed before the bytes were written");
+      for (const w of this.waiters.splice(0)) w.reject(err);
+      if (this.batchWaiter) this.batchWaiter.reject(err);
+      this.batchWaiter = undefined;
+      this.batchDone = undefined;
+    });
     stream.on("end", () => this.finish());
   }
 
@@ -90,13 +116,46 @@ export class FrameConn {
     }
   }
 
+  /** Bytes queued here or in the stream that the operating system has not accepted yet. */
+  get unsent(): number {
+    return this.writer.length + this.flushedBytes - this.acceptedBytes;
+  }
+
+  /**
+   * Settles once every byte queued so far has been accepted by the operating system (the kernel
+   * then delivers it even if this process dies); rejects if the connection closes first. The
+   * frames of one turn share one promise.
+   */
+  written(): Promise<void> {
+    if (this.writer.length > 0) {
+      if (!this.batchDone) {
+        this.batchDone = new Promise<void>((resolve, reject) => {
+          this.batchWaiter = { end: 0, resolve, reject };
+        });
+      }
+      return this.batchDone;
+    }
+    if (this.acceptedBytes >= this.flushedBytes) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => this.waiters.push({ end: this.flushedBytes, resolve, reject }));
+  }
+
   flush(): void {
     if (this.writer.length === 0 || this.ended) return;
     this.lastOutput = performance.now();
+    const bw = this.batchWaiter;
+    this.batchWaiter = undefined;
+    this.batchDone = undefined;
     // The frames leave from the writer's own buffer, which it gets back once they are written;
     // while an earlier write is still pending (a slow reader), they leave as an exact-size copy.
-    if (this.writer.lending) this.stream.write(this.writer.take());
-    else this.stream.write(this.writer.lend(), this.recycle);
+    const lent = !this.writer.lending;
+    const chunk = lent ? this.writer.lend() : this.writer.take();
+    this.flushedBytes += chunk.length;
+    this.inFlight.push({ end: this.flushedBytes, lent });
+    if (bw) {
+      bw.end = this.flushedBytes;
+      this.waiters.push(bw);
+    }
+    this.stream.write(chunk, this.onWritten);
     if (this.stream.writableLength > this.maxUnsent) {
       this.finish(new ProtocolError(`peer is not reading: over ${this.maxUnsent} bytes unsent`));
       this.stream.destroy();
@@ -120,7 +179,17 @@ export class FrameConn {
     setTimeout(() => this.stream.destroy(), 200).unref();
   }
 
-  private readonly recycle = (): void => this.writer.recycle();
+  /** A write has completed (callbacks come in write order). */
+  private readonly onWritten = (err?: Error | null): void => {
+    const w = this.inFlight.shift();
+    if (!w || err) return;
+    if (w.lent) this.writer.recycle();
+    this.acceptedBytes = w.end;
+    this.lastDrain = performance.now();
+    const ws = this.waiters;
+    while (ws.length > 0 && (ws[0] as { end: number }).end <= w.end) (ws.shift() as { resolve(): void }).resolve();
+    this.onDrain();
+  };
 
   private readonly flushSoon = (): void => {
     this.scheduled = false;

@@ -13,6 +13,11 @@
 //   PUSH       s→c  []                   tail {ev, ...}
 //   CANCEL     c→s  [id]                 withdraw a blocked SEND/SOPEN; it then fails with code
 //                                        Cancelled, unless its RES is already on the way.
+//   TICK       s→c  []                   the server is alive and reading: sent when bytes arrived
+//                                        from the client in the last second but the server had
+//                                        nothing to say for a second. A client whose own output
+//                                        keeps the answers to its pings waiting (a slow link) sees
+//                                        the server live through these.
 // Channel sends (credit flow control: a grant is buffer slots reserved for this connection)
 //   SEND       c→s  [id, handle, want]   tail value: a send that may block; RES [id] when done.
 //                                        `want` asks for up to that many credits afterwards.
@@ -66,8 +71,8 @@
 import { Packr } from "msgpackr";
 import { binHeadBytes, writeBinHead } from "./frame.js";
 
-/** 2: CSEND and VAL carry batches of entries (1 carried one value each). */
-export const PROTOCOL_VERSION = 2;
+/** 3: TICK (2: CSEND and VAL carry batches of entries; 1 carried one value each). */
+export const PROTOCOL_VERSION = 3;
 
 export const T = {
   HELLO: 0x01,
@@ -76,6 +81,7 @@ export const T = {
   ERR: 0x04,
   PUSH: 0x05,
   CANCEL: 0x06,
+  TICK: 0x07,
   SEND: 0x10,
   CSEND: 0x11,
   GRANT: 0x12,

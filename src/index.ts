@@ -2,7 +2,16 @@
 
 export { Anchor, type Element, type ListEntry } from "./client/anchor.js";
 export { Chan, type ChanStat, type IterateOptions, type MessageWriter, type OpOptions } from "./client/chan.js";
-export { Client, DEFAULT_URL, type DialOptions, dial, parseUrl, type ServerInfo } from "./client/client.js";
+export {
+  Client,
+  DEFAULT_URL,
+  type DialOptions,
+  dial,
+  type FailoverEvent,
+  parseUrl,
+  parseUrlList,
+  type ServerInfo,
+} from "./client/client.js";
 export type { FileInfo, FileStat, FileWriter, ListeningPort, ReservePortOptions } from "./client/host.js";
 export { loadKey, newKey, parseGroup } from "./client/keys.js";
 export {

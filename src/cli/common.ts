@@ -24,7 +24,7 @@ export function dialUrl(g: GlobalOptions): string {
   const env = process.env.CIRCUIT?.trim();
   if (env) {
     if (env.startsWith("circuit://")) return env;
-    if (existsSync(env)) return readFileSync(env, "utf8").trim().split(/\s+/)[0] ?? "";
+    if (existsSync(env)) return readFileSync(env, "utf8").trim().split(/\s+/).join(",");
     throw new UsageError(`CIRCUIT=${env} is neither a circuit:// URL nor a file holding one`);
   }
   return DEFAULT_URL;

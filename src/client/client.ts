@@ -1,14 +1,17 @@
 // dial and Client: a program's entry into the circuit through one dial-in server.
 
-import { type CircuitError, NotFound, ServerGone } from "../errors.js";
+import { EventEmitter, on } from "node:events";
+import { AuthFailed, type CircuitError, NotFound, ServerGone } from "../errors.js";
 import { discoverServer, parseGroup } from "../transport/discovery.js";
 import { loadKey, parseKey } from "../transport/secure.js";
 import { parsePath } from "../wire/path.js";
 import { Anchor, type Router } from "./anchor.js";
 import type { OpOptions } from "./chan.js";
-import { Connection } from "./connection.js";
+import { Connection, type ConnectOptions } from "./connection.js";
 
 export const DEFAULT_URL = "circuit://127.0.0.1:7711";
+/** How long a client whose dial-in server died keeps trying the other members. */
+const FAILOVER_MS = 10_000;
 
 export interface DialOptions {
   /**
@@ -45,56 +48,95 @@ export function parseUrl(url: string): { host: string; port: number; id?: string
   return { host: (m[1] ?? m[2]) as string, port, ...(m[4] ? { id: m[4] } : {}) };
 }
 
+/** A list of circuit URLs: an array, or one string with URLs separated by commas. */
+export function parseUrlList(target: string | readonly string[]): string[] {
+  const list = (typeof target === "string" ? target.split(",") : [...target]).map((u) => u.trim()).filter(Boolean);
+  if (list.length === 0) throw new TypeError("no circuit URL given");
+  for (const u of list) parseUrl(u);
+  return list;
+}
+
+/** Opens a connection to the server at `url`, checking the server ID when the URL names one. */
+async function connectUrl(url: string, o: Omit<ConnectOptions, "host" | "port">): Promise<Connection> {
+  const u = parseUrl(url);
+  const conn = await Connection.open({ ...o, host: u.host, port: u.port });
+  if (u.id && conn.serverId !== u.id) {
+    await conn.close();
+    throw new NotFound(`${url} names server ${u.id}, but ${u.host}:${u.port} serves ${conn.serverId}`);
+  }
+  return conn;
+}
+
 /**
- * Connects to a circuit server: by URL, or `{ discover: "GROUP:PORT" }` to take the first server
- * that announces itself there. Fails with ServerGone if nobody answers, Timeout past the deadline,
- * AuthFailed if the keys differ.
+ * Connects to a circuit: by URL, by a list of URLs (an array, or one string with commas; the
+ * first that answers is the dial-in server), or `{ discover: "GROUP:PORT" }` to take the first
+ * server that announces itself there. Fails with ServerGone if nobody answers, Timeout past the
+ * deadline, AuthFailed if the keys differ. The client then follows the circuit's membership and,
+ * should its dial-in server die, moves to another live member (Client "failover" event).
  */
 export async function dial(
-  target: string | { discover: string } = DEFAULT_URL,
+  target: string | readonly string[] | { discover: string } = DEFAULT_URL,
   opts: DialOptions = {},
 ): Promise<Client> {
   const mu = opts.maxUnsentBytes;
   if (mu !== undefined && (!Number.isSafeInteger(mu) || mu < 1)) {
     throw new RangeError(`maxUnsentBytes must be a positive integer, not ${mu}`);
   }
-  let url: string;
-  if (typeof target === "string") url = target;
-  else {
-    const key =
-      opts.key === undefined ? undefined : typeof opts.key === "string" ? loadKey(opts.key) : parseKey(opts.key);
-    url = await discoverServer(parseGroup(target.discover), key, opts.timeoutMs ?? 5000);
-  }
-  const u = parseUrl(url);
   const key =
     opts.key === undefined ? undefined : typeof opts.key === "string" ? loadKey(opts.key) : parseKey(opts.key);
-  const conn = await Connection.open({
-    host: u.host,
-    port: u.port,
-    key,
-    signal: opts.signal,
-    timeoutMs: opts.timeoutMs,
-    maxUnsentBytes: opts.maxUnsentBytes,
-  });
-  if (u.id && conn.serverId !== u.id) {
-    await conn.close();
-    throw new NotFound(`${url} names server ${u.id}, but ${u.host}:${u.port} serves ${conn.serverId}`);
+  const urls =
+    typeof target === "string" || Array.isArray(target)
+      ? parseUrlList(target as string | string[])
+      : [await discoverServer(parseGroup((target as { discover: string }).discover), key, opts.timeoutMs ?? 5000)];
+  const o = { key, signal: opts.signal, timeoutMs: opts.timeoutMs, maxUnsentBytes: opts.maxUnsentBytes };
+  let last: unknown;
+  for (const url of urls) {
+    let conn: Connection;
+    try {
+      conn = await connectUrl(url, o);
+    } catch (err) {
+      // A refused key or an abort is an answer, not an absence: the next URL would say the same.
+      if (err instanceof AuthFailed || opts.signal?.aborted) throw err;
+      last = err;
+      continue;
+    }
+    const client = new Client(conn, opts);
+    try {
+      await client.init();
+    } catch (err) {
+      await conn.close();
+      last = err;
+      continue;
+    }
+    return client;
   }
-  const client = new Client(conn, opts);
-  try {
-    await client.init();
-  } catch (err) {
-    await conn.close();
-    throw err;
-  }
-  return client;
+  throw last;
 }
 
-export class Client implements Router, AsyncDisposable {
+/** The dial-in server changed: the one dialled died and the client moved to another member. */
+export interface FailoverEvent {
+  /** The server ID of the dial-in server that was lost. */
+  from: string;
+  /** The server ID the client moved to. */
+  to: string;
+  /** Why the old one was given up (its ServerGone). */
+  reason: CircuitError | undefined;
+}
+
+/**
+ * A program's handle on a circuit. It emits "failover" (a FailoverEvent) when its dial-in server
+ * dies and it moves to another live member; `failovers()` iterates the same events.
+ */
+export class Client extends EventEmitter implements Router, AsyncDisposable {
   /** Live servers by ID, as the dial-in server reports them. */
   private readonly view = new Map<string, ServerInfo>();
   /** Connections to other servers, opened on first use. */
   private readonly conns = new Map<string, Promise<Connection>>();
+  /** Settles when the client has no server left (ServerGone) or was closed (undefined). */
+  readonly closed: Promise<ServerGone | CircuitError | undefined>;
+  private resolveClosed!: (e: ServerGone | CircuitError | undefined) => void;
+  /** Set while the client moves to another dial-in server. */
+  private moving: Promise<void> | undefined;
   private readonly timeoutMs: number | undefined;
   private readonly maxUnsentBytes: number | undefined;
   private readonly key: Buffer | undefined;
@@ -102,31 +144,88 @@ export class Client implements Router, AsyncDisposable {
 
   /** @internal */
   constructor(
-    private readonly home: Connection,
+    private home: Connection,
     opts: DialOptions = {},
   ) {
+    super();
+    this.closed = new Promise((r) => {
+      this.resolveClosed = r;
+    });
     this.timeoutMs = opts.timeoutMs;
     this.maxUnsentBytes = opts.maxUnsentBytes;
     this.key =
       opts.key === undefined ? undefined : typeof opts.key === "string" ? loadKey(opts.key) : parseKey(opts.key);
-    home.onPush = (m) => this.onPush(m);
-    // Without the dial-in server there is no membership view: nothing may wait on the others.
-    void home.closed.then((err) => {
-      for (const p of this.conns.values())
-        void p.then(
-          (c) => c.fail(err ?? new ServerGone("client closed")),
-          () => {},
-        );
-    });
   }
 
   /** @internal Starts the membership watch; the view then follows the pushes. */
   async init(): Promise<void> {
-    const list = (await this.home.request({ op: "watch" })) as ServerInfo[];
-    for (const s of list) this.view.set(s.id, s);
+    await this.adopt(this.home);
   }
 
-  /** The dial-in server's ID. */
+  /** Makes `c` the dial-in connection: its membership view replaces ours, and its loss moves us on. */
+  private async adopt(c: Connection): Promise<void> {
+    c.onPush = (m) => {
+      if (this.home === c) this.onPush(m);
+    };
+    const list = (await c.request({ op: "watch" })) as ServerInfo[];
+    this.view.clear();
+    for (const s of list) this.view.set(s.id, s);
+    // Connections to servers the new view does not know are to servers that left meanwhile.
+    for (const id of this.conns.keys()) {
+      if (!this.view.has(id)) this.failConn(id, new ServerGone(`server ${id} left the circuit`));
+    }
+    void c.closed.then((err) => {
+      if (this.home !== c) return;
+      this.moving = this.failover(c, err).finally(() => {
+        this.moving = undefined;
+      });
+    });
+  }
+
+  /**
+   * The dial-in server is gone: move to another live member (those we already talk to first),
+   * within the failure-detection bound. Operations on elements of the dead server fail with
+   * ServerGone (their connection was that one); everything on other servers carries on.
+   */
+  private async failover(dead: Connection, reason: CircuitError | undefined): Promise<void> {
+    if (this.closing) return this.resolveClosed(undefined);
+    this.view.delete(dead.serverId);
+    const deadline = performance.now() + FAILOVER_MS;
+    while (!this.closing && performance.now() < deadline) {
+      const candidates = [...this.view.values()].sort(
+        (a, b) => Number(this.conns.has(b.id)) - Number(this.conns.has(a.id)),
+      );
+      for (const s of candidates) {
+        if (this.closing) break;
+        try {
+          const c = await this.connFor(s.id);
+          if (c.isClosed) continue;
+          this.conns.delete(s.id);
+          this.home = c;
+          await this.adopt(c);
+          const ev: FailoverEvent = { from: dead.serverId, to: c.serverId, reason };
+          this.emit("failover", ev);
+          return;
+        } catch {
+          this.view.delete(s.id);
+        }
+      }
+      if (this.view.size === 0) break;
+    }
+    // Nobody left to move to: everything still waiting fails.
+    const err = new ServerGone(`lost the dial-in server ${dead.serverId} and found no other live member`);
+    for (const id of [...this.conns.keys()]) this.failConn(id, err);
+    this.resolveClosed(this.closing ? undefined : (reason ?? err));
+  }
+
+  private failConn(id: string, err: CircuitError): void {
+    void this.conns.get(id)?.then(
+      (c) => c.fail(err),
+      () => {},
+    );
+  }
+
+  /** The dial-in server's ID (it changes when the client fails over to another member). */
   get serverId(): string {
     return this.home.serverId;
   }
@@ -136,14 +235,25 @@ export class Client implements Router, AsyncDisposable {
     return this.home.url;
   }
 
-  /** Settles when the connection to the dial-in server is gone: with ServerGone, or undefined after close(). */
-  get closed(): Promise<ServerGone | CircuitError | undefined> {
-    return this.home.closed;
+  /** The moves from a lost dial-in server to another member, as they happen (until close). */
+  async *failovers(opts?: OpOptions): AsyncGenerator<FailoverEvent> {
+    const ac = new AbortController();
+    const stop = () => ac.abort();
+    void this.closed.then(stop);
+    opts?.signal?.addEventListener("abort", stop, { once: true });
+    try {
+      for await (const [ev] of on(this, "failover", { signal: ac.signal })) yield ev as FailoverEvent;
+    } catch (err) {
+      if ((err as Error).name !== "AbortError") throw err;
+    } finally {
+      opts?.signal?.removeEventListener("abort", stop);
+    }
   }
 
   /** The live servers of the circuit. */
   async servers(opts?: OpOptions): Promise<ServerInfo[]> {
-    return (await this.home.request({ op: "servers" }, opts?.signal)) as ServerInfo[];
+    const home = await this.connFor("");
+    return (await home.request({ op: "servers" }, opts?.signal)) as ServerInfo[];
   }
 
   /** The anchor at an absolute path ("/X…/a/b" or ["X…", "a", "b"]); no I/O. */
@@ -153,8 +263,9 @@ export class Client implements Router, AsyncDisposable {
 
   /** @internal The connection to the server that hosts `serverId`'s anchors. */
   connFor(serverId: string): Promise<Connection> {
+    // Requests for the circuit as a whole wait for a move in progress and go to the new server.
+    if (serverId === "" && this.moving) return this.moving.then(() => this.home);
     if (serverId === "" || serverId === this.home.serverId) return Promise.resolve(this.home);
-    if (this.home.isClosed) return Promise.reject(new ServerGone("the dial-in server is gone"));
     let p = this.conns.get(serverId);
     if (!p) {
       const info = this.view.get(serverId);
@@ -187,10 +298,7 @@ export class Client implements Router, AsyncDisposable {
     } else if (m.ev === "leave") {
       this.view.delete(id);
       // Everything waiting on that server fails now, not when TCP notices (a silent host never would).
-      void this.conns.get(id)?.then(
-        (c) => c.fail(new ServerGone(`server ${id} left the circuit`)),
-        () => {},
-      );
+      this.failConn(id, new ServerGone(`server ${id} left the circuit`));
     }
   }
 
@@ -207,6 +315,7 @@ export class Client implements Router, AsyncDisposable {
       ),
     );
     await this.home.close();
+    this.resolveClosed(undefined);
   }
 
   [Symbol.asyncDispose](): Promise<void> {

@@ -200,7 +200,7 @@ describe("bad input", () => {
     const res = await r.next();
     assert.equal(res?.type, T.RES);
     const { handle } = decode((res as Frame).body.subarray(4)) as { handle: number };
-    r.frame(T.SEND, [2, handle, 0], Buffer.alloc(16 * 1024 * 1024 + 1));
+    r.frame(T.SEND, [2, handle, 0, 1], Buffer.alloc(16 * 1024 * 1024 + 1));
     const errs = await r.untilClosed(10_000);
     assert.equal(errs[0]?.code, "ProtocolError");
     assert.equal(((await good.walk(`/${d.id}/big`).peek()) as { len: number }).len, 0);
@@ -210,8 +210,8 @@ describe("bad input", () => {
 
   test("a send on an unknown handle or a credited send without credit closes the connection", async () => {
     for (const f of [
-      [T.SEND, [1, 999, 0]],
-      [T.CSEND, [999]],
+      [T.SEND, [1, 999, 0, 1]],
+      [T.CSEND, [999, 1]],
     ] as const) {
       const r = new Raw(port);
       await r.hello();
@@ -223,7 +223,7 @@ describe("bad input", () => {
     await r.hello();
     r.request(1, { op: "mkchan", path: [d.id, "nocredit"], cap: 4 });
     const { handle } = decode(((await r.next()) as Frame).body.subarray(4)) as { handle: number };
-    r.frame(T.CSEND, [handle], batchTail([encode("x")]));
+    r.frame(T.CSEND, [handle, 1], batchTail([encode("x")]));
     const errs = await r.untilClosed();
     assert.equal(errs[0]?.code, "ProtocolError");
     assert.equal(((await good.walk(`/${d.id}/nocredit`).peek()) as { len: number }).len, 0);
@@ -236,7 +236,7 @@ describe("bad input", () => {
       await r.hello();
       r.request(1, { op: "mkchan", path: [d.id, "trunc"], cap: 4 });
       const { handle } = decode(((await r.next()) as Frame).body.subarray(4)) as { handle: number };
-      r.frame(T.CSEND, [handle], bad);
+      r.frame(T.CSEND, [handle, 1], bad);
       const errs = await r.untilClosed();
       assert.equal(errs[0]?.code, "ProtocolError");
       assert.equal(((await good.walk(`/${d.id}/trunc`).peek()) as { len: number }).len, 0);

@@ -99,7 +99,7 @@ export class Anchor {
       handle: number;
       cap: number;
     };
-    return new Chan<T>(c, this.path, c.chanState(r.handle, r.cap));
+    return new Chan<T>(c, this.path, c.chanState(r.handle, r.cap, this.names));
   }
 
   /** Creates a subscription to servers joining the circuit; it starts with every live server. */
@@ -152,7 +152,7 @@ export class Anchor {
       handle: number;
       cap: number;
     };
-    return new Subscription(kind, c, new Chan<string>(c, this.path, c.chanState(r.handle, r.cap)));
+    return new Subscription(kind, c, new Chan<string>(c, this.path, c.chanState(r.handle, r.cap, this.names)));
   }
 
   /** The element held here, or null. */
@@ -167,14 +167,14 @@ export class Anchor {
       pid?: number;
     } | null;
     if (!r) return null;
-    if (r.kind === "chan") return new Chan(c, this.path, c.chanState(r.handle as number, r.cap as number));
+    if (r.kind === "chan") return new Chan(c, this.path, c.chanState(r.handle as number, r.cap as number, this.names));
     if (r.kind === "server") return new ServerHandle(c, this.path);
     if (r.kind === "proc") return new Proc(c, this.path, this.names, r.eid as number, r.pid as number);
     if (r.kind === "@join" || r.kind === "@leave") {
       return new Subscription(
         r.kind,
         c,
-        new Chan<string>(c, this.path, c.chanState(r.handle as number, r.cap as number)),
+        new Chan<string>(c, this.path, c.chanState(r.handle as number, r.cap as number, this.names)),
       );
     }
     throw new WrongKind(`${this.path} holds a ${r.kind}, which this client does not know`);

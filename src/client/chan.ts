@@ -88,6 +88,8 @@ export class Chan<T = unknown> implements AsyncIterable<T> {
           settle();
           reject(err ?? new ChannelClosed());
         },
+        // Nothing arrived yet (else it would have resolved): ask again on the new connection.
+        resume: () => 1,
       });
       signal?.addEventListener("abort", onAbort, { once: true });
     });
@@ -123,7 +125,7 @@ export class Chan<T = unknown> implements AsyncIterable<T> {
     if (!Number.isInteger(prefetch) || prefetch < 1 || prefetch > 65536) {
       throw new RangeError("prefetch must be an integer from 1 to 65536");
     }
-    return new RecvIterator<T>(this.c, this.st.handle, prefetch, opts?.signal);
+    return new RecvIterator<T>(this.c, this.st, prefetch, opts?.signal);
   }
 
   [Symbol.asyncIterator](): AsyncIterator<T> {
@@ -227,17 +229,27 @@ class RecvIterator<T> implements AsyncIterableIterator<T> {
 
   constructor(
     private readonly c: Connection,
-    private readonly handle: number,
+    private readonly st: ChanState,
     prefetch: number,
     private readonly signal?: AbortSignal,
   ) {
     this.batch = Math.max(1, prefetch >> 1);
-    this.rid = c.openRecv(handle, prefetch, {
+    this.rid = c.openRecv(st.handle, prefetch, {
       val: (frame, start, end) => this.arrive(frame, start, end),
       stream: (r) => this.arrive(r, 0, 0),
       end: (err) => {
         this.ended = err;
         this.wake();
+      },
+      // The connection was re-established and the old session put every value it had handed us
+      // and we had not acknowledged back in the channel: drop the ones not handed out yet (they
+      // come again) and receive with the whole window again. One handed out and not yet
+      // acknowledged comes again too: it is seen twice (the documented window).
+      resume: () => {
+        this.queue.clear();
+        this.consumed = 0;
+        this.given = false;
+        return prefetch;
       },
     });
     signal?.addEventListener("abort", this.onAbort, { once: true });
@@ -258,7 +270,7 @@ class RecvIterator<T> implements AsyncIterableIterator<T> {
       this.consumed++;
     }
     if (this.consumed > 0 && this.ended === null && (this.consumed >= this.batch || this.queue.length === 0)) {
-      this.c.moreRecv(this.rid, this.handle, this.consumed, this.consumed);
+      this.c.moreRecv(this.rid, this.st.handle, this.consumed, this.consumed);
       this.consumed = 0;
     }
     if (this.queue.length > 0) return Promise.resolve(this.take());

@@ -1,10 +1,12 @@
 // The client's end of one connection to one server: requests with ids, the channel data path with
 // credits, receivers and stream messages. Handles (Chan, Anchor) sit on top of it.
 
+import { randomBytes } from "node:crypto";
 import { Readable, Writable } from "node:stream";
 import { finished } from "node:stream/promises";
 import {
   AuthFailed,
+  ChannelAborted,
   type CircuitError,
   fromWire,
   MessageTooLarge,
@@ -15,6 +17,7 @@ import {
 } from "../errors.js";
 import { FrameConn } from "../transport/frame-conn.js";
 import { authError, connectTo, readyEvent } from "../transport/secure.js";
+import { Deque } from "../util/deque.js";
 import { binHeadBytes, forEachEntry } from "../wire/frame.js";
 import {
   DEFAULT_MAX_VALUE,
@@ -34,6 +37,12 @@ export interface RecvSink {
   val(frame: Buffer, start: number, end: number): void;
   stream(r: Readable): void;
   end(err?: CircuitError): void;
+  /**
+   * The connection was re-established (the old session put every unacknowledged value back in the
+   * channel): drop what arrived and was not handed out, and say how many receives to open again.
+   * A sink without it ends with ServerGone instead.
+   */
+  resume?(): number;
 }
 
 interface Pending {
@@ -51,6 +60,14 @@ export interface SelectSink {
   gone(err: CircuitError): void;
 }
 
+/** A send the client keeps until the server has stored it, to send again after a reconnection. */
+interface Kept {
+  seq: number;
+  bytes: Buffer;
+  /** A blocking send's request id while it waits for its RES; 0 for a credited send. */
+  id: number;
+}
+
 /** Per-handle send state: credits are buffer slots the server reserved for this connection. */
 export interface ChanState {
   handle: number;
@@ -58,6 +75,12 @@ export interface ChanState {
   credits: number;
   /** Sends in flight that may block; while any is, credits are not used (issue order). */
   blocking: number;
+  /** The anchor path, to open the channel again after a reconnection (none: not resumable). */
+  names: readonly string[] | undefined;
+  /** The sequence number of the last send on this channel (PROTOCOL: send sequence numbers). */
+  seq: number;
+  /** Sends the server has not acknowledged yet (credited: no CACK; blocking: no RES), oldest first. */
+  kept: Deque<Kept>;
 }
 
 /** A quiet server is pinged after PING_MS and given up after SILENT_MS (DESIGN §6: 5 s). */
@@ -69,6 +92,13 @@ const MAX_WANT = 1024;
 export const DEFAULT_MAX_UNSENT = 4 * 1024 * 1024;
 /** How long close() lets ended stream writers finish before it cuts them. */
 const CLOSE_GRACE_MS = 10_000;
+/**
+ * How long a connection that broke tries to reach the same server again before everything on it
+ * fails with ServerGone: the failure-detection bound. A refused connection (no server listening
+ * there any more) ends the attempts at once.
+ */
+const RECONNECT_MS = 5000;
+const RECONNECT_EVERY_MS = 100;
 
 function tooLarge(size: number, max: number): MessageTooLarge {
   return new MessageTooLarge(`value of ${size} bytes exceeds the limit of ${max}`);
@@ -106,6 +136,12 @@ export class Connection {
   private resolveClosed!: (e: CircuitError | undefined) => void;
   private readonly pending = new Map<number, Pending>();
   private readonly sinks = new Map<number, RecvSink>();
+  /** The channel each receiver id reads, for reopening it after a reconnection. */
+  private readonly recvOn = new Map<number, ChanState>();
+  /** Every channel this connection sends or receives on (chans is the same by current handle). */
+  private readonly states = new Set<ChanState>();
+  /** Requests of a resume in progress: they fail if the new link breaks too. */
+  private readonly resumeIds = new Set<number>();
   private readonly chans = new Map<number, ChanState>();
   private readonly outStreams = new Map<number, StreamWriter>();
   private readonly inStreams = new Map<number, StreamReader>();
@@ -121,11 +157,29 @@ export class Connection {
   private readonly gate: Gated[] = [];
   private maxUnsent = DEFAULT_MAX_UNSENT;
   private admitting = false;
+  /** Bytes of sends kept for a resend (they count toward maxUnsent). */
+  private keptBytes = 0;
+  /** This client's id towards the server, the same across reconnections (sends are de-duplicated by it). */
+  private readonly cid = randomBytes(8).toString("hex");
+  /** Set while a broken connection is being re-established: operations wait. */
+  private reconnecting = false;
+  /** Why fail() gave the connection up: it is not re-established then. */
+  private failing: CircuitError | undefined;
+  private conn!: FrameConn;
+  /** While reconnecting: settles when the resent sends are written (afterResume). */
+  private resumed: Promise<void> | undefined;
+  private resumedSettle: { resolve(): void; reject(e: Error): void } | undefined;
 
-  private constructor(private readonly conn: FrameConn) {
+  private constructor(private readonly opts: ConnectOptions) {
     this.closed = new Promise((r) => {
       this.resolveClosed = r;
     });
+    this.where = `${opts.host}:${opts.port}`;
+    if (opts.maxUnsentBytes !== undefined) this.maxUnsent = opts.maxUnsentBytes;
+  }
+
+  private attach(conn: FrameConn): void {
+    this.conn = conn;
     conn.onFrame = (t, b) => {
       try {
         this.frame(t, b);
@@ -133,7 +187,7 @@ export class Connection {
         conn.destroy(err instanceof Error ? err : new ProtocolError(String(err)));
       }
     };
-    conn.onClose = (err) => this.teardown(err);
+    conn.onClose = (err) => this.linkClosed(conn, err);
     conn.onDrain = () => this.admit();
   }
 
@@ -142,6 +196,7 @@ export class Connection {
    * stopped process, a cut cable) is gone, and everything waiting on it fails with ServerGone.
    */
   private startHeartbeat(): void {
+    clearInterval(this.heartbeat);
     let lastTick = performance.now();
     let listeningSince = lastTick;
     this.heartbeat = setInterval(() => {
@@ -167,17 +222,22 @@ export class Connection {
   }
 
   static async open(opts: ConnectOptions): Promise<Connection> {
-    const timeoutMs = opts.timeoutMs ?? 10_000;
-    const where = `${opts.host}:${opts.port}`;
+    const c = new Connection(opts);
+    await c.connectLink(opts.signal, opts.timeoutMs ?? 10_000);
+    return c;
+  }
+
+  /** Opens a socket to the server, attaches it and completes the handshake. */
+  private async connectLink(signal: AbortSignal | undefined, timeoutMs: number): Promise<void> {
+    const opts = { ...this.opts, signal };
+    const where = this.where;
     const sock = connectTo(opts.host, opts.port, opts.key);
     const conn = new FrameConn(sock, { maxFrame: DEFAULT_MAX_VALUE + FRAME_SLACK });
-    const c = new Connection(conn);
-    c.where = where;
-    if (opts.maxUnsentBytes !== undefined) c.maxUnsent = opts.maxUnsentBytes;
+    this.attach(conn);
     let timer: NodeJS.Timeout | undefined;
     const onAbort = () => sock.destroy(opts.signal?.reason);
     try {
-      return await new Promise<Connection>((resolve, reject) => {
+      return await new Promise<void>((resolve, reject) => {
         timer = setTimeout(() => {
           reject(new Timeout(`no answer from ${where} within ${timeoutMs} ms`));
           sock.destroy();
@@ -193,10 +253,12 @@ export class Connection {
               new ServerGone(`cannot reach a circuit server at ${where}: ${err.code ?? err.message}`, { cause: err }),
           );
         });
-        sock.once(readyEvent(sock), () => conn.send(T.HELLO, [], encode({ v: PROTOCOL_VERSION, role: "client" })));
+        sock.once(readyEvent(sock), () =>
+          conn.send(T.HELLO, [], encode({ v: PROTOCOL_VERSION, role: "client", cid: this.cid })),
+        );
         // Reached, then dropped before the HELLO answer: the keys did not match (or one side has none).
         sock.once("connect", () => {
-          c.handshakeError = new AuthFailed(
+          this.handshakeError = new AuthFailed(
             opts.key
               ? `${where} refused our cluster key (wrong key, or the server uses none)`
               : `${where} closed the connection during the handshake: it requires a cluster key`,
@@ -209,8 +271,8 @@ export class Connection {
               ? new ProtocolError(`${where} did not answer in the circuit protocol`)
               : new AuthFailed(`${where} did not answer in the circuit protocol; it may require a cluster key`),
           );
-        c.pending.set(0, {
-          resolve: () => resolve(c),
+        this.pending.set(0, {
+          resolve: () => resolve(),
           reject: (e) => reject(e),
         });
       });
@@ -228,7 +290,9 @@ export class Connection {
     if (this.gone) return Promise.reject(this.gone);
     if (signal?.aborted) return Promise.reject(signal.reason);
     // Behind held-back sends, so that (say) a close issued after them still comes after them.
-    if (this.gate.length > 0 && !this.admitting) return this.gated(() => this.request(req, signal), signal);
+    if ((this.gate.length > 0 || this.reconnecting) && !this.admitting) {
+      return this.gated(() => this.request(req, signal), signal);
+    }
     const id = this.id();
     this.conn.send(T.REQ, [id], encode(req));
     return this.wait(id, signal);
@@ -241,11 +305,12 @@ export class Connection {
     return bytes;
   }
 
-  chanState(handle: number, cap: number): ChanState {
+  chanState(handle: number, cap: number, names?: readonly string[]): ChanState {
     let st = this.chans.get(handle);
     if (!st) {
-      st = { handle, cap, credits: 0, blocking: 0 };
+      st = { handle, cap, credits: 0, blocking: 0, names, seq: 0, kept: new Deque() };
       this.chans.set(handle, st);
+      this.states.add(st);
     }
     return st;
   }
@@ -259,13 +324,6 @@ export class Connection {
       // Held back by reference, not copied: a copy would be the unbounded queue the bound exists to
       // prevent. The value is read when its turn comes (documented: do not change it before then).
       return this.gated(() => this.sendValue(st, value, signal), signal);
-    }
-    if (value instanceof Uint8Array && this.mayCredit(st, signal)) {
-      const size = binHeadBytes(value.length) + value.length;
-      if (size > this.maxValue) return Promise.reject(tooLarge(size, this.maxValue));
-      st.credits--;
-      this.conn.batchBin(T.CSEND, st.handle, value);
-      return this.written();
     }
     let bytes: Buffer;
     try {
@@ -288,22 +346,30 @@ export class Connection {
     if (this.mustWait()) {
       return this.gated(() => this.send(st, bytes, signal), signal);
     }
+    const seq = (st.seq = (st.seq + 1) >>> 0 || 1);
     if (st.credits > 0 && st.blocking === 0) {
       st.credits--;
-      this.conn.batch(T.CSEND, st.handle, bytes);
+      this.keep(st, seq, bytes, 0);
+      this.conn.batch(T.CSEND, st.handle, bytes, seq);
       // A credited send completes once its bytes have left this process: the buffer slot is
       // reserved for it, and the kernel delivers accepted bytes even if the process exits now.
+      // Its copy stays here until the server acknowledges it (CACK), to be sent again should the
+      // connection break before.
       return this.written();
     }
     const id = this.id();
     st.blocking++;
-    this.conn.send(T.SEND, [id, st.handle, Math.min(st.cap, MAX_WANT)], bytes);
-    return this.wait(id, signal, () => this.conn.send(T.CANCEL, [id])).then(
+    const kept = this.keep(st, seq, bytes, id);
+    this.conn.send(T.SEND, [id, st.handle, Math.min(st.cap, MAX_WANT), seq], bytes);
+    // After a reconnection the send goes again under another request id (kept.id).
+    return this.wait(id, signal, () => this.conn.send(T.CANCEL, [kept.id])).then(
       () => {
         st.blocking--;
+        this.forget(st, kept);
       },
       (err) => {
         st.blocking--;
+        this.forget(st, kept);
         throw err;
       },
     );
@@ -312,9 +378,21 @@ export class Connection {
   /** Settles once everything queued so far has been accepted by the operating system. */
   written(): Promise<void> {
     if (this.gone) return Promise.reject(this.gone);
+    if (this.reconnecting) return this.afterResume();
     return this.conn.written().catch(() => {
+      // The link broke first. What was kept for a resend goes again on the next link; the bytes
+      // have left this process once that is written.
+      if (this.reconnecting) return this.afterResume();
       throw this.gone ?? new ServerGone(`lost connection to ${this.serverId} before the bytes were written`);
     });
+  }
+
+  /** Settles once a reconnection has resent what was kept (and it is written), or has failed. */
+  private afterResume(): Promise<void> {
+    this.resumed ??= new Promise<void>((resolve, reject) => {
+      this.resumedSettle = { resolve, reject };
+    });
+    return this.resumed;
   }
 
   /** Runs `op` once the unsent bytes are under the bound and everything held back before it has gone. */
@@ -342,9 +420,26 @@ export class Connection {
     });
   }
 
-  /** True if a send must be held back: the bound is reached, or others wait before it. */
+  /** True if a send must be held back: the bound is reached, others wait before it, or the link is being re-established. */
   private mustWait(): boolean {
-    return !this.admitting && (this.gate.length > 0 || this.conn.unsent >= this.maxUnsent);
+    return (
+      !this.admitting &&
+      (this.reconnecting || this.gate.length > 0 || this.conn.unsent + this.keptBytes >= this.maxUnsent)
+    );
+  }
+
+  private keep(st: ChanState, seq: number, bytes: Buffer, id: number): Kept {
+    const k = { seq, bytes, id };
+    st.kept.push(k);
+    this.keptBytes += bytes.length;
+    return k;
+  }
+
+  /** A blocking send is answered: its copy goes (credited ones before it went with their CACK). */
+  private forget(st: ChanState, k: Kept): void {
+    const gone = st.kept.removeWhere((x) => x === k);
+    for (const g of gone) this.keptBytes -= g.bytes.length;
+    if (gone.length > 0) this.admit();
   }
 
   /** Lets held-back operations go, in order, while the unsent bytes stay under the bound. */
@@ -353,7 +448,10 @@ export class Connection {
     if (this.admitting) return;
     this.admitting = true;
     try {
-      while (g.length > 0 && (this.gone || this.conn.unsent < this.maxUnsent)) {
+      while (
+        g.length > 0 &&
+        (this.gone || (!this.reconnecting && this.conn.unsent + this.keptBytes < this.maxUnsent))
+      ) {
         const next = g.shift() as Gated;
         if (this.gone) next.reject(this.gone);
         else next.run();
@@ -372,6 +470,8 @@ export class Connection {
       return rid;
     }
     this.sinks.set(rid, sink);
+    const st = this.chans.get(handle);
+    if (st) this.recvOn.set(rid, st);
     this.conn.send(T.RECV, [rid, handle, 0, n]);
     return rid;
   }
@@ -388,6 +488,7 @@ export class Connection {
   /** Ends receiver rid: `ack` values were consumed; the rest go back to the channel. */
   closeRecv(rid: number, ack: number): void {
     this.sinks.delete(rid);
+    this.recvOn.delete(rid);
     if (!this.gone) this.conn.send(T.RCLOSE, [rid, ack, 1]);
   }
 
@@ -501,7 +602,9 @@ export class Connection {
   /** Ends the connection at once: everything waiting on it fails with `err`. */
   fail(err: CircuitError): void {
     if (this.gone) return;
-    this.conn.destroy(err);
+    this.failing = err;
+    if (this.reconnecting) this.teardown(err);
+    else this.conn.destroy(err);
   }
 
   /**
@@ -522,7 +625,10 @@ export class Connection {
         ]);
         clearTimeout(timer);
       }
-      this.conn.end();
+      // On purpose: the server need not keep our sends' de-duplication records.
+      if (!this.reconnecting) this.conn.send(T.BYE, []);
+      if (this.reconnecting) this.teardown();
+      else this.conn.end();
     }
     await this.closed;
   }
@@ -603,6 +709,19 @@ export class Connection {
         return;
       case T.TICK:
         return; // its arrival is the point (FrameConn.lastInput)
+      case T.CACK: {
+        const st = this.chans.get(u32(body, 0));
+        if (!st) return;
+        const through = u32(body, 1);
+        let freed = 0;
+        for (let k = st.kept.peek(); k && k.id === 0 && k.seq <= through; k = st.kept.peek()) {
+          st.kept.shift();
+          freed += k.bytes.length;
+        }
+        this.keptBytes -= freed;
+        if (freed > 0) this.admit();
+        return;
+      }
       case T.GRANT: {
         const st = this.chans.get(u32(body, 0));
         if (st) st.credits += u32(body, 1);
@@ -685,8 +804,159 @@ export class Connection {
     }
   }
 
+  /** A link ended: re-establish it if the server may still be there, else give everything up. */
+  private linkClosed(conn: FrameConn, cause?: Error): void {
+    if (conn !== this.conn || this.gone) return;
+    if (this.reconnecting) {
+      // An attempt to reconnect failed, in its handshake or while carrying things over.
+      const err = this.handshakeError ?? new ServerGone(`cannot reach ${this.where}`, { cause });
+      for (const id of [0, ...this.resumeIds]) {
+        const p = this.pending.get(id);
+        this.pending.delete(id);
+        p?.reject(err);
+      }
+      return;
+    }
+    if (this.closing || this.failing || !this.serverId) return this.teardown(this.failing ?? cause);
+    void this.reconnect(cause);
+  }
+
+  /**
+   * Reaches the same server again and carries over what can be: every send it has not
+   * acknowledged goes again with its sequence number (stored once), and receivers reopen (the old
+   * session put their unacknowledged values back at the head of the channel). Requests whose
+   * answer was lost fail with ServerGone (their outcome is unknown); streams and selects in
+   * progress fail too.
+   */
+  private async reconnect(cause?: Error): Promise<void> {
+    this.reconnecting = true;
+    clearInterval(this.heartbeat);
+    const lost = new ServerGone(
+      `lost connection to ${this.serverId}${cause ? `: ${cause.message}` : ""}; the outcome is unknown`,
+      { cause },
+    );
+    const keepIds = new Set<number>();
+    for (const st of this.chans.values()) for (const k of st.kept) if (k.id !== 0) keepIds.add(k.id);
+    for (const [id, p] of this.pending) {
+      if (!keepIds.has(id)) {
+        this.pending.delete(id);
+        p.reject(lost);
+      }
+    }
+    for (const [rid, s] of this.sinks) {
+      if (!s.resume) {
+        this.sinks.delete(rid);
+        this.recvOn.delete(rid);
+        s.end(lost);
+      }
+    }
+    for (const w of this.outStreams.values()) w.destroy(new StreamBroken(lost.message));
+    this.outStreams.clear();
+    for (const r of this.inStreams.values()) r.destroy(new StreamBroken(lost.message));
+    this.inStreams.clear();
+    for (const sel of this.selectors.values()) sel.gone(lost);
+    this.selectors.clear();
+    const id = this.serverId;
+    const deadline = performance.now() + RECONNECT_MS;
+    for (;;) {
+      if (this.failing || this.closing) return this.teardown(this.failing ?? cause);
+      try {
+        await this.connectLink(undefined, Math.max(100, deadline - performance.now()));
+        if (this.serverId !== id) {
+          return this.teardown(new ServerGone(`${this.where} now serves ${this.serverId}`));
+        }
+        // The new link may break too while we carry things over: then we start again.
+        await this.resume();
+        break;
+      } catch (err) {
+        // Nothing listens there any more: the server is gone. (Any other failure, even one that
+        // looks like a refused key, may be the network still breaking: the key worked before.)
+        const code = ((err as { cause?: NodeJS.ErrnoException }).cause ?? (err as NodeJS.ErrnoException)).code;
+        if (code === "ECONNREFUSED" || performance.now() >= deadline) return this.teardown(cause);
+        await new Promise((r) => setTimeout(r, RECONNECT_EVERY_MS));
+      }
+    }
+    this.reconnecting = false;
+    const settle = this.resumedSettle;
+    this.resumed = undefined;
+    this.resumedSettle = undefined;
+    if (settle) this.conn.written().then(settle.resolve, () => settle.resolve());
+    this.admit();
+  }
+
+  /** Carries channels, sends and receivers over to the new link; idempotent if a link breaks midway. */
+  private async resume(): Promise<void> {
+    this.chans.clear();
+    for (const st of [...this.states]) {
+      const r = st.names ? await this.openAgain(st.names) : null;
+      const kept = st.kept.drain();
+      if (!r || r.kind !== "chan" || typeof r.handle !== "number") {
+        // The channel is gone (scrubbed meanwhile), or we cannot name it: its sends cannot go.
+        const err = new ChannelAborted("the channel is gone");
+        this.states.delete(st);
+        for (const k of kept) {
+          this.keptBytes -= k.bytes.length;
+          this.settle(k.id, err);
+        }
+        continue;
+      }
+      st.handle = r.handle;
+      st.credits = 0;
+      this.chans.set(st.handle, st);
+      for (const k of kept) {
+        // Everything not acknowledged goes again, in order, as sends that may block; the server
+        // stores each sequence number once.
+        const id = this.id();
+        const p = this.pending.get(k.id);
+        this.pending.delete(k.id);
+        if (k.id === 0) st.blocking++;
+        this.pending.set(
+          id,
+          p ?? {
+            resolve: () => {
+              st.blocking--;
+              this.forget(st, k);
+            },
+            reject: () => {
+              st.blocking--;
+              this.forget(st, k);
+            },
+          },
+        );
+        k.id = id;
+        st.kept.push(k);
+        this.conn.send(T.SEND, [id, st.handle, Math.min(st.cap, MAX_WANT), k.seq], k.bytes);
+      }
+    }
+    for (const [rid, s] of this.sinks) {
+      const st = this.recvOn.get(rid);
+      const n = s.resume?.() ?? 0;
+      if (!st || !this.chans.has(st.handle)) {
+        this.sinks.delete(rid);
+        this.recvOn.delete(rid);
+        s.end(new ChannelAborted("the channel is gone"));
+      } else if (n > 0) this.conn.send(T.RECV, [rid, st.handle, 0, n]);
+    }
+  }
+
+  /** `open` on the new link, past the gate that holds everyone else back while we reconnect. */
+  private async openAgain(names: readonly string[]): Promise<{ kind?: string; handle?: number } | null> {
+    const id = this.id();
+    this.resumeIds.add(id);
+    this.conn.send(T.REQ, [id], encode({ op: "open", path: names }));
+    try {
+      return (await (this.wait(id) as Promise<unknown>)) as { kind?: string; handle?: number } | null;
+    } finally {
+      this.resumeIds.delete(id);
+    }
+  }
+
   private teardown(cause?: Error): void {
     if (this.gone) return;
+    this.reconnecting = false;
+    const settle = this.resumedSettle;
+    this.resumed = undefined;
+    this.resumedSettle = undefined;
     const why = cause ? `: ${(cause as NodeJS.ErrnoException).code ?? cause.message}` : "";
     const err = new ServerGone(
       this.closing
@@ -705,6 +975,7 @@ export class Connection {
     this.pending.clear();
     for (const s of this.sinks.values()) s.end(err);
     this.sinks.clear();
+    this.recvOn.clear();
     for (const w of this.outStreams.values()) w.destroy(err);
     this.outStreams.clear();
     for (const r of this.inStreams.values()) r.destroy(err);
@@ -712,7 +983,10 @@ export class Connection {
     for (const sel of this.selectors.values()) sel.gone(err);
     this.selectors.clear();
     this.chans.clear();
+    this.states.clear();
+    this.keptBytes = 0;
     this.admit();
+    settle?.reject(err);
     this.resolveClosed(this.closing ? undefined : err);
   }
 }

@@ -89,6 +89,8 @@ export class Daemon {
   private readonly key: Buffer | undefined;
   private readonly tree = new AnchorTree<Element>();
   private readonly sessions = new Set<Session>();
+  /** Open client sessions by the client id they gave in HELLO (a reconnecting client ends its old one). */
+  readonly clientSessions = new Map<string, Session>();
   private readonly watchers = new Set<Session>();
   private readonly subs = new Set<SubElement>();
   private readonly server: net.Server;

@@ -12,6 +12,11 @@ export interface ChanElement {
   kind: "chan";
   chan: Channel<Item>;
   names: string[];
+  /**
+   * The highest send sequence number stored, per client id (PROTOCOL: SEND/CSEND `seq`): a send
+   * a client repeats after reconnecting is stored once. Entries of clients that said BYE go.
+   */
+  stored?: Map<string, number>;
 }
 
 /** `@join` / `@leave`: a receive-only channel of server paths, oldest dropped on overflow. */

@@ -73,6 +73,10 @@ export class Session {
   private readonly inStreams = new Map<number, StreamPipe>();
   private gone = false;
   private readonly selects: SelectHost;
+  /** The client's id from HELLO: sends are de-duplicated per cid (PROTOCOL: send sequence numbers). */
+  private cid: string | undefined;
+  /** The client said BYE: its de-duplication records may go with it. */
+  private bye = false;
 
   constructor(
     readonly conn: FrameConn,
@@ -125,7 +129,14 @@ export class Session {
       [],
       encode({ v: PROTOCOL_VERSION, id: this.d.id, url: this.d.url, maxValue: this.d.maxValue }),
     );
-    const peer = h as { role?: unknown; id?: unknown };
+    const peer = h as { role?: unknown; id?: unknown; cid?: unknown };
+    if (typeof peer.cid === "string" && peer.cid.length > 0 && peer.cid.length <= 64) {
+      // A client back after losing its connection: its old session ends first, withdrawing what
+      // it was doing there, before anything it sends now (its resent sends among it) is read.
+      this.d.clientSessions.get(peer.cid)?.conn.destroy();
+      this.cid = peer.cid;
+      this.d.clientSessions.set(peer.cid, this);
+    }
     if (peer.role === "server") {
       if (typeof peer.id !== "string") throw new ProtocolError("a server HELLO names the server");
       // From here on this connection carries membership messages, not client requests.
@@ -152,14 +163,21 @@ export class Session {
         const el = this.sendable(id, u32(body, 1));
         if (!el) return;
         const want = u32(body, 2);
-        const v = this.value(tail(body, 3));
+        const seq = u32(body, 3);
+        const v = this.value(tail(body, 4));
         if (this.pendingSends.size >= this.d.limits.pending) throw new ProtocolError("too many pending operations");
+        if (this.isStored(el, seq)) {
+          // A resend of a value stored before this client's connection broke: stored once.
+          this.conn.send(T.RES, [id]);
+          return;
+        }
         const w: SendWaiter<Item> = {
           value: v,
           done: (err) => {
             this.pendingSends.delete(id);
             if (err) this.error(id, err);
             else {
+              this.markStored(el, seq);
               this.conn.send(T.RES, [id]);
               if (want > 0) el.chan.want(this.holderFor(el), want);
             }
@@ -172,11 +190,18 @@ export class Session {
       case T.CSEND: {
         const h = this.handles.get(u32(body, 0));
         if (!h) throw new NotFound("unknown channel handle");
+        const first = u32(body, 1);
         const values: Buffer[] = [];
-        forEachEntry(body, 1, (start, end) => values.push(this.value(body.subarray(start, end))));
+        forEachEntry(body, 2, (start, end) => values.push(this.value(body.subarray(start, end))));
         if (!h.el.chan.sendCreditedMany(h.holder, values)) throw new ProtocolError("credited send without credit");
+        const last = (first + values.length - 1) >>> 0;
+        if (h.el.kind === "chan") this.markStored(h.el, last);
+        this.conn.send(T.CACK, [u32(body, 0), last]);
         return;
       }
+      case T.BYE:
+        this.bye = true;
+        return;
       case T.RELEASE: {
         const el = this.el(u32(body, 0));
         el.chan.release(this.holderFor(el));
@@ -479,11 +504,26 @@ export class Session {
     this.conn.destroy(err);
   }
 
+  /** True if this client's send `seq` on `el` was stored already (a resend after a reconnection). */
+  private isStored(el: ChanElement, seq: number): boolean {
+    return this.cid !== undefined && seq !== 0 && (el.stored?.get(this.cid) ?? 0) >= seq;
+  }
+
+  private markStored(el: ChanElement, seq: number): void {
+    if (this.cid === undefined || seq === 0) return;
+    el.stored ??= new Map();
+    el.stored.set(this.cid, seq);
+  }
+
   /** The connection is gone: withdraw everything it was doing, losing no value. */
   private cleanup(): void {
     if (this.gone) return;
     this.gone = true;
     clearTimeout(this.timer);
+    if (this.cid !== undefined && this.d.clientSessions.get(this.cid) === this) this.d.clientSessions.delete(this.cid);
+    if (this.bye && this.cid !== undefined) {
+      for (const { el } of this.handles.values()) if (el.kind === "chan") el.stored?.delete(this.cid);
+    }
     for (const { el, w } of this.pendingSends.values()) {
       if (el.chan.cancelSend(w) && !Buffer.isBuffer(w.value)) w.value.breakOff("sender disconnected");
     }

@@ -95,16 +95,16 @@ export class FrameConn {
   }
 
   /** Queues `value` as an entry of a batch frame (FrameWriter.batch). */
-  batch(type: number, key: number, value: Uint8Array): void {
+  batch(type: number, key: number, value: Uint8Array, first?: number): void {
     if (this.ended) return;
-    this.writer.batch(type, key, value);
+    this.writer.batch(type, key, value, first);
     this.queued();
   }
 
   /** Queues `bytes`, encoded as a MessagePack bin, as an entry of a batch frame. */
-  batchBin(type: number, key: number, bytes: Uint8Array): void {
+  batchBin(type: number, key: number, bytes: Uint8Array, first?: number): void {
     if (this.ended) return;
-    this.writer.batchBin(type, key, bytes);
+    this.writer.batchBin(type, key, bytes, first);
     this.queued();
   }
 

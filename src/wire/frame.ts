@@ -180,23 +180,27 @@ export class FrameWriter {
    * to the frame written last if that is a batch of the same type and key with room, else to a new
    * one. Frame order is kept: only the last frame ever grows.
    */
-  batch(type: number, key: number, value: Uint8Array): void {
-    this.entryHead(type, key, value.length);
+  batch(type: number, key: number, value: Uint8Array, first?: number): void {
+    this.entryHead(type, key, value.length, first);
     this.buf.set(value, this.n);
     this.n += value.length;
   }
 
   /** Like batch(), with the entry being `bytes` encoded as a MessagePack bin (no copy made first). */
-  batchBin(type: number, key: number, bytes: Uint8Array): void {
+  batchBin(type: number, key: number, bytes: Uint8Array, first?: number): void {
     const n = bytes.length;
-    this.entryHead(type, key, binHeadBytes(n) + n);
+    this.entryHead(type, key, binHeadBytes(n) + n, first);
     const o = this.n + writeBinHead(this.buf, this.n, n);
     this.buf.set(bytes, o);
     this.n = o + n;
   }
 
-  /** Writes the entry's length prefix (starting or extending a batch frame) and makes room for it. */
-  private entryHead(type: number, key: number, size: number): void {
+  /**
+   * Writes the entry's length prefix (starting or extending a batch frame) and makes room for it.
+   * With `first`, a new batch frame carries it as a second header field (CSEND's sequence number
+   * of its first entry; the caller numbers the entries of one frame consecutively).
+   */
+  private entryHead(type: number, key: number, size: number, first?: number): void {
     const at = this.batchAt;
     if (at >= 0 && this.batchType === type && this.batchKey === key && this.n - at + 4 + size <= BATCH_BYTES) {
       this.reserve(4 + size);
@@ -207,13 +211,15 @@ export class FrameWriter {
       return;
     }
     const start = this.n;
-    this.reserve(HEADER_BYTES + 8 + size);
+    const head = first === undefined ? 4 : 8;
+    this.reserve(HEADER_BYTES + head + 4 + size);
     const b = this.buf;
-    b.writeUInt32BE(1 + 8 + size, start);
+    b.writeUInt32BE(1 + head + 4 + size, start);
     b[start + 4] = type;
     b.writeUInt32BE(key >>> 0, start + 5);
-    b.writeUInt32BE(size, start + 9);
-    this.n = start + 13;
+    if (first !== undefined) b.writeUInt32BE(first >>> 0, start + 9);
+    b.writeUInt32BE(size, start + 5 + head);
+    this.n = start + 9 + head;
     this.batchAt = start;
     this.batchType = type;
     this.batchKey = key;

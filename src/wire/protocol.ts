@@ -5,7 +5,11 @@
 // Fields listed per type are the u32 fields at the start of the body (see frame.ts).
 //
 // Handshake
-//   HELLO      c→s, s→c  tail {v, role, ...}: the first frame each way
+//   HELLO      c→s, s→c  tail {v, role, ...}: the first frame each way. A client names itself
+//                        with `cid` (stable across its reconnections): a HELLO with the cid of a
+//                        session that is still open ends that session first.
+//   BYE        c→s  []                   the client is closing on purpose: its sends need no
+//                                        de-duplication record any more.
 // Control
 //   REQ        c→s  [id]                 tail {op, ...args}
 //   RES        s→c  [id]                 tail result
@@ -18,12 +22,19 @@
 //                                        nothing to say for a second. A client whose own output
 //                                        keeps the answers to its pings waiting (a slow link) sees
 //                                        the server live through these.
-// Channel sends (credit flow control: a grant is buffer slots reserved for this connection)
-//   SEND       c→s  [id, handle, want]   tail value: a send that may block; RES [id] when done.
+// Channel sends (credit flow control: a grant is buffer slots reserved for this connection).
+// Every send of a client on a channel carries a sequence number (`seq`, from 1, per cid and
+// channel); the daemon keeps the highest stored per cid and channel and stores a send whose seq is
+// not above it only once: a client resends what it has not seen acknowledged after reconnecting.
+//   SEND       c→s  [id, handle, want, seq]  tail value: a send that may block; RES [id] when
+//                                        done (at once, storing nothing, if seq was stored before).
 //                                        `want` asks for up to that many credits afterwards.
-//   CSEND      c→s  [handle]             tail entries: sends into slots granted earlier, in order;
-//                                        no reply. Each entry is [u32 length][value bytes]; the
-//                                        sends of one turn on one channel share a frame.
+//   CSEND      c→s  [handle, seq]        tail entries: sends into slots granted earlier, in order,
+//                                        the first with sequence number seq, the next seq+1, ...;
+//                                        no reply but CACK. Each entry is [u32 length][value
+//                                        bytes]; the sends of one turn on one channel share a frame.
+//   CACK       s→c  [handle, seq]        every send of this handle through seq is stored: the
+//                                        client may forget the copies it kept for a resend.
 //   GRANT      s→c  [handle, n]          n more credits.
 //   REVOKE     s→c  [handle]             give back unused credits (another sender waits, or the
 //                                        channel is closing); answered by RELEASE.
@@ -71,7 +82,10 @@
 import { Packr } from "msgpackr";
 import { binHeadBytes, writeBinHead } from "./frame.js";
 
-/** 3: TICK (2: CSEND and VAL carry batches of entries; 1 carried one value each). */
+/**
+ * 3: TICK, BYE, send sequence numbers and CACK (2: CSEND and VAL carry batches of entries; 1
+ * carried one value each).
+ */
 export const PROTOCOL_VERSION = 3;
 
 export const T = {
@@ -82,8 +96,10 @@ export const T = {
   PUSH: 0x05,
   CANCEL: 0x06,
   TICK: 0x07,
+  BYE: 0x08,
   SEND: 0x10,
   CSEND: 0x11,
+  CACK: 0x15,
   GRANT: 0x12,
   REVOKE: 0x13,
   RELEASE: 0x14,

@@ -18,7 +18,7 @@ import {
 import { FrameConn } from "../transport/frame-conn.js";
 import { authError, connectTo, readyEvent } from "../transport/secure.js";
 import { Deque } from "../util/deque.js";
-import { binHeadBytes, forEachEntry } from "../wire/frame.js";
+import { forEachEntry } from "../wire/frame.js";
 import {
   DEFAULT_MAX_VALUE,
   decode,
@@ -332,11 +332,6 @@ export class Connection {
       return Promise.reject(err);
     }
     return this.send(st, bytes, signal);
-  }
-
-  /** True if a send may go now on a credit: one is held and no blocking send is ahead of it. */
-  private mayCredit(st: ChanState, signal: AbortSignal | undefined): boolean {
-    return st.credits > 0 && st.blocking === 0 && !this.gone && !signal?.aborted;
   }
 
   /** A channel send of already-encoded bytes. */
@@ -890,7 +885,7 @@ export class Connection {
     for (const st of [...this.states]) {
       const r = st.names ? await this.openAgain(st.names) : null;
       const kept = st.kept.drain();
-      if (!r || r.kind !== "chan" || typeof r.handle !== "number") {
+      if (r?.kind !== "chan" || typeof r.handle !== "number") {
         // The channel is gone (scrubbed meanwhile), or we cannot name it: its sends cannot go.
         const err = new ChannelAborted("the channel is gone");
         this.states.delete(st);

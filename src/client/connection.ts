@@ -169,6 +169,9 @@ export class Connection {
   /** While reconnecting: settles when the resent sends are written (afterResume). */
   private resumed: Promise<void> | undefined;
   private resumedSettle: { resolve(): void; reject(e: Error): void } | undefined;
+  /** The last FrameConn.written() promise handed out and what written() made of it. */
+  private writtenOf: Promise<void> | undefined;
+  private writtenAs: Promise<void> | undefined;
 
   private constructor(private readonly opts: ConnectOptions) {
     this.closed = new Promise((r) => {
@@ -374,12 +377,17 @@ export class Connection {
   written(): Promise<void> {
     if (this.gone) return Promise.reject(this.gone);
     if (this.reconnecting) return this.afterResume();
-    return this.conn.written().catch(() => {
+    // The sends of one turn share one promise (one per flush), not one each.
+    const p = this.conn.written();
+    if (p === this.writtenOf) return this.writtenAs as Promise<void>;
+    this.writtenOf = p;
+    this.writtenAs = p.catch(() => {
       // The link broke first. What was kept for a resend goes again on the next link; the bytes
       // have left this process once that is written.
       if (this.reconnecting) return this.afterResume();
       throw this.gone ?? new ServerGone(`lost connection to ${this.serverId} before the bytes were written`);
     });
+    return this.writtenAs;
   }
 
   /** Settles once a reconnection has resent what was kept (and it is written), or has failed. */

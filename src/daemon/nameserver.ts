@@ -124,11 +124,8 @@ export class HostedNameserver {
         const msg = pending.subarray(2, 2 + n);
         pending = pending.subarray(2 + n);
         const out = this.zone.respond(msg, "tcp");
-        if (!out) {
-          // Not a query we can answer at all (no header, or a response): this stream makes no sense.
-          sock.destroy();
-          return;
-        }
+        // Not a query (no header, or a response): ignored, as over UDP; the framing still holds.
+        if (!out) continue;
         const len = Buffer.allocUnsafe(2);
         len.writeUInt16BE(out.length, 0);
         sock.write(Buffer.concat([len, out]));

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { type Daemon, killAll, startDaemon } from "./helpers/daemon.ts";
 import { dig } from "./helpers/dig.ts";
-import { cli, ok } from "./helpers/dns.ts";
+import { cli, ok, setAll, withLib } from "./helpers/dns.ts";
 
 after(killAll);
 
@@ -18,7 +18,7 @@ describe("nameserver commands", () => {
     ns = `/${d.id}/dns/main`;
     addr = (await ok(d, ["mkdns", ns])).trim();
     await ok(d, ["set", ns, "web.circuit. 60 IN A 10.0.0.5"]);
-    await ok(d, ["set", ns, 'web.circuit. 300 TXT "v=1 hello"']);
+    await setAll(d, ns, ['web.circuit. 300 TXT "v=1 hello"']);
   });
 
   test("peek shows the address and the records; ls -l shows the nameserver", async () => {
@@ -40,8 +40,7 @@ describe("nameserver commands", () => {
   });
 
   test("unset removes every record of a name; unsetting it again fails with NotFound", async () => {
-    await ok(d, ["set", ns, "gone.circuit. A 10.0.0.7"]);
-    await ok(d, ["set", ns, "gone.circuit. TXT bye"]);
+    await setAll(d, ns, ["gone.circuit. A 10.0.0.7", "gone.circuit. TXT bye"]);
     assert.equal((await dig(addr, "gone.circuit", "TXT")).answers[0]?.data, '"bye"');
     await ok(d, ["unset", ns, "GONE.circuit"]);
     const [a, txt] = await Promise.all([dig(addr, "gone.circuit", "A"), dig(addr, "gone.circuit", "TXT", ["+tcp"])]);
@@ -67,10 +66,10 @@ describe("nameserver commands", () => {
     }
     assert.match(results[0]?.stderr ?? "", /bad IPv4 address "10\.0\.0\.256"/);
     // set on something that is not a nameserver is a failed operation, not a usage error.
-    await ok(d, ["mkchan", `/${d.id}/dns/chan`, "1"]);
+    await withLib(d, (c) => c.walk(`/${d.id}/dns/chan`).makeChan(1));
     const wrong = await cli(d, ["set", `/${d.id}/dns/chan`, "a.circuit. A 10.0.0.1"]);
     assert.equal(wrong.code, 1);
     assert.match(wrong.stderr, /^circuit: WrongKind: /);
-    await ok(d, ["scrub", `/${d.id}/dns/chan`]);
+    await withLib(d, (c) => c.walk(`/${d.id}/dns/chan`).scrub());
   });
 });

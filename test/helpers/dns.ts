@@ -3,6 +3,7 @@
 import assert from "node:assert/strict";
 import * as dgram from "node:dgram";
 import * as net from "node:net";
+import { type Client, dial, Nameserver } from "../../src/index.ts";
 import { type CliResult, type Daemon, runCli } from "./daemon.ts";
 
 export const LOOPBACK_ADDR = /^127\.0\.0\.1:\d+$/;
@@ -37,4 +38,23 @@ export async function portIsFree(port: number): Promise<void> {
     sock.close();
     await new Promise<void>((r) => srv.close(() => r()));
   }
+}
+
+/** Runs fn with a library client of the daemon (quicker than a CLI process on a loaded machine). */
+export async function withLib<T>(d: Daemon, fn: (c: Client) => Promise<T>): Promise<T> {
+  const c = await dial(d.url);
+  try {
+    return await fn(c);
+  } finally {
+    await c.close();
+  }
+}
+
+/** Sets records through the library on the nameserver at path. */
+export function setAll(d: Daemon, path: string, rrs: string[]): Promise<void> {
+  return withLib(d, async (c) => {
+    const ns = await c.walk(path).get();
+    assert.ok(ns instanceof Nameserver, `${path} holds a nameserver`);
+    for (const rr of rrs) await ns.set(rr);
+  });
 }

@@ -53,7 +53,10 @@ export function dnsShortState(el: DnsElement): string {
 /** Stops the DNS server (its port is free once done runs) and removes the element. */
 export function scrubDns(d: DnsHost, el: DnsElement, done: () => void): void {
   d.unplace(el);
-  void el.ns.close().then(done);
+  void el.ns.close().then(() => {
+    d.log(`circuit: nameserver ${formatPath(el.names)} stopped, ${el.ns.address} free`);
+    done();
+  });
 }
 
 export function dnsRequest(d: DnsHost, names: string[], r: Record<string, unknown>, reply: Reply, fail: Fail): void {

@@ -101,7 +101,12 @@ export class HostedNameserver {
   private datagram(msg: Buffer, from: dgram.RemoteInfo): void {
     if (this.closing) return;
     const out = this.zone.respond(msg, "udp");
-    if (out) this.udp.send(out, from.port, from.address, () => {});
+    if (!out) return;
+    try {
+      this.udp.send(out, from.port, from.address, () => {});
+    } catch {
+      // A source no reply can go to (port 0): nothing to say to it.
+    }
   }
 
   private connection(sock: net.Socket): void {

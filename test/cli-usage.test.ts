@@ -33,9 +33,6 @@ const commands: [string[], string[]][] = [
   [["fs", "put"], [`/${ID}:f`]],
   [["fs", "stat"], [`/${ID}:f`]],
   [["fs", "ls"], [`/${ID}:`]],
-  [["mkdns"], [P]],
-  [["set"], [P, "web.circuit. 60 IN A 10.0.0.5"]],
-  [["unset"], [P, "web.circuit."]],
 ];
 
 function assertUsage(r: { code: number | null; stderr: string; stdout: Buffer }, what: string): void {

@@ -16,7 +16,6 @@ import { AccessDenied, AnchorBusy, NotFound, ProtocolError, WrongKind } from "..
 import { formatPath } from "../wire/path.js";
 import { formatRecord, parseName, parseRecord } from "../wire/zone-file.js";
 import type { DnsElement, Element } from "./elements.js";
-import { HostedNameserver } from "./nameserver.js";
 
 /** What these requests need of the daemon (and nothing more). */
 export interface DnsHost {
@@ -109,16 +108,21 @@ function makeDns(d: DnsHost, names: string[], addr: unknown, reply: Reply, fail:
     );
   }
   if (d.element(names)) throw new AnchorBusy(`${path} already holds an element`);
-  HostedNameserver.start(host, port, (line) => d.log(line)).then((ns) => {
-    const el: DnsElement = { kind: "dns", ns, names, eid: ++eids };
-    try {
-      // Another request may have taken the anchor while we were binding.
-      d.place(names, el);
-    } catch (err) {
-      void ns.close().then(() => fail(err));
-      return;
-    }
-    d.trackNameserver(el);
-    reply(dnsInfo(el));
-  }, fail);
+  // Loaded on first use: a daemon (and every CLI command) that runs no nameserver never loads the
+  // DNS codec.
+  import("./nameserver.js")
+    .then(({ HostedNameserver }) => HostedNameserver.start(host, port, (line) => d.log(line)))
+    .then((ns) => {
+      const el: DnsElement = { kind: "dns", ns, names, eid: ++eids };
+      try {
+        // Another request may have taken the anchor while we were binding.
+        d.place(names, el);
+      } catch (err) {
+        void ns.close().then(() => fail(err));
+        return;
+      }
+      d.trackNameserver(el);
+      d.log(`circuit: nameserver ${path} serving DNS on ${ns.address} (udp, tcp)`);
+      reply(dnsInfo(el));
+    }, fail);
 }

@@ -15,6 +15,14 @@ export {
 export type { FileInfo, FileStat, FileWriter, ListeningPort, ReservePortOptions } from "./client/host.js";
 export { loadKey, newKey, parseGroup } from "./client/keys.js";
 export {
+  type DnsRecord,
+  type MxData,
+  Nameserver,
+  type NameserverStat,
+  type RecordType,
+  type SrvData,
+} from "./client/nameserver.js";
+export {
   type MakeProcOptions,
   Proc,
   type ProcCommand,

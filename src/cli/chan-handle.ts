@@ -18,5 +18,6 @@ export async function receivableAt(c: Client, path: string): Promise<Chan | Subs
   if (!el) throw new NotFound(`${path} holds no element`);
   if (el.kind === "server") throw new WrongKind(`${path} is a server, not a channel`);
   if (el.kind === "proc") throw new WrongKind(`${path} is a process, not a channel`);
+  if (el.kind === "dns") throw new WrongKind(`${path} is a nameserver, not a channel`);
   return el;
 }

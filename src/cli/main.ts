@@ -9,6 +9,7 @@ import { register as fs } from "./fs.js";
 import { register as keygen } from "./keygen.js";
 import { register as ls } from "./ls.js";
 import { register as mkchan } from "./mkchan.js";
+import { register as mkdns } from "./mkdns.js";
 import { register as mkproc } from "./mkproc.js";
 import { register as mksub } from "./mksub.js";
 import { register as peek } from "./peek.js";
@@ -16,12 +17,14 @@ import { register as ports } from "./ports.js";
 import { register as recv } from "./recv.js";
 import { register as scrub } from "./scrub.js";
 import { register as send } from "./send.js";
+import { register as set } from "./set.js";
 import { register as signal } from "./signal.js";
 import { register as start } from "./start.js";
 import { register as stderr } from "./stderr.js";
 import { register as stdin } from "./stdin.js";
 import { register as stdout } from "./stdout.js";
 import { register as stop } from "./stop.js";
+import { register as unset } from "./unset.js";
 import { register as wait } from "./wait.js";
 
 const program = new Command("circuit")
@@ -37,6 +40,7 @@ const program = new Command("circuit")
 
 for (const reg of [start, keygen, ls, peek, scrub, mkchan, mksub, send, recv, close, stop]) reg(program);
 for (const reg of [mkproc, wait, signal, stdin, stdout, stderr, ports, fs]) reg(program);
+for (const reg of [mkdns, set, unset]) reg(program);
 for (const c of program.commands)
   c.exitOverride().configureOutput({
     outputError: (s, write) => write(`${s.split("\n")[0]?.replace(/^error: /, "circuit: ")}\n`),

@@ -43,7 +43,7 @@ export function register(program: Command): void {
     .option("--data <dir>", "keep the server's ID in this directory across restarts (one daemon per directory)")
     .option("--max-value <bytes>", "largest encoded value accepted", String(16 * 1024 * 1024))
     .option("--accept-key <file>", "also accept this (old) key during a key rollover; repeatable", collect)
-    .option("--insecure", "allow a non-loopback address without a cluster key")
+    .option("--insecure", "allow non-loopback addresses (the daemon's, its nameservers') without a cluster key")
     .option("--handshake-ms <ms>", "close connections that have not authenticated by then", "10000")
     .option("--idle-ms <ms>", "close client connections that send nothing for this long", "60000")
     .option("--max-connections <n>", "most connections served at once", "4096")
@@ -134,6 +134,7 @@ export function register(program: Command): void {
           limits,
           discover,
           fsRoot: o.fsRoot,
+          insecure: o.insecure === true,
         });
       } catch (err) {
         if (err instanceof TypeError) throw new UsageError(err.message);

@@ -6,12 +6,13 @@ import { formatPath, parsePath } from "../wire/path.js";
 import { MAX_CAP } from "../wire/protocol.js";
 import { Chan, type OpOptions } from "./chan.js";
 import type { Connection } from "./connection.js";
+import { checkNameserverAddr, Nameserver } from "./nameserver.js";
 import { checkCommand, type MakeProcOptions, Proc, type ProcCommand } from "./proc.js";
 import { ServerHandle } from "./server-handle.js";
 import { Subscription } from "./subscription.js";
 
 /** What an anchor can hold, as a handle. */
-export type Element = Chan | ServerHandle | Subscription | Proc;
+export type Element = Chan | ServerHandle | Subscription | Proc | Nameserver;
 
 /** How an Anchor reaches the server that hosts it. */
 export interface Router {
@@ -145,6 +146,23 @@ export class Anchor {
     return new Proc(c, this.path, this.names, r.eid, r.pid, attached);
   }
 
+  /**
+   * Starts a nameserver (a DNS server, UDP and TCP on one port) on the server that hosts this
+   * anchor, listening on `addr` ("HOST:PORT"; default 127.0.0.1 and a free port). A non-loopback
+   * address needs a keyed daemon or one started with --insecure (else AccessDenied); a taken port
+   * fails with the code AddressInUse. TypeError for a malformed address, before any I/O.
+   */
+  async makeNameserver(addr?: string, opts?: OpOptions): Promise<Nameserver> {
+    if (addr !== undefined) checkNameserverAddr(addr);
+    if (this.names.length < 2) throw new WrongKind(`${this.path} cannot hold a nameserver`);
+    const c = await this.conn();
+    const r = (await c.request({ op: "mkdns", path: this.names, addr }, opts?.signal)) as {
+      eid: number;
+      address: string;
+    };
+    return new Nameserver(c, this.path, this.names, r.eid, r.address);
+  }
+
   private async makeSub(kind: "@join" | "@leave", opts?: OpOptions): Promise<Subscription> {
     if (this.names.length < 2) throw new WrongKind(`${this.path} cannot hold a subscription`);
     const c = await this.conn();
@@ -165,11 +183,13 @@ export class Anchor {
       cap?: number;
       eid?: number;
       pid?: number;
+      address?: string;
     } | null;
     if (!r) return null;
     if (r.kind === "chan") return new Chan(c, this.path, c.chanState(r.handle as number, r.cap as number, this.names));
     if (r.kind === "server") return new ServerHandle(c, this.path);
     if (r.kind === "proc") return new Proc(c, this.path, this.names, r.eid as number, r.pid as number);
+    if (r.kind === "dns") return new Nameserver(c, this.path, this.names, r.eid as number, r.address as string);
     if (r.kind === "@join" || r.kind === "@leave") {
       return new Subscription(
         r.kind,

@@ -18,7 +18,8 @@ import { createListener, KeyRing } from "../transport/secure.js";
 import { badName, formatPath } from "../wire/path.js";
 import { DEFAULT_MAX_VALUE, encode, FRAME_SLACK, T } from "../wire/protocol.js";
 import { type DataDir, openDataDir } from "./data-dir.js";
-import type { ChanElement, Element, Item, SubElement } from "./elements.js";
+import { dnsShortState, dnsStat, scrubDns } from "./dns-ops.js";
+import type { ChanElement, DnsElement, Element, Item, SubElement } from "./elements.js";
 import { resolveFsRoot } from "./fs-root.js";
 import { HostResources } from "./host-ops.js";
 import { DEFAULT_LIMITS, type Limits } from "./limits.js";
@@ -59,6 +60,8 @@ export interface DaemonOptions {
   log?: (line: string) => void;
   /** The directory whose files clients may read and write (off when absent). */
   fsRoot?: string;
+  /** Lets elements (nameservers) listen on non-loopback addresses without a cluster key. */
+  insecure?: boolean;
 }
 
 export interface ListEntry {
@@ -93,6 +96,9 @@ export class Daemon {
   readonly clientSessions = new Map<string, Session>();
   private readonly watchers = new Set<Session>();
   private readonly subs = new Set<SubElement>();
+  private readonly nameservers = new Set<DnsElement>();
+  /** Whether elements may listen beyond loopback: with a cluster key, or when told --insecure. */
+  readonly mayListenBeyondLoopback: boolean;
   private readonly server: net.Server;
   private cluster: ClusterNode | undefined;
   private discovery: Discovery | undefined;
@@ -121,6 +127,7 @@ export class Daemon {
     this.handshakeMs = opts.handshakeMs ?? 10_000;
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
     this.key = opts.key;
+    this.mayListenBeyondLoopback = opts.key !== undefined || opts.insecure === true;
     const ring = opts.key ? new KeyRing(opts.key, opts.acceptKeys) : undefined;
     this.server = createListener(ring, this.handshakeMs, (sock) => this.accept(sock));
     this.maxConnections = opts.maxConnections ?? 4096;
@@ -301,6 +308,11 @@ export class Daemon {
     this.tree.set(names.slice(1), el, formatPath(names));
   }
 
+  /** A nameserver to close when the daemon stops. */
+  trackNameserver(el: DnsElement): void {
+    this.nameservers.add(el);
+  }
+
   /** Takes el from its anchor if it is still there. */
   unplace(el: Element): void {
     this.tree.remove(el.names.slice(1), el);
@@ -334,6 +346,7 @@ export class Daemon {
   private shortState(el: Element | { kind: "server" }, p: string[]): string {
     if (el.kind === "server") return this.cluster?.get(p[0] as string)?.addr ?? this.url;
     if (el.kind === "proc") return el.proc.shortState();
+    if (el.kind === "dns") return dnsShortState(el);
     const s = el.chan.stat();
     if (el.kind !== "chan") return `pending=${s.len} lost=${el.lost}`;
     return `cap=${s.cap} len=${s.len}${s.closed ? " closed" : ""}`;
@@ -342,6 +355,7 @@ export class Daemon {
   /** The peek answer of a channel-like element. */
   stateOf(el: Element): unknown {
     if (el.kind === "proc") return el.proc.stat();
+    if (el.kind === "dns") return dnsStat(el);
     if (el.kind === "chan") return el.chan.stat();
     return { source: el.kind, pending: el.chan.stat().len, lost: el.lost };
   }
@@ -406,6 +420,10 @@ export class Daemon {
 
   scrubElement(el: Element, done: () => void): void {
     if (el.kind === "proc") return scrubProc(this, el, false, done);
+    if (el.kind === "dns") {
+      this.nameservers.delete(el);
+      return scrubDns(this, el, done);
+    }
     this.tree.remove(el.names.slice(1), el);
     if (el.kind !== "chan") this.subs.delete(el);
     el.chan.scrub(done);
@@ -427,6 +445,7 @@ export class Daemon {
         clearInterval(this.reaper);
         // Hosted processes go with their server (TERM, KILL after 2 s); waiters hear the exit first.
         await this.procs.shutdown(2000);
+        await Promise.all([...this.nameservers].map((el) => el.ns.close()));
         this.discovery?.close();
         const others = (this.cluster?.members().length ?? 1) > 1;
         if (others) await this.cluster?.leave();

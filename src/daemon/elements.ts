@@ -2,6 +2,7 @@
 // machine; a subscription is receive-only and never blocks the daemon that feeds it.
 
 import type { Channel } from "../element/channel.js";
+import type { HostedNameserver } from "./nameserver.js";
 import type { HostedProc } from "./proc.js";
 import type { StreamPipe } from "./stream-pipe.js";
 
@@ -36,4 +37,13 @@ export interface ProcElement {
   names: string[];
 }
 
-export type Element = ChannelLike | ProcElement;
+/** A nameserver: a DNS server on this host answering from records set through the circuit. */
+export interface DnsElement {
+  kind: "dns";
+  ns: HostedNameserver;
+  names: string[];
+  /** Element id: a handle keeps addressing this nameserver, not a later one at the same anchor. */
+  eid: number;
+}
+
+export type Element = ChannelLike | ProcElement | DnsElement;

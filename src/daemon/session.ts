@@ -8,6 +8,7 @@ import { Deque } from "../util/deque.js";
 import { forEachEntry } from "../wire/frame.js";
 import { decode, encode, PROTOCOL_VERSION, T, tail, u32 } from "../wire/protocol.js";
 import type { Daemon } from "./daemon.js";
+import { dnsInfo, dnsRequest } from "./dns-ops.js";
 import type { ChanElement, ChannelLike, Item } from "./elements.js";
 import { hostRequest } from "./host-ops.js";
 import { procInfo, procRequest } from "./proc-ops.js";
@@ -389,6 +390,7 @@ export class Session {
           if (!el) return reply(null);
           if ("chan" in el) return reply({ kind: el.kind, cap: el.chan.cap, handle: this.handleFor(el) });
           if (el.kind === "proc") return reply(procInfo(el));
+          if (el.kind === "dns") return reply(dnsInfo(el));
           return reply({ kind: el.kind });
         }
         case "mkchan": {
@@ -433,6 +435,9 @@ export class Session {
           return procRequest(this.d, this, this.path(r.path), r, reply, fail);
         case "host":
           return hostRequest(this.d, this, this.path(r.path), r, reply, fail);
+        case "mkdns":
+        case "dns":
+          return dnsRequest(this.d, this.path(r.path), r, reply, fail);
         default:
           throw new ProtocolError(`unknown op ${JSON.stringify(r.op)}`);
       }

@@ -165,6 +165,9 @@ export class Connection {
   private reconnecting = false;
   /** Why fail() gave the connection up: it is not re-established then. */
   private failing: CircuitError | undefined;
+  /** When the last reconnection completed, and how many breaks came soon after one. */
+  private lastResume = Number.NEGATIVE_INFINITY;
+  private rebreaks = 0;
   private conn!: FrameConn;
   /** While reconnecting: settles when the resent sends are written (afterResume). */
   private resumed: Promise<void> | undefined;
@@ -187,6 +190,8 @@ export class Connection {
       try {
         this.frame(t, b);
       } catch (err) {
+        // A server speaking nonsense is not reached again.
+        this.failing ??= new ProtocolError(err instanceof Error ? err.message : String(err));
         conn.destroy(err instanceof Error ? err : new ProtocolError(String(err)));
       }
     };
@@ -690,6 +695,8 @@ export class Connection {
         const id = u32(body, 0);
         const err = fromWire(decode(tail(body, 1)));
         if (id === 0 && !this.pending.has(0)) {
+          // The server ends the connection on purpose, with a reason: no reconnecting.
+          this.failing = err;
           this.conn.destroy(err);
           return;
         }
@@ -821,6 +828,10 @@ export class Connection {
       return;
     }
     if (this.closing || this.failing || !this.serverId) return this.teardown(this.failing ?? cause);
+    // A link that breaks again and again right after being re-established is given up.
+    const now = performance.now();
+    this.rebreaks = now - this.lastResume < RECONNECT_MS ? this.rebreaks + 1 : 0;
+    if (this.rebreaks >= 5) return this.teardown(cause);
     void this.reconnect(cause);
   }
 
@@ -853,9 +864,9 @@ export class Connection {
         s.end(lost);
       }
     }
-    for (const w of this.outStreams.values()) w.destroy(new StreamBroken(lost.message));
+    for (const w of this.outStreams.values()) w.destroy(lost);
     this.outStreams.clear();
-    for (const r of this.inStreams.values()) r.destroy(new StreamBroken(lost.message));
+    for (const r of this.inStreams.values()) r.destroy(lost);
     this.inStreams.clear();
     for (const sel of this.selectors.values()) sel.gone(lost);
     this.selectors.clear();
@@ -880,6 +891,7 @@ export class Connection {
       }
     }
     this.reconnecting = false;
+    this.lastResume = performance.now();
     const settle = this.resumedSettle;
     this.resumed = undefined;
     this.resumedSettle = undefined;

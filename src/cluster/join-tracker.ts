@@ -25,8 +25,8 @@ interface Seed {
   id: string | undefined;
   /** When a connection to it last succeeded after a failure; the reply is due replyMs later. */
   connectedAt: number | undefined;
-  /** The last state we logged, so a repeated state is not logged again. */
-  logged: string | undefined;
+  /** The kind of failure we logged last, so a repeated state is not logged again. */
+  logged: JoinFailureKind | undefined;
   /** Set for `circuit join`: tried once, the outcome goes here instead of into a retry. */
   waiter: JoinWaiter | undefined;
   deadline: number;
@@ -134,8 +134,10 @@ export class JoinTracker {
       s.waiter.reject(kind, `join ${s.url}: ${reason}`);
       return true;
     }
-    if (s.logged !== reason) {
-      s.logged = reason;
+    // Once per state: "unreachable (EHOSTUNREACH)" and "unreachable (no answer within 1000 ms)"
+    // alternate on one dead address, and are one state to the reader.
+    if (s.logged !== kind) {
+      s.logged = kind;
       this.o.log(`circuit: join ${s.url}: ${reason}; retrying every ≤${Math.round(this.o.retryMaxMs / 1000)} s`);
     }
     return false;

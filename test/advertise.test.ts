@@ -1,0 +1,133 @@
+// Addresses on one machine (loopback): --advertise, IPv6 URLs, and `circuit join` — merging two
+// circuits, and failing with one clear line. The same across hosts is in multihost*.test.ts.
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import * as net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { killAll, runCli, spawnCli, startDaemon } from "./helpers/daemon.ts";
+
+const keyA = join(tmpdir(), `circuit-join-a-${process.pid}.key`);
+const keyB = join(tmpdir(), `circuit-join-b-${process.pid}.key`);
+writeFileSync(keyA, randomBytes(32).toString("hex"), { mode: 0o600 });
+writeFileSync(keyB, randomBytes(32).toString("hex"), { mode: 0o600 });
+
+after(killAll);
+
+/** A daemon started with `args` (not via startDaemon, which insists on a 127.0.0.1 URL). */
+async function start(args: string[], env?: Record<string, string>) {
+  const p = spawnCli(["start", ...args], { env });
+  let out = "";
+  let err = "";
+  p.stderr?.on("data", (s: string) => (err += s));
+  const url = await new Promise<string>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no URL within 10 s: ${err}`)), 10_000);
+    // spawnCli collects stdout as Buffers: no setEncoding here.
+    p.stdout?.on("data", (b: Buffer) => {
+      out += b.toString();
+      if (out.includes("\n")) {
+        clearTimeout(t);
+        resolve(out.split("\n")[0] as string);
+      }
+    });
+    p.once("exit", (code) => reject(new Error(`exited ${code}: ${err}`)));
+  });
+  return { url, proc: p, stderr: () => err };
+}
+
+/** A port on 127.0.0.1 where nothing listens (it did a moment ago). */
+async function deadPort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+describe("advertised addresses and IPv6 URLs", () => {
+  test("--advertise (and CIRCUIT_ADVERTISE) set the URL a daemon prints and gives to peers", async () => {
+    const d = await start(["--addr", "127.0.0.1:0", "--advertise", "127.0.0.9"]);
+    assert.match(d.url, /^circuit:\/\/127\.0\.0\.9:\d+\/X[0-9a-f]{16}$/, "the bound port, the given host");
+    const e = await start(["--addr", "127.0.0.1:0"], { CIRCUIT_ADVERTISE: "[::1]:4567" });
+    assert.match(e.url, /^circuit:\/\/\[::1\]:4567\/X[0-9a-f]{16}$/);
+  });
+
+  test("a wildcard --advertise, or a bad one, is a usage error", async () => {
+    const bad = ["0.0.0.0", "[::]:7711", "no such:host", "[fd00::1"];
+    const rs = await Promise.all(bad.map((adv) => runCli(["start", "--addr", "127.0.0.1:0", "--advertise", adv])));
+    for (const [i, r] of rs.entries()) {
+      assert.equal(r.code, 2, `${bad[i]}: ${r.stderr}`);
+      assert.match(r.stderr, /^circuit: .*(advertise|address)/);
+    }
+  });
+
+  test("a daemon on [::1] prints a bracketed URL; clients dial it and an IPv4 daemon joins it", async () => {
+    const six = await start(["--addr", "[::1]:0"]);
+    const m = /^circuit:\/\/\[::1\]:(\d+)\/(X[0-9a-f]{16})$/.exec(six.url);
+    assert.ok(m, six.url);
+    const four = await startDaemon(["--join", `circuit://[::1]:${m[1]}`]);
+    const both = [`/${m[2]}`, `/${four.id}`].sort().join("\n");
+    for (const url of [six.url, four.url]) {
+      let got = "";
+      for (let i = 0; i < 50 && got !== both; i++) {
+        const r = await runCli(["-d", url, "ls", "/"]);
+        got = r.stdout.toString().trim().split("\n").sort().join("\n");
+        if (got !== both) await sleep(100);
+      }
+      assert.equal(got, both, `ls / through ${url}`);
+    }
+    // The IPv4 daemon routes a request to the IPv6 one through its bracketed URL.
+    const r = await runCli(["-d", four.url, "mkchan", `/${m[2]}/c`, "1"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(four.stderr(), /joined circuit:\/\/\[::1\]:\d+ \(2 members\)/);
+  });
+});
+
+describe("circuit join", () => {
+  test("merges two circuits: every member of both sees all four", async () => {
+    const a1 = await startDaemon([]);
+    const a2 = await startDaemon(["--join", a1.url]);
+    const b1 = await startDaemon([]);
+    const b2 = await startDaemon(["--join", b1.url]);
+    await sleep(500);
+    const r = await runCli(["-d", b2.url, "join", a2.url]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout.toString(), /^joined circuit:\/\/127\.0\.0\.1:\d+\/X[0-9a-f]{16} \([34] members\)\n$/);
+    const all = [a1, a2, b1, b2]
+      .map((d) => `/${d.id}`)
+      .sort()
+      .join("\n");
+    for (const d of [a1, a2, b1, b2]) {
+      let got = "";
+      for (let i = 0; i < 100 && got !== all; i++) {
+        got = (await runCli(["-d", d.url, "ls", "/"])).stdout.toString().trim().split("\n").sort().join("\n");
+        if (got !== all) await sleep(100);
+      }
+      assert.equal(got, all, `view of ${d.url}`);
+    }
+  });
+
+  test("an unreachable URL or a refused key fails with one line and exit 1; a bad URL is usage", async () => {
+    const keyed = await startDaemon(["--key", keyA]);
+    const other = await startDaemon(["--key", keyB]);
+    const gone = await deadPort();
+    let r = await runCli(["--key", keyA, "-d", keyed.url, "join", `circuit://127.0.0.1:${gone}`]);
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stderr,
+      new RegExp(`^circuit: ServerGone: join circuit://127\\.0\\.0\\.1:${gone}: unreachable \\(ECONNREFUSED\\)\\n$`),
+    );
+    r = await runCli(["--key", keyA, "-d", keyed.url, "join", other.url]);
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stderr,
+      /^circuit: AuthFailed: join circuit:\/\/.*: refused our cluster key \(it has another key\)\n$/,
+    );
+    r = await runCli(["--key", keyA, "-d", keyed.url, "join", "circuit://fd00::1:7711"]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /^circuit: bad circuit URL .*IPv6 address in brackets/);
+  });
+});

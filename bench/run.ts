@@ -50,6 +50,16 @@ const comparisons: Comparison[] = [
     baseline: "nats.pubsub.cold",
   },
   {
+    title:
+      "Throughput across servers: producer dialled into server A, channel hosted on server B, consumer " +
+      "dialled into B (two daemons in one circuit), vs the single-server run above",
+    kind: "throughput",
+    ids: ["chan.throughput", "chan.cross"],
+    baseline: "chan.throughput",
+    versus: "1 server",
+    target: { id: "chan.cross", text: "≥ 0.9× the single-server figure", met: (r) => r >= 0.9 },
+  },
+  {
     title: "Round trip, 100-byte messages, sequential",
     kind: "latency",
     ids: ["nats.reqrep", "chan.pingpong"],

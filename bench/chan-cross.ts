@@ -15,7 +15,7 @@ export const scenario: Scenario = {
   description: `chan-throughput (cap ${CAP}, iterate(${PREFETCH})) with the producer dialled into server A and the channel on server B`,
   budgetMs: 40_000,
   async run(ctx: ScenarioContext) {
-    const main = { id: "chan.cross", label: `circuit chan cap ${CAP} on B, producer via A, consumer via B` };
+    const main = { id: "chan.cross", label: `circuit chan on B, producer via A, consumer via B` };
     const cold = { id: "chan.cross.cold", label: `circuit chan across servers, first ${WARM_MESSAGES / 1000}k` };
     try {
       const a = await startCircuitDaemon(ctx.procs);

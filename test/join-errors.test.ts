@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { FrameWriter } from "../src/wire/frame.ts";
-import { encode, T } from "../src/wire/protocol.ts";
+import { encode, PROTOCOL_VERSION, T } from "../src/wire/protocol.ts";
 import { killAll, startDaemon } from "./helpers/daemon.ts";
 
 const keyA = join(tmpdir(), `circuit-join-a-${process.pid}.key`);
@@ -94,15 +94,19 @@ describe("a --join that cannot complete says why, once, and keeps trying", () =>
     servers.push(web as unknown as net.Server);
     await new Promise<void>((r) => web.listen(0, "127.0.0.1", r));
     const webPort = (web.address() as net.AddressInfo).port;
-    // What a version-1 daemon does with our HELLO: refuses it and says why.
+    // What an older daemon does with our HELLO: refuses it and says why.
     const oldPort = await fakeServer((s) => {
       s.once("data", () =>
-        s.end(frame(T.ERR, [0], { code: "ProtocolError", message: "unsupported protocol version 2" })),
+        s.end(
+          frame(T.ERR, [0], { code: "ProtocolError", message: `unsupported protocol version ${PROTOCOL_VERSION}` }),
+        ),
       );
     });
     // A future daemon that answers with its own version.
     const newPort = await fakeServer((s) => {
-      s.once("data", () => s.write(frame(T.HELLO, [], { v: 3, id: "X0123456789abcdef", url: "circuit://x:1" })));
+      s.once("data", () =>
+        s.write(frame(T.HELLO, [], { v: PROTOCOL_VERSION + 1, id: "X0123456789abcdef", url: "circuit://x:1" })),
+      );
     });
     const [h, o, n] = await Promise.all([
       startDaemon(["--join", `circuit://127.0.0.1:${webPort}`]),
@@ -110,8 +114,19 @@ describe("a --join that cannot complete says why, once, and keeps trying", () =>
       startDaemon(["--join", `circuit://127.0.0.1:${newPort}`]),
     ]);
     await waitFor("http", 10_000, h.stderr, /: is not a circuit daemon \(it answered "HTTP\/1\.1 400 Bad Request"\)/);
-    await waitFor("old", 10_000, o.stderr, /: refused the connection: unsupported protocol version 2/);
-    await waitFor("new", 10_000, n.stderr, /: speaks circuit protocol version 3; this daemon speaks 2/);
+    await waitFor(
+      "old",
+      10_000,
+      o.stderr,
+      new RegExp(`: refused the connection: unsupported protocol version ${PROTOCOL_VERSION}`),
+    );
+    const v = PROTOCOL_VERSION;
+    await waitFor(
+      "new",
+      10_000,
+      n.stderr,
+      new RegExp(`: speaks circuit protocol version ${v + 1}; this daemon speaks ${v} \\(`),
+    );
   });
 
   test("a seed that cannot connect back to our advertised URL: connected, but no answer (see --advertise)", async () => {

@@ -42,6 +42,10 @@ export interface JoinTrackerOptions {
   retryMaxMs: number;
 }
 
+function seconds(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 100) / 10} s`;
+}
+
 export class JoinTracker {
   private readonly seeds = new Map<string, Seed>();
 
@@ -112,7 +116,7 @@ export class JoinTracker {
       if (s.connectedAt !== undefined && now - s.connectedAt >= this.o.replyMs) {
         s.connectedAt = undefined;
         const reason =
-          `connected, but got no answer within ${Math.round(this.o.replyMs / 1000)} s: the seed must be able to` +
+          `connected, but got no answer within ${seconds(this.o.replyMs)}: the seed must be able to` +
           ` connect back to ${this.o.self} (if it cannot, start this daemon with --advertise HOST:PORT)`;
         if (this.failed(s, "no-reply", reason)) stop.push(s.url);
       } else if (now >= s.deadline) {
@@ -138,7 +142,7 @@ export class JoinTracker {
     // alternate on one dead address, and are one state to the reader.
     if (s.logged !== kind) {
       s.logged = kind;
-      this.o.log(`circuit: join ${s.url}: ${reason}; retrying every ≤${Math.round(this.o.retryMaxMs / 1000)} s`);
+      this.o.log(`circuit: join ${s.url}: ${reason}; retrying every ≤${seconds(this.o.retryMaxMs)}`);
     }
     return false;
   }

@@ -189,6 +189,8 @@ export class Daemon {
       maxFrame: d.maxValue + FRAME_SLACK,
       key: opts.key,
       config: opts.swim,
+      // A join's reasons are said within the handshake time, "no answer" included.
+      joinReplyMs: Math.min(3000, d.handshakeMs),
       log: d.log,
       onEvent: (e) => d.membershipEvent(e),
     });

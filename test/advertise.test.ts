@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { dial } from "../src/index.ts";
 import { killAll, runCli, spawnCli, startDaemon } from "./helpers/daemon.ts";
 
 const keyA = join(tmpdir(), `circuit-join-a-${process.pid}.key`);
@@ -36,6 +37,30 @@ async function start(args: string[], env?: Record<string, string>) {
     p.once("exit", (code) => reject(new Error(`exited ${code}: ${err}`)));
   });
   return { url, proc: p, stderr: () => err };
+}
+
+/** The servers a client dialled into `url` sees, as sorted paths, one per line. */
+async function view(url: string): Promise<string> {
+  const c = await dial(url);
+  try {
+    return (await c.servers())
+      .map((x) => x.path)
+      .sort()
+      .join("\n");
+  } finally {
+    await c.close();
+  }
+}
+
+/** Waits until the view through `url` is `want` (at most `ms`). */
+async function converge(url: string, want: string, ms = 15_000): Promise<void> {
+  const t0 = Date.now();
+  let got = await view(url);
+  while (got !== want && Date.now() - t0 < ms) {
+    await sleep(100);
+    got = await view(url);
+  }
+  assert.equal(got, want, `view through ${url}`);
 }
 
 /** A port on 127.0.0.1 where nothing listens (it did a moment ago). */
@@ -70,15 +95,10 @@ describe("advertised addresses and IPv6 URLs", () => {
     assert.ok(m, six.url);
     const four = await startDaemon(["--join", `circuit://[::1]:${m[1]}`]);
     const both = [`/${m[2]}`, `/${four.id}`].sort().join("\n");
-    for (const url of [six.url, four.url]) {
-      let got = "";
-      for (let i = 0; i < 50 && got !== both; i++) {
-        const r = await runCli(["-d", url, "ls", "/"]);
-        got = r.stdout.toString().trim().split("\n").sort().join("\n");
-        if (got !== both) await sleep(100);
-      }
-      assert.equal(got, both, `ls / through ${url}`);
-    }
+    await Promise.all([converge(six.url, both), converge(four.url, both)]);
+    // The CLI dials the IPv6 daemon by its bracketed URL.
+    const ls = await runCli(["-d", six.url, "ls", "/"]);
+    assert.equal(ls.stdout.toString().trim().split("\n").sort().join("\n"), both, ls.stderr);
     // The IPv4 daemon routes a request to the IPv6 one through its bracketed URL.
     const r = await runCli(["-d", four.url, "mkchan", `/${m[2]}/c`, "1"]);
     assert.equal(r.code, 0, r.stderr);
@@ -88,11 +108,24 @@ describe("advertised addresses and IPv6 URLs", () => {
 
 describe("circuit join", () => {
   test("merges two circuits: every member of both sees all four", async () => {
-    const a1 = await startDaemon([]);
-    const a2 = await startDaemon(["--join", a1.url]);
-    const b1 = await startDaemon([]);
-    const b2 = await startDaemon(["--join", b1.url]);
-    await sleep(500);
+    const [a1, b1] = await Promise.all([startDaemon([]), startDaemon([])]);
+    const [a2, b2] = await Promise.all([startDaemon(["--join", a1.url]), startDaemon(["--join", b1.url])]);
+    await Promise.all([
+      converge(
+        a2.url,
+        [a1, a2]
+          .map((d) => `/${d.id}`)
+          .sort()
+          .join("\n"),
+      ),
+      converge(
+        b2.url,
+        [b1, b2]
+          .map((d) => `/${d.id}`)
+          .sort()
+          .join("\n"),
+      ),
+    ]);
     const r = await runCli(["-d", b2.url, "join", a2.url]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout.toString(), /^joined circuit:\/\/127\.0\.0\.1:\d+\/X[0-9a-f]{16} \([34] members\)\n$/);
@@ -100,14 +133,7 @@ describe("circuit join", () => {
       .map((d) => `/${d.id}`)
       .sort()
       .join("\n");
-    for (const d of [a1, a2, b1, b2]) {
-      let got = "";
-      for (let i = 0; i < 100 && got !== all; i++) {
-        got = (await runCli(["-d", d.url, "ls", "/"])).stdout.toString().trim().split("\n").sort().join("\n");
-        if (got !== all) await sleep(100);
-      }
-      assert.equal(got, all, `view of ${d.url}`);
-    }
+    await Promise.all([a1, a2, b1, b2].map((d) => converge(d.url, all)));
   });
 
   test("an unreachable URL or a refused key fails with one line and exit 1; a bad URL is usage", async () => {

@@ -1,20 +1,10 @@
-// Addresses on one machine (loopback): --advertise, IPv6 URLs, and `circuit join` — merging two
-// circuits, and failing with one clear line. The same across hosts is in multihost*.test.ts.
+// Addresses on one machine (loopback): --advertise and IPv6 URLs. `circuit join` is in
+// join-cli.test.ts; the same across hosts in multihost*.test.ts.
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
-import { writeFileSync } from "node:fs";
-import * as net from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { dial } from "../src/index.ts";
 import { killAll, runCli, spawnCli, startDaemon } from "./helpers/daemon.ts";
-
-const keyA = join(tmpdir(), `circuit-join-a-${process.pid}.key`);
-const keyB = join(tmpdir(), `circuit-join-b-${process.pid}.key`);
-writeFileSync(keyA, randomBytes(32).toString("hex"), { mode: 0o600 });
-writeFileSync(keyB, randomBytes(32).toString("hex"), { mode: 0o600 });
 
 after(killAll);
 
@@ -63,15 +53,6 @@ async function converge(url: string, want: string, ms = 15_000): Promise<void> {
   assert.equal(got, want, `view through ${url}`);
 }
 
-/** A port on 127.0.0.1 where nothing listens (it did a moment ago). */
-async function deadPort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
 describe("advertised addresses and IPv6 URLs", () => {
   test("--advertise (and CIRCUIT_ADVERTISE) set the URL a daemon prints and gives to peers", async () => {
     const d = await start(["--addr", "127.0.0.1:0", "--advertise", "127.0.0.9"]);
@@ -103,57 +84,5 @@ describe("advertised addresses and IPv6 URLs", () => {
     const r = await runCli(["-d", four.url, "mkchan", `/${m[2]}/c`, "1"]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(four.stderr(), /joined circuit:\/\/\[::1\]:\d+ \(2 members\)/);
-  });
-});
-
-describe("circuit join", () => {
-  test("merges two circuits: every member of both sees all four", async () => {
-    const [a1, b1] = await Promise.all([startDaemon([]), startDaemon([])]);
-    const [a2, b2] = await Promise.all([startDaemon(["--join", a1.url]), startDaemon(["--join", b1.url])]);
-    await Promise.all([
-      converge(
-        a2.url,
-        [a1, a2]
-          .map((d) => `/${d.id}`)
-          .sort()
-          .join("\n"),
-      ),
-      converge(
-        b2.url,
-        [b1, b2]
-          .map((d) => `/${d.id}`)
-          .sort()
-          .join("\n"),
-      ),
-    ]);
-    const r = await runCli(["-d", b2.url, "join", a2.url]);
-    assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout.toString(), /^joined circuit:\/\/127\.0\.0\.1:\d+\/X[0-9a-f]{16} \([34] members\)\n$/);
-    const all = [a1, a2, b1, b2]
-      .map((d) => `/${d.id}`)
-      .sort()
-      .join("\n");
-    await Promise.all([a1, a2, b1, b2].map((d) => converge(d.url, all)));
-  });
-
-  test("an unreachable URL or a refused key fails with one line and exit 1; a bad URL is usage", async () => {
-    const keyed = await startDaemon(["--key", keyA]);
-    const other = await startDaemon(["--key", keyB]);
-    const gone = await deadPort();
-    let r = await runCli(["--key", keyA, "-d", keyed.url, "join", `circuit://127.0.0.1:${gone}`]);
-    assert.equal(r.code, 1);
-    assert.match(
-      r.stderr,
-      new RegExp(`^circuit: ServerGone: join circuit://127\\.0\\.0\\.1:${gone}: unreachable \\(ECONNREFUSED\\)\\n$`),
-    );
-    r = await runCli(["--key", keyA, "-d", keyed.url, "join", other.url]);
-    assert.equal(r.code, 1);
-    assert.match(
-      r.stderr,
-      /^circuit: AuthFailed: join circuit:\/\/.*: refused our cluster key \(it has another key\)\n$/,
-    );
-    r = await runCli(["--key", keyA, "-d", keyed.url, "join", "circuit://fd00::1:7711"]);
-    assert.equal(r.code, 2);
-    assert.match(r.stderr, /^circuit: bad circuit URL .*IPv6 address in brackets/);
   });
 });

@@ -3,7 +3,7 @@
 // multihost-join.test.ts; --advertise and `circuit join` are in advertise.test.ts.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import * as http from "node:http";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
@@ -23,6 +23,8 @@ const servers: net.Server[] = [];
 after(async () => {
   for (const s of servers) s.close();
   await killAll();
+  rmSync(keyA, { force: true });
+  rmSync(keyB, { force: true });
 });
 
 async function waitFor(what: string, ms: number, f: () => string, re: RegExp): Promise<number> {

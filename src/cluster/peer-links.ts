@@ -66,7 +66,11 @@ function connectFailure(err: NodeJS.ErrnoException, tcp: boolean, keyed: boolean
     };
   }
   if (keyed && code === "ECONNRESET") {
-    return { ok: false, kind: "auth", reason: "reset the connection during the TLS handshake (wrong cluster key?)" };
+    return {
+      ok: false,
+      kind: "auth",
+      reason: "refused our cluster key (it reset the connection during the TLS handshake)",
+    };
   }
   return { ok: false, kind: "unreachable", reason: `connection failed (${code || err.message})` };
 }
@@ -258,7 +262,8 @@ export class PeerLinks {
               ? {
                   ok: false,
                   kind: "auth",
-                  reason: "closed the connection during the TLS handshake (wrong cluster key?)",
+                  reason:
+                    "refused our cluster key, or is not a circuit daemon (it closed the connection during the TLS handshake)",
                 }
               : {
                   ok: false,

@@ -44,17 +44,25 @@ async function fakeServer(reply: (sock: net.Socket) => void): Promise<number> {
   return (s.address() as net.AddressInfo).port;
 }
 
+/** A port on 127.0.0.1 where nothing listens (it did a moment ago). */
+async function deadPort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
 function frame(type: number, fields: number[], body: unknown): Buffer {
   const w = new FrameWriter();
   w.frame(type, fields, encode(body));
   return Buffer.from(w.take());
 }
 
-describe("a --join that cannot complete says why, once, and keeps trying", () => {
+// The tests are independent (each its own daemons and ports) and mostly wait: run side by side.
+describe("a --join that cannot complete says why, once, and keeps trying", { concurrency: true }, () => {
   test("nothing listening: unreachable (ECONNREFUSED), said once over several tries", async () => {
-    const port = await fakeServer((s) => s.destroy());
-    servers.pop()?.close();
-    await sleep(100);
+    const port = await deadPort();
     const d = await startDaemon(["--join", `circuit://127.0.0.1:${port}`]);
     const line = new RegExp(
       `join circuit://127\\.0\\.0\\.1:${port}: unreachable \\(ECONNREFUSED\\); retrying every ≤30 s`,
@@ -86,7 +94,7 @@ describe("a --join that cannot complete says why, once, and keeps trying", () =>
       "no key",
       10_000,
       none.stderr,
-      /closed the connection before the circuit handshake: it may require a cluster key/,
+      /ended the connection before the circuit handshake: it may require a cluster key/,
     );
     await waitFor("key against keyless", 10_000, extra.stderr, /does not speak TLS: it runs without a cluster key/);
   });
@@ -144,8 +152,7 @@ describe("a --join that cannot complete says why, once, and keeps trying", () =>
 
   test("several --join: one that answers suffices, and the others stop quietly", async () => {
     const seed = await startDaemon([]);
-    const dead = await fakeServer((s) => s.destroy());
-    servers.pop()?.close();
+    const dead = await deadPort();
     const d = await startDaemon(["--join", `circuit://127.0.0.1:${dead}`, "--join", seed.url]);
     await waitFor("joined", 10_000, d.stderr, new RegExp(`joined ${seed.url.replaceAll(".", "\\.")} \\(2 members\\)`));
     const before = d.stderr();

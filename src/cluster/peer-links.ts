@@ -65,14 +65,26 @@ function connectFailure(err: NodeJS.ErrnoException, tcp: boolean, keyed: boolean
       reason: "does not speak TLS: it runs without a cluster key, or is not a circuit daemon",
     };
   }
-  if (keyed && code === "ECONNRESET") {
+  // A reset and a close before HELLO are the same state to the reader: which one a peer that hangs
+  // up at once produces depends on timing.
+  if (code === "ECONNRESET" || code === "EPIPE") return closedEarly(keyed, undefined);
+  return { ok: false, kind: "unreachable", reason: `connection failed (${code || err.message})` };
+}
+
+/** A peer that accepted the connection, then ended it before its HELLO. */
+function closedEarly(keyed: boolean, first: Buffer | undefined): SeedOutcome {
+  if (keyed) {
     return {
       ok: false,
       kind: "auth",
-      reason: "refused our cluster key (it reset the connection during the TLS handshake)",
+      reason: "refused our cluster key, or is not a circuit daemon (it ended the connection during the TLS handshake)",
     };
   }
-  return { ok: false, kind: "unreachable", reason: `connection failed (${code || err.message})` };
+  return {
+    ok: false,
+    kind: "auth",
+    reason: `ended the connection before the circuit handshake${quoteStart(first)}: it may require a cluster key (--key)`,
+  };
 }
 
 /** The first bytes a peer sent, quoted for a log line. */
@@ -255,22 +267,7 @@ export class PeerLinks {
       clearTimeout(timer);
       if (this.out.get(link.key) === link) this.out.delete(link.key);
       if (seed && !link.ready && !this.closed) {
-        fail(
-          !tcp
-            ? { ok: false, kind: "unreachable", reason: "unreachable" }
-            : keyed
-              ? {
-                  ok: false,
-                  kind: "auth",
-                  reason:
-                    "refused our cluster key, or is not a circuit daemon (it closed the connection during the TLS handshake)",
-                }
-              : {
-                  ok: false,
-                  kind: "auth",
-                  reason: `closed the connection before the circuit handshake${quoteStart(first)}: it may require a cluster key (--key)`,
-                },
-        );
+        fail(tcp ? closedEarly(keyed, first) : { ok: false, kind: "unreachable", reason: "unreachable" });
         this.o.onSeed?.(link.addr, failure as SeedOutcome);
       }
       if (this.closed || !link.id) return;

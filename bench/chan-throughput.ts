@@ -20,7 +20,8 @@ const WINDOW = 256;
 
 async function producerRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
   const client = await dialCircuit(String(args.url));
-  const ch = await getChan(client, String(args.name));
+  // `server`: the channel is hosted by another server than the one dialled (bench/chan-cross.ts).
+  const ch = await getChan(client, String(args.name), args.server === undefined ? undefined : String(args.server));
   const count = Number(args.count);
   const stopAt = performance.now() + Number(args.seconds) * 1000;
   // One payload for every send, as the NATS publisher does: a send takes the bytes when called.

@@ -27,8 +27,9 @@ export async function dialCircuit(url: string): Promise<BenchClient> {
   return lib.dial(url);
 }
 
-function anchor(client: BenchClient, name: string): BenchAnchor {
-  return client.walk(`/${client.serverId}/bench/${name}`);
+/** bench/NAME under `server` (default: the dial-in server). */
+function anchor(client: BenchClient, name: string, server = client.serverId): BenchAnchor {
+  return client.walk(`/${server}/bench/${name}`);
 }
 
 /** Makes the channel, or takes the one already there (a rerun against the same daemon). */
@@ -42,8 +43,8 @@ export async function openChan(client: BenchClient, name: string, cap: number): 
   }
 }
 
-export async function getChan(client: BenchClient, name: string): Promise<BenchChan> {
-  const got = await anchor(client, name).get();
+export async function getChan(client: BenchClient, name: string, server?: string): Promise<BenchChan> {
+  const got = await anchor(client, name, server).get();
   if (got === null || typeof (got as Partial<BenchChan>).send !== "function") {
     throw new Error(`no channel at bench/${name}`);
   }

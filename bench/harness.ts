@@ -281,10 +281,13 @@ export function firstMatch(s: Spawned, stream: "stdout" | "stderr", re: RegExp):
 }
 
 /**
- * Starts a circuit daemon on a free loopback port and resolves with its URL, which the daemon
- * prints as its first stdout line.
+ * Starts a circuit daemon on a free loopback port (with `extraArgs`, e.g. `--join URL`) and
+ * resolves with its URL, which the daemon prints as its first stdout line.
  */
-export async function startCircuitDaemon(procs: Procs): Promise<{ url: string; server: Spawned }> {
+export async function startCircuitDaemon(
+  procs: Procs,
+  extraArgs: string[] = [],
+): Promise<{ url: string; server: Spawned }> {
   const server = procs.spawn("circuit daemon", process.execPath, [
     "--import",
     "tsx",
@@ -292,6 +295,7 @@ export async function startCircuitDaemon(procs: Procs): Promise<{ url: string; s
     "start",
     "--addr",
     "127.0.0.1:0",
+    ...extraArgs,
   ]);
   const m = await firstMatch(server, "stdout", /^(circuit:\/\/\S+)/);
   return { url: m[1] as string, server };

@@ -6,6 +6,7 @@ import { VERSION } from "../daemon/daemon.js";
 import { register as close } from "./close.js";
 import { report } from "./common.js";
 import { register as fs } from "./fs.js";
+import { register as join } from "./join.js";
 import { register as keygen } from "./keygen.js";
 import { register as ls } from "./ls.js";
 import { register as mkchan } from "./mkchan.js";
@@ -39,7 +40,7 @@ const program = new Command("circuit")
   .configureOutput({ outputError: (s, write) => write(`${s.split("\n")[0]?.replace(/^error: /, "circuit: ")}\n`) });
 
 for (const reg of [start, keygen, ls, peek, scrub, mkchan, mksub, send, recv, close, stop]) reg(program);
-for (const reg of [mkproc, wait, signal, stdin, stdout, stderr, ports, fs]) reg(program);
+for (const reg of [mkproc, wait, signal, stdin, stdout, stderr, ports, fs, join]) reg(program);
 for (const reg of [mkdns, set, unset]) reg(program);
 for (const c of program.commands)
   c.exitOverride().configureOutput({

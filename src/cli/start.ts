@@ -3,14 +3,16 @@
 import type { Command } from "commander";
 import { parseUrl } from "../client/client.js";
 import { loadKey, parseGroup } from "../client/keys.js";
-import { Daemon } from "../daemon/daemon.js";
+import { Daemon, parseAddr } from "../daemon/daemon.js";
 import { DataDirBusy } from "../daemon/data-dir.js";
 import { DEFAULT_LIMITS } from "../daemon/limits.js";
+import { isLoopback, parseHostPort } from "../wire/url.js";
 import { keyOption, UsageError } from "./common.js";
 
 interface StartOptions {
   addr: string;
-  join?: string;
+  join?: string[];
+  advertise?: string;
   data?: string;
   maxValue: string;
   acceptKey?: string[];
@@ -39,7 +41,11 @@ export function register(program: Command): void {
     .command("start")
     .description("run a daemon (default 127.0.0.1:7711); the first stdout line is its URL")
     .option("--addr <host:port>", "address to listen on (port 0 picks a free port)", "127.0.0.1:7711")
-    .option("--join <url>", "join the circuit of this server")
+    .option("--join <url>", "join the circuit of this server; repeatable (any one that answers suffices)", collect)
+    .option(
+      "--advertise <host[:port]>",
+      "address other machines reach this server at (env CIRCUIT_ADVERTISE; default: worked out, never 0.0.0.0 or ::)",
+    )
     .option("--data <dir>", "keep the server's ID in this directory across restarts (one daemon per directory)")
     .option("--max-value <bytes>", "largest encoded value accepted", String(16 * 1024 * 1024))
     .option("--accept-key <file>", "also accept this (old) key during a key rollover; repeatable", collect)
@@ -75,12 +81,13 @@ export function register(program: Command): void {
         throw new UsageError((err as Error).message);
       }
       if (acceptKeys.length > 0 && !key) throw new UsageError("--accept-key needs --key: the key to move to");
-      if (o.join !== undefined) {
-        try {
-          parseUrl(o.join);
-        } catch (err) {
-          throw new UsageError((err as Error).message);
-        }
+      const advertise = o.advertise ?? (process.env.CIRCUIT_ADVERTISE?.trim() || undefined);
+      try {
+        for (const j of o.join ?? []) parseUrl(j);
+        parseAddr(o.addr);
+        if (advertise !== undefined) parseHostPort(advertise, 0);
+      } catch (err) {
+        throw new UsageError((err as Error).message);
       }
       const whole = (flag: string, v: string): number => {
         if (!/^\d{1,10}$/.test(v) || Number(v) < 1) throw new UsageError(`${flag} takes a positive whole number`);
@@ -107,8 +114,7 @@ export function register(program: Command): void {
       const maxValue = Number(o.maxValue);
       if (!Number.isInteger(maxValue) || maxValue < 1)
         throw new UsageError("--max-value takes a positive whole number");
-      const host = o.addr.replace(/:\d+$/, "").replace(/^\[|\]$/g, "");
-      const loopback = ["localhost", "::1"].includes(host) || host.startsWith("127.");
+      const loopback = isLoopback(parseAddr(o.addr).host);
       if (!loopback && !key) {
         if (!o.insecure) {
           throw new UsageError(
@@ -125,6 +131,7 @@ export function register(program: Command): void {
           addr: o.addr,
           maxValue,
           join: o.join,
+          advertise,
           data: o.data,
           key,
           acceptKeys,

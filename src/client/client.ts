@@ -5,9 +5,12 @@ import { AuthFailed, type CircuitError, NotFound, ServerGone } from "../errors.j
 import { discoverServer, parseGroup } from "../transport/discovery.js";
 import { loadKey, parseKey } from "../transport/secure.js";
 import { parsePath } from "../wire/path.js";
+import { parseUrl } from "../wire/url.js";
 import { Anchor, type Router } from "./anchor.js";
 import type { OpOptions } from "./chan.js";
 import { Connection, type ConnectOptions } from "./connection.js";
+
+export { parseUrl } from "../wire/url.js";
 
 export const DEFAULT_URL = "circuit://127.0.0.1:7711";
 /** How long a client whose dial-in server died keeps trying the other members. */
@@ -34,18 +37,6 @@ export interface ServerInfo {
   url: string;
   path: string;
   joinedAt: string;
-}
-
-/** Splits `circuit://HOST:PORT[/XID]`. Throws TypeError for anything else. */
-export function parseUrl(url: string): { host: string; port: number; id?: string } {
-  const m = /^circuit:\/\/(?:\[([^\]]+)\]|([^/:[\]]+)):(\d{1,5})(?:\/(X[0-9a-f]{16}))?\/?$/.exec(url.trim());
-  const port = m ? Number(m[3]) : 0;
-  if (!m || port < 1 || port > 65535) {
-    throw new TypeError(
-      `bad circuit URL ${JSON.stringify(url)}: expected circuit://HOST:PORT or circuit://HOST:PORT/XID`,
-    );
-  }
-  return { host: (m[1] ?? m[2]) as string, port, ...(m[4] ? { id: m[4] } : {}) };
 }
 
 /** A list of circuit URLs: an array, or one string with URLs separated by commas. */

@@ -1,6 +1,7 @@
 // The server element at /XID.
 
 import type { Readable } from "node:stream";
+import { parseUrl } from "../wire/url.js";
 import type { OpOptions } from "./chan.js";
 import type { Connection } from "./connection.js";
 import {
@@ -48,6 +49,22 @@ export class ServerHandle {
   /** Stops the daemon gracefully. */
   async stop(opts?: OpOptions): Promise<void> {
     await this.c.request({ op: "stop", path: this.path.slice(1).split("/") }, opts?.signal);
+  }
+
+  /**
+   * Merges this server into the circuit of the server at `url` (`circuit://HOST:PORT[/XID]`):
+   * resolves once that server answered, with the number of members this server then sees (the
+   * rest of both circuits learns of the merge by gossip within a few probe periods). Fails with
+   * ServerGone if `url` is unreachable from this server, AuthFailed if it refused the key,
+   * ProtocolError if it speaks another protocol version or is not a circuit daemon, Timeout if it
+   * accepted the connection but never answered (it cannot connect back to this server's URL).
+   */
+  async join(url: string, opts?: OpOptions): Promise<{ url: string; members: number }> {
+    parseUrl(url);
+    return (await this.c.request({ op: "join", path: this.path.slice(1).split("/"), url }, opts?.signal)) as {
+      url: string;
+      members: number;
+    };
   }
 
   private get hostApi(): HostApi {

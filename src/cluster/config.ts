@@ -85,8 +85,16 @@ export interface SwimConfig {
    * member that itself learned of a join within this interval is in a burst and does not wait.
    */
   catchUpLagMs: number;
-  /** A join whose seed has not answered is retried this often until some seed replies. */
+  /**
+   * A join whose seed has not answered is retried until some seed replies: first after
+   * joinRetryMs, then at twice the previous delay, capped at joinRetryMaxMs. A short first delay
+   * joins quickly when the seed is merely starting up; the cap bounds both how long a daemon
+   * started before its seed waits once the seed is up, and the load that a crowd of daemons
+   * pointed at a dead seed puts on it (one connection attempt per daemon per cap).
+   */
   joinRetryMs: number;
+  /** Upper bound of the join retry delay (see joinRetryMs). */
+  joinRetryMaxMs: number;
   /**
    * Dead and left members are remembered this long (so stale gossip cannot revive them, and
    * reconnect attempts can find them after a partition), then forgotten.
@@ -116,6 +124,7 @@ export const DEFAULT_SWIM: Readonly<SwimConfig> = Object.freeze({
   catchUpMs: 200,
   catchUpLagMs: 1000,
   joinRetryMs: 1000,
+  joinRetryMaxMs: 30_000,
   deadRetainMs: 10 * 60_000,
   stallMs: 250,
 });

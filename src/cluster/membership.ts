@@ -243,7 +243,8 @@ export class Membership {
   private readonly probed = new Set<string>();
   private readonly relays = new Map<number, Relay>();
   private readonly suspicions = new Map<string, Suspicion>();
-  private readonly joining = new Map<string, number>();
+  /** Seeds being joined: when to retry next, and the current retry delay. */
+  private readonly joining = new Map<string, { at: number; delay: number }>();
   private seq = 0;
   /** Lifeguard local health score, 0 (healthy) … maxLocalHealth - 1; timeouts scale by score + 1. */
   private health = 0;
@@ -341,11 +342,24 @@ export class Membership {
 
   // ---- inputs -------------------------------------------------------------------------------
 
-  /** Contacts a seed whose id we do not know: a full-state exchange, retried until some seed answers. */
+  /**
+   * Contacts a seed whose id we do not know: a full-state exchange, retried with capped
+   * exponential backoff (joinRetryMs doubling up to joinRetryMaxMs) until some seed answers.
+   */
   join(addr: string): void {
     if (this.leaving || addr === this.me.addr) return;
-    this.joining.set(addr, this.env.now() + this.cfg.joinRetryMs);
+    this.joining.set(addr, { at: this.env.now() + this.cfg.joinRetryMs, delay: this.cfg.joinRetryMs });
     this.sendSync("", addr, false);
+  }
+
+  /** Stops retrying a join to `addr` (it failed for good, as the caller judges). */
+  cancelJoin(addr: string): void {
+    this.joining.delete(addr);
+  }
+
+  /** Seeds still being retried: none once any seed has answered. */
+  pendingJoins(): string[] {
+    return [...this.joining.keys()];
   }
 
   /** Graceful leave: we announce `left` to every live member at once and stop probing. */
@@ -509,9 +523,10 @@ export class Membership {
       this.nextReconnectAt = now + this.jitter(this.cfg.reconnectIntervalMs);
       this.reconnect(now);
     }
-    for (const [addr, at] of this.joining) {
-      if (now < at) continue;
-      this.joining.set(addr, now + this.cfg.joinRetryMs);
+    for (const [addr, j] of this.joining) {
+      if (now < j.at) continue;
+      j.delay = Math.min(j.delay * 2, Math.max(this.cfg.joinRetryMaxMs, this.cfg.joinRetryMs));
+      j.at = now + j.delay;
       this.sendSync("", addr, false);
     }
   }

@@ -1,8 +1,10 @@
 // Runs the membership state machine against the real world: a clock, a timer, and the links to
 // other servers. The daemon sees only the resulting view and its join/leave events.
 
+import { AuthFailed, type CircuitError, ProtocolError, ServerGone, Timeout } from "../errors.js";
 import type { SwimConfig } from "./config.js";
 import { DEFAULT_SWIM } from "./config.js";
+import { type JoinFailureKind, type JoinResult, JoinTracker } from "./join-tracker.js";
 import { Membership, type MembershipEvent, type MemberView } from "./membership.js";
 import { PeerLinks } from "./peer-links.js";
 
@@ -13,39 +15,83 @@ export interface ClusterNodeOptions {
   maxFrame: number;
   key?: Buffer;
   config?: Partial<SwimConfig>;
+  /**
+   * How long a seed that accepted our connection may take to answer a join (it has to connect
+   * back to our URL). Default 3 s.
+   */
+  joinReplyMs?: number;
   log(line: string): void;
   onEvent(e: MembershipEvent): void;
 }
 
 const TICK_MS = 20;
 
+/** The error an explicit join fails with, by what went wrong. */
+function joinError(kind: JoinFailureKind, message: string): CircuitError {
+  if (kind === "auth") return new AuthFailed(message);
+  if (kind === "version" || kind === "not-circuit") return new ProtocolError(message);
+  if (kind === "no-reply") return new Timeout(message);
+  return new ServerGone(message);
+}
+
 export class ClusterNode {
   readonly membership: Membership;
   readonly links: PeerLinks;
   private readonly timer: NodeJS.Timeout;
+  private readonly joins: JoinTracker;
 
   constructor(private readonly o: ClusterNodeOptions) {
-    this.membership = new Membership(
-      { id: o.id, addr: o.url, meta: o.meta },
-      { ...DEFAULT_SWIM, ...o.config },
-      { now: () => performance.now(), random: Math.random },
-    );
+    const config = { ...DEFAULT_SWIM, ...o.config };
+    this.membership = new Membership({ id: o.id, addr: o.url, meta: o.meta }, config, {
+      now: () => performance.now(),
+      random: Math.random,
+    });
+    this.joins = new JoinTracker({
+      log: o.log,
+      self: o.url,
+      replyMs: o.joinReplyMs ?? 3000,
+      retryMaxMs: config.joinRetryMaxMs,
+    });
     this.links = new PeerLinks({
       self: { id: o.id, url: o.url },
       maxFrame: o.maxFrame,
       key: o.key,
       log: o.log,
-      onMessage: (from, msg) => this.after(() => this.membership.receive(from, msg as never)),
+      onMessage: (from, msg) => this.after(() => this.receive(from, msg)),
       onUnreachable: (id) => this.after(() => this.membership.unreachable(id)),
       onConnectionLost: (id) => this.after(() => this.membership.connectionLost(id)),
+      onSeed: (addr, outcome) =>
+        this.after(() => {
+          if (this.joins.outcome(addr, outcome, performance.now())) this.membership.cancelJoin(addr);
+        }),
     });
-    this.timer = setInterval(() => this.after(() => this.membership.tick()), TICK_MS);
+    this.timer = setInterval(() => this.after(() => this.tick()), TICK_MS);
     this.timer.unref();
   }
 
-  /** Contacts a member of an existing circuit. */
+  /**
+   * Contacts a member of an existing circuit, retrying with backoff until some seed answers; each
+   * change in how the join fares is logged once.
+   */
   join(url: string): void {
+    this.joins.add(url, performance.now());
     this.after(() => this.membership.join(url));
+  }
+
+  /**
+   * Joins the circuit of the server at `url` now, trying once: resolves when it answered (our
+   * views are then merged, and gossip carries the merge to both circuits), or fails with
+   * ServerGone (unreachable), AuthFailed (key refused), ProtocolError (another version, or not a
+   * circuit daemon) or Timeout (no answer within timeoutMs).
+   */
+  joinNow(url: string, timeoutMs: number): Promise<JoinResult> {
+    return new Promise((resolve, reject) => {
+      this.joins.once(url, performance.now(), timeoutMs, {
+        resolve,
+        reject: (kind, message) => reject(joinError(kind, message)),
+      });
+      this.after(() => this.membership.join(url));
+    });
   }
 
   /** Live members (alive or suspect), this server included. */
@@ -66,7 +112,21 @@ export class ClusterNode {
 
   close(): void {
     clearInterval(this.timer);
+    this.joins.close();
     this.links.close();
+  }
+
+  private receive(from: string, msg: unknown): void {
+    this.membership.receive(from, msg as never);
+    const m = msg as { t?: unknown; reply?: unknown };
+    if (this.joins.pending > 0 && m?.t === "sync" && m.reply === true) {
+      this.joins.answered(from, this.membership.liveCount(), this.membership.pendingJoins());
+    }
+  }
+
+  private tick(): void {
+    this.membership.tick();
+    if (this.joins.pending > 0) for (const url of this.joins.tick(performance.now())) this.membership.cancelJoin(url);
   }
 
   /** Applies an input, then carries out what the state machine decided. */

@@ -5,6 +5,15 @@
 import { FrameConn } from "../transport/frame-conn.js";
 import { connectTo, readyEvent } from "../transport/secure.js";
 import { decode, encode, PROTOCOL_VERSION, T } from "../wire/protocol.js";
+import { parseUrl } from "../wire/url.js";
+
+/**
+ * How a connection to a seed (a --join address, whose server we do not know yet) went. `kind`
+ * sorts failures by what a person should check: the network, the key, the versions, the address.
+ */
+export type SeedOutcome =
+  | { ok: true; id: string }
+  | { ok: false; kind: "unreachable" | "auth" | "version" | "not-circuit" | "refused" | "self"; reason: string };
 
 export interface PeerLinksOptions {
   /** This server's HELLO to peers. */
@@ -17,6 +26,8 @@ export interface PeerLinksOptions {
   onUnreachable(id: string): void;
   /** An established connection to the peer broke. */
   onConnectionLost(id: string): void;
+  /** A connection opened to a seed address (id unknown) said HELLO, or failed: why. */
+  onSeed?(addr: string, outcome: SeedOutcome): void;
   log(line: string): void;
 }
 
@@ -33,9 +44,57 @@ interface Link {
 }
 
 function hostPort(url: string): { host: string; port: number } | undefined {
-  const m = /^circuit:\/\/(?:\[([^\]]+)\]|([^/:[\]]+)):(\d{1,5})(?:\/.*)?$/.exec(url);
-  if (!m) return undefined;
-  return { host: (m[1] ?? m[2]) as string, port: Number(m[3]) };
+  try {
+    return parseUrl(url);
+  } catch {
+    return undefined;
+  }
+}
+
+/** What a socket error before HELLO means, in words a person can act on. */
+function connectFailure(err: NodeJS.ErrnoException, tcp: boolean, keyed: boolean): SeedOutcome {
+  const code = err.code ?? "";
+  if (!tcp) return { ok: false, kind: "unreachable", reason: `unreachable (${code || err.message})` };
+  if (/UNKNOWN_PSK|BAD_RECORD_MAC|DECRYPT_ERROR|HANDSHAKE_FAILURE|ILLEGAL_PARAMETER/.test(code)) {
+    return { ok: false, kind: "auth", reason: "refused our cluster key (it has another key)" };
+  }
+  if (keyed && /WRONG_VERSION_NUMBER|UNEXPECTED_MESSAGE|RECORD_LAYER|PACKET_LENGTH/.test(code)) {
+    return {
+      ok: false,
+      kind: "auth",
+      reason: "does not speak TLS: it runs without a cluster key, or is not a circuit daemon",
+    };
+  }
+  // A reset and a close before HELLO are the same state to the reader: which one a peer that hangs
+  // up at once produces depends on timing.
+  if (code === "ECONNRESET" || code === "EPIPE") return closedEarly(keyed, undefined);
+  return { ok: false, kind: "unreachable", reason: `connection failed (${code || err.message})` };
+}
+
+/** A peer that accepted the connection, then ended it before its HELLO. */
+function closedEarly(keyed: boolean, first: Buffer | undefined): SeedOutcome {
+  if (keyed) {
+    return {
+      ok: false,
+      kind: "auth",
+      reason: "refused our cluster key, or is not a circuit daemon (it ended the connection during the TLS handshake)",
+    };
+  }
+  return {
+    ok: false,
+    kind: "auth",
+    reason: `ended the connection before the circuit handshake${quoteStart(first)}: it may require a cluster key (--key)`,
+  };
+}
+
+/** The first bytes a peer sent, quoted for a log line. */
+function quoteStart(b: Buffer | undefined): string {
+  if (!b || b.length === 0) return "";
+  const text = b.subarray(0, 24).toString("latin1");
+  const shown = /^[\x20-\x7e\r\n\t]+$/.test(text)
+    ? JSON.stringify(text.split(/\r?\n/)[0])
+    : `bytes ${b.subarray(0, 8).toString("hex")}`;
+  return ` (it answered ${shown})`;
 }
 
 export class PeerLinks {
@@ -97,16 +156,45 @@ export class PeerLinks {
       this.out.delete(link.key);
       return;
     }
+    // A link opened before we know who answers is a join: its outcome is reported, failure or not.
+    const seed = !link.id;
+    const keyed = this.o.key !== undefined;
+    let failure: SeedOutcome | undefined;
+    const fail = (f: SeedOutcome) => {
+      failure ??= f;
+    };
     const sock = connectTo(hp.host, hp.port, this.o.key);
     let refused = false;
+    let tcp = false;
+    let first: Buffer | undefined;
+    sock.once("connect", () => {
+      tcp = true;
+    });
+    sock.once("data", (b: Buffer) => {
+      first = b;
+    });
     // Registered before FrameConn's own listener, which reports the close.
     sock.once("error", (err: NodeJS.ErrnoException) => {
       if (!link.ready && err.code === "ECONNREFUSED") refused = true;
+      if (!link.ready) fail(connectFailure(err, tcp, keyed));
     });
     const conn = new FrameConn(sock, { maxFrame: this.o.maxFrame });
+    conn.onBadInput = () => {
+      if (!link.ready) fail({ ok: false, kind: "not-circuit", reason: `is not a circuit daemon${quoteStart(first)}` });
+    };
     link.conn = conn;
     const timer = setTimeout(() => {
-      if (!link.ready) conn.destroy();
+      if (link.ready) return;
+      fail(
+        tcp
+          ? {
+              ok: false,
+              kind: "not-circuit",
+              reason: `accepted the connection but sent no circuit HELLO within ${CONNECT_TIMEOUT_MS} ms: not a circuit daemon?`,
+            }
+          : { ok: false, kind: "unreachable", reason: `unreachable (no answer within ${CONNECT_TIMEOUT_MS} ms)` },
+      );
+      conn.destroy();
     }, CONNECT_TIMEOUT_MS);
     timer.unref();
     sock.once(readyEvent(sock), () => {
@@ -114,10 +202,28 @@ export class PeerLinks {
     });
     conn.onFrame = (type, body) => {
       if (type === T.HELLO && !link.ready) {
-        const h = decode(body) as { id?: string; v?: number };
+        let h: { id?: unknown; v?: unknown };
+        try {
+          h = decode(body) as typeof h;
+        } catch {
+          h = {};
+        }
+        if (typeof h !== "object" || h === null) h = {};
         if (h.v !== PROTOCOL_VERSION || typeof h.id !== "string" || (link.id && h.id !== link.id)) {
           // Someone else answers at that address now: as good as refused for the member we wanted.
           if (link.id) refused = true;
+          if (typeof h.v === "number" && h.v !== PROTOCOL_VERSION) {
+            fail({
+              ok: false,
+              kind: "version",
+              reason: `speaks circuit protocol version ${h.v}; this daemon speaks ${PROTOCOL_VERSION} (run the same release everywhere)`,
+            });
+          } else fail({ ok: false, kind: "not-circuit", reason: "sent a HELLO this daemon cannot read" });
+          conn.destroy();
+          return;
+        }
+        if (h.id === this.o.self.id) {
+          fail({ ok: false, kind: "self", reason: "is this server itself" });
           conn.destroy();
           return;
         }
@@ -131,7 +237,21 @@ export class PeerLinks {
           link.key = h.id;
           this.out.set(h.id, link);
         }
+        if (seed) this.o.onSeed?.(link.addr, { ok: true, id: h.id });
         for (const b of link.queue.splice(0)) conn.send(T.SWIM, [], b);
+        return;
+      }
+      if (type === T.ERR && !link.ready) {
+        // The peer refused our HELLO and says why (another protocol version, most likely).
+        let why = "refused our HELLO";
+        try {
+          const e = decode(body.subarray(4)) as { message?: unknown };
+          if (typeof e?.message === "string") why = e.message.slice(0, 200);
+        } catch {
+          // keep the generic reason
+        }
+        const kind = /version/i.test(why) ? "version" : "refused";
+        fail({ ok: false, kind, reason: `refused the connection: ${why}` });
         return;
       }
       if (type === T.SWIM && link.id) {
@@ -146,6 +266,10 @@ export class PeerLinks {
     conn.onClose = () => {
       clearTimeout(timer);
       if (this.out.get(link.key) === link) this.out.delete(link.key);
+      if (seed && !link.ready && !this.closed) {
+        fail(tcp ? closedEarly(keyed, first) : { ok: false, kind: "unreachable", reason: "unreachable" });
+        this.o.onSeed?.(link.addr, failure as SeedOutcome);
+      }
       if (this.closed || !link.id) return;
       if (refused) this.o.onUnreachable(link.id);
       else if (link.ready) this.o.onConnectionLost(link.id);

@@ -11,12 +11,14 @@ import { ClusterNode } from "../cluster/node.js";
 import { AnchorTree } from "../element/anchor-tree.js";
 import { Channel } from "../element/channel.js";
 import { NotFound, ServerGone, toWire, WrongKind } from "../errors.js";
+import { advertisedAddress } from "../transport/advertise.js";
 import { Discovery, parseGroup } from "../transport/discovery.js";
 import type { FrameConn } from "../transport/frame-conn.js";
 import { FrameConn as Conn } from "../transport/frame-conn.js";
 import { createListener, KeyRing } from "../transport/secure.js";
 import { badName, formatPath } from "../wire/path.js";
 import { DEFAULT_MAX_VALUE, encode, FRAME_SLACK, T } from "../wire/protocol.js";
+import { formatHost, formatUrl, isLoopback, parseHostPort, parseUrl } from "../wire/url.js";
 import { type DataDir, openDataDir } from "./data-dir.js";
 import { dnsShortState, dnsStat, scrubDns } from "./dns-ops.js";
 import type { ChanElement, DnsElement, Element, Item, SubElement } from "./elements.js";
@@ -38,8 +40,17 @@ export interface DaemonOptions {
   id?: string;
   /** A directory that keeps the server's ID across restarts; locked while the daemon runs. */
   data?: string;
-  /** URL of a server of the circuit to join. */
-  join?: string;
+  /**
+   * URL of a server of the circuit to join, or several: any one that answers suffices. Retried
+   * with capped backoff until one does; each change in how it fares is logged once.
+   */
+  join?: string | readonly string[];
+  /**
+   * HOST[:PORT] other machines reach this server at (the port defaults to the bound one). Without
+   * it: the bound address, or for a wildcard bind (0.0.0.0, ::) the address of the interface that
+   * routes to the first join peer, else the first non-loopback interface's.
+   */
+  advertise?: string;
   /** GROUP:PORT to announce this server on and find others by UDP multicast (off by default). */
   discover?: string;
   /** Cluster key: every connection must be TLS-PSK with it (or with one of `acceptKeys`). */
@@ -75,10 +86,7 @@ export function newServerId(): string {
 }
 
 export function parseAddr(addr: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(addr);
-  const port = m ? Number(m[3]) : Number.NaN;
-  if (!m || port > 65535) throw new TypeError(`bad address ${JSON.stringify(addr)}: expected HOST:PORT`);
-  return { host: (m[1] ?? m[2]) as string, port };
+  return parseHostPort(addr);
 }
 
 export class Daemon {
@@ -141,12 +149,14 @@ export class Daemon {
     );
     this.reaper.unref();
     const listenHost = parseAddr(opts.addr ?? "127.0.0.1:7711").host;
-    const loopback = listenHost === "localhost" || listenHost === "::1" || listenHost.startsWith("127.");
+    const loopback = isLoopback(listenHost);
     this.host = new HostResources(opts.fsRoot, loopback ? "127.0.0.1" : "0.0.0.0");
   }
 
   static async start(opts: DaemonOptions = {}): Promise<Daemon> {
     const { host, port } = parseAddr(opts.addr ?? "127.0.0.1:7711");
+    const joins = typeof opts.join === "string" ? [opts.join] : [...(opts.join ?? [])];
+    for (const j of joins) parseUrl(j);
     if (opts.fsRoot !== undefined) resolveFsRoot(opts.fsRoot);
     const dataDir = opts.data ? openDataDir(opts.data, newServerId) : undefined;
     const d = new Daemon(opts, opts.id ?? dataDir?.id ?? newServerId(), dataDir);
@@ -163,8 +173,15 @@ export class Daemon {
       throw err;
     }
     const a = d.server.address() as net.AddressInfo;
-    const h = a.family === "IPv6" ? `[${a.address}]` : a.address;
-    d.url = `circuit://${h}:${a.port}/${d.id}`;
+    let adv: Awaited<ReturnType<typeof advertisedAddress>>;
+    try {
+      adv = await advertisedAddress({ bound: a, advertise: opts.advertise, joins });
+    } catch (err) {
+      await new Promise((r) => d.server.close(r));
+      dataDir?.release();
+      throw err;
+    }
+    d.url = formatUrl(adv.host, adv.port, d.id);
     d.cluster = new ClusterNode({
       id: d.id,
       url: d.url,
@@ -172,10 +189,12 @@ export class Daemon {
       maxFrame: d.maxValue + FRAME_SLACK,
       key: opts.key,
       config: opts.swim,
+      // A join's reasons are said within the handshake time, "no answer" included.
+      joinReplyMs: Math.min(3000, d.handshakeMs),
       log: d.log,
       onEvent: (e) => d.membershipEvent(e),
     });
-    if (opts.join) d.cluster.join(opts.join);
+    for (const j of joins) d.cluster.join(j);
     if (opts.discover) {
       const cluster = d.cluster;
       d.discovery = new Discovery(parseGroup(opts.discover), { id: d.id, url: d.url }, opts.key, (peer) => {
@@ -189,7 +208,9 @@ export class Daemon {
         throw err;
       }
     }
-    d.log(`circuit: serving ${d.url}${opts.join ? `, joining ${opts.join}` : ""}`);
+    const where =
+      adv.how === "bound address" ? "" : ` (listening on ${formatHost(a.address)}:${a.port}; address from ${adv.how})`;
+    d.log(`circuit: serving ${d.url}${where}${joins.length > 0 ? `, joining ${joins.join(", ")}` : ""}`);
     return d;
   }
 
@@ -228,6 +249,17 @@ export class Daemon {
   adoptPeer(conn: FrameConn, peerId: string, s: Session): void {
     this.sessions.delete(s);
     this.cluster?.links.adopt(conn, peerId);
+  }
+
+  /**
+   * Merges this server into the circuit of the server at `url` (`circuit join`): resolves once
+   * that server answered, with the size of our merged view.
+   */
+  async joinCircuit(url: unknown): Promise<{ url: string; members: number }> {
+    if (typeof url !== "string") throw new TypeError("join takes a circuit URL");
+    parseUrl(url);
+    if (!this.cluster || this.stopping) throw new ServerGone("this server is stopping");
+    return this.cluster.joinNow(url, this.handshakeMs);
   }
 
   /** A client wants membership changes pushed. */

@@ -427,6 +427,10 @@ export class Session {
           return reply(this.d.servers());
         case "ping":
           return reply(null);
+        case "join":
+          if (this.path(r.path).length !== 1) throw new WrongKind("join is an operation of a server, /XID");
+          this.d.joinCircuit(r.url).then(reply, fail);
+          return;
         case "stop":
           this.d.requestStop(this.path(r.path), () => reply(null));
           return;

@@ -7,6 +7,7 @@ import { createHmac, timingSafeEqual } from "node:crypto";
 import * as dgram from "node:dgram";
 import { Timeout } from "../errors.js";
 import { decode, encode } from "../wire/protocol.js";
+import { parseUrl } from "../wire/url.js";
 
 export const ANNOUNCE_MS = 1000;
 const TAG_BYTES = 32;
@@ -52,7 +53,9 @@ export function open(packet: Buffer, key: Buffer | undefined): { id: string; url
   try {
     const m = decode(body) as { v?: unknown; id?: unknown; url?: unknown };
     if (m.v !== 1 || typeof m.id !== "string" || typeof m.url !== "string") return undefined;
-    if (!/^X[0-9a-f]{16}$/.test(m.id) || !m.url.startsWith("circuit://")) return undefined;
+    if (!/^X[0-9a-f]{16}$/.test(m.id)) return undefined;
+    // Throws (ignored below) for anything that is not a circuit URL.
+    parseUrl(m.url);
     return { id: m.id, url: m.url };
   } catch {
     return undefined;

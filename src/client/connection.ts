@@ -30,6 +30,7 @@ import {
   tail,
   u32,
 } from "../wire/protocol.js";
+import { formatHost } from "../wire/url.js";
 
 /** How a receiver id's events reach its owner. */
 export interface RecvSink {
@@ -180,7 +181,7 @@ export class Connection {
     this.closed = new Promise((r) => {
       this.resolveClosed = r;
     });
-    this.where = `${opts.host}:${opts.port}`;
+    this.where = `${formatHost(opts.host)}:${opts.port}`;
     if (opts.maxUnsentBytes !== undefined) this.maxUnsent = opts.maxUnsentBytes;
   }
 

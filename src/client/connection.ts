@@ -707,9 +707,13 @@ export class Connection {
         this.settle(0, undefined);
         return;
       }
-      case T.PUSH:
-        this.onPush(decode(body) as Record<string, unknown>);
+      case T.PUSH: {
+        const m = decode(body) as Record<string, unknown>;
+        // The handle's element was scrubbed and the server let go of it: so do we.
+        if (m.ev === "released") this.chans.delete(m.handle as number);
+        else this.onPush(m);
         return;
+      }
       case T.TICK:
         return; // its arrival is the point (FrameConn.lastInput)
       case T.CACK: {

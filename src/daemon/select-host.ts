@@ -75,7 +75,8 @@ export class SelectHost {
 
   private open(key: [number, number], sel: number, poll: boolean, t: Buffer): void {
     if (this.selectors.has(sel)) throw new ProtocolError("selector id in use");
-    if (this.selectors.size + this.unacked.size >= this.s.maxSelectors) throw new ProtocolError("too many open selects on this connection");
+    if (this.selectors.size + this.unacked.size >= this.s.maxSelectors)
+      throw new ProtocolError("too many open selects on this connection");
     let spec: unknown;
     try {
       spec = decode(t);
@@ -153,8 +154,7 @@ export class SelectHost {
     } else if (o.value !== undefined) {
       if (c.op === "recv") this.unacked.set(c.selector, { el: c.el, value: o.value });
       this.send(type, [...head, flags | F.VALUE, 0], o.value);
-    }
-    else this.send(type, [...head, flags, 0]);
+    } else this.send(type, [...head, flags, 0]);
   }
 
   forget(c: HostCase): void {

@@ -30,6 +30,7 @@ import {
   tail,
   u32,
 } from "../wire/protocol.js";
+import { checkValue } from "../wire/value-check.js";
 
 /** How a receiver id's events reach its owner. */
 export interface RecvSink {
@@ -301,8 +302,12 @@ export class Connection {
     return this.wait(id, signal);
   }
 
-  /** Encodes a value and checks it against the server's limit. */
+  /**
+   * Encodes a value, refusing one that would not come back exactly (src/wire/value-check.ts), and
+   * checks it against the server's limit.
+   */
   encodeValue(v: unknown): Buffer {
+    checkValue(v);
     const bytes = encode(v);
     if (bytes.length > this.maxValue) throw tooLarge(bytes.length, this.maxValue);
     return bytes;

@@ -32,7 +32,9 @@ function rssOf(pid: number): number {
 
 /** White box: how many channels the client keeps send state for on its connection to the daemon. */
 function clientChans(c: Client): number {
-  return (c as unknown as { home: { chans: Map<number, unknown> } }).home.chans.size;
+  const home = (c as unknown as { home: { chans: Map<number, unknown>; states: Set<unknown> } }).home;
+  assert.equal(home.states.size, home.chans.size, "the client's two views of its channels differ");
+  return home.chans.size;
 }
 
 test("70,000 make+scrub cycles on one connection succeed with flat daemon memory", async () => {

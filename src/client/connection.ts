@@ -444,6 +444,18 @@ export class Connection {
   }
 
   /** A blocking send is answered: its copy goes (credited ones before it went with their CACK). */
+  /**
+   * The server let go of a scrubbed channel's handle (after every send on it was answered): so do
+   * we, and a reconnection will not try to open it again.
+   */
+  private released(handle: number): void {
+    const st = this.chans.get(handle);
+    if (!st) return;
+    this.chans.delete(handle);
+    this.states.delete(st);
+    for (const k of st.kept.drain()) this.keptBytes -= k.bytes.length;
+  }
+
   private forget(st: ChanState, k: Kept): void {
     const gone = st.kept.removeWhere((x) => x === k);
     for (const g of gone) this.keptBytes -= g.bytes.length;
@@ -714,8 +726,7 @@ export class Connection {
       }
       case T.PUSH: {
         const m = decode(body) as Record<string, unknown>;
-        // The handle's element was scrubbed and the server let go of it: so do we.
-        if (m.ev === "released") this.chans.delete(m.handle as number);
+        if (m.ev === "released") this.released(m.handle as number);
         else this.onPush(m);
         return;
       }

@@ -14,7 +14,9 @@
 // the channels handed out), not against what the clients believe:
 //   - a select completes at most one case; what a client reports is what its hosts did;
 //   - a value is taken at most once; a value that entered a channel is taken exactly once by the
-//     end (the channels are drained), and no value enters that a client was told did not;
+//     end (the channels are drained), and no value enters that a client was told did not; a value
+//     a select recv case took counts as taken once the selector's DECIDE ALL (its acknowledgement)
+//     reaches the host: if its connection closes first, exactly the unacknowledged values go back;
 //   - after a receiver was told "closed and drained", no value leaves that channel any more;
 //   - whenever nothing is in flight, no waiting sender and waiting receiver could match (a
 //     select case on a closed channel is always ready);
@@ -195,6 +197,10 @@ class SimSession {
   private readonly pendingSends = new Map<number, { ch: number; w: SendWaiter<Item> }>();
   private readonly receivers = new Map<number, SimReceiver>();
   private readonly selects: SelectHost;
+  /** Values select recv cases took here, by selector id, until its DECIDE ALL arrives. */
+  readonly selectUnacked = new Map<number, string>();
+  /** What the select host put back when the connection dropped. */
+  private readonly selectRequeued: string[] = [];
   gone = false;
 
   constructor(
@@ -205,10 +211,16 @@ class SimSession {
     this.selects = new SelectHost({
       send: (type, fields, t) => {
         const tail = t ? Buffer.from(t) : NONE;
-        sim.observe(type, fields, tail);
+        sim.observe(type, fields, tail, this);
         link.sendDown(type, fields, tail);
       },
       element: (handle) => sim.element(host, handle),
+      requeue: (el, values) => {
+        const vals = values.map(str);
+        this.selectRequeued.push(...vals);
+        this.sim.requeued(vals, this.sim.indexOf(el));
+        el.chan.requeue(values);
+      },
       openInStream: () => {
         throw new Error("the model has no stream messages");
       },
@@ -268,8 +280,16 @@ class SimSession {
         if (!c) this.link.sendDown(T.REND, [a]);
         return;
       }
+      case T.DECIDE: {
+        const v = this.selectUnacked.get(selOf(f.fields));
+        if (c === ALL_CASES && v !== undefined) {
+          this.selectUnacked.delete(selOf(f.fields));
+          this.sim.final(v);
+        }
+        this.selects.frame(f.type, body(f.fields, f.tail));
+        return;
+      }
       case T.SELECT:
-      case T.DECIDE:
         this.selects.frame(f.type, body(f.fields, f.tail));
         return;
       case CLOSED:
@@ -301,6 +321,13 @@ class SimSession {
     }
     this.receivers.clear();
     this.selects.cleanup();
+    const unacked = [...this.selectUnacked.values()].sort();
+    assert.deepEqual(
+      [...this.selectRequeued].sort(),
+      unacked,
+      "the select host put back other values than those its selectors had not acknowledged",
+    );
+    this.selectUnacked.clear();
   }
 }
 
@@ -681,6 +708,10 @@ class Sim {
     return (this.sc.chans[ch] as { host: number }).host;
   }
 
+  indexOf(el: ChannelLike): number {
+    return this.els.indexOf(el);
+  }
+
   element(host: number, handle: number): ChannelLike {
     const el = this.els[handle - 1];
     if (!el || this.hostOf(handle - 1) !== host) throw new Error(`no channel handle ${handle} on host ${host}`);
@@ -716,7 +747,7 @@ class Sim {
   }
 
   /** Every frame a SelectHost sends passes here. */
-  observe(type: number, fields: number[], tail: Buffer): void {
+  observe(type: number, fields: number[], tail: Buffer, session: SimSession): void {
     if (type !== T.DONE && type !== T.SETTLED) return;
     const flags = fields[3] as number;
     if (!(flags & F.OK)) return;
@@ -730,7 +761,8 @@ class Sim {
     if (c.op === "recv" && flags & F.VALUE) {
       rec.value = str(tail);
       this.took(rec.value, c.ch);
-      this.final(rec.value);
+      // Taken for good once acknowledged (SimSession sees the DECIDE ALL), else handed back.
+      session.selectUnacked.set(sel, rec.value);
     }
     if (c.op === "recv" && flags & F.CLOSED) this.sawClosed(c.ch);
     if (c.op === "send" && !(flags & F.ERROR)) this.entered(s.value(idx));
@@ -1182,9 +1214,11 @@ describe("select protocol model", () => {
     );
   });
 
-  test("a value in flight to a selector that dies is the only thing a crash can cost", () => {
+  test("a value a selector took and died before acknowledging goes back to the channel", () => {
     // A selector receives from a buffered channel and dies at every possible step; whatever the
-    // step, the value is taken exactly once (by the select, or by the drain after the crash).
+    // step, the value is taken for good exactly once (by the select, or by the drain after the
+    // crash). Where the selector had the value but its acknowledgement was lost, it was handed back.
+    let handedBack = 0;
     for (let crash = 0; crash < 12; crash++) {
       for (let drop = 0; drop <= 1; drop++) {
         const sim = simulate({
@@ -1204,8 +1238,13 @@ describe("select protocol model", () => {
           seed: crash * 7 + drop,
         });
         assert.equal(sim.finals.get("p0"), 1);
+        const took = sim.takes.filter(([v]) => v === "p0").length;
+        const back = sim.requeues.get("p0")?.length ?? 0;
+        assert.equal(took, 1 + back, `crash at ${crash}, drop ${drop}: taken ${took} times, handed back ${back}`);
+        handedBack += back;
       }
     }
+    assert.ok(handedBack > 0, "no crash fell between a select taking the value and acknowledging it");
   });
 });
 

@@ -31,6 +31,7 @@ import {
   u32,
 } from "../wire/protocol.js";
 import { formatHost } from "../wire/url.js";
+import { checkValue } from "../wire/value-check.js";
 
 /** How a receiver id's events reach its owner. */
 export interface RecvSink {
@@ -307,8 +308,12 @@ export class Connection {
     return this.wait(id, signal);
   }
 
-  /** Encodes a value and checks it against the server's limit. */
+  /**
+   * Encodes a value, refusing one that would not come back exactly (src/wire/value-check.ts), and
+   * checks it against the server's limit.
+   */
   encodeValue(v: unknown): Buffer {
+    checkValue(v);
     const bytes = encode(v);
     if (bytes.length > this.maxValue) throw tooLarge(bytes.length, this.maxValue);
     return bytes;
@@ -445,6 +450,18 @@ export class Connection {
   }
 
   /** A blocking send is answered: its copy goes (credited ones before it went with their CACK). */
+  /**
+   * The server let go of a scrubbed channel's handle (after every send on it was answered): so do
+   * we, and a reconnection will not try to open it again.
+   */
+  private released(handle: number): void {
+    const st = this.chans.get(handle);
+    if (!st) return;
+    this.chans.delete(handle);
+    this.states.delete(st);
+    for (const k of st.kept.drain()) this.keptBytes -= k.bytes.length;
+  }
+
   private forget(st: ChanState, k: Kept): void {
     const gone = st.kept.removeWhere((x) => x === k);
     for (const g of gone) this.keptBytes -= g.bytes.length;
@@ -715,9 +732,12 @@ export class Connection {
         this.settle(0, undefined);
         return;
       }
-      case T.PUSH:
-        this.onPush(decode(body) as Record<string, unknown>);
+      case T.PUSH: {
+        const m = decode(body) as Record<string, unknown>;
+        if (m.ev === "released") this.released(m.handle as number);
+        else this.onPush(m);
         return;
+      }
       case T.TICK:
         return; // its arrival is the point (FrameConn.lastInput)
       case T.CACK: {

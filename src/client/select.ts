@@ -199,6 +199,8 @@ class Selection<T> {
     if (this.state === "done") return;
     this.state = "done";
     this.opts.signal?.removeEventListener("abort", this.onAbort);
+    // DECIDE ALL also acknowledges a value we took: it leaves at the end of this turn, after the
+    // program has resumed with the value; if we die before, the server puts the value back.
     for (const conn of this.live) {
       conn.decide(this.id, ALL_CASES);
       conn.closeSelect(this.id);

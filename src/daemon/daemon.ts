@@ -458,7 +458,11 @@ export class Daemon {
     }
     this.tree.remove(el.names.slice(1), el);
     if (el.kind !== "chan") this.subs.delete(el);
-    el.chan.scrub(done);
+    el.chan.scrub(() => {
+      // Once no credit is out, every connection lets go of its handle (DESIGN §3.1).
+      for (const s of this.sessions) s.releaseHandle(el);
+      done();
+    });
   }
 
   requestStop(names: string[], done: () => void): void {

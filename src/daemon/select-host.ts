@@ -13,6 +13,8 @@ export interface SelectSession {
   element(handle: number): ChannelLike;
   /** Starts streaming a stream message to this client under its pipe id. */
   openInStream(pipe: StreamPipe): void;
+  /** Puts values this client never acknowledged back at the head of `el`, in their order. */
+  requeue(el: ChannelLike, values: Buffer[]): void;
   maxValue: number;
   maxCases: number;
   maxSelectors: number;
@@ -51,6 +53,11 @@ class HostCase implements SelectCase<Item> {
 
 export class SelectHost {
   private readonly selectors = new Map<number, Map<number, HostCase>>();
+  /**
+   * The value each selector's recv case took, until the client acknowledges it (its DECIDE ALL,
+   * sent once the select has resolved): if the connection drops first, it goes back to its channel.
+   */
+  private readonly unacked = new Map<number, { el: ChannelLike; value: Buffer }>();
 
   constructor(private readonly s: SelectSession) {}
 
@@ -68,7 +75,8 @@ export class SelectHost {
 
   private open(key: [number, number], sel: number, poll: boolean, t: Buffer): void {
     if (this.selectors.has(sel)) throw new ProtocolError("selector id in use");
-    if (this.selectors.size >= this.s.maxSelectors) throw new ProtocolError("too many open selects on this connection");
+    if (this.selectors.size + this.unacked.size >= this.s.maxSelectors)
+      throw new ProtocolError("too many open selects on this connection");
     let spec: unknown;
     try {
       spec = decode(t);
@@ -108,6 +116,8 @@ export class SelectHost {
   }
 
   private decide(key: [number, number], sel: number, idx: number): void {
+    // The selector is done with this server: a value it took here is its program's now.
+    if (idx === ALL_CASES) this.unacked.delete(sel);
     const cases = this.selectors.get(sel);
     if (!cases) {
       // Nothing to commit (already finished or released): say so, never leave a committer waiting.
@@ -141,8 +151,10 @@ export class SelectHost {
     else if (o.value instanceof StreamPipe) {
       this.send(type, [...head, flags | F.STREAM, o.value.id]);
       this.s.openInStream(o.value);
-    } else if (o.value !== undefined) this.send(type, [...head, flags | F.VALUE, 0], o.value);
-    else this.send(type, [...head, flags, 0]);
+    } else if (o.value !== undefined) {
+      if (c.op === "recv") this.unacked.set(c.selector, { el: c.el, value: o.value });
+      this.send(type, [...head, flags | F.VALUE, 0], o.value);
+    } else this.send(type, [...head, flags, 0]);
   }
 
   forget(c: HostCase): void {
@@ -159,8 +171,19 @@ export class SelectHost {
     for (const c of cases.values()) c.el.chan.releaseCase(c);
   }
 
-  /** The connection is gone: every reservation goes back to its channel. */
+  /**
+   * The connection is gone: every reservation goes back to its channel, and so does every value
+   * a recv case took that the client had not acknowledged (at the head, in the order taken).
+   */
   cleanup(): void {
     for (const sel of [...this.selectors.keys()]) this.releaseAll(sel);
+    const back = new Map<ChannelLike, Buffer[]>();
+    for (const { el, value } of this.unacked.values()) {
+      const list = back.get(el);
+      if (list) list.push(value);
+      else back.set(el, [value]);
+    }
+    this.unacked.clear();
+    for (const [el, values] of back) this.s.requeue(el, values);
   }
 }

@@ -1,8 +1,8 @@
 // One client connection on the daemon: decodes requests, dispatches them to elements, and answers.
 // Values stay opaque bytes here; only control frames are decoded.
 
-import type { CreditHolder, Receiver, SendWaiter } from "../element/channel.js";
-import { CircuitError, NotFound, ProtocolError, toWire, WrongKind } from "../errors.js";
+import { Channel, type CreditHolder, type Receiver, type SendWaiter } from "../element/channel.js";
+import { ChannelAborted, CircuitError, NotFound, ProtocolError, toWire, WrongKind } from "../errors.js";
 import type { FrameConn } from "../transport/frame-conn.js";
 import { Deque } from "../util/deque.js";
 import { forEachEntry } from "../wire/frame.js";
@@ -65,7 +65,10 @@ export class Session {
   private readonly timer: NodeJS.Timeout;
   private readonly handles = new Map<number, { el: ChannelLike; holder: Holder }>();
   private readonly handleOf = new Map<ChannelLike, number>();
+  /** Handles are never reused: one below this that is not in `handles` was released (scrubbed). */
   private nextHandle = 1;
+  /** Stands in for the channel of a released handle: scrubbed, so every op on it fails as it would. */
+  private scrubbedEl: ChanElement | undefined;
   private readonly receivers = new Map<number, SessionReceiver>();
   private readonly pendingSends = new Map<number, { el: ChannelLike; w: SendWaiter<Item> }>();
   /** Stream messages this session is sending, by its stream id. */
@@ -91,6 +94,7 @@ export class Session {
       send: (type, fields, t) => conn.send(type, fields, t),
       element: (handle) => this.el(handle),
       openInStream: (pipe) => this.openInStream(pipe),
+      requeue: (el, values) => el.chan.requeue(values),
       maxValue: d.maxValue,
       maxCases: d.limits.selectCases,
       maxSelectors: d.limits.pending,
@@ -204,8 +208,10 @@ export class Session {
         this.bye = true;
         return;
       case T.RELEASE: {
-        const el = this.el(u32(body, 0));
-        el.chan.release(this.holderFor(el));
+        const h = this.handles.get(u32(body, 0));
+        // A released handle's channel has settled: it holds no credits of ours any more.
+        if (h) h.el.chan.release(h.holder);
+        else this.el(u32(body, 0));
         return;
       }
       case T.CANCEL: {
@@ -227,7 +233,7 @@ export class Session {
         if (!r) {
           const el = this.handles.get(handle)?.el;
           if (!el) {
-            this.conn.send(T.REND, [rid], encode(toWire(new NotFound("unknown channel handle"))));
+            this.conn.send(T.REND, [rid], encode(toWire(this.noHandle(handle))));
             return;
           }
           if (this.receivers.size >= this.d.limits.pending) throw new ProtocolError("too many receivers");
@@ -397,8 +403,11 @@ export class Session {
           const el = this.d.makeChan(this.path(r.path), r.cap);
           return reply({ kind: "chan", cap: el.chan.cap, handle: this.handleFor(el) });
         }
-        case "stat":
-          return reply(this.d.stateOf(this.el(this.int(r.handle))));
+        case "stat": {
+          const el = this.el(this.int(r.handle));
+          if (el === this.scrubbedEl) throw new ChannelAborted("the channel was scrubbed");
+          return reply(this.d.stateOf(el));
+        }
         case "mksub": {
           const el = this.d.makeSub(this.path(r.path), r.kind);
           return reply({ kind: el.kind, cap: el.chan.cap, handle: this.handleFor(el) });
@@ -417,6 +426,8 @@ export class Session {
         case "scrub": {
           if (r.handle !== undefined) {
             const el = this.el(this.int(r.handle));
+            // Scrubbed already (and its handle released): done.
+            if (el === this.scrubbedEl) return reply(null);
             this.d.scrubElement(el, () => reply(null));
             return;
           }
@@ -477,8 +488,37 @@ export class Session {
 
   private el(handle: number): ChannelLike {
     const h = this.handles.get(handle);
-    if (!h) throw new NotFound("unknown channel handle");
-    return h.el;
+    if (h) return h.el;
+    if (handle > 0 && handle < this.nextHandle) return this.scrubbed();
+    throw new NotFound("unknown channel handle");
+  }
+
+  /** Why `handle` names no channel: it was released (ChannelAborted) or never given (NotFound). */
+  private noHandle(handle: number): CircuitError {
+    if (handle > 0 && handle < this.nextHandle) return new ChannelAborted("the channel was scrubbed");
+    return new NotFound("unknown channel handle");
+  }
+
+  private scrubbed(): ChanElement {
+    if (!this.scrubbedEl) {
+      this.scrubbedEl = { kind: "chan", chan: new Channel<Item>(0), names: [] };
+      this.scrubbedEl.chan.scrub(() => {});
+    }
+    return this.scrubbedEl;
+  }
+
+  /**
+   * `el` was scrubbed and has settled (no credit of ours is left in it): its handle and everything
+   * kept for it go, and the client hears so; later uses of the handle fail with ChannelAborted.
+   */
+  releaseHandle(el: ChannelLike): void {
+    const h = this.handleOf.get(el);
+    if (h === undefined || this.gone) return;
+    this.handleOf.delete(el);
+    this.handles.delete(h);
+    // Its receivers have ended; values they hold unacked cannot go back into a scrubbed channel.
+    for (const [rid, r] of this.receivers) if (r.el === el) this.receivers.delete(rid);
+    this.conn.send(T.PUSH, [], encode({ ev: "released", handle: h }));
   }
 
   private handleFor(el: ChannelLike): number {

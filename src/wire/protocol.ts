@@ -14,7 +14,9 @@
 //   REQ        c→s  [id]                 tail {op, ...args}
 //   RES        s→c  [id]                 tail result
 //   ERR        s→c  [id]                 tail {code, message}
-//   PUSH       s→c  []                   tail {ev, ...}
+//   PUSH       s→c  []                   tail {ev, ...}: membership changes for a watching client;
+//                                        {ev: "released", handle}: that channel was scrubbed and the
+//                                        server let go of its handle (later uses: ChannelAborted).
 //   CANCEL     c→s  [id]                 withdraw a blocked SEND/SOPEN; it then fails with code
 //                                        Cancelled, unless its RES is already on the way.
 //   TICK       s→c  []                   the server is alive and reading: sent when bytes arrived
@@ -70,7 +72,11 @@
 //   OFFER      s→c  [hi, lo, idx, flags] tail value | error: case idx is reserved for us
 //   WITHDRAW   s→c  [hi, lo, idx]        the reservation behind that offer is gone
 //   DECIDE     c→s  [hi, lo, idx]        commit case idx (ALL_CASES: release every case here);
-//                                        a commit that is done releases the other cases here too
+//                                        a commit that is done releases the other cases here too.
+//                                        ALL_CASES, sent once the select has resolved, also
+//                                        acknowledges a value DONE/SETTLED delivered: until then the
+//                                        server keeps it, and puts it back at the head of its
+//                                        channel if the connection closes.
 //   DONE       s→c  [hi, lo, idx, flags, pid] tail value | error: the answer to a commit
 //   SETTLED    s→c  [hi, lo, idx, flags, pid] tail value | error: a pair we committed to completed
 //                                        (or failed: flags has F_FAILED, the case waits again)

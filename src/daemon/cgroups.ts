@@ -217,7 +217,13 @@ class V1Backend implements CgroupBackend {
   }
 
   create(owner: string, name: string, limits: ProcLimits | undefined): ProcGroup {
-    const dirs = this.roots.map((r) => join(r, TOP, owner, name));
+    // A group in the cpu hierarchy is a scheduling entity of its own, which competes with each
+    // process outside it as one: on a busy host an unlimited process would get less CPU than if
+    // it were not in a group. So the cpu hierarchy is joined only for a `cpus` limit (where cpuacct
+    // is mounted with cpu, CPU use then comes from /proc instead).
+    const cpu = this.mounts.get("cpu");
+    const roots = this.roots.filter((r) => r !== cpu || limits?.cpus !== undefined);
+    const dirs = roots.map((r) => join(r, TOP, owner, name));
     for (const d of dirs) mkdirP(d);
     const g = new V1Group(dirs);
     try {
@@ -349,6 +355,7 @@ export class V1Group implements ProcGroup {
 
 export class V2Backend implements CgroupBackend {
   readonly version = 2;
+  /** "dir controller" pairs already enabled in dir's cgroup.subtree_control. */
   private readonly enabled = new Set<string>();
 
   constructor(private readonly root: string) {}
@@ -358,13 +365,17 @@ export class V2Backend implements CgroupBackend {
   }
 
   create(owner: string, name: string, limits: ProcLimits | undefined): ProcGroup {
-    // A controller works in a group only if every ancestor enables it for its children.
+    // A controller works in a group only if every ancestor enables it for its children. cpu is
+    // enabled only once a process asks for `cpus`: with it every group becomes a scheduling entity
+    // (see V1Backend.create); cpu.stat's usage is counted without it.
+    const want = V2_CONTROLLERS.filter((c) => c !== "cpu" || limits?.cpus !== undefined);
     const chain = [this.root, join(this.root, TOP), join(this.root, TOP, owner)];
     for (const d of chain) {
       if (d !== this.root) mkdirP(d);
-      if (!this.enabled.has(d)) {
-        write(join(d, "cgroup.subtree_control"), V2_CONTROLLERS.map((c) => `+${c}`).join(" "));
-        this.enabled.add(d);
+      const missing = want.filter((c) => !this.enabled.has(`${d} ${c}`));
+      if (missing.length > 0) {
+        write(join(d, "cgroup.subtree_control"), missing.map((c) => `+${c}`).join(" "));
+        for (const c of missing) this.enabled.add(`${d} ${c}`);
       }
     }
     const dir = join(this.root, TOP, owner, name);
@@ -392,9 +403,11 @@ export class V2Backend implements CgroupBackend {
   }
 
   removeOwner(owner: string): void {
-    const d = join(this.root, TOP, owner);
-    if (rmdirQuiet(d)) this.enabled.delete(d);
-    if (rmdirQuiet(join(this.root, TOP))) this.enabled.delete(join(this.root, TOP));
+    const forget = (d: string) => {
+      for (const c of V2_CONTROLLERS) this.enabled.delete(`${d} ${c}`);
+    };
+    if (rmdirQuiet(join(this.root, TOP, owner))) forget(join(this.root, TOP, owner));
+    if (rmdirQuiet(join(this.root, TOP))) forget(join(this.root, TOP));
   }
 }
 

@@ -127,6 +127,15 @@ export function spawnChild(cmd: ProcCommand, server: string, group?: ProcGroup):
   }
   const file = resolveProgram(cmd.path, cmd.dir, server);
   const env = cmd.env === undefined ? process.env : cmd.inheritEnv ? { ...process.env, ...cmd.env } : cmd.env;
+  if (group) {
+    // The wrapper would report an exec failure as exit 126/127: tell what can be told beforehand.
+    try {
+      accessSync(file, fsc.X_OK);
+      if (!statSync(file).isFile()) throw Object.assign(new Error("not a file"), { code: "EACCES" });
+    } catch (err) {
+      throw new SpawnFailed(`cannot start ${cmd.path}: ${(err as NodeJS.ErrnoException).code ?? err}`, { cause: err });
+    }
+  }
   try {
     // detached: the child calls setsid(), so it leads its own process group and a scrub can kill
     // everything it started.
@@ -377,10 +386,8 @@ export class HostedProc {
    * else summed over the process group and its descendants from /proc.
    */
   private usage(): { ns: number; rssBytes: number } | undefined {
-    if (this.group) {
-      const u = this.group.usage();
-      if (u.cpuNs !== undefined && u.rssBytes !== undefined) return { ns: u.cpuNs, rssBytes: u.rssBytes };
-    }
+    const u = this.group?.usage() ?? {};
+    if (u.cpuNs !== undefined && u.rssBytes !== undefined) return { ns: u.cpuNs, rssBytes: u.rssBytes };
     let ticks = 0;
     let rssBytes = 0;
     for (const e of groupTree(this.pid, this.start)) {
@@ -389,7 +396,7 @@ export class HostedProc {
       ticks += e.ticks;
       rssBytes += s.rssBytes;
     }
-    return { ns: (ticks / CLK_TCK) * 1e9, rssBytes };
+    return { ns: u.cpuNs ?? (ticks / CLK_TCK) * 1e9, rssBytes: u.rssBytes ?? rssBytes };
   }
 
   private sample(): void {

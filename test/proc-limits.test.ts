@@ -4,6 +4,8 @@
 // this host; the v2 backend's file writes against a temporary directory standing in for
 // /sys/fs/cgroup (the seam: a backend is told its hierarchy's root).
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,7 +14,7 @@ import { detectCgroups, hostCgroups, parseMountinfo, V2Backend } from "../src/da
 import { groupTree, type ProcEntry, parseStatEntry } from "../src/daemon/procfs.ts";
 import { type Client, dial, type ProcStat, Unsupported } from "../src/index.ts";
 import { checkLimits, parseSize } from "../src/wire/proc-limits.ts";
-import { type CliResult, type Daemon, killAll, runCli, startDaemon } from "./helpers/daemon.ts";
+import { CLI, type CliResult, type Daemon, killAll, runCli, startDaemon } from "./helpers/daemon.ts";
 import { cgroupOf, killPids, marker, pidsWithArg, removeCgroupsOf, within } from "./helpers/procs.ts";
 
 const MiB = 1024 * 1024;
@@ -292,6 +294,35 @@ describe("limits enforced by a real daemon (cgroup v1)", () => {
     // Bad values never leave the client.
     await assert.rejects(at("tiny").makeProc({ path: "true", limits: { memoryBytes: 100 } }), RangeError);
     await assert.rejects(at("nan").makeProc({ path: "true", limits: { cpus: -1 } }), RangeError);
+  });
+
+  test("a daemon that is not root cannot make cgroups: limits fail with Unsupported naming EACCES", async () => {
+    // The same daemon as user nobody (setpriv from util-linux), the way an unprivileged operator runs it.
+    const proc = spawn(
+      "setpriv",
+      ["--reuid=65534", "--regid=65534", "--clear-groups", process.execPath, CLI, "start", "--addr", "127.0.0.1:0"],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
+    try {
+      const [line] = (await Promise.race([
+        once(proc.stdout, "data"),
+        new Promise((_, reject) => setTimeout(() => reject(new Error("no URL within 15 s")), 15_000)),
+      ])) as [Buffer];
+      const url = line.toString().split("\n")[0] as string;
+      const id = url.slice(url.lastIndexOf("/") + 1);
+      ids.add(id);
+      const r = await runCli(["-d", url, "mkproc", "--memory", "64M", `/${id}/x`, "--", "true"], { timeoutMs: 30_000 });
+      assert.equal(r.code, 1);
+      assert.match(
+        r.stderr,
+        /^circuit: Unsupported: cannot enforce limits on this server: cannot create a cgroup: EACCES/,
+      );
+      const ok = await runCli(["-d", url, "mkproc", `/${id}/y`, "--", "true"], { timeoutMs: 30_000 });
+      assert.equal(ok.code, 0, ok.stderr);
+    } finally {
+      proc.kill("SIGKILL");
+      await once(proc, "exit").catch(() => {});
+    }
   });
 
   test("CLI: mkproc --memory 512M --cpus 0.5 --pids 64 sets the cgroup; bad values are usage errors", async () => {

@@ -224,9 +224,10 @@ class V1Backend implements CgroupBackend {
     const cpu = this.mounts.get("cpu");
     const roots = this.roots.filter((r) => r !== cpu || limits?.cpus !== undefined);
     const dirs = roots.map((r) => join(r, TOP, owner, name));
-    for (const d of dirs) mkdirP(d);
-    const g = new V1Group(dirs);
+    let g = new V1Group([]);
     try {
+      for (const d of dirs) mkdirP(d);
+      g = new V1Group(dirs);
       const at = (c: V1Controller) => join(this.mounts.get(c) as string, TOP, owner, name);
       if (limits?.memoryBytes !== undefined) {
         write(join(at("memory"), "memory.limit_in_bytes"), String(limits.memoryBytes));
@@ -240,7 +241,8 @@ class V1Backend implements CgroupBackend {
       }
       if (limits?.pids !== undefined) write(join(at("pids"), "pids.max"), String(limits.pids));
     } catch (err) {
-      g.remove();
+      // Also the directories made before a later hierarchy refused.
+      for (const d of dirs) rmdirQuiet(d);
       throw err;
     }
     return g;

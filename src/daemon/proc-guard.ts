@@ -185,7 +185,13 @@ export class ProcGuard {
     // Under tsx (tests, examples) this file is the .ts source and so is the watchdog.
     const ts = self.endsWith(".ts");
     const script = join(self, "..", ts ? "watchdog.ts" : "watchdog.js");
-    const args = [...(ts ? ["--import", "tsx"] : []), script, this.opts.owner, this.opts.cgroups ? "cgroups" : "none"];
+    // tsx resolved from here, not from the daemon's working directory.
+    const args = [
+      ...(ts ? ["--import", import.meta.resolve("tsx")] : []),
+      script,
+      this.opts.owner,
+      this.opts.cgroups ? "cgroups" : "none",
+    ];
     let w: ChildProcess;
     try {
       // Detached: its own session, so a signal to the daemon's process group or terminal spares it.

@@ -357,8 +357,6 @@ export class V1Group implements ProcGroup {
 
 export class V2Backend implements CgroupBackend {
   readonly version = 2;
-  /** "dir controller" pairs already enabled in dir's cgroup.subtree_control. */
-  private readonly enabled = new Set<string>();
 
   constructor(private readonly root: string) {}
 
@@ -370,15 +368,11 @@ export class V2Backend implements CgroupBackend {
     // A controller works in a group only if every ancestor enables it for its children. cpu is
     // enabled only once a process asks for `cpus`: with it every group becomes a scheduling entity
     // (see V1Backend.create); cpu.stat's usage is counted without it.
+    // Written on every create, not remembered: another daemon may have removed and remade TOP.
     const want = V2_CONTROLLERS.filter((c) => c !== "cpu" || limits?.cpus !== undefined);
-    const chain = [this.root, join(this.root, TOP), join(this.root, TOP, owner)];
-    for (const d of chain) {
+    for (const d of [this.root, join(this.root, TOP), join(this.root, TOP, owner)]) {
       if (d !== this.root) mkdirP(d);
-      const missing = want.filter((c) => !this.enabled.has(`${d} ${c}`));
-      if (missing.length > 0) {
-        write(join(d, "cgroup.subtree_control"), missing.map((c) => `+${c}`).join(" "));
-        for (const c of missing) this.enabled.add(`${d} ${c}`);
-      }
+      write(join(d, "cgroup.subtree_control"), want.map((c) => `+${c}`).join(" "));
     }
     const dir = join(this.root, TOP, owner, name);
     mkdirP(dir);
@@ -405,11 +399,8 @@ export class V2Backend implements CgroupBackend {
   }
 
   removeOwner(owner: string): void {
-    const forget = (d: string) => {
-      for (const c of V2_CONTROLLERS) this.enabled.delete(`${d} ${c}`);
-    };
-    if (rmdirQuiet(join(this.root, TOP, owner))) forget(join(this.root, TOP, owner));
-    if (rmdirQuiet(join(this.root, TOP))) forget(join(this.root, TOP));
+    rmdirQuiet(join(this.root, TOP, owner));
+    rmdirQuiet(join(this.root, TOP));
   }
 }
 

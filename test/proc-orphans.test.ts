@@ -150,6 +150,7 @@ describe("scrub and stop", () => {
     try {
       const p = await c.walk(`/${d.id}/t/kept`).makeProc({ path: "sleep", args: [m], limits: { pids: 4 } });
       pid = p.pid;
+      // makeProc answers once the process is in its cgroup.
       assert.match(cgroupOf(pid, "pids") ?? "", /^\/circuit\//);
       await p.scrub({ keep: true });
       assert.doesNotMatch(cgroupOf(pid, "pids") ?? "", /\/circuit\//, "moved out of its cgroup");

@@ -34,6 +34,8 @@ export interface ProcGroup {
   readonly joinFiles: readonly string[];
   /** The processes in it now. */
   pids(): number[];
+  /** Whether `pid` has joined it (on v1: every hierarchy). */
+  holds(pid: number): boolean;
   usage(): GroupUsage;
   /** How many times the kernel's OOM killer has killed a process of this group. */
   oomKills(): number;
@@ -284,6 +286,10 @@ export class V1Group implements ProcGroup {
     return [...all];
   }
 
+  holds(pid: number): boolean {
+    return this.joinFiles.every((f) => pidsIn(f).includes(pid));
+  }
+
   usage(): GroupUsage {
     const u: GroupUsage = {};
     if (this.cpuacct) {
@@ -416,6 +422,10 @@ export class V2Group implements ProcGroup {
 
   pids(): number[] {
     return pidsIn(join(this.dir, "cgroup.procs"));
+  }
+
+  holds(pid: number): boolean {
+    return this.pids().includes(pid);
   }
 
   usage(): GroupUsage {

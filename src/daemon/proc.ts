@@ -354,6 +354,20 @@ export class HostedProc {
     return this.exited.then(() => undefined);
   }
 
+  /**
+   * Resolves once the process is in its cgroup (the wrapper moves itself a moment after the spawn),
+   * or has exited, or after `ms`; at once without a cgroup. A client that hears of the process
+   * after this sees it confined, and a `scrub --keep` cannot release the group before it is joined.
+   */
+  async joined(ms = 5000): Promise<void> {
+    const g = this.group;
+    if (!g) return;
+    const until = Date.now() + ms;
+    while (!this.end && !g.holds(this.pid) && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  }
+
   /** SIGKILLs what is left of the group (the leader has exited, descendants live on). */
   kill(): void {
     this.group?.kill();

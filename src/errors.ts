@@ -109,6 +109,13 @@ export class AccessDenied extends CircuitError {
   }
 }
 
+/** This server (or this circuit) cannot do what was asked, e.g. limits on a host without cgroups. */
+export class Unsupported extends CircuitError {
+  constructor(message = "unsupported", options?: { cause?: unknown }) {
+    super("Unsupported", message, options);
+  }
+}
+
 const classes: Record<string, new (message?: string) => CircuitError> = {
   ChannelClosed,
   ChannelAborted,
@@ -124,6 +131,7 @@ const classes: Record<string, new (message?: string) => CircuitError> = {
   Timeout,
   StreamBroken,
   AccessDenied,
+  Unsupported,
 };
 
 /** The wire form of an error. */

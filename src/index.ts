@@ -26,6 +26,7 @@ export {
   type MakeProcOptions,
   Proc,
   type ProcCommand,
+  type ProcLimits,
   type ProcPhase,
   type ProcStat,
   type ScrubOptions,
@@ -49,5 +50,6 @@ export {
   SpawnFailed,
   StreamBroken,
   Timeout,
+  Unsupported,
   WrongKind,
 } from "./errors.js";

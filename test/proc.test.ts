@@ -228,6 +228,8 @@ describe("process control", () => {
         "cpuPercent",
         "exitCode",
         "exitedAt",
+        "limits",
+        "oomKilled",
         "phase",
         "pid",
         "rssBytes",

@@ -2,6 +2,7 @@
 
 import type { Command } from "commander";
 import type { ProcCommand } from "../client/proc.js";
+import { checkLimits, type ProcLimits, parseSize } from "../wire/proc-limits.js";
 import { type GlobalOptions, pathArg, printJson, readStdin, UsageError, withClient } from "./common.js";
 
 interface MkprocOptions {
@@ -9,6 +10,34 @@ interface MkprocOptions {
   env?: string[];
   inheritEnv?: boolean;
   scrub?: boolean;
+  memory?: string;
+  cpus?: string;
+  pids?: string;
+}
+
+/** --memory, --cpus, --pids as limits; a bad value is a usage error. */
+function limitOptions(o: MkprocOptions): ProcLimits | undefined {
+  const raw: Record<string, number> = {};
+  try {
+    if (o.memory !== undefined) raw.memoryBytes = parseSize(o.memory);
+    if (o.cpus !== undefined) {
+      if (!/^\s*\d*\.?\d+\s*$/.test(o.cpus))
+        throw new RangeError(`--cpus takes a number of cores, got ${JSON.stringify(o.cpus)}`);
+      raw.cpus = Number(o.cpus);
+    }
+    if (o.pids !== undefined) {
+      if (!/^\s*\d+\s*$/.test(o.pids))
+        throw new RangeError(`--pids takes a whole number, got ${JSON.stringify(o.pids)}`);
+      raw.pids = Number(o.pids);
+    }
+    return checkLimits(raw);
+  } catch (err) {
+    throw new UsageError(
+      err instanceof RangeError && o.memory !== undefined && !("memoryBytes" in raw)
+        ? `--memory: ${err.message}`
+        : (err as Error).message,
+    );
+  }
 }
 
 function collect(v: string, prev: string[] | undefined): string[] {
@@ -27,6 +56,9 @@ export function register(program: Command): void {
     .option("--env <name=value>", "an environment variable (repeatable); replaces the environment", collect)
     .option("--inherit-env", "lay --env over the daemon's environment instead")
     .option("--scrub", "remove the element when the process exits")
+    .option("--memory <size>", "memory limit of the process and its descendants: bytes, or 512M, 2G, …")
+    .option("--cpus <n>", "CPU limit in cores, e.g. 0.5 for half a core")
+    .option("--pids <n>", "most processes and threads alive at once")
     .action(async (path: string, argv: string[], o: MkprocOptions, cmd: Command) => {
       const g = cmd.optsWithGlobals() as GlobalOptions;
       pathArg(path);
@@ -57,6 +89,8 @@ export function register(program: Command): void {
       if (o.dir !== undefined) spec.dir = o.dir;
       if (o.inheritEnv) spec.inheritEnv = true;
       if (o.scrub) spec.scrub = true;
+      const limits = limitOptions(o);
+      if (limits) spec.limits = { ...spec.limits, ...limits };
       const pid = await withClient(g, async (c) => (await c.walk(path).makeProc(spec)).pid);
       if (g.json) printJson({ path, pid });
     });

@@ -30,6 +30,7 @@ interface StartOptions {
   subBuffer: string;
   maxUnsent: string;
   fsRoot?: string;
+  cgroups: boolean;
 }
 
 function collect(v: string, prev: string[] | undefined): string[] {
@@ -63,6 +64,7 @@ export function register(program: Command): void {
     .option("--sub-buffer <n>", "events a subscription keeps", String(DEFAULT_LIMITS.subBuffer))
     .option("--max-unsent <bytes>", "bytes queued for a peer that does not read", String(DEFAULT_LIMITS.unsent))
     .option("--fs-root <dir>", "let clients read and write files under this directory (off by default)")
+    .option("--no-cgroups", "do not put processes in cgroups (process groups only; mkproc limits fail)")
     .action(async (o: StartOptions, cmd: Command) => {
       const g = cmd.optsWithGlobals() as { key?: string; discover?: string };
       const discover = g.discover ?? process.env.CIRCUIT_DISCOVER?.trim();
@@ -142,6 +144,7 @@ export function register(program: Command): void {
           discover,
           fsRoot: o.fsRoot,
           insecure: o.insecure === true,
+          cgroups: o.cgroups,
         });
       } catch (err) {
         if (err instanceof TypeError) throw new UsageError(err.message);

@@ -2,12 +2,14 @@
 
 import type { Readable, Writable } from "node:stream";
 import { BadSignal } from "../errors.js";
+import { checkLimits } from "../wire/proc-limits.js";
 import type { ProcCommand, ProcPhase, ProcStat } from "../wire/shapes.js";
 import { signalName } from "../wire/signals.js";
 import { LazyReadable, LazyWritable, requestStream } from "./byte-streams.js";
 import type { OpOptions } from "./chan.js";
 import type { Connection } from "./connection.js";
 
+export type { ProcLimits } from "../wire/proc-limits.js";
 export type { ProcCommand, ProcPhase, ProcStat };
 
 export interface MakeProcOptions extends OpOptions {
@@ -51,6 +53,7 @@ export function checkCommand(cmd: ProcCommand): void {
   for (const k of ["inheritEnv", "scrub"] as const) {
     if (cmd[k] !== undefined && typeof cmd[k] !== "boolean") throw new TypeError(`command ${k} must be a boolean`);
   }
+  checkLimits(cmd.limits);
 }
 
 /**

@@ -19,6 +19,7 @@ import { createListener, KeyRing } from "../transport/secure.js";
 import { badName, formatPath } from "../wire/path.js";
 import { DEFAULT_MAX_VALUE, encode, FRAME_SLACK, T } from "../wire/protocol.js";
 import { formatHost, formatUrl, isLoopback, parseHostPort, parseUrl } from "../wire/url.js";
+import { type CgroupSupport, hostCgroups } from "./cgroups.js";
 import { type DataDir, openDataDir } from "./data-dir.js";
 import { dnsShortState, dnsStat, scrubDns } from "./dns-ops.js";
 import type { ChanElement, DnsElement, Element, Item, SubElement } from "./elements.js";
@@ -26,6 +27,7 @@ import { resolveFsRoot } from "./fs-root.js";
 import { HostResources } from "./host-ops.js";
 import { DEFAULT_LIMITS, type Limits } from "./limits.js";
 import { ProcTable } from "./proc.js";
+import { ProcGuard, reapPredecessor } from "./proc-guard.js";
 import { scrubProc } from "./proc-ops.js";
 import { Session, TICK_MS } from "./session.js";
 
@@ -73,6 +75,11 @@ export interface DaemonOptions {
   fsRoot?: string;
   /** Lets elements (nameservers) listen on non-loopback addresses without a cluster key. */
   insecure?: boolean;
+  /**
+   * Put every process in a cgroup of its own where the host allows it (default true). With false,
+   * processes are tracked by process group only and requests with limits fail with Unsupported.
+   */
+  cgroups?: boolean;
 }
 
 export interface ListEntry {
@@ -112,7 +119,7 @@ export class Daemon {
   private discovery: Discovery | undefined;
   private pipeIds = 0;
   /** Processes this server started (src/daemon/proc.ts). */
-  readonly procs = new ProcTable();
+  readonly procs: ProcTable;
   /** Ports and files of this host (src/daemon/host-ops.ts). */
   readonly host: HostResources;
   private readonly reaper: NodeJS.Timeout;
@@ -125,6 +132,7 @@ export class Daemon {
     opts: DaemonOptions,
     id: string,
     private readonly dataDir: DataDir | undefined,
+    cgroups: CgroupSupport = { reason: "not configured" },
   ) {
     this.id = id;
     this.maxValue = opts.maxValue ?? DEFAULT_MAX_VALUE;
@@ -151,6 +159,8 @@ export class Daemon {
     const listenHost = parseAddr(opts.addr ?? "127.0.0.1:7711").host;
     const loopback = isLoopback(listenHost);
     this.host = new HostResources(opts.fsRoot, loopback ? "127.0.0.1" : "0.0.0.0");
+    const guard = new ProcGuard({ owner: id, dataDir: opts.data, cgroups: !!cgroups.backend, log: this.log });
+    this.procs = new ProcTable({ owner: id, cgroups, guard, log: this.log });
   }
 
   static async start(opts: DaemonOptions = {}): Promise<Daemon> {
@@ -159,7 +169,13 @@ export class Daemon {
     for (const j of joins) parseUrl(j);
     if (opts.fsRoot !== undefined) resolveFsRoot(opts.fsRoot);
     const dataDir = opts.data ? openDataDir(opts.data, newServerId) : undefined;
-    const d = new Daemon(opts, opts.id ?? dataDir?.id ?? newServerId(), dataDir);
+    const id = opts.id ?? dataDir?.id ?? newServerId();
+    const cgroups: CgroupSupport =
+      opts.cgroups === false ? { reason: "cgroups are off on this server (--no-cgroups)" } : hostCgroups();
+    // Whatever a predecessor on this data directory left running dies before this one serves.
+    const reaped = opts.data ? reapPredecessor(opts.data, id, cgroups.backend) : 0;
+    const d = new Daemon(opts, id, dataDir, cgroups);
+    if (reaped > 0) d.log(`circuit: killed ${reaped} process(es) left by the previous daemon on ${opts.data}`);
     try {
       await new Promise<void>((resolve, reject) => {
         d.server.once("error", reject);

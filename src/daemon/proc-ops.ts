@@ -126,7 +126,7 @@ function makeProc(d: Daemon, s: Session, names: string[], r: Record<string, unkn
   // Output arrives in later turns of the event loop: readers attached now miss nothing.
   if (rid1 !== undefined) s.attachStream(rid1, el.proc.read(1, d.nextPipeId()));
   if (rid2 !== undefined) s.attachStream(rid2, el.proc.read(2, d.nextPipeId()));
-  reply(procInfo(el));
+  void el.proc.joined().then(() => reply(procInfo(el)));
 }
 
 function lookup(d: Daemon, names: string[], eid: number | undefined): { el?: ProcElement; grave?: ProcStat } {

@@ -6,11 +6,14 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { accessSync, constants as fsc, statSync } from "node:fs";
 import { constants as osc } from "node:os";
 import { delimiter, isAbsolute, join, resolve } from "node:path";
-import { BadSignal, SpawnFailed, StreamBroken } from "../errors.js";
+import { BadSignal, SpawnFailed, StreamBroken, Unsupported } from "../errors.js";
+import { checkLimits, type ProcLimits } from "../wire/proc-limits.js";
 import type { ProcPhase, ProcStat } from "../wire/shapes.js";
 import { signalName } from "../wire/signals.js";
+import type { CgroupSupport, ProcGroup } from "./cgroups.js";
+import type { ProcGuard } from "./proc-guard.js";
 import { ProcOutput } from "./proc-output.js";
-import { CLK_TCK, type ProcSample, readSample } from "./procfs.js";
+import { CLK_TCK, groupTree, type ProcSample, readSample, startTime } from "./procfs.js";
 import type { StreamPipe } from "./stream-pipe.js";
 
 export type { ProcPhase, ProcStat };
@@ -23,6 +26,7 @@ export interface ProcCommand {
   dir?: string;
   inheritEnv: boolean;
   scrub: boolean;
+  limits?: ProcLimits;
 }
 
 /** Bytes of stdin in flight to the child per writer before the writer must wait. */
@@ -64,6 +68,7 @@ export function parseCommand(raw: unknown): ProcCommand {
       throw new TypeError(`command ${k} must be a boolean`);
     }
   }
+  const limits = checkLimits(c.limits);
   return {
     path: c.path,
     args: args as string[],
@@ -71,6 +76,7 @@ export function parseCommand(raw: unknown): ProcCommand {
     ...(typeof c.dir === "string" ? { dir: c.dir } : {}),
     inheritEnv: c.inheritEnv === true,
     scrub: c.scrub === true,
+    ...(limits ? { limits } : {}),
   };
 }
 
@@ -91,10 +97,25 @@ export function resolveProgram(path: string, dir: string | undefined, server: st
 }
 
 /**
- * Starts the command. Throws SpawnFailed for what can be told at once; otherwise returns the child,
- * whose `pid` is undefined if the exec failed (its 'error' event then says why, on the next tick).
+ * Joins the cgroup, then becomes the command: `sh -c WRAPPER circuit-proc PWD N FILE… PROGRAM ARGS…`.
+ * Node cannot run code between fork and exec (no CLONE_INTO_CGROUP, no stopped spawn), and moving
+ * the child after spawn() returns is a race: by then it has exec'd and may have forked already. So
+ * the child moves itself: the shell writes its own pid ($$) into each cgroup.procs and only then
+ * execs the program, keeping the pid. Nothing of the user's runs before the process is confined,
+ * and every descendant is born inside the group. dash exports PWD on its own: the wrapper restores
+ * the caller's choice ("-" for none, "=VALUE" for that value). The program's argv[0] is its full path.
  */
-export function spawnChild(cmd: ProcCommand, server: string): ChildProcess {
+const WRAPPER = `p=$1; n=$2; shift 2
+while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n - 1)); done
+if [ "$p" = - ]; then unset PWD; else PWD=\${p#=}; export PWD; fi
+exec "$@"`;
+
+/**
+ * Starts the command (in `group` when given). Throws SpawnFailed for what can be told at once;
+ * otherwise returns the child, whose `pid` is undefined if the exec failed (its 'error' event then
+ * says why, on the next tick).
+ */
+export function spawnChild(cmd: ProcCommand, server: string, group?: ProcGroup): ChildProcess {
   if (cmd.dir !== undefined) {
     let ok = false;
     try {
@@ -106,10 +127,22 @@ export function spawnChild(cmd: ProcCommand, server: string): ChildProcess {
   }
   const file = resolveProgram(cmd.path, cmd.dir, server);
   const env = cmd.env === undefined ? process.env : cmd.inheritEnv ? { ...process.env, ...cmd.env } : cmd.env;
+  if (group) {
+    // The wrapper would report an exec failure as exit 126/127: tell what can be told beforehand.
+    try {
+      accessSync(file, fsc.X_OK);
+      if (!statSync(file).isFile()) throw Object.assign(new Error("not a file"), { code: "EACCES" });
+    } catch (err) {
+      throw new SpawnFailed(`cannot start ${cmd.path}: ${(err as NodeJS.ErrnoException).code ?? err}`, { cause: err });
+    }
+  }
   try {
     // detached: the child calls setsid(), so it leads its own process group and a scrub can kill
     // everything it started.
-    return spawn(file, cmd.args, { argv0: cmd.path, cwd: cmd.dir, env, detached: true, stdio: "pipe" });
+    if (!group) return spawn(file, cmd.args, { argv0: cmd.path, cwd: cmd.dir, env, detached: true, stdio: "pipe" });
+    const pwd = env.PWD === undefined ? "-" : `=${env.PWD}`;
+    const wrapped = ["-c", WRAPPER, "circuit-proc", pwd, String(group.joinFiles.length), ...group.joinFiles];
+    return spawn("/bin/sh", [...wrapped, file, ...cmd.args], { cwd: cmd.dir, env, detached: true, stdio: "pipe" });
   } catch (err) {
     throw new SpawnFailed(`cannot start ${cmd.path}: ${(err as NodeJS.ErrnoException).code ?? err}`, { cause: err });
   }
@@ -138,19 +171,37 @@ export class HostedProc {
   private stdinOpen = true;
   private readonly writers = new Set<StreamPipe>();
   private readonly waiters = new Set<Waiter>();
-  private last: { ticks: number; at: number } | undefined;
+  /** CPU so far in ns (of the cgroup, or of the process group from /proc) at the last sample. */
+  private last: { ns: number; at: number } | undefined;
   private cpuPercent = 0;
   private rssBytes = 0;
   private phase: "running" | "stopped" = "running";
   private readonly sampler: NodeJS.Timeout;
+  private oomKilled = false;
+  private detached = false;
+  private readonly gone: () => void;
+  /** The leader's start time (ticks after boot): members of its group started no earlier. */
+  readonly start: number;
+  /** Watches a group whose leader has exited until the rest of it is gone. */
+  private lingering: NodeJS.Timeout | undefined;
 
   constructor(
     /** Tells this process from a later one at the same anchor. */
     readonly eid: number,
     readonly cmd: ProcCommand,
     private readonly child: ChildProcess,
+    /** Its cgroup, if the host gave it one. */
+    private readonly group?: ProcGroup,
+    /** Called once nothing of the group is left (or it was detached): drop its record. */
+    onGone: () => void = () => {},
   ) {
+    let called = false;
+    this.gone = () => {
+      if (!called) onGone();
+      called = true;
+    };
     this.pid = child.pid as number;
+    this.start = startTime(this.pid) ?? 0;
     this.exited = new Promise((r) => {
       this.resolveExited = r;
     });
@@ -160,7 +211,7 @@ export class HostedProc {
     child.stdin?.on("error", () => {});
     child.on("error", () => {});
     child.once("exit", (code, signal) => this.onExit(code, signal));
-    this.last = { ticks: 0, at: this.startedAt.getTime() };
+    this.last = { ns: 0, at: this.startedAt.getTime() };
     this.sampler = setInterval(() => this.sample(), SAMPLE_MS);
     this.sampler.unref();
   }
@@ -175,8 +226,9 @@ export class HostedProc {
       const s = readSample(this.pid);
       if (s) {
         this.phase = stoppedState(s) ? "stopped" : "running";
-        this.rssBytes = s.rssBytes;
+        this.rssBytes = this.usage()?.rssBytes ?? s.rssBytes;
       }
+      if (this.group && this.group.oomKills() > 0) this.oomKilled = true;
     }
     const e = this.end;
     return {
@@ -189,6 +241,8 @@ export class HostedProc {
       exitedAt: e ? e.at.toISOString() : null,
       cpuPercent: e ? 0 : this.cpuPercent,
       rssBytes: e ? 0 : this.rssBytes,
+      limits: this.cmd.limits ?? null,
+      oomKilled: this.oomKilled,
     };
   }
 
@@ -269,13 +323,21 @@ export class HostedProc {
    * `graceMs` if any member is left. Resolves when the leader has exited.
    */
   terminate(graceMs: number): Promise<void> {
+    // The process group, and with a cgroup every member wherever it went (setsid included).
     const group = (sig: NodeJS.Signals | 0): boolean => {
+      let any = false;
       try {
         process.kill(-this.pid, sig);
-        return true;
+        any = true;
       } catch {
-        return false;
+        // no member left in the process group
       }
+      if (this.group && this.group.pids().length > 0) {
+        if (sig === "SIGKILL") this.group.kill();
+        else if (sig !== 0) this.group.signal(sig);
+        any = true;
+      }
+      return any;
     };
     if (group(0)) {
       group("SIGTERM");
@@ -292,32 +354,109 @@ export class HostedProc {
     return this.exited.then(() => undefined);
   }
 
+  /**
+   * Resolves once the process is in its cgroup (the wrapper moves itself a moment after the spawn),
+   * or has exited, or after `ms`; at once without a cgroup. A client that hears of the process
+   * after this sees it confined, and a `scrub --keep` cannot release the group before it is joined.
+   */
+  async joined(ms = 5000): Promise<void> {
+    const g = this.group;
+    if (!g) return;
+    const until = Date.now() + ms;
+    while (!this.end && !g.holds(this.pid) && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  }
+
+  /** SIGKILLs what is left of the group (the leader has exited, descendants live on). */
+  kill(): void {
+    this.group?.kill();
+    for (const e of groupTree(this.pid, this.start)) {
+      try {
+        process.kill(e.pid, "SIGKILL");
+      } catch {
+        // gone
+      }
+    }
+    if (this.end) this.settleNow();
+  }
+
   /** Lets the process run on without this server watching it (`scrub({ keep: true })`). */
   detach(): void {
+    this.detached = true;
     clearInterval(this.sampler);
+    clearInterval(this.lingering);
+    // Out of its cgroup too: a detached process is no longer this server's to confine or kill.
+    this.group?.release();
+    this.gone();
     this.child.unref();
     for (const s of [this.child.stdin, this.child.stdout, this.child.stderr]) {
       (s as unknown as { unref?: () => void } | null)?.unref?.();
     }
   }
 
+  /**
+   * CPU so far and memory now of the whole group: from the cgroup's accounting where there is one,
+   * else summed over the process group and its descendants from /proc.
+   */
+  private usage(): { ns: number; rssBytes: number } | undefined {
+    const u = this.group?.usage() ?? {};
+    if (u.cpuNs !== undefined && u.rssBytes !== undefined) return { ns: u.cpuNs, rssBytes: u.rssBytes };
+    let ticks = 0;
+    let rssBytes = 0;
+    for (const e of groupTree(this.pid, this.start)) {
+      const s = readSample(e.pid);
+      if (!s) continue;
+      ticks += e.ticks;
+      rssBytes += s.rssBytes;
+    }
+    return { ns: u.cpuNs ?? (ticks / CLK_TCK) * 1e9, rssBytes: u.rssBytes ?? rssBytes };
+  }
+
   private sample(): void {
     const s = readSample(this.pid);
     if (!s || this.end) return;
+    const u = this.usage();
+    if (!u) return;
     const now = Date.now();
     const prev = this.last;
     if (prev && now > prev.at) {
-      const pct = ((s.ticks - prev.ticks) / CLK_TCK / ((now - prev.at) / 1000)) * 100;
+      const pct = ((u.ns - prev.ns) / 1e9 / ((now - prev.at) / 1000)) * 100;
       this.cpuPercent = Math.max(0, Math.round(pct * 10) / 10);
     }
-    this.last = { ticks: s.ticks, at: now };
-    this.rssBytes = s.rssBytes;
+    this.last = { ns: u.ns, at: now };
+    this.rssBytes = u.rssBytes;
     this.phase = stoppedState(s) ? "stopped" : "running";
   }
 
+  /** After the leader's exit: the record goes once nothing of the group is left. */
+  private settle(): void {
+    if (!this.groupLeft()) return this.gone();
+    this.lingering = setInterval(() => this.settleNow(), SAMPLE_MS);
+    this.lingering.unref();
+  }
+
+  private settleNow(): void {
+    if (this.groupLeft()) return;
+    clearInterval(this.lingering);
+    this.gone();
+  }
+
+  private groupLeft(): boolean {
+    if (this.group) return this.group.pids().length > 0 || !this.group.remove();
+    try {
+      process.kill(-this.pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   private onExit(code: number | null, signal: NodeJS.Signals | null): void {
+    if (this.group && this.group.oomKills() > 0) this.oomKilled = true;
     this.end = { code, signal, at: new Date() };
     clearInterval(this.sampler);
+    if (!this.detached) this.settle();
     this.stdinOpen = false;
     for (const w of this.writers) w.drop("the process has exited");
     this.writers.clear();
@@ -335,16 +474,51 @@ function stoppedState(s: ProcSample): boolean {
 }
 
 /** The processes of one server: element ids, the live set (killed when the server stops), and the recently gone. */
+export interface ProcTableOptions {
+  /** The server ID: cgroups are `circuit/<owner>/<element id>`. */
+  owner: string;
+  /** The host's cgroups, or why there are none. */
+  cgroups: CgroupSupport;
+  /** Keeps the record that lets the processes die with the daemon (none: in-memory tests). */
+  guard?: ProcGuard;
+  log?: (line: string) => void;
+}
+
+/** The processes of one server: element ids, the live set (killed when the server stops), and the recently gone. */
 export class ProcTable {
   private nextEid = 1;
   private readonly live = new Set<HostedProc>();
+  /** Processes whose record is kept: running, or exited with members of their group still alive. */
+  private readonly held = new Set<HostedProc>();
   /** Final stats of processes whose element is gone, so that a handle can still wait on them. */
   private readonly graves = new Map<number, { stat: ProcStat; until: number }>();
+  private cgroupsNoted = false;
 
-  /** Starts a command; see spawnChild. */
+  constructor(private readonly opts: ProcTableOptions = { owner: "", cgroups: { reason: "not configured" } }) {}
+
+  /**
+   * Starts a command; see spawnChild. With cgroups it gets a group of its own (and its limits);
+   * limits that this host cannot enforce fail with Unsupported before anything starts.
+   */
   start(cmd: ProcCommand, server: string): { proc: HostedProc } | { failed: Promise<SpawnFailed> } {
-    const child = spawnChild(cmd, server);
+    const eid = this.nextEid++;
+    const group = this.makeGroup(eid, cmd.limits);
+    const key = String(eid);
+    const guard = this.opts.guard;
+    if (group) guard?.set({ key, cgroup: { version: group.version, dirs: [...group.dirs] } });
+    const undo = () => {
+      group?.remove();
+      guard?.delete(key);
+    };
+    let child: ChildProcess;
+    try {
+      child = spawnChild(cmd, server, group);
+    } catch (err) {
+      undo();
+      throw err;
+    }
     if (child.pid === undefined) {
+      undo();
       return {
         failed: new Promise((r) =>
           child.once("error", (err: NodeJS.ErrnoException) =>
@@ -353,10 +527,47 @@ export class ProcTable {
         ),
       };
     }
-    const proc = new HostedProc(this.nextEid++, cmd, child);
+    const proc: HostedProc = new HostedProc(eid, cmd, child, group, () => {
+      this.held.delete(proc);
+      guard?.delete(key);
+    });
+    guard?.set({
+      key,
+      ...(group ? { cgroup: { version: group.version, dirs: [...group.dirs] } } : {}),
+      pgid: proc.pid,
+      start: proc.start,
+    });
     this.live.add(proc);
+    this.held.add(proc);
     void proc.exited.then(() => this.live.delete(proc));
     return { proc };
+  }
+
+  private makeGroup(eid: number, limits: ProcLimits | undefined): ProcGroup | undefined {
+    const cg = this.opts.cgroups;
+    const refuse = (why: string) => new Unsupported(`cannot enforce limits on this server: ${why}`);
+    if (!cg.backend) {
+      if (limits) throw refuse(cg.reason);
+      return undefined;
+    }
+    const why = limits && cg.backend.cannot(limits);
+    if (why) throw refuse(why);
+    try {
+      return cg.backend.create(this.opts.owner, String(eid), limits);
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      const reason = `cannot create a cgroup: ${e.code ?? e.message}${e.path ? ` on ${e.path}` : ""}${
+        e.code === "EACCES" || e.code === "EPERM" || e.code === "EROFS"
+          ? " (the daemon needs root, or a writable cgroupfs)"
+          : ""
+      }`;
+      if (limits) throw refuse(reason);
+      if (!this.cgroupsNoted) {
+        this.cgroupsNoted = true;
+        this.opts.log?.(`circuit: processes run without cgroups: ${reason}`);
+      }
+      return undefined;
+    }
   }
 
   /** The element of `proc` is gone; its final stat stays reachable by element id for a minute. */
@@ -381,8 +592,18 @@ export class ProcTable {
     this.live.delete(proc);
   }
 
-  /** Kills every process still hosted (the server is stopping). */
+  /**
+   * Kills every process still hosted (the server is stopping): TERM, KILL after `graceMs`; then
+   * whatever is left of their groups; removes the cgroups and lets the watchdog go.
+   */
   async shutdown(graceMs: number): Promise<void> {
     await Promise.all([...this.live].map((p) => p.terminate(graceMs)));
+    const until = Date.now() + 2000;
+    while (this.held.size > 0 && Date.now() < until) {
+      for (const p of this.held) p.kill();
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    this.opts.guard?.close();
+    this.opts.cgroups.backend?.removeOwner(this.opts.owner);
   }
 }

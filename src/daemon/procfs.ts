@@ -1,7 +1,7 @@
 // What Linux's /proc says about a process and about the host's listening sockets. The parsers are
 // pure (tested with literal text); the readers return nothing on hosts without /proc.
 
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 
 /** Clock ticks per second of utime/stime. USER_HZ is 100 on every mainstream Linux architecture. */
@@ -47,6 +47,83 @@ export function readSample(pid: number): ProcSample | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** One process in the host's table, as much as finding a group's members and descendants needs. */
+export interface ProcEntry {
+  pid: number;
+  ppid: number;
+  pgid: number;
+  /** Start time in clock ticks after boot: with the pid, it tells a process from a later one. */
+  start: number;
+  /** utime + stime + cutime + cstime: its own CPU and that of its reaped children, in ticks. */
+  ticks: number;
+}
+
+/** Parses /proc/PID/stat into a ProcEntry. */
+export function parseStatEntry(pid: number, text: string): ProcEntry | undefined {
+  const close = text.lastIndexOf(")");
+  if (close < 0) return undefined;
+  const f = text
+    .slice(close + 2)
+    .trim()
+    .split(" ");
+  // f[0] is field 3 (state): ppid 4, pgrp 5, utime 14, stime 15, cutime 16, cstime 17, starttime 22.
+  const n = (i: number) => Number(f[i]);
+  const e = { pid, ppid: n(1), pgid: n(2), start: n(19), ticks: n(11) + n(12) + n(13) + n(14) };
+  return Object.values(e).every(Number.isFinite) ? e : undefined;
+}
+
+/** Every process on the host now (empty without /proc). */
+export function listProcesses(): ProcEntry[] {
+  let names: string[];
+  try {
+    names = readdirSync("/proc");
+  } catch {
+    return [];
+  }
+  const out: ProcEntry[] = [];
+  for (const name of names) {
+    if (!/^\d+$/.test(name)) continue;
+    const pid = Number(name);
+    try {
+      const e = parseStatEntry(pid, readFileSync(`/proc/${name}/stat`, "latin1"));
+      if (e) out.push(e);
+    } catch {
+      // exited while we looked
+    }
+  }
+  return out;
+}
+
+/** The start time of a live process (ticks after boot), or undefined. */
+export function startTime(pid: number): number | undefined {
+  try {
+    return parseStatEntry(pid, readFileSync(`/proc/${pid}/stat`, "latin1"))?.start;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The members of process group `pgid` that started no earlier than `since`, and every descendant
+ * of them (by parent pid) that did too — which finds children that moved to another process group
+ * or session while their parent lives. A descendant whose parent has exited was re-parented to init
+ * and can no longer be told apart: that is the limit of a host without cgroups.
+ */
+export function groupTree(pgid: number, since: number, all: ProcEntry[] = listProcesses()): ProcEntry[] {
+  const fresh = all.filter((e) => e.start >= since);
+  const found = new Map(fresh.filter((e) => e.pgid === pgid).map((e) => [e.pid, e]));
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const e of fresh) {
+      if (!found.has(e.pid) && found.has(e.ppid)) {
+        found.set(e.pid, e);
+        grew = true;
+      }
+    }
+  }
+  return [...found.values()];
 }
 
 export interface ListeningPort {

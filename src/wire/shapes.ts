@@ -1,6 +1,10 @@
 // The shapes of what servers answer (stats, listings): shared by the daemon that builds them and
 // the client that returns them, so that both sides agree by construction.
 
+import type { ProcLimits } from "./proc-limits.js";
+
+export type { ProcLimits };
+
 /** Statistics of a channel, as of the moment the server answered. */
 export interface ChanStat {
   cap: number;
@@ -26,6 +30,11 @@ export interface ProcCommand {
   inheritEnv?: boolean;
   /** Remove the element by itself when the process exits. */
   scrub?: boolean;
+  /**
+   * Confine the process and all its descendants with the host's cgroups. A server that cannot
+   * (no cgroups, not root) fails the request with Unsupported rather than run it unlimited.
+   */
+  limits?: ProcLimits;
 }
 
 export type ProcPhase = "running" | "stopped" | "exited" | "signaled";
@@ -45,8 +54,15 @@ export interface ProcStat {
   exitedAt: string | null;
   /** CPU use over the last second, in percent of one core (0 once it has ended). */
   cpuPercent: number;
-  /** Resident memory in bytes (0 once it has ended). */
+  /**
+   * Resident memory in bytes (0 once it has ended). CPU and memory are those of the whole group:
+   * the process and its descendants (its cgroup, or its process group where there is none).
+   */
   rssBytes: number;
+  /** The limits it runs under, or null. */
+  limits: ProcLimits | null;
+  /** True once the kernel has killed a process of the group for going over `limits.memoryBytes`. */
+  oomKilled: boolean;
 }
 
 export interface FileStat {

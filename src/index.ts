@@ -13,7 +13,7 @@ export {
   type ServerInfo,
 } from "./client/client.js";
 export type { FileInfo, FileStat, FileWriter, ListeningPort, ReservePortOptions } from "./client/host.js";
-export { loadKey, newKey, parseGroup } from "./client/keys.js";
+export { dashboardToken, loadKey, newKey, parseGroup } from "./client/keys.js";
 export {
   type DnsRecord,
   type MxData,
@@ -32,7 +32,13 @@ export {
   type ScrubOptions,
 } from "./client/proc.js";
 export { type SelectCase, type SelectOptions, type SelectResult, select } from "./client/select.js";
-export { ServerHandle, type ServerStat } from "./client/server-handle.js";
+export {
+  type ObservedElement,
+  type ObserveOptions,
+  ServerHandle,
+  type ServerObservation,
+  type ServerStat,
+} from "./client/server-handle.js";
 export { Subscription, type SubscriptionStat } from "./client/subscription.js";
 export { Daemon, type DaemonOptions } from "./daemon/daemon.js";
 export {

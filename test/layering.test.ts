@@ -14,7 +14,8 @@ const allowed: Record<string, string[]> = {
   cluster: ["wire", "transport", "util"],
   daemon: ["wire", "transport", "element", "cluster", "util"],
   client: ["wire", "transport", "util"],
-  cli: ["client", "daemon", "wire", "util"],
+  http: ["client", "daemon", "transport", "wire", "util"],
+  cli: ["client", "daemon", "http", "wire", "util"],
 };
 
 function imports(file: string): string[] {

@@ -6,6 +6,9 @@ import { loadKey, parseGroup } from "../client/keys.js";
 import { Daemon, parseAddr } from "../daemon/daemon.js";
 import { DataDirBusy } from "../daemon/data-dir.js";
 import { DEFAULT_LIMITS } from "../daemon/limits.js";
+import { createLogger, parseLogLevel } from "../daemon/logger.js";
+import { serveHttp } from "../http/server.js";
+import type { Logger } from "../util/log.js";
 import { isLoopback, parseHostPort } from "../wire/url.js";
 import { keyOption, UsageError } from "./common.js";
 
@@ -31,6 +34,8 @@ interface StartOptions {
   maxUnsent: string;
   fsRoot?: string;
   cgroups: boolean;
+  logLevel: string;
+  http?: string;
 }
 
 function collect(v: string, prev: string[] | undefined): string[] {
@@ -64,6 +69,8 @@ export function register(program: Command): void {
     .option("--sub-buffer <n>", "events a subscription keeps", String(DEFAULT_LIMITS.subBuffer))
     .option("--max-unsent <bytes>", "bytes queued for a peer that does not read", String(DEFAULT_LIMITS.unsent))
     .option("--fs-root <dir>", "let clients read and write files under this directory (off by default)")
+    .option("--log-level <level>", "least severe event logged: trace, debug, info, warn, error, fatal, silent", "info")
+    .option("--http <host:port>", "serve /metrics and the dashboard here (loopback unless told otherwise)")
     .option("--no-cgroups", "do not put processes in cgroups (process groups only; mkproc limits fail)")
     .action(async (o: StartOptions, cmd: Command) => {
       const g = cmd.optsWithGlobals() as { key?: string; discover?: string };
@@ -116,6 +123,20 @@ export function register(program: Command): void {
       const maxValue = Number(o.maxValue);
       if (!Number.isInteger(maxValue) || maxValue < 1)
         throw new UsageError("--max-value takes a positive whole number");
+      let log: Logger;
+      try {
+        log = createLogger({ level: parseLogLevel(o.logLevel) });
+      } catch (err) {
+        throw new UsageError((err as Error).message);
+      }
+      let http: { host: string; port: number } | undefined;
+      if (o.http !== undefined) {
+        try {
+          http = parseHostPort(o.http);
+        } catch (err) {
+          throw new UsageError(`--http: ${(err as Error).message}`);
+        }
+      }
       const loopback = isLoopback(parseAddr(o.addr).host);
       if (!loopback && !key) {
         if (!o.insecure) {
@@ -123,8 +144,9 @@ export function register(program: Command): void {
             `refusing to listen on ${o.addr} without a cluster key: use --key FILE (see circuit keygen), or --insecure`,
           );
         }
-        process.stderr.write(
-          `circuit: WARNING: listening on ${o.addr} with no cluster key: anyone who can reach it can use and stop this server\n`,
+        log.warn(
+          { event: "insecure", addr: o.addr },
+          `listening on ${o.addr} with no cluster key: anyone who can reach it can use and stop this server`,
         );
       }
       let d: Daemon;
@@ -145,11 +167,20 @@ export function register(program: Command): void {
           fsRoot: o.fsRoot,
           insecure: o.insecure === true,
           cgroups: o.cgroups,
+          log,
         });
       } catch (err) {
         if (err instanceof TypeError) throw new UsageError(err.message);
         if (err instanceof DataDirBusy) throw new Error(err.message);
         throw err;
+      }
+      if (http) {
+        try {
+          await serveHttp(d, { ...http, key });
+        } catch (err) {
+          await d.stop();
+          throw new Error(`--http ${o.http}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        }
       }
       process.stdout.write(`${d.url}\n`);
       const stop = () => void d.stop();

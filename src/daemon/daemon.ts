@@ -16,6 +16,7 @@ import { Discovery, parseGroup } from "../transport/discovery.js";
 import type { FrameConn } from "../transport/frame-conn.js";
 import { FrameConn as Conn } from "../transport/frame-conn.js";
 import { createListener, KeyRing } from "../transport/secure.js";
+import { type LogFields, type Logger, lineLogger } from "../util/log.js";
 import { badName, formatPath } from "../wire/path.js";
 import { DEFAULT_MAX_VALUE, encode, FRAME_SLACK, T } from "../wire/protocol.js";
 import { formatHost, formatUrl, isLoopback, parseHostPort, parseUrl } from "../wire/url.js";
@@ -26,6 +27,8 @@ import type { ChanElement, DnsElement, Element, Item, SubElement } from "./eleme
 import { resolveFsRoot } from "./fs-root.js";
 import { HostResources } from "./host-ops.js";
 import { DEFAULT_LIMITS, type Limits } from "./limits.js";
+import { createLogger } from "./logger.js";
+import { type ObsElement, type ObsProcTail, type ObsSnapshot, observeElement, procTail, TAILS_MAX } from "./observe.js";
 import { ProcTable } from "./proc.js";
 import { ProcGuard, reapPredecessor } from "./proc-guard.js";
 import { scrubProc } from "./proc-ops.js";
@@ -69,8 +72,11 @@ export interface DaemonOptions {
   limits?: Partial<Limits>;
   /** Membership timing (defaults in src/cluster/config.ts). */
   swim?: Partial<SwimConfig>;
-  /** Where log lines go; default stderr. */
-  log?: (line: string) => void;
+  /**
+   * Where events are logged (src/util/log.ts); default JSON lines (text on a terminal) on stderr at
+   * level info. A function gets each event as a plain `circuit: …` line.
+   */
+  log?: Logger | ((line: string) => void);
   /** The directory whose files clients may read and write (off when absent). */
   fsRoot?: string;
   /** Lets elements (nameservers) listen on non-loopback addresses without a cluster key. */
@@ -80,6 +86,40 @@ export interface DaemonOptions {
    * processes are tracked by process group only and requests with limits fail with Unsupported.
    */
   cgroups?: boolean;
+}
+
+/** A logged event as the dashboard's feed shows it. */
+export interface FeedEntry {
+  /** Increases by one per event of this daemon. */
+  seq: number;
+  at: string;
+  level: string;
+  msg: string;
+  fields: LogFields;
+}
+
+const FEED_KEEP = 200;
+
+/** What /metrics reports of one daemon, sampled when scraped. */
+export interface MetricsSample {
+  /** Client connections open now. */
+  connections: number;
+  /** Live members of the circuit in this server's view, itself included. */
+  members: number;
+  /** Elements hosted, by kind. */
+  elements: Record<string, number>;
+  channels: number;
+  /** Values sent into / received from channels so far, by channel kind (scrubbed ones included). */
+  values: Record<string, { in: number; out: number }>;
+  /** Senders and receivers blocked on channels now. */
+  blocked: number;
+  /** Bytes read from and written to client connections so far. */
+  bytesIn: number;
+  bytesOut: number;
+  procs: { path: string; cpuPercent: number; rssBytes: number }[];
+  detector: { suspicions: number; refutations: number; deaths: number; probeFailures: number };
+  /** Store operations since the last sample (taken out by the call). */
+  storeOps: { op: string; seconds: number }[];
 }
 
 export interface ListEntry {
@@ -101,7 +141,17 @@ export class Daemon {
   readonly maxValue: number;
   readonly startedAt = new Date();
   url = "";
-  readonly log: (line: string) => void;
+  readonly log: Logger;
+  /** The last FEED_KEEP logged events (info and above), oldest first, for the dashboard. */
+  readonly recent: FeedEntry[] = [];
+  private feedSeq = 0;
+  private readonly stopHooks: (() => Promise<void>)[] = [];
+  /** Where --http serves the dashboard and /metrics (src/http/), once it does. */
+  httpUrl: string | undefined;
+  /** Bytes of client connections that have closed, and values of channels that were scrubbed. */
+  private readonly goneBytes = { in: 0, out: 0 };
+  private readonly goneValues = new Map<string, { in: number; out: number }>();
+  private readonly storeOps: { op: string; seconds: number }[] = [];
   readonly handshakeMs: number;
   readonly limits: Readonly<Limits>;
   private readonly key: Buffer | undefined;
@@ -136,7 +186,15 @@ export class Daemon {
   ) {
     this.id = id;
     this.maxValue = opts.maxValue ?? DEFAULT_MAX_VALUE;
-    this.log = opts.log ?? ((line) => process.stderr.write(`${line}\n`));
+    const base = typeof opts.log === "function" ? lineLogger(opts.log) : (opts.log ?? createLogger());
+    // Every event at info or above also goes to the feed that the dashboard shows.
+    const tee =
+      (level: "info" | "warn" | "error") =>
+      (f: LogFields, msg: string): void => {
+        base[level](f, msg);
+        this.remember(level, f, msg);
+      };
+    this.log = { debug: (f, m) => base.debug(f, m), info: tee("info"), warn: tee("warn"), error: tee("error") };
     this.stopped = new Promise((r) => {
       this.resolveStopped = r;
     });
@@ -145,7 +203,13 @@ export class Daemon {
     this.key = opts.key;
     this.mayListenBeyondLoopback = opts.key !== undefined || opts.insecure === true;
     const ring = opts.key ? new KeyRing(opts.key, opts.acceptKeys) : undefined;
-    this.server = createListener(ring, this.handshakeMs, (sock) => this.accept(sock));
+    this.server = createListener(
+      ring,
+      this.handshakeMs,
+      (sock) => this.accept(sock),
+      (peer, reason) =>
+        this.log.warn({ event: "handshake-refused", peer, reason }, `refused a connection from ${peer}: ${reason}`),
+    );
     this.maxConnections = opts.maxConnections ?? 4096;
     const idleMs = opts.idleMs ?? 60_000;
     this.reaper = setInterval(
@@ -175,7 +239,12 @@ export class Daemon {
     // Whatever a predecessor on this data directory left running dies before this one serves.
     const reaped = opts.data ? reapPredecessor(opts.data, id, cgroups.backend) : 0;
     const d = new Daemon(opts, id, dataDir, cgroups);
-    if (reaped > 0) d.log(`circuit: killed ${reaped} process(es) left by the previous daemon on ${opts.data}`);
+    if (reaped > 0) {
+      d.log.warn(
+        { event: "reaped", count: reaped, data: opts.data },
+        `killed ${reaped} process(es) left by the previous daemon on ${opts.data}`,
+      );
+    }
     try {
       await new Promise<void>((resolve, reject) => {
         d.server.once("error", reject);
@@ -226,8 +295,23 @@ export class Daemon {
     }
     const where =
       adv.how === "bound address" ? "" : ` (listening on ${formatHost(a.address)}:${a.port}; address from ${adv.how})`;
-    d.log(`circuit: serving ${d.url}${where}${joins.length > 0 ? `, joining ${joins.join(", ")}` : ""}`);
+    d.log.info(
+      { event: "serving", url: d.url, server: d.id, ...(joins.length > 0 ? { join: joins } : {}) },
+      `serving ${d.url}${where}${joins.length > 0 ? `, joining ${joins.join(", ")}` : ""}`,
+    );
     return d;
+  }
+
+  private remember(level: string, fields: LogFields, msg: string): void {
+    if (typeof fields.event !== "string") return;
+    this.feedSeq++;
+    this.recent.push({ seq: this.feedSeq, at: new Date().toISOString(), level, msg, fields });
+    if (this.recent.length > FEED_KEEP) this.recent.splice(0, this.recent.length - FEED_KEEP);
+  }
+
+  /** Runs `f` first thing when the daemon stops (the HTTP endpoint closes before the connections). */
+  onStop(f: () => Promise<void>): void {
+    this.stopHooks.push(f);
   }
 
   /** Resolves when the daemon has stopped (by `stop()` or a remote `stop`). */
@@ -257,6 +341,9 @@ export class Daemon {
   }
 
   sessionGone(s: Session): void {
+    const sock = s.conn.stream as { bytesRead?: number; bytesWritten?: number };
+    this.goneBytes.in += sock.bytesRead ?? 0;
+    this.goneBytes.out += sock.bytesWritten ?? 0;
     this.sessions.delete(s);
     this.watchers.delete(s);
   }
@@ -285,7 +372,7 @@ export class Daemon {
 
   private membershipEvent(e: MembershipEvent): void {
     const path = `/${e.member.id}`;
-    this.log(`circuit: ${e.kind} ${path} ${e.member.addr}`);
+    this.log.info({ event: e.kind, server: e.member.id, url: e.member.addr }, `${e.kind} ${path} ${e.member.addr}`);
     const ev = { ev: e.kind, id: e.member.id, url: e.member.addr, joinedAt: this.joinedAt(e.member.joinedAt) };
     for (const w of this.watchers) w.push(ev);
     const value = encode(path);
@@ -441,6 +528,87 @@ export class Daemon {
         cpuPercent: up > 0 ? Math.round(((cpu.user + cpu.system) / 1e6 / up) * 1000) / 10 : 0,
       },
       elements: this.tree.size,
+      ...(this.httpUrl ? { http: this.httpUrl } : {}),
+    };
+  }
+
+  /**
+   * This server for an observer (src/daemon/observe.ts): its stat, its first `limit` elements in
+   * path order, the recent output of its processes (with `tails`), and its events after `after`.
+   */
+  observe(after: number, limit: number, tails: boolean): ObsSnapshot {
+    const elements: ObsElement[] = [];
+    const outs: ObsProcTail[] = [];
+    for (const [names, el] of this.tree.walk([])) {
+      const path = formatPath([this.id, ...names]);
+      if (elements.length < limit) elements.push(observeElement(path, el));
+      if (tails && outs.length < TAILS_MAX) {
+        const t = procTail(path, el);
+        if (t) outs.push(t);
+      }
+      if (elements.length >= limit && (!tails || outs.length >= TAILS_MAX)) break;
+    }
+    return {
+      server: this.serverStat() as Record<string, unknown>,
+      at: new Date().toISOString(),
+      elements,
+      total: this.tree.size,
+      tails: outs,
+      feed: this.recent.filter((e) => e.seq > after),
+    };
+  }
+
+  /** A store operation took `seconds` (the hook a store reports its latencies through, for /metrics). */
+  noteStoreOp(op: string, seconds: number): void {
+    if (this.storeOps.length < 10_000) this.storeOps.push({ op, seconds });
+  }
+
+  /** Numbers for /metrics, computed now (src/http/metrics.ts names them). */
+  metricsSample(): MetricsSample {
+    const elements: Record<string, number> = {};
+    const values: Record<string, { in: number; out: number }> = {};
+    for (const [k, v] of this.goneValues) values[k] = { ...v };
+    let blocked = 0;
+    let channels = 0;
+    const procs: MetricsSample["procs"] = [];
+    for (const [names, el] of this.tree.walk([])) {
+      elements[el.kind] = (elements[el.kind] ?? 0) + 1;
+      if (el.kind === "proc") {
+        const s = el.proc.stat();
+        if (s.phase === "running" || s.phase === "stopped") {
+          procs.push({ path: formatPath([this.id, ...names]), cpuPercent: s.cpuPercent, rssBytes: s.rssBytes });
+        }
+      } else if (el.kind !== "dns") {
+        channels++;
+        const s = el.chan.stat();
+        const v = values[el.kind] ?? { in: 0, out: 0 };
+        v.in += s.numSend;
+        v.out += s.numRecv;
+        values[el.kind] = v;
+        blocked += s.waitingSenders + s.waitingReceivers;
+      }
+    }
+    let bytesIn = this.goneBytes.in;
+    let bytesOut = this.goneBytes.out;
+    for (const s of this.sessions) {
+      const sock = s.conn.stream as { bytesRead?: number; bytesWritten?: number };
+      bytesIn += sock.bytesRead ?? 0;
+      bytesOut += sock.bytesWritten ?? 0;
+    }
+    return {
+      connections: this.sessions.size,
+      members: this.cluster?.members().length ?? 1,
+      elements,
+      channels,
+      values,
+      blocked,
+      bytesIn,
+      bytesOut,
+      procs,
+      detector: {
+        ...(this.cluster?.membership.detector ?? { suspicions: 0, refutations: 0, deaths: 0, probeFailures: 0 }),
+      },
+      storeOps: this.storeOps.splice(0),
     };
   }
 
@@ -474,6 +642,11 @@ export class Daemon {
     }
     this.tree.remove(el.names.slice(1), el);
     if (el.kind !== "chan") this.subs.delete(el);
+    const st = el.chan.stat();
+    const gone = this.goneValues.get(el.kind) ?? { in: 0, out: 0 };
+    gone.in += st.numSend;
+    gone.out += st.numRecv;
+    this.goneValues.set(el.kind, gone);
     el.chan.scrub(() => {
       // Once no credit is out, every connection lets go of its handle (DESIGN §3.1).
       for (const s of this.sessions) s.releaseHandle(el);
@@ -481,9 +654,11 @@ export class Daemon {
     });
   }
 
-  requestStop(names: string[], done: () => void): void {
+  /** A client asked this server to stop; `by` says who (its address, and its client id if it gave one). */
+  requestStop(names: string[], by: { peer: string; client?: string }, done: () => void): void {
     const el = this.element(names);
     if (el?.kind !== "server") throw new WrongKind(`${formatPath(names)} is not a server`);
+    this.log.warn({ event: "remote-stop", ...by }, `stop requested by ${by.peer}`);
     done();
     // Let the reply leave before the connections close.
     setImmediate(() => void this.stop());
@@ -493,7 +668,8 @@ export class Daemon {
   stop(): Promise<void> {
     if (!this.stopping) {
       this.stopping = (async () => {
-        this.log("circuit: stopping");
+        this.log.info({ event: "stopping" }, "stopping");
+        await Promise.all(this.stopHooks.map((f) => f().catch(() => {})));
         clearInterval(this.reaper);
         // Hosted processes go with their server (TERM, KILL after 2 s); waiters hear the exit first.
         await this.procs.shutdown(2000);

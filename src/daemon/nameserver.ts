@@ -7,6 +7,7 @@ import * as dgram from "node:dgram";
 import * as net from "node:net";
 import { Zone } from "../element/zone.js";
 import { AccessDenied, CircuitError } from "../errors.js";
+import type { Logger } from "../util/log.js";
 
 /** TCP connections served at once per nameserver. */
 const MAX_TCP = 128;
@@ -32,20 +33,30 @@ export class HostedNameserver {
     private readonly tcp: net.Server,
     /** Where it listens: "127.0.0.1:53535". */
     readonly address: string,
-    private readonly log: (line: string) => void,
+    private readonly log: Logger,
   ) {
     udp.on("message", (msg, from) => this.datagram(msg, from));
     // A send that fails (the client's port is gone) concerns that client only.
-    udp.on("error", (err) => this.log(`circuit: nameserver ${address}: udp: ${err.message}`));
+    udp.on("error", (err) =>
+      this.log.warn(
+        { event: "nameserver", address, reason: err.message },
+        `nameserver ${address}: udp: ${err.message}`,
+      ),
+    );
     tcp.on("connection", (sock) => this.connection(sock));
-    tcp.on("error", (err) => this.log(`circuit: nameserver ${address}: tcp: ${err.message}`));
+    tcp.on("error", (err) =>
+      this.log.warn(
+        { event: "nameserver", address, reason: err.message },
+        `nameserver ${address}: tcp: ${err.message}`,
+      ),
+    );
   }
 
   /**
    * Listens on host:port over UDP and TCP; port 0 picks a port free for both. Fails with a
    * CircuitError coded AddressInUse or BadAddress (AccessDenied for a privileged port) when it cannot.
    */
-  static async start(host: string, port: number, log: (line: string) => void): Promise<HostedNameserver> {
+  static async start(host: string, port: number, log: Logger): Promise<HostedNameserver> {
     for (let i = 0; ; i++) {
       const tcp = net.createServer({ pauseOnConnect: false });
       tcp.maxConnections = MAX_TCP;

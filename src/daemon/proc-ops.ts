@@ -117,6 +117,16 @@ function makeProc(d: Daemon, s: Session, names: string[], r: Record<string, unkn
   const el: ProcElement = { kind: "proc", proc: started.proc, names };
   // Checked above in this same turn: the anchor is still free.
   d.place(names, el);
+  const path = formatPath(names);
+  const pid = el.proc.pid;
+  d.log.info({ event: "proc-start", path, pid, cmd: cmd.path }, `started ${path} (pid ${pid}): ${cmd.path}`);
+  void el.proc.exited.then((st) => {
+    const how = st.signal ? `signal ${st.signal}` : `exit ${st.exitCode}`;
+    d.log.info(
+      { event: "proc-exit", path, pid, code: st.exitCode, signal: st.signal, ...(st.oomKilled ? { oom: true } : {}) },
+      `${path} (pid ${pid}) ended: ${how}`,
+    );
+  });
   if (cmd.scrub) {
     void el.proc.exited.then(() => {
       d.unplace(el);

@@ -7,6 +7,7 @@ import { accessSync, constants as fsc, statSync } from "node:fs";
 import { constants as osc } from "node:os";
 import { delimiter, isAbsolute, join, resolve } from "node:path";
 import { BadSignal, SpawnFailed, StreamBroken, Unsupported } from "../errors.js";
+import type { Logger } from "../util/log.js";
 import { checkLimits, type ProcLimits } from "../wire/proc-limits.js";
 import type { ProcPhase, ProcStat } from "../wire/shapes.js";
 import { signalName } from "../wire/signals.js";
@@ -481,7 +482,7 @@ export interface ProcTableOptions {
   cgroups: CgroupSupport;
   /** Keeps the record that lets the processes die with the daemon (none: in-memory tests). */
   guard?: ProcGuard;
-  log?: (line: string) => void;
+  log?: Logger;
 }
 
 /** The processes of one server: element ids, the live set (killed when the server stops), and the recently gone. */
@@ -564,7 +565,7 @@ export class ProcTable {
       if (limits) throw refuse(reason);
       if (!this.cgroupsNoted) {
         this.cgroupsNoted = true;
-        this.opts.log?.(`circuit: processes run without cgroups: ${reason}`);
+        this.opts.log?.warn({ event: "cgroups", reason }, `processes run without cgroups: ${reason}`);
       }
       return undefined;
     }

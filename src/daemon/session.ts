@@ -4,6 +4,7 @@
 import { Channel, type CreditHolder, type Receiver, type SendWaiter } from "../element/channel.js";
 import { ChannelAborted, CircuitError, NotFound, ProtocolError, toWire, WrongKind } from "../errors.js";
 import type { FrameConn } from "../transport/frame-conn.js";
+import { peerAddress } from "../transport/secure.js";
 import { Deque } from "../util/deque.js";
 import { forEachEntry } from "../wire/frame.js";
 import { decode, encode, PROTOCOL_VERSION, T, tail, u32 } from "../wire/protocol.js";
@@ -76,6 +77,7 @@ export class Session {
   /** Stream messages this session is receiving, by pipe id. */
   private readonly inStreams = new Map<number, StreamPipe>();
   private gone = false;
+  private peerAddr: string | undefined;
   private readonly selects: SelectHost;
   /** The client's id from HELLO: sends are de-duplicated per cid (PROTOCOL: send sequence numbers). */
   private cid: string | undefined;
@@ -101,7 +103,10 @@ export class Session {
     });
     conn.onFrame = (t, b) => this.frame(t, b);
     conn.onClose = () => this.cleanup();
-    conn.onBadInput = (err) => conn.send(T.ERR, [0], encode(toWire(err)));
+    conn.onBadInput = (err) => {
+      this.logClose(err);
+      conn.send(T.ERR, [0], encode(toWire(err)));
+    };
   }
 
   private frame(type: number, body: Buffer): void {
@@ -116,7 +121,10 @@ export class Session {
       if (err instanceof CircuitError || err instanceof RangeError || err instanceof TypeError) {
         this.fatal(err);
       } else {
-        this.d.log(`session error: ${(err as Error)?.stack ?? err}`);
+        this.d.log.error(
+          { event: "session-error", peer: this.peer, stack: (err as Error)?.stack ?? String(err) },
+          `session error: ${(err as Error)?.message ?? err}`,
+        );
         this.fatal(new ProtocolError("internal error"));
       }
     }
@@ -436,6 +444,12 @@ export class Session {
         }
         case "servers":
           return reply(this.d.servers());
+        case "obs": {
+          if (this.path(r.path).length !== 1) throw new WrongKind("obs is an operation of a server, /XID");
+          const after = typeof r.after === "number" ? r.after : 0;
+          const limit = typeof r.limit === "number" ? Math.max(0, Math.min(r.limit, 100_000)) : 1000;
+          return reply(this.d.observe(after, limit, r.tails === true));
+        }
         case "ping":
           return reply(null);
         case "join":
@@ -443,7 +457,7 @@ export class Session {
           this.d.joinCircuit(r.url).then(reply, fail);
           return;
         case "stop":
-          this.d.requestStop(this.path(r.path), () => reply(null));
+          this.d.requestStop(this.path(r.path), { peer: this.peer, client: this.cid }, () => reply(null));
           return;
         case "mkproc":
         case "proc":
@@ -546,9 +560,31 @@ export class Session {
     this.conn.send(T.PUSH, [], encode(ev));
   }
 
+  /** HOST:PORT of the client. */
+  get peer(): string {
+    this.peerAddr ??= peerAddress(this.conn.stream as { remoteAddress?: string; remotePort?: number });
+    return this.peerAddr;
+  }
+
+  /** One line per connection closed for bad input: a refused handshake, or a protocol error after it. */
+  private logClose(err: Error): void {
+    const fields = { peer: this.peer, ...(this.cid ? { client: this.cid } : {}), reason: err.message };
+    if (/^idle for over/.test(err.message)) {
+      this.d.log.debug({ event: "idle-close", ...fields }, `closed idle connection from ${this.peer}`);
+    } else if (!this.handshaken) {
+      this.d.log.warn(
+        { event: "handshake-refused", ...fields },
+        `refused a connection from ${this.peer}: ${err.message}`,
+      );
+    } else {
+      this.d.log.warn({ event: "protocol-error", ...fields }, `protocol error from ${this.peer}: ${err.message}`);
+    }
+  }
+
   /** Tells the peer why, then closes. */
   private fatal(err: Error): void {
     if (this.conn.closed) return;
+    this.logClose(err);
     this.conn.send(T.ERR, [0], encode(toWire(err)));
     this.conn.destroy(err);
   }

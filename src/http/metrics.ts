@@ -1,0 +1,144 @@
+// /metrics in the Prometheus text format (prom-client). The daemon keeps no metric objects on its
+// hot path: a scrape takes one MetricsSample (src/daemon/daemon.ts), which reads counters the
+// daemon keeps anyway, and the collect callbacks below copy it into prom-client's registry.
+
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { Daemon, MetricsSample } from "../daemon/daemon.js";
+
+export class DaemonMetrics {
+  readonly registry = new Registry();
+  private sample: MetricsSample | undefined;
+
+  constructor(private readonly d: Daemon) {
+    const r = this.registry;
+    r.setDefaultLabels({ server: d.id });
+    collectDefaultMetrics({ register: r, prefix: "circuit_daemon_" });
+    const s = (): MetricsSample => this.sample ?? d.metricsSample();
+    new Gauge({
+      name: "circuit_connections",
+      help: "Client connections open now",
+      registers: [r],
+      collect() {
+        this.set(s().connections);
+      },
+    });
+    new Gauge({
+      name: "circuit_members",
+      help: "Live servers of the circuit in this server's view, itself included",
+      registers: [r],
+      collect() {
+        this.set(s().members);
+      },
+    });
+    new Gauge({
+      name: "circuit_elements",
+      help: "Elements hosted by this server, by kind",
+      labelNames: ["kind"],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const kind of ["chan", "proc", "dns", "@join", "@leave"]) this.set({ kind }, s().elements[kind] ?? 0);
+      },
+    });
+    const values = (dir: "in" | "out") =>
+      new Counter({
+        name: `circuit_values_${dir}_total`,
+        help: dir === "in" ? "Values sent into channels, by channel kind" : "Values received from channels, by kind",
+        labelNames: ["kind"],
+        registers: [r],
+        collect() {
+          this.reset();
+          for (const kind of ["chan", "@join", "@leave"]) this.inc({ kind }, s().values[kind]?.[dir] ?? 0);
+        },
+      });
+    values("in");
+    values("out");
+    const bytes = (dir: "in" | "out") =>
+      new Counter({
+        name: `circuit_bytes_${dir}_total`,
+        help: dir === "in" ? "Bytes read from client connections" : "Bytes written to client connections",
+        registers: [r],
+        collect() {
+          this.reset();
+          this.inc(dir === "in" ? s().bytesIn : s().bytesOut);
+        },
+      });
+    bytes("in");
+    bytes("out");
+    new Gauge({
+      name: "circuit_blocked_operations",
+      help: "Sends and receives blocked on channels of this server now",
+      registers: [r],
+      collect() {
+        this.set(s().blocked);
+      },
+    });
+    new Gauge({
+      name: "circuit_processes",
+      help: "Processes running on this server",
+      registers: [r],
+      collect() {
+        this.set(s().procs.length);
+      },
+    });
+    new Gauge({
+      name: "circuit_process_cpu_percent",
+      help: "CPU of each running process over the last second (100 = one core)",
+      labelNames: ["path"],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const p of s().procs) this.set({ path: p.path }, p.cpuPercent);
+      },
+    });
+    new Gauge({
+      name: "circuit_process_rss_bytes",
+      help: "Resident memory of each running process",
+      labelNames: ["path"],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const p of s().procs) this.set({ path: p.path }, p.rssBytes);
+      },
+    });
+    new Counter({
+      name: "circuit_failure_detector_events_total",
+      help: "Failure-detector decisions: suspicions, refutations, deaths, failed probes",
+      labelNames: ["event"],
+      registers: [r],
+      collect() {
+        this.reset();
+        const det = s().detector;
+        this.inc({ event: "suspect" }, det.suspicions);
+        this.inc({ event: "refute" }, det.refutations);
+        this.inc({ event: "dead" }, det.deaths);
+        this.inc({ event: "probe_failed" }, det.probeFailures);
+      },
+    });
+    // A histogram accumulates: each scrape adds the operations reported since the last one.
+    new Histogram({
+      name: "circuit_store_op_seconds",
+      help: "Latency of operations on the store (--store), by operation",
+      labelNames: ["op"],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: [r],
+      collect() {
+        for (const o of s().storeOps) this.observe({ op: o.op }, o.seconds);
+      },
+    });
+  }
+
+  /** The exposition text, from one fresh sample of the daemon. */
+  async text(): Promise<string> {
+    this.sample = this.d.metricsSample();
+    try {
+      return await this.registry.metrics();
+    } finally {
+      this.sample = undefined;
+    }
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}

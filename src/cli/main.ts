@@ -5,6 +5,7 @@ import { Command, CommanderError } from "commander";
 import { VERSION } from "../daemon/daemon.js";
 import { register as close } from "./close.js";
 import { report } from "./common.js";
+import { register as dashboard } from "./dashboard.js";
 import { register as fs } from "./fs.js";
 import { register as join } from "./join.js";
 import { register as keygen } from "./keygen.js";
@@ -25,6 +26,7 @@ import { register as stderr } from "./stderr.js";
 import { register as stdin } from "./stdin.js";
 import { register as stdout } from "./stdout.js";
 import { register as stop } from "./stop.js";
+import { register as top } from "./top.js";
 import { register as unset } from "./unset.js";
 import { register as wait } from "./wait.js";
 
@@ -41,7 +43,7 @@ const program = new Command("circuit")
 
 for (const reg of [start, keygen, ls, peek, scrub, mkchan, mksub, send, recv, close, stop]) reg(program);
 for (const reg of [mkproc, wait, signal, stdin, stdout, stderr, ports, fs, join]) reg(program);
-for (const reg of [mkdns, set, unset]) reg(program);
+for (const reg of [mkdns, set, unset, top, dashboard]) reg(program);
 for (const c of program.commands)
   c.exitOverride().configureOutput({
     outputError: (s, write) => write(`${s.split("\n")[0]?.replace(/^error: /, "circuit: ")}\n`),

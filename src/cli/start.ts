@@ -7,7 +7,6 @@ import { Daemon, parseAddr } from "../daemon/daemon.js";
 import { DataDirBusy } from "../daemon/data-dir.js";
 import { DEFAULT_LIMITS } from "../daemon/limits.js";
 import { createLogger, parseLogLevel } from "../daemon/logger.js";
-import { serveHttp } from "../http/server.js";
 import type { Logger } from "../util/log.js";
 import { isLoopback, parseHostPort } from "../wire/url.js";
 import { keyOption, UsageError } from "./common.js";
@@ -176,6 +175,8 @@ export function register(program: Command): void {
       }
       if (http) {
         try {
+          // Loaded only when asked for: prom-client and the dashboard cost a daemon without --http nothing.
+          const { serveHttp } = await import("../http/server.js");
           await serveHttp(d, { ...http, key });
         } catch (err) {
           await d.stop();

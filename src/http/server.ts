@@ -1,8 +1,8 @@
 // `circuit start --http HOST:PORT` (DESIGN.md §7, §13): /metrics, and the dashboard — static
 // files from ./static/ plus a read-only JSON API and an event stream (SSE) that pushes the
 // circuit's state every second. Nothing served here changes anything. On a keyed daemon every
-// request must carry the token derived from the key (`?token=` or `Authorization: Bearer`),
-// else 401 and nothing else.
+// request must carry the token derived from the key (`?token=`, `Authorization: Bearer`, or the
+// cookie the page gets with it), else 401 and nothing else.
 
 import { timingSafeEqual } from "node:crypto";
 import { readFile } from "node:fs/promises";
@@ -47,7 +47,8 @@ export async function serveHttp(d: Daemon, o: HttpOptions): Promise<HttpEndpoint
   const authorized = (req: http.IncomingMessage, url: URL): boolean => {
     if (!token) return true;
     const auth = req.headers.authorization;
-    const given = url.searchParams.get("token") ?? (auth?.startsWith("Bearer ") ? auth.slice(7) : "");
+    const cookie = /(?:^|;\s*)circuit_token=([A-Za-z0-9_-]+)/.exec(req.headers.cookie ?? "")?.[1];
+    const given = url.searchParams.get("token") ?? (auth?.startsWith("Bearer ") ? auth.slice(7) : (cookie ?? ""));
     const b = Buffer.from(given);
     return b.length === token.length && timingSafeEqual(b, token);
   };
@@ -84,7 +85,12 @@ export async function serveHttp(d: Daemon, o: HttpOptions): Promise<HttpEndpoint
         body = await readFile(new URL(s.file, staticDir));
         files.set(s.file, body);
       }
-      res.writeHead(200, { "content-type": s.type, "cache-control": "no-cache" });
+      const headers: http.OutgoingHttpHeaders = { "content-type": s.type, "cache-control": "no-cache" };
+      // The page's own requests (script, style, event stream) carry the token as a cookie.
+      if (token && p === "/") {
+        headers["set-cookie"] = `circuit_token=${token.toString()}; Path=/; HttpOnly; SameSite=Strict`;
+      }
+      res.writeHead(200, headers);
       res.end(body);
       return;
     }

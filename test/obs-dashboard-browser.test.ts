@@ -46,7 +46,7 @@ test("one daemon's page shows the whole circuit, live", async () => {
     }
     assert.equal(await page.locator(".card[data-server]").count(), 3);
     assert.match(
-      (await page.locator(`.card[data-server="${b.id}"]`).innerText()).toLowerCase(),
+      String(await page.locator(`.card[data-server="${b.id}"]`).textContent()).toLowerCase(),
       /load[\s\S]*memory[\s\S]*uptime/,
     );
 
@@ -60,7 +60,7 @@ test("one daemon's page shows the whole circuit, live", async () => {
     await row.locator(".len").filter({ hasText: /^3$/ }).waitFor({ timeout: 2000 });
     const took = Date.now() - t0;
     assert.ok(took <= 2000, `the channel appeared after ${took} ms`);
-    assert.match(await row.innerText(), /3\s*\/\s*8/);
+    assert.match(String(await row.textContent()), /3\s*\/\s*8/);
 
     // A process on the third server: its output appears as it is written.
     const p = await runCli([
@@ -78,8 +78,8 @@ test("one daemon's page shows the whole circuit, live", async () => {
     await procRow.waitFor({ timeout: 3000 });
     await procRow.click();
     await page.locator("#output").filter({ hasText: "tick 2" }).waitFor({ timeout: 3000 });
-    const first = await page.locator("#output").innerText();
-    const last = Number(/tick (\d+)\s*$/.exec(first)?.[1]);
+    const first = await page.locator("#output").textContent();
+    const last = Number(/tick (\d+)\s*$/.exec(String(first))?.[1]);
     await page
       .locator("#output")
       .filter({ hasText: `tick ${last + 5}` })

@@ -127,10 +127,13 @@ export function jsonReplacer(_k: string, v: unknown): unknown {
   return v;
 }
 
-/** Reads all of stdin. */
-export async function readStdin(): Promise<Buffer> {
+/** Reads all of stdin; `onChunk` hears of each piece as it comes (for progress). */
+export async function readStdin(onChunk?: (n: number) => void): Promise<Buffer> {
   const parts: Buffer[] = [];
-  for await (const c of process.stdin) parts.push(c as Buffer);
+  for await (const c of process.stdin) {
+    parts.push(c as Buffer);
+    onChunk?.((c as Buffer).length);
+  }
   return Buffer.concat(parts);
 }
 

@@ -68,6 +68,16 @@ const comparisons: Comparison[] = [
     },
   },
   {
+    title:
+      "Throughput while the circuit is watched: the same run on a daemon with --http (/metrics scraped every " +
+      "second, a dashboard's event stream open) vs one without; default logging in both",
+    kind: "throughput",
+    ids: ["chan.obs.plain", "chan.obs.http"],
+    baseline: "chan.obs.plain",
+    versus: "plain",
+    target: { id: "chan.obs.http", text: "≥ 0.95× the run without --http", met: (r) => r >= 0.95 },
+  },
+  {
     title: "Round trip, 100-byte messages, sequential",
     kind: "latency",
     ids: ["nats.reqrep", "chan.pingpong"],

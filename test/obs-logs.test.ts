@@ -7,6 +7,7 @@ import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
+import { createLogger } from "../src/daemon/logger.ts";
 import { dial } from "../src/index.ts";
 import { FrameWriter } from "../src/wire/frame.ts";
 import { encode, PROTOCOL_VERSION, T } from "../src/wire/protocol.ts";
@@ -143,4 +144,32 @@ test("a busy channel logs nothing per message; a process start/exit and a remote
     await c.close().catch(() => {});
     await d.stop();
   }
+});
+
+test("on a terminal a line is text a person reads; --log-level drops what is below it", async () => {
+  const lines: string[] = [];
+  const log = createLogger({ pretty: true, write: (l) => lines.push(l) });
+  log.warn({ event: "handshake-refused", peer: "127.0.0.1:5", reason: "wrong cluster key" }, "refused 127.0.0.1:5");
+  log.debug({ event: "idle-close" }, "not at info");
+  assert.equal(lines.length, 1);
+  assert.match(
+    lines[0] as string,
+    /^\d\d:\d\d:\d\d\.\d{3} WARN {2}refused 127\.0\.0\.1:5 {2}event=handshake-refused peer=127\.0\.0\.1:5 reason="wrong cluster key"\n$/,
+  );
+  const json: string[] = [];
+  createLogger({ pretty: false, level: "debug", write: (l) => json.push(l) }).debug({ event: "x", n: 1 }, "m");
+  assert.deepEqual(Object.keys(JSON.parse(json[0] as string)), ["level", "time", "event", "n", "msg"]);
+
+  const quiet = await startDaemon(["--log-level", "warn"]);
+  try {
+    const p = await runCli(["-d", quiet.url, "mkproc", `/${quiet.id}/p`, "--", "true"]);
+    assert.equal(p.code, 0, p.stderr);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(quiet.stderr(), "", "info events (serving, proc-start) are below warn");
+  } finally {
+    await quiet.stop();
+  }
+  const bad = await runCli(["start", "--addr", "127.0.0.1:0", "--log-level", "loud"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /^circuit: --log-level is one of trace, debug, info, warn, error, fatal, silent\n$/);
 });

@@ -136,6 +136,11 @@ export function register(program: Command): void {
           throw new UsageError(`--http: ${(err as Error).message}`);
         }
       }
+      if (http && !isLoopback(http.host) && !key && !o.insecure) {
+        throw new UsageError(
+          `refusing to serve --http on ${o.http} without a cluster key: anyone who can reach it could read the circuit; use --key FILE, or --insecure`,
+        );
+      }
       const loopback = isLoopback(parseAddr(o.addr).host);
       if (!loopback && !key) {
         if (!o.insecure) {

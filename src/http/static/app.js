@@ -146,6 +146,7 @@ function renderFeed(st) {
 }
 
 function render(st) {
+  const t0 = performance.now();
   const t = st.totals;
   $("totals").innerHTML =
     `<span><b>${t.servers}</b> servers</span><span><b>${t.elements}</b> elements</span>` +
@@ -155,6 +156,9 @@ function render(st) {
   renderChannels(st);
   renderProcs(st);
   renderFeed(st);
+  // How long an update took to draw: a person (or a test) can see the page keeps up.
+  document.body.dataset.renderMs = (performance.now() - t0).toFixed(1);
+  document.body.dataset.round = String(st.round);
 }
 
 async function loadTree() {

@@ -4,15 +4,9 @@
 // stream stays open; default logging (JSON lines on stderr) in both. Runs alternate so that a
 // change in the machine's load hits both alike.
 
+import { dialCircuit } from "./circuit-lib.ts";
 import type { Scenario } from "./harness.ts";
-import {
-  errorText,
-  firstMatch,
-  phaseRows,
-  type ScenarioContext,
-  startCircuitDaemon,
-  WARM_MESSAGES,
-} from "./harness.ts";
+import { errorText, phaseRows, type ScenarioContext, startCircuitDaemon, WARM_MESSAGES } from "./harness.ts";
 
 const MESSAGES = 500_000;
 const SECONDS = 10;
@@ -63,7 +57,8 @@ export const scenario: Scenario = {
         if (http) {
           // Where it serves: the server's stat says (what `circuit dashboard` prints).
           const client = await dialCircuit(url);
-          const stat = (await client.walk(`/${client.serverId}`).peek()) as { http: string };
+          const server = (await client.walk(`/${client.serverId}`).get()) as { peek(): Promise<{ http: string }> };
+          const stat = await server.peek();
           await client.close();
           watching = watch(stat.http, stop.signal);
         }

@@ -9,6 +9,7 @@ import type { Scenario } from "./harness.ts";
 import { errorText, phaseRows, type ScenarioContext, startCircuitDaemon, WARM_MESSAGES } from "./harness.ts";
 
 const MESSAGES = 500_000;
+let rounds = 0;
 const SECONDS = 10;
 
 async function watch(url: string, signal: AbortSignal): Promise<{ scrapes: number; events: number }> {
@@ -46,10 +47,12 @@ export const scenario: Scenario = {
     const watched = { id: "chan.obs.http", label: "circuit chan, --http, /metrics 1/s + dashboard" };
     const rows = [];
     const info: Record<string, unknown> = {};
-    for (const [m, http] of [
+    // Which goes first alternates from round to round, so that neither always gets the fresher machine.
+    const order = [
       [plain, false],
       [watched, true],
-    ] as const) {
+    ] as const;
+    for (const [m, http] of rounds++ % 2 === 0 ? order : [...order].reverse()) {
       const stop = new AbortController();
       try {
         const { url } = await startCircuitDaemon(ctx.procs, http ? ["--http", "127.0.0.1:0"] : []);

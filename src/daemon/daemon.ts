@@ -141,7 +141,12 @@ export class Daemon {
   readonly maxValue: number;
   readonly startedAt = new Date();
   url = "";
-  readonly log: Logger;
+  /**
+   * Where this daemon logs events (src/util/log.ts): `d.log.info({ event: "takeover", path }, "…")`.
+   * Still callable with a plain line (`d.log("circuit: …")`, logged at info without fields) for code
+   * written before structured logs.
+   */
+  readonly log: Logger & ((line: string) => void);
   /** The last FEED_KEEP logged events (info and above), oldest first, for the dashboard. */
   readonly recent: FeedEntry[] = [];
   private feedSeq = 0;
@@ -194,7 +199,12 @@ export class Daemon {
         base[level](f, msg);
         this.remember(level, f, msg);
       };
-    this.log = { debug: (f, m) => base.debug(f, m), info: tee("info"), warn: tee("warn"), error: tee("error") };
+    this.log = Object.assign((line: string) => base.info({}, line.replace(/^circuit: /, "")), {
+      debug: (f: LogFields, m: string) => base.debug(f, m),
+      info: tee("info"),
+      warn: tee("warn"),
+      error: tee("error"),
+    });
     this.stopped = new Promise((r) => {
       this.resolveStopped = r;
     });

@@ -75,7 +75,7 @@ test("10,000 channels: small live updates drawn quickly, the tree pages through 
       .locator("#page")
       .filter({ hasText: `201–400 of ${N}` })
       .waitFor({ timeout: 5000 });
-    assert.equal(await page.locator("#tree tbody tr").first().getAttribute("data-go"), name(200));
+    assert.equal(await page.locator("#tree tbody tr").first().getAttribute("data-path"), name(200));
     await page.locator("#filter").fill("c09999");
     await page.locator("#page").filter({ hasText: "1–1 of 1" }).waitFor({ timeout: 5000 });
     mkdirSync(join(ROOT, "test-results"), { recursive: true });

@@ -261,12 +261,13 @@ export class CircuitView {
 
   /** One page of the elements under `prefix` (the tree view), in path order. */
   list(prefix: string, offset: number, limit: number, q: string): { total: number; items: unknown[] } {
-    const all: { path: string; kind: string; state: string }[] = [];
+    const all: { path: string; kind: string; state: string; more?: boolean }[] = [];
     const under = prefix === "/" || prefix === "" ? "/" : `${prefix.replace(/\/+$/, "")}/`;
     if (under === "/") {
-      for (const s of this.servers()) all.push({ path: `/${s.id}`, kind: "server", state: s.url });
+      for (const s of this.servers()) all.push({ path: `/${s.id}`, kind: "server", state: s.url, more: s.total > 0 });
     } else {
-      const kids = new Map<string, { path: string; kind: string; state: string }>();
+      // An anchor can hold an element and have children too: it keeps its kind and gets `more`.
+      const kids = new Map<string, { path: string; kind: string; state: string; more?: boolean }>();
       for (const st of this.states.values()) {
         for (const e of st.obs?.elements ?? []) {
           if (!e.path.startsWith(under)) continue;
@@ -274,10 +275,12 @@ export class CircuitView {
           const slash = rest.indexOf("/");
           if (slash >= 0) {
             const dir = under + rest.slice(0, slash);
-            if (!kids.has(dir)) kids.set(dir, { path: dir, kind: "", state: "" });
+            const k = kids.get(dir);
+            if (k) k.more = true;
+            else kids.set(dir, { path: dir, kind: "", state: "", more: true });
             continue;
           }
-          kids.set(e.path, { path: e.path, kind: e.kind, state: shortState(e) });
+          kids.set(e.path, { path: e.path, kind: e.kind, state: shortState(e), more: kids.get(e.path)?.more });
         }
       }
       all.push(...[...kids.values()].sort((a, b) => (a.path < b.path ? -1 : 1)));

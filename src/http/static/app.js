@@ -178,7 +178,7 @@ async function loadTree() {
   $("tree").tBodies[0].innerHTML = items
     .map(
       (e) =>
-        `<tr data-go="${esc(e.path)}"><td class="path">${esc(e.path.slice(e.path.lastIndexOf("/") + 1))}${e.kind ? "" : "/"}</td><td>${esc(e.kind)}</td><td class="mono">${esc(e.state)}</td></tr>`,
+        `<tr ${e.more ? `data-go="${esc(e.path)}"` : `data-path="${esc(e.path)}"`}><td class="path">${esc(e.path.slice(e.path.lastIndexOf("/") + 1))}${e.more ? "/" : ""}</td><td>${esc(e.kind)}</td><td class="mono">${esc(e.state)}</td></tr>`,
     )
     .join("");
   $("page").textContent = total ? `${treeOffset + 1}–${Math.min(total, treeOffset + PAGE)} of ${total}` : "empty";

@@ -128,9 +128,6 @@ test("a well-behaved client keeps working while hostile clients attack the same 
     clearInterval(drip);
     await producer;
     const grown = (await rss(good, d.id)) - rss0;
-    t.diagnostic(
-      `daemon RSS ${Math.round(rss0 / 1e6)} MB before the small frames, grown by ${Math.round(grown / 1e6)} MB`,
-    );
     assert.ok(grown < 400 * 1024 * 1024, `daemon grew by ${Math.round(grown / 1e6)} MB`);
     // Values the cut-off reader had been handed went back to the channel: none lost.
     const st = (await big.stat()) as { len: number; numSend: number; numRecv: number };
@@ -170,9 +167,10 @@ test("small frames queued for a client that never reads cost the daemon about wh
     t.diagnostic(
       `daemon RSS ${Math.round(rss0 / 1e6)} MB before the small frames, grown by ${Math.round(grown / 1e6)} MB`,
     );
-    // 20,000 values of ~100 bytes, kept until acknowledged and queued as exact copies: a few MB.
-    // A whole write buffer held per queued write would be 80 MB or more.
-    assert.ok(grown < 32 * 1024 * 1024, `daemon grew by ${Math.round(grown / 1e6)} MB`);
+    // 20,000 values of ~100 bytes, kept until acknowledged and queued as exact copies, each queued
+    // write with its own bookkeeping in Node and libuv: measured 25-28 MB here (also on the commit
+    // that introduced the rule). A whole write buffer held per queued write measured 111 MB.
+    assert.ok(grown < 56 * 1024 * 1024, `daemon grew by ${Math.round(grown / 1e6)} MB`);
     reader.destroy();
   } finally {
     await good.close();

@@ -9,10 +9,11 @@ import type { Connection } from "./connection.js";
 import { checkNameserverAddr, Nameserver } from "./nameserver.js";
 import { checkCommand, type MakeProcOptions, Proc, type ProcCommand } from "./proc.js";
 import { ServerHandle } from "./server-handle.js";
+import { checkSpec, Service, type ServiceSpec } from "./service.js";
 import { Subscription } from "./subscription.js";
 
 /** What an anchor can hold, as a handle. */
-export type Element = Chan | ServerHandle | Subscription | Proc | Nameserver;
+export type Element = Chan | ServerHandle | Subscription | Proc | Nameserver | Service;
 
 /** How an Anchor reaches the server that hosts it. */
 export interface Router {
@@ -147,6 +148,21 @@ export class Anchor {
   }
 
   /**
+   * Starts a service here (DESIGN.md §3.7): the server hosting this anchor keeps `spec.replicas`
+   * copies of `spec.cmd` running across the circuit, each a proc element at this path under the
+   * server that runs it plus r<n>, placed by load, restarted by the policy, scaled by hand or by
+   * its metric. AnchorBusy if the anchor holds an element; TypeError/RangeError for a bad spec,
+   * before any I/O.
+   */
+  async makeService(spec: ServiceSpec, opts?: OpOptions): Promise<Service> {
+    checkSpec(spec);
+    if (this.names.length < 2) throw new WrongKind(`${this.path} cannot hold a service`);
+    const c = await this.conn();
+    await c.request({ op: "mksvc", path: this.names, spec }, opts?.signal);
+    return new Service(c, this.path, this.names);
+  }
+
+  /**
    * Starts a nameserver (a DNS server, UDP and TCP on one port) on the server that hosts this
    * anchor, listening on `addr` ("HOST:PORT"; default 127.0.0.1 and a free port). A non-loopback
    * address needs a keyed daemon or one started with --insecure (else AccessDenied); a taken port
@@ -189,6 +205,7 @@ export class Anchor {
     if (r.kind === "chan") return new Chan(c, this.path, c.chanState(r.handle as number, r.cap as number, this.names));
     if (r.kind === "server") return new ServerHandle(c, this.path);
     if (r.kind === "proc") return new Proc(c, this.path, this.names, r.eid as number, r.pid as number);
+    if (r.kind === "svc") return new Service(c, this.path, this.names);
     if (r.kind === "dns") return new Nameserver(c, this.path, this.names, r.eid as number, r.address as string);
     if (r.kind === "@join" || r.kind === "@leave") {
       return new Subscription(

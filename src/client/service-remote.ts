@@ -1,0 +1,37 @@
+// What a daemon needs to supervise services — a client of its own circuit — built on `dial`. The
+// daemon layer cannot import the client, so whoever starts a daemon passes this in
+// (`Daemon.start({ connect: serviceConnector({ key }) })`; the CLI's `start` does).
+
+import type { Chan } from "./chan.js";
+import { type Client, dial } from "./client.js";
+import type { Proc, ProcCommand, ProcStat } from "./proc.js";
+
+export interface ServiceConnection {
+  makeProc(path: string, cmd: ProcCommand): Promise<Pick<Proc, "wait" | "peek" | "scrub">>;
+  chanLen(path: string): Promise<number>;
+  close(): Promise<void>;
+}
+
+export function serviceConnector(
+  opts: { key?: string | Uint8Array } = {},
+): (url: string) => Promise<ServiceConnection> {
+  return async (url) => {
+    const c: Client = await dial(url, opts.key === undefined ? {} : { key: opts.key });
+    return {
+      makeProc: async (path, cmd) => {
+        const p = await c.walk(path).makeProc(cmd);
+        return {
+          wait: () => p.wait() as Promise<ProcStat>,
+          peek: () => p.peek() as Promise<ProcStat>,
+          scrub: () => p.scrub(),
+        };
+      },
+      chanLen: async (path) => {
+        const ch = (await c.walk(path).get()) as Chan | null;
+        if (ch?.kind !== "chan") throw new Error(`${path} holds no channel`);
+        return (await ch.stat()).len;
+      },
+      close: () => c.close(),
+    };
+  };
+}

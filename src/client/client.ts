@@ -38,6 +38,23 @@ export interface ServerInfo {
   url: string;
   path: string;
   joinedAt: string;
+  /**
+   * The server's load as it last gossiped it (the dial-in server's own: as of now): host cores,
+   * busy cores, free memory, and what its own processes use and reserve. Absent until the
+   * server's first publication has arrived.
+   */
+  load?: {
+    cores: number;
+    busy: number;
+    memFree: number;
+    memTotal: number;
+    procs: number;
+    ownCpu: number;
+    ownMem: number;
+    resCpu: number;
+    resMem: number;
+    seq: number;
+  };
 }
 
 /** A list of circuit URLs: an array, or one string with URLs separated by commas. */

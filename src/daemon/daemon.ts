@@ -9,7 +9,7 @@ import type { SwimConfig } from "../cluster/config.js";
 import { DEFAULT_LOAD, type LoadConfig } from "../cluster/config.js";
 import type { MembershipEvent } from "../cluster/membership.js";
 import { ClusterNode } from "../cluster/node.js";
-import { type Candidate, choose, loadOf, type PlaceRequest } from "../cluster/placement.js";
+import { type Candidate, choose, loadOf, type PlaceRequest, type ServerLoad } from "../cluster/placement.js";
 import { AnchorTree } from "../element/anchor-tree.js";
 import { Channel } from "../element/channel.js";
 import { AnchorBusy, NotFound, ServerGone, toWire, Unsupported, WrongKind } from "../errors.js";
@@ -397,7 +397,10 @@ export class Daemon {
 
   /** Live servers with their gossiped loads and the placements this server made there lately. */
   candidates(): Candidate[] {
-    const members = this.cluster?.members() ?? [];
+    const all = this.cluster?.members() ?? [];
+    // A suspect server may be dead: only when no server is beyond doubt is one chosen.
+    const alive = all.filter((m) => m.state === "alive");
+    const members = alive.length > 0 ? alive : all;
     const now = performance.now();
     return members.map((m) => {
       const load = m.id === this.id && this.meter ? this.meter.current() : loadOf(m.meta);
@@ -558,14 +561,18 @@ export class Daemon {
   }
 
   /** The live servers as this server sees them. */
-  servers(): { id: string; url: string; path: string; joinedAt: string }[] {
+  servers(): { id: string; url: string; path: string; joinedAt: string; load?: ServerLoad }[] {
     const members = this.cluster?.members() ?? [];
-    const out = members.map((m) => ({
-      id: m.id,
-      url: m.addr,
-      path: `/${m.id}`,
-      joinedAt: m.id === this.id ? this.startedAt.toISOString() : this.joinedAt(m.joinedAt),
-    }));
+    const out = members.map((m) => {
+      const load = m.id === this.id ? this.meter?.current() : loadOf(m.meta);
+      return {
+        id: m.id,
+        url: m.addr,
+        path: `/${m.id}`,
+        joinedAt: m.id === this.id ? this.startedAt.toISOString() : this.joinedAt(m.joinedAt),
+        ...(load ? { load } : {}),
+      };
+    });
     if (!out.some((s) => s.id === this.id)) {
       out.push({ id: this.id, url: this.url, path: `/${this.id}`, joinedAt: this.startedAt.toISOString() });
     }

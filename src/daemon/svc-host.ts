@@ -38,6 +38,7 @@ export interface ServiceHostDeps {
 }
 
 const TICK_MS = 100;
+const SHUN_MS = 10_000;
 
 interface Running {
   server: string;
@@ -56,6 +57,12 @@ export class ServiceHost {
   private closed = false;
   private reading = false;
   private readonly stops = new Set<Promise<void>>();
+  /**
+   * Servers we just lost a replica to, or failed to reach: not chosen again until membership
+   * has judged them (they leave) or SHUN_MS has passed — membership may still list a server whose
+   * connection has just broken.
+   */
+  private readonly shunned = new Map<string, number>();
   readonly path: string;
 
   constructor(
@@ -95,6 +102,7 @@ export class ServiceHost {
 
   /** A server left the circuit: its replicas start elsewhere. */
   serverGone(server: string): void {
+    this.shunned.delete(server);
     for (const [n, r] of this.live) {
       if (r.server !== server) continue;
       this.live.delete(n);
@@ -156,7 +164,11 @@ export class ServiceHost {
     const req: PlaceRequest = { cpus: this.spec.cmd.limits?.cpus, memoryBytes: this.spec.cmd.limits?.memoryBytes };
     const counts = new Map<string, number>();
     for (const r of this.live.values()) counts.set(r.server, (counts.get(r.server) ?? 0) + 1);
-    const cands = this.deps.candidates().map((c) => ({ ...c, replicas: counts.get(c.id) ?? 0 }));
+    const now = this.now();
+    for (const [id, until] of this.shunned) if (until <= now) this.shunned.delete(id);
+    const all = this.deps.candidates().map((c) => ({ ...c, replicas: counts.get(c.id) ?? 0 }));
+    const ok = all.filter((c) => !this.shunned.has(c.id));
+    const cands = ok.length > 0 ? ok : all;
     const server = choose(cands, req);
     if (!server) {
       this.sup.startFailed(n, this.now(), "no live server has room for it");
@@ -176,8 +188,10 @@ export class ServiceHost {
         if (!mine()) return;
         this.live.delete(n);
         const why = err instanceof CircuitError ? `${err.code}: ${err.message}` : String(err);
-        if (err instanceof CircuitError && err.code === "ServerGone") this.sup.lost(n, this.now(), why);
-        else this.sup.startFailed(n, this.now(), why);
+        if (err instanceof CircuitError && err.code === "ServerGone") {
+          this.shunned.set(server, this.now() + SHUN_MS);
+          this.sup.lost(n, this.now(), why);
+        } else this.sup.startFailed(n, this.now(), why);
         this.step();
         return;
       }
@@ -199,6 +213,7 @@ export class ServiceHost {
         (err) => {
           if (!mine()) return;
           this.live.delete(n);
+          this.shunned.set(server, this.now() + SHUN_MS);
           this.sup.lost(n, this.now(), err instanceof Error ? err.message : String(err));
           this.step();
         },

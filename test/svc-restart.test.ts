@@ -47,7 +47,10 @@ test("a crashing command restarts with doubling backoff, then stops at the inten
   assert.equal(s.replicas[0]!.restarts, 4);
   // Started once, then 4 restarts; no more once stopped.
   await sleep(500);
-  const starts = readFileSync(log, "utf8").trim().split("\n").map((l) => Number(BigInt(l) / 1_000_000n));
+  const starts = readFileSync(log, "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => Number(BigInt(l) / 1_000_000n));
   assert.equal(starts.length, 5, `starts: ${starts}`);
   const gaps = starts.slice(1).map((x, i) => x - (starts[i] as number));
   console.log(`# gaps between starts (ms): ${gaps.join(", ")}`);
@@ -81,7 +84,10 @@ test("on-failure leaves a clean exit alone; never restarts nothing", async (t) =
   }
   assert.match((await never.peek()).lastEvent!.message, /exited with 1; restart never/);
   // Bad specs are refused before any I/O.
-  await assert.rejects(c.walk(`/${d.id}/svc/x`).makeService({ cmd: { path: "true" }, restart: "sometimes" as never }), TypeError);
+  await assert.rejects(
+    c.walk(`/${d.id}/svc/x`).makeService({ cmd: { path: "true" }, restart: "sometimes" as never }),
+    TypeError,
+  );
   await assert.rejects(c.walk(`/${d.id}/svc/x`).makeService({ cmd: { path: "true" }, min: 3, max: 2 }), RangeError);
   await ok.scrub();
   await never.scrub();

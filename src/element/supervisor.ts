@@ -135,7 +135,11 @@ export class Supervisor {
   /** A stop the driver was told to make is done: the slot goes. */
   stopped(n: number): void {
     const s = this.slots.get(n);
-    if (s?.phase === "stopping") this.slots.delete(n);
+    if (s?.phase !== "stopping") return;
+    if (this.state === "stopped") {
+      s.phase = "exited";
+      s.server = null;
+    } else this.slots.delete(n);
   }
 
   /** Scale by hand; clamped to min…max. */
@@ -194,7 +198,11 @@ export class Supervisor {
   tick(now: number): Action[] {
     const out: Action[] = [];
     if (this.state === "stopped") {
-      for (const s of this.replicas()) this.stopSlot(s, out);
+      // A stopped service keeps its replicas' records (exited) for peek.
+      for (const s of this.replicas()) {
+        if (s.phase === "pending" || s.phase === "backoff") s.phase = "exited";
+        else this.stopSlot(s, out);
+      }
       return out;
     }
     const active = this.replicas().filter((s) => s.phase !== "stopping");
@@ -238,7 +246,7 @@ export class Supervisor {
   // ---- internals ----------------------------------------------------------------------------
 
   private stopSlot(s: Slot, out: Action[]): void {
-    if (s.phase === "stopping") return;
+    if (s.phase === "stopping" || (this.state === "stopped" && s.phase === "exited")) return;
     if ((s.phase === "running" || s.phase === "starting") && s.server !== null) {
       s.phase = "stopping";
       out.push({ do: "stop", n: s.n, server: s.server });

@@ -410,15 +410,15 @@ export class Daemon {
       );
       if (mine.length > 0) this.pending.set(m.id, mine);
       else this.pending.delete(m.id);
-      // Our own figures are current: only placements whose start has not been counted yet remain.
-      const pend = m.id === this.id ? [] : mine.map((p) => p.req);
-      return { id: m.id, load, pending: pend };
+      return { id: m.id, load, pending: mine.map((p) => p.req) };
     });
   }
 
   /** Notes a placement on `server`, to count it until that server's load includes it. */
   placed(server: string, req: PlaceRequest): void {
-    const load = server === this.id ? undefined : loadOf(this.cluster?.get(server)?.meta);
+    // Placements start asynchronously (through a client, even here): the count against a server
+    // holds until that server has published twice since, our own figures included.
+    const load = server === this.id ? this.meter?.current() : loadOf(this.cluster?.get(server)?.meta);
     const list = this.pending.get(server) ?? [];
     list.push({ req, seq: load?.seq ?? 0, at: performance.now() });
     this.pending.set(server, list);

@@ -216,6 +216,42 @@ describe("supervisor core against its model", () => {
     });
   }
 
+  test("CPU autoscaling: desired = ceil(running × average / target), up at once, down after the cool-down", () => {
+    const sup = new Supervisor({
+      replicas: 1,
+      min: 1,
+      max: 5,
+      restart: "always",
+      backoffMs: 100,
+      maxBackoffMs: 1000,
+      maxRestarts: 5,
+      withinMs: 1000,
+      cooldownMs: 1000,
+      autoscale: { cpuPercent: 50 },
+    });
+    const settle = (now: number) => {
+      for (const a of sup.tick(now)) {
+        if (a.do === "start") sup.started(a.n, "S", now);
+        else sup.stopped(a.n);
+      }
+    };
+    settle(0);
+    sup.metric(95, 10, 1); // one replica at 95 % → 2
+    settle(10);
+    assert.equal(sup.desired, 2);
+    assert.equal(sup.running(), 2);
+    sup.metric(90, 20, 2); // two at 90 % → ceil(3.6) = 4
+    settle(20);
+    assert.equal(sup.desired, 4);
+    assert.match(sup.lastEvent!.message, /average CPU 90% over 2 replicas, target 50%/);
+    sup.metric(10, 500, 4); // idle, but within the cool-down of the last change
+    assert.equal(sup.desired, 4);
+    sup.metric(10, 1100, 4); // the window [100, 1100] asked for 1 only, and the last change was 1080 ms ago
+    assert.equal(sup.desired, 1);
+    sup.metric(1000, 1200, 0); // no replica running: no reading
+    assert.equal(sup.desired, 1);
+  });
+
   test("a crash loop's delays double up to the cap, and a healthy run resets them", () => {
     const sup = new Supervisor({
       replicas: 1,

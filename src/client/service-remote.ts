@@ -2,13 +2,17 @@
 // daemon layer cannot import the client, so whoever starts a daemon passes this in
 // (`Daemon.start({ connect: serviceConnector({ key }) })`; the CLI's `start` does).
 
+import { NotFound } from "../errors.js";
 import type { Chan } from "./chan.js";
 import { type Client, dial } from "./client.js";
+import type { Nameserver } from "./nameserver.js";
 import type { Proc, ProcCommand, ProcStat } from "./proc.js";
 
 export interface ServiceConnection {
   makeProc(path: string, cmd: ProcCommand): Promise<Pick<Proc, "wait" | "peek" | "scrub">>;
   chanLen(path: string): Promise<number>;
+  dnsSet(nsPath: string, rr: string): Promise<void>;
+  dnsUnset(nsPath: string, name: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -17,6 +21,11 @@ export function serviceConnector(
 ): (url: string) => Promise<ServiceConnection> {
   return async (url) => {
     const c: Client = await dial(url, opts.key === undefined ? {} : { key: opts.key });
+    const nameserver = async (path: string): Promise<Nameserver> => {
+      const ns = await c.walk(path).get();
+      if (ns?.kind !== "dns") throw new NotFound(`${path} holds no nameserver`);
+      return ns;
+    };
     return {
       makeProc: async (path, cmd) => {
         const p = await c.walk(path).makeProc(cmd);
@@ -30,6 +39,16 @@ export function serviceConnector(
         const ch = (await c.walk(path).get()) as Chan | null;
         if (ch?.kind !== "chan") throw new Error(`${path} holds no channel`);
         return (await ch.stat()).len;
+      },
+      dnsSet: async (nsPath, rr) => {
+        await (await nameserver(nsPath)).set(rr);
+      },
+      dnsUnset: async (nsPath, name) => {
+        try {
+          await (await nameserver(nsPath)).unset(name);
+        } catch (err) {
+          if (!(err instanceof NotFound)) throw err;
+        }
       },
       close: () => c.close(),
     };

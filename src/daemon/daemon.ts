@@ -458,6 +458,15 @@ export class Daemon {
         },
         candidates: () => this.candidates(),
         placed: (server, req) => this.placed(server, req),
+        hostOf: (server) => {
+          const addr = server === this.id ? this.url : this.cluster?.get(server)?.addr;
+          if (!addr) return undefined;
+          try {
+            return parseUrl(addr).host;
+          } catch {
+            return undefined;
+          }
+        },
         log: this.log,
       },
       names,

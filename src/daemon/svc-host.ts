@@ -25,6 +25,10 @@ export interface ServiceRemote {
   makeProc(path: string, cmd: ProcCommand): Promise<RemoteProc>;
   /** A channel's `len` (for backlog autoscaling). */
   chanLen(path: string): Promise<number>;
+  /** Adds a record (zone-file syntax) to the nameserver at nsPath. */
+  dnsSet(nsPath: string, rr: string): Promise<void>;
+  /** Removes every record of a name there (none: fine). */
+  dnsUnset(nsPath: string, name: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -34,6 +38,8 @@ export interface ServiceHostDeps {
   candidates(): Candidate[];
   /** A placement was made: count it against the server until its load shows it. */
   placed(server: string, req: PlaceRequest): void;
+  /** The host part of a server's advertised URL (for DNS records), or undefined if unknown. */
+  hostOf(server: string): string | undefined;
   log(line: string): void;
 }
 
@@ -64,6 +70,13 @@ export class ServiceHost {
    */
   private readonly shunned = new Map<string, number>();
   readonly path: string;
+  /** DNS records published, by name (sorted), and whether an update is under way or due. */
+  private published = new Map<string, string[]>();
+  private dnsBusy = false;
+  private dnsAgain = false;
+  /** After a failed update: not before then, and said once until an update succeeds. */
+  private dnsRetryAt = 0;
+  private dnsFailing = false;
 
   constructor(
     private readonly deps: ServiceHostDeps,
@@ -148,6 +161,10 @@ export class ServiceHost {
       await Promise.all([...this.stops]);
       if (this.stops.size === 0 && this.live.size > 0) await new Promise((r) => setTimeout(r, 100));
     }
+    if (this.spec.dns) {
+      for (let i = 0; i < 50 && this.dnsBusy; i++) await new Promise((r) => setTimeout(r, 20));
+      await this.publish(true);
+    }
   }
 
   private step(): void {
@@ -158,6 +175,74 @@ export class ServiceHost {
       else this.stop(a.n);
     }
     for (const e of this.sup.drainEvents()) this.deps.log(`circuit: service ${this.path}: ${e.message}`);
+    if (this.spec.dns) void this.publish();
+  }
+
+  /** The records the running replicas call for, by name. */
+  private records(): Map<string, string[]> {
+    const dns = this.spec.dns;
+    const out = new Map<string, string[]>();
+    if (!dns) return out;
+    const add = (name: string, rr: string) => {
+      const list = out.get(name) ?? [];
+      if (!list.includes(rr)) list.push(rr);
+      out.set(name, list);
+    };
+    const ttl = dns.ttl ?? 5;
+    for (const s of this.sup.replicas()) {
+      if (s.phase !== "running" || !s.server) continue;
+      const host = this.deps.hostOf(s.server);
+      if (!host) continue;
+      const type = host.includes(":") ? "AAAA" : "A";
+      const target = `r${s.n}.${dns.name}`;
+      add(dns.name, `${dns.name} ${ttl} IN ${type} ${host}`);
+      add(target, `${target} ${ttl} IN ${type} ${host}`);
+      if (dns.port !== undefined) add(dns.name, `${dns.name} ${ttl} IN SRV 0 1 ${dns.port} ${target}`);
+    }
+    for (const list of out.values()) list.sort();
+    return out;
+  }
+
+  /**
+   * Brings the nameserver in line with the running replicas: each name whose records changed is
+   * unset and set again. One update at a time; changes meanwhile are picked up by another round.
+   */
+  private async publish(final = false): Promise<void> {
+    const dns = this.spec.dns;
+    if (!dns) return;
+    if (this.dnsBusy) {
+      this.dnsAgain = true;
+      return;
+    }
+    if (!final && performance.now() < this.dnsRetryAt) return;
+    this.dnsBusy = true;
+    try {
+      do {
+        this.dnsAgain = false;
+        const want = final ? new Map<string, string[]>() : this.records();
+        const names = new Set([...want.keys(), ...this.published.keys()]);
+        const remote = await this.deps.remote();
+        for (const name of names) {
+          const next = want.get(name) ?? [];
+          const prev = this.published.get(name) ?? [];
+          if (next.join("\n") === prev.join("\n")) continue;
+          await remote.dnsUnset(dns.nameserver, name);
+          for (const rr of next) await remote.dnsSet(dns.nameserver, rr);
+          if (next.length > 0) this.published.set(name, next);
+          else this.published.delete(name);
+        }
+      } while (this.dnsAgain && !final);
+      this.dnsFailing = false;
+    } catch (err) {
+      // The nameserver is gone or unreachable: said once, tried again every 2 s, every name anew.
+      if (!this.dnsFailing)
+        this.deps.log(`circuit: service ${this.path}: cannot update ${dns.nameserver}: ${(err as Error).message}`);
+      this.dnsFailing = true;
+      this.dnsRetryAt = performance.now() + 2000;
+      this.published = new Map([...this.published.keys()].map((k) => [k, ["?"]]));
+    } finally {
+      this.dnsBusy = false;
+    }
   }
 
   private start(n: number): void {

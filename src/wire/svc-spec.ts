@@ -3,6 +3,7 @@
 // again on what arrives, so both refuse the same specs the same way.
 
 import type { ProcCommand } from "./shapes.js";
+import { parseName } from "./zone-file.js";
 
 export type RestartPolicy = "always" | "on-failure" | "never";
 
@@ -17,6 +18,25 @@ export interface ChanAutoscale {
 export interface CpuAutoscale {
   /** Target average CPU per replica, in percent of one core. */
   cpuPercent: number;
+}
+
+/**
+ * Publish the running replicas in a nameserver (DESIGN.md §3.5): `name` gets an A (AAAA) record
+ * per address of a server running a replica, `r<n>.name` one per replica, and with `port` an SRV
+ * record per replica (`name TTL IN SRV 0 1 port r<n>.name.`). Kept current as replicas start,
+ * stop and move; removed when the service is scrubbed.
+ */
+export interface ServiceDns {
+  /** Full path of the nameserver element, /X…/ns. */
+  nameserver: string;
+  /** The service's domain name, e.g. "workers.circuit.". */
+  name: string;
+  port?: number;
+  /**
+   * TTL of the records in seconds (default 5): resolvers cache a dead replica's address this
+   * long; shorter means more queries.
+   */
+  ttl?: number;
 }
 
 export interface ServiceSpec {
@@ -65,10 +85,12 @@ export interface ServiceSpec {
    * replica for CPU).
    */
   intervalMs?: number;
+  /** Keep the replicas' addresses in a nameserver (see ServiceDns). */
+  dns?: ServiceDns;
 }
 
 /** A spec with every default filled in (what `peek` shows). */
-export type FullServiceSpec = Required<Omit<ServiceSpec, "autoscale">> & Pick<ServiceSpec, "autoscale">;
+export type FullServiceSpec = Required<Omit<ServiceSpec, "autoscale" | "dns">> & Pick<ServiceSpec, "autoscale" | "dns">;
 
 export const SERVICE_DEFAULTS = Object.freeze({
   replicas: 1,
@@ -99,6 +121,7 @@ const KEYS = new Set([
   "autoscale",
   "cooldownMs",
   "intervalMs",
+  "dns",
 ]);
 
 function whole(o: Record<string, unknown>, k: string, lo: number, hi: number, dflt: number): number {
@@ -144,6 +167,22 @@ export function checkServiceSpec(raw: unknown, checkCmd: (cmd: unknown) => ProcC
       autoscale = { cpuPercent: p };
     } else throw new TypeError("autoscale is { chan, perReplica } or { cpuPercent }");
   }
+  let dns: ServiceDns | undefined;
+  if (o.dns !== undefined && o.dns !== null) {
+    const d = o.dns as Record<string, unknown>;
+    if (typeof d !== "object" || Array.isArray(d)) throw new TypeError("dns is { nameserver, name, port?, ttl? }");
+    for (const k of Object.keys(d)) {
+      if (!["nameserver", "name", "port", "ttl"].includes(k))
+        throw new TypeError(`unknown dns field ${JSON.stringify(k)}`);
+    }
+    if (typeof d.nameserver !== "string" || !d.nameserver.startsWith("/X") || d.nameserver.split("/").length < 3)
+      throw new TypeError("dns.nameserver must be the full path of a nameserver, /XID/…");
+    if (typeof d.name !== "string") throw new TypeError("dns.name must be a domain name");
+    const name = parseName(d.name);
+    dns = { nameserver: d.nameserver, name: name.endsWith(".") ? name : `${name}.` };
+    if (d.port !== undefined) dns.port = whole(d, "port", 1, 65535, 0);
+    dns.ttl = whole(d, "ttl", 0, 86_400, 5);
+  }
   const min = whole(o, "min", 0, MAX_REPLICAS, autoscale ? 1 : 0);
   const max = whole(o, "max", 0, MAX_REPLICAS, SERVICE_DEFAULTS.max);
   if (max < min) throw new RangeError(`service max (${max}) is below min (${min})`);
@@ -170,6 +209,7 @@ export function checkServiceSpec(raw: unknown, checkCmd: (cmd: unknown) => ProcC
     ...(autoscale ? { autoscale } : {}),
     cooldownMs: whole(o, "cooldownMs", 0, MAX_MS, SERVICE_DEFAULTS.cooldownMs),
     intervalMs: whole(o, "intervalMs", 50, MAX_MS, SERVICE_DEFAULTS.intervalMs),
+    ...(dns ? { dns } : {}),
   };
 }
 

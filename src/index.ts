@@ -55,6 +55,7 @@ export {
   ChannelClosed,
   CircuitError,
   MessageTooLarge,
+  NoCapacity,
   NotFound,
   ProtocolError,
   ServerGone,

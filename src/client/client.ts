@@ -269,7 +269,7 @@ export class Client extends EventEmitter implements Router, AsyncDisposable {
    * The server a new process asking for `req` should go to ("/X…"): the live server with the most
    * free capacity that fits, as the dial-in server sees the loads every server gossips (no server
    * is asked). Each answer counts against its server for a moment, so a burst of placements
-   * spreads. NotFound when no server fits; RangeError for a bad request, before any I/O.
+   * spreads. NoCapacity when no server fits; RangeError for a bad request, before any I/O.
    */
   async place(req: { cpus?: number; memoryBytes?: number } = {}, opts?: OpOptions): Promise<string> {
     checkLimits({ cpus: req.cpus, memoryBytes: req.memoryBytes });

@@ -12,7 +12,7 @@ import { ClusterNode } from "../cluster/node.js";
 import { type Candidate, choose, loadOf, type PlaceRequest, type ServerLoad } from "../cluster/placement.js";
 import { AnchorTree } from "../element/anchor-tree.js";
 import { Channel } from "../element/channel.js";
-import { AnchorBusy, NotFound, ServerGone, toWire, Unsupported, WrongKind } from "../errors.js";
+import { AnchorBusy, NoCapacity, NotFound, ServerGone, toWire, Unsupported, WrongKind } from "../errors.js";
 import { advertisedAddress } from "../transport/advertise.js";
 import { Discovery, parseGroup } from "../transport/discovery.js";
 import type { FrameConn } from "../transport/frame-conn.js";
@@ -434,7 +434,7 @@ export class Daemon {
     const limits = checkLimits({ cpus: o.cpus ?? undefined, memoryBytes: o.memoryBytes ?? undefined }) ?? {};
     const req: PlaceRequest = { cpus: limits.cpus, memoryBytes: limits.memoryBytes };
     const id = choose(this.candidates(), req);
-    if (!id) throw new NotFound("no live server has room for that request");
+    if (!id) throw new NoCapacity(`no live server has room for ${JSON.stringify(req)}`);
     this.placed(id, req);
     return `/${id}`;
   }

@@ -3,7 +3,7 @@
 // (`Daemon.start({ connect: serviceConnector({ key }) })`; the CLI's `start` does).
 
 import { NotFound } from "../errors.js";
-import type { Chan } from "./chan.js";
+import type { ChanStat } from "../wire/shapes.js";
 import { type Client, dial } from "./client.js";
 import type { Nameserver } from "./nameserver.js";
 import type { Proc, ProcCommand, ProcStat } from "./proc.js";
@@ -36,9 +36,10 @@ export function serviceConnector(
         };
       },
       chanLen: async (path) => {
-        const ch = (await c.walk(path).get()) as Chan | null;
-        if (ch?.kind !== "chan") throw new Error(`${path} holds no channel`);
-        return (await ch.stat()).len;
+        // A peek, not a handle: reading the backlog every second must not hold anything open.
+        const st = (await c.walk(path).peek()) as Partial<ChanStat> | null;
+        if (typeof st?.len !== "number" || typeof st.cap !== "number") throw new Error(`${path} holds no channel`);
+        return st.len;
       },
       dnsSet: async (nsPath, rr) => {
         await (await nameserver(nsPath)).set(rr);

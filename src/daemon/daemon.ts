@@ -475,7 +475,6 @@ export class Daemon {
     const el: SvcElement = { kind: "svc", svc, names };
     this.tree.set(names.slice(1), el, formatPath(names));
     this.services.add(el);
-    this.log(`circuit: service ${formatPath(names)} started (${spec.replicas} replicas of ${spec.cmd.path})`);
     return el;
   }
 

@@ -63,6 +63,8 @@ export class Supervisor {
   constructor(params: SupervisorParams) {
     this.p = { ...params };
     this.desired = this.clamp(params.replicas);
+    // The clock starts with the service: its first event is at 0.
+    this.note(0, "start", `started with ${this.desired} replica${this.desired === 1 ? "" : "s"} wanted`);
   }
 
   replicas(): readonly Slot[] {

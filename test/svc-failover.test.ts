@@ -1,6 +1,7 @@
 // A service keeps its replicas across servers (DESIGN.md §3.7): three replicas spread over three
 // daemons, one daemon killed -9, its replica started on a live server within the failure-detection
-// bound plus start-up. Driven with the CLI (mksvc, peek, scale, scrub) as a user would.
+// bound plus start-up; when the supervising daemon dies, the replicas it placed elsewhere go too.
+// Driven with the CLI (mksvc, peek, scale, scrub) as a user would.
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -79,4 +80,19 @@ test("3 replicas over 3 daemons; after kill -9 of one, its replica runs elsewher
   assert.equal(alive(lastPid), false, "scrub stopped the last replica");
   const ls = await cli("ls", "-l", "/...");
   assert.doesNotMatch(ls.stdout.toString(), /svc\/web/);
+
+  // Replicas go with their supervisor: kill -9 A, and C stops the replica A had placed there.
+  const again = await cli("mksvc", svc, "--replicas", "2", "--", "sleep", "300");
+  assert.equal(again.code, 0, again.stderr);
+  s = await until("2 running on A and C", (x) => new Set(running(x).map((r) => r.server)).size === 2, 10_000);
+  const onC = s.replicas.find((r) => r.server === `/${c.id}`)!;
+  const pidOnC = JSON.parse((await runCli(["-d", c.url, "peek", onC.path])).stdout.toString()).pid as number;
+  a.kill("SIGKILL");
+  const t1 = Date.now();
+  while (alive(pidOnC)) {
+    assert.ok(Date.now() - t1 < 10_000, "the replica on C outlived its supervisor by 10 s");
+    await sleep(100);
+  }
+  assert.equal((await runCli(["-d", c.url, "peek", onC.path])).code, 1, "its element is gone too");
+  assert.match(c.stderr(), /svc\/web\/r\d: stopped, its supervisor \/X[0-9a-f]{16} left the circuit/);
 });

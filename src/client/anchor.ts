@@ -121,6 +121,9 @@ export class Anchor {
    */
   async makeProc(cmd: ProcCommand, opts?: MakeProcOptions): Promise<Proc> {
     checkCommand(cmd);
+    const tied = opts?.tiedTo;
+    if (tied !== undefined && (typeof tied !== "string" || !/^\/X[0-9a-f]{16}$/.test(tied)))
+      throw new TypeError('tiedTo must be a server path, "/X" and 16 hex digits');
     if (this.names.length < 2) throw new WrongKind(`${this.path} cannot hold a process`);
     const c = await this.conn();
     const attached: { stdout?: Readable; stderr?: Readable } = {};
@@ -138,7 +141,14 @@ export class Anchor {
     const rid2 = expect("stderr");
     let r: { eid: number; pid: number };
     try {
-      const req = { op: "mkproc", path: this.names, cmd, ...(rid1 ? { rid1 } : {}), ...(rid2 ? { rid2 } : {}) };
+      const req = {
+        op: "mkproc",
+        path: this.names,
+        cmd,
+        ...(rid1 ? { rid1 } : {}),
+        ...(rid2 ? { rid2 } : {}),
+        ...(tied ? { tied: tied.slice(1) } : {}),
+      };
       r = (await c.request(req, opts?.signal)) as typeof r;
     } catch (err) {
       for (const rid of [rid1, rid2]) if (rid !== undefined) c.closeRecv(rid, 0);

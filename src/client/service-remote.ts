@@ -9,7 +9,7 @@ import type { Nameserver } from "./nameserver.js";
 import type { Proc, ProcCommand, ProcStat } from "./proc.js";
 
 export interface ServiceConnection {
-  makeProc(path: string, cmd: ProcCommand): Promise<Pick<Proc, "wait" | "peek" | "scrub">>;
+  makeProc(path: string, cmd: ProcCommand, tiedTo: string): Promise<Pick<Proc, "wait" | "peek" | "scrub">>;
   chanLen(path: string): Promise<number>;
   dnsSet(nsPath: string, rr: string): Promise<void>;
   dnsUnset(nsPath: string, name: string): Promise<void>;
@@ -27,8 +27,8 @@ export function serviceConnector(
       return ns;
     };
     return {
-      makeProc: async (path, cmd) => {
-        const p = await c.walk(path).makeProc(cmd);
+      makeProc: async (path, cmd, tiedTo) => {
+        const p = await c.walk(path).makeProc(cmd, { tiedTo });
         return {
           wait: () => p.wait() as Promise<ProcStat>,
           peek: () => p.peek() as Promise<ProcStat>,

@@ -26,7 +26,7 @@ import { formatHost, formatUrl, isLoopback, parseHostPort, parseUrl } from "../w
 import { type CgroupSupport, hostCgroups } from "./cgroups.js";
 import { type DataDir, openDataDir } from "./data-dir.js";
 import { dnsShortState, dnsStat, scrubDns } from "./dns-ops.js";
-import type { ChanElement, DnsElement, Element, Item, SubElement, SvcElement } from "./elements.js";
+import type { ChanElement, DnsElement, Element, Item, ProcElement, SubElement, SvcElement } from "./elements.js";
 import { resolveFsRoot } from "./fs-root.js";
 import { HostResources } from "./host-ops.js";
 import { DEFAULT_LIMITS, type Limits } from "./limits.js";
@@ -127,6 +127,8 @@ export class Daemon {
   private readonly subs = new Set<SubElement>();
   private readonly nameservers = new Set<DnsElement>();
   private readonly services = new Set<SvcElement>();
+  /** Processes to scrub when a given server leaves (a service's replicas, by supervisor). */
+  private readonly tied = new Map<string, Set<ProcElement>>();
   private meter: LoadMeter | undefined;
   private readonly loadCfg: LoadConfig;
   /** Placements this server made, counted against their server until its load shows them. */
@@ -319,6 +321,13 @@ export class Daemon {
     this.log(`circuit: ${e.kind} ${path} ${e.member.addr}`);
     if (e.kind === "leave") {
       this.pending.delete(e.member.id);
+      const tied = this.tied.get(e.member.id);
+      this.tied.delete(e.member.id);
+      for (const el of tied ?? []) {
+        if (this.element(el.names) !== el) continue;
+        this.log(`circuit: ${formatPath(el.names)}: stopped, its supervisor /${e.member.id} left the circuit`);
+        scrubProc(this, el, false, () => {});
+      }
       for (const s of this.services) s.svc.serverGone(e.member.id);
     }
     const ev = { ev: e.kind, id: e.member.id, url: e.member.addr, joinedAt: this.joinedAt(e.member.joinedAt) };
@@ -395,6 +404,25 @@ export class Daemon {
     }
   }
 
+  /** Whether `id` is this server or a live member. */
+  isLive(id: string): boolean {
+    if (id === this.id) return true;
+    const m = this.cluster?.get(id);
+    return m !== undefined && (m.state === "alive" || m.state === "suspect");
+  }
+
+  /** Scrubs el when server `id` leaves the circuit (DESIGN.md §3.7: replicas go with their supervisor). */
+  tie(el: ProcElement, id: string): void {
+    if (id === this.id) return; // it goes with this server anyway
+    const set = this.tied.get(id) ?? new Set();
+    set.add(el);
+    this.tied.set(id, set);
+    void el.proc.exited.then(() => {
+      set.delete(el);
+      if (set.size === 0 && this.tied.get(id) === set) this.tied.delete(id);
+    });
+  }
+
   /** Live servers with their gossiped loads and the placements this server made there lately. */
   candidates(): Candidate[] {
     const all = this.cluster?.members() ?? [];
@@ -468,6 +496,7 @@ export class Daemon {
           }
         },
         log: this.log,
+        selfId: this.id,
       },
       names,
       spec,

@@ -22,7 +22,8 @@ export interface RemoteProc {
 
 /** What a service needs of the circuit (the client's Client fits, through a thin adapter). */
 export interface ServiceRemote {
-  makeProc(path: string, cmd: ProcCommand): Promise<RemoteProc>;
+  /** Makes a process at path, scrubbed by its server when server `tiedTo` ("/X…") leaves. */
+  makeProc(path: string, cmd: ProcCommand, tiedTo: string): Promise<RemoteProc>;
   /** A channel's `len` (for backlog autoscaling). */
   chanLen(path: string): Promise<number>;
   /** Adds a record (zone-file syntax) to the nameserver at nsPath. */
@@ -41,6 +42,8 @@ export interface ServiceHostDeps {
   /** The host part of a server's advertised URL (for DNS records), or undefined if unknown. */
   hostOf(server: string): string | undefined;
   log(line: string): void;
+  /** This server's id: the replicas are tied to it. */
+  selfId: string;
 }
 
 const TICK_MS = 100;
@@ -268,7 +271,7 @@ export class ServiceHost {
     void (async () => {
       let proc: RemoteProc;
       try {
-        proc = await (await this.deps.remote()).makeProc(this.replicaPath(server, n), cmd);
+        proc = await (await this.deps.remote()).makeProc(this.replicaPath(server, n), cmd, `/${this.deps.selfId}`);
       } catch (err) {
         if (!mine()) return;
         this.live.delete(n);

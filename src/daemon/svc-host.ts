@@ -2,6 +2,13 @@
 // timer, places each replica it starts (src/cluster/placement.ts), makes and watches the replicas'
 // proc elements on whatever server runs them, and reads the autoscale metric.
 //
+// Requests (session.ts dispatches them to the daemon):
+//   {op: "place", req: {cpus?, memoryBytes?}}   → "/X…" (NoCapacity when nothing fits)
+//   {op: "mksvc", path, spec}                   → {kind: "svc"}; spec per src/wire/svc-spec.ts
+//   {op: "svc", path, do: "peek"}               → ServiceStat
+//   {op: "svc", path, do: "scale", n}           → ServiceStat right after the decision
+//   {op: "scrub", path}                         → null once every replica is gone
+//
 // Replicas live on other servers, so the driver works through a client of the circuit
 // (`ServiceRemote`): the daemon layer may not import the client library, so whoever starts the
 // daemon hands it one (src/cli/start.ts does, with `dial`).

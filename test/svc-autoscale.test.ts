@@ -1,13 +1,19 @@
-// Autoscaling a service on a channel's backlog (DESIGN.md §3.7): up at once when the backlog
+// Autoscaling a service (DESIGN.md §3.7) on a channel's backlog: up at once when the backlog
 // grows, not down while the backlog keeps coming back within the cool-down (no flapping), down to
-// min once it has stayed low for a whole cool-down. Real replicas on two daemons.
+// min once it has stayed low for a whole cool-down; and on the replicas' average CPU. Real
+// replicas on real daemons (the CPU test needs cgroups, as the limits tests do).
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { dial } from "../src/index.ts";
-import { killAll, startCircuit } from "./helpers/daemon.ts";
+import { killAll, startCircuit, startDaemon } from "./helpers/daemon.ts";
+import { removeCgroupsOf } from "./helpers/procs.ts";
 
-after(killAll);
+const ids = new Set<string>();
+after(async () => {
+  await killAll();
+  removeCgroupsOf(ids);
+});
 
 test("a service follows a channel's backlog up and down without flapping", async (t) => {
   const [a, b] = await startCircuit(2);
@@ -96,4 +102,37 @@ test("a service follows a channel's backlog up and down without flapping", async
   assert.equal(s.lastEvent!.kind, "scale");
   assert.match(s.lastEvent!.message, /scaled down from [2-4] to 1: backlog 0 \/ 20 per replica/);
   await svc.scrub();
+});
+
+test("a service follows its replicas' average CPU up to max", async (t) => {
+  const d = await startDaemon();
+  ids.add(d.id);
+  const c = await dial(d.url);
+  t.after(() => c.close());
+  // Each replica is a busy loop held to 0.3 of a core by its cgroup: about 30 % each.
+  const svc = await c.walk(`/${d.id}/svc/burn`).makeService({
+    cmd: { path: "sh", args: ["-c", "while :; do :; done"], limits: { cpus: 0.3 } },
+    min: 1,
+    max: 3,
+    autoscale: { cpuPercent: 20 },
+    intervalMs: 250,
+    cooldownMs: 60_000,
+  });
+  try {
+    const t0 = Date.now();
+    let s = await svc.peek();
+    // 1 × 30 % / 20 % → 2; 2 × 30 % / 20 % → 3 = max.
+    while (s.desired < 3 || s.replicas.filter((r) => r.phase === "running").length < 3) {
+      assert.ok(Date.now() - t0 < 20_000, `not at 3 replicas within 20 s: ${JSON.stringify(s)}`);
+      await sleep(200);
+      s = await svc.peek();
+    }
+    assert.match(
+      s.replicas.length === 3 ? s.lastEvent!.message : "",
+      /scaled up from [12] to 3: average CPU \d+% over [12] replicas, target 20%/,
+    );
+    assert.equal(s.spec.cmd.limits?.cpus, 0.3);
+  } finally {
+    await svc.scrub();
+  }
 });

@@ -309,6 +309,10 @@ export class ServiceHost {
           if (!mine()) return;
           this.live.delete(n);
           this.shunned.set(server, this.now() + SHUN_MS);
+          // If only the connection broke and the server lives on, this process must not run on
+          // beside its successor: stop it (by its element id, so never the successor) if we can.
+          // Not tracked: a silently dead server could hold close() up for a connect timeout.
+          void proc.scrub().catch(() => {});
           this.sup.lost(n, this.now(), err instanceof Error ? err.message : String(err));
           this.step();
         },

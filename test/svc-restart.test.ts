@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { dial, type Service, type ServiceStat } from "../src/index.ts";
+import { Daemon, dial, type Service, type ServiceStat, Unsupported } from "../src/index.ts";
 import { killAll, startDaemon } from "./helpers/daemon.ts";
 
 after(killAll);
@@ -91,4 +91,16 @@ test("on-failure leaves a clean exit alone; never restarts nothing", async (t) =
   await assert.rejects(c.walk(`/${d.id}/svc/x`).makeService({ cmd: { path: "true" }, min: 3, max: 2 }), RangeError);
   await ok.scrub();
   await never.scrub();
+});
+
+test("a daemon started without a client connection refuses services with Unsupported", async (t) => {
+  const d = await Daemon.start({ addr: "127.0.0.1:0", log: () => {} });
+  t.after(() => d.stop());
+  const c = await dial(d.url);
+  t.after(() => c.close());
+  await assert.rejects(
+    c.walk(`/${d.id}/svc/x`).makeService({ cmd: { path: "true" } }),
+    (err: Error) => err instanceof Unsupported && /without a client connection/.test(err.message),
+  );
+  assert.equal(await c.walk(`/${d.id}/svc/x`).get(), null, "nothing was made");
 });

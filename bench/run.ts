@@ -103,6 +103,14 @@ const comparisons: Comparison[] = [
     target: { id: "chan.pingpong", text: "p50 ≤ 1.0× NATS request-reply p50", met: (r) => r <= 1 },
   },
   {
+    title: "Round trip against the raw ceiling: the same ping-pong beside a Node relay that only pipes bytes",
+    kind: "latency",
+    ids: ["relay.pingpong", "chan.pingpong"],
+    baseline: "relay.pingpong",
+    versus: "relay",
+    target: { id: "chan.pingpong", text: "p50 ≤ 1.5× the raw relay's p50", met: (r) => r <= 1.5 },
+  },
+  {
     title: "select, one of N recv cases ready, vs a plain recv; round trip with a reply, sequential",
     kind: "latency",
     ids: ["select.recv", "select.2", "select.8"],

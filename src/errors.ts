@@ -116,6 +116,13 @@ export class Unsupported extends CircuitError {
   }
 }
 
+/** No live server has the free capacity a placement asks for (DESIGN.md §3.7). */
+export class NoCapacity extends CircuitError {
+  constructor(message = "no live server has room for that request", options?: { cause?: unknown }) {
+    super("NoCapacity", message, options);
+  }
+}
+
 const classes: Record<string, new (message?: string) => CircuitError> = {
   ChannelClosed,
   ChannelAborted,
@@ -132,6 +139,7 @@ const classes: Record<string, new (message?: string) => CircuitError> = {
   StreamBroken,
   AccessDenied,
   Unsupported,
+  NoCapacity,
 };
 
 /** The wire form of an error. */

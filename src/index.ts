@@ -39,6 +39,17 @@ export {
   type ServerObservation,
   type ServerStat,
 } from "./client/server-handle.js";
+export {
+  type ChanAutoscale,
+  type CpuAutoscale,
+  type FullServiceSpec,
+  type ReplicaStat,
+  type RestartPolicy,
+  Service,
+  type ServiceSpec,
+  type ServiceStat,
+} from "./client/service.js";
+export { type ServiceConnection, serviceConnector } from "./client/service-remote.js";
 export { Subscription, type SubscriptionStat } from "./client/subscription.js";
 export { Daemon, type DaemonOptions } from "./daemon/daemon.js";
 export {
@@ -50,6 +61,7 @@ export {
   ChannelClosed,
   CircuitError,
   MessageTooLarge,
+  NoCapacity,
   NotFound,
   ProtocolError,
   ServerGone,

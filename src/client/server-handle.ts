@@ -53,6 +53,10 @@ export interface ObservedElement {
   rssBytes?: number;
   cmd?: string;
   outBytes?: number;
+  /** Services: replicas wanted, running, and restarts so far. */
+  desired?: number;
+  running?: number;
+  restarts?: number;
 }
 
 /** What a server says about itself to an observer (the dashboard, `circuit top`). */

@@ -28,6 +28,10 @@ export interface ObsElement {
   cmd?: string;
   /** Bytes written to stdout and stderr so far. */
   outBytes?: number;
+  /** Services: replicas wanted, replicas running, restarts so far (phase: running or stopped). */
+  desired?: number;
+  running?: number;
+  restarts?: number;
 }
 
 export interface ObsProcTail {
@@ -69,6 +73,12 @@ export function observeElement(path: string, el: Element): ObsElement {
     };
   }
   if (el.kind === "dns") return { path, kind: "dns" };
+  if (el.kind === "svc") {
+    const s = el.svc.stat();
+    const running = s.replicas.filter((r) => r.phase === "running").length;
+    const restarts = s.replicas.reduce((n, r) => n + r.restarts, 0);
+    return { path, kind: "svc", desired: s.desired, running, restarts, phase: s.state };
+  }
   const s = el.chan.stat();
   return {
     path,

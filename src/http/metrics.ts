@@ -72,7 +72,8 @@ export class DaemonMetrics {
       registers: [r],
       collect() {
         this.reset();
-        for (const kind of ["chan", "proc", "dns", "@join", "@leave"]) this.set({ kind }, s().elements[kind] ?? 0);
+        for (const kind of ["chan", "proc", "svc", "dns", "@join", "@leave"])
+          this.set({ kind }, s().elements[kind] ?? 0);
       },
     });
     const values = (dir: "in" | "out") =>

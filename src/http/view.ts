@@ -161,7 +161,7 @@ export class CircuitView {
     const st = this.states.get(id) as ServerState;
     const seen = new Set<string>();
     for (const e of obs.elements) {
-      if (e.kind === "proc" || e.kind === "dns") continue;
+      if (e.kind === "proc" || e.kind === "dns" || e.kind === "svc") continue;
       seen.add(e.path);
       const old = this.channels.get(e.path);
       const sent = e.sent ?? 0;
@@ -245,7 +245,22 @@ export class CircuitView {
       if (t) tails[p.path] = t;
     }
     let elements = 0;
-    for (const st of this.states.values()) elements += st.obs?.total ?? 0;
+    const services: Record<string, unknown>[] = [];
+    for (const [id, st] of this.states) {
+      elements += st.obs?.total ?? 0;
+      for (const e of st.obs?.elements ?? []) {
+        if (e.kind === "svc" && services.length < top) {
+          services.push({
+            path: e.path,
+            server: id,
+            desired: e.desired,
+            running: e.running,
+            restarts: e.restarts,
+            state: e.phase,
+          });
+        }
+      }
+    }
     return {
       at: new Date().toISOString(),
       self: this.d.id,
@@ -254,6 +269,7 @@ export class CircuitView {
       totals: { servers: this.states.size, elements, channels: chans.length, procs: procs.length },
       channels: busiest,
       procs: procs.slice(0, top),
+      services,
       tails,
       feed: this.feed.slice(-100),
     };

@@ -129,6 +129,17 @@ function renderProcs(st) {
   }
 }
 
+function renderServices(st) {
+  const list = st.services ?? [];
+  $("services").tBodies[0].innerHTML = list
+    .map(
+      (s) => `<tr data-path="${esc(s.path)}"><td class="path" title="${esc(s.path)}">${esc(s.path)}</td>
+<td class="num">${s.running} / ${s.desired}</td><td class="num">${s.restarts}</td><td>${esc(s.state)}</td></tr>`,
+    )
+    .join("");
+  $("svc-note").textContent = list.length ? `${list.length}` : "none";
+}
+
 const seen = new Set();
 function renderFeed(st) {
   const ol = $("feed");
@@ -155,6 +166,7 @@ function render(st) {
   renderServers(st);
   renderChannels(st);
   renderProcs(st);
+  renderServices(st);
   renderFeed(st);
   // How long an update took to draw: a person (or a test) can see the page keeps up.
   document.body.dataset.renderMs = (performance.now() - t0).toFixed(1);

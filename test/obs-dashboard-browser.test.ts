@@ -51,7 +51,16 @@ test("one daemon's page shows the whole circuit, live", async () => {
     );
 
     // A channel made on another server after the page opened: there within 2 s, with its len.
-    const ch = await client.walk(`/${b.id}/made-later`).makeChan<string>(8);
+    // Right after the joins a server may still be settling into everyone's view: retry NotFound briefly.
+    let ch: Awaited<ReturnType<ReturnType<typeof client.walk>["makeChan"]>> | undefined;
+    for (let i = 0; !ch; i++) {
+      try {
+        ch = await client.walk(`/${b.id}/made-later`).makeChan<string>(8);
+      } catch (err) {
+        if ((err as { code?: string }).code !== "NotFound" || i >= 30) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
     await ch.send("one");
     await ch.send("two");
     await ch.send("three");

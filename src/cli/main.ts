@@ -2,7 +2,7 @@
 // The circuit command line: one file per command, each thin over the client library.
 
 import { Command, CommanderError } from "commander";
-import { VERSION } from "../daemon/daemon.js";
+import { VERSION } from "../version.js";
 import { register as close } from "./close.js";
 import { report } from "./common.js";
 import { register as fs } from "./fs.js";

@@ -16,6 +16,7 @@ import { Discovery, parseGroup } from "../transport/discovery.js";
 import type { FrameConn } from "../transport/frame-conn.js";
 import { FrameConn as Conn } from "../transport/frame-conn.js";
 import { createListener, KeyRing } from "../transport/secure.js";
+import { VERSION } from "../version.js";
 import { badName, formatPath } from "../wire/path.js";
 import { DEFAULT_MAX_VALUE, encode, FRAME_SLACK, T } from "../wire/protocol.js";
 import { formatHost, formatUrl, isLoopback, parseHostPort, parseUrl } from "../wire/url.js";
@@ -30,8 +31,6 @@ import { ProcTable } from "./proc.js";
 import { ProcGuard, reapPredecessor } from "./proc-guard.js";
 import { scrubProc } from "./proc-ops.js";
 import { Session, TICK_MS } from "./session.js";
-
-export const VERSION = "0.1.0";
 
 export interface DaemonOptions {
   /** HOST:PORT to listen on; port 0 picks a free port. Default 127.0.0.1:7711. */

@@ -2,11 +2,11 @@
 // on stderr with the documented exit code.
 
 import { existsSync, readFileSync } from "node:fs";
-import { type Client, DEFAULT_URL, dial } from "../client/client.js";
-import { loadKey, parseGroup } from "../client/keys.js";
-import { type SelectCase, select } from "../client/select.js";
+import type { Client } from "../client/client.js";
+import type { SelectCase } from "../client/select.js";
 import { CircuitError, Timeout } from "../errors.js";
 import { parsePath } from "../wire/path.js";
+import { DEFAULT_URL } from "../wire/url.js";
 
 export interface GlobalOptions {
   dial?: string;
@@ -32,6 +32,8 @@ export function dialUrl(g: GlobalOptions): string {
 
 /** Dials, runs `fn`, and closes the client whatever happens. */
 export async function withClient<T>(g: GlobalOptions, fn: (c: Client) => Promise<T>): Promise<T> {
+  // The client library is loaded only by commands that dial (not by --help, keygen, completion…).
+  const [{ dial }, { parseGroup }] = await Promise.all([import("../client/client.js"), import("../client/keys.js")]);
   let target: string | { discover: string };
   const discover = g.discover ?? process.env.CIRCUIT_DISCOVER?.trim();
   try {
@@ -42,7 +44,7 @@ export async function withClient<T>(g: GlobalOptions, fn: (c: Client) => Promise
     if (err instanceof UsageError) throw err;
     throw new UsageError((err as Error).message);
   }
-  const key = keyOption(g);
+  const key = await keyOption(g);
   let client: Client;
   try {
     client = await dial(target, { key });
@@ -58,9 +60,10 @@ export async function withClient<T>(g: GlobalOptions, fn: (c: Client) => Promise
 }
 
 /** The cluster key from --key FILE or $CIRCUIT_KEY (a file path, or the key itself). */
-export function keyOption(g: GlobalOptions): Buffer | undefined {
+export async function keyOption(g: GlobalOptions): Promise<Buffer | undefined> {
   const spec = g.key ?? process.env.CIRCUIT_KEY?.trim();
   if (!spec) return undefined;
+  const { loadKey } = await import("../client/keys.js");
   try {
     return loadKey(spec);
   } catch (err) {
@@ -91,6 +94,7 @@ export async function withTimeout<T>(
 ): Promise<T> {
   const deadline = timeoutSignal(ms);
   if (ms !== undefined && Number(ms) === 0) {
+    const { select } = await import("../client/select.js");
     const r = await select<T>([c], { default: true });
     if (r.index < 0) throw new Timeout("nothing could happen at once (--timeout 0)");
     return r.value as T;

@@ -2,14 +2,14 @@
 
 import { writeFileSync } from "node:fs";
 import type { Command } from "commander";
-import { newKey } from "../client/keys.js";
 
 export function register(program: Command): void {
   program
     .command("keygen")
     .description("print a new cluster key (or write it to FILE, readable by its owner only)")
     .argument("[file]", "file to write the key to; it must not exist")
-    .action((file: string | undefined) => {
+    .action(async (file: string | undefined) => {
+      const { newKey } = await import("../client/keys.js");
       const key = `${newKey()}\n`;
       if (file) writeFileSync(file, key, { mode: 0o600, flag: "wx" });
       else process.stdout.write(key);

@@ -1,12 +1,9 @@
 // circuit start: run a daemon in the foreground; its URL is the first line on stdout.
 
 import type { Command } from "commander";
-import { parseUrl } from "../client/client.js";
-import { loadKey, parseGroup } from "../client/keys.js";
-import { Daemon, parseAddr } from "../daemon/daemon.js";
-import { DataDirBusy } from "../daemon/data-dir.js";
+import type { Daemon } from "../daemon/daemon.js";
 import { DEFAULT_LIMITS } from "../daemon/limits.js";
-import { isLoopback, parseHostPort } from "../wire/url.js";
+import { isLoopback, parseHostPort, parseUrl } from "../wire/url.js";
 import { keyOption, UsageError } from "./common.js";
 
 interface StartOptions {
@@ -66,6 +63,12 @@ export function register(program: Command): void {
     .option("--fs-root <dir>", "let clients read and write files under this directory (off by default)")
     .option("--no-cgroups", "do not put processes in cgroups (process groups only; mkproc limits fail)")
     .action(async (o: StartOptions, cmd: Command) => {
+      // Loaded here, not at the top: every other command runs without the daemon's code.
+      const [{ Daemon, parseAddr }, { DataDirBusy }, { loadKey, parseGroup }] = await Promise.all([
+        import("../daemon/daemon.js"),
+        import("../daemon/data-dir.js"),
+        import("../client/keys.js"),
+      ]);
       const g = cmd.optsWithGlobals() as { key?: string; discover?: string };
       const discover = g.discover ?? process.env.CIRCUIT_DISCOVER?.trim();
       if (discover) {
@@ -75,7 +78,7 @@ export function register(program: Command): void {
           throw new UsageError((err as Error).message);
         }
       }
-      const key = keyOption(g);
+      const key = await keyOption(g);
       let acceptKeys: Buffer[] = [];
       try {
         acceptKeys = (o.acceptKey ?? []).map(loadKey);

@@ -5,14 +5,13 @@ import { AuthFailed, type CircuitError, NotFound, ServerGone } from "../errors.j
 import { discoverServer, parseGroup } from "../transport/discovery.js";
 import { loadKey, parseKey } from "../transport/secure.js";
 import { parsePath } from "../wire/path.js";
-import { parseUrl } from "../wire/url.js";
+import { DEFAULT_URL, parseUrl } from "../wire/url.js";
 import { Anchor, type Router } from "./anchor.js";
 import type { OpOptions } from "./chan.js";
 import { Connection, type ConnectOptions } from "./connection.js";
 
-export { parseUrl } from "../wire/url.js";
+export { DEFAULT_URL, parseUrl } from "../wire/url.js";
 
-export const DEFAULT_URL = "circuit://127.0.0.1:7711";
 /** How long a client whose dial-in server died keeps trying the other members. */
 const FAILOVER_MS = 10_000;
 

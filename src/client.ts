@@ -32,17 +32,27 @@ export {
   type ProcStat,
   type ScrubOptions,
 } from "./client/proc.js";
-export { type SelectCase, type SelectOptions, type SelectResult, select } from "./client/select.js";
+export {
+  type SelectCase,
+  type SelectDefault,
+  type SelectOptions,
+  type SelectResult,
+  select,
+} from "./client/select.js";
 export { ServerHandle, type ServerStat } from "./client/server-handle.js";
 export { Subscription, type SubscriptionStat } from "./client/subscription.js";
 export {
   AccessDenied,
+  AddressInUse,
   AnchorBusy,
   AuthFailed,
+  BadAddress,
   BadSignal,
   ChannelAborted,
   ChannelClosed,
   CircuitError,
+  ERROR_CODES,
+  type ErrorCode,
   MessageTooLarge,
   NotFound,
   ProtocolError,

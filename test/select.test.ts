@@ -552,7 +552,7 @@ describe("select when a server dies", () => {
       const leaves = await client.walk(fresh(home, "leaves")).makeOnLeave();
       const mixed = later(select([here.recvCase(), there.recvCase()]));
       const only = later(select([there.recvCase()]));
-      const news = later(select<string>([there.recvCase(), leaves.recvCase()]));
+      const news = later(select([there.recvCase(), leaves.recvCase()]));
       await sleep(100);
       const t1 = Date.now();
       one.kill("SIGKILL");
@@ -563,7 +563,7 @@ describe("select when a server dies", () => {
       // The silent server's departure may be news too; the killed one's follows within 1 s.
       while (heard.value !== `/${one.id}`) {
         assert.equal(heard.value, `/${two.id}`);
-        heard = await select<string>([leaves.recvCase()], { signal: AbortSignal.timeout(2000) });
+        heard = await select([leaves.recvCase()], { signal: AbortSignal.timeout(2000) });
       }
       assert.ok(Date.now() - t1 < 2500, `@leave after ${Date.now() - t1} ms`);
       await here.send("home", { signal: AbortSignal.timeout(5000) });

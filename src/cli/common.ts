@@ -95,7 +95,7 @@ export async function withTimeout<T>(
   const deadline = timeoutSignal(ms);
   if (ms !== undefined && Number(ms) === 0) {
     const { select } = await import("../client/select.js");
-    const r = await select<T>([c], { default: true });
+    const r = await select([c], { default: true });
     if (r.index < 0) throw new Timeout("nothing could happen at once (--timeout 0)");
     return r.value as T;
   }

@@ -1,7 +1,7 @@
 // An anchor: a place in the circuit's tree. Walking creates nothing and does no I/O.
 
 import type { Readable } from "node:stream";
-import { WrongKind } from "../errors.js";
+import { NotFound, WrongKind } from "../errors.js";
 import { formatPath, parsePath } from "../wire/path.js";
 import { MAX_CAP } from "../wire/protocol.js";
 import { Chan, type OpOptions } from "./chan.js";
@@ -91,15 +91,26 @@ export class Anchor {
 
   /** Creates a channel here with the given capacity. Fails with AnchorBusy if the anchor holds an element. */
   async makeChan<T = unknown>(cap: number, opts?: OpOptions): Promise<Chan<T>> {
+    return this.chanOp<T>("mkchan", cap, opts);
+  }
+
+  /**
+   * The channel held here, or a new one with capacity `cap` if the anchor is empty, in one atomic
+   * step on the hosting server: a producer and a consumer that both open the same anchor, in either
+   * order or at the same moment, get the same channel. A channel that is already there keeps its own
+   * capacity (see `cap` of the result). WrongKind if the anchor holds another kind of element.
+   */
+  async openChan<T = unknown>(cap: number, opts?: OpOptions): Promise<Chan<T>> {
+    return this.chanOp<T>("openchan", cap, opts);
+  }
+
+  private async chanOp<T>(op: "mkchan" | "openchan", cap: number, opts?: OpOptions): Promise<Chan<T>> {
     if (!Number.isInteger(cap) || cap < 0 || cap > MAX_CAP) {
       throw new RangeError(`channel capacity must be an integer from 0 to ${MAX_CAP}`);
     }
     if (this.names.length < 2) throw new WrongKind(`${this.path} cannot hold a channel`);
     const c = await this.conn();
-    const r = (await c.request({ op: "mkchan", path: this.names, cap }, opts?.signal)) as {
-      handle: number;
-      cap: number;
-    };
+    const r = (await c.request({ op, path: this.names, cap }, opts?.signal)) as { handle: number; cap: number };
     return new Chan<T>(c, this.path, c.chanState(r.handle, r.cap, this.names));
   }
 
@@ -173,7 +184,10 @@ export class Anchor {
     return new Subscription(kind, c, new Chan<string>(c, this.path, c.chanState(r.handle, r.cap, this.names)));
   }
 
-  /** The element held here, or null. */
+  /**
+   * The element held here, or null. The typed getters below (`getChan`, `getProc`, …) say what they
+   * expect and fail with NotFound or WrongKind instead, so that their result needs no narrowing.
+   */
   async get(opts?: OpOptions): Promise<Element | null> {
     if (this.names.length === 0) return null;
     const c = await this.conn();
@@ -198,6 +212,39 @@ export class Anchor {
       );
     }
     throw new WrongKind(`${this.path} holds a ${r.kind}, which this client does not know`);
+  }
+
+  /** The channel held here. NotFound if the anchor is empty, WrongKind if it holds something else. */
+  async getChan<T = unknown>(opts?: OpOptions): Promise<Chan<T>> {
+    return (await this.getKind("chan", "a channel", opts)) as Chan<T>;
+  }
+
+  /** The process held here. NotFound if the anchor is empty, WrongKind if it holds something else. */
+  getProc(opts?: OpOptions): Promise<Proc> {
+    return this.getKind("proc", "a process", opts) as Promise<Proc>;
+  }
+
+  /** The server at this path (`/XID`). NotFound if no such server is live, WrongKind below a server. */
+  getServer(opts?: OpOptions): Promise<ServerHandle> {
+    return this.getKind("server", "a server", opts) as Promise<ServerHandle>;
+  }
+
+  /** The nameserver held here. NotFound if the anchor is empty, WrongKind if it holds something else. */
+  getNameserver(opts?: OpOptions): Promise<Nameserver> {
+    return this.getKind("dns", "a nameserver", opts) as Promise<Nameserver>;
+  }
+
+  /** The @join or @leave subscription held here. NotFound if empty, WrongKind if it holds something else. */
+  getSubscription(opts?: OpOptions): Promise<Subscription> {
+    return this.getKind("sub", "a subscription", opts) as Promise<Subscription>;
+  }
+
+  private async getKind(kind: string, what: string, opts?: OpOptions): Promise<Element> {
+    const el = await this.get(opts);
+    if (!el) throw new NotFound(`${this.path} holds nothing (expected ${what})`);
+    const k = el.kind === "@join" || el.kind === "@leave" ? "sub" : el.kind;
+    if (k !== kind) throw new WrongKind(`${this.path} holds a ${el.kind}, not ${what}`);
+    return el;
   }
 
   /** The element's state (a channel's stat, a server's description). */

@@ -6,7 +6,7 @@ import { discoverServer, parseGroup } from "../transport/discovery.js";
 import { loadKey, parseKey } from "../transport/secure.js";
 import { parsePath } from "../wire/path.js";
 import { DEFAULT_URL, parseUrl } from "../wire/url.js";
-import { Anchor, type Router } from "./anchor.js";
+import { Anchor } from "./anchor.js";
 import type { OpOptions } from "./chan.js";
 import { Connection, type ConnectOptions } from "./connection.js";
 
@@ -117,7 +117,7 @@ export interface FailoverEvent {
  * A program's handle on a circuit. It emits "failover" (a FailoverEvent) when its dial-in server
  * dies and it moves to another live member; `failovers()` iterates the same events.
  */
-export class Client extends EventEmitter implements Router, AsyncDisposable {
+export class Client extends EventEmitter implements AsyncDisposable {
   /** Live servers by ID, as the dial-in server reports them. */
   private readonly view = new Map<string, ServerInfo>();
   /** Connections to other servers, opened on first use. */

@@ -6,6 +6,7 @@ import { ChannelAborted, CircuitError, NotFound, ProtocolError, toWire, WrongKin
 import type { FrameConn } from "../transport/frame-conn.js";
 import { Deque } from "../util/deque.js";
 import { forEachEntry } from "../wire/frame.js";
+import { formatPath } from "../wire/path.js";
 import { decode, encode, PROTOCOL_VERSION, T, tail, u32 } from "../wire/protocol.js";
 import type { Daemon } from "./daemon.js";
 import { dnsInfo, dnsRequest } from "./dns-ops.js";
@@ -401,6 +402,16 @@ export class Session {
         }
         case "mkchan": {
           const el = this.d.makeChan(this.path(r.path), r.cap);
+          return reply({ kind: "chan", cap: el.chan.cap, handle: this.handleFor(el) });
+        }
+        case "openchan": {
+          // Get-or-create in one step: nothing else runs between the look and the make, so two
+          // clients opening the same anchor at once get the same channel.
+          const names = this.path(r.path);
+          const found = this.d.element(names);
+          if (found && found.kind !== "chan")
+            throw new WrongKind(`${formatPath(names)} holds a ${found.kind}, not a channel`);
+          const el = found ?? this.d.makeChan(names, r.cap);
           return reply({ kind: "chan", cap: el.chan.cap, handle: this.handleFor(el) });
         }
         case "stat": {

@@ -149,7 +149,7 @@ export function report(err: unknown): number {
     return 1;
   }
   if (err instanceof CircuitError) {
-    process.stderr.write(`circuit: ${err.code}: ${err.message}\n`);
+    process.stderr.write(`circuit: ${err.code}: ${err.message}${refusedHint(err)}\n`);
     return 1;
   }
   if (err instanceof TypeError || err instanceof RangeError) {
@@ -158,4 +158,10 @@ export function report(err: unknown): number {
   }
   process.stderr.write(`circuit: ${err instanceof Error ? err.message : String(err)}\n`);
   return 1;
+}
+
+/** For a dial that nothing answered (connection refused): what to do about it, on the same line. */
+function refusedHint(err: CircuitError): string {
+  if ((err.cause as NodeJS.ErrnoException | undefined)?.code !== "ECONNREFUSED") return "";
+  return " (is a daemon running there? start one with `circuit start`, or name another with -d URL or CIRCUIT)";
 }

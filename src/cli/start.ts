@@ -69,7 +69,7 @@ export function register(program: Command): void {
         import("../daemon/data-dir.js"),
         import("../client/keys.js"),
       ]);
-      const g = cmd.optsWithGlobals() as { key?: string; discover?: string };
+      const g = cmd.optsWithGlobals() as { key?: string; discover?: string; json?: boolean };
       const discover = g.discover ?? process.env.CIRCUIT_DISCOVER?.trim();
       if (discover) {
         try {
@@ -154,7 +154,8 @@ export function register(program: Command): void {
         if (err instanceof DataDirBusy) throw new Error(err.message);
         throw err;
       }
-      process.stdout.write(`${d.url}\n`);
+      // The first line is the URL (with --json, one line of JSON holding it), whatever else follows.
+      process.stdout.write(g.json ? `${JSON.stringify({ url: d.url, id: d.id })}\n` : `${d.url}\n`);
       const stop = () => void d.stop();
       process.once("SIGTERM", stop);
       process.once("SIGINT", stop);

@@ -21,10 +21,19 @@ export interface Router {
   servers(opts?: OpOptions): Promise<{ id: string }[]>;
 }
 
+/** One line of a listing. `kind`, `state` and `stat` are there for anchors that hold an element. */
 export interface ListEntry {
   path: string;
+  /** "chan", "proc", "dns", "@join", "@leave" or "server". */
   kind?: string;
+  /** With `long`: a short state for people, e.g. "cap=3 len=1" or "pid=4242 running". */
   state?: string;
+  /**
+   * With `long`: the state as an object — a channel's `{ cap, len, closed, … }`, a process's
+   * `{ pid, phase, exitCode, signal }`, a nameserver's `{ address, records }` (a count), a
+   * subscription's `{ source, pending, lost }`, a server's `{ url }`.
+   */
+  stat?: Record<string, unknown>;
 }
 
 export class Anchor {

@@ -90,7 +90,7 @@ export async function dial(
       last = err;
       continue;
     }
-    const client = new Client(conn, opts);
+    const client = new Client(conn, opts, key);
     try {
       await client.init();
     } catch (err) {
@@ -129,13 +129,13 @@ export class Client extends EventEmitter implements AsyncDisposable {
   private moving: Promise<void> | undefined;
   private readonly timeoutMs: number | undefined;
   private readonly maxUnsentBytes: number | undefined;
-  private readonly key: Buffer | undefined;
   private closing = false;
 
-  /** @internal */
+  /** @internal `key` is the one dial read from `opts.key` (a file is read once per dial). */
   constructor(
     private home: Connection,
-    opts: DialOptions = {},
+    opts: DialOptions,
+    private readonly key: Buffer | undefined,
   ) {
     super();
     this.closed = new Promise((r) => {
@@ -143,8 +143,6 @@ export class Client extends EventEmitter implements AsyncDisposable {
     });
     this.timeoutMs = opts.timeoutMs;
     this.maxUnsentBytes = opts.maxUnsentBytes;
-    this.key =
-      opts.key === undefined ? undefined : typeof opts.key === "string" ? loadKey(opts.key) : parseKey(opts.key);
   }
 
   /** @internal Starts the membership watch; the view then follows the pushes. */

@@ -84,7 +84,10 @@ export interface DaemonOptions {
 export interface ListEntry {
   path: string;
   kind?: string;
+  /** `ls -l`: a short state for people ("cap=3 len=1"). */
   state?: string;
+  /** `ls -l`: the same state as an object, for programs (`ls -l --json`). */
+  stat?: Record<string, unknown>;
 }
 
 export function newServerId(): string {
@@ -372,7 +375,10 @@ export class Daemon {
       const el = p.length === 1 && p[0] !== this.id ? { kind: "server" as const } : this.element(p);
       if (el) {
         e.kind = el.kind;
-        if (long) e.state = this.shortState(el, p);
+        if (long) {
+          e.state = this.shortState(el, p);
+          e.stat = this.listStat(el, p);
+        }
       }
       return e;
     };
@@ -397,6 +403,19 @@ export class Daemon {
     const s = el.chan.stat();
     if (el.kind !== "chan") return `pending=${s.len} lost=${el.lost}`;
     return `cap=${s.cap} len=${s.len}${s.closed ? " closed" : ""}`;
+  }
+
+  /** The state `ls -l` shows, as an object (smaller than a peek: no host figures, no records). */
+  private listStat(el: Element | { kind: "server" }, p: string[]): Record<string, unknown> {
+    if (el.kind === "server") return { url: this.cluster?.get(p[0] as string)?.addr ?? this.url };
+    if (el.kind === "proc") {
+      const { pid, phase, exitCode, signal } = el.proc.stat();
+      return { pid, phase, exitCode, signal };
+    }
+    if (el.kind === "dns") return { address: el.ns.address, records: el.ns.zone.size };
+    const s = el.chan.stat();
+    if (el.kind !== "chan") return { source: el.kind, pending: s.len, lost: el.lost };
+    return { ...s };
   }
 
   /** The peek answer of a channel-like element. */

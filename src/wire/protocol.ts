@@ -2,7 +2,8 @@
 // responses, server pushes and the channel data path. Control frames carry MessagePack; data frames
 // carry the sender's encoded value as an opaque tail that the daemon never decodes.
 //
-// Fields listed per type are the u32 fields at the start of the body (see frame.ts).
+// Fields listed per type are the u32 fields at the start of the body (see frame.ts). The protocol
+// is described for implementers of other clients in docs/protocol.md.
 //
 // Handshake
 //   HELLO      c→s, s→c  tail {v, role, ...}: the first frame each way. A client names itself
@@ -40,7 +41,7 @@
 //   GRANT      s→c  [handle, n]          n more credits.
 //   REVOKE     s→c  [handle]             give back unused credits (another sender waits, or the
 //                                        channel is closing); answered by RELEASE.
-//   RELEASE    c→s  [handle, n]          n credits were unused; the client now holds none.
+//   RELEASE    c→s  [handle]             the answer to REVOKE: the client now holds no credits.
 // Channel receives (a receiver id `rid` is a request id; each credit is one blocked receive)
 //   RECV       c→s  [rid, handle, ack, n]  ack the first `ack` undelivered-to-user values of rid
 //                                          and add n receive credits (creates rid on first use).

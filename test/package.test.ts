@@ -191,3 +191,56 @@ export async function main(url: string): Promise<number> {
   assert.match(r.stdout, /app\.ts\(\d+,\d+\): error TS2322: Type 'string' is not assignable to type 'number'/);
   assert.equal(r.stdout.trim().split("\n").length, 1, r.stdout);
 });
+
+/** The code block that follows `<!-- test/package.test.ts: NAME -->` in the README. */
+function readmeBlock(name: string): string {
+  const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+  const at = readme.indexOf(`<!-- test/package.test.ts: ${name} -->`);
+  assert.ok(at >= 0, `README marks a ${name} block`);
+  const m = /```[a-z]*\n([\s\S]*?)```/.exec(readme.slice(at));
+  assert.ok(m, `a code block follows the ${name} marker`);
+  return m[1] as string;
+}
+
+test("the README's shell block and quickstart.mjs work as written", () => {
+  // The install line is what this test's before() did (offline, from the tarball).
+  const shell = readmeBlock("shell")
+    .split("\n")
+    .filter((l) => !l.startsWith("npm install"))
+    .join("\n");
+  assert.match(shell, /circuit start --addr 127\.0\.0\.1:0/);
+  const r = spawnSync("bash", ["-e", "-c", `${shell}\necho "daemon=$!"`], {
+    cwd: app,
+    encoding: "utf8",
+    timeout: 30_000,
+    // The daemon keeps stderr open for as long as it runs: not a pipe, so that bash's exit ends the run.
+    stdio: ["ignore", "pipe", "ignore"],
+    env: { ...process.env, CIRCUIT: "", CIRCUIT_KEY: "" },
+  });
+  const pid = Number(/daemon=(\d+)/.exec(r.stdout)?.[1]);
+  try {
+    assert.equal(r.status, 0, r.stdout);
+    const lines = r.stdout.split("\n");
+    assert.ok(lines.includes('{"id":1}'), r.stdout);
+    const list = JSON.parse(lines.slice(lines.indexOf('{"id":1}') + 1, -2).join("\n")) as {
+      kind: string;
+      stat: { cap: number; len: number };
+    }[];
+    assert.deepEqual(
+      list.map((e) => [e.kind, e.stat.cap, e.stat.len]),
+      [["chan", 4, 0]],
+    );
+    writeFileSync(join(app, "quickstart.mjs"), readmeBlock("quickstart.mjs"));
+    const url = readFileSync(join(app, "circuit.url"), "utf8").split("\n")[0] as string;
+    const q = spawnSync(process.execPath, ["quickstart.mjs"], {
+      cwd: app,
+      encoding: "utf8",
+      timeout: 20_000,
+      env: { ...process.env, CIRCUIT: url },
+    });
+    assert.equal(q.status, 0, q.stderr);
+    assert.equal(q.stdout, "got { id: 2, task: 'resize' }\nsent\n");
+  } finally {
+    if (pid > 0) process.kill(pid, "SIGKILL");
+  }
+});

@@ -23,6 +23,7 @@ import {
   spawnCli,
   startDaemon,
 } from "./helpers/daemon.ts";
+import { within } from "./helpers/wait.ts";
 
 after(killAll);
 
@@ -48,18 +49,6 @@ function assertTimedOut(r: CliResult): void {
   assert.equal(r.code, 1, `exit ${r.code}; stderr: ${r.stderr}`);
   assertOneLine(r.stderr);
   assert.match(r.stderr, /time/i);
-}
-
-async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let t: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    t = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    clearTimeout(t);
-  }
 }
 
 /** A port on 127.0.0.1 with nothing listening (it was free a moment ago). */
@@ -255,7 +244,7 @@ describe("send and recv", () => {
     const s = c.spawn(["send", unbuffered], { input: data });
     const r2 = await c.ok(["recv", unbuffered]);
     assert.ok(r2.stdout.equals(data), `recv wrote ${r2.stdout.length} bytes that differ from the 1 MiB sent`);
-    assertOk(await within(s.result, 5_000, "send to exit"));
+    assertOk(await within(5_000, s.result, "send to exit"));
   });
 
   test("byte values are written raw: an empty value and trailing newlines survive", async () => {
@@ -332,7 +321,7 @@ describe("blocking", () => {
     const s = c.spawn(["send", ch], { input: "hello" });
     await c.assertBlocked(s, ch, "waitingSenders");
     assert.equal(await c.recv(ch), "hello");
-    assertOk(await within(s.result, 5_000, "send to exit after the recv"));
+    assertOk(await within(5_000, s.result, "send to exit after the recv"));
   });
 
   test("recv on an empty channel blocks until a send arrives", async () => {
@@ -341,7 +330,7 @@ describe("blocking", () => {
     const r = c.spawn(["recv", ch]);
     await c.assertBlocked(r, ch, "waitingReceivers");
     await c.send(ch, "late");
-    const got = await within(r.result, 5_000, "recv to exit after the send");
+    const got = await within(5_000, r.result, "recv to exit after the send");
     assertOk(got);
     assert.equal(got.stdout.toString(), "late");
   });
@@ -356,7 +345,7 @@ describe("blocking", () => {
     assert.equal((await c.stat(ch)).len, 2);
 
     assert.equal(await c.recv(ch), "a");
-    assertOk(await within(third.result, 5_000, "third send to exit after a recv"));
+    assertOk(await within(5_000, third.result, "third send to exit after a recv"));
     assert.equal(await c.recv(ch), "b");
     assert.equal(await c.recv(ch), "c");
   });
@@ -369,11 +358,11 @@ describe("blocking", () => {
     const second = c.spawn(["recv", ch]);
     await c.until(ch, (s) => s.waitingReceivers === 2, "second receiver waiting");
     const s1 = c.spawn(["send", ch], { input: "one" });
-    assertOk(await within(s1.result, 5_000, "first send"));
+    assertOk(await within(5_000, s1.result, "first send"));
     const s2 = c.spawn(["send", ch], { input: "two" });
-    assertOk(await within(s2.result, 5_000, "second send"));
-    assert.equal((await within(first.result, 5_000, "first recv")).stdout.toString(), "one");
-    assert.equal((await within(second.result, 5_000, "second recv")).stdout.toString(), "two");
+    assertOk(await within(5_000, s2.result, "second send"));
+    assert.equal((await within(5_000, first.result, "first recv")).stdout.toString(), "one");
+    assert.equal((await within(5_000, second.result, "second recv")).stdout.toString(), "two");
   });
 
   test("a blocked send whose process is killed delivers nothing", async () => {
@@ -399,7 +388,7 @@ describe("blocking", () => {
     const got = await c.run(["recv", "--timeout", "5000", ch]);
     assertOk(got);
     assert.equal(got.stdout.toString(), "kept");
-    assertOk(await within(s.result, 5_000, "send to exit"));
+    assertOk(await within(5_000, s.result, "send to exit"));
   });
 });
 
@@ -435,7 +424,7 @@ describe("close", () => {
     const s = c.spawn(["send", ch], { input: "v" });
     await c.assertBlocked(s, ch, "waitingSenders");
     await c.ok(["close", ch]);
-    assertFails(await within(s.result, 5_000, "blocked send to fail"), 1, "ChannelClosed");
+    assertFails(await within(5_000, s.result, "blocked send to fail"), 1, "ChannelClosed");
   });
 
   test("a blocked recv fails with ChannelClosed when the channel is closed", async () => {
@@ -444,7 +433,7 @@ describe("close", () => {
     const r = c.spawn(["recv", ch]);
     await c.assertBlocked(r, ch, "waitingReceivers");
     await c.ok(["close", ch]);
-    assertFails(await within(r.result, 5_000, "blocked recv to fail"), 1, "ChannelClosed");
+    assertFails(await within(5_000, r.result, "blocked recv to fail"), 1, "ChannelClosed");
   });
 });
 
@@ -461,7 +450,7 @@ describe("scrub", () => {
     await c.assertBlocked(r, ch, "waitingReceivers");
 
     await c.ok(["scrub", ch]);
-    assertFails(await within(r.result, 5_000, "blocked recv to fail"), 1, "ChannelAborted");
+    assertFails(await within(5_000, r.result, "blocked recv to fail"), 1, "ChannelAborted");
     const all = await c.ls(`${c.root}/...`);
     assert.ok(!all.includes(ch), `${ch} still listed`);
     assert.ok(!all.includes(dir), `empty ancestor ${dir} still listed`);
@@ -477,7 +466,7 @@ describe("scrub", () => {
     const s = c.spawn(["send", ch], { input: "waiting" });
     await c.assertBlocked(s, ch, "waitingSenders");
     await c.ok(["scrub", ch]);
-    assertFails(await within(s.result, 5_000, "blocked send to fail"), 1, "ChannelAborted");
+    assertFails(await within(5_000, s.result, "blocked send to fail"), 1, "ChannelAborted");
     // A new channel at the same anchor starts empty.
     await c.ok(["mkchan", ch, "1"]);
     assert.equal((await c.stat(ch)).len, 0);
@@ -508,7 +497,7 @@ describe("--timeout", () => {
     const r = await c.run(["recv", "--timeout", "5000", ch]);
     assertOk(r);
     assert.equal(r.stdout.toString(), "after");
-    assertOk(await within(s.result, 5_000, "send to exit"));
+    assertOk(await within(5_000, s.result, "send to exit"));
   });
 
   test("send --timeout on a full channel exits 1 and delivers nothing", async () => {
@@ -558,7 +547,7 @@ describe("--timeout", () => {
     s.stdin!.write("slow ");
     await sleep(1_000);
     s.stdin!.end("producer");
-    assertOk(await within(s.result, 5_000, "send to exit"));
+    assertOk(await within(5_000, s.result, "send to exit"));
     assert.equal(await c.recv(ch), "slow producer");
   });
 });
@@ -753,7 +742,7 @@ describe("stop", () => {
     assert.ok(running(d.proc), "a failed stop leaves the daemon running");
 
     assertOk(await c.run(["stop", c.root]));
-    const { code, signal } = await within(d.exited, 5_000, "daemon to exit after stop");
+    const { code, signal } = await within(5_000, d.exited, "daemon to exit after stop");
     assert.equal(code, 0, `daemon exit ${code} (signal ${signal}); stderr: ${d.stderr()}`);
     assertFails(await c.run(["ls", "/"]), 1);
   });
@@ -767,8 +756,8 @@ describe("stop", () => {
     await c.assertBlocked(r, ch, "waitingReceivers");
 
     d.kill("SIGTERM");
-    const { code, signal } = await within(d.exited, 5_000, "daemon to exit after SIGTERM");
+    const { code, signal } = await within(5_000, d.exited, "daemon to exit after SIGTERM");
     assert.equal(code, 0, `daemon exit ${code} (signal ${signal}); stderr: ${d.stderr()}`);
-    assertFails(await within(r.result, 5_000, "blocked recv to fail"), 1, "ServerGone");
+    assertFails(await within(5_000, r.result, "blocked recv to fail"), 1, "ServerGone");
   });
 });

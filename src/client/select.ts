@@ -77,6 +77,8 @@ export function select<const C extends readonly SelectCase[]>(
   opts: SelectOptions & { default: true },
 ): Promise<SelectResult<C> | SelectDefault>;
 export function select<const C extends readonly SelectCase[]>(cases: C, opts?: SelectOptions): Promise<SelectResult<C>>;
+/** With the value type given (`select<string>([...])`): the loose result `{ index, value?, closed? }`. */
+export function select<T>(cases: readonly SelectCase<T>[], opts?: SelectOptions): Promise<SelectResult<T>>;
 export function select(cases: readonly SelectCase[], opts: SelectOptions = {}): Promise<Outcome> {
   if (!Array.isArray(cases) || cases.length === 0)
     return Promise.reject(new TypeError("select needs at least one case"));

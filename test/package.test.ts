@@ -91,6 +91,27 @@ test("the tarball holds dist, docs, README and LICENSE: no sources, tests, maps,
   assert.match(readFileSync(join(ROOT, "LICENSE"), "utf8"), /^MIT License/);
 });
 
+test("README and docs link only to files inside the package, and to headings that exist", () => {
+  const slug = (h: string) =>
+    h
+      .toLowerCase()
+      .replace(/[^a-z0-9 _-]/g, "")
+      .replace(/ /g, "-");
+  const headings = (file: string) =>
+    new Set([...readFileSync(file, "utf8").matchAll(/^#+ (.+)$/gm)].map((m) => slug(m[1] as string)));
+  const bad: string[] = [];
+  for (const doc of ["README.md", "docs/design.md", "docs/protocol.md", "docs/select.md"]) {
+    const text = readFileSync(join(ROOT, doc), "utf8");
+    for (const [, target] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+      const [file = "", frag] = (target as string).split("#");
+      const path = file === "" ? doc : join(doc, "..", file);
+      if (/^[a-z]+:/.test(file) || !files.includes(path)) bad.push(`${doc}: ${target} (not in the tarball)`);
+      else if (frag && !headings(join(ROOT, path)).has(frag)) bad.push(`${doc}: ${target} (no such heading)`);
+    }
+  }
+  assert.deepEqual(bad, []);
+});
+
 test("npx circuit --version and a daemon started with the installed binary", async () => {
   assert.equal(run("npx", ["--no-install", "circuit", "--version"]).trim(), pkg.version);
   daemon = spawn(join(app, "node_modules", ".bin", "circuit"), ["start", "--addr", "127.0.0.1:0"], {

@@ -4,11 +4,12 @@
 // writes bash and zsh scripts that complete commands, options and live anchor paths.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { once } from "node:events";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { CLI, type Daemon, killAll, runCli, startDaemon } from "./helpers/daemon.ts";
+import { CLI, type Daemon, killAll, runCli, spawnCli, startDaemon } from "./helpers/daemon.ts";
 
 let d: Daemon;
 let dial: string[];
@@ -110,6 +111,16 @@ test("--json: ls -l states are objects; mkchan, mkchan --open and ports --reserv
   );
   // Without --json the same listing stays one aligned line per element.
   assert.match(await ok(["ls", "-l", base]), new RegExp(`^${base}/p +proc +pid=\\d+ running$`, "m"));
+
+  // start --json: the first line is still the daemon's address, as one line of JSON.
+  const started = spawnCli(["--json", "start", "--addr", "127.0.0.1:0"]);
+  const [chunk] = (await once(started.stdout!, "data")) as [Buffer];
+  const line = chunk.toString();
+  started.kill("SIGTERM");
+  const first = JSON.parse(line.split("\n")[0] as string) as { url: string; id: string };
+  assert.match(first.url, /^circuit:\/\/127\.0\.0\.1:\d+\/X[0-9a-f]{16}$/);
+  assert.equal(first.url.endsWith(`/${first.id}`), true);
+  assert.equal((await started.result).code, 0);
 
   const reserved = JSON.parse(await ok(["--json", "ports", "--reserve", `/${d.id}`])) as { port: number };
   assert.ok(Number.isInteger(reserved.port) && reserved.port > 0);

@@ -154,11 +154,12 @@ export function register(program: Command): void {
         if (err instanceof DataDirBusy) throw new Error(err.message);
         throw err;
       }
-      // The first line is the URL (with --json, one line of JSON holding it), whatever else follows.
-      process.stdout.write(g.json ? `${JSON.stringify({ url: d.url, id: d.id })}\n` : `${d.url}\n`);
+      // Graceful on SIGTERM from the moment anyone can know the URL: a supervisor may signal at once.
       const stop = () => void d.stop();
       process.once("SIGTERM", stop);
       process.once("SIGINT", stop);
+      // The first line is the URL (with --json, one line of JSON holding it), whatever else follows.
+      process.stdout.write(g.json ? `${JSON.stringify({ url: d.url, id: d.id })}\n` : `${d.url}\n`);
       await d.done;
     });
 }

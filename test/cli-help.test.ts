@@ -9,15 +9,16 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { dial } from "../src/index.ts";
 import { CLI, type Daemon, killAll, runCli, spawnCli, startDaemon } from "./helpers/daemon.ts";
 
 let d: Daemon;
-let dial: string[];
+let dialArgs: string[];
 const tmp = mkdtempSync(join(tmpdir(), "circuit-cli-help-"));
 
 before(async () => {
   d = await startDaemon();
-  dial = ["-d", d.url.slice(0, d.url.lastIndexOf("/"))];
+  dialArgs = ["-d", d.url.slice(0, d.url.lastIndexOf("/"))];
 });
 
 after(async () => {
@@ -26,7 +27,7 @@ after(async () => {
 });
 
 async function ok(args: string[], input?: string): Promise<string> {
-  const r = await runCli([...dial, ...args], { input });
+  const r = await runCli([...dialArgs, ...args], { input });
   assert.equal(r.code, 0, `circuit ${args.join(" ")}: exit ${r.code}, stderr ${r.stderr}`);
   return r.stdout.toString();
 }
@@ -81,7 +82,7 @@ test("--json: ls -l states are objects; mkchan, mkchan --open and ports --reserv
     path: `${base}/q`,
     cap: 3,
   });
-  const busy = await runCli([...dial, "mkchan", `${base}/q`, "9"]);
+  const busy = await runCli([...dialArgs, "mkchan", `${base}/q`, "9"]);
   assert.equal(busy.code, 1);
   assert.match(busy.stderr, /^circuit: AnchorBusy: /);
   await ok(["send", `${base}/q`], "x");
@@ -111,6 +112,19 @@ test("--json: ls -l states are objects; mkchan, mkchan --open and ports --reserv
   );
   // Without --json the same listing stays one aligned line per element.
   assert.match(await ok(["ls", "-l", base]), new RegExp(`^${base}/p +proc +pid=\\d+ running$`, "m"));
+
+  // A stream message (sent by a program) comes out of recv --json as base64, like any byte value.
+  const client = await dial(d.url);
+  try {
+    const w = (await client.walk(`${base}/bytes`).makeChan(1)).sendStream();
+    w.end(Buffer.from("streamed bytes"));
+    assert.deepEqual(JSON.parse(await ok(["recv", "--json", `${base}/bytes`])), {
+      $bytes: Buffer.from("streamed bytes").toString("base64"),
+    });
+    await w.sent;
+  } finally {
+    await client.close();
+  }
 
   // start --json: the first line is still the daemon's address, as one line of JSON.
   const started = spawnCli(["--json", "start", "--addr", "127.0.0.1:0"]);
@@ -193,7 +207,7 @@ test("circuit completion bash|zsh completes commands, options, subcommands and l
     assert.deepEqual(complete(file, ["circuit", "fs", "s"]), ["stat"], shell);
     assert.deepEqual(complete(file, ["circuit", "mkchan", "--o"]), ["--open"], shell);
     assert.deepEqual(
-      complete(file, ["circuit", ...dial, "recv", `${base}/j`]),
+      complete(file, ["circuit", ...dialArgs, "recv", `${base}/j`]),
       [`${base}/jobs`, `${base}/junk`],
       shell,
     );

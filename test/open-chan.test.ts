@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { after, before, test } from "node:test";
+import { fromWire } from "../src/errors.ts";
 import {
   AddressInUse,
   AnchorBusy,
@@ -149,6 +150,11 @@ test("an error from the daemon comes back as its class, with a code from ERROR_C
   assert.ok(ERROR_CODES.includes(err.code));
   assert.equal(err.code, "AddressInUse");
   await ns.scrub();
+  // A code this release does not know (from a newer peer) becomes Internal, keeping its name.
+  const odd = fromWire({ code: "FromTheFuture", message: "something new" });
+  assert.equal(odd.code, "Internal");
+  assert.equal(odd.message, "FromTheFuture: something new");
+  assert.ok(fromWire({ code: "NotFound", message: "x" }) instanceof NotFound);
 });
 
 test("await using: a channel's iterations end and give back what they prefetched; a subscription is scrubbed", async () => {

@@ -1,9 +1,10 @@
 // `node --import tsx bench/cli-startup.ts [--runs N]`: what one `circuit …` command costs a shell
-// script, wall clock from spawn to exit, beside `node -e 0` (the floor any Node CLI pays) measured
-// in the same run; `--before PATH/dist/cli/main.js` adds another build's CLI (e.g. a checkout of an
-// older commit) to the same rounds, for a before/after figure; `--app DIR` (a project with circuit-ts
-// installed) adds `npx circuit --version` and `node_modules/.bin/circuit --version` run there, to
-// show what npx itself costs. Commands alternate round by round so that a busy stretch of the machine falls on
+// script: the wall clock from spawn to exit and the CPU time (user + system) it used, beside
+// `node -e 0` (the floor any Node CLI pays) measured in the same rounds. `--before
+// PATH/dist/cli/main.js` adds another build's CLI (a checkout of an older commit) to the same rounds,
+// for a before/after figure; `--app DIR` (a project with circuit-ts installed) adds
+// `npx circuit --version` and `node_modules/.bin/circuit --version` run there, to show what npx
+// itself costs. Commands alternate round by round so that a busy stretch of the machine falls on
 // all of them alike; the table shows medians. Writes bench/results/cli-startup.json.
 import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -49,18 +50,35 @@ try {
     commands[".bin/circuit --version (app)"] = { cmd: join(app, "node_modules/.bin/circuit"), args: ["--version"] };
   }
   const times: Record<string, number[]> = Object.fromEntries(Object.keys(commands).map((k) => [k, []]));
+  const cpu: Record<string, number[]> = Object.fromEntries(Object.keys(commands).map((k) => [k, []]));
+  // Through bash, whose `times` reports the CPU time its children used (steadier than the wall
+  // clock when other work shares the machine); the wall clock is the child's, spawn to exit.
+  const script = 's=$(date +%s%N); "$@"; e=$(date +%s%N); echo "wall $(( (e - s) / 1000 ))"; times';
   for (let r = 0; r < runs; r++) {
     for (const [name, c] of Object.entries(commands)) {
-      const t0 = performance.now();
-      const res = spawnSync(c.cmd ?? process.execPath, c.args, { input: c.input ?? "", encoding: "utf8", cwd: c.cwd });
-      const ms = performance.now() - t0;
+      const res = spawnSync("bash", ["-c", script, "_", c.cmd ?? process.execPath, ...c.args], {
+        input: c.input ?? "",
+        encoding: "utf8",
+        cwd: c.cwd,
+      });
       if (res.status !== 0) throw new Error(`${name} failed: ${res.stderr}`);
-      times[name]?.push(ms);
+      const wall = /^wall (\d+)$/m.exec(res.stdout);
+      // `times` prints the shell's user and system time, then its children's.
+      const t = [...res.stdout.matchAll(/(\d+)m([\d.]+)s/g)].map((m) => Number(m[1]) * 60_000 + Number(m[2]) * 1000);
+      if (!wall || t.length < 4) throw new Error(`${name}: no timing in ${JSON.stringify(res.stdout)}`);
+      times[name]?.push(Number(wall[1]) / 1000);
+      cpu[name]?.push((t[2] as number) + (t[3] as number));
     }
   }
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
-  const rows = Object.entries(times).map(([name, xs]) => ({ name, medianMs: Math.round(median(xs)) }));
-  for (const r of rows) console.log(`${r.name.padEnd(32)} ${String(r.medianMs).padStart(5)} ms`);
+  const rows = Object.keys(times).map((name) => ({
+    name,
+    wallMs: Math.round(median(times[name] as number[])),
+    cpuMs: Math.round(median(cpu[name] as number[])),
+  }));
+  console.log(`${"medians of".padEnd(32)}  wall    cpu`);
+  for (const r of rows)
+    console.log(`${r.name.padEnd(32)} ${String(r.wallMs).padStart(5)} ${String(r.cpuMs).padStart(6)} ms`);
   const dir = join(repoRoot, "bench/results");
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, "cli-startup.json"), `${JSON.stringify({ runs, rows }, null, 2)}\n`);

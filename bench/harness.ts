@@ -2,6 +2,8 @@
 // deadlines, and the figures' shapes and units. Every role runs in its own OS process so that no
 // measurement shares an event loop with the thing it measures.
 import { type ChildProcess, fork } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const repoRoot = fileURLToPath(new URL("..", import.meta.url));
@@ -290,10 +292,12 @@ export async function startCircuitDaemon(
   procs: Procs,
   extraArgs: string[] = [],
 ): Promise<{ url: string; server: Spawned }> {
+  // The built daemon, as users run it (`npm run bench` builds first); tsx's loader alone would
+  // add about 40 MB to its memory.
+  const built = join(repoRoot, "dist", "cli", "main.js");
+  const entry = existsSync(built) ? [built] : ["--import", "tsx", "src/cli/main.ts"];
   const server = procs.spawn("circuit daemon", process.execPath, [
-    "--import",
-    "tsx",
-    "src/cli/main.ts",
+    ...entry,
     "start",
     "--addr",
     "127.0.0.1:0",

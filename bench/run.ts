@@ -70,6 +70,15 @@ const comparisons: Comparison[] = [
   },
   {
     title:
+      "Two producers → two competing consumers (each value taken once), 100-byte messages, everything " +
+      "taken over 3 s after 1.5 s",
+    kind: "throughput",
+    ids: ["nats.queue", "chan.2p2c"],
+    baseline: "nats.queue",
+    target: { id: "chan.2p2c", text: "≥ 1.2× a NATS queue group", met: (r) => r >= 1.2 },
+  },
+  {
+    title:
       "16 MiB values, one producer → one consumer through a middle process, bytes per second at the consumer " +
       "(the Go Circuit moved 18 MB/s)",
     kind: "bandwidth",
@@ -79,11 +88,27 @@ const comparisons: Comparison[] = [
     target: { id: "chan.large", text: "≥ 0.5× the raw byte pipe", met: (r) => r >= 0.5 },
   },
   {
+    title: "Scale on one daemon: one client's ping-pong while many channels and clients sit idle",
+    kind: "latency",
+    ids: ["scale.quiet", "scale.crowd"],
+    baseline: "scale.quiet",
+    versus: "quiet",
+    target: { id: "scale.crowd", text: "p50 ≤ 1.5× the quiet p50", met: (r) => r <= 1.5 },
+  },
+  {
     title: "Round trip, 100-byte messages, sequential",
     kind: "latency",
     ids: ["nats.reqrep", "chan.pingpong"],
     baseline: "nats.reqrep",
     target: { id: "chan.pingpong", text: "p50 ≤ 1.0× NATS request-reply p50", met: (r) => r <= 1 },
+  },
+  {
+    title: "Round trip against the raw ceiling: the same ping-pong beside a Node relay that only pipes bytes",
+    kind: "latency",
+    ids: ["relay.pingpong", "chan.pingpong"],
+    baseline: "relay.pingpong",
+    versus: "relay",
+    target: { id: "chan.pingpong", text: "p50 ≤ 1.5× the raw relay's p50", met: (r) => r <= 1.5 },
   },
   {
     title: "select, one of N recv cases ready, vs a plain recv; round trip with a reply, sequential",

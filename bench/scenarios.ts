@@ -7,8 +7,10 @@ export const scenarioModules: Record<string, () => Promise<Scenario>> = {
   nats: async () => (await import("./nats.ts")).scenario,
   "chan-throughput": async () => (await import("./chan-throughput.ts")).scenario,
   "chan-cross": async () => (await import("./chan-cross.ts")).scenario,
+  "chan-2p2c": async () => (await import("./chan-2p2c.ts")).scenario,
   "chan-large": async () => (await import("./chan-large.ts")).scenario,
   "chan-pingpong": async () => (await import("./chan-pingpong.ts")).scenario,
+  scale: async () => (await import("./scale.ts")).scenario,
   select: async () => (await import("./select.ts")).scenario,
   fuzz: async () => (await import("./fuzz.ts")).scenario,
 };

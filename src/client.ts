@@ -40,6 +40,17 @@ export {
   select,
 } from "./client/select.js";
 export { ServerHandle, type ServerStat } from "./client/server-handle.js";
+export {
+  type ChanAutoscale,
+  type CpuAutoscale,
+  type FullServiceSpec,
+  type ReplicaStat,
+  type RestartPolicy,
+  Service,
+  type ServiceSpec,
+  type ServiceStat,
+} from "./client/service.js";
+export { type ServiceConnection, serviceConnector } from "./client/service-remote.js";
 export { Subscription, type SubscriptionStat } from "./client/subscription.js";
 export {
   AccessDenied,
@@ -54,6 +65,7 @@ export {
   ERROR_CODES,
   type ErrorCode,
   MessageTooLarge,
+  NoCapacity,
   NotFound,
   ProtocolError,
   ServerGone,

@@ -26,6 +26,7 @@ export const ERROR_CODES = [
   "Unsupported",
   "AddressInUse",
   "BadAddress",
+  "NoCapacity",
   "Cancelled",
   "Internal",
 ] as const;
@@ -161,6 +162,13 @@ export class BadAddress extends CircuitError {
   }
 }
 
+/** No live server has the free capacity a placement asks for (docs/design.md, placement). */
+export class NoCapacity extends CircuitError {
+  constructor(message = "no live server has room for that request", options?: { cause?: unknown }) {
+    super("NoCapacity", message, options);
+  }
+}
+
 const classes: Partial<Record<ErrorCode, new (message?: string) => CircuitError>> = {
   ChannelClosed,
   ChannelAborted,
@@ -179,6 +187,7 @@ const classes: Partial<Record<ErrorCode, new (message?: string) => CircuitError>
   Unsupported,
   AddressInUse,
   BadAddress,
+  NoCapacity,
 };
 
 /** The wire form of an error. */

@@ -64,11 +64,14 @@ export function register(program: Command): void {
     .option("--no-cgroups", "do not put processes in cgroups (process groups only; mkproc limits fail)")
     .action(async (o: StartOptions, cmd: Command) => {
       // Loaded here, not at the top: every other command runs without the daemon's code.
-      const [{ Daemon, parseAddr }, { DataDirBusy }, { loadKey, parseGroup }] = await Promise.all([
-        import("../daemon/daemon.js"),
-        import("../daemon/data-dir.js"),
-        import("../client/keys.js"),
-      ]);
+      const [{ Daemon, parseAddr }, { DataDirBusy }, { loadKey, parseGroup }, { serviceConnector }] = await Promise.all(
+        [
+          import("../daemon/daemon.js"),
+          import("../daemon/data-dir.js"),
+          import("../client/keys.js"),
+          import("../client/service-remote.js"),
+        ],
+      );
       const g = cmd.optsWithGlobals() as { key?: string; discover?: string; json?: boolean };
       const discover = g.discover ?? process.env.CIRCUIT_DISCOVER?.trim();
       if (discover) {
@@ -148,6 +151,7 @@ export function register(program: Command): void {
           fsRoot: o.fsRoot,
           insecure: o.insecure === true,
           cgroups: o.cgroups,
+          connect: serviceConnector({ key }),
         });
       } catch (err) {
         if (err instanceof TypeError) throw new UsageError(err.message);

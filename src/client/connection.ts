@@ -87,6 +87,8 @@ interface Kept {
 const KEPT_SLAB_MIN = 4 * 1024;
 const KEPT_SLAB_MAX = 64 * 1024;
 const NO_BYTES = Buffer.alloc(0);
+/** Encoded values this big are kept by reference (they are ours), not copied into a slab. */
+const KEPT_BY_REFERENCE = 64 * 1024;
 
 /** Bytes a kept send accounts for. */
 function keptSize(k: Kept): number {
@@ -384,7 +386,14 @@ export class Connection {
   sendValue(st: ChanState, value: unknown, signal?: AbortSignal): Promise<void> {
     // Bytes, credited, nothing held back: encoded straight into the outgoing batch and the kept
     // copy, with no buffer of their own.
-    if (value instanceof Uint8Array && st.credits > 0 && st.blocking === 0 && !this.gone && !signal?.aborted) {
+    if (
+      value instanceof Uint8Array &&
+      value.length < KEPT_BY_REFERENCE &&
+      st.credits > 0 &&
+      st.blocking === 0 &&
+      !this.gone &&
+      !signal?.aborted
+    ) {
       if (!this.mustWait()) {
         const n = value.length;
         const size = binHeadBytes(n) + n;
@@ -538,6 +547,11 @@ export class Connection {
    */
   private keepCredited(st: ChanState, seq: number, value: Uint8Array, bin: boolean): void {
     const n = value.length;
+    if (!bin && n >= KEPT_BY_REFERENCE) {
+      // An encoded value of our own, big: kept as it is rather than copied again.
+      this.keep(st, seq, value as Buffer, 0);
+      return;
+    }
     const size = 4 + (bin ? binHeadBytes(n) + n : n);
     let run = st.run;
     if (

@@ -4,12 +4,14 @@ import { type Daemon, startDaemon } from "./daemon.ts";
 import { until } from "./wait.ts";
 
 /**
- * Starts n daemons on 127.0.0.1 port 0, each joining the one before (with `extra(i)` added to the
- * i-th one's arguments), and resolves once a client of each sees all n servers.
+ * Starts n daemons on 127.0.0.1 port 0, each joining the one before (with `extra` added to every
+ * one's arguments, or `extra(i)` to the i-th one's), and resolves once a client of each sees all n
+ * servers.
  */
-export async function circuit(n: number, extra: (i: number) => string[] = () => []): Promise<Daemon[]> {
-  const ds = [await startDaemon(extra(0))];
-  for (let i = 1; i < n; i++) ds.push(await startDaemon(["--join", (ds[i - 1] as Daemon).url, ...extra(i)]));
+export async function circuit(n: number, extra: string[] | ((i: number) => string[]) = []): Promise<Daemon[]> {
+  const args = typeof extra === "function" ? extra : () => extra;
+  const ds = [await startDaemon(args(0))];
+  for (let i = 1; i < n; i++) ds.push(await startDaemon(["--join", (ds[i - 1] as Daemon).url, ...args(i)]));
   const clients = await Promise.all(ds.map((d) => dial(d.url)));
   try {
     const want = ds

@@ -116,6 +116,13 @@ export class Unsupported extends CircuitError {
   }
 }
 
+/** The disk holding a durable channel's store is full: the send did not happen; nothing stored is lost. */
+export class StorageFull extends CircuitError {
+  constructor(message = "storage full", options?: { cause?: unknown }) {
+    super("StorageFull", message, options);
+  }
+}
+
 const classes: Record<string, new (message?: string) => CircuitError> = {
   ChannelClosed,
   ChannelAborted,
@@ -132,6 +139,7 @@ const classes: Record<string, new (message?: string) => CircuitError> = {
   StreamBroken,
   AccessDenied,
   Unsupported,
+  StorageFull,
 };
 
 /** The wire form of an error. */

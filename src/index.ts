@@ -1,6 +1,6 @@
 // The public library surface of circuit.
 
-export { Anchor, type Element, type ListEntry } from "./client/anchor.js";
+export { Anchor, type Element, type ListEntry, type MakeChanOptions } from "./client/anchor.js";
 export { Chan, type ChanStat, type IterateOptions, type MessageWriter, type OpOptions } from "./client/chan.js";
 export {
   Client,
@@ -48,6 +48,7 @@ export {
   ProtocolError,
   ServerGone,
   SpawnFailed,
+  StorageFull,
   StreamBroken,
   Timeout,
   Unsupported,

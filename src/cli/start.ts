@@ -5,6 +5,7 @@ import { parseUrl } from "../client/client.js";
 import { loadKey, parseGroup } from "../client/keys.js";
 import { Daemon, parseAddr } from "../daemon/daemon.js";
 import { DataDirBusy } from "../daemon/data-dir.js";
+import { StoreUnreadable } from "../daemon/durable-store.js";
 import { DEFAULT_LIMITS } from "../daemon/limits.js";
 import { isLoopback, parseHostPort } from "../wire/url.js";
 import { keyOption, UsageError } from "./common.js";
@@ -148,7 +149,7 @@ export function register(program: Command): void {
         });
       } catch (err) {
         if (err instanceof TypeError) throw new UsageError(err.message);
-        if (err instanceof DataDirBusy) throw new Error(err.message);
+        if (err instanceof DataDirBusy || err instanceof StoreUnreadable) throw new Error(err.message);
         throw err;
       }
       process.stdout.write(`${d.url}\n`);

@@ -68,6 +68,8 @@ interface Kept {
   bytes: Buffer;
   /** A blocking send's request id while it waits for its RES; 0 for a credited send. */
   id: number;
+  /** A credited send into a durable channel: it completes with its CACK (or fails with CNAK). */
+  done?: { resolve(): void; reject(err: CircuitError): void };
 }
 
 /** Per-handle send state: credits are buffer slots the server reserved for this connection. */
@@ -83,6 +85,8 @@ export interface ChanState {
   seq: number;
   /** Sends the server has not acknowledged yet (credited: no CACK; blocking: no RES), oldest first. */
   kept: Deque<Kept>;
+  /** A durable channel: a send completes only once the server has synced it (DESIGN §3.6). */
+  durable: boolean;
 }
 
 /** A quiet server is pinged after PING_MS and given up after SILENT_MS (DESIGN §6: 5 s). */
@@ -100,6 +104,8 @@ const CLOSE_GRACE_MS = 10_000;
  * there any more) ends the attempts at once.
  */
 const RECONNECT_MS = 5000;
+/** The most a caller may ask a connection to keep trying (ConnectOptions.reconnectMs). */
+export const MAX_RECONNECT_MS = 600_000;
 const RECONNECT_EVERY_MS = 100;
 
 function tooLarge(size: number, max: number): MessageTooLarge {
@@ -119,6 +125,13 @@ export interface ConnectOptions {
    * past it, sends wait (as a Go send into a full buffer would). Default DEFAULT_MAX_UNSENT.
    */
   maxUnsentBytes?: number;
+  /**
+   * How long a broken connection keeps trying to reach the same server (same server ID) before
+   * everything on it fails with ServerGone, refused connections included: set it to ride through
+   * a restart of a daemon on the same `--data` and address (durable channels). Without it, the
+   * attempts last RECONNECT_MS and a refused connection ends them at once.
+   */
+  reconnectMs?: number;
 }
 
 /** An operation held back while the connection's unsent bytes are over the bound. */
@@ -319,10 +332,10 @@ export class Connection {
     return bytes;
   }
 
-  chanState(handle: number, cap: number, names?: readonly string[]): ChanState {
+  chanState(handle: number, cap: number, names?: readonly string[], durable = false): ChanState {
     let st = this.chans.get(handle);
     if (!st) {
-      st = { handle, cap, credits: 0, blocking: 0, names, seq: 0, kept: new Deque() };
+      st = { handle, cap, credits: 0, blocking: 0, names, seq: 0, kept: new Deque(), durable };
       this.chans.set(handle, st);
       this.states.add(st);
     }
@@ -358,8 +371,14 @@ export class Connection {
     const seq = (st.seq = (st.seq + 1) >>> 0 || 1);
     if (st.credits > 0 && st.blocking === 0) {
       st.credits--;
-      this.keep(st, seq, bytes, 0);
+      const k = this.keep(st, seq, bytes, 0);
       this.conn.batch(T.CSEND, st.handle, bytes, seq);
+      if (st.durable) {
+        // Complete once the server has synced it: its CACK (sent after the sync) says so.
+        return new Promise<void>((resolve, reject) => {
+          k.done = { resolve, reject };
+        });
+      }
       // A credited send completes once its bytes have left this process: the buffer slot is
       // reserved for it, and the kernel delivers accepted bytes even if the process exits now.
       // Its copy stays here until the server acknowledges it (CACK), to be sent again should the
@@ -459,7 +478,10 @@ export class Connection {
     if (!st) return;
     this.chans.delete(handle);
     this.states.delete(st);
-    for (const k of st.kept.drain()) this.keptBytes -= k.bytes.length;
+    for (const k of st.kept.drain()) {
+      this.keptBytes -= k.bytes.length;
+      k.done?.reject(new ChannelAborted("the channel was scrubbed"));
+    }
   }
 
   private forget(st: ChanState, k: Kept): void {
@@ -748,6 +770,22 @@ export class Connection {
         for (let k = st.kept.peek(); k && k.id === 0 && k.seq <= through; k = st.kept.peek()) {
           st.kept.shift();
           freed += k.bytes.length;
+          k.done?.resolve();
+        }
+        this.keptBytes -= freed;
+        if (freed > 0) this.admit();
+        return;
+      }
+      case T.CNAK: {
+        const st = this.chans.get(u32(body, 0));
+        if (!st) return;
+        const through = u32(body, 1);
+        const err = fromWire(decode(tail(body, 2)));
+        let freed = 0;
+        for (let k = st.kept.peek(); k && k.id === 0 && k.seq <= through; k = st.kept.peek()) {
+          st.kept.shift();
+          freed += k.bytes.length;
+          k.done?.reject(err);
         }
         this.keptBytes -= freed;
         if (freed > 0) this.admit();
@@ -852,7 +890,8 @@ export class Connection {
     // A link that breaks again and again right after being re-established is given up.
     const now = performance.now();
     this.rebreaks = now - this.lastResume < RECONNECT_MS ? this.rebreaks + 1 : 0;
-    if (this.rebreaks >= 5) return this.teardown(cause);
+    // (A caller who asked to ride through restarts expects breaks: only each outage is bounded.)
+    if (this.rebreaks >= (this.opts.reconnectMs !== undefined ? 1000 : 5)) return this.teardown(cause);
     void this.reconnect(cause);
   }
 
@@ -892,7 +931,8 @@ export class Connection {
     for (const sel of this.selectors.values()) sel.gone(lost);
     this.selectors.clear();
     const id = this.serverId;
-    const deadline = performance.now() + RECONNECT_MS;
+    const patient = this.opts.reconnectMs !== undefined;
+    const deadline = performance.now() + (this.opts.reconnectMs ?? RECONNECT_MS);
     for (;;) {
       if (this.failing || this.closing) return this.teardown(this.failing ?? cause);
       try {
@@ -907,7 +947,7 @@ export class Connection {
         // Nothing listens there any more: the server is gone. (Any other failure, even one that
         // looks like a refused key, may be the network still breaking: the key worked before.)
         const code = ((err as { cause?: NodeJS.ErrnoException }).cause ?? (err as NodeJS.ErrnoException)).code;
-        if (code === "ECONNREFUSED" || performance.now() >= deadline) return this.teardown(cause);
+        if ((code === "ECONNREFUSED" && !patient) || performance.now() >= deadline) return this.teardown(cause);
         await new Promise((r) => setTimeout(r, RECONNECT_EVERY_MS));
       }
     }
@@ -933,6 +973,7 @@ export class Connection {
         for (const k of kept) {
           this.keptBytes -= k.bytes.length;
           this.settle(k.id, err);
+          k.done?.reject(err);
         }
         continue;
       }
@@ -952,10 +993,12 @@ export class Connection {
             resolve: () => {
               st.blocking--;
               this.forget(st, k);
+              k.done?.resolve();
             },
-            reject: () => {
+            reject: (err) => {
               st.blocking--;
               this.forget(st, k);
+              k.done?.reject(err);
             },
           },
         );
@@ -1019,6 +1062,7 @@ export class Connection {
     for (const sel of this.selectors.values()) sel.gone(err);
     this.selectors.clear();
     this.chans.clear();
+    for (const st of this.states) for (const k of st.kept.drain()) k.done?.reject(err);
     this.states.clear();
     this.keptBytes = 0;
     this.admit();

@@ -9,7 +9,7 @@
 // resent after a restart is stored once. The length in the key lets a restart count a backlog's
 // bytes from the keys alone.
 
-import { existsSync } from "node:fs";
+import { closeSync, existsSync, openSync, readSync } from "node:fs";
 import { join } from "node:path";
 import { type Database, open, type RootDatabase } from "lmdb";
 import { type CircuitError, StorageFull } from "../errors.js";
@@ -57,6 +57,10 @@ export class DurableStore {
     const file = join(dir, STORE_FILE);
     const existed = existsSync(file);
     let store: DurableStore;
+    // LMDB trusts its file: one that is not an LMDB environment can crash the process instead of
+    // failing the open, so the two meta pages are checked first.
+    const bad = existed ? badHeader(file) : undefined;
+    if (bad) throw new StoreUnreadable(`unreadable or corrupt store ${file}: ${bad}`);
     try {
       // overlappingSync off: a write's promise resolves once its transaction is synced, which is
       // the moment a durable send may complete.
@@ -143,6 +147,29 @@ export class DurableStore {
     } finally {
       await this.env.close();
     }
+  }
+}
+
+const LMDB_MAGIC = 0xbeefc0de;
+/** Where the magic number sits in a meta page (after the page header). */
+const MAGIC_AT = 24;
+
+/** Why `file` is not an LMDB environment, or undefined if its two meta pages look right. */
+function badHeader(file: string): string | undefined {
+  const fd = openSync(file, "r");
+  try {
+    const head = Buffer.alloc(64);
+    if (readSync(fd, head, 0, 64, 0) < 64) return "file too short";
+    if (head.readUInt32LE(MAGIC_AT) !== LMDB_MAGIC) return "first meta page has no LMDB magic number";
+    // The page size is kept in the first database record of the meta page.
+    const psize = head.readUInt32LE(0x30);
+    if (psize < 512 || psize > 65536 || (psize & (psize - 1)) !== 0) return `implausible page size ${psize}`;
+    const second = Buffer.alloc(64);
+    if (readSync(fd, second, 0, 64, psize) < 64) return "file too short for its second meta page";
+    if (second.readUInt32LE(MAGIC_AT) !== LMDB_MAGIC) return "second meta page has no LMDB magic number";
+    return undefined;
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -23,7 +23,7 @@ import { type CgroupSupport, hostCgroups } from "./cgroups.js";
 import { type DataDir, openDataDir } from "./data-dir.js";
 import { dnsShortState, dnsStat, scrubDns } from "./dns-ops.js";
 import { DurableChan } from "./durable-chan.js";
-import { DurableStore } from "./durable-store.js";
+import { DurableStore, writeError } from "./durable-store.js";
 import type { ChanElement, DnsElement, Element, Item, SubElement } from "./elements.js";
 import { resolveFsRoot } from "./fs-root.js";
 import { HostResources } from "./host-ops.js";
@@ -374,7 +374,7 @@ export class Daemon {
       await done;
     } catch (err) {
       this.tree.remove(names.slice(1), el);
-      throw err;
+      throw await writeError(this.store.file, err);
     }
     return el;
   }
@@ -544,8 +544,14 @@ export class Daemon {
     el.chan.scrub(() => {
       // Once no credit is out, every connection lets go of its handle (DESIGN §3.1).
       for (const s of this.sessions) s.releaseHandle(el);
-      if (dropped) dropped.then(done, (err) => this.log(`circuit: scrub of ${formatPath(el.names)}: ${err}`));
-      else done();
+      if (dropped) {
+        dropped.then(done, async (err) => {
+          // Gone from the tree, but its data may come back after a restart: said in the log.
+          const e = await writeError(this.store?.file ?? "", err);
+          this.log(`circuit: scrub of ${formatPath(el.names)} did not reach the store: ${e.message}`);
+          done();
+        });
+      } else done();
     });
   }
 

@@ -10,7 +10,7 @@
 
 import type { ChanBuffer, Channel } from "../element/channel.js";
 import { Deque } from "../util/deque.js";
-import { type ChanRecord, type DurableStore, isFull, storageFull } from "./durable-store.js";
+import { type ChanRecord, type DurableStore, writeError } from "./durable-store.js";
 import type { Item } from "./elements.js";
 
 /** At most this many values of a durable channel are held in memory ahead of its receivers. */
@@ -92,9 +92,9 @@ export class DurableChan implements ChanBuffer<Item> {
     this.unsynced.set(key, { v, inMem });
     const p = this.store.put(this.id, key, v).then(
       () => this.settle(key, undefined),
-      (err) => {
+      async (err) => {
         this.settle(key, err);
-        throw isFull(err) ? storageFull(this.store.file, err) : err;
+        throw await writeError(this.store.file, err);
       },
     );
     this.track(p);
@@ -126,7 +126,7 @@ export class DurableChan implements ChanBuffer<Item> {
 
   private track<T>(p: Promise<T>): Promise<T> {
     this.lastWrite = p;
-    p.catch(() => {});
+    p.catch((err) => void writeError(this.store.file, err));
     return p;
   }
 
@@ -169,7 +169,8 @@ export class DurableChan implements ChanBuffer<Item> {
   }
 
   private remove(key: number, len: number): void {
-    this.store.remove(this.id, key, len).catch(() => {
+    this.store.remove(this.id, key, len).catch((err) => {
+      void writeError(this.store.file, err);
       // Kept (disk full): the removal is tried again; a restart meanwhile delivers it again.
       this.retries.push([key, len]);
       this.retryTimer ??= setTimeout(() => {

@@ -32,8 +32,8 @@ export const STORE_FILE = "chans.mdb";
 /** Whether an error from LMDB means the disk (or the map) is full. */
 export function isFull(err: unknown): boolean {
   const e = err as { code?: unknown; message?: unknown };
-  const text = `${String(e?.code ?? "")} ${String(e?.message ?? "")}`;
-  return /ENOSPC|MDB_MAP_FULL|No space left|-28\b|28: /i.test(text);
+  if (e?.code === 28 || e?.code === "ENOSPC" || e?.code === -30792) return true;
+  return /ENOSPC|MDB_MAP_FULL|No space left/i.test(String(e?.message ?? ""));
 }
 
 export class DurableStore {
@@ -54,6 +54,7 @@ export class DurableStore {
 
   /** Opens (or creates) the store in `dir`; an unreadable or corrupt one throws StoreUnreadable. */
   static open(dir: string): DurableStore {
+    ignoreFailedCommits();
     const file = join(dir, STORE_FILE);
     const existed = existsSync(file);
     let store: DurableStore;
@@ -150,6 +151,30 @@ export class DurableStore {
   }
 }
 
+let ignoring = false;
+
+/**
+ * A failed commit (disk full) rejects, besides the promises of its writes (which the durable
+ * channel handles), a promise inside lmdb that nobody can reach: without this, that rejection
+ * would end the daemon. Only that error (it carries `commitError`) is let through; any other
+ * unhandled rejection still ends the process, as it would without this listener.
+ */
+function ignoreFailedCommits(): void {
+  if (ignoring) return;
+  ignoring = true;
+  process.on("unhandledRejection", (reason) => {
+    const inner = (reason as { commitError?: Promise<unknown> } | undefined)?.commitError;
+    if (inner && typeof inner.then === "function") {
+      inner.then(
+        () => {},
+        () => {},
+      );
+      return;
+    }
+    throw reason;
+  });
+}
+
 const LMDB_MAGIC = 0xbeefc0de;
 /** Where the magic number sits in a meta page (after the page header). */
 const MAGIC_AT = 24;
@@ -173,7 +198,20 @@ function badHeader(file: string): string | undefined {
   }
 }
 
-/** The send failed because the disk is full; nothing stored before it is lost. */
-export function storageFull(file: string, cause: unknown): CircuitError {
-  return new StorageFull(`the disk holding ${file} is full`, { cause });
+/**
+ * What a failed write means to a sender: StorageFull when the disk is full, else the error. LMDB
+ * rejects every write of a failed commit with a generic error whose `commitError` promise holds the
+ * cause (and is an unhandled rejection unless someone looks at it, which this does at once).
+ */
+export async function writeError(file: string, err: unknown): Promise<CircuitError | Error> {
+  let cause = err;
+  const inner = (err as { commitError?: Promise<unknown> })?.commitError;
+  if (inner) {
+    cause = await inner.then(
+      () => err,
+      (e: unknown) => e,
+    );
+  }
+  if (isFull(cause)) return new StorageFull(`the disk holding ${file} is full`, { cause });
+  return cause instanceof Error ? cause : new Error(String(cause));
 }

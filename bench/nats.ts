@@ -20,7 +20,7 @@ const RR_WARMUP = 500;
 const RR_ROUNDS = 5_000;
 const RR_SECONDS = 8;
 
-function findExecutable(name: string): string | undefined {
+export function findExecutable(name: string): string | undefined {
   // Debian puts nats-server in /usr/sbin, which a non-login shell's PATH may lack.
   const dirs = [...(process.env.PATH ?? "").split(delimiter), "/usr/local/sbin", "/usr/sbin", "/sbin"];
   for (const dir of dirs) {

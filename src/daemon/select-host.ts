@@ -16,7 +16,7 @@ export interface SelectSession {
   /** Puts values this client never acknowledged back at the head of `el`, in their order. */
   requeue(el: ChannelLike, values: Buffer[]): void;
   /** The client acknowledged a value a recv case took (a durable channel forgets it then). */
-  ack(el: ChannelLike, value: Buffer): void;
+  ack?(el: ChannelLike, value: Buffer): void;
   maxValue: number;
   maxCases: number;
   maxSelectors: number;
@@ -126,7 +126,7 @@ export class SelectHost {
       const u = this.unacked.get(sel);
       if (u) {
         this.unacked.delete(sel);
-        this.s.ack(u.el, u.value);
+        this.s.ack?.(u.el, u.value);
       }
     }
     const cases = this.selectors.get(sel);

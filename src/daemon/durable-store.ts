@@ -156,7 +156,7 @@ let ignoring = false;
 /**
  * A failed commit (disk full) rejects, besides the promises of its writes (which the durable
  * channel handles), a promise inside lmdb that nobody can reach: without this, that rejection
- * would end the daemon. Only that error (it carries `commitError`) is let through; any other
+ * would end the daemon. Only that error (it carries `commitError`) is swallowed; any other
  * unhandled rejection still ends the process, as it would without this listener.
  */
 function ignoreFailedCommits(): void {
@@ -171,7 +171,9 @@ function ignoreFailedCommits(): void {
       );
       return;
     }
-    throw reason;
+    // Anything else: what Node does without listeners (end the process), unless the program has
+    // listeners of its own, which then decide.
+    if (process.listenerCount("unhandledRejection") === 1) throw reason;
   });
 }
 

@@ -382,7 +382,9 @@ export class Daemon {
   private durableElement(id: number, rec: { names: string[]; cap: number; closed: boolean }, names: string[]) {
     const store = this.store as DurableStore;
     const buffer = new DurableChan(store, id, rec);
-    const chan = new Channel<Item>(rec.cap, { buffer, maxCap: MAX_DURABLE_CAP });
+    // Every value goes through the store: none is handed from a sender straight to a receiver
+    // (with the slots all reserved by credits, the plain engine would).
+    const chan = new Channel<Item>(rec.cap, { buffer, maxCap: MAX_DURABLE_CAP, handoff: false });
     buffer.channel = chan;
     const el: ChanElement = { kind: "chan", chan, names, durable: buffer };
     return el;

@@ -56,6 +56,11 @@ export interface ChannelOptions<V> {
   buffer?: ChanBuffer<V>;
   /** The largest capacity accepted (default MAX_CAP). */
   maxCap?: number;
+  /**
+   * False: a value never goes from a sender straight to a receiver, only through the buffer (a
+   * durable channel must store every value before anyone may receive it). Default true.
+   */
+  handoff?: boolean;
 }
 
 /** A blocked (or about to block) send. `done` is called exactly once. */
@@ -163,6 +168,7 @@ type Reservation<V> =
 export class Channel<V> {
   readonly cap: number;
   private readonly buf: ChanBuffer<V>;
+  private readonly handoff: boolean;
   private readonly senders = new Deque<PlainSend<V>>();
   private readonly receivers = new Deque<PlainRecv<V>>();
   private readonly tsend = new Deque<Tentative<V>>();
@@ -194,6 +200,7 @@ export class Channel<V> {
     }
     this.cap = cap;
     this.buf = opts?.buffer ?? new MemBuffer<V>();
+    this.handoff = opts?.handoff ?? true;
   }
 
   /** Values became available in the buffer, or slots came free (a durable store answered). */
@@ -756,7 +763,7 @@ export class Channel<V> {
         progressed = true;
       }
       // No room in the buffer: senders hand over directly to receives (the unbuffered case).
-      while (this.buf.length === 0 && !this.closing) {
+      while (this.handoff && this.buf.length === 0 && !this.closing) {
         const m = this.findMatch();
         if (!m) break;
         const [S, R] = m;

@@ -83,6 +83,42 @@ describe("durable channel restart", () => {
     }
   });
 
+  test("a backlog larger than the read-ahead window comes back in order, with values handed out at the head", async () => {
+    const dir = tmp("backlog");
+    let d: Daemon = await startOn(dir);
+    const N = 5000;
+    const c = await dial(d.url);
+    try {
+      const ch = await c.walk(`/${d.id}/big`).makeChan<number>(N, { durable: true });
+      const inflight: Promise<void>[] = [];
+      for (let i = 0; i < N; i++) inflight.push(ch.send(i));
+      await Promise.all(inflight);
+      // A receiver takes the first 300 and never acknowledges them.
+      const it = ch.iterate({ prefetch: 300 });
+      assert.equal((await it.next()).value, 0);
+      await new Promise((r) => setTimeout(r, 100));
+      assert.equal((await ch.stat()).len, N - 300);
+    } finally {
+      await c.close().catch(() => {});
+    }
+    d = await crashAndRestart(d, dir);
+    const c2 = await dial(d.url);
+    try {
+      const ch = (await c2.walk(`/${d.id}/big`).get()) as Chan<number>;
+      assert.equal((await ch.stat()).len, N);
+      await ch.close();
+      let next = 0;
+      for await (const v of ch.iterate({ prefetch: 128 })) {
+        assert.equal(v, next, "in order");
+        next++;
+      }
+      assert.equal(next, N);
+    } finally {
+      await c2.close();
+      await d.stop();
+    }
+  });
+
   test("CLI: mkchan --durable, peek and ls show it, send/recv across a restart", async () => {
     const dir = tmp("cli");
     let d: Daemon = await startOn(dir);

@@ -118,10 +118,12 @@ export class DurableChan implements ChanBuffer<Item> {
     this.track(this.store.removeDedupe(this.id, cid));
   }
 
-  /** Marks the channel closed in the store; resolves once synced. */
+  /** Marks the channel closed in the store; resolves once synced (StorageFull on a full disk). */
   setClosed(): Promise<unknown> {
     this.rec.closed = true;
-    return this.track(this.store.setClosed(this.id, this.rec));
+    return this.track(this.store.setClosed(this.id, this.rec)).catch(async (err) => {
+      throw await writeError(this.store.file, err);
+    });
   }
 
   private track<T>(p: Promise<T>): Promise<T> {

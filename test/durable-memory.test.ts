@@ -28,8 +28,8 @@ function memOf(pid: number): { anon: number; rss: number } {
 
 test(`a ${(COUNT * SIZE) / 2 ** 30} GiB backlog keeps the daemon's memory under ${BOUND / 2 ** 20} MiB`, async () => {
   const d: Daemon = await startOn(tmp.dir);
-  // Room for 64 values in flight (sends kept until acknowledged count against this bound).
-  const c = await dial(d.url, { maxUnsentBytes: 64 * SIZE });
+  // Room for 32 values in flight (sends kept until acknowledged count against this bound).
+  const c = await dial(d.url, { maxUnsentBytes: 32 * SIZE });
   let peak = { anon: 0, rss: 0 };
   const sample = () => {
     const m = memOf(d.pid);
@@ -49,7 +49,7 @@ test(`a ${(COUNT * SIZE) / 2 ** 30} GiB backlog keeps the daemon's memory under 
     for (let i = 0; i < COUNT; i++) {
       const p: Promise<void> = ch.send(value(i)).finally(() => inflight.delete(p));
       inflight.add(p);
-      if (inflight.size >= 64) await Promise.race(inflight);
+      if (inflight.size >= 32) await Promise.race(inflight);
     }
     await Promise.all(inflight);
     const filled = performance.now() - t0;

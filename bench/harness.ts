@@ -13,8 +13,10 @@ export interface Row {
   /** Stable key used to pair rows across scenarios, e.g. `nats.pubsub`. */
   id: string;
   label: string;
-  kind: "throughput" | "latency";
+  kind: "throughput" | "latency" | "bandwidth";
   msgsPerSec?: number;
+  /** For "bandwidth" rows: payload bytes per second at the consumer. */
+  bytesPerSec?: number;
   messages?: number;
   seconds?: number;
   p50Us?: number;
@@ -442,6 +444,11 @@ export function formatRate(perSec: number): string {
   if (perSec >= 1e6) return `${(perSec / 1e6).toFixed(2)} M msg/s`;
   if (perSec >= 1e3) return `${(perSec / 1e3).toFixed(1)} k msg/s`;
   return `${perSec.toFixed(0)} msg/s`;
+}
+
+export function formatBytesRate(perSec: number): string {
+  if (perSec >= 1e9) return `${(perSec / 1e9).toFixed(2)} GB/s`;
+  return `${(perSec / 1e6).toFixed(1)} MB/s`;
 }
 
 export function formatMicros(us: number): string {

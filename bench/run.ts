@@ -7,6 +7,7 @@ import os from "node:os";
 import { join } from "node:path";
 import {
   errorText,
+  formatBytesRate,
   formatMicros,
   formatRate,
   Procs,
@@ -66,6 +67,33 @@ const comparisons: Comparison[] = [
       met: (r) => r >= 0.9,
       perRun: true,
     },
+  },
+  {
+    title:
+      "Two producers → two competing consumers (each value taken once), 100-byte messages, everything " +
+      "taken over 3 s after 1.5 s",
+    kind: "throughput",
+    ids: ["nats.queue", "chan.2p2c"],
+    baseline: "nats.queue",
+    target: { id: "chan.2p2c", text: "≥ 1.2× a NATS queue group", met: (r) => r >= 1.2 },
+  },
+  {
+    title:
+      "16 MiB values, one producer → one consumer through a middle process, bytes per second at the consumer " +
+      "(the Go Circuit moved 18 MB/s)",
+    kind: "bandwidth",
+    ids: ["pipe.large", "chan.large", "chan.large.stream"],
+    baseline: "pipe.large",
+    versus: "pipe",
+    target: { id: "chan.large", text: "≥ 0.5× the raw byte pipe", met: (r) => r >= 0.5 },
+  },
+  {
+    title: "Scale on one daemon: one client's ping-pong while many channels and clients sit idle",
+    kind: "latency",
+    ids: ["scale.quiet", "scale.crowd"],
+    baseline: "scale.quiet",
+    versus: "quiet",
+    target: { id: "scale.crowd", text: "p50 ≤ 1.5× the quiet p50", met: (r) => r <= 1.5 },
   },
   {
     title: "Round trip, 100-byte messages, sequential",
@@ -175,6 +203,7 @@ function pad(s: string, n: number, right = false): string {
 function figures(row: Row): string[] {
   if (row.error) return [`failed: ${row.error}`];
   if (row.kind === "throughput") return [row.msgsPerSec === undefined ? "—" : formatRate(row.msgsPerSec)];
+  if (row.kind === "bandwidth") return [row.bytesPerSec === undefined ? "—" : formatBytesRate(row.bytesPerSec)];
   return [
     row.p50Us === undefined ? "—" : formatMicros(row.p50Us),
     row.p99Us === undefined ? "—" : formatMicros(row.p99Us),
@@ -182,6 +211,7 @@ function figures(row: Row): string[] {
 }
 
 function headline(row: Row): number | undefined {
+  if (row.kind === "bandwidth") return row.bytesPerSec;
   return row.kind === "throughput" ? row.msgsPerSec : row.p50Us;
 }
 
@@ -209,8 +239,8 @@ function renderTable(rows: Map<string, Row>): { text: string; verdicts: Record<s
     lines.push("", c.title);
     const vs = c.versus ?? "NATS";
     const head =
-      c.kind === "throughput"
-        ? `  ${pad("", LABEL)}${pad("msgs/s", 16, true)}${pad(`vs ${vs}`, 10, true)}`
+      c.kind !== "latency"
+        ? `  ${pad("", LABEL)}${pad(c.kind === "bandwidth" ? "bytes/s" : "msgs/s", 16, true)}${pad(`vs ${vs}`, 10, true)}`
         : `  ${pad("", LABEL)}${pad("p50", 11, true)}${pad("p99", 11, true)}${pad(`p50 vs ${vs}`, 13, true)}${pad(`p99 vs ${vs}`, 13, true)}`;
     lines.push(head);
     for (const row of present) {
@@ -218,7 +248,7 @@ function renderTable(rows: Map<string, Row>): { text: string; verdicts: Record<s
       let line = `  ${pad(row.label, LABEL)}`;
       if (row.error) {
         line += f[0];
-      } else if (c.kind === "throughput") {
+      } else if (c.kind !== "latency") {
         const v = headline(row);
         const ratio = v !== undefined && baseValue ? `${(v / baseValue).toFixed(2)}×` : "—";
         line += `${pad(f[0] ?? "", 16, true)}${pad(ratio, 10, true)}`;
@@ -229,7 +259,7 @@ function renderTable(rows: Map<string, Row>): { text: string; verdicts: Record<s
         line += `${pad(f[0] ?? "", 11, true)}${pad(f[1] ?? "", 11, true)}${pad(r50, 13, true)}${pad(r99, 13, true)}`;
       }
       if (row.runs && row.runs.length > 1) {
-        const fmt = c.kind === "throughput" ? formatRate : formatMicros;
+        const fmt = c.kind === "throughput" ? formatRate : c.kind === "bandwidth" ? formatBytesRate : formatMicros;
         line += `  [runs: ${row.runs.map((v) => fmt(v)).join(", ")}]`;
       }
       if (row.note) line += `  (${row.note})`;

@@ -116,6 +116,13 @@ export class Unsupported extends CircuitError {
   }
 }
 
+/** No live server has the free capacity a placement asks for (DESIGN.md §3.7). */
+export class NoCapacity extends CircuitError {
+  constructor(message = "no live server has room for that request", options?: { cause?: unknown }) {
+    super("NoCapacity", message, options);
+  }
+}
+
 /** The disk holding a durable channel's store is full: the send did not happen; nothing stored is lost. */
 export class StorageFull extends CircuitError {
   constructor(message = "storage full", options?: { cause?: unknown }) {
@@ -139,6 +146,7 @@ const classes: Record<string, new (message?: string) => CircuitError> = {
   StreamBroken,
   AccessDenied,
   Unsupported,
+  NoCapacity,
   StorageFull,
 };
 

@@ -33,6 +33,17 @@ export {
 } from "./client/proc.js";
 export { type SelectCase, type SelectOptions, type SelectResult, select } from "./client/select.js";
 export { ServerHandle, type ServerStat } from "./client/server-handle.js";
+export {
+  type ChanAutoscale,
+  type CpuAutoscale,
+  type FullServiceSpec,
+  type ReplicaStat,
+  type RestartPolicy,
+  Service,
+  type ServiceSpec,
+  type ServiceStat,
+} from "./client/service.js";
+export { type ServiceConnection, serviceConnector } from "./client/service-remote.js";
 export { Subscription, type SubscriptionStat } from "./client/subscription.js";
 export { Daemon, type DaemonOptions } from "./daemon/daemon.js";
 export {
@@ -44,6 +55,7 @@ export {
   ChannelClosed,
   CircuitError,
   MessageTooLarge,
+  NoCapacity,
   NotFound,
   ProtocolError,
   ServerGone,

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type Client, dial, type FailoverEvent, ServerGone } from "../src/index.ts";
+import { type Client, dial, type FailoverEvent, ServerGone, select } from "../src/index.ts";
 import { type Daemon, killAll, runCli, spawnCli, startDaemon } from "./helpers/daemon.ts";
 
 after(killAll);
@@ -63,7 +63,25 @@ describe("client failover", () => {
         await feedC.close();
       })();
 
+      // A select over channels of B and C, blocked across the move.
+      const selB = await client.walk(`/${b.id}/sel`).makeChan<string>(0);
+      const selC = await client.walk(`/${c.id}/sel`).makeChan<string>(0);
+      const selecting = select<string>([selB.recvCase(), selC.recvCase()], { signal: AbortSignal.timeout(30_000) });
+      // A process on C printing a numbered line every 50 ms, read live across the move.
+      const proc = await client
+        .walk(`/${c.id}/ticker`)
+        .makeProc(
+          { path: "sh", args: ["-c", "i=0; while [ $i -lt 60 ]; do i=$((i+1)); echo $i; sleep 0.05; done"] },
+          { stdout: true },
+        );
+      let printed = "";
+      proc.stdout.setEncoding("utf8");
+      const reading = (async () => {
+        for await (const chunk of proc.stdout) printed += chunk;
+      })();
+
       await until("iteration under way", 10_000, () => seen.length > 20);
+      await until("output under way", 10_000, () => printed.length > 0);
       a.kill("SIGKILL");
       const t0 = Date.now();
       const ev = await moved;
@@ -84,6 +102,21 @@ describe("client failover", () => {
       // The blocked receive on B completes with the value sent after the move.
       await feedB.send("after the move");
       assert.equal(await blocked, "after the move");
+
+      // The select completes with the one value sent after the move; the other channel keeps none.
+      const feedSelC = await feeder.walk(`/${c.id}/sel`).get();
+      assert.ok(feedSelC?.kind === "chan");
+      await feedSelC.send("selected");
+      assert.deepEqual(await selecting, { index: 1, value: "selected" });
+      assert.equal((await selB.stat()).len, 0);
+
+      // The process's output arrived whole: every line once, in order, no gap across the move.
+      await reading;
+      assert.deepEqual(
+        printed.trim().split("\n").map(Number),
+        Array.from({ length: 60 }, (_, i) => i + 1),
+      );
+      assert.equal((await proc.wait()).exitCode, 0);
 
       // The iteration saw every value exactly once, in order.
       await feeding;
@@ -117,12 +150,19 @@ describe("client failover", () => {
     }
   });
 
-  test("circuit recv dialled into a list outlives its dial-in server", async () => {
+  test("circuit recv, stdout and wait dialled into a list outlive their dial-in server", async () => {
     const [a, b, c] = (await circuit3()) as [Daemon, Daemon, Daemon];
     try {
       const mk = await runCli(["-d", b.url, "mkchan", `/${b.id}/cliq`, "0"]);
       assert.equal(mk.code, 0, mk.stderr);
       const recv = spawnCli(["-d", `${a.url},${b.url}`, "recv", `/${b.id}/cliq`]);
+      // A process on B printing a numbered line every 100 ms for about 6 s, followed by
+      // `circuit stdout` and `circuit wait` dialled into A first.
+      const script = "i=0; while [ $i -lt 60 ]; do i=$((i+1)); echo $i; sleep 0.1; done";
+      const mkp = await runCli(["-d", b.url, "mkproc", `/${b.id}/ticker`, "--", "sh", "-c", script]);
+      assert.equal(mkp.code, 0, mkp.stderr);
+      const out = spawnCli(["-d", `${a.url},${b.url}`, "stdout", `/${b.id}/ticker`]);
+      const wait = spawnCli(["-d", `${a.url},${b.url}`, "wait", `/${b.id}/ticker`]);
       await sleep(1500); // the receive is blocked on B
       a.kill("SIGKILL");
       await sleep(3000); // well past the kill: the CLI has lost its dial-in server by now
@@ -131,6 +171,15 @@ describe("client failover", () => {
       const r = await recv.result;
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.stdout.toString(), '"still here"\n');
+      const o = await out.result;
+      assert.equal(o.code, 0, o.stderr);
+      assert.deepEqual(
+        o.stdout.toString().trim().split("\n").map(Number),
+        Array.from({ length: 60 }, (_, i) => i + 1),
+      );
+      const w = await wait.result;
+      assert.equal(w.code, 0, w.stderr);
+      assert.equal(JSON.parse(w.stdout.toString()).exitCode, 0);
     } finally {
       await Promise.all([a, b, c].map((d) => d.stop()));
     }

@@ -142,7 +142,7 @@ test("a well-behaved client keeps working while hostile clients attack the same 
   }
 });
 
-test("small frames queued for a client that never reads cost the daemon about what they hold", async () => {
+test("small frames queued for a client that never reads cost the daemon about what they hold", async (t) => {
   const d = await startDaemon();
   const port = Number(new URL(d.url.replace("circuit:", "http:")).port);
   const good = await dial(d.url);
@@ -164,9 +164,13 @@ test("small frames queued for a client that never reads cost the daemon about wh
     const payload = new Uint8Array(100);
     for (let i = 0; i < 20_000; i++) await ch.send(payload, { signal: AbortSignal.timeout(5000) });
     const grown = (await rss(good, d.id)) - rss0;
-    // 20,000 values of ~100 bytes, kept until acknowledged and queued as exact copies: a few MB.
-    // A whole write buffer held per queued write would be 80 MB or more.
-    assert.ok(grown < 32 * 1024 * 1024, `daemon grew by ${Math.round(grown / 1e6)} MB`);
+    t.diagnostic(
+      `daemon RSS ${Math.round(rss0 / 1e6)} MB before the small frames, grown by ${Math.round(grown / 1e6)} MB`,
+    );
+    // 20,000 values of ~100 bytes, kept until acknowledged and queued as exact copies, each queued
+    // write with its own bookkeeping in Node and libuv: measured 25-28 MB here (also on the commit
+    // that introduced the rule). A whole write buffer held per queued write measured 111 MB.
+    assert.ok(grown < 56 * 1024 * 1024, `daemon grew by ${Math.round(grown / 1e6)} MB`);
     reader.destroy();
   } finally {
     await good.close();

@@ -13,9 +13,11 @@ import { register as mkchan } from "./mkchan.js";
 import { register as mkdns } from "./mkdns.js";
 import { register as mkproc } from "./mkproc.js";
 import { register as mksub } from "./mksub.js";
+import { register as mksvc } from "./mksvc.js";
 import { register as peek } from "./peek.js";
 import { register as ports } from "./ports.js";
 import { register as recv } from "./recv.js";
+import { register as scale } from "./scale.js";
 import { register as scrub } from "./scrub.js";
 import { register as send } from "./send.js";
 import { register as set } from "./set.js";
@@ -41,7 +43,7 @@ const program = new Command("circuit")
 
 for (const reg of [start, keygen, ls, peek, scrub, mkchan, mksub, send, recv, close, stop]) reg(program);
 for (const reg of [mkproc, wait, signal, stdin, stdout, stderr, ports, fs, join]) reg(program);
-for (const reg of [mkdns, set, unset]) reg(program);
+for (const reg of [mkdns, set, unset, mksvc, scale]) reg(program);
 for (const c of program.commands)
   c.exitOverride().configureOutput({
     outputError: (s, write) => write(`${s.split("\n")[0]?.replace(/^error: /, "circuit: ")}\n`),

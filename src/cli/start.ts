@@ -3,6 +3,7 @@
 import type { Command } from "commander";
 import { parseUrl } from "../client/client.js";
 import { loadKey, parseGroup } from "../client/keys.js";
+import { serviceConnector } from "../client/service-remote.js";
 import { Daemon, parseAddr } from "../daemon/daemon.js";
 import { DataDirBusy } from "../daemon/data-dir.js";
 import { StoreUnreadable } from "../daemon/durable-store.js";
@@ -146,6 +147,7 @@ export function register(program: Command): void {
           fsRoot: o.fsRoot,
           insecure: o.insecure === true,
           cgroups: o.cgroups,
+          connect: serviceConnector({ key }),
         });
       } catch (err) {
         if (err instanceof TypeError) throw new UsageError(err.message);

@@ -15,10 +15,11 @@ import type { Connection } from "./connection.js";
 import { checkNameserverAddr, Nameserver } from "./nameserver.js";
 import { checkCommand, type MakeProcOptions, Proc, type ProcCommand } from "./proc.js";
 import { ServerHandle } from "./server-handle.js";
+import { checkSpec, Service, type ServiceSpec } from "./service.js";
 import { Subscription } from "./subscription.js";
 
 /** What an anchor can hold, as a handle. */
-export type Element = Chan | ServerHandle | Subscription | Proc | Nameserver;
+export type Element = Chan | ServerHandle | Subscription | Proc | Nameserver | Service;
 
 /** How an Anchor reaches the server that hosts it. */
 export interface Router {
@@ -136,6 +137,9 @@ export class Anchor {
    */
   async makeProc(cmd: ProcCommand, opts?: MakeProcOptions): Promise<Proc> {
     checkCommand(cmd);
+    const tied = opts?.tiedTo;
+    if (tied !== undefined && (typeof tied !== "string" || !/^\/X[0-9a-f]{16}$/.test(tied)))
+      throw new TypeError('tiedTo must be a server path, "/X" and 16 hex digits');
     if (this.names.length < 2) throw new WrongKind(`${this.path} cannot hold a process`);
     const c = await this.conn();
     const attached: { stdout?: Readable; stderr?: Readable } = {};
@@ -153,13 +157,35 @@ export class Anchor {
     const rid2 = expect("stderr");
     let r: { eid: number; pid: number };
     try {
-      const req = { op: "mkproc", path: this.names, cmd, ...(rid1 ? { rid1 } : {}), ...(rid2 ? { rid2 } : {}) };
+      const req = {
+        op: "mkproc",
+        path: this.names,
+        cmd,
+        ...(rid1 ? { rid1 } : {}),
+        ...(rid2 ? { rid2 } : {}),
+        ...(tied ? { tied: tied.slice(1) } : {}),
+      };
       r = (await c.request(req, opts?.signal)) as typeof r;
     } catch (err) {
       for (const rid of [rid1, rid2]) if (rid !== undefined) c.closeRecv(rid, 0);
       throw err;
     }
     return new Proc(c, this.path, this.names, r.eid, r.pid, attached);
+  }
+
+  /**
+   * Starts a service here (DESIGN.md §3.7): the server hosting this anchor keeps `spec.replicas`
+   * copies of `spec.cmd` running across the circuit, each a proc element at this path under the
+   * server that runs it plus r<n>, placed by load, restarted by the policy, scaled by hand or by
+   * its metric. AnchorBusy if the anchor holds an element; TypeError/RangeError for a bad spec,
+   * before any I/O.
+   */
+  async makeService(spec: ServiceSpec, opts?: OpOptions): Promise<Service> {
+    checkSpec(spec);
+    if (this.names.length < 2) throw new WrongKind(`${this.path} cannot hold a service`);
+    const c = await this.conn();
+    await c.request({ op: "mksvc", path: this.names, spec }, opts?.signal);
+    return new Service(c, this.path, this.names);
   }
 
   /**
@@ -208,6 +234,7 @@ export class Anchor {
     }
     if (r.kind === "server") return new ServerHandle(c, this.path);
     if (r.kind === "proc") return new Proc(c, this.path, this.names, r.eid as number, r.pid as number);
+    if (r.kind === "svc") return new Service(c, this.path, this.names);
     if (r.kind === "dns") return new Nameserver(c, this.path, this.names, r.eid as number, r.address as string);
     if (r.kind === "@join" || r.kind === "@leave") {
       return new Subscription(

@@ -5,6 +5,7 @@ import { AuthFailed, type CircuitError, NotFound, ServerGone } from "../errors.j
 import { discoverServer, parseGroup } from "../transport/discovery.js";
 import { loadKey, parseKey } from "../transport/secure.js";
 import { parsePath } from "../wire/path.js";
+import { checkLimits } from "../wire/proc-limits.js";
 import { parseUrl } from "../wire/url.js";
 import { Anchor, type Router } from "./anchor.js";
 import type { OpOptions } from "./chan.js";
@@ -45,6 +46,23 @@ export interface ServerInfo {
   url: string;
   path: string;
   joinedAt: string;
+  /**
+   * The server's load as it last gossiped it (the dial-in server's own: as of now): host cores,
+   * busy cores, free memory, and what its own processes use and reserve. Absent until the
+   * server's first publication has arrived.
+   */
+  load?: {
+    cores: number;
+    busy: number;
+    memFree: number;
+    memTotal: number;
+    procs: number;
+    ownCpu: number;
+    ownMem: number;
+    resCpu: number;
+    resMem: number;
+    seq: number;
+  };
 }
 
 /** A list of circuit URLs: an array, or one string with URLs separated by commas. */
@@ -265,6 +283,21 @@ export class Client extends EventEmitter implements Router, AsyncDisposable {
   async servers(opts?: OpOptions): Promise<ServerInfo[]> {
     const home = await this.connFor("");
     return (await home.request({ op: "servers" }, opts?.signal)) as ServerInfo[];
+  }
+
+  /**
+   * The server a new process asking for `req` should go to ("/X…"): the live server with the most
+   * free capacity that fits, as the dial-in server sees the loads every server gossips (no server
+   * is asked). Each answer counts against its server for a moment, so a burst of placements
+   * spreads. NoCapacity when no server fits; RangeError for a bad request, before any I/O.
+   */
+  async place(req: { cpus?: number; memoryBytes?: number } = {}, opts?: OpOptions): Promise<string> {
+    checkLimits({ cpus: req.cpus, memoryBytes: req.memoryBytes });
+    const home = await this.connFor("");
+    return (await home.request(
+      { op: "place", req: { cpus: req.cpus, memoryBytes: req.memoryBytes } },
+      opts?.signal,
+    )) as string;
   }
 
   /** The anchor at an absolute path ("/X…/a/b" or ["X…", "a", "b"]); no I/O. */

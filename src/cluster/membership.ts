@@ -352,6 +352,19 @@ export class Membership {
     this.sendSync("", addr, false);
   }
 
+  /**
+   * Replaces our metadata (a server's load, say) and gossips it. Metadata changes only with an
+   * incarnation, as memberlist's node updates do: the new item outbids the old one everywhere,
+   * and a sync repairs whoever missed it. Callers bound the size and the rate: each call is one
+   * gossip item retransmitted to O(log n) members.
+   */
+  updateMeta(meta: Record<string, unknown>): void {
+    if (this.leaving) return;
+    this.me.meta = meta;
+    this.me.inc++;
+    this.queue.put(this.item(this.me));
+  }
+
   /** Stops retrying a join to `addr` (it failed for good, as the caller judges). */
   cancelJoin(addr: string): void {
     this.joining.delete(addr);

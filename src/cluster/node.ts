@@ -94,6 +94,11 @@ export class ClusterNode {
     });
   }
 
+  /** Gossips new metadata of this server (its load); see Membership.updateMeta. */
+  updateMeta(meta: Record<string, unknown>): void {
+    this.after(() => this.membership.updateMeta(meta));
+  }
+
   /** Live members (alive or suspect), this server included. */
   members(): MemberView[] {
     return this.membership.members();

@@ -6,32 +6,38 @@ import { randomBytes } from "node:crypto";
 import type * as net from "node:net";
 import * as os from "node:os";
 import type { SwimConfig } from "../cluster/config.js";
+import { DEFAULT_LOAD, type LoadConfig } from "../cluster/config.js";
 import type { MembershipEvent } from "../cluster/membership.js";
 import { ClusterNode } from "../cluster/node.js";
+import { type Candidate, choose, loadOf, type PlaceRequest, type ServerLoad } from "../cluster/placement.js";
 import { AnchorTree } from "../element/anchor-tree.js";
 import { Channel, MAX_DURABLE_CAP } from "../element/channel.js";
-import { AnchorBusy, NotFound, ServerGone, toWire, Unsupported, WrongKind } from "../errors.js";
+import { AnchorBusy, NoCapacity, NotFound, ServerGone, toWire, Unsupported, WrongKind } from "../errors.js";
 import { advertisedAddress } from "../transport/advertise.js";
 import { Discovery, parseGroup } from "../transport/discovery.js";
 import type { FrameConn } from "../transport/frame-conn.js";
 import { FrameConn as Conn } from "../transport/frame-conn.js";
 import { createListener, KeyRing } from "../transport/secure.js";
 import { badName, formatPath } from "../wire/path.js";
+import { checkLimits } from "../wire/proc-limits.js";
 import { DEFAULT_MAX_VALUE, encode, FRAME_SLACK, T } from "../wire/protocol.js";
+import { checkServiceSpec } from "../wire/svc-spec.js";
 import { formatHost, formatUrl, isLoopback, parseHostPort, parseUrl } from "../wire/url.js";
 import { type CgroupSupport, hostCgroups } from "./cgroups.js";
 import { type DataDir, openDataDir } from "./data-dir.js";
 import { dnsShortState, dnsStat, scrubDns } from "./dns-ops.js";
 import { DurableChan } from "./durable-chan.js";
 import { DurableStore, writeError } from "./durable-store.js";
-import type { ChanElement, DnsElement, Element, Item, SubElement } from "./elements.js";
+import type { ChanElement, DnsElement, Element, Item, ProcElement, SubElement, SvcElement } from "./elements.js";
 import { resolveFsRoot } from "./fs-root.js";
 import { HostResources } from "./host-ops.js";
 import { DEFAULT_LIMITS, type Limits } from "./limits.js";
-import { ProcTable } from "./proc.js";
+import { LoadMeter } from "./load-meter.js";
+import { ProcTable, parseCommand } from "./proc.js";
 import { ProcGuard, reapPredecessor } from "./proc-guard.js";
 import { scrubProc } from "./proc-ops.js";
 import { Session, TICK_MS } from "./session.js";
+import { ServiceHost, type ServiceRemote } from "./svc-host.js";
 
 export const VERSION = "0.1.0";
 
@@ -82,6 +88,14 @@ export interface DaemonOptions {
    * processes are tracked by process group only and requests with limits fail with Unsupported.
    */
   cgroups?: boolean;
+  /**
+   * How this daemon reaches the circuit as a client, for the services it supervises (their
+   * replicas run on any server). The daemon layer does not import the client library: whoever
+   * starts the daemon passes one (the CLI's `start` does). Without it, makeService is Unsupported.
+   */
+  connect?: (url: string) => Promise<ServiceRemote>;
+  /** Load measuring and publishing (defaults in src/cluster/config.ts). */
+  load?: Partial<LoadConfig>;
 }
 
 export interface ListEntry {
@@ -114,6 +128,15 @@ export class Daemon {
   private readonly watchers = new Set<Session>();
   private readonly subs = new Set<SubElement>();
   private readonly nameservers = new Set<DnsElement>();
+  private readonly services = new Set<SvcElement>();
+  /** Processes to scrub when a given server leaves (a service's replicas, by supervisor). */
+  private readonly tied = new Map<string, Set<ProcElement>>();
+  private meter: LoadMeter | undefined;
+  private readonly loadCfg: LoadConfig;
+  /** Placements this server made, counted against their server until its load shows them. */
+  private readonly pending = new Map<string, { req: PlaceRequest; seq: number; at: number }[]>();
+  private remote: Promise<ServiceRemote> | undefined;
+  private readonly connect: ((url: string) => Promise<ServiceRemote>) | undefined;
   /** Whether elements may listen beyond loopback: with a cluster key, or when told --insecure. */
   readonly mayListenBeyondLoopback: boolean;
   private readonly server: net.Server;
@@ -146,6 +169,8 @@ export class Daemon {
     });
     this.handshakeMs = opts.handshakeMs ?? 10_000;
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    this.loadCfg = { ...DEFAULT_LOAD, ...opts.load };
+    this.connect = opts.connect;
     this.key = opts.key;
     this.mayListenBeyondLoopback = opts.key !== undefined || opts.insecure === true;
     const ring = opts.key ? new KeyRing(opts.key, opts.acceptKeys) : undefined;
@@ -224,6 +249,14 @@ export class Daemon {
       log: d.log,
       onEvent: (e) => d.membershipEvent(e),
     });
+    const cluster = d.cluster;
+    d.meter = new LoadMeter(
+      {
+        procs: () => d.procs.load(),
+        publish: (load) => cluster.updateMeta({ startedAt: d.startedAt.toISOString(), load }),
+      },
+      d.loadCfg,
+    );
     for (const j of joins) d.cluster.join(j);
     if (opts.discover) {
       const cluster = d.cluster;
@@ -300,6 +333,17 @@ export class Daemon {
   private membershipEvent(e: MembershipEvent): void {
     const path = `/${e.member.id}`;
     this.log(`circuit: ${e.kind} ${path} ${e.member.addr}`);
+    if (e.kind === "leave") {
+      this.pending.delete(e.member.id);
+      const tied = this.tied.get(e.member.id);
+      this.tied.delete(e.member.id);
+      for (const el of tied ?? []) {
+        if (this.element(el.names) !== el) continue;
+        this.log(`circuit: ${formatPath(el.names)}: stopped, its supervisor /${e.member.id} left the circuit`);
+        scrubProc(this, el, false, () => {});
+      }
+      for (const s of this.services) s.svc.serverGone(e.member.id);
+    }
     const ev = { ev: e.kind, id: e.member.id, url: e.member.addr, joinedAt: this.joinedAt(e.member.joinedAt) };
     for (const w of this.watchers) w.push(ev);
     const value = encode(path);
@@ -317,8 +361,8 @@ export class Daemon {
     return this.pipeIds;
   }
 
-  /** Validates names from the wire; the first must be this server. */
-  checkPath(names: string[]): string[] {
+  /** Validates names from the wire; the first must be this server (unless anyServer). */
+  checkPath(names: string[], anyServer = false): string[] {
     if (names.length > this.limits.depth) throw new TypeError(`path deeper than ${this.limits.depth} names`);
     for (const [i, n] of names.entries()) {
       const why = badName(n);
@@ -328,7 +372,7 @@ export class Daemon {
         throw new TypeError(`anchor name longer than ${this.limits.nameLength}`);
       }
     }
-    if (names.length > 0 && names[0] !== this.id) {
+    if (names.length > 0 && names[0] !== this.id && !anyServer) {
       const m = this.cluster?.get(names[0] as string);
       const live = m && (m.state === "alive" || m.state === "suspect");
       throw new NotFound(
@@ -418,6 +462,113 @@ export class Daemon {
   /** Puts an element made elsewhere (a process) at names; AnchorBusy if the anchor holds one. */
   place(names: string[], el: Element): void {
     this.tree.set(names.slice(1), el, formatPath(names));
+    if (el.kind === "proc") {
+      this.meter?.nudge();
+      void el.proc.exited.then(() => this.meter?.nudge());
+    }
+  }
+
+  /** Whether `id` is this server or a live member. */
+  isLive(id: string): boolean {
+    if (id === this.id) return true;
+    const m = this.cluster?.get(id);
+    return m !== undefined && (m.state === "alive" || m.state === "suspect");
+  }
+
+  /** Scrubs el when server `id` leaves the circuit (DESIGN.md §3.7: replicas go with their supervisor). */
+  tie(el: ProcElement, id: string): void {
+    if (id === this.id) return; // it goes with this server anyway
+    const set = this.tied.get(id) ?? new Set();
+    set.add(el);
+    this.tied.set(id, set);
+    void el.proc.exited.then(() => {
+      set.delete(el);
+      if (set.size === 0 && this.tied.get(id) === set) this.tied.delete(id);
+    });
+  }
+
+  /** Live servers with their gossiped loads and the placements this server made there lately. */
+  candidates(): Candidate[] {
+    const all = this.cluster?.members() ?? [];
+    // A suspect server may be dead: only when no server is beyond doubt is one chosen.
+    const alive = all.filter((m) => m.state === "alive");
+    const members = alive.length > 0 ? alive : all;
+    const now = performance.now();
+    return members.map((m) => {
+      const load = m.id === this.id && this.meter ? this.meter.current() : loadOf(m.meta);
+      const seen = load?.seq ?? 0;
+      const mine = (this.pending.get(m.id) ?? []).filter(
+        (p) => now - p.at < this.loadCfg.pendingMaxMs && seen < p.seq + this.loadCfg.pendingPublications,
+      );
+      if (mine.length > 0) this.pending.set(m.id, mine);
+      else this.pending.delete(m.id);
+      return { id: m.id, load, pending: mine.map((p) => p.req) };
+    });
+  }
+
+  /** Notes a placement on `server`, to count it until that server's load includes it. */
+  placed(server: string, req: PlaceRequest): void {
+    // Placements start asynchronously (through a client, even here): the count against a server
+    // holds until that server has published twice since, our own figures included.
+    const load = server === this.id ? this.meter?.current() : loadOf(this.cluster?.get(server)?.meta);
+    const list = this.pending.get(server) ?? [];
+    list.push({ req, seq: load?.seq ?? 0, at: performance.now() });
+    this.pending.set(server, list);
+  }
+
+  /**
+   * The server a process asking for `req` should go to (DESIGN.md §3.7): the live one with the
+   * most free capacity that fits it. NotFound when none fits.
+   */
+  placeRequest(raw: unknown): string {
+    const o = (raw ?? {}) as Record<string, unknown>;
+    if (typeof o !== "object" || Array.isArray(o)) throw new TypeError("place takes { cpus?, memoryBytes? }");
+    const limits = checkLimits({ cpus: o.cpus ?? undefined, memoryBytes: o.memoryBytes ?? undefined }) ?? {};
+    const req: PlaceRequest = { cpus: limits.cpus, memoryBytes: limits.memoryBytes };
+    const id = choose(this.candidates(), req);
+    if (!id) throw new NoCapacity(`no live server has room for ${JSON.stringify(req)}`);
+    this.placed(id, req);
+    return `/${id}`;
+  }
+
+  /** Starts supervising a service at names (DESIGN.md §3.7). */
+  makeService(names: string[], rawSpec: unknown): SvcElement {
+    if (names.length < 2) throw new WrongKind(`${formatPath(names)} cannot hold a service`);
+    const spec = checkServiceSpec(rawSpec, parseCommand);
+    if (spec.autoscale && "chan" in spec.autoscale) this.checkPath(spec.autoscale.chan.split("/").slice(1), true);
+    const connect = this.connect;
+    if (!connect) throw new Unsupported("this daemon was started without a client connection for services");
+    if (this.element(names)) throw new AnchorBusy(`${formatPath(names)} already holds an element`);
+    const svc = new ServiceHost(
+      {
+        remote: () => {
+          this.remote ??= connect(this.url).catch((err) => {
+            this.remote = undefined;
+            throw err;
+          });
+          return this.remote;
+        },
+        candidates: () => this.candidates(),
+        placed: (server, req) => this.placed(server, req),
+        hostOf: (server) => {
+          const addr = server === this.id ? this.url : this.cluster?.get(server)?.addr;
+          if (!addr) return undefined;
+          try {
+            return parseUrl(addr).host;
+          } catch {
+            return undefined;
+          }
+        },
+        log: this.log,
+        selfId: this.id,
+      },
+      names,
+      spec,
+    );
+    const el: SvcElement = { kind: "svc", svc, names };
+    this.tree.set(names.slice(1), el, formatPath(names));
+    this.services.add(el);
+    return el;
   }
 
   /** A nameserver to close when the daemon stops. */
@@ -459,6 +610,7 @@ export class Daemon {
     if (el.kind === "server") return this.cluster?.get(p[0] as string)?.addr ?? this.url;
     if (el.kind === "proc") return el.proc.shortState();
     if (el.kind === "dns") return dnsShortState(el);
+    if (el.kind === "svc") return el.svc.shortState();
     const s = el.chan.stat();
     if (el.kind !== "chan") return `pending=${s.len} lost=${el.lost}`;
     return `cap=${s.cap} len=${s.len}${s.closed ? " closed" : ""}${el.durable ? " durable" : ""}`;
@@ -468,6 +620,7 @@ export class Daemon {
   stateOf(el: Element): unknown {
     if (el.kind === "proc") return el.proc.stat();
     if (el.kind === "dns") return dnsStat(el);
+    if (el.kind === "svc") return el.svc.stat();
     if (el.kind === "chan") {
       return el.durable ? { ...el.chan.stat(), durable: true, bytes: el.durable.bytes } : el.chan.stat();
     }
@@ -511,14 +664,18 @@ export class Daemon {
   }
 
   /** The live servers as this server sees them. */
-  servers(): { id: string; url: string; path: string; joinedAt: string }[] {
+  servers(): { id: string; url: string; path: string; joinedAt: string; load?: ServerLoad }[] {
     const members = this.cluster?.members() ?? [];
-    const out = members.map((m) => ({
-      id: m.id,
-      url: m.addr,
-      path: `/${m.id}`,
-      joinedAt: m.id === this.id ? this.startedAt.toISOString() : this.joinedAt(m.joinedAt),
-    }));
+    const out = members.map((m) => {
+      const load = m.id === this.id ? this.meter?.current() : loadOf(m.meta);
+      return {
+        id: m.id,
+        url: m.addr,
+        path: `/${m.id}`,
+        joinedAt: m.id === this.id ? this.startedAt.toISOString() : this.joinedAt(m.joinedAt),
+        ...(load ? { load } : {}),
+      };
+    });
     if (!out.some((s) => s.id === this.id)) {
       out.push({ id: this.id, url: this.url, path: `/${this.id}`, joinedAt: this.startedAt.toISOString() });
     }
@@ -537,6 +694,12 @@ export class Daemon {
     if (el.kind === "dns") {
       this.nameservers.delete(el);
       return scrubDns(this, el, done);
+    }
+    if (el.kind === "svc") {
+      this.tree.remove(el.names.slice(1), el);
+      this.services.delete(el);
+      void el.svc.close().then(done);
+      return;
     }
     this.tree.remove(el.names.slice(1), el);
     if (el.kind !== "chan") this.subs.delete(el);
@@ -571,6 +734,11 @@ export class Daemon {
       this.stopping = (async () => {
         this.log("circuit: stopping");
         clearInterval(this.reaper);
+        this.meter?.close();
+        // Services stop their replicas (on any server) while the circuit can still be reached.
+        await Promise.all([...this.services].map((el) => el.svc.close()));
+        this.services.clear();
+        await this.remote?.then((r) => r.close()).catch(() => {});
         // Hosted processes go with their server (TERM, KILL after 2 s); waiters hear the exit first.
         await this.procs.shutdown(2000);
         await Promise.all([...this.nameservers].map((el) => el.ns.close()));

@@ -6,6 +6,7 @@ import type { DurableChan } from "./durable-chan.js";
 import type { HostedNameserver } from "./nameserver.js";
 import type { HostedProc } from "./proc.js";
 import type { StreamPipe } from "./stream-pipe.js";
+import type { ServiceHost } from "./svc-host.js";
 
 /** What a channel holds: an encoded value, or a stream message. */
 export type Item = Buffer | StreamPipe;
@@ -49,4 +50,11 @@ export interface DnsElement {
   eid: number;
 }
 
-export type Element = ChannelLike | ProcElement | DnsElement;
+/** A service: supervises replicas (proc elements on any server) from here. */
+export interface SvcElement {
+  kind: "svc";
+  svc: ServiceHost;
+  names: string[];
+}
+
+export type Element = ChannelLike | ProcElement | DnsElement | SvcElement;

@@ -246,6 +246,11 @@ export class HostedProc {
     };
   }
 
+  /** The last sample of the group's use (no /proc read): for the server's load figures. */
+  get lastUsage(): { cpuPercent: number; rssBytes: number } {
+    return this.end ? { cpuPercent: 0, rssBytes: 0 } : { cpuPercent: this.cpuPercent, rssBytes: this.rssBytes };
+  }
+
   /** For `ls -l`. */
   shortState(): string {
     const e = this.end;
@@ -495,6 +500,22 @@ export class ProcTable {
   private cgroupsNoted = false;
 
   constructor(private readonly opts: ProcTableOptions = { owner: "", cgroups: { reason: "not configured" } }) {}
+
+  /** What the running processes use (last samples) and reserve through their limits. */
+  load(): { procs: number; cpuPercent: number; rssBytes: number; resCpu: number; resMem: number } {
+    let cpuPercent = 0;
+    let rssBytes = 0;
+    let resCpu = 0;
+    let resMem = 0;
+    for (const p of this.live) {
+      const u = p.lastUsage;
+      cpuPercent += u.cpuPercent;
+      rssBytes += u.rssBytes;
+      resCpu += p.cmd.limits?.cpus ?? 0;
+      resMem += p.cmd.limits?.memoryBytes ?? 0;
+    }
+    return { procs: this.live.size, cpuPercent, rssBytes, resCpu, resMem };
+  }
 
   /**
    * Starts a command; see spawnChild. With cgroups it gets a group of its own (and its limits);

@@ -6,6 +6,7 @@ import { ChannelAborted, CircuitError, NotFound, ProtocolError, toWire, Unsuppor
 import type { FrameConn } from "../transport/frame-conn.js";
 import { Deque } from "../util/deque.js";
 import { forEachEntry } from "../wire/frame.js";
+import { formatPath } from "../wire/path.js";
 import { decode, encode, PROTOCOL_VERSION, T, tail, u32 } from "../wire/protocol.js";
 import type { Daemon } from "./daemon.js";
 import { dnsInfo, dnsRequest } from "./dns-ops.js";
@@ -498,6 +499,26 @@ export class Session {
           return procRequest(this.d, this, this.path(r.path), r, reply, fail);
         case "host":
           return hostRequest(this.d, this, this.path(r.path), r, reply, fail);
+        case "place":
+          return reply(this.d.placeRequest(r.req));
+        case "mksvc":
+          this.d.makeService(this.path(r.path), r.spec);
+          return reply({ kind: "svc" });
+        case "svc": {
+          const names = this.path(r.path);
+          const el = this.d.element(names);
+          if (!el) throw new NotFound(`${formatPath(names)} holds no element`);
+          if (el.kind !== "svc") throw new WrongKind(`${formatPath(names)} holds a ${el.kind}, not a service`);
+          if (r.do === "scale") {
+            const n = r.n;
+            if (typeof n !== "number" || !Number.isInteger(n) || n < 0)
+              throw new RangeError("scale takes a whole number");
+            el.svc.scale(n);
+            return reply(el.svc.stat());
+          }
+          if (r.do === "peek") return reply(el.svc.stat());
+          throw new ProtocolError(`unknown service operation ${JSON.stringify(r.do)}`);
+        }
         case "mkdns":
         case "dns":
           return dnsRequest(this.d, this.path(r.path), r, reply, fail);

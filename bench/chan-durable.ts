@@ -18,7 +18,7 @@ import { findExecutable } from "./nats.ts";
 
 const PAYLOAD_BYTES = 100;
 const CAP = 100_000;
-const WINDOW = 512;
+const WINDOW = 1024;
 const PREFETCH = 256;
 const WARM = 20_000;
 const MESSAGES = 200_000;

@@ -170,8 +170,8 @@ async function circuitRuns(ctx: ScenarioContext, dir: string): Promise<Row[]> {
   ctx.log(`chan-durable: daemon at ${url} on ${dir}`);
   for (const durable of [true, false]) {
     const main = durable
-      ? { id: "chan.durable", label: `circuit durable chan, ${WINDOW} sends in flight → iterate(${PREFETCH})` }
-      : { id: "chan.durable.memory", label: "circuit in-memory chan, the same shape" };
+      ? { id: "chan.durable", label: `durable chan, ${WINDOW} in flight → iterate(${PREFETCH})` }
+      : { id: "chan.durable.memory", label: "in-memory chan, the same shape" };
     const cold = { id: `${main.id}.cold`, label: `${main.label}, first ${WARM / 1000}k` };
     try {
       const name = `${durable ? "durable" : "memory"}-${process.pid}-${Date.now().toString(36)}`;
@@ -195,7 +195,7 @@ async function circuitRuns(ctx: ScenarioContext, dir: string): Promise<Row[]> {
       rows.push(...phaseRows(main, cold, MESSAGES, { error: errorText(e) }));
     }
   }
-  const lat = { id: "chan.durable.send", label: "circuit durable chan, one await send at a time" };
+  const lat = { id: "chan.durable.send", label: "durable chan, one await send at a time" };
   try {
     const r = ctx.procs.role("chan-durable", "latency", { url, name: `lat-${process.pid}-${Date.now().toString(36)}` });
     rows.push(latencyRow(lat.id, lat.label, await r.next("done")));
@@ -207,7 +207,7 @@ async function circuitRuns(ctx: ScenarioContext, dir: string): Promise<Row[]> {
 
 async function jetStreamRuns(ctx: ScenarioContext, dir: string): Promise<Row[]> {
   const rows: Row[] = [];
-  const main = { id: "nats.js.e2e", label: `NATS JetStream file, ${WINDOW} publishes awaiting acks → pull, ack each` };
+  const main = { id: "nats.js.e2e", label: `JetStream file, ${WINDOW} in flight → pull, ack each` };
   const cold = { id: "nats.js.e2e.cold", label: `NATS JetStream, first ${WARM / 1000}k` };
   let port = 0;
   try {
@@ -233,7 +233,7 @@ async function jetStreamRuns(ctx: ScenarioContext, dir: string): Promise<Row[]> 
   } catch (e) {
     rows.push(...phaseRows(main, cold, MESSAGES, { error: errorText(e) }));
   }
-  const lat = { id: "nats.js.puback", label: "NATS JetStream file, one publish awaiting its ack at a time" };
+  const lat = { id: "nats.js.puback", label: "JetStream file, one publish awaiting its ack" };
   try {
     if (!port) throw new Error("no JetStream server");
     await makeStream(port, "LAT", "bench.lat");

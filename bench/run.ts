@@ -112,8 +112,8 @@ const comparisons: Comparison[] = [
   },
   {
     title:
-      "Durable channel vs NATS JetStream (file storage), 100-byte messages: 256 sends (publishes) awaiting their " +
-      "completion (ack) in flight → consumer acknowledging each, measured at the consumer (bench/chan-durable.ts)",
+      "Durable channel vs NATS JetStream (file storage), 100-byte messages: a window of sends (publishes) awaiting " +
+      "their completion (ack) → consumer acknowledging each, measured at the consumer (bench/chan-durable.ts)",
     kind: "throughput",
     ids: ["nats.js.e2e", "chan.durable", "chan.durable.memory"],
     baseline: "nats.js.e2e",

@@ -1,7 +1,7 @@
 // The client-only entry point ("circuit-ts/client"): dial a circuit and use its elements. It loads
 // no daemon code, so a program that only talks to a circuit stays small and starts fast.
 
-export { Anchor, type Element, type ListEntry } from "./client/anchor.js";
+export { Anchor, type Element, type ListEntry, type MakeChanOptions } from "./client/anchor.js";
 export { Chan, type ChanStat, type IterateOptions, type MessageWriter, type OpOptions } from "./client/chan.js";
 export {
   Client,
@@ -70,6 +70,7 @@ export {
   ProtocolError,
   ServerGone,
   SpawnFailed,
+  StorageFull,
   StreamBroken,
   Timeout,
   Unsupported,

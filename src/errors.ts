@@ -27,6 +27,7 @@ export const ERROR_CODES = [
   "AddressInUse",
   "BadAddress",
   "NoCapacity",
+  "StorageFull",
   "Cancelled",
   "Internal",
 ] as const;
@@ -169,6 +170,13 @@ export class NoCapacity extends CircuitError {
   }
 }
 
+/** The disk holding a durable channel's store is full: the send did not happen; nothing stored is lost. */
+export class StorageFull extends CircuitError {
+  constructor(message = "storage full", options?: { cause?: unknown }) {
+    super("StorageFull", message, options);
+  }
+}
+
 const classes: Partial<Record<ErrorCode, new (message?: string) => CircuitError>> = {
   ChannelClosed,
   ChannelAborted,
@@ -188,6 +196,7 @@ const classes: Partial<Record<ErrorCode, new (message?: string) => CircuitError>
   AddressInUse,
   BadAddress,
   NoCapacity,
+  StorageFull,
 };
 
 /** The wire form of an error. */

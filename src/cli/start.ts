@@ -64,14 +64,19 @@ export function register(program: Command): void {
     .option("--no-cgroups", "do not put processes in cgroups (process groups only; mkproc limits fail)")
     .action(async (o: StartOptions, cmd: Command) => {
       // Loaded here, not at the top: every other command runs without the daemon's code.
-      const [{ Daemon, parseAddr }, { DataDirBusy }, { loadKey, parseGroup }, { serviceConnector }] = await Promise.all(
-        [
-          import("../daemon/daemon.js"),
-          import("../daemon/data-dir.js"),
-          import("../client/keys.js"),
-          import("../client/service-remote.js"),
-        ],
-      );
+      const [
+        { Daemon, parseAddr },
+        { DataDirBusy },
+        { loadKey, parseGroup },
+        { serviceConnector },
+        { StoreUnreadable },
+      ] = await Promise.all([
+        import("../daemon/daemon.js"),
+        import("../daemon/data-dir.js"),
+        import("../client/keys.js"),
+        import("../client/service-remote.js"),
+        import("../daemon/durable-store.js"),
+      ]);
       const g = cmd.optsWithGlobals() as { key?: string; discover?: string; json?: boolean };
       const discover = g.discover ?? process.env.CIRCUIT_DISCOVER?.trim();
       if (discover) {
@@ -155,7 +160,7 @@ export function register(program: Command): void {
         });
       } catch (err) {
         if (err instanceof TypeError) throw new UsageError(err.message);
-        if (err instanceof DataDirBusy) throw new Error(err.message);
+        if (err instanceof DataDirBusy || err instanceof StoreUnreadable) throw new Error(err.message);
         throw err;
       }
       // Graceful on SIGTERM from the moment anyone can know the URL: a supervisor may signal at once.

@@ -3,8 +3,14 @@
 import type { Readable } from "node:stream";
 import { NotFound, WrongKind } from "../errors.js";
 import { formatPath, parsePath } from "../wire/path.js";
-import { MAX_CAP } from "../wire/protocol.js";
+import { MAX_CAP, MAX_DURABLE_CAP } from "../wire/protocol.js";
 import { Chan, type OpOptions } from "./chan.js";
+
+export interface MakeChanOptions extends OpOptions {
+  /** Keep the buffer on the hosting server's disk (DESIGN §3.6): needs a server with `--data`. */
+  durable?: boolean;
+}
+
 import type { Connection } from "./connection.js";
 import { checkNameserverAddr, Nameserver } from "./nameserver.js";
 import { checkCommand, type MakeProcOptions, Proc, type ProcCommand } from "./proc.js";
@@ -100,29 +106,43 @@ export class Anchor {
     return (await c.request({ ...req, path: this.names }, opts?.signal)) as ListEntry[];
   }
 
-  /** Creates a channel here with the given capacity. Fails with AnchorBusy if the anchor holds an element. */
-  async makeChan<T = unknown>(cap: number, opts?: OpOptions): Promise<Chan<T>> {
+  /**
+   * Creates a channel here with the given capacity. Fails with AnchorBusy if the anchor holds an
+   * element. With `durable: true` (DESIGN §3.6) its buffer lives in the hosting server's store:
+   * `cap` from 1 to 2^31−1, a send completes once its value is synced to disk, and the channel
+   * with its backlog survives a crash of the server; a server started without `--data` answers
+   * Unsupported and creates nothing.
+   */
+  async makeChan<T = unknown>(cap: number, opts?: MakeChanOptions): Promise<Chan<T>> {
     return this.chanOp<T>("mkchan", cap, opts);
   }
 
   /**
-   * The channel held here, or a new one with capacity `cap` if the anchor is empty, in one atomic
-   * step on the hosting server: a producer and a consumer that both open the same anchor, in either
-   * order or at the same moment, get the same channel. A channel that is already there keeps its own
-   * capacity (see `cap` of the result). WrongKind if the anchor holds another kind of element.
+   * The channel held here, or a new one with capacity `cap` (and `durable`) if the anchor is
+   * empty, in one atomic step on the hosting server: a producer and a consumer that both open the
+   * same anchor, in either order or at the same moment, get the same channel. A channel that is
+   * already there keeps its own capacity (see `cap` of the result). WrongKind if the anchor holds
+   * another kind of element.
    */
-  async openChan<T = unknown>(cap: number, opts?: OpOptions): Promise<Chan<T>> {
+  async openChan<T = unknown>(cap: number, opts?: MakeChanOptions): Promise<Chan<T>> {
     return this.chanOp<T>("openchan", cap, opts);
   }
 
-  private async chanOp<T>(op: "mkchan" | "openchan", cap: number, opts?: OpOptions): Promise<Chan<T>> {
-    if (!Number.isInteger(cap) || cap < 0 || cap > MAX_CAP) {
-      throw new RangeError(`channel capacity must be an integer from 0 to ${MAX_CAP}`);
+  private async chanOp<T>(op: "mkchan" | "openchan", cap: number, opts?: MakeChanOptions): Promise<Chan<T>> {
+    if (opts?.durable !== undefined && typeof opts.durable !== "boolean")
+      throw new TypeError("durable must be a boolean");
+    const durable = opts?.durable === true;
+    const max = durable ? MAX_DURABLE_CAP : MAX_CAP;
+    if (!Number.isInteger(cap) || cap < (durable ? 1 : 0) || cap > max) {
+      throw new RangeError(
+        `${durable ? "a durable " : ""}channel capacity must be an integer from ${durable ? 1 : 0} to ${max}`,
+      );
     }
     if (this.names.length < 2) throw new WrongKind(`${this.path} cannot hold a channel`);
     const c = await this.conn();
-    const r = (await c.request({ op, path: this.names, cap }, opts?.signal)) as { handle: number; cap: number };
-    return new Chan<T>(c, this.path, c.chanState(r.handle, r.cap, this.names));
+    const req = { op, path: this.names, cap, ...(durable ? { durable: true } : {}) };
+    const r = (await c.request(req, opts?.signal)) as { handle: number; cap: number; durable?: boolean };
+    return new Chan<T>(c, this.path, c.chanState(r.handle, r.cap, this.names, r.durable === true));
   }
 
   /** Creates a subscription to servers joining the circuit; it starts with every live server. */
@@ -234,9 +254,12 @@ export class Anchor {
       eid?: number;
       pid?: number;
       address?: string;
+      durable?: boolean;
     } | null;
     if (!r) return null;
-    if (r.kind === "chan") return new Chan(c, this.path, c.chanState(r.handle as number, r.cap as number, this.names));
+    if (r.kind === "chan") {
+      return new Chan(c, this.path, c.chanState(r.handle as number, r.cap as number, this.names, r.durable === true));
+    }
     if (r.kind === "server") return new ServerHandle(c, this.path);
     if (r.kind === "proc") return new Proc(c, this.path, this.names, r.eid as number, r.pid as number);
     if (r.kind === "svc") return new Service(c, this.path, this.names);

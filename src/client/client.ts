@@ -9,7 +9,7 @@ import { checkLimits } from "../wire/proc-limits.js";
 import { DEFAULT_URL, parseUrl } from "../wire/url.js";
 import { Anchor } from "./anchor.js";
 import type { OpOptions } from "./chan.js";
-import { Connection, type ConnectOptions } from "./connection.js";
+import { Connection, type ConnectOptions, MAX_RECONNECT_MS } from "./connection.js";
 
 export { DEFAULT_URL, parseUrl } from "../wire/url.js";
 
@@ -30,6 +30,14 @@ export interface DialOptions {
    * (default 4 MiB); past it, sends wait, as a Go send into a full buffer would.
    */
   maxUnsentBytes?: number;
+  /**
+   * Ride through a restart of a server: a broken connection keeps trying to reach the same server
+   * (the same server ID, as a daemon restarted on its `--data` and address has) for this many ms,
+   * refused connections included, before its operations fail with ServerGone. Unacknowledged sends
+   * are sent again and stored once; receivers resume. Default: about 5 s, and a refused connection
+   * gives up at once. At most MAX_RECONNECT_MS (10 minutes).
+   */
+  reconnectMs?: number;
 }
 
 export interface ServerInfo {
@@ -90,13 +98,23 @@ export async function dial(
   if (mu !== undefined && (!Number.isSafeInteger(mu) || mu < 1)) {
     throw new RangeError(`maxUnsentBytes must be a positive integer, not ${mu}`);
   }
+  const rm = opts.reconnectMs;
+  if (rm !== undefined && (!Number.isSafeInteger(rm) || rm < 0 || rm > MAX_RECONNECT_MS)) {
+    throw new RangeError(`reconnectMs must be an integer from 0 to ${MAX_RECONNECT_MS}, not ${rm}`);
+  }
   const key =
     opts.key === undefined ? undefined : typeof opts.key === "string" ? loadKey(opts.key) : parseKey(opts.key);
   const urls =
     typeof target === "string" || Array.isArray(target)
       ? parseUrlList(target as string | string[])
       : [await discoverServer(parseGroup((target as { discover: string }).discover), key, opts.timeoutMs ?? 5000)];
-  const o = { key, signal: opts.signal, timeoutMs: opts.timeoutMs, maxUnsentBytes: opts.maxUnsentBytes };
+  const o = {
+    key,
+    signal: opts.signal,
+    timeoutMs: opts.timeoutMs,
+    maxUnsentBytes: opts.maxUnsentBytes,
+    reconnectMs: opts.reconnectMs,
+  };
   let last: unknown;
   for (const url of urls) {
     let conn: Connection;
@@ -147,6 +165,7 @@ export class Client extends EventEmitter implements AsyncDisposable {
   private moving: Promise<void> | undefined;
   private readonly timeoutMs: number | undefined;
   private readonly maxUnsentBytes: number | undefined;
+  private readonly reconnectMs: number | undefined;
   private closing = false;
 
   /** @internal `key` is the one dial read from `opts.key` (a file is read once per dial). */
@@ -161,6 +180,7 @@ export class Client extends EventEmitter implements AsyncDisposable {
     });
     this.timeoutMs = opts.timeoutMs;
     this.maxUnsentBytes = opts.maxUnsentBytes;
+    this.reconnectMs = opts.reconnectMs;
   }
 
   /** @internal Starts the membership watch; the view then follows the pushes. */
@@ -293,17 +313,19 @@ export class Client extends EventEmitter implements AsyncDisposable {
       if (!info) return Promise.reject(new NotFound(`no server ${serverId} in this circuit`));
       const u = parseUrl(info.url);
       const o = { host: u.host, port: u.port, key: this.key, timeoutMs: this.timeoutMs };
-      p = Connection.open({ ...o, maxUnsentBytes: this.maxUnsentBytes }).then(async (c) => {
-        if (c.serverId !== serverId) {
-          await c.close();
-          throw new ServerGone(`${info.url} now serves ${c.serverId}, not ${serverId}`);
-        }
-        if (this.closing || !this.view.has(serverId)) c.fail(new ServerGone(`server ${serverId} left the circuit`));
-        void c.closed.then(() => {
-          if (this.conns.get(serverId) === p) this.conns.delete(serverId);
-        });
-        return c;
-      });
+      p = Connection.open({ ...o, maxUnsentBytes: this.maxUnsentBytes, reconnectMs: this.reconnectMs }).then(
+        async (c) => {
+          if (c.serverId !== serverId) {
+            await c.close();
+            throw new ServerGone(`${info.url} now serves ${c.serverId}, not ${serverId}`);
+          }
+          if (this.closing || !this.view.has(serverId)) c.fail(new ServerGone(`server ${serverId} left the circuit`));
+          void c.closed.then(() => {
+            if (this.conns.get(serverId) === p) this.conns.delete(serverId);
+          });
+          return c;
+        },
+      );
       p.catch(() => {
         if (this.conns.get(serverId) === p) this.conns.delete(serverId);
       });

@@ -38,6 +38,9 @@
 //                                        bytes]; the sends of one turn on one channel share a frame.
 //   CACK       s→c  [handle, seq]        every send of this handle through seq is stored: the
 //                                        client may forget the copies it kept for a resend.
+//   CNAK       s→c  [handle, seq]        tail {code, message}: the credited sends of this handle
+//                                        through seq (not acknowledged before) failed: a durable
+//                                        channel could not store them (StorageFull).
 //   GRANT      s→c  [handle, n]          n more credits.
 //   REVOKE     s→c  [handle]             give back unused credits (another sender waits, or the
 //                                        channel is closing); answered by RELEASE.
@@ -107,6 +110,7 @@ export const T = {
   SEND: 0x10,
   CSEND: 0x11,
   CACK: 0x15,
+  CNAK: 0x16,
   GRANT: 0x12,
   REVOKE: 0x13,
   RELEASE: 0x14,
@@ -195,3 +199,5 @@ export function tail(body: Buffer, fields: number): Buffer {
 
 /** Largest channel capacity (the channel element enforces the same bound). */
 export const MAX_CAP = 1_000_000;
+/** The largest capacity of a durable channel (its backlog lives on disk). */
+export const MAX_DURABLE_CAP = 2 ** 31 - 1;

@@ -202,7 +202,7 @@ export class Daemon {
     const dataDir = opts.data ? openDataDir(opts.data, newServerId) : undefined;
     let store: DurableStore | undefined;
     try {
-      store = opts.data ? DurableStore.open(opts.data) : undefined;
+      store = opts.data ? await DurableStore.open(opts.data) : undefined;
     } catch (err) {
       dataDir?.release();
       throw err;

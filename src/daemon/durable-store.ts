@@ -11,7 +11,7 @@
 
 import { closeSync, existsSync, openSync, readSync } from "node:fs";
 import { join } from "node:path";
-import { type Database, open, type RootDatabase } from "lmdb";
+import type { Database, RootDatabase } from "lmdb";
 import { type CircuitError, StorageFull } from "../errors.js";
 
 /** A durable channel as the store keeps it. */
@@ -53,7 +53,9 @@ export class DurableStore {
   }
 
   /** Opens (or creates) the store in `dir`; an unreadable or corrupt one throws StoreUnreadable. */
-  static open(dir: string): DurableStore {
+  static async open(dir: string): Promise<DurableStore> {
+    // Loaded only by daemons with a data directory: the native module costs about 12 MB of RSS.
+    const { open } = await import("lmdb");
     ignoreFailedCommits();
     const file = join(dir, STORE_FILE);
     const existed = existsSync(file);

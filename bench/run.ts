@@ -128,6 +128,31 @@ const comparisons: Comparison[] = [
     versus: "recv",
     target: { id: "select.8", text: "select over 8 cases p50 ≤ 2.0× plain recv p50", met: (r) => r <= 2 },
   },
+  {
+    title:
+      "Durable channel vs NATS JetStream (file storage), 100-byte messages: a window of sends (publishes) awaiting " +
+      "their completion (ack) → consumer acknowledging each, measured at the consumer (bench/chan-durable.ts)",
+    kind: "throughput",
+    ids: ["nats.js.e2e", "chan.durable", "chan.durable.memory"],
+    baseline: "nats.js.e2e",
+    versus: "JetStream",
+    target: { id: "chan.durable", text: "durable ≥ 5× JetStream end to end", met: (r) => r >= 5 },
+  },
+  {
+    title: "Durable channel vs the in-memory channel of the same run, same shape",
+    kind: "throughput",
+    ids: ["chan.durable.memory", "chan.durable"],
+    baseline: "chan.durable.memory",
+    versus: "memory",
+    target: { id: "chan.durable", text: "durable ≥ 0.3× in-memory", met: (r) => r >= 0.3 },
+  },
+  {
+    title: "One durable send at a time (completes once synced) vs a JetStream publish awaiting its ack",
+    kind: "latency",
+    ids: ["nats.js.puback", "chan.durable.send"],
+    baseline: "nats.js.puback",
+    versus: "JetStream",
+  },
 ];
 
 function usage(): string {

@@ -1,7 +1,7 @@
 // For the examples: a circuit of N daemons inside this process on free loopback ports, for when no
 // circuit URL is given. Real programs dial a circuit that is already running.
 import { setTimeout as sleep } from "node:timers/promises";
-import { Daemon, dial, serviceConnector } from "../src/index.ts";
+import { Daemon, dial, serviceConnector } from "circuit-ts";
 
 export interface LocalCircuit {
   url: string;

@@ -5,12 +5,13 @@ import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { dial, NoCapacity } from "../src/index.ts";
-import { killAll, runCli, startCircuit } from "./helpers/daemon.ts";
+import { circuit } from "./helpers/circuit.ts";
+import { killAll, runCli } from "./helpers/daemon.ts";
 
 after(killAll);
 
 test("place picks the idle server over one running CPU burners; mkproc --place starts there", async (t) => {
-  const [a, b] = await startCircuit(2);
+  const [a, b] = await circuit(2);
   const c = await dial(a!.url);
   t.after(() => c.close());
   // Two busy loops on A, in A's own process table.

@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { dial } from "../src/index.ts";
-import { killAll, startCircuit, startDaemon } from "./helpers/daemon.ts";
+import { circuit } from "./helpers/circuit.ts";
+import { killAll, startDaemon } from "./helpers/daemon.ts";
 import { removeCgroupsOf } from "./helpers/procs.ts";
 
 const ids = new Set<string>();
@@ -16,7 +17,7 @@ after(async () => {
 });
 
 test("a service follows a channel's backlog up and down without flapping", async (t) => {
-  const [a, b] = await startCircuit(2);
+  const [a, b] = await circuit(2);
   const c = await dial(a!.url);
   t.after(() => c.close());
   const jobs = await c.walk(`/${b!.id}/jobs`).makeChan<number>(1000);

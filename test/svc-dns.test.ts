@@ -4,13 +4,14 @@ import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { dial } from "../src/index.ts";
-import { killAll, startCircuit } from "./helpers/daemon.ts";
+import { circuit } from "./helpers/circuit.ts";
+import { killAll } from "./helpers/daemon.ts";
 import { type DigResult, dig } from "./helpers/dig.ts";
 
 after(killAll);
 
 test("svc with dns keeps A and SRV records of its live replicas current", async (t) => {
-  const [a, b] = await startCircuit(2);
+  const [a, b] = await circuit(2);
   const c = await dial(a!.url);
   t.after(() => c.close());
   const ns = await c.walk(`/${a!.id}/ns`).makeNameserver();

@@ -6,21 +6,14 @@ import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ServiceStat } from "../src/index.ts";
-import { killAll, runCli, startCircuit } from "./helpers/daemon.ts";
+import { circuit } from "./helpers/circuit.ts";
+import { killAll, runCli } from "./helpers/daemon.ts";
+import { alive } from "./helpers/streams.ts";
 
 after(killAll);
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 test("3 replicas over 3 daemons; after kill -9 of one, its replica runs elsewhere", async () => {
-  const ds = await startCircuit(3);
+  const ds = await circuit(3);
   const [a, b, c] = ds as [(typeof ds)[0], (typeof ds)[0], (typeof ds)[0]];
   const svc = `/${a.id}/svc/web`;
   const cli = (...args: string[]) => runCli(["-d", a.url, ...args]);

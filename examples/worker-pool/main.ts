@@ -13,7 +13,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { type Chan, dial, type ServiceStat } from "../../src/index.ts";
+import { type Chan, dial, type ServiceStat } from "circuit-ts";
 
 const env = (k: string, d: number) => Number(process.env[k] ?? d);
 const JOBS = env("JOBS", 20_000);

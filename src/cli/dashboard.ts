@@ -12,7 +12,7 @@ export function register(program: Command): void {
     .description("print the dashboard URL of the dialled daemon (with its token on a keyed circuit)")
     .action(async (_o: unknown, cmd: Command) => {
       const g = cmd.optsWithGlobals() as GlobalOptions;
-      const key = keyOption(g);
+      const key = await keyOption(g);
       const stat = await withClient(g, (c) => c.walk(`/${c.serverId}`).peek());
       const http = (stat as { http?: string }).http;
       if (!http) {

@@ -1,20 +1,31 @@
-// circuit mkchan PATH CAP: create a channel.
+// circuit mkchan [--open] [--durable] PATH CAP: create a channel (or, with --open, use the one there).
 
 import type { Command } from "commander";
-import { type GlobalOptions, pathArg, UsageError, withClient } from "./common.js";
+import { MAX_DURABLE_CAP } from "../wire/protocol.js";
+import { type GlobalOptions, pathArg, printJson, UsageError, withClient } from "./common.js";
 
 export function register(program: Command): void {
   program
     .command("mkchan")
     .description("create a channel with buffer capacity CAP at PATH")
     .argument("<path>", "anchor path")
-    .argument("<cap>", "buffer capacity, 0 to 1000000")
-    .action(async (path: string, capArg: string, _o: unknown, cmd: Command) => {
+    .argument("<cap>", `buffer capacity, 0 to 1000000 (durable: 1 to ${MAX_DURABLE_CAP})`)
+    .option("-o, --open", "use the channel already there (whatever its capacity) instead of failing with AnchorBusy")
+    .option("--durable", "keep the buffer on the server's disk: it survives a crash (needs a server with --data)")
+    .action(async (path: string, capArg: string, o: { open?: boolean; durable?: boolean }, cmd: Command) => {
+      const g = cmd.optsWithGlobals() as GlobalOptions;
       pathArg(path);
       const cap = Number(capArg);
-      if (!/^\d+$/.test(capArg) || cap > 1_000_000) {
-        throw new UsageError(`capacity must be a whole number from 0 to 1000000, got ${JSON.stringify(capArg)}`);
+      const durable = o.durable === true;
+      const [min, max] = durable ? [1, MAX_DURABLE_CAP] : [0, 1_000_000];
+      if (!/^\d+$/.test(capArg) || cap < min || cap > max) {
+        throw new UsageError(
+          `capacity must be a whole number from ${min} to ${max}${durable ? " for a durable channel" : ""}, got ${JSON.stringify(capArg)}`,
+        );
       }
-      await withClient(cmd.optsWithGlobals() as GlobalOptions, (c) => c.walk(path).makeChan(cap));
+      const ch = await withClient(g, (c) =>
+        o.open ? c.walk(path).openChan(cap, { durable }) : c.walk(path).makeChan(cap, { durable }),
+      );
+      if (g.json) printJson({ path: ch.path, cap: ch.cap, ...(durable ? { durable: true } : {}) });
     });
 }

@@ -1,15 +1,10 @@
 // circuit start: run a daemon in the foreground; its URL is the first line on stdout.
 
 import type { Command } from "commander";
-import { parseUrl } from "../client/client.js";
-import { loadKey, parseGroup } from "../client/keys.js";
-import { serviceConnector } from "../client/service-remote.js";
-import { Daemon, parseAddr } from "../daemon/daemon.js";
-import { DataDirBusy } from "../daemon/data-dir.js";
+import type { Daemon } from "../daemon/daemon.js";
 import { DEFAULT_LIMITS } from "../daemon/limits.js";
-import { createLogger, parseLogLevel } from "../daemon/logger.js";
 import type { Logger } from "../util/log.js";
-import { isLoopback, parseHostPort } from "../wire/url.js";
+import { isLoopback, parseHostPort, parseUrl } from "../wire/url.js";
 import { keyOption, UsageError } from "./common.js";
 
 interface StartOptions {
@@ -73,7 +68,23 @@ export function register(program: Command): void {
     .option("--http <host:port>", "serve /metrics and the dashboard here (loopback unless told otherwise)")
     .option("--no-cgroups", "do not put processes in cgroups (process groups only; mkproc limits fail)")
     .action(async (o: StartOptions, cmd: Command) => {
-      const g = cmd.optsWithGlobals() as { key?: string; discover?: string };
+      // Loaded here, not at the top: every other command runs without the daemon's code.
+      const [
+        { Daemon, parseAddr },
+        { DataDirBusy },
+        { loadKey, parseGroup },
+        { serviceConnector },
+        { StoreUnreadable },
+        { createLogger, parseLogLevel },
+      ] = await Promise.all([
+        import("../daemon/daemon.js"),
+        import("../daemon/data-dir.js"),
+        import("../client/keys.js"),
+        import("../client/service-remote.js"),
+        import("../daemon/durable-store.js"),
+        import("../daemon/logger.js"),
+      ]);
+      const g = cmd.optsWithGlobals() as { key?: string; discover?: string; json?: boolean };
       const discover = g.discover ?? process.env.CIRCUIT_DISCOVER?.trim();
       if (discover) {
         try {
@@ -82,7 +93,7 @@ export function register(program: Command): void {
           throw new UsageError((err as Error).message);
         }
       }
-      const key = keyOption(g);
+      const key = await keyOption(g);
       let acceptKeys: Buffer[] = [];
       try {
         acceptKeys = (o.acceptKey ?? []).map(loadKey);
@@ -177,7 +188,7 @@ export function register(program: Command): void {
         });
       } catch (err) {
         if (err instanceof TypeError) throw new UsageError(err.message);
-        if (err instanceof DataDirBusy) throw new Error(err.message);
+        if (err instanceof DataDirBusy || err instanceof StoreUnreadable) throw new Error(err.message);
         throw err;
       }
       if (http) {
@@ -190,10 +201,12 @@ export function register(program: Command): void {
           throw new Error(`--http ${o.http}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
         }
       }
-      process.stdout.write(`${d.url}\n`);
+      // Graceful on SIGTERM from the moment anyone can know the URL: a supervisor may signal at once.
       const stop = () => void d.stop();
       process.once("SIGTERM", stop);
       process.once("SIGINT", stop);
+      // The first line is the URL (with --json, one line of JSON holding it), whatever else follows.
+      process.stdout.write(g.json ? `${JSON.stringify({ url: d.url, id: d.id })}\n` : `${d.url}\n`);
       await d.done;
     });
 }

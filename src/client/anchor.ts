@@ -1,10 +1,16 @@
 // An anchor: a place in the circuit's tree. Walking creates nothing and does no I/O.
 
 import type { Readable } from "node:stream";
-import { WrongKind } from "../errors.js";
+import { NotFound, WrongKind } from "../errors.js";
 import { formatPath, parsePath } from "../wire/path.js";
-import { MAX_CAP } from "../wire/protocol.js";
+import { MAX_CAP, MAX_DURABLE_CAP } from "../wire/protocol.js";
 import { Chan, type OpOptions } from "./chan.js";
+
+export interface MakeChanOptions extends OpOptions {
+  /** Keep the buffer on the hosting server's disk (DESIGN §3.6): needs a server with `--data`. */
+  durable?: boolean;
+}
+
 import type { Connection } from "./connection.js";
 import { checkNameserverAddr, Nameserver } from "./nameserver.js";
 import { checkCommand, type MakeProcOptions, Proc, type ProcCommand } from "./proc.js";
@@ -22,10 +28,20 @@ export interface Router {
   servers(opts?: OpOptions): Promise<{ id: string }[]>;
 }
 
+/** One line of a listing. `kind`, `state` and `stat` are there for anchors that hold an element. */
 export interface ListEntry {
   path: string;
+  /** "chan", "proc", "dns", "svc", "@join", "@leave" or "server". */
   kind?: string;
+  /** With `long`: a short state for people, e.g. "cap=3 len=1" or "pid=4242 running". */
   state?: string;
+  /**
+   * With `long`: the state as an object — a channel's `{ cap, len, closed, … }`, a process's
+   * `{ pid, phase, exitCode, signal }`, a nameserver's `{ address, records }` (a count), a
+   * subscription's `{ source, pending, lost }`, a service's `{ state, desired, replicas }` (a
+   * count), a server's `{ url }`.
+   */
+  stat?: Record<string, unknown>;
 }
 
 export class Anchor {
@@ -90,18 +106,43 @@ export class Anchor {
     return (await c.request({ ...req, path: this.names }, opts?.signal)) as ListEntry[];
   }
 
-  /** Creates a channel here with the given capacity. Fails with AnchorBusy if the anchor holds an element. */
-  async makeChan<T = unknown>(cap: number, opts?: OpOptions): Promise<Chan<T>> {
-    if (!Number.isInteger(cap) || cap < 0 || cap > MAX_CAP) {
-      throw new RangeError(`channel capacity must be an integer from 0 to ${MAX_CAP}`);
+  /**
+   * Creates a channel here with the given capacity. Fails with AnchorBusy if the anchor holds an
+   * element. With `durable: true` (DESIGN §3.6) its buffer lives in the hosting server's store:
+   * `cap` from 1 to 2^31−1, a send completes once its value is synced to disk, and the channel
+   * with its backlog survives a crash of the server; a server started without `--data` answers
+   * Unsupported and creates nothing.
+   */
+  async makeChan<T = unknown>(cap: number, opts?: MakeChanOptions): Promise<Chan<T>> {
+    return this.chanOp<T>("mkchan", cap, opts);
+  }
+
+  /**
+   * The channel held here, or a new one with capacity `cap` (and `durable`) if the anchor is
+   * empty, in one atomic step on the hosting server: a producer and a consumer that both open the
+   * same anchor, in either order or at the same moment, get the same channel. A channel that is
+   * already there keeps its own capacity (see `cap` of the result). WrongKind if the anchor holds
+   * another kind of element.
+   */
+  async openChan<T = unknown>(cap: number, opts?: MakeChanOptions): Promise<Chan<T>> {
+    return this.chanOp<T>("openchan", cap, opts);
+  }
+
+  private async chanOp<T>(op: "mkchan" | "openchan", cap: number, opts?: MakeChanOptions): Promise<Chan<T>> {
+    if (opts?.durable !== undefined && typeof opts.durable !== "boolean")
+      throw new TypeError("durable must be a boolean");
+    const durable = opts?.durable === true;
+    const max = durable ? MAX_DURABLE_CAP : MAX_CAP;
+    if (!Number.isInteger(cap) || cap < (durable ? 1 : 0) || cap > max) {
+      throw new RangeError(
+        `${durable ? "a durable " : ""}channel capacity must be an integer from ${durable ? 1 : 0} to ${max}`,
+      );
     }
     if (this.names.length < 2) throw new WrongKind(`${this.path} cannot hold a channel`);
     const c = await this.conn();
-    const r = (await c.request({ op: "mkchan", path: this.names, cap }, opts?.signal)) as {
-      handle: number;
-      cap: number;
-    };
-    return new Chan<T>(c, this.path, c.chanState(r.handle, r.cap, this.names));
+    const req = { op, path: this.names, cap, ...(durable ? { durable: true } : {}) };
+    const r = (await c.request(req, opts?.signal)) as { handle: number; cap: number; durable?: boolean };
+    return new Chan<T>(c, this.path, c.chanState(r.handle, r.cap, this.names, r.durable === true));
   }
 
   /** Creates a subscription to servers joining the circuit; it starts with every live server. */
@@ -199,7 +240,10 @@ export class Anchor {
     return new Subscription(kind, c, new Chan<string>(c, this.path, c.chanState(r.handle, r.cap, this.names)));
   }
 
-  /** The element held here, or null. */
+  /**
+   * The element held here, or null. The typed getters below (`getChan`, `getProc`, …) say what they
+   * expect and fail with NotFound or WrongKind instead, so that their result needs no narrowing.
+   */
   async get(opts?: OpOptions): Promise<Element | null> {
     if (this.names.length === 0) return null;
     const c = await this.conn();
@@ -210,9 +254,12 @@ export class Anchor {
       eid?: number;
       pid?: number;
       address?: string;
+      durable?: boolean;
     } | null;
     if (!r) return null;
-    if (r.kind === "chan") return new Chan(c, this.path, c.chanState(r.handle as number, r.cap as number, this.names));
+    if (r.kind === "chan") {
+      return new Chan(c, this.path, c.chanState(r.handle as number, r.cap as number, this.names, r.durable === true));
+    }
     if (r.kind === "server") return new ServerHandle(c, this.path);
     if (r.kind === "proc") return new Proc(c, this.path, this.names, r.eid as number, r.pid as number);
     if (r.kind === "svc") return new Service(c, this.path, this.names);
@@ -225,6 +272,44 @@ export class Anchor {
       );
     }
     throw new WrongKind(`${this.path} holds a ${r.kind}, which this client does not know`);
+  }
+
+  /** The channel held here. NotFound if the anchor is empty, WrongKind if it holds something else. */
+  async getChan<T = unknown>(opts?: OpOptions): Promise<Chan<T>> {
+    return (await this.getKind("chan", "a channel", opts)) as Chan<T>;
+  }
+
+  /** The process held here. NotFound if the anchor is empty, WrongKind if it holds something else. */
+  getProc(opts?: OpOptions): Promise<Proc> {
+    return this.getKind("proc", "a process", opts) as Promise<Proc>;
+  }
+
+  /** The server at this path (`/XID`). NotFound if no such server is live, WrongKind below a server. */
+  getServer(opts?: OpOptions): Promise<ServerHandle> {
+    return this.getKind("server", "a server", opts) as Promise<ServerHandle>;
+  }
+
+  /** The nameserver held here. NotFound if the anchor is empty, WrongKind if it holds something else. */
+  getNameserver(opts?: OpOptions): Promise<Nameserver> {
+    return this.getKind("dns", "a nameserver", opts) as Promise<Nameserver>;
+  }
+
+  /** The @join or @leave subscription held here. NotFound if empty, WrongKind if it holds something else. */
+  getSubscription(opts?: OpOptions): Promise<Subscription> {
+    return this.getKind("sub", "a subscription", opts) as Promise<Subscription>;
+  }
+
+  /** The service held here. NotFound if the anchor is empty, WrongKind if it holds something else. */
+  getService(opts?: OpOptions): Promise<Service> {
+    return this.getKind("svc", "a service", opts) as Promise<Service>;
+  }
+
+  private async getKind(kind: string, what: string, opts?: OpOptions): Promise<Element> {
+    const el = await this.get(opts);
+    if (!el) throw new NotFound(`${this.path} holds nothing (expected ${what})`);
+    const k = el.kind === "@join" || el.kind === "@leave" ? "sub" : el.kind;
+    if (k !== kind) throw new WrongKind(`${this.path} holds a ${el.kind}, not ${what}`);
+    return el;
   }
 
   /** The element's state (a channel's stat, a server's description). */

@@ -120,6 +120,17 @@ export interface ChanState {
    */
   held: Gated[];
   releasing: boolean;
+  /** A durable channel: a send completes only once the server has synced it (DESIGN §3.6). */
+  durable: boolean;
+  /** Durable channels: credited sends waiting for the CACK that says they are synced, by seq. */
+  completions: Deque<Completion>;
+}
+
+/** A credited send into a durable channel, until its CACK (or CNAK) comes. */
+interface Completion {
+  seq: number;
+  resolve(): void;
+  reject(err: CircuitError): void;
 }
 
 /** A quiet server is pinged after PING_MS and given up after SILENT_MS (DESIGN §6: 5 s). */
@@ -137,6 +148,8 @@ const CLOSE_GRACE_MS = 10_000;
  * there any more) ends the attempts at once.
  */
 const RECONNECT_MS = 5000;
+/** The most a caller may ask a connection to keep trying (ConnectOptions.reconnectMs). */
+export const MAX_RECONNECT_MS = 600_000;
 const RECONNECT_EVERY_MS = 100;
 
 function tooLarge(size: number, max: number): MessageTooLarge {
@@ -156,6 +169,13 @@ export interface ConnectOptions {
    * past it, sends wait (as a Go send into a full buffer would). Default DEFAULT_MAX_UNSENT.
    */
   maxUnsentBytes?: number;
+  /**
+   * How long a broken connection keeps trying to reach the same server (same server ID) before
+   * everything on it fails with ServerGone, refused connections included: set it to ride through
+   * a restart of a daemon on the same `--data` and address (durable channels). Without it, the
+   * attempts last RECONNECT_MS and a refused connection ends them at once.
+   */
+  reconnectMs?: number;
 }
 
 /** An operation held back while the connection's unsent bytes are over the bound. */
@@ -356,7 +376,7 @@ export class Connection {
     return bytes;
   }
 
-  chanState(handle: number, cap: number, names?: readonly string[]): ChanState {
+  chanState(handle: number, cap: number, names?: readonly string[], durable = false): ChanState {
     let st = this.chans.get(handle);
     if (!st) {
       st = {
@@ -372,6 +392,8 @@ export class Connection {
         slabUsed: 0,
         held: [],
         releasing: false,
+        durable,
+        completions: new Deque(),
       };
       this.chans.set(handle, st);
       this.states.add(st);
@@ -402,7 +424,7 @@ export class Connection {
         st.credits--;
         this.conn.batchBin(T.CSEND, st.handle, value, seq);
         this.keepCredited(st, seq, value, true);
-        return this.written();
+        return st.durable ? this.synced(st, seq) : this.written();
       }
     }
     if (this.mustWait()) {
@@ -434,6 +456,8 @@ export class Connection {
       st.credits--;
       this.conn.batch(T.CSEND, st.handle, bytes, seq);
       this.keepCredited(st, seq, bytes, false);
+      // Into a durable channel, it completes once the server has synced it (its CACK says so).
+      if (st.durable) return this.synced(st, seq);
       // A credited send completes once its bytes have left this process: the buffer slot is
       // reserved for it, and the kernel delivers accepted bytes even if the process exits now.
       // Its copy stays here until the server acknowledges it (CACK), to be sent again should the
@@ -581,6 +605,20 @@ export class Connection {
     this.keptBytes += size;
   }
 
+  /** Settles when the server says credited send `seq` of a durable channel is synced (CACK) or failed (CNAK). */
+  private synced(st: ChanState, seq: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => st.completions.push({ seq, resolve, reject }));
+  }
+
+  /** The durable credited sends through `through` are synced (or failed with `err`). */
+  private complete(st: ChanState, through: number, err?: CircuitError): void {
+    for (let c = st.completions.peek(); c && c.seq <= through; c = st.completions.peek()) {
+      st.completions.shift();
+      if (err) c.reject(err);
+      else c.resolve();
+    }
+  }
+
   /** A blocking send is answered: its copy goes (credited ones before it went with their CACK). */
   /**
    * The server let go of a scrubbed channel's handle (after every send on it was answered): so do
@@ -595,6 +633,7 @@ export class Connection {
     st.run = undefined;
     const err = new ChannelAborted("the channel was scrubbed");
     for (const h of st.held.splice(0)) h.reject(err);
+    this.complete(st, 0xffffffff, err);
   }
 
   private forget(st: ChanState, k: Kept): void {
@@ -893,6 +932,29 @@ export class Connection {
         if (st.kept.length === 0) st.slabUsed = 0;
         this.keptBytes -= freed;
         if (freed > 0) this.admit();
+        if (st.durable) this.complete(st, through);
+        return;
+      }
+      case T.CNAK: {
+        // A durable channel could not store these credited sends (StorageFull): they failed.
+        const st = this.chans.get(u32(body, 0));
+        if (!st) return;
+        const through = u32(body, 1);
+        const err = fromWire(decode(tail(body, 2)));
+        let freed = 0;
+        for (let k = st.kept.peek(); k && k.id === 0 && k.seq <= through; k = st.kept.peek()) {
+          if (k.last > through) {
+            k.seq = (through + 1) >>> 0 || 1;
+            break;
+          }
+          st.kept.shift();
+          freed += k.end - k.start;
+          if (k === st.run) st.run = undefined;
+        }
+        if (st.kept.length === 0) st.slabUsed = 0;
+        this.keptBytes -= freed;
+        if (freed > 0) this.admit();
+        this.complete(st, through, err);
         return;
       }
       case T.GRANT: {
@@ -994,7 +1056,8 @@ export class Connection {
     // A link that breaks again and again right after being re-established is given up.
     const now = performance.now();
     this.rebreaks = now - this.lastResume < RECONNECT_MS ? this.rebreaks + 1 : 0;
-    if (this.rebreaks >= 5) return this.teardown(cause);
+    // (A caller who asked to ride through restarts expects breaks: only each outage is bounded.)
+    if (this.rebreaks >= (this.opts.reconnectMs !== undefined ? 1000 : 5)) return this.teardown(cause);
     void this.reconnect(cause);
   }
 
@@ -1034,7 +1097,8 @@ export class Connection {
     for (const sel of this.selectors.values()) sel.gone(lost);
     this.selectors.clear();
     const id = this.serverId;
-    const deadline = performance.now() + RECONNECT_MS;
+    const patient = this.opts.reconnectMs !== undefined;
+    const deadline = performance.now() + (this.opts.reconnectMs ?? RECONNECT_MS);
     for (;;) {
       if (this.failing || this.closing) return this.teardown(this.failing ?? cause);
       try {
@@ -1049,7 +1113,7 @@ export class Connection {
         // Nothing listens there any more: the server is gone. (Any other failure, even one that
         // looks like a refused key, may be the network still breaking: the key worked before.)
         const code = ((err as { cause?: NodeJS.ErrnoException }).cause ?? (err as NodeJS.ErrnoException)).code;
-        if (code === "ECONNREFUSED" || performance.now() >= deadline) return this.teardown(cause);
+        if ((code === "ECONNREFUSED" && !patient) || performance.now() >= deadline) return this.teardown(cause);
         await new Promise((r) => setTimeout(r, RECONNECT_EVERY_MS));
       }
     }
@@ -1105,6 +1169,7 @@ export class Connection {
           this.settle(k.id, err);
         }
         for (const h of st.held.splice(0)) h.reject(err);
+        this.complete(st, 0xffffffff, err);
         continue;
       }
       st.handle = r.handle;
@@ -1117,6 +1182,7 @@ export class Connection {
         const p = this.pending.get(k.id);
         this.pending.delete(k.id);
         if (k.id === 0) st.blocking++;
+        // A credited send into a durable channel completes with its resend's answer.
         this.pending.set(
           id,
           p ?? {
@@ -1124,11 +1190,13 @@ export class Connection {
               st.blocking--;
               this.forget(st, k);
               this.unhold(st);
+              if (st.durable) this.complete(st, k.seq);
             },
-            reject: () => {
+            reject: (err) => {
               st.blocking--;
               this.forget(st, k);
               this.unhold(st);
+              if (st.durable) this.complete(st, k.seq, err);
             },
           },
         );
@@ -1192,7 +1260,10 @@ export class Connection {
     for (const sel of this.selectors.values()) sel.gone(err);
     this.selectors.clear();
     this.chans.clear();
-    for (const st of this.states) for (const h of st.held.splice(0)) h.reject(err);
+    for (const st of this.states) {
+      for (const h of st.held.splice(0)) h.reject(err);
+      this.complete(st, 0xffffffff, err);
+    }
     this.states.clear();
     this.keptBytes = 0;
     this.admit();

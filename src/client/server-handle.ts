@@ -82,8 +82,10 @@ export interface ObserveOptions extends OpOptions {
   tails?: boolean;
 }
 
-export class ServerHandle {
+export class ServerHandle implements AsyncDisposable {
   readonly kind = "server";
+  /** File streams opened through this handle that have not finished yet. */
+  private readonly streams = new Set<Readable | FileWriter>();
 
   /** @internal */
   constructor(
@@ -151,7 +153,7 @@ export class ServerHandle {
    * does every file operation on a server without --fs-root.
    */
   readFile(file: string): Readable {
-    return this.hostApi.readFile(file);
+    return this.track(this.hostApi.readFile(file));
   }
 
   /**
@@ -160,7 +162,7 @@ export class ServerHandle {
    * Missing parent directories are created.
    */
   writeFile(file: string): FileWriter {
-    return this.hostApi.writeFile(file);
+    return this.track(this.hostApi.writeFile(file));
   }
 
   /** The entries of a directory ("" for the file root), by name; at most 10,000. */
@@ -170,5 +172,21 @@ export class ServerHandle {
 
   statFile(file: string, opts?: OpOptions): Promise<FileStat> {
     return this.hostApi.statFile(file, opts);
+  }
+
+  /**
+   * `await using srv = await anchor.getServer()`: at the end of the scope, file transfers opened
+   * through this handle that have not finished are broken off (an upload then leaves no trace). The
+   * server itself is untouched; stop it with `stop()`.
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    for (const s of this.streams) s.destroy();
+    this.streams.clear();
+  }
+
+  private track<S extends Readable | FileWriter>(s: S): S {
+    this.streams.add(s);
+    s.once("close", () => this.streams.delete(s));
+    return s;
   }
 }

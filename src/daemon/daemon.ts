@@ -11,7 +11,7 @@ import type { MembershipEvent } from "../cluster/membership.js";
 import { ClusterNode } from "../cluster/node.js";
 import { type Candidate, choose, loadOf, type PlaceRequest, type ServerLoad } from "../cluster/placement.js";
 import { AnchorTree } from "../element/anchor-tree.js";
-import { Channel } from "../element/channel.js";
+import { Channel, MAX_DURABLE_CAP } from "../element/channel.js";
 import { AnchorBusy, NoCapacity, NotFound, ServerGone, toWire, Unsupported, WrongKind } from "../errors.js";
 import { advertisedAddress } from "../transport/advertise.js";
 import { Discovery, parseGroup } from "../transport/discovery.js";
@@ -19,6 +19,7 @@ import type { FrameConn } from "../transport/frame-conn.js";
 import { FrameConn as Conn } from "../transport/frame-conn.js";
 import { createListener, KeyRing } from "../transport/secure.js";
 import { type LogFields, type Logger, lineLogger } from "../util/log.js";
+import { VERSION } from "../version.js";
 import { badName, formatPath } from "../wire/path.js";
 import { checkLimits } from "../wire/proc-limits.js";
 import { DEFAULT_MAX_VALUE, encode, FRAME_SLACK, T } from "../wire/protocol.js";
@@ -27,6 +28,8 @@ import { formatHost, formatUrl, isLoopback, parseHostPort, parseUrl } from "../w
 import { type CgroupSupport, hostCgroups } from "./cgroups.js";
 import { type DataDir, openDataDir } from "./data-dir.js";
 import { dnsShortState, dnsStat, scrubDns } from "./dns-ops.js";
+import { DurableChan } from "./durable-chan.js";
+import { DurableStore, writeError } from "./durable-store.js";
 import type { ChanElement, DnsElement, Element, Item, ProcElement, SubElement, SvcElement } from "./elements.js";
 import { resolveFsRoot } from "./fs-root.js";
 import { HostResources } from "./host-ops.js";
@@ -39,8 +42,6 @@ import { ProcGuard, reapPredecessor } from "./proc-guard.js";
 import { scrubProc } from "./proc-ops.js";
 import { Session, TICK_MS } from "./session.js";
 import { ServiceHost, type ServiceRemote } from "./svc-host.js";
-
-export const VERSION = "0.1.0";
 
 export interface DaemonOptions {
   /** HOST:PORT to listen on; port 0 picks a free port. Default 127.0.0.1:7711. */
@@ -139,7 +140,10 @@ export interface MetricsSample {
 export interface ListEntry {
   path: string;
   kind?: string;
+  /** `ls -l`: a short state for people ("cap=3 len=1"). */
   state?: string;
+  /** `ls -l`: the same state as an object, for programs (`ls -l --json`). */
+  stat?: Record<string, unknown>;
 }
 
 export function newServerId(): string {
@@ -211,6 +215,8 @@ export class Daemon {
     id: string,
     private readonly dataDir: DataDir | undefined,
     cgroups: CgroupSupport = { reason: "not configured" },
+    /** Where durable channels live (with --data only). */
+    private readonly store?: DurableStore,
   ) {
     this.id = id;
     this.maxValue = opts.maxValue ?? DEFAULT_MAX_VALUE;
@@ -268,12 +274,21 @@ export class Daemon {
     for (const j of joins) parseUrl(j);
     if (opts.fsRoot !== undefined) resolveFsRoot(opts.fsRoot);
     const dataDir = opts.data ? openDataDir(opts.data, newServerId) : undefined;
+    let store: DurableStore | undefined;
+    try {
+      store = opts.data ? await DurableStore.open(opts.data) : undefined;
+    } catch (err) {
+      dataDir?.release();
+      throw err;
+    }
     const id = opts.id ?? dataDir?.id ?? newServerId();
     const cgroups: CgroupSupport =
       opts.cgroups === false ? { reason: "cgroups are off on this server (--no-cgroups)" } : hostCgroups();
     // Whatever a predecessor on this data directory left running dies before this one serves.
     const reaped = opts.data ? reapPredecessor(opts.data, id, cgroups.backend) : 0;
-    const d = new Daemon(opts, id, dataDir, cgroups);
+    const d = new Daemon(opts, id, dataDir, cgroups, store);
+    // Durable channels are back at their anchors, with their backlogs, before anyone can connect.
+    d.restoreChannels();
     if (reaped > 0) {
       d.log.warn(
         { event: "reaped", count: reaped, data: opts.data },
@@ -289,6 +304,7 @@ export class Daemon {
         });
       });
     } catch (err) {
+      await store?.close();
       dataDir?.release();
       throw err;
     }
@@ -484,6 +500,56 @@ export class Daemon {
     return el;
   }
 
+  /**
+   * A durable channel (DESIGN §3.6): answered once its record is synced. Unsupported without a
+   * data directory, before anything is created.
+   */
+  async makeDurableChan(names: string[], cap: unknown): Promise<ChanElement> {
+    if (!this.store) throw new Unsupported("durable channels need a server started with --data DIR");
+    if (names.length < 2) throw new WrongKind(`${formatPath(names)} cannot hold a channel`);
+    if (typeof cap !== "number" || !Number.isInteger(cap) || cap < 1 || cap > MAX_DURABLE_CAP) {
+      throw new RangeError(`a durable channel's capacity must be an integer from 1 to ${MAX_DURABLE_CAP}, got ${cap}`);
+    }
+    if (this.tree.get(names.slice(1))) throw new AnchorBusy(`${formatPath(names)} already holds an element`);
+    const rec = { names: names.slice(1), cap, closed: false };
+    const { id, done } = this.store.create(rec);
+    const el = this.durableElement(id, rec, names);
+    // Placed at once (a second mkchan meanwhile gets AnchorBusy); answered once synced.
+    this.tree.set(names.slice(1), el, formatPath(names));
+    try {
+      await done;
+    } catch (err) {
+      this.tree.remove(names.slice(1), el);
+      throw await writeError(this.store.file, err);
+    }
+    return el;
+  }
+
+  private durableElement(id: number, rec: { names: string[]; cap: number; closed: boolean }, names: string[]) {
+    const store = this.store as DurableStore;
+    const buffer = new DurableChan(store, id, rec);
+    // Every value goes through the store: none is handed from a sender straight to a receiver
+    // (with the slots all reserved by credits, the plain engine would).
+    const chan = new Channel<Item>(rec.cap, { buffer, maxCap: MAX_DURABLE_CAP, handoff: false });
+    buffer.channel = chan;
+    const el: ChanElement = { kind: "chan", chan, names, durable: buffer };
+    return el;
+  }
+
+  /** Puts every durable channel of the store back at its anchor (start-up). */
+  private restoreChannels(): void {
+    if (!this.store) return;
+    for (const { id, rec } of this.store.channels()) {
+      const names = [this.id, ...rec.names];
+      const el = this.durableElement(id, rec, names);
+      el.durable?.restore();
+      if (rec.closed) el.chan.restoreClosed();
+      const stored = this.store.dedupeOf(id);
+      if (stored.size > 0) el.stored = stored;
+      this.tree.set(rec.names, el, formatPath(names));
+    }
+  }
+
   makeSub(names: string[], kind: unknown): SubElement {
     if (kind !== "@join" && kind !== "@leave") throw new RangeError("a subscription is @join or @leave");
     if (names.length < 2) throw new WrongKind(`${formatPath(names)} cannot hold a subscription`);
@@ -624,7 +690,10 @@ export class Daemon {
       const el = p.length === 1 && p[0] !== this.id ? { kind: "server" as const } : this.element(p);
       if (el) {
         e.kind = el.kind;
-        if (long) e.state = this.shortState(el, p);
+        if (long) {
+          e.state = this.shortState(el, p);
+          e.stat = this.listStat(el, p);
+        }
       }
       return e;
     };
@@ -649,7 +718,24 @@ export class Daemon {
     if (el.kind === "svc") return el.svc.shortState();
     const s = el.chan.stat();
     if (el.kind !== "chan") return `pending=${s.len} lost=${el.lost}`;
-    return `cap=${s.cap} len=${s.len}${s.closed ? " closed" : ""}`;
+    return `cap=${s.cap} len=${s.len}${s.closed ? " closed" : ""}${el.durable ? " durable" : ""}`;
+  }
+
+  /** The state `ls -l` shows, as an object (smaller than a peek: no host figures, no records). */
+  private listStat(el: Element | { kind: "server" }, p: string[]): Record<string, unknown> {
+    if (el.kind === "server") return { url: this.cluster?.get(p[0] as string)?.addr ?? this.url };
+    if (el.kind === "proc") {
+      const { pid, phase, exitCode, signal } = el.proc.stat();
+      return { pid, phase, exitCode, signal };
+    }
+    if (el.kind === "dns") return { address: el.ns.address, records: el.ns.zone.size };
+    if (el.kind === "svc") {
+      const { state, desired, replicas } = el.svc.stat();
+      return { state, desired, replicas: replicas.length };
+    }
+    const s = el.chan.stat();
+    if (el.kind !== "chan") return { source: el.kind, pending: s.len, lost: el.lost };
+    return { ...s };
   }
 
   /** The peek answer of a channel-like element. */
@@ -657,7 +743,9 @@ export class Daemon {
     if (el.kind === "proc") return el.proc.stat();
     if (el.kind === "dns") return dnsStat(el);
     if (el.kind === "svc") return el.svc.stat();
-    if (el.kind === "chan") return el.chan.stat();
+    if (el.kind === "chan") {
+      return el.durable ? { ...el.chan.stat(), durable: true, bytes: el.durable.bytes } : el.chan.stat();
+    }
     return { source: el.kind, pending: el.chan.stat().len, lost: el.lost };
   }
 
@@ -823,10 +911,23 @@ export class Daemon {
     gone.in += st.numSend;
     gone.out += st.numRecv;
     this.goneValues.set(el.kind, gone);
+    const durable = el.kind === "chan" ? el.durable : undefined;
+    // A durable channel's data goes with it; the scrub is answered once that is synced.
+    const dropped = durable ? this.store?.drop(durable.id) : undefined;
     el.chan.scrub(() => {
       // Once no credit is out, every connection lets go of its handle (DESIGN §3.1).
       for (const s of this.sessions) s.releaseHandle(el);
-      done();
+      if (dropped) {
+        dropped.then(done, async (err) => {
+          // Gone from the tree, but its data may come back after a restart: said in the log.
+          const e = await writeError(this.store?.file ?? "", err);
+          this.log.error(
+            { event: "store-error", path: formatPath(el.names), reason: e.message },
+            `scrub of ${formatPath(el.names)} did not reach the store: ${e.message}`,
+          );
+          done();
+        });
+      } else done();
     });
   }
 
@@ -862,6 +963,9 @@ export class Daemon {
         const closed = new Promise<void>((r) => this.server.close(() => r()));
         for (const s of this.sessions) s.shutdown();
         await closed;
+        await this.store
+          ?.close()
+          .catch((err) => this.log.error({ event: "store-error", reason: String(err) }, `closing the store: ${err}`));
         this.dataDir?.release();
         this.resolveStopped();
       })();

@@ -6,7 +6,7 @@
 import * as dgram from "node:dgram";
 import * as net from "node:net";
 import { Zone } from "../element/zone.js";
-import { AccessDenied, CircuitError } from "../errors.js";
+import { AccessDenied, AddressInUse, BadAddress } from "../errors.js";
 import type { Logger } from "../util/log.js";
 
 /** TCP connections served at once per nameserver. */
@@ -157,8 +157,8 @@ export class HostedNameserver {
 }
 
 function bindError(err: NodeJS.ErrnoException, addr: string): Error {
-  if (err.code === "EADDRINUSE") return new CircuitError("AddressInUse", `${addr} is in use (UDP or TCP)`);
+  if (err.code === "EADDRINUSE") return new AddressInUse(`${addr} is in use (UDP or TCP)`);
   if (err.code === "EACCES") return new AccessDenied(`this server may not listen on ${addr} (a privileged port?)`);
-  if (err.code === "EADDRNOTAVAIL") return new CircuitError("BadAddress", `${addr} is not an address of this host`);
-  return new CircuitError("BadAddress", `cannot listen on ${addr}: ${err.message}`);
+  if (err.code === "EADDRNOTAVAIL") return new BadAddress(`${addr} is not an address of this host`);
+  return new BadAddress(`cannot listen on ${addr}: ${err.message}`);
 }

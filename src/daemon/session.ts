@@ -2,7 +2,7 @@
 // Values stay opaque bytes here; only control frames are decoded.
 
 import { Channel, type CreditHolder, type Receiver, type SendWaiter } from "../element/channel.js";
-import { ChannelAborted, CircuitError, NotFound, ProtocolError, toWire, WrongKind } from "../errors.js";
+import { ChannelAborted, CircuitError, NotFound, ProtocolError, toWire, Unsupported, WrongKind } from "../errors.js";
 import type { FrameConn } from "../transport/frame-conn.js";
 import { peerAddress } from "../transport/secure.js";
 import { Deque } from "../util/deque.js";
@@ -42,6 +42,14 @@ class SessionReceiver implements Receiver<Item> {
     readonly rid: number,
     readonly el: ChannelLike,
   ) {}
+  /** The client acknowledged its first n unacknowledged values: a durable channel forgets them. */
+  ack(n: number): void {
+    const durable = this.el.kind === "chan" ? this.el.durable : undefined;
+    for (let i = 0; i < n && this.unacked.length > 0; i++) {
+      const v = this.unacked.shift() as Buffer;
+      durable?.ack(v);
+    }
+  }
   take(v: Item): void {
     this.credits--;
     if (Buffer.isBuffer(v)) {
@@ -98,6 +106,9 @@ export class Session {
       element: (handle) => this.el(handle),
       openInStream: (pipe) => this.openInStream(pipe),
       requeue: (el, values) => el.chan.requeue(values),
+      ack: (el, value) => {
+        if (el.kind === "chan") el.durable?.ack(value);
+      },
       maxValue: d.maxValue,
       maxCases: d.limits.selectCases,
       maxSelectors: d.limits.pending,
@@ -181,8 +192,10 @@ export class Session {
         const v = this.value(tail(body, 4));
         if (this.pendingSends.size >= this.d.limits.pending) throw new ProtocolError("too many pending operations");
         if (this.isStored(el, seq)) {
-          // A resend of a value stored before this client's connection broke: stored once.
-          this.conn.send(T.RES, [id]);
+          // A resend of a value stored before this client's connection broke: stored once (on a
+          // durable channel, answered once what was written before it is synced).
+          if (el.durable) el.durable.whenSynced().then(() => this.conn.send(T.RES, [id]));
+          else this.conn.send(T.RES, [id]);
           return;
         }
         const w: SendWaiter<Item> = {
@@ -190,7 +203,18 @@ export class Session {
           done: (err) => {
             this.pendingSends.delete(id);
             if (err) this.error(id, err);
-            else {
+            else if (el.durable) {
+              // In the buffer; complete once synced. Its de-duplication record goes in the same
+              // transaction as the value (written in this same turn).
+              this.markStored(el, seq);
+              el.durable.whenStored(v).then(
+                () => {
+                  this.conn.send(T.RES, [id]);
+                  if (want > 0) el.chan.want(this.holderFor(el), want);
+                },
+                (e) => this.error(id, e),
+              );
+            } else {
               this.markStored(el, seq);
               this.conn.send(T.RES, [id]);
               if (want > 0) el.chan.want(this.holderFor(el), want);
@@ -210,7 +234,16 @@ export class Session {
         if (!h.el.chan.sendCreditedMany(h.holder, values)) throw new ProtocolError("credited send without credit");
         const last = (first + values.length - 1) >>> 0;
         if (h.el.kind === "chan") this.markStored(h.el, last);
-        this.conn.send(T.CACK, [u32(body, 0), last]);
+        const durable = h.el.kind === "chan" ? h.el.durable : undefined;
+        if (durable) {
+          // A credited send into a durable channel completes with its CACK, sent once synced: no
+          // round trip beyond the sync. If the store fails, CNAK fails the batch instead.
+          const handle = u32(body, 0);
+          Promise.all(values.map((v) => durable.whenStored(v))).then(
+            () => this.conn.send(T.CACK, [handle, last]),
+            (err) => this.conn.send(T.CNAK, [handle, last], encode(toWire(err))),
+          );
+        } else this.conn.send(T.CACK, [u32(body, 0), last]);
         return;
       }
       case T.BYE:
@@ -249,7 +282,7 @@ export class Session {
           r = new SessionReceiver(this, rid, el);
           this.receivers.set(rid, r);
         }
-        for (let i = 0; i < ack && r.unacked.length > 0; i++) r.unacked.shift();
+        r.ack(ack);
         if (n > 0 && !r.ended) {
           r.credits += n;
           if (r.credits + r.unacked.length > this.d.limits.credits) {
@@ -266,7 +299,7 @@ export class Session {
         const r = this.receivers.get(rid);
         if (r) {
           this.receivers.delete(rid);
-          for (let i = 0; i < ack && r.unacked.length > 0; i++) r.unacked.shift();
+          r.ack(ack);
           r.el.chan.cancelRecv(r);
           r.el.chan.requeue(r.unacked.drain());
         }
@@ -278,6 +311,10 @@ export class Session {
         const el = this.sendable(id, u32(body, 1));
         if (!el) return;
         const sid = u32(body, 2);
+        if (el.durable) {
+          this.error(id, new Unsupported("a durable channel stores values, not stream messages"));
+          return;
+        }
         if (this.outStreams.has(sid)) throw new ProtocolError("stream id in use");
         if (this.outStreams.size >= this.d.limits.streams)
           throw new ProtocolError(`more than ${this.d.limits.streams} open streams`);
@@ -403,14 +440,41 @@ export class Session {
         case "open": {
           const el = this.d.element(this.path(r.path));
           if (!el) return reply(null);
-          if ("chan" in el) return reply({ kind: el.kind, cap: el.chan.cap, handle: this.handleFor(el) });
+          if ("chan" in el) {
+            const durable = el.kind === "chan" && el.durable ? { durable: true } : {};
+            return reply({ kind: el.kind, cap: el.chan.cap, handle: this.handleFor(el), ...durable });
+          }
           if (el.kind === "proc") return reply(procInfo(el));
           if (el.kind === "dns") return reply(dnsInfo(el));
           return reply({ kind: el.kind });
         }
         case "mkchan": {
+          if (r.durable === true) {
+            this.d
+              .makeDurableChan(this.path(r.path), r.cap)
+              .then((el) => reply({ kind: "chan", cap: el.chan.cap, handle: this.handleFor(el), durable: true }), fail);
+            return;
+          }
           const el = this.d.makeChan(this.path(r.path), r.cap);
           return reply({ kind: "chan", cap: el.chan.cap, handle: this.handleFor(el) });
+        }
+        case "openchan": {
+          // Get-or-create in one step: nothing else runs between the look and the make, so two
+          // clients opening the same anchor at once get the same channel.
+          const names = this.path(r.path);
+          const found = this.d.element(names);
+          if (found && found.kind !== "chan")
+            throw new WrongKind(`${formatPath(names)} holds a ${found.kind}, not a channel`);
+          if (!found && r.durable === true) {
+            // Placed at once, answered once synced (Daemon.makeDurableChan).
+            this.d
+              .makeDurableChan(names, r.cap)
+              .then((el) => reply({ kind: "chan", cap: el.chan.cap, handle: this.handleFor(el), durable: true }), fail);
+            return;
+          }
+          const el = found ?? this.d.makeChan(names, r.cap);
+          const durable = el.kind === "chan" && el.durable ? { durable: true } : {};
+          return reply({ kind: "chan", cap: el.chan.cap, handle: this.handleFor(el), ...durable });
         }
         case "stat": {
           const el = this.el(this.int(r.handle));
@@ -429,7 +493,9 @@ export class Session {
         case "close": {
           const el = this.el(this.int(r.handle));
           if (el.kind !== "chan") throw new WrongKind(`${el.kind} subscriptions cannot be closed; scrub them`);
-          el.chan.close(() => reply(null));
+          const durable = el.durable;
+          // A durable channel's closed flag is synced before the close is answered.
+          el.chan.close(() => (durable ? durable.setClosed().then(() => reply(null), fail) : reply(null)));
           return;
         }
         case "scrub": {
@@ -619,6 +685,7 @@ export class Session {
     if (this.cid === undefined || seq === 0) return;
     el.stored ??= new Map();
     el.stored.set(this.cid, seq);
+    el.durable?.storeDedupe(this.cid, seq);
   }
 
   /** The connection is gone: withdraw everything it was doing, losing no value. */
@@ -628,7 +695,11 @@ export class Session {
     clearTimeout(this.timer);
     if (this.cid !== undefined && this.d.clientSessions.get(this.cid) === this) this.d.clientSessions.delete(this.cid);
     if (this.bye && this.cid !== undefined) {
-      for (const { el } of this.handles.values()) if (el.kind === "chan") el.stored?.delete(this.cid);
+      for (const { el } of this.handles.values()) {
+        if (el.kind !== "chan") continue;
+        el.stored?.delete(this.cid);
+        el.durable?.dropDedupe(this.cid);
+      }
     }
     for (const { el, w } of this.pendingSends.values()) {
       if (el.chan.cancelSend(w) && !Buffer.isBuffer(w.value)) w.value.breakOff("sender disconnected");

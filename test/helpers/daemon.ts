@@ -198,19 +198,3 @@ export async function runCli(args: string[], opts: RunCliOptions = {}): Promise<
     clearTimeout(t);
   }
 }
-
-/** Starts n daemons joined into one circuit and resolves once each of them sees all of them. */
-export async function startCircuit(n: number, extraArgs: string[] = []): Promise<Daemon[]> {
-  const ds = [await startDaemon(extraArgs)];
-  for (let i = 1; i < n; i++) ds.push(await startDaemon(["--join", ds[0]!.url, ...extraArgs]));
-  const t0 = Date.now();
-  for (const d of ds) {
-    for (;;) {
-      const r = await runCli(["-d", d.url, "ls", "/"]);
-      if (r.stdout.toString().trim().split("\n").length >= n) break;
-      if (Date.now() - t0 > 10_000) throw new Error("the daemons did not converge within 10 s");
-      await new Promise((res) => setTimeout(res, 100));
-    }
-  }
-  return ds;
-}

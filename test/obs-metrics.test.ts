@@ -38,7 +38,7 @@ function value(m: Map<string, Family>, name: string, labels: Record<string, stri
 }
 
 test("/metrics parses as Prometheus text and its values move with the traffic", async () => {
-  const d = await startDaemon(["--http", "127.0.0.1:0"]);
+  const d = await startDaemon(["--http", "127.0.0.1:0", "--data", join(dir, "data")]);
   const url = await httpUrl(d);
   assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
   const m0 = await scrape(url);
@@ -53,7 +53,9 @@ test("/metrics parses as Prometheus text and its values move with the traffic", 
     "circuit_blocked_operations",
     "circuit_processes",
     "circuit_failure_detector_events_total",
-    "circuit_store_op_seconds",
+    "circuit_store_ops_total",
+    "circuit_store_op_seconds_total",
+    "circuit_store_op_max_seconds",
     "circuit_daemon_process_cpu_seconds_total",
     "circuit_daemon_process_resident_memory_bytes",
   ]) {
@@ -92,6 +94,15 @@ test("/metrics parses as Prometheus text and its values move with the traffic", 
     assert.equal(value(m2, "circuit_values_in_total", { kind: "chan" }), 11);
     assert.equal(value(m2, "circuit_blocked_operations"), 0);
     assert.ok(value(m2, "circuit_bytes_out_total") > value(m1, "circuit_bytes_out_total"));
+
+    // A durable channel (--data): its writes are timed until synced.
+    const durable = await c.walk(`/${d.id}/kept`).makeChan<string>(8, { durable: true });
+    for (let i = 0; i < 5; i++) await durable.send(`d${i}`);
+    const m3 = await scrape(url);
+    assert.ok(value(m3, "circuit_store_ops_total", { op: "put" }) >= 5);
+    assert.ok(value(m3, "circuit_store_op_seconds_total", { op: "put" }) > 0);
+    assert.ok(value(m3, "circuit_store_op_max_seconds", { op: "put" }) > 0);
+    assert.equal(value(m3, "circuit_store_ops_total", { op: "create" }), 1);
   } finally {
     await c.close();
     await d.stop();

@@ -134,7 +134,8 @@ export interface MetricsSample {
   procs: { path: string; cpuPercent: number; rssBytes: number }[];
   detector: { suspicions: number; refutations: number; deaths: number; probeFailures: number };
   /** Store operations since the last sample (taken out by the call). */
-  storeOps: { op: string; seconds: number }[];
+  /** Store writes by operation (durable channels, --data): how many, their total and largest sync time. */
+  storeOps: Record<string, { count: number; seconds: number; maxSeconds: number }>;
 }
 
 export interface ListEntry {
@@ -174,7 +175,8 @@ export class Daemon {
   /** Bytes of client connections that have closed, and values of channels that were scrubbed. */
   private readonly goneBytes = { in: 0, out: 0 };
   private readonly goneValues = new Map<string, { in: number; out: number }>();
-  private readonly storeOps: { op: string; seconds: number }[] = [];
+  /** Per store operation: count and total seconds so far, and the largest since the last sample. */
+  private readonly storeOps: Record<string, { count: number; seconds: number; maxSeconds: number }> = {};
   readonly handshakeMs: number;
   readonly limits: Readonly<Limits>;
   private readonly key: Buffer | undefined;
@@ -220,6 +222,7 @@ export class Daemon {
   ) {
     this.id = id;
     this.maxValue = opts.maxValue ?? DEFAULT_MAX_VALUE;
+    if (store) store.onOp = (op, seconds) => this.noteStoreOp(op, seconds);
     const base = typeof opts.log === "function" ? lineLogger(opts.log) : (opts.log ?? createLogger());
     // Every event at info or above also goes to the feed that the dashboard shows.
     const tee =
@@ -814,7 +817,11 @@ export class Daemon {
 
   /** A store operation took `seconds` (the hook a store reports its latencies through, for /metrics). */
   noteStoreOp(op: string, seconds: number): void {
-    if (this.storeOps.length < 10_000) this.storeOps.push({ op, seconds });
+    const s = this.storeOps[op] ?? { count: 0, seconds: 0, maxSeconds: 0 };
+    s.count++;
+    s.seconds += seconds;
+    if (seconds > s.maxSeconds) s.maxSeconds = seconds;
+    this.storeOps[op] = s;
   }
 
   /** Numbers for /metrics, computed now (src/http/metrics.ts names them). */
@@ -862,7 +869,13 @@ export class Daemon {
       detector: {
         ...(this.cluster?.membership.detector ?? { suspicions: 0, refutations: 0, deaths: 0, probeFailures: 0 }),
       },
-      storeOps: this.storeOps.splice(0),
+      storeOps: Object.fromEntries(
+        Object.entries(this.storeOps).map(([op, s]) => {
+          const out = { ...s };
+          s.maxSeconds = 0;
+          return [op, out];
+        }),
+      ),
     };
   }
 

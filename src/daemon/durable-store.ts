@@ -108,32 +108,52 @@ export class DurableStore {
     return m;
   }
 
+  /**
+   * Hears how long each write took to be synced (for /metrics); set by the daemon. Unset, writes
+   * are not timed at all.
+   */
+  onOp: ((op: string, seconds: number) => void) | undefined;
+
+  private timed(op: string, p: Promise<unknown>): Promise<unknown> {
+    const report = this.onOp;
+    if (!report) return p;
+    const t0 = performance.now();
+    void p.then(
+      () => report(op, (performance.now() - t0) / 1000),
+      () => {},
+    );
+    return p;
+  }
+
   /** A new channel; resolves once its record is synced. */
   create(rec: ChanRecord): { id: number; done: Promise<unknown> } {
     const id = this.nextId++;
-    return { id, done: this.chans.put(id, rec) };
+    return { id, done: this.timed("create", this.chans.put(id, rec)) };
   }
 
   setClosed(id: number, rec: ChanRecord): Promise<unknown> {
-    return this.chans.put(id, { ...rec, closed: true });
+    return this.timed("close", this.chans.put(id, { ...rec, closed: true }));
   }
 
   /** Deletes a channel with its values and records, in one transaction. */
   drop(id: number): Promise<unknown> {
-    return this.env.transaction(() => {
-      this.chans.removeSync(id);
-      for (const k of this.vals.getKeys({ start: [id, 0, 0], end: [id + 1, 0, 0] })) this.vals.removeSync(k);
-      for (const k of this.dedupe.getKeys({ start: [id, ""], end: [id + 1, ""] })) this.dedupe.removeSync(k);
-    });
+    return this.timed(
+      "drop",
+      this.env.transaction(() => {
+        this.chans.removeSync(id);
+        for (const k of this.vals.getKeys({ start: [id, 0, 0], end: [id + 1, 0, 0] })) this.vals.removeSync(k);
+        for (const k of this.dedupe.getKeys({ start: [id, ""], end: [id + 1, ""] })) this.dedupe.removeSync(k);
+      }),
+    );
   }
 
   /** Writes issued in one turn share one transaction and one sync: each promise settles with it. */
   put(id: number, key: number, value: Buffer): Promise<unknown> {
-    return this.vals.put([id, key, value.length], value);
+    return this.timed("put", this.vals.put([id, key, value.length], value));
   }
 
   remove(id: number, key: number, length: number): Promise<unknown> {
-    return this.vals.remove([id, key, length]);
+    return this.timed("remove", this.vals.remove([id, key, length]));
   }
 
   putDedupe(id: number, cid: string, seq: number): Promise<unknown> {

@@ -2,7 +2,7 @@
 // hot path: a scrape takes one MetricsSample (src/daemon/daemon.ts), which reads counters the
 // daemon keeps anyway, and the collect callbacks below copy it into prom-client's registry.
 
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Registry } from "prom-client";
 import type { Daemon, MetricsSample } from "../daemon/daemon.js";
 
 export class DaemonMetrics {
@@ -151,15 +151,37 @@ export class DaemonMetrics {
         this.inc({ event: "probe_failed" }, det.probeFailures);
       },
     });
-    // A histogram accumulates: each scrape adds the operations reported since the last one.
-    new Histogram({
-      name: "circuit_store_op_seconds",
-      help: "Latency of operations on the store (--store), by operation",
+    // Store writes (durable channels on a daemon with --data): counts and sync time by operation;
+    // rate(seconds_total) / rate(ops_total) is the mean latency, max_seconds the worst since the
+    // previous scrape.
+    new Counter({
+      name: "circuit_store_ops_total",
+      help: "Writes to the store, by operation (put, remove, create, close, drop)",
       labelNames: ["op"],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers: [r],
       collect() {
-        for (const o of s().storeOps) this.observe({ op: o.op }, o.seconds);
+        this.reset();
+        for (const [op, o] of Object.entries(s().storeOps)) this.inc({ op }, o.count);
+      },
+    });
+    new Counter({
+      name: "circuit_store_op_seconds_total",
+      help: "Time store writes took until synced, summed, by operation",
+      labelNames: ["op"],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const [op, o] of Object.entries(s().storeOps)) this.inc({ op }, o.seconds);
+      },
+    });
+    new Gauge({
+      name: "circuit_store_op_max_seconds",
+      help: "The slowest store write since the previous scrape, by operation",
+      labelNames: ["op"],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const [op, o] of Object.entries(s().storeOps)) this.set({ op }, o.maxSeconds);
       },
     });
   }

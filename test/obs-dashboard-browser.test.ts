@@ -93,6 +93,15 @@ test("one daemon's page shows the whole circuit, live", async () => {
       .locator("#output")
       .filter({ hasText: `tick ${last + 5}` })
       .waitFor({ timeout: 4000 });
+    // A service: its row says how many replicas run, and the replicas are among the processes.
+    const svc = await runCli(["-d", a.url, "mksvc", `/${a.id}/svc/web`, "--replicas", "2", "--", "sleep", "60"]);
+    assert.equal(svc.code, 0, svc.stderr);
+    await page
+      .locator(`#services tr[data-path="/${a.id}/svc/web"]`)
+      .filter({ hasText: /2 \/ 2/ })
+      .waitFor({ timeout: 5000 });
+    await page.locator('#procs tr[data-path*="/svc/web/"]').nth(1).waitFor({ timeout: 5000 });
+    await page.locator('#feed li[data-event="svc-start"]').first().waitFor({ timeout: 3000 });
     await page.screenshot({ path: join(shots, "dashboard-circuit.png"), fullPage: true });
 
     // The feed says who joined and what started.
@@ -102,7 +111,7 @@ test("one daemon's page shows the whole circuit, live", async () => {
     c.kill("SIGKILL");
     await page.locator(`.card[data-server="${c.id}"]`).waitFor({ state: "detached", timeout: 8000 });
     assert.equal(await page.locator(".card[data-server]").count(), 2);
-    assert.equal(await page.locator(`#procs tr[data-path="/${c.id}/ticker"]`).count(), 0);
+    await page.locator(`#procs tr[data-path="/${c.id}/ticker"]`).waitFor({ state: "detached", timeout: 3000 });
     await page.locator('#feed li[data-event="leave"]').first().waitFor({ timeout: 3000 });
     await page.screenshot({ path: join(shots, "dashboard-after-kill.png"), fullPage: true });
   } finally {

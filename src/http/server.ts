@@ -36,6 +36,9 @@ const STATIC: Record<string, { file: string; type: string }> = {
 };
 
 const staticDir = new URL("./static/", import.meta.url);
+/** Pages watching at once (each holds an event stream), and HTTP connections in all. */
+const MAX_STREAMS = 64;
+const MAX_CONNECTIONS = 256;
 
 export async function serveHttp(d: Daemon, o: HttpOptions): Promise<HttpEndpoint> {
   const token = o.key ? Buffer.from(dashboardToken(o.key)) : undefined;
@@ -109,6 +112,11 @@ export async function serveHttp(d: Daemon, o: HttpOptions): Promise<HttpEndpoint
       );
     }
     if (p === "/api/events") {
+      if (streams.size >= MAX_STREAMS) {
+        res.writeHead(503, { "content-type": "text/plain", "retry-after": "5" });
+        res.end(`503: ${MAX_STREAMS} pages are watching already\n`);
+        return;
+      }
       res.writeHead(200, {
         "content-type": "text/event-stream",
         "cache-control": "no-store",
@@ -130,6 +138,10 @@ export async function serveHttp(d: Daemon, o: HttpOptions): Promise<HttpEndpoint
     });
   });
   server.keepAliveTimeout = 5000;
+  // Bounded like every other input (DESIGN.md §7).
+  server.maxConnections = MAX_CONNECTIONS;
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
   view.onUpdate = () => {
     if (streams.size === 0) return;
     const msg = `data: ${JSON.stringify(view.summary())}\n\n`;

@@ -87,6 +87,17 @@ test("top --once prints one plain snapshot with every server and no escape codes
     assert.match(out, new RegExp(`^${a.id}\\s+127\\.0\\.0\\.1:\\d+`, "m"));
     assert.match(out, new RegExp(`^/${a.id}/p\\s+proc`, "m"));
     assert.match(out, /sort: mem/);
+    const json = await runCli(["-d", a.url, "--json", "top", "--once", "--interval", "200"]);
+    assert.equal(json.code, 0, json.stderr);
+    const snap = JSON.parse(json.stdout.toString()) as {
+      servers: { id: string }[];
+      rows: { path: string; kind: string }[];
+    };
+    assert.deepEqual(
+      snap.servers.map((s) => s.id),
+      [a.id],
+    );
+    assert.ok(snap.rows.some((r) => r.path === `/${a.id}/p` && r.kind === "proc"));
     const bad = await runCli(["-d", a.url, "top", "--sort", "size"]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /^circuit: --sort is cpu, mem or rate\n$/);

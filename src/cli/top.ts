@@ -69,6 +69,15 @@ function rows(now: Sample, before: Sample | undefined, under: string): Row[] {
           rate: 0,
           state: `pid ${e.pid} ${e.phase}`,
         });
+      } else if (e.kind === "svc") {
+        out.push({
+          path: e.path,
+          kind: "svc",
+          cpu: 0,
+          mem: 0,
+          rate: 0,
+          state: `${e.running}/${e.desired} replicas, ${e.restarts} restarts, ${e.phase}`,
+        });
       } else if (e.kind !== "dns") {
         const moved = (e.sent ?? 0) + (e.recvd ?? 0);
         const was = prev.get(e.path);
@@ -144,7 +153,7 @@ function render(now: Sample, before: Sample | undefined, under: string, sort: So
   const room = Math.max(1, height - lines.length - 1);
   for (const r of all.slice(0, room)) {
     lines.push(
-      `${pad(r.path, 44)} ${pad(r.kind, 6)} ${lpad(r.kind === "proc" ? r.cpu.toFixed(1) : "", 6)} ${lpad(r.kind === "proc" ? size(r.mem) : "", 7)} ${lpad(r.kind === "proc" ? "" : r.rate.toFixed(1), 9)}  ${r.state}`,
+      `${pad(r.path, 44)} ${pad(r.kind, 6)} ${lpad(r.kind === "proc" ? r.cpu.toFixed(1) : "", 6)} ${lpad(r.kind === "proc" ? size(r.mem) : "", 7)} ${lpad(r.kind === "proc" || r.kind === "svc" ? "" : r.rate.toFixed(1), 9)}  ${r.state}`,
     );
   }
   if (all.length > room) lines.push(`… ${all.length - room} more`);

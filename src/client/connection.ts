@@ -1273,6 +1273,9 @@ export class Connection {
 }
 
 /** The writable side of a stream message: bytes leave as the server grants credit. */
+/** Most bytes one SDATA frame carries: big enough that a stream moves in few frames and writes. */
+const SDATA_MAX = 256 * 1024;
+
 export class StreamWriter extends Writable {
   private credits = 0;
   private waiting: (() => void) | undefined;
@@ -1304,7 +1307,7 @@ export class StreamWriter extends Writable {
           this.waiting = step;
           return;
         }
-        const n = Math.min(this.credits, chunk.length - off, 64 * 1024);
+        const n = Math.min(this.credits, chunk.length - off, SDATA_MAX);
         this.c.frameOut(T.SDATA, [this.sid], chunk.subarray(off, off + n));
         this.credits -= n;
         off += n;
@@ -1360,7 +1363,9 @@ export class StreamReader extends Readable {
   }
 
   data(chunk: Buffer): void {
-    if (this.push(Buffer.from(chunk))) this.c.frameOut(T.SCREDIT, [this.pid, chunk.length]);
+    // Copied only when a small piece of a bigger read buffer (StreamPipe.write says why).
+    const own = chunk.length * 2 >= chunk.buffer.byteLength ? chunk : Buffer.from(chunk);
+    if (this.push(own)) this.c.frameOut(T.SCREDIT, [this.pid, chunk.length]);
     else this.owed += chunk.length;
   }
 

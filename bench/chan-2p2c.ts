@@ -118,8 +118,8 @@ async function measure(
   let messages = 0;
   let seconds = 0;
   for (let i = 0; i < consumers.length; i++) {
-    const a = m0[i] as { n: number; t: number };
-    const b = m1[i] as { n: number; t: number };
+    const a = m0[i] as unknown as { n: number; t: number };
+    const b = m1[i] as unknown as { n: number; t: number };
     messages += b.n - a.n;
     seconds = Math.max(seconds, (b.t - a.t) / 1000);
   }

@@ -13,7 +13,7 @@ import { performance } from "node:perf_hooks";
 import { AckPolicy, connect, StorageType } from "nats";
 import { checkPayload, dialCircuit, getChan, openChan } from "./circuit-lib.ts";
 import type { Procs, RoleContext, Row, Scenario, ScenarioContext } from "./harness.ts";
-import { errorText, firstMatch, latencySummary, Phases, phaseRows, startCircuitDaemon } from "./harness.ts";
+import { errorText, firstMatch, latencyRow, latencySummary, Phases, phaseRows, startCircuitDaemon } from "./harness.ts";
 import { findExecutable } from "./nats.ts";
 
 const PAYLOAD_BYTES = 100;
@@ -148,20 +148,6 @@ async function makeStream(port: number, name: string, subject: string): Promise<
   await jsm.streams.add({ name, subjects: [subject], storage: StorageType.File });
   await jsm.consumers.add(name, { durable_name: "c", ack_policy: AckPolicy.Explicit });
   await nc.close();
-}
-
-function latencyRow(id: string, label: string, s: Record<string, unknown>): Row {
-  return {
-    id,
-    label,
-    kind: "latency",
-    rounds: Number(s.rounds),
-    p50Us: Number(s.p50Us),
-    p99Us: Number(s.p99Us),
-    meanUs: Number(s.meanUs),
-    minUs: Number(s.minUs),
-    maxUs: Number(s.maxUs),
-  };
 }
 
 async function circuitRuns(ctx: ScenarioContext, dir: string): Promise<Row[]> {

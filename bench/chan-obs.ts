@@ -95,4 +95,6 @@ export const scenario: Scenario = {
     }
     return { rows, info };
   },
+  // Its processes are chan-throughput's roles.
+  roles: {},
 };

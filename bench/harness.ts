@@ -444,6 +444,28 @@ export function phaseRows(
   ];
 }
 
+/** A latency row from a latencySummary() report (or the error that stopped it). */
+export function latencyRow(
+  id: string,
+  label: string,
+  s: Record<string, unknown> | { error: string },
+  note?: string,
+): Row {
+  if ("error" in s) return { id, label, kind: "latency", error: String(s.error) };
+  return {
+    id,
+    label,
+    kind: "latency",
+    rounds: Number(s.rounds),
+    p50Us: Number(s.p50Us),
+    p99Us: Number(s.p99Us),
+    meanUs: Number(s.meanUs),
+    minUs: Number(s.minUs),
+    maxUs: Number(s.maxUs),
+    note,
+  };
+}
+
 export function formatRate(perSec: number): string {
   if (perSec >= 1e6) return `${(perSec / 1e6).toFixed(2)} M msg/s`;
   if (perSec >= 1e3) return `${(perSec / 1e3).toFixed(1)} k msg/s`;

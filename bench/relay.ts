@@ -7,7 +7,7 @@ import { once } from "node:events";
 import { connect, createServer, type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import type { Procs, RoleContext, Row, Scenario, ScenarioContext } from "./harness.ts";
-import { errorText, latencySummary } from "./harness.ts";
+import { errorText, latencyRow, latencySummary } from "./harness.ts";
 
 const FRAME_BYTES = 100;
 const FRAMES = 5_000_000;
@@ -266,18 +266,9 @@ async function pingPong(procs: Procs): Promise<Row> {
     const echo = procs.role("relay", "echo", { port: ready.outPort });
     await echo.next("ready");
     const pinger = procs.role("relay", "pinger", { port: ready.inPort });
-    const s = await pinger.next("done");
-    return {
-      id,
-      label,
-      kind: "latency",
-      rounds: Number(s.rounds),
-      p50Us: Number(s.p50Us),
-      p99Us: Number(s.p99Us),
-      meanUs: Number(s.meanUs),
-    };
+    return latencyRow(id, label, await pinger.next("done"));
   } catch (e) {
-    return { id, label, kind: "latency", error: errorText(e) };
+    return latencyRow(id, label, { error: errorText(e) });
   } finally {
     await procs.closeAll();
   }

@@ -5,7 +5,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { dialCircuit } from "./circuit-lib.ts";
 import type { RoleContext, Row, Scenario, ScenarioContext } from "./harness.ts";
-import { errorText, startCircuitDaemon } from "./harness.ts";
+import { errorText, latencyRow, startCircuitDaemon } from "./harness.ts";
 
 const CHANNELS = 10_000;
 const CLIENTS = 1_000;
@@ -64,20 +64,6 @@ async function pingPong(ctx: ScenarioContext, url: string, name: string): Promis
   await ctx.procs.stop(a.child);
   await ctx.procs.stop(b.child);
   return s;
-}
-
-function latencyRow(id: string, label: string, s: Record<string, unknown> | { error: string }, note?: string): Row {
-  if ("error" in s) return { id, label, kind: "latency", error: String(s.error) };
-  return {
-    id,
-    label,
-    kind: "latency",
-    rounds: Number(s.rounds),
-    p50Us: Number(s.p50Us),
-    p99Us: Number(s.p99Us),
-    meanUs: Number(s.meanUs),
-    note,
-  };
 }
 
 export const scenario: Scenario = {

@@ -17,7 +17,8 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Client, dial, type ServiceStat } from "../src/index.ts";
-import { type Daemon, killAll, startCircuit } from "../test/helpers/daemon.ts";
+import { circuit } from "../test/helpers/circuit.ts";
+import { type Daemon, killAll } from "../test/helpers/daemon.ts";
 
 const rounds = Number(process.argv[2] ?? 3);
 
@@ -34,7 +35,7 @@ async function until<T>(what: string, f: () => Promise<T | undefined>, ms: numbe
 const runningOn = (s: ServiceStat) => s.replicas.filter((r) => r.phase === "running").map((r) => r.server);
 
 async function failover(silent: boolean): Promise<number> {
-  const ds = await startCircuit(3);
+  const ds = await circuit(3);
   const [a] = ds as [Daemon];
   const c = await dial(a.url);
   try {
@@ -72,7 +73,7 @@ async function failover(silent: boolean): Promise<number> {
 }
 
 async function spike(): Promise<{ ms: number; count: number }> {
-  const ds = await startCircuit(3);
+  const ds = await circuit(3);
   const [a, b] = ds as [Daemon, Daemon];
   const c = await dial(a.url);
   try {
@@ -106,7 +107,7 @@ async function spike(): Promise<{ ms: number; count: number }> {
 }
 
 async function spread(): Promise<Record<string, number>> {
-  const ds = await startCircuit(3);
+  const ds = await circuit(3);
   const [a, busy] = ds as [Daemon, Daemon];
   const c: Client = await dial(a.url);
   try {

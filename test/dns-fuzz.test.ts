@@ -28,7 +28,7 @@ function rng(seed: number): () => number {
 }
 
 function validQueries(): Buffer[] {
-  const q = (name: string, type: packet.RecordType, edns?: number): Buffer =>
+  const q = (name: string, type: packet.RecordType | "ANY", edns?: number): Buffer =>
     packet.encode({
       type: "query",
       id: 4242,

@@ -28,6 +28,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import fc from "fast-check";
 import type { ChannelLike, Item } from "../src/daemon/elements.ts";
+import { DEFAULT_LIMITS } from "../src/daemon/limits.ts";
 import { SelectHost } from "../src/daemon/select-host.ts";
 import {
   Channel,
@@ -225,6 +226,8 @@ class SimSession {
         throw new Error("the model has no stream messages");
       },
       maxValue: DEFAULT_MAX_VALUE,
+      maxCases: DEFAULT_LIMITS.selectCases,
+      maxSelectors: DEFAULT_LIMITS.pending,
     });
   }
 

@@ -1,6 +1,7 @@
 // The server element at /XID.
 
 import type { Readable } from "node:stream";
+import type { FeedEvent, ObservedElement, ObservedTail } from "../wire/shapes.js";
 import { parseUrl } from "../wire/url.js";
 import type { OpOptions } from "./chan.js";
 import type { Connection } from "./connection.js";
@@ -36,28 +37,7 @@ export interface ServerStat {
 }
 
 /** One element as `observe` reports it; which fields are there depends on the kind. */
-export interface ObservedElement {
-  path: string;
-  kind: string;
-  cap?: number;
-  len?: number;
-  closed?: boolean;
-  /** Values sent into and received from the channel so far. */
-  sent?: number;
-  recvd?: number;
-  /** Senders and receivers blocked on it now. */
-  waiting?: number;
-  pid?: number;
-  phase?: string;
-  cpuPercent?: number;
-  rssBytes?: number;
-  cmd?: string;
-  outBytes?: number;
-  /** Services: replicas wanted, running, and restarts so far. */
-  desired?: number;
-  running?: number;
-  restarts?: number;
-}
+export type { ObservedElement } from "../wire/shapes.js";
 
 /** What a server says about itself to an observer (the dashboard, `circuit top`). */
 export interface ServerObservation {
@@ -68,9 +48,9 @@ export interface ServerObservation {
   /** How many elements it hosts in all. */
   total: number;
   /** The recent stdout and stderr of its processes (with `tails`; up to 50 processes, 4 KiB each). */
-  tails: { path: string; stdout: string; stderr: string }[];
+  tails: ObservedTail[];
   /** Its logged events (joins, leaves, process starts and exits, …) numbered above `after`. */
-  feed: { seq: number; at: string; level: string; msg: string; fields: Record<string, unknown> }[];
+  feed: FeedEvent[];
 }
 
 export interface ObserveOptions extends OpOptions {

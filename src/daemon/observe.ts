@@ -5,40 +5,12 @@
 //
 //   {op: "obs", path: [XID], after?, limit?, tails?} → ObsSnapshot
 
+import type { FeedEvent, ObservedElement, ObservedTail } from "../wire/shapes.js";
 import type { Element } from "./elements.js";
 
 /** One element as an observer sees it. */
-export interface ObsElement {
-  path: string;
-  kind: string;
-  /** Channels and subscriptions. */
-  cap?: number;
-  len?: number;
-  closed?: boolean;
-  /** Values sent into and received from it so far (rates are differences over time). */
-  sent?: number;
-  recvd?: number;
-  /** Blocked senders and receivers. */
-  waiting?: number;
-  /** Processes. */
-  pid?: number;
-  phase?: string;
-  cpuPercent?: number;
-  rssBytes?: number;
-  cmd?: string;
-  /** Bytes written to stdout and stderr so far. */
-  outBytes?: number;
-  /** Services: replicas wanted, replicas running, restarts so far (phase: running or stopped). */
-  desired?: number;
-  running?: number;
-  restarts?: number;
-}
-
-export interface ObsProcTail {
-  path: string;
-  stdout: string;
-  stderr: string;
-}
+export type ObsElement = ObservedElement;
+export type ObsProcTail = ObservedTail;
 
 export interface ObsSnapshot {
   /** The server's own stat (the same as `peek /XID`). */
@@ -51,7 +23,7 @@ export interface ObsSnapshot {
   /** Recent output of processes (with `tails`), the first 50 processes. */
   tails: ObsProcTail[];
   /** Logged events with a seq above `after`, oldest first. */
-  feed: { seq: number; at: string; level: string; msg: string; fields: Record<string, unknown> }[];
+  feed: FeedEvent[];
 }
 
 const TAIL_SHOWN = 4096;

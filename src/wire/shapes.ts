@@ -85,3 +85,46 @@ export interface FileInfo {
   size: number;
   mtime: string;
 }
+
+/** One element as an observer (the dashboard, `circuit top`) sees it; which fields are there depends on the kind. */
+export interface ObservedElement {
+  path: string;
+  kind: string;
+  /** Channels and subscriptions. */
+  cap?: number;
+  len?: number;
+  closed?: boolean;
+  /** Values sent into and received from it so far (rates are differences over time). */
+  sent?: number;
+  recvd?: number;
+  /** Blocked senders and receivers. */
+  waiting?: number;
+  /** Processes. */
+  pid?: number;
+  phase?: string;
+  cpuPercent?: number;
+  rssBytes?: number;
+  cmd?: string;
+  /** Bytes written to stdout and stderr so far. */
+  outBytes?: number;
+  /** Services: replicas wanted, replicas running, restarts so far (phase: running or stopped). */
+  desired?: number;
+  running?: number;
+  restarts?: number;
+}
+
+/** The recent stdout and stderr of one process, for an observer. */
+export interface ObservedTail {
+  path: string;
+  stdout: string;
+  stderr: string;
+}
+
+/** One logged event (a join, a leave, a process start, …) as an observer's feed carries it. */
+export interface FeedEvent {
+  seq: number;
+  at: string;
+  level: string;
+  msg: string;
+  fields: Record<string, unknown>;
+}

@@ -116,6 +116,16 @@ export class Unsupported extends CircuitError {
   }
 }
 
+/**
+ * The circuit's shared store (DESIGN §12) did not answer or refused: operations under /@ fail with
+ * this within the store's request bound instead of waiting. Ordinary elements are not affected.
+ */
+export class StoreUnavailable extends CircuitError {
+  constructor(message = "the shared store is unavailable", options?: { cause?: unknown }) {
+    super("StoreUnavailable", message, options);
+  }
+}
+
 const classes: Record<string, new (message?: string) => CircuitError> = {
   ChannelClosed,
   ChannelAborted,
@@ -132,6 +142,7 @@ const classes: Record<string, new (message?: string) => CircuitError> = {
   StreamBroken,
   AccessDenied,
   Unsupported,
+  StoreUnavailable,
 };
 
 /** The wire form of an error. */

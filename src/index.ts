@@ -1,6 +1,6 @@
 // The public library surface of circuit.
 
-export { Anchor, type Element, type ListEntry } from "./client/anchor.js";
+export { Anchor, type Element, type ListEntry, type MakeChanOptions } from "./client/anchor.js";
 export { Chan, type ChanStat, type IterateOptions, type MessageWriter, type OpOptions } from "./client/chan.js";
 export {
   Client,
@@ -31,6 +31,7 @@ export {
   type ProcStat,
   type ScrubOptions,
 } from "./client/proc.js";
+export { ReplicatedChan, type ReplicatedChanStat } from "./client/replicated-chan.js";
 export { type SelectCase, type SelectOptions, type SelectResult, select } from "./client/select.js";
 export { ServerHandle, type ServerStat } from "./client/server-handle.js";
 export { Subscription, type SubscriptionStat } from "./client/subscription.js";
@@ -48,6 +49,7 @@ export {
   ProtocolError,
   ServerGone,
   SpawnFailed,
+  StoreUnavailable,
   StreamBroken,
   Timeout,
   Unsupported,

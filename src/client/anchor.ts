@@ -1,18 +1,27 @@
 // An anchor: a place in the circuit's tree. Walking creates nothing and does no I/O.
 
 import type { Readable } from "node:stream";
-import { WrongKind } from "../errors.js";
+import { NotFound, WrongKind } from "../errors.js";
 import { formatPath, parsePath } from "../wire/path.js";
 import { MAX_CAP } from "../wire/protocol.js";
 import { Chan, type OpOptions } from "./chan.js";
 import type { Connection } from "./connection.js";
 import { checkNameserverAddr, Nameserver } from "./nameserver.js";
 import { checkCommand, type MakeProcOptions, Proc, type ProcCommand } from "./proc.js";
+import { ReplicatedChan } from "./replicated-chan.js";
 import { ServerHandle } from "./server-handle.js";
 import { Subscription } from "./subscription.js";
 
 /** What an anchor can hold, as a handle. */
-export type Element = Chan | ServerHandle | Subscription | Proc | Nameserver;
+export type Element = Chan | ReplicatedChan | ServerHandle | Subscription | Proc | Nameserver;
+
+export interface MakeChanOptions extends OpOptions {
+  /**
+   * A replicated channel (only under /@, DESIGN §12): its buffer is a JetStream stream kept on this
+   * many NATS nodes (1, 3 or 5). It outlives the daemon that hosts it.
+   */
+  replicas?: 1 | 3 | 5;
+}
 
 /** How an Anchor reaches the server that hosts it. */
 export interface Router {
@@ -89,13 +98,31 @@ export class Anchor {
     return (await c.request({ ...req, path: this.names }, opts?.signal)) as ListEntry[];
   }
 
-  /** Creates a channel here with the given capacity. Fails with AnchorBusy if the anchor holds an element. */
-  async makeChan<T = unknown>(cap: number, opts?: OpOptions): Promise<Chan<T>> {
+  /**
+   * Creates a channel here with the given capacity. Fails with AnchorBusy if the anchor holds an
+   * element. Under /@ the channel is replicated (`replicas`, default 1) and fails with Unsupported
+   * when the circuit has no store.
+   */
+  makeChan<T = unknown>(cap: number, opts: MakeChanOptions & { replicas: 1 | 3 | 5 }): Promise<ReplicatedChan<T>>;
+  makeChan<T = unknown>(cap: number, opts?: OpOptions): Promise<Chan<T>>;
+  async makeChan<T = unknown>(cap: number, opts?: MakeChanOptions): Promise<Chan<T> | ReplicatedChan<T>> {
     if (!Number.isInteger(cap) || cap < 0 || cap > MAX_CAP) {
       throw new RangeError(`channel capacity must be an integer from 0 to ${MAX_CAP}`);
     }
+    const replicas = opts?.replicas;
+    if (replicas !== undefined && replicas !== 1 && replicas !== 3 && replicas !== 5) {
+      throw new RangeError("replicas is 1, 3 or 5");
+    }
     if (this.names.length < 2) throw new WrongKind(`${this.path} cannot hold a channel`);
+    if (replicas !== undefined && this.names[0] !== "@") {
+      throw new TypeError(`a replicated channel lives under /@, not at ${this.path}`);
+    }
     const c = await this.conn();
+    if (this.names[0] === "@") {
+      const req = { op: "mkchan", path: this.names, cap, replicas: replicas ?? 1 };
+      const r = (await c.request(req, opts?.signal)) as { cap: number; replicas: number };
+      return new ReplicatedChan<T>(this.router, (v) => c.encodeValue(v), this.path, this.names, r.cap, r.replicas);
+    }
     const r = (await c.request({ op: "mkchan", path: this.names, cap }, opts?.signal)) as {
       handle: number;
       cap: number;
@@ -186,6 +213,10 @@ export class Anchor {
       address?: string;
     } | null;
     if (!r) return null;
+    if (this.names[0] === "@" && r.kind === "chan") {
+      const x = r as unknown as { cap: number; replicas: number };
+      return new ReplicatedChan(this.router, (v) => c.encodeValue(v), this.path, this.names, x.cap, x.replicas);
+    }
     if (r.kind === "chan") return new Chan(c, this.path, c.chanState(r.handle as number, r.cap as number, this.names));
     if (r.kind === "server") return new ServerHandle(c, this.path);
     if (r.kind === "proc") return new Proc(c, this.path, this.names, r.eid as number, r.pid as number);
@@ -202,17 +233,28 @@ export class Anchor {
 
   /** The element's state (a channel's stat, a server's description). */
   async peek(opts?: OpOptions): Promise<unknown> {
+    if (this.names[0] === "@") return this.replicated(opts).then((ch) => ch.stat(opts));
     const c = await this.conn();
     return c.request({ op: "peek", path: this.names }, opts?.signal);
   }
 
   /** Removes the element held here (aborting a channel). Fails with NotFound if there is none. */
   async scrub(opts?: OpOptions): Promise<void> {
+    if (this.names[0] === "@") return this.replicated(opts).then((ch) => ch.scrub(opts));
     const c = await this.conn();
     await c.request({ op: "scrub", path: this.names }, opts?.signal);
   }
 
+  private async replicated(opts?: OpOptions): Promise<ReplicatedChan> {
+    const el = await this.get(opts);
+    if (!el) throw new NotFound(`${this.path} holds no element`);
+    if (!(el instanceof ReplicatedChan)) throw new WrongKind(`${this.path} holds a ${el.kind}`);
+    return el;
+  }
+
   private conn(): Promise<Connection> {
-    return this.router.connFor(this.names[0] ?? "");
+    // Circuit-wide anchors are reached through the dial-in server, which knows their hosts.
+    const first = this.names[0] ?? "";
+    return this.router.connFor(first === "@" ? "" : first);
   }
 }

@@ -11,6 +11,8 @@ import { ClusterNode } from "../cluster/node.js";
 import { AnchorTree } from "../element/anchor-tree.js";
 import { Channel } from "../element/channel.js";
 import { NotFound, ServerGone, toWire, WrongKind } from "../errors.js";
+import { Store, type StoreOptions } from "../store/store.js";
+import { StoreHost } from "../store/store-host.js";
 import { advertisedAddress } from "../transport/advertise.js";
 import { Discovery, parseGroup } from "../transport/discovery.js";
 import type { FrameConn } from "../transport/frame-conn.js";
@@ -80,6 +82,11 @@ export interface DaemonOptions {
    * processes are tracked by process group only and requests with limits fail with Unsupported.
    */
   cgroups?: boolean;
+  /**
+   * The circuit's shared store (DESIGN §12): a NATS JetStream cluster holding everything under /@.
+   * Without it, /@ does not exist and requests under it fail with Unsupported.
+   */
+  store?: StoreOptions;
 }
 
 export interface ListEntry {
@@ -116,6 +123,8 @@ export class Daemon {
   readonly mayListenBeyondLoopback: boolean;
   private readonly server: net.Server;
   private cluster: ClusterNode | undefined;
+  /** Circuit-wide anchors (/@), when started with a store. */
+  store: StoreHost | undefined;
   private discovery: Discovery | undefined;
   private pipeIds = 0;
   /** Processes this server started (src/daemon/proc.ts). */
@@ -210,6 +219,24 @@ export class Daemon {
       log: d.log,
       onEvent: (e) => d.membershipEvent(e),
     });
+    if (opts.store) {
+      try {
+        const store = await Store.connect(opts.store);
+        const cluster = d.cluster;
+        d.store = new StoreHost({
+          store,
+          me: { id: d.id, url: d.url },
+          alive: (id) => {
+            const m = cluster.get(id);
+            return m !== undefined && (m.state === "alive" || m.state === "suspect");
+          },
+          log: d.log,
+        });
+      } catch (err) {
+        await d.stop();
+        throw err;
+      }
+    }
     for (const j of joins) d.cluster.join(j);
     if (opts.discover) {
       const cluster = d.cluster;
@@ -259,6 +286,7 @@ export class Daemon {
   sessionGone(s: Session): void {
     this.sessions.delete(s);
     this.watchers.delete(s);
+    this.store?.ownerGone(s);
   }
 
   /** A connection whose HELLO said it is another server: it carries membership messages. */
@@ -388,6 +416,7 @@ export class Daemon {
     };
     if (names.length > 1 && !this.tree.has(names.slice(1))) throw new NotFound(`${formatPath(names)} does not exist`);
     visit(names);
+    if (names.length === 0 && this.store) out.push({ path: "/@", ...(long ? { state: "store" } : {}) });
     return out;
   }
 
@@ -499,6 +528,7 @@ export class Daemon {
         await this.procs.shutdown(2000);
         await Promise.all([...this.nameservers].map((el) => el.ns.close()));
         this.discovery?.close();
+        await this.store?.close();
         const others = (this.cluster?.members().length ?? 1) > 1;
         if (others) await this.cluster?.leave();
         else this.cluster?.close();

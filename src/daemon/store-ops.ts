@@ -1,0 +1,127 @@
+// Requests about circuit-wide anchors (/@/…, DESIGN §12), from a client session. The element may be
+// hosted here, or elsewhere: then the answer is `{ moved: XID }` and the client asks that server.
+
+import { ProtocolError, Unsupported, WrongKind } from "../errors.js";
+import type { Owner } from "../store/replicated-chan.js";
+import type { StoreHost } from "../store/store-host.js";
+import { badName } from "../wire/path.js";
+import { MAX_CAP } from "../wire/protocol.js";
+
+export const NO_STORE = "/@ needs a shared store: this circuit's daemons were started without --store";
+
+/** True for a request path under /@. */
+export function isStorePath(p: unknown): boolean {
+  return Array.isArray(p) && p[0] === "@";
+}
+
+function names(p: unknown, depth: number): string[] {
+  if (!Array.isArray(p) || !p.every((x) => typeof x === "string"))
+    throw new ProtocolError("path must be an array of names");
+  if (p.length > depth) throw new TypeError(`path deeper than ${depth} names`);
+  for (const n of p as string[]) {
+    const why = badName(n);
+    if (why) throw new TypeError(why);
+  }
+  return p as string[];
+}
+
+function bytes(v: unknown): Buffer {
+  if (!(v instanceof Uint8Array)) throw new ProtocolError("a value is bytes");
+  return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+}
+
+function int(v: unknown): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 0) throw new ProtocolError("expected a whole number");
+  return v;
+}
+
+export interface StoreSession {
+  owner: Owner;
+  maxValue: number;
+  depth: number;
+}
+
+/** Serves one request under /@; every outcome goes to reply or fail. */
+export function storeRequest(
+  host: StoreHost | undefined,
+  s: StoreSession,
+  r: Record<string, unknown>,
+  reply: (v: unknown) => void,
+  fail: (err: unknown) => void,
+): void {
+  if (!host) return fail(new Unsupported(NO_STORE));
+  const path = names(r.path, s.depth);
+  const run = async (): Promise<unknown> => {
+    switch (r.op) {
+      case "ls": {
+        const all = await host.store.paths();
+        const out = new Map<string, { path: string; kind?: string; state?: string }>();
+        for (const { names: n, entry } of all) {
+          if (n.length <= path.length || !path.every((x, i) => n[i] === x)) continue;
+          const upto = r.recursive === true ? n.length : path.length + 1;
+          for (let i = path.length + 1; i <= upto; i++) {
+            const p = `/${n.slice(0, i).join("/")}`;
+            if (out.has(p)) continue;
+            const e: { path: string; kind?: string; state?: string } = { path: p };
+            if (i === n.length) {
+              e.kind = entry.kind;
+              if (r.long === true) e.state = `cap=${entry.cap} replicas=${entry.replicas}`;
+            }
+            out.set(p, e);
+          }
+        }
+        return [...out.values()];
+      }
+      case "mkchan": {
+        const cap = r.cap;
+        if (typeof cap !== "number" || !Number.isInteger(cap) || cap < 0 || cap > MAX_CAP)
+          throw new RangeError(`channel capacity must be an integer from 0 to ${MAX_CAP}`);
+        const replicas = r.replicas ?? 1;
+        if (replicas !== 1 && replicas !== 3 && replicas !== 5) throw new RangeError("replicas is 1, 3 or 5");
+        const e = await host.makeChan(path, cap, replicas);
+        return { kind: "chan", cap: e.cap, replicas: e.replicas };
+      }
+      case "open": {
+        const e = await host.store.entry(path);
+        return e ? { kind: e.kind, cap: e.cap, replicas: e.replicas } : null;
+      }
+    }
+    // Everything else needs the host.
+    const w = await host.where(path);
+    if ("moved" in w) return { moved: w.moved };
+    const ch = w.ch;
+    const act = r.op === "peek" ? "stat" : r.op === "scrub" ? "scrub" : r.act;
+    switch (act) {
+      case "send": {
+        const v = bytes(r.value);
+        if (v.length > s.maxValue) throw new ProtocolError(`value of ${v.length} bytes exceeds the limit`);
+        if (typeof r.id !== "string" || r.id.length > 64) throw new ProtocolError("a send carries an id");
+        const id = r.id;
+        return new Promise((resolve, reject) =>
+          ch.send(s.owner, int(r.opid), v, id, (err) => (err ? reject(err) : resolve(null))),
+        );
+      }
+      case "recv":
+        return new Promise((resolve, reject) =>
+          ch.recv(s.owner, int(r.opid), (err, v) => (err ? reject(err) : resolve({ seq: v?.seq, value: v?.bytes }))),
+        );
+      case "ack":
+        await ch.ack(int(r.seq));
+        return null;
+      case "cancel":
+        ch.cancel(s.owner, int(r.opid));
+        return null;
+      case "close":
+        await ch.close();
+        return null;
+      case "stat":
+        return ch.stat();
+      case "scrub":
+        await host.scrub(path, ch);
+        return null;
+      default:
+        throw new WrongKind(`${JSON.stringify(r.op)} is not an operation of a replicated channel`);
+    }
+  };
+  run().then(reply, fail);
+}

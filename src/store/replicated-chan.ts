@@ -1,0 +1,317 @@
+// A replicated channel at /@/… as its host (the lease holder) runs it (DESIGN §12). The channel's
+// state is a log in a JetStream stream with R replicas: `v` records are values (with the sender's
+// id), `a` records acknowledge a delivered value, `c` closes, `h` marks a new host. The host keeps
+// the buffer in memory as the log says it is and appends every change with JetStream's "expected
+// last sequence": once another host has appended its `h` record, nothing this one appends is
+// accepted (fencing), whatever it still believes.
+//
+// Sends complete when their `v` record is stored on a quorum (the publish ack). A value handed to
+// a receiver stays in the log until its `a` record is stored: if the host dies first, the next host
+// finds it unacknowledged and delivers it again.
+
+import { headers, type JetStreamClient, type JetStreamManager, type MsgHdrs } from "nats";
+import { ChannelAborted, ChannelClosed, CircuitError } from "../errors.js";
+import { Deque } from "../util/deque.js";
+
+/** A party to the channel: one client session on the host. */
+export type Owner = object;
+
+interface Value {
+  seq: number;
+  bytes: Buffer;
+}
+
+interface PendingSend {
+  owner: Owner;
+  opid: number;
+  bytes: Buffer;
+  id: string;
+  done: (err?: CircuitError) => void;
+}
+
+interface PendingRecv {
+  owner: Owner;
+  opid: number;
+  done: (err: CircuitError | undefined, v?: Value) => void;
+}
+
+export interface RStat {
+  cap: number;
+  len: number;
+  closed: boolean;
+  aborted: boolean;
+  numSend: number;
+  numRecv: number;
+  waitingSenders: number;
+  waitingReceivers: number;
+  replicas: number;
+}
+
+/** The host lost the element (fenced or store failure): clients should ask again where it lives. */
+export class Moved extends CircuitError {
+  constructor(message: string) {
+    super("Moved", message);
+  }
+}
+
+export class ReplicatedChan {
+  private readonly buffer = new Deque<Value>();
+  private readonly unacked = new Map<number, { v: Value; owner: Owner; opid: number }>();
+  private readonly senders = new Deque<PendingSend>();
+  private readonly receivers = new Deque<PendingRecv>();
+  /** Ids of every value in the log: a send retried across a takeover is stored once. */
+  private readonly ids = new Set<string>();
+  /** Appends in flight that will add a value. */
+  private inflight = 0;
+  private closed = false;
+  private closing = false;
+  private aborted = false;
+  private numSend = 0;
+  private numRecv = 0;
+  /** The sequence the next append expects the stream to end at. */
+  private expect = 0;
+  /** Set once this host may change nothing any more. */
+  lost: CircuitError | undefined;
+  onLost: (err: CircuitError) => void = () => {};
+
+  private constructor(
+    private readonly js: JetStreamClient,
+    readonly stream: string,
+    readonly cap: number,
+    readonly replicas: number,
+  ) {}
+
+  static subject(stream: string): string {
+    return `circuit.log.${stream}`;
+  }
+
+  /** Makes the stream of a new channel (R replicas, file storage, de-duplication by message id). */
+  static async createStream(jsm: JetStreamManager, stream: string, replicas: number): Promise<void> {
+    await jsm.streams.add({
+      name: stream,
+      subjects: [ReplicatedChan.subject(stream)],
+      num_replicas: replicas,
+      duplicate_window: 120_000_000_000,
+    });
+  }
+
+  /**
+   * Becomes the host: reads the whole log, then appends an `h` record after it. If another host
+   * appended meanwhile, reads again (a bounded number of times).
+   */
+  static async resume(
+    js: JetStreamClient,
+    jsm: JetStreamManager,
+    stream: string,
+    cap: number,
+    replicas: number,
+    hostId: string,
+  ): Promise<ReplicatedChan> {
+    for (let attempt = 0; ; attempt++) {
+      const ch = new ReplicatedChan(js, stream, cap, replicas);
+      const info = await jsm.streams.info(stream);
+      const last = info.state.last_seq;
+      if (info.state.messages > 0) await ch.replay(info.state.first_seq, last);
+      ch.expect = last;
+      try {
+        await ch.append("h", undefined, { host: hostId });
+        return ch;
+      } catch (err) {
+        if (attempt >= 4 || !(err instanceof Moved)) throw err;
+      }
+    }
+  }
+
+  private async replay(first: number, last: number): Promise<void> {
+    const c = await this.js.consumers.get(this.stream, {
+      opt_start_seq: first,
+      deliver_policy: "by_start_sequence" as never,
+    });
+    const it = await c.consume({ max_messages: 1024 });
+    try {
+      for await (const m of it) {
+        this.apply(m.seq, m.headers, Buffer.from(m.data));
+        if (m.seq >= last) break;
+      }
+    } finally {
+      it.stop();
+    }
+  }
+
+  /** Applies one log record read back on takeover. */
+  private apply(seq: number, h: MsgHdrs | undefined, data: Buffer): void {
+    const t = h?.get("C-T");
+    if (t === "v") {
+      this.buffer.push({ seq, bytes: data });
+      this.ids.add(h?.get("C-Id") ?? "");
+      this.numSend++;
+    } else if (t === "a") {
+      const s = Number(h?.get("C-S"));
+      // Acknowledged values leave the buffer wherever they are in it (they were delivered in order,
+      // but a value put back by a receiver that gave up may be acknowledged later than its successors).
+      const taken = this.buffer.removeWhere((v) => v.seq === s);
+      if (taken.length > 0) this.numRecv++;
+    } else if (t === "c") {
+      this.closed = true;
+    }
+  }
+
+  /**
+   * Appends a record, expecting the stream to end where this host last left it. Rejects with Moved
+   * when it does not (another host appended: this one is fenced) or the store failed.
+   */
+  private append(t: string, data: Buffer | undefined, fields: Record<string, string> = {}): Promise<number> {
+    if (this.lost) return Promise.reject(this.lost);
+    const h = headers();
+    h.set("C-T", t);
+    for (const [k, v] of Object.entries(fields)) h.set(k, v);
+    const expect = this.expect++;
+    const opts = { headers: h, expect: { lastSequence: expect }, ...(fields["C-Id"] ? { msgID: fields["C-Id"] } : {}) };
+    return this.js.publish(ReplicatedChan.subject(this.stream), data ?? new Uint8Array(0), opts).then(
+      (ack) => {
+        if (ack.seq !== expect + 1 || ack.duplicate) throw this.lose(new Moved(`log of ${this.stream} moved on`));
+        return ack.seq;
+      },
+      (err) => {
+        throw this.lose(new Moved(`cannot append to ${this.stream}: ${(err as Error).message}`));
+      },
+    );
+  }
+
+  /** This host may change nothing any more: everyone waiting here is told to ask again. */
+  lose(err: CircuitError): CircuitError {
+    if (this.lost) return this.lost;
+    this.lost = err;
+    for (const s of this.senders.drain()) s.done(err);
+    for (const r of this.receivers.drain()) r.done(err);
+    this.onLost(err);
+    return err;
+  }
+
+  send(owner: Owner, opid: number, bytes: Buffer, id: string, done: (err?: CircuitError) => void): void {
+    if (this.lost) return done(this.lost);
+    if (this.aborted) return done(new ChannelAborted("the channel was scrubbed"));
+    if (this.closed || this.closing) return done(new ChannelClosed("send on a closed channel"));
+    if (this.ids.has(id)) return done();
+    this.senders.push({ owner, opid, bytes, id, done });
+    this.pump();
+  }
+
+  recv(owner: Owner, opid: number, done: (err: CircuitError | undefined, v?: Value) => void): void {
+    if (this.lost) return done(this.lost);
+    if (this.aborted) return done(new ChannelAborted("the channel was scrubbed"));
+    this.receivers.push({ owner, opid, done });
+    this.pump();
+  }
+
+  /** The receiver has the value: its `a` record makes that final. */
+  ack(seq: number): Promise<void> {
+    const u = this.unacked.get(seq);
+    if (!u) return Promise.resolve();
+    this.unacked.delete(seq);
+    return this.append("a", undefined, { "C-S": String(seq) }).then(() => {});
+  }
+
+  /** A receive was withdrawn by its client: it stops waiting, or its value goes back to the head. */
+  cancel(owner: Owner, opid: number): void {
+    this.senders.removeWhere((s) => s.owner === owner && s.opid === opid);
+    this.receivers.removeWhere((r) => r.owner === owner && r.opid === opid);
+    for (const [seq, u] of this.unacked) {
+      if (u.owner === owner && u.opid === opid) {
+        this.unacked.delete(seq);
+        this.buffer.unshift(u.v);
+      }
+    }
+    this.pump();
+  }
+
+  /** A client session ended: its waits go, its unacknowledged values go back to the head in order. */
+  ownerGone(owner: Owner): void {
+    this.senders.removeWhere((s) => s.owner === owner);
+    this.receivers.removeWhere((r) => r.owner === owner);
+    const back = [...this.unacked].filter(([, u]) => u.owner === owner).sort(([a], [b]) => b - a);
+    for (const [seq, u] of back) {
+      this.unacked.delete(seq);
+      this.buffer.unshift(u.v);
+    }
+    this.pump();
+  }
+
+  async close(): Promise<void> {
+    if (this.lost) throw this.lost;
+    if (this.aborted) throw new ChannelAborted("the channel was scrubbed");
+    if (this.closed || this.closing) throw new ChannelClosed("close of a closed channel");
+    this.closing = true;
+    for (const s of this.senders.drain()) s.done(new ChannelClosed("channel closed while sending"));
+    await this.append("c", undefined);
+    this.closed = true;
+    this.pump();
+  }
+
+  /** Aborts everyone waiting; the caller removes the stream and the tree entry. */
+  abort(): void {
+    this.aborted = true;
+    const err = new ChannelAborted("the channel was scrubbed");
+    for (const s of this.senders.drain()) s.done(err);
+    for (const r of this.receivers.drain()) r.done(err);
+  }
+
+  stat(): RStat {
+    return {
+      cap: this.cap,
+      len: this.buffer.length,
+      closed: this.closed || this.closing,
+      aborted: this.aborted,
+      numSend: this.numSend,
+      numRecv: this.numRecv,
+      waitingSenders: this.senders.length,
+      waitingReceivers: this.receivers.length,
+      replicas: this.replicas,
+    };
+  }
+
+  /** Moves values to receivers and senders into the log while there is room. */
+  private pump(): void {
+    if (this.lost) return;
+    for (;;) {
+      const r = this.receivers.peek();
+      const v = this.buffer.peek();
+      if (r && v) {
+        this.receivers.shift();
+        this.buffer.shift();
+        this.unacked.set(v.seq, { v, owner: r.owner, opid: r.opid });
+        this.numRecv++;
+        r.done(undefined, v);
+        continue;
+      }
+      if (!v && r && (this.closed || this.closing) && this.inflight === 0) {
+        this.receivers.shift();
+        r.done(new ChannelClosed("channel is closed and drained"));
+        continue;
+      }
+      // Room: the buffer's free slots, plus (for handing straight over) receivers no value is on its way to.
+      const room = this.cap + this.receivers.length - this.buffer.length - this.inflight;
+      const s = this.senders.peek();
+      if (s && room > 0) {
+        this.senders.shift();
+        this.inflight++;
+        this.ids.add(s.id);
+        this.append("v", s.bytes, { "C-Id": s.id }).then(
+          (seq) => {
+            this.inflight--;
+            this.numSend++;
+            this.buffer.push({ seq, bytes: s.bytes });
+            s.done();
+            this.pump();
+          },
+          (err: CircuitError) => {
+            this.inflight--;
+            s.done(err);
+          },
+        );
+        continue;
+      }
+      return;
+    }
+  }
+}

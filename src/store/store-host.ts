@@ -1,0 +1,163 @@
+// Which daemon hosts each circuit-wide element, and the elements this one hosts. A daemon asked
+// about an element either hosts it already, takes its lease (nobody holds it, or its holder is
+// dead as far as membership knows) and resumes it from its log, or answers where it lives.
+// Leases only decide who should host; the log's expected-sequence appends make sure a host that
+// lost its lease changes nothing (src/store/replicated-chan.ts).
+
+import { randomBytes } from "node:crypto";
+import { NotFound, WrongKind } from "../errors.js";
+import { Moved, type Owner, ReplicatedChan } from "./replicated-chan.js";
+import { keyOf, type Lease, type Store, storeError, type TreeEntry } from "./store.js";
+
+interface Hosted {
+  names: string[];
+  ch: ReplicatedChan;
+  revision: number;
+  timer: NodeJS.Timeout;
+}
+
+export interface StoreHostDeps {
+  store: Store;
+  me: Lease;
+  /** True when membership still counts this server among the living. */
+  alive(id: string): boolean;
+  log(line: string): void;
+}
+
+export type Where = { ch: ReplicatedChan } | { moved: string };
+
+export class StoreHost {
+  private readonly hosted = new Map<string, Hosted>();
+  private readonly acquiring = new Map<string, Promise<Where>>();
+  private stopped = false;
+
+  constructor(private readonly d: StoreHostDeps) {}
+
+  get store(): Store {
+    return this.d.store;
+  }
+
+  /** Creates a replicated channel at names (its stream, then its tree entry) and hosts it. */
+  async makeChan(names: string[], cap: number, replicas: number): Promise<TreeEntry> {
+    if (names.length < 2) throw new WrongKind("/@ itself cannot hold a channel");
+    const stream = `CIRCUIT_${randomBytes(8).toString("hex")}`;
+    const entry: TreeEntry = { kind: "chan", cap, replicas, stream };
+    try {
+      await ReplicatedChan.createStream(this.d.store.jsm, stream, replicas);
+    } catch (err) {
+      throw storeError(err, `making a stream with ${replicas} replicas`);
+    }
+    try {
+      await this.d.store.create(names, entry);
+    } catch (err) {
+      await this.d.store.jsm.streams.delete(stream).catch(() => {});
+      throw err;
+    }
+    return entry;
+  }
+
+  /** The element at names as its host sees it here, or where it lives. */
+  where(names: string[]): Promise<Where> {
+    const key = keyOf(names);
+    const h = this.hosted.get(key);
+    if (h && !h.ch.lost) return Promise.resolve({ ch: h.ch });
+    let p = this.acquiring.get(key);
+    if (!p) {
+      p = this.acquire(names).finally(() => this.acquiring.delete(key));
+      this.acquiring.set(key, p);
+    }
+    return p;
+  }
+
+  private async acquire(names: string[]): Promise<Where> {
+    const key = keyOf(names);
+    const entry = await this.d.store.entry(names);
+    if (!entry) throw new NotFound(`/${names.join("/")} holds no element`);
+    const cur = await this.d.store.lease(names);
+    let revision: number | null;
+    if (!cur) revision = await this.d.store.takeLease(names, this.d.me);
+    else if (cur.lease.id === this.d.me.id || !this.d.alive(cur.lease.id)) {
+      // Ours from before (we stepped down), or its holder is dead: take it over by its revision.
+      revision = await this.d.store.takeLease(names, this.d.me, cur.revision);
+    } else return { moved: cur.lease.id };
+    if (revision === null) {
+      const now = await this.d.store.lease(names);
+      if (now && now.lease.id !== this.d.me.id) return { moved: now.lease.id };
+      throw storeError(new Error("the lease changed hands while taking it"), "taking a lease");
+    }
+    let ch: ReplicatedChan;
+    try {
+      ch = await ReplicatedChan.resume(
+        this.d.store.js,
+        this.d.store.jsm,
+        entry.stream,
+        entry.cap,
+        entry.replicas,
+        this.d.me.id,
+      );
+    } catch (err) {
+      throw storeError(err, `resuming /${names.join("/")}`);
+    }
+    const h: Hosted = {
+      names,
+      ch,
+      revision,
+      timer: setInterval(() => void this.renew(key), this.d.store.config.renewMs),
+    };
+    h.timer.unref();
+    ch.onLost = (err) => {
+      this.d.log(`circuit: no longer hosting /${names.join("/")}: ${err.message}`);
+      this.drop(key, h);
+    };
+    this.hosted.set(key, h);
+    this.d.log(`circuit: hosting /${names.join("/")} (takeover: ${cur ? `from ${cur.lease.id}` : "free lease"})`);
+    return { ch };
+  }
+
+  private async renew(key: string): Promise<void> {
+    const h = this.hosted.get(key);
+    if (!h || this.stopped) return;
+    let rev: number | null;
+    try {
+      rev = await this.d.store.renewLease(h.names, this.d.me, h.revision);
+    } catch {
+      // The store did not answer: keep hosting; appends fail on their own if it stays away.
+      return;
+    }
+    if (rev === null) h.ch.lose(new Moved("lease lost"));
+    else h.revision = rev;
+  }
+
+  private drop(key: string, h: Hosted): void {
+    clearInterval(h.timer);
+    if (this.hosted.get(key) === h) this.hosted.delete(key);
+  }
+
+  /** Scrubs the element: waiters fail with ChannelAborted, its stream and entry go. */
+  async scrub(names: string[], ch: ReplicatedChan): Promise<void> {
+    const key = keyOf(names);
+    ch.abort();
+    const h = this.hosted.get(key);
+    if (h) this.drop(key, h);
+    try {
+      await this.d.store.jsm.streams.delete(ch.stream).catch(() => {});
+      await this.d.store.remove(names);
+    } catch (err) {
+      throw storeError(err, "scrubbing");
+    }
+  }
+
+  ownerGone(owner: Owner): void {
+    for (const h of this.hosted.values()) h.ch.ownerGone(owner);
+  }
+
+  async close(): Promise<void> {
+    this.stopped = true;
+    for (const [key, h] of this.hosted) {
+      this.drop(key, h);
+      // Hand the lease back so that another daemon takes over at once.
+      await this.d.store.leases.delete(key, { previousSeq: h.revision }).catch(() => {});
+    }
+    await this.d.store.close();
+  }
+}

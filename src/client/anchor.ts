@@ -84,7 +84,7 @@ export class Anchor {
         out.push(e);
         const id = e.path.slice(1);
         try {
-          const sc = await this.router.connFor(id);
+          const sc = await this.router.connFor(id === "@" ? "" : id);
           out.push(...((await sc.request({ ...req, path: [id] }, opts?.signal)) as ListEntry[]));
         } catch (err) {
           if ((err as { code?: string }).code !== "ServerGone" && (err as { code?: string }).code !== "NotFound") {

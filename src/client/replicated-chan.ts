@@ -25,6 +25,8 @@ export interface ReplicatedChanStat {
   waitingSenders: number;
   waitingReceivers: number;
   replicas: number;
+  /** The server hosting the channel when this stat was taken (the holder of its lease). */
+  host: string;
 }
 
 /** Errors after which an operation is issued again (the host is gone or moved), not reported. */

@@ -226,9 +226,10 @@ export class Daemon {
         d.store = new StoreHost({
           store,
           me: { id: d.id, url: d.url },
+          // A holder membership never heard of may be alive elsewhere: only its lease's expiry says otherwise.
           alive: (id) => {
             const m = cluster.get(id);
-            return m !== undefined && (m.state === "alive" || m.state === "suspect");
+            return m === undefined || m.state === "alive" || m.state === "suspect";
           },
           log: d.log,
         });

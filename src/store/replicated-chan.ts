@@ -45,6 +45,8 @@ export interface RStat {
   waitingSenders: number;
   waitingReceivers: number;
   replicas: number;
+  /** The server hosting the channel now (the holder of its lease). */
+  host: string;
 }
 
 /** The host lost the element (fenced or store failure): clients should ask again where it lives. */
@@ -79,6 +81,7 @@ export class ReplicatedChan {
     readonly stream: string,
     readonly cap: number,
     readonly replicas: number,
+    private readonly hostId: string,
   ) {}
 
   static subject(stream: string): string {
@@ -108,13 +111,13 @@ export class ReplicatedChan {
     hostId: string,
   ): Promise<ReplicatedChan> {
     for (let attempt = 0; ; attempt++) {
-      const ch = new ReplicatedChan(js, stream, cap, replicas);
+      const ch = new ReplicatedChan(js, stream, cap, replicas, hostId);
       const info = await jsm.streams.info(stream);
       const last = info.state.last_seq;
       if (info.state.messages > 0) await ch.replay(info.state.first_seq, last);
       ch.expect = last;
       try {
-        await ch.append("h", undefined, { host: hostId });
+        await ch.append("h", undefined);
         return ch;
       } catch (err) {
         if (attempt >= 4 || !(err instanceof Moved)) throw err;
@@ -164,6 +167,8 @@ export class ReplicatedChan {
     if (this.lost) return Promise.reject(this.lost);
     const h = headers();
     h.set("C-T", t);
+    // Which host wrote it: lets anyone reading the log check that a fenced host wrote nothing.
+    h.set("C-H", this.hostId);
     for (const [k, v] of Object.entries(fields)) h.set(k, v);
     const expect = this.expect++;
     const opts = { headers: h, expect: { lastSequence: expect }, ...(fields["C-Id"] ? { msgID: fields["C-Id"] } : {}) };
@@ -267,6 +272,7 @@ export class ReplicatedChan {
       waitingSenders: this.senders.length,
       waitingReceivers: this.receivers.length,
       replicas: this.replicas,
+      host: this.hostId,
     };
   }
 

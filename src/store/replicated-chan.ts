@@ -224,7 +224,7 @@ export class ReplicatedChan {
     for (const [seq, u] of this.unacked) {
       if (u.owner === owner && u.opid === opid) {
         this.unacked.delete(seq);
-        this.buffer.unshift(u.v);
+        this.putBack(u.v);
       }
     }
     this.pump();
@@ -234,12 +234,25 @@ export class ReplicatedChan {
   ownerGone(owner: Owner): void {
     this.senders.removeWhere((s) => s.owner === owner);
     this.receivers.removeWhere((r) => r.owner === owner);
-    const back = [...this.unacked].filter(([, u]) => u.owner === owner).sort(([a], [b]) => b - a);
-    for (const [seq, u] of back) {
+    for (const [seq, u] of [...this.unacked]) {
+      if (u.owner !== owner) continue;
       this.unacked.delete(seq);
-      this.buffer.unshift(u.v);
+      this.putBack(u.v);
     }
     this.pump();
+  }
+
+  /** A value handed out but not acknowledged goes back where its place in the log puts it. */
+  private putBack(v: Value): void {
+    const head = this.buffer.peek();
+    if (!head || head.seq > v.seq) {
+      this.buffer.unshift(v);
+      return;
+    }
+    const all = this.buffer.drain();
+    const at = all.findIndex((x) => x.seq > v.seq);
+    all.splice(at < 0 ? all.length : at, 0, v);
+    for (const x of all) this.buffer.push(x);
   }
 
   async close(): Promise<void> {

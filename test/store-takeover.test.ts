@@ -19,7 +19,8 @@ test("killing the host: another daemon takes over within 5 s (median), nothing l
   const sc = await startStoreCircuit(3);
   const clients: Client[] = [];
   try {
-    const urls = () => sc.daemons.filter((d) => d.proc.exitCode === null && d.proc.signalCode === null).map((d) => d.url);
+    const urls = () =>
+      sc.daemons.filter((d) => d.proc.exitCode === null && d.proc.signalCode === null).map((d) => d.url);
     const first = await dial(urls());
     clients.push(first);
     const ch = await first.walk("/@/t").makeChan<number>(64, { replicas: 3 });
@@ -53,10 +54,16 @@ test("killing the host: another daemon takes over within 5 s (median), nothing l
       // Keep three daemons: a new one joins the survivors.
       await sc.add(["--join", others[0]!.url]);
     }
-    assert.deepEqual(received, Array.from({ length: next }, (_, i) => i), "every value once, in order");
+    assert.deepEqual(
+      received,
+      Array.from({ length: next }, (_, i) => i),
+      "every value once, in order",
+    );
     const sorted = [...times].sort((a, b) => a - b);
     const median = sorted[Math.floor(sorted.length / 2)]!;
-    console.log(`takeover after kill -9 (ms): ${sorted.map((t) => Math.round(t)).join(", ")}; median ${Math.round(median)}`);
+    console.log(
+      `takeover after kill -9 (ms): ${sorted.map((t) => Math.round(t)).join(", ")}; median ${Math.round(median)}`,
+    );
     assert.ok(median <= 5000, `median takeover ${Math.round(median)} ms`);
   } finally {
     await Promise.all(clients.map((c) => c.close().catch(() => {})));

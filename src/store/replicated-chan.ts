@@ -109,12 +109,13 @@ export class ReplicatedChan {
     cap: number,
     replicas: number,
     hostId: string,
+    waitMs = 4000,
   ): Promise<ReplicatedChan> {
     for (let attempt = 0; ; attempt++) {
       const ch = new ReplicatedChan(js, stream, cap, replicas, hostId);
       const info = await jsm.streams.info(stream);
       const last = info.state.last_seq;
-      if (info.state.messages > 0) await ch.replay(info.state.first_seq, last);
+      if (info.state.messages > 0) await ch.replay(info.state.first_seq, last, waitMs);
       ch.expect = last;
       try {
         await ch.append("h", undefined);
@@ -125,19 +126,23 @@ export class ReplicatedChan {
     }
   }
 
-  private async replay(first: number, last: number): Promise<void> {
+  /** Reads records first…last in batches; each batch must come within `waitMs` (else TIMEOUT). */
+  private async replay(first: number, last: number, waitMs: number): Promise<void> {
     const c = await this.js.consumers.get(this.stream, {
       opt_start_seq: first,
       deliver_policy: "by_start_sequence" as never,
     });
-    const it = await c.consume({ max_messages: 1024 });
-    try {
-      for await (const m of it) {
+    let at = first - 1;
+    while (at < last) {
+      const batch = await c.fetch({ max_messages: Math.min(4096, last - at), expires: waitMs });
+      let n = 0;
+      for await (const m of batch) {
+        n++;
+        at = m.seq;
         this.apply(m.seq, m.headers, Buffer.from(m.data));
-        if (m.seq >= last) break;
+        if (at >= last) break;
       }
-    } finally {
-      it.stop();
+      if (n === 0) throw Object.assign(new Error(`no log records after ${at} within ${waitMs} ms`), { code: "TIMEOUT" });
     }
   }
 

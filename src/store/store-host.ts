@@ -5,7 +5,7 @@
 // lost its lease changes nothing (src/store/replicated-chan.ts).
 
 import { randomBytes } from "node:crypto";
-import { NotFound, WrongKind } from "../errors.js";
+import { NotFound, StoreUnavailable, WrongKind } from "../errors.js";
 import { Moved, type Owner, ReplicatedChan } from "./replicated-chan.js";
 import { keyOf, type Lease, type Store, storeError, type TreeEntry } from "./store.js";
 
@@ -63,10 +63,28 @@ export class StoreHost {
     if (h && !h.ch.lost) return Promise.resolve({ ch: h.ch });
     let p = this.acquiring.get(key);
     if (!p) {
-      p = this.acquire(names).finally(() => this.acquiring.delete(key));
+      p = this.acquireRetrying(names).finally(() => this.acquiring.delete(key));
       this.acquiring.set(key, p);
     }
     return p;
+  }
+
+  /**
+   * Acquires, asking again while the store is connected but slow to answer (a NATS node died and
+   * its streams elect new leaders); with no NATS server reachable, fails at once.
+   */
+  private async acquireRetrying(names: string[]): Promise<Where> {
+    const deadline = performance.now() + 3 * this.d.store.config.requestMs;
+    for (;;) {
+      if (!this.d.store.connected) throw new StoreUnavailable("the store is unreachable: no NATS server answers");
+      try {
+        return await this.acquire(names);
+      } catch (err) {
+        if (!(err instanceof StoreUnavailable) || performance.now() > deadline || !this.d.store.connected) throw err;
+        this.d.log(`circuit: taking over /${names.join("/")} again: ${err.message}`);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
   }
 
   private async acquire(names: string[]): Promise<Where> {
@@ -94,6 +112,7 @@ export class StoreHost {
         entry.cap,
         entry.replicas,
         this.d.me.id,
+        this.d.store.config.requestMs,
       );
     } catch (err) {
       throw storeError(err, `resuming /${names.join("/")}`);

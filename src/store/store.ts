@@ -158,7 +158,9 @@ export class Store {
         const jsm = await nc.jetstreamManager({ timeout: config.requestMs });
         const tree = await js.views.kv(TREE, { history: 1, replicas: config.replicas });
         const leases = await js.views.kv(LEASES, { history: 1, replicas: config.replicas, ttl: config.leaseMs });
-        return new Store(nc, js, jsm, tree, leases, config);
+        const st = new Store(nc, js, jsm, tree, leases, config);
+        void st.watchStatus();
+        return st;
       } catch (err) {
         if (performance.now() + 500 < deadline) {
           await new Promise((r) => setTimeout(r, 500));
@@ -249,6 +251,16 @@ export class Store {
   /** Renews a lease we hold; null when it is no longer ours (revision moved on, or it expired). */
   async renewLease(names: readonly string[], me: Lease, revision: number): Promise<number | null> {
     return this.takeLease(names, me, revision);
+  }
+
+  /** False while the connection to every NATS server is down (nats.js keeps reconnecting). */
+  connected = true;
+
+  private async watchStatus(): Promise<void> {
+    for await (const st of this.nc.status()) {
+      if (st.type === "disconnect") this.connected = false;
+      else if (st.type === "reconnect") this.connected = true;
+    }
   }
 
   async close(): Promise<void> {

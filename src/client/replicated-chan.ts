@@ -77,6 +77,13 @@ export class ReplicatedChan<T = unknown> implements AsyncIterable<T> {
       }
       try {
         const r = await conn.request({ op: "@", path: this.names, ...req }, signal);
+        const retry = (r as { retry?: unknown } | null)?.retry;
+        if (typeof retry === "string") {
+          // The store is reachable but slow to hand the channel over: ask again, within the bound.
+          last = new StoreUnavailable(retry);
+          await sleep(250, signal);
+          continue;
+        }
         const moved = (r as { moved?: unknown } | null)?.moved;
         if (typeof moved === "string") {
           this.host = moved;

@@ -1,7 +1,7 @@
 // Requests about circuit-wide anchors (/@/…, DESIGN §12), from a client session. The element may be
 // hosted here, or elsewhere: then the answer is `{ moved: XID }` and the client asks that server.
 
-import { ProtocolError, Unsupported, WrongKind } from "../errors.js";
+import { ProtocolError, StoreUnavailable, Unsupported, WrongKind } from "../errors.js";
 import type { Owner } from "../store/replicated-chan.js";
 import type { StoreHost } from "../store/store-host.js";
 import { badName } from "../wire/path.js";
@@ -87,7 +87,15 @@ export function storeRequest(
       }
     }
     // Everything else needs the host.
-    const w = await host.where(path);
+    let w: Awaited<ReturnType<StoreHost["where"]>>;
+    try {
+      w = await host.where(path);
+    } catch (err) {
+      // Connected but slow (a NATS node died and its groups elect new leaders): the client asks
+      // again for a while. With no NATS server reachable it hears StoreUnavailable at once.
+      if (err instanceof StoreUnavailable && host.store.connected) return { retry: err.message };
+      throw err;
+    }
     if ("moved" in w) return { moved: w.moved };
     const ch = w.ch;
     const act = r.op === "peek" ? "stat" : r.op === "scrub" ? "scrub" : r.act;

@@ -75,6 +75,11 @@ export class ReplicatedChan {
   /** Set once this host may change nothing any more. */
   lost: CircuitError | undefined;
   onLost: (err: CircuitError) => void = () => {};
+  /**
+   * Whether this host's lease is surely still its own. Values are handed out only while it is:
+   * a host replaced unawares would otherwise hand out values from a buffer that is no longer true.
+   */
+  fresh: () => boolean = () => true;
 
   private constructor(
     private readonly js: JetStreamClient,
@@ -142,7 +147,8 @@ export class ReplicatedChan {
         this.apply(m.seq, m.headers, Buffer.from(m.data));
         if (at >= last) break;
       }
-      if (n === 0) throw Object.assign(new Error(`no log records after ${at} within ${waitMs} ms`), { code: "TIMEOUT" });
+      if (n === 0)
+        throw Object.assign(new Error(`no log records after ${at} within ${waitMs} ms`), { code: "TIMEOUT" });
     }
   }
 
@@ -301,6 +307,10 @@ export class ReplicatedChan {
       const r = this.receivers.peek();
       const v = this.buffer.peek();
       if (r && v) {
+        if (!this.fresh()) {
+          this.lose(new Moved("lease not confirmed in time"));
+          return;
+        }
         this.receivers.shift();
         this.buffer.shift();
         this.unacked.set(v.seq, { v, owner: r.owner, opid: r.opid });

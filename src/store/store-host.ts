@@ -14,6 +14,9 @@ interface Hosted {
   ch: ReplicatedChan;
   revision: number;
   timer: NodeJS.Timeout;
+  /** When the store last confirmed the lease (taken or renewed). */
+  renewedAt: number;
+  renewing: boolean;
 }
 
 export interface StoreHostDeps {
@@ -74,11 +77,11 @@ export class StoreHost {
    * its streams elect new leaders); with no NATS server reachable, fails at once.
    */
   private async acquireRetrying(names: string[]): Promise<Where> {
-    const deadline = performance.now() + 3 * this.d.store.config.requestMs;
+    const deadline = performance.now() + this.d.store.config.requestMs;
     for (;;) {
       if (!this.d.store.connected) throw new StoreUnavailable("the store is unreachable: no NATS server answers");
       try {
-        return await this.acquire(names);
+        return await this.bounded(names);
       } catch (err) {
         if (!(err instanceof StoreUnavailable) || performance.now() > deadline || !this.d.store.connected) throw err;
         this.d.log(`circuit: taking over /${names.join("/")} again: ${err.message}`);
@@ -87,11 +90,38 @@ export class StoreHost {
     }
   }
 
-  private async acquire(names: string[]): Promise<Where> {
+  /**
+   * One attempt, bounded: nats.js calls each have their own timeout, but an ordered consumer that
+   * keeps resetting while a NATS node dies may not; an attempt abandoned here installs nothing.
+   */
+  private bounded(names: string[]): Promise<Where> {
+    const ms = 2 * this.d.store.config.requestMs;
+    const attempt = { abandoned: false };
+    return new Promise<Where>((resolve, reject) => {
+      const t = setTimeout(() => {
+        attempt.abandoned = true;
+        reject(new StoreUnavailable(`taking over /${names.join("/")} took over ${ms} ms`));
+      }, ms);
+      this.acquire(names, attempt).then(
+        (w) => {
+          clearTimeout(t);
+          resolve(w);
+        },
+        (err) => {
+          clearTimeout(t);
+          reject(err);
+        },
+      );
+    });
+  }
+
+  private async acquire(names: string[], attempt: { abandoned: boolean }): Promise<Where> {
     const key = keyOf(names);
     const entry = await this.d.store.entry(names);
     if (!entry) throw new NotFound(`/${names.join("/")} holds no element`);
     const cur = await this.d.store.lease(names);
+    // The lease runs from before we asked for it, not from when the answer came.
+    const leasedAt = performance.now();
     let revision: number | null;
     if (!cur) revision = await this.d.store.takeLease(names, this.d.me);
     else if (cur.lease.id === this.d.me.id || !this.d.alive(cur.lease.id)) {
@@ -117,13 +147,22 @@ export class StoreHost {
     } catch (err) {
       throw storeError(err, `resuming /${names.join("/")}`);
     }
+    if (attempt.abandoned) {
+      ch.lose(new Moved("takeover abandoned"));
+      throw new StoreUnavailable("takeover abandoned");
+    }
     const h: Hosted = {
       names,
       ch,
       revision,
       timer: setInterval(() => void this.renew(key), this.d.store.config.renewMs),
+      renewedAt: leasedAt,
+      renewing: false,
     };
     h.timer.unref();
+    // A margin of one renewal below the lease: the store's clock for the lease starts later than ours.
+    const margin = this.d.store.config.leaseMs - this.d.store.config.renewMs;
+    ch.fresh = () => performance.now() - h.renewedAt < margin;
     ch.onLost = (err) => {
       this.d.log(`circuit: no longer hosting /${names.join("/")}: ${err.message}`);
       this.drop(key, h);
@@ -135,16 +174,29 @@ export class StoreHost {
 
   private async renew(key: string): Promise<void> {
     const h = this.hosted.get(key);
-    if (!h || this.stopped) return;
+    if (!h || this.stopped || h.renewing) return;
+    // Past its lease without a renewal the store confirmed, this host may have been replaced
+    // unawares: it stops serving (a receive waiting here would wait on a stale buffer forever).
+    if (performance.now() - h.renewedAt > this.d.store.config.leaseMs - this.d.store.config.renewMs) {
+      h.ch.lose(new Moved("lease not renewed in time"));
+      return;
+    }
+    h.renewing = true;
+    const asked = performance.now();
     let rev: number | null;
     try {
       rev = await this.d.store.renewLease(h.names, this.d.me, h.revision);
     } catch {
-      // The store did not answer: keep hosting; appends fail on their own if it stays away.
+      // The store did not answer: try again at the next tick, while the lease lasts.
       return;
+    } finally {
+      h.renewing = false;
     }
     if (rev === null) h.ch.lose(new Moved("lease lost"));
-    else h.revision = rev;
+    else {
+      h.revision = rev;
+      h.renewedAt = asked;
+    }
   }
 
   private drop(key: string, h: Hosted): void {

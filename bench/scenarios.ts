@@ -9,5 +9,6 @@ export const scenarioModules: Record<string, () => Promise<Scenario>> = {
   "chan-cross": async () => (await import("./chan-cross.ts")).scenario,
   "chan-pingpong": async () => (await import("./chan-pingpong.ts")).scenario,
   select: async () => (await import("./select.ts")).scenario,
+  "chan-replicated": async () => (await import("./chan-replicated.ts")).scenario,
   fuzz: async () => (await import("./fuzz.ts")).scenario,
 };

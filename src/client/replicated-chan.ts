@@ -5,6 +5,7 @@
 // delivered but not yet acknowledged when its host died is delivered again.
 
 import { randomBytes } from "node:crypto";
+import { setMaxListeners } from "node:events";
 import { ChannelClosed, type CircuitError, ProtocolError, StoreUnavailable } from "../errors.js";
 import { decode } from "../wire/protocol.js";
 import type { Router } from "./anchor.js";
@@ -164,6 +165,8 @@ export class ReplicatedChan<T = unknown> implements AsyncIterable<T> {
       throw new RangeError("prefetch must be an integer from 1 to 65536");
     }
     const ac = new AbortController();
+    // Each outstanding receive listens on it: `prefetch` listeners are expected, not a leak.
+    setMaxListeners(prefetch + 16, ac.signal);
     const stop = () => ac.abort(opts?.signal?.reason);
     opts?.signal?.addEventListener("abort", stop, { once: true });
     let ended = false;

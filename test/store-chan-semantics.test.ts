@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { connect } from "nats";
 import {
   AnchorBusy,
   ChannelAborted,
@@ -14,6 +15,7 @@ import {
   type ReplicatedChan,
   StoreUnavailable,
 } from "../src/index.ts";
+import { keyOf } from "../src/store/store.ts";
 import { killAll } from "./helpers/daemon.ts";
 import { type StoreCircuit, startStoreCircuit } from "./helpers/store.ts";
 
@@ -139,6 +141,46 @@ describe("a replicated channel keeps Go's semantics", () => {
     await ch.scrub();
     await assert.rejects(blocked, ChannelAborted);
     assert.equal(await ca.walk(p).get(), null);
+  });
+
+  test("acknowledged values are trimmed from the channel's log; what is still needed stays", async () => {
+    const p = fresh();
+    const ch = await ca.walk(p).makeChan<number>(2000, { replicas: 3 });
+    const N = 1200;
+    await Promise.all(Array.from({ length: N }, (_, i) => ch.send(i)));
+    const got: number[] = [];
+    for await (const v of ch.iterate({ prefetch: 32 })) {
+      got.push(v);
+      if (got.length === N - 10) break;
+    }
+    assert.deepEqual(
+      got,
+      Array.from({ length: N - 10 }, (_, i) => i),
+    );
+    const nc = await connect({ servers: sc.nats.nodes.map((x) => `127.0.0.1:${x.port}`) });
+    try {
+      const e = await (await nc.jetstream().views.kv("circuit_tree")).get(keyOf(["@", ...p.split("/").slice(2)]));
+      const stream = (JSON.parse(Buffer.from(e!.value).toString()) as { stream: string }).stream;
+      const jsm = await nc.jetstreamManager();
+      let info = await jsm.streams.info(stream);
+      // The values were all sent before any was taken: trims at 512 and 1024 acknowledgements drop
+      // the records of the first 1024 values (their acknowledgements come after them in the log).
+      for (let i = 0; i < 20 && info.state.first_seq < 1024; i++) {
+        await sleep(100);
+        info = await jsm.streams.info(stream);
+      }
+      assert.ok(info.state.first_seq >= 1024, `the log starts at ${info.state.first_seq}`);
+      assert.ok(info.state.messages < 2 * N - 1000, `${info.state.messages} records left of ${2 * N + 1} appended`);
+    } finally {
+      await nc.close();
+    }
+    const rest: number[] = [];
+    for (let i = 0; i < 10; i++) rest.push(await ch.recv());
+    assert.deepEqual(
+      rest,
+      Array.from({ length: 10 }, (_, i) => N - 10 + i),
+    );
+    await ch.scrub();
   });
 
   test("a store that goes away fails /@ operations with StoreUnavailable in bounded time; ordinary channels work", async () => {

@@ -50,6 +50,9 @@ export interface RStat {
 }
 
 /** The host lost the element (fenced or store failure): clients should ask again where it lives. */
+/** How many acknowledgements between two trims of the log. */
+export const TRIM_EVERY = 512;
+
 export class Moved extends CircuitError {
   constructor(message: string) {
     super("Moved", message);
@@ -70,6 +73,9 @@ export class ReplicatedChan {
   private aborted = false;
   private numSend = 0;
   private numRecv = 0;
+  private acks = 0;
+  private trimming = false;
+  private trimmedTo = 0;
   /** The sequence the next append expects the stream to end at. */
   private expect = 0;
   /** Set once this host may change nothing any more. */
@@ -87,6 +93,7 @@ export class ReplicatedChan {
     readonly cap: number,
     readonly replicas: number,
     private readonly hostId: string,
+    private readonly jsm: Promise<JetStreamManager>,
   ) {}
 
   static subject(stream: string): string {
@@ -117,7 +124,7 @@ export class ReplicatedChan {
     waitMs = 4000,
   ): Promise<ReplicatedChan> {
     for (let attempt = 0; ; attempt++) {
-      const ch = new ReplicatedChan(js, stream, cap, replicas, hostId);
+      const ch = new ReplicatedChan(js, stream, cap, replicas, hostId, Promise.resolve(jsm));
       const info = await jsm.streams.info(stream);
       const last = info.state.last_seq;
       if (info.state.messages > 0) await ch.replay(info.state.first_seq, last, waitMs);
@@ -185,6 +192,12 @@ export class ReplicatedChan {
     const opts = { headers: h, expect: { lastSequence: expect }, ...(fields["C-Id"] ? { msgID: fields["C-Id"] } : {}) };
     return this.js.publish(ReplicatedChan.subject(this.stream), data ?? new Uint8Array(0), opts).then(
       (ack) => {
+        if (ack.duplicate && t === "v") {
+          // Stored before, and trimmed from the log since (its id is in JetStream's window): the
+          // send is done; the stream did not grow, so the appends behind this one must start over.
+          queueMicrotask(() => this.lose(new Moved(`log of ${this.stream} resynchronizes`)));
+          return 0;
+        }
         if (ack.seq !== expect + 1 || ack.duplicate) throw this.lose(new Moved(`log of ${this.stream} moved on`));
         return ack.seq;
       },
@@ -225,7 +238,38 @@ export class ReplicatedChan {
     const u = this.unacked.get(seq);
     if (!u) return Promise.resolve();
     this.unacked.delete(seq);
-    return this.append("a", undefined, { "C-S": String(seq) }).then(() => {});
+    return this.append("a", undefined, { "C-S": String(seq) }).then(() => {
+      this.acks++;
+      this.trim();
+    });
+  }
+
+  /**
+   * Every TRIM_EVERY acknowledgements, drops the records before the oldest value still needed
+   * (buffered or delivered unacknowledged): they are acknowledged values and their records. Only
+   * while the lease is surely ours, so that no new host is reading the log meanwhile; never once
+   * closed (the close record must stay). A send retried after its record was trimmed is still
+   * stored once: JetStream's de-duplication window (2 min) knows its id.
+   */
+  private trim(): void {
+    if (this.acks < TRIM_EVERY || this.trimming || this.inflight > 0) return;
+    if (this.closed || this.closing || this.lost || !this.fresh()) return;
+    let low = this.buffer.peek()?.seq ?? this.expect;
+    for (const seq of this.unacked.keys()) low = Math.min(low, seq);
+    if (low <= this.trimmedTo) return;
+    this.acks = 0;
+    this.trimming = true;
+    this.jsm
+      .then((jsm) => jsm.streams.purge(this.stream, { seq: low }))
+      .then(
+        () => {
+          this.trimmedTo = low;
+        },
+        () => {},
+      )
+      .finally(() => {
+        this.trimming = false;
+      });
   }
 
   /** A receive was withdrawn by its client: it stops waiting, or its value goes back to the head. */
@@ -333,8 +377,11 @@ export class ReplicatedChan {
         this.append("v", s.bytes, { "C-Id": s.id }).then(
           (seq) => {
             this.inflight--;
-            this.numSend++;
-            this.buffer.push({ seq, bytes: s.bytes });
+            // seq 0: a duplicate of a send stored (and taken) before; nothing new is buffered.
+            if (seq > 0) {
+              this.numSend++;
+              this.buffer.push({ seq, bytes: s.bytes });
+            }
             s.done();
             this.pump();
           },

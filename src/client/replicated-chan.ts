@@ -6,7 +6,7 @@
 
 import { randomBytes } from "node:crypto";
 import { setMaxListeners } from "node:events";
-import { ChannelClosed, type CircuitError, ProtocolError, StoreUnavailable } from "../errors.js";
+import { ChannelClosed, type CircuitError, ProtocolError, StoreUnavailable, Unsupported } from "../errors.js";
 import { decode } from "../wire/protocol.js";
 import type { Router } from "./anchor.js";
 import type { IterateOptions, OpOptions } from "./chan.js";
@@ -143,6 +143,16 @@ export class ReplicatedChan<T = unknown> implements AsyncIterable<T> {
     // Acknowledged once we have it; should the host die first, the value is delivered again.
     t.ack();
     return this.decode(t);
+  }
+
+  /** Not built yet: `select` over a /@ channel fails with Unsupported (before any I/O). */
+  recvCase(): never {
+    throw new Unsupported(`select over ${this.path} is not built yet: replicated channels have no select cases`);
+  }
+
+  /** Not built yet: `select` over a /@ channel fails with Unsupported (before any I/O). */
+  sendCase(_value: T): never {
+    throw new Unsupported(`select over ${this.path} is not built yet: replicated channels have no select cases`);
   }
 
   async close(opts?: OpOptions): Promise<void> {

@@ -70,15 +70,6 @@ const settle = async () => {
   for (let i = 0; i < 4; i++) await new Promise((r) => setImmediate(r));
 };
 
-type Cmd =
-  | { t: "send"; owner: number }
-  | { t: "recv"; owner: number }
-  | { t: "ack"; owner: number }
-  | { t: "giveBack"; owner: number }
-  | { t: "gone"; owner: number }
-  | { t: "takeover" }
-  | { t: "stale" };
-
 const cmd = fc.oneof(
   { weight: 4, arbitrary: fc.record({ t: fc.constant("send" as const), owner: fc.integer({ min: 0, max: 2 }) }) },
   { weight: 4, arbitrary: fc.record({ t: fc.constant("recv" as const), owner: fc.integer({ min: 0, max: 2 }) }) },

@@ -1,4 +1,4 @@
-// The replicated channel's host state machine (src/store/replicated-chan.ts) under random
+// The replicated channel's host state machine (src/daemon/replicated-chan.ts) under random
 // operations and takeovers, against a fake JetStream stream at the seam it talks through (publish
 // with "expected last sequence" and message ids, read back, purge). A takeover resumes a new host
 // from the log while the old one lingers and keeps trying to act. Whatever happens: a value whose
@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
 import type { JetStreamClient, JetStreamManager, MsgHdrs } from "nats";
-import { type Owner, ReplicatedChan } from "../src/store/replicated-chan.ts";
+import { type Owner, ReplicatedChan } from "../src/daemon/replicated-chan.ts";
 
 interface Rec {
   seq: number;

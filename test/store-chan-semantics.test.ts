@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { connect } from "nats";
+import { keyOf } from "../src/daemon/store.ts";
 import {
   AnchorBusy,
   ChannelAborted,
@@ -15,7 +16,6 @@ import {
   type ReplicatedChan,
   StoreUnavailable,
 } from "../src/index.ts";
-import { keyOf } from "../src/store/store.ts";
 import { killAll } from "./helpers/daemon.ts";
 import { type StoreCircuit, startStoreCircuit } from "./helpers/store.ts";
 

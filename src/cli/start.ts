@@ -7,8 +7,8 @@ import { loadKey, parseGroup } from "../client/keys.js";
 import { Daemon, parseAddr } from "../daemon/daemon.js";
 import { DataDirBusy } from "../daemon/data-dir.js";
 import { DEFAULT_LIMITS } from "../daemon/limits.js";
+import { parseStoreUrl } from "../daemon/store.js";
 import { StoreUnavailable } from "../errors.js";
-import { parseStoreUrl } from "../store/store.js";
 import { isLoopback, parseHostPort } from "../wire/url.js";
 import { keyOption, UsageError } from "./common.js";
 

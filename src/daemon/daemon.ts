@@ -11,8 +11,6 @@ import { ClusterNode } from "../cluster/node.js";
 import { AnchorTree } from "../element/anchor-tree.js";
 import { Channel } from "../element/channel.js";
 import { NotFound, ServerGone, toWire, WrongKind } from "../errors.js";
-import { Store, type StoreOptions } from "../store/store.js";
-import { StoreHost } from "../store/store-host.js";
 import { advertisedAddress } from "../transport/advertise.js";
 import { Discovery, parseGroup } from "../transport/discovery.js";
 import type { FrameConn } from "../transport/frame-conn.js";
@@ -32,6 +30,8 @@ import { ProcTable } from "./proc.js";
 import { ProcGuard, reapPredecessor } from "./proc-guard.js";
 import { scrubProc } from "./proc-ops.js";
 import { Session, TICK_MS } from "./session.js";
+import { Store, type StoreOptions } from "./store.js";
+import { StoreHost } from "./store-host.js";
 
 export const VERSION = "0.1.0";
 

@@ -2,10 +2,10 @@
 // hosted here, or elsewhere: then the answer is `{ moved: XID }` and the client asks that server.
 
 import { ProtocolError, StoreUnavailable, Unsupported, WrongKind } from "../errors.js";
-import type { Owner } from "../store/replicated-chan.js";
-import type { StoreHost } from "../store/store-host.js";
 import { badName } from "../wire/path.js";
 import { MAX_CAP } from "../wire/protocol.js";
+import type { Owner } from "./replicated-chan.js";
+import type { StoreHost } from "./store-host.js";
 
 export const NO_STORE = "/@ needs a shared store: this circuit's daemons were started without --store";
 

@@ -2,7 +2,7 @@
 // about an element either hosts it already, takes its lease (nobody holds it, or its holder is
 // dead as far as membership knows) and resumes it from its log, or answers where it lives.
 // Leases only decide who should host; the log's expected-sequence appends make sure a host that
-// lost its lease changes nothing (src/store/replicated-chan.ts).
+// lost its lease changes nothing (src/daemon/replicated-chan.ts).
 
 import { randomBytes } from "node:crypto";
 import { NotFound, StoreUnavailable, WrongKind } from "../errors.js";

@@ -10,7 +10,7 @@ export interface BenchChan {
 }
 
 interface BenchAnchor {
-  makeChan(cap: number): Promise<BenchChan>;
+  makeChan(cap: number, opts?: { durable?: boolean }): Promise<BenchChan>;
   get(): Promise<unknown>;
 }
 
@@ -33,10 +33,10 @@ function anchor(client: BenchClient, name: string, server = client.serverId): Be
 }
 
 /** Makes the channel, or takes the one already there (a rerun against the same daemon). */
-export async function openChan(client: BenchClient, name: string, cap: number): Promise<BenchChan> {
+export async function openChan(client: BenchClient, name: string, cap: number, durable = false): Promise<BenchChan> {
   const a = anchor(client, name);
   try {
-    return await a.makeChan(cap);
+    return await a.makeChan(cap, durable ? { durable } : undefined);
   } catch (e) {
     if ((e as { code?: unknown }).code !== "AnchorBusy") throw e;
     return getChan(client, name);

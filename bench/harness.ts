@@ -2,6 +2,8 @@
 // deadlines, and the figures' shapes and units. Every role runs in its own OS process so that no
 // measurement shares an event loop with the thing it measures.
 import { type ChildProcess, fork } from "node:child_process";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const repoRoot = fileURLToPath(new URL("..", import.meta.url));
@@ -13,8 +15,10 @@ export interface Row {
   /** Stable key used to pair rows across scenarios, e.g. `nats.pubsub`. */
   id: string;
   label: string;
-  kind: "throughput" | "latency";
+  kind: "throughput" | "latency" | "bandwidth";
   msgsPerSec?: number;
+  /** For "bandwidth" rows: payload bytes per second at the consumer. */
+  bytesPerSec?: number;
   messages?: number;
   seconds?: number;
   p50Us?: number;
@@ -288,10 +292,12 @@ export async function startCircuitDaemon(
   procs: Procs,
   extraArgs: string[] = [],
 ): Promise<{ url: string; server: Spawned }> {
+  // The built daemon, as users run it (`npm run bench` builds first); tsx's loader alone would
+  // add about 40 MB to its memory.
+  const built = join(repoRoot, "dist", "cli", "main.js");
+  const entry = existsSync(built) ? [built] : ["--import", "tsx", "src/cli/main.ts"];
   const server = procs.spawn("circuit daemon", process.execPath, [
-    "--import",
-    "tsx",
-    "src/cli/main.ts",
+    ...entry,
     "start",
     "--addr",
     "127.0.0.1:0",
@@ -442,6 +448,11 @@ export function formatRate(perSec: number): string {
   if (perSec >= 1e6) return `${(perSec / 1e6).toFixed(2)} M msg/s`;
   if (perSec >= 1e3) return `${(perSec / 1e3).toFixed(1)} k msg/s`;
   return `${perSec.toFixed(0)} msg/s`;
+}
+
+export function formatBytesRate(perSec: number): string {
+  if (perSec >= 1e9) return `${(perSec / 1e9).toFixed(2)} GB/s`;
+  return `${(perSec / 1e6).toFixed(1)} MB/s`;
 }
 
 export function formatMicros(us: number): string {

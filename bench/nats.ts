@@ -20,7 +20,7 @@ const RR_WARMUP = 500;
 const RR_ROUNDS = 5_000;
 const RR_SECONDS = 8;
 
-function findExecutable(name: string): string | undefined {
+export function findExecutable(name: string): string | undefined {
   // Debian puts nats-server in /usr/sbin, which a non-login shell's PATH may lack.
   const dirs = [...(process.env.PATH ?? "").split(delimiter), "/usr/local/sbin", "/usr/sbin", "/sbin"];
   for (const dir of dirs) {
@@ -46,7 +46,7 @@ function apt(args: string[]): { ok: boolean; out: string } {
   return { ok: r.status === 0, out: out.split("\n").slice(-3).join(" | ") };
 }
 
-async function ensureNatsServer(log: (line: string) => void): Promise<Record<string, unknown>> {
+export async function ensureNatsServer(log: (line: string) => void): Promise<Record<string, unknown>> {
   let path = findExecutable("nats-server");
   if (!path) {
     const how = "install it (Debian/Ubuntu: apt-get install -y nats-server) and rerun";
@@ -67,7 +67,7 @@ async function ensureNatsServer(log: (line: string) => void): Promise<Record<str
   return { natsServer: path, natsServerVersion: (v.stdout ?? "").trim() };
 }
 
-async function dialNats(port: unknown): Promise<NatsConnection> {
+export async function dialNats(port: unknown): Promise<NatsConnection> {
   return connect({ servers: `127.0.0.1:${Number(port)}`, reconnect: false });
 }
 
@@ -136,7 +136,7 @@ async function requesterRole(args: Record<string, unknown>, ctx: RoleContext): P
   ctx.report("done", latencySummary(samples.subarray(0, done)));
 }
 
-async function startNatsServer(procs: Procs): Promise<number> {
+export async function startNatsServer(procs: Procs): Promise<number> {
   const path = findExecutable("nats-server");
   if (!path) throw new Error("nats-server is not installed");
   // -p -1 lets the server pick a free port, which it logs; that avoids a probe-then-bind race.

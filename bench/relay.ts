@@ -7,7 +7,7 @@ import { once } from "node:events";
 import { connect, createServer, type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
 import type { Procs, RoleContext, Row, Scenario, ScenarioContext } from "./harness.ts";
-import { errorText } from "./harness.ts";
+import { errorText, latencySummary } from "./harness.ts";
 
 const FRAME_BYTES = 100;
 const FRAMES = 5_000_000;
@@ -137,6 +137,12 @@ async function relayRole(args: Record<string, unknown>, ctx: RoleContext): Promi
     producer.pipe(consumer);
     return;
   }
+  if (args.mode === "echo") {
+    // Both ways, for round trips: the pinger is the "producer", the echoer the "consumer".
+    producer.pipe(consumer);
+    consumer.pipe(producer);
+    return;
+  }
   const out = new WriteBatcher(consumer, () => {
     if (consumer.writableNeedDrain && !producer.isPaused()) {
       producer.pause();
@@ -212,6 +218,71 @@ async function consumerRole(args: Record<string, unknown>, ctx: RoleContext): Pr
   ctx.report("ready");
 }
 
+const PING_WARMUP = 500;
+const PING_ROUNDS = 5_000;
+
+/** Sends each frame back as it came. */
+async function echoRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
+  const socket = await dialPort(Number(args.port));
+  socket.on(
+    "data",
+    frameSplitter((buf, start, end) => socket.write(buf.subarray(start, end))),
+  );
+  socket.on("error", () => {});
+  ctx.report("ready");
+}
+
+/** One frame out, wait for it to come back, PING_ROUNDS times after PING_WARMUP. */
+async function pingerRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
+  const socket = await dialPort(Number(args.port));
+  const frame = Buffer.alloc(FRAME_BYTES, 0x61);
+  frame.writeUInt32BE(FRAME_BYTES - 4, 0);
+  let back: (() => void) | undefined;
+  socket.on(
+    "data",
+    frameSplitter(() => back?.()),
+  );
+  const round = (): Promise<void> =>
+    new Promise((resolve) => {
+      back = resolve;
+      socket.write(frame);
+    });
+  for (let i = 0; i < PING_WARMUP; i++) await round();
+  const samples = new Float64Array(PING_ROUNDS);
+  for (let i = 0; i < PING_ROUNDS; i++) {
+    const t = performance.now();
+    await round();
+    samples[i] = performance.now() - t;
+  }
+  ctx.report("done", latencySummary(samples));
+}
+
+async function pingPong(procs: Procs): Promise<Row> {
+  const id = "relay.pingpong";
+  const label = "raw TCP relay ping-pong (byte pipe both ways)";
+  try {
+    const relay = procs.role("relay", "relay", { mode: "echo" });
+    const ready = await relay.next("ready");
+    const echo = procs.role("relay", "echo", { port: ready.outPort });
+    await echo.next("ready");
+    const pinger = procs.role("relay", "pinger", { port: ready.inPort });
+    const s = await pinger.next("done");
+    return {
+      id,
+      label,
+      kind: "latency",
+      rounds: Number(s.rounds),
+      p50Us: Number(s.p50Us),
+      p99Us: Number(s.p99Us),
+      meanUs: Number(s.meanUs),
+    };
+  } catch (e) {
+    return { id, label, kind: "latency", error: errorText(e) };
+  } finally {
+    await procs.closeAll();
+  }
+}
+
 async function measure(procs: Procs, mode: "framed" | "pipe"): Promise<Row> {
   const id = `relay.${mode}`;
   const label = mode === "framed" ? "raw TCP relay, frame-aware (ceiling)" : "raw TCP relay, byte pipe";
@@ -249,7 +320,9 @@ export const scenario: Scenario = {
       ctx.log(`relay: measuring ${mode} relay`);
       rows.push(await measure(ctx.procs, mode));
     }
+    ctx.log("relay: measuring ping-pong through the relay");
+    rows.push(await pingPong(ctx.procs));
     return { rows };
   },
-  roles: { relay: relayRole, producer: producerRole, consumer: consumerRole },
+  roles: { relay: relayRole, producer: producerRole, consumer: consumerRole, echo: echoRole, pinger: pingerRole },
 };

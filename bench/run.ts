@@ -7,6 +7,7 @@ import os from "node:os";
 import { join } from "node:path";
 import {
   errorText,
+  formatBytesRate,
   formatMicros,
   formatRate,
   Procs,
@@ -68,11 +69,56 @@ const comparisons: Comparison[] = [
     },
   },
   {
+    title:
+      "Two producers → two competing consumers (each value taken once), 100-byte messages, everything " +
+      "taken over 3 s after 1.5 s",
+    kind: "throughput",
+    ids: ["nats.queue", "chan.2p2c"],
+    baseline: "nats.queue",
+    target: { id: "chan.2p2c", text: "≥ 1.2× a NATS queue group", met: (r) => r >= 1.2 },
+  },
+  {
+    title:
+      "16 MiB values, one producer → one consumer through a middle process, bytes per second at the consumer " +
+      "(the Go Circuit moved 18 MB/s)",
+    kind: "bandwidth",
+    ids: ["pipe.large", "chan.large", "chan.large.stream"],
+    baseline: "pipe.large",
+    versus: "pipe",
+    target: { id: "chan.large", text: "≥ 0.5× the raw byte pipe", met: (r) => r >= 0.5 },
+  },
+  {
+    title: "Scale on one daemon: one client's ping-pong while many channels and clients sit idle",
+    kind: "latency",
+    ids: ["scale.quiet", "scale.crowd"],
+    baseline: "scale.quiet",
+    versus: "quiet",
+    target: { id: "scale.crowd", text: "p50 ≤ 1.5× the quiet p50", met: (r) => r <= 1.5 },
+  },
+  {
+    title:
+      "Throughput while the circuit is watched: the same run on a daemon with --http (/metrics scraped every " +
+      "second, a dashboard's event stream open) vs one without; default logging in both",
+    kind: "throughput",
+    ids: ["chan.obs.plain", "chan.obs.http"],
+    baseline: "chan.obs.plain",
+    versus: "plain",
+    target: { id: "chan.obs.http", text: "≥ 0.95× the run without --http", met: (r) => r >= 0.95 },
+  },
+  {
     title: "Round trip, 100-byte messages, sequential",
     kind: "latency",
     ids: ["nats.reqrep", "chan.pingpong"],
     baseline: "nats.reqrep",
     target: { id: "chan.pingpong", text: "p50 ≤ 1.0× NATS request-reply p50", met: (r) => r <= 1 },
+  },
+  {
+    title: "Round trip against the raw ceiling: the same ping-pong beside a Node relay that only pipes bytes",
+    kind: "latency",
+    ids: ["relay.pingpong", "chan.pingpong"],
+    baseline: "relay.pingpong",
+    versus: "relay",
+    target: { id: "chan.pingpong", text: "p50 ≤ 1.5× the raw relay's p50", met: (r) => r <= 1.5 },
   },
   {
     title: "select, one of N recv cases ready, vs a plain recv; round trip with a reply, sequential",
@@ -81,6 +127,31 @@ const comparisons: Comparison[] = [
     baseline: "select.recv",
     versus: "recv",
     target: { id: "select.8", text: "select over 8 cases p50 ≤ 2.0× plain recv p50", met: (r) => r <= 2 },
+  },
+  {
+    title:
+      "Durable channel vs NATS JetStream (file storage), 100-byte messages: a window of sends (publishes) awaiting " +
+      "their completion (ack) → consumer acknowledging each, measured at the consumer (bench/chan-durable.ts)",
+    kind: "throughput",
+    ids: ["nats.js.e2e", "chan.durable", "chan.durable.memory"],
+    baseline: "nats.js.e2e",
+    versus: "JetStream",
+    target: { id: "chan.durable", text: "durable ≥ 5× JetStream end to end", met: (r) => r >= 5 },
+  },
+  {
+    title: "Durable channel vs the in-memory channel of the same run, same shape",
+    kind: "throughput",
+    ids: ["chan.durable.memory", "chan.durable"],
+    baseline: "chan.durable.memory",
+    versus: "memory",
+    target: { id: "chan.durable", text: "durable ≥ 0.3× in-memory", met: (r) => r >= 0.3 },
+  },
+  {
+    title: "One durable send at a time (completes once synced) vs a JetStream publish awaiting its ack",
+    kind: "latency",
+    ids: ["nats.js.puback", "chan.durable.send"],
+    baseline: "nats.js.puback",
+    versus: "JetStream",
   },
 ];
 
@@ -150,6 +221,7 @@ function pad(s: string, n: number, right = false): string {
 function figures(row: Row): string[] {
   if (row.error) return [`failed: ${row.error}`];
   if (row.kind === "throughput") return [row.msgsPerSec === undefined ? "—" : formatRate(row.msgsPerSec)];
+  if (row.kind === "bandwidth") return [row.bytesPerSec === undefined ? "—" : formatBytesRate(row.bytesPerSec)];
   return [
     row.p50Us === undefined ? "—" : formatMicros(row.p50Us),
     row.p99Us === undefined ? "—" : formatMicros(row.p99Us),
@@ -157,6 +229,7 @@ function figures(row: Row): string[] {
 }
 
 function headline(row: Row): number | undefined {
+  if (row.kind === "bandwidth") return row.bytesPerSec;
   return row.kind === "throughput" ? row.msgsPerSec : row.p50Us;
 }
 
@@ -184,8 +257,8 @@ function renderTable(rows: Map<string, Row>): { text: string; verdicts: Record<s
     lines.push("", c.title);
     const vs = c.versus ?? "NATS";
     const head =
-      c.kind === "throughput"
-        ? `  ${pad("", LABEL)}${pad("msgs/s", 16, true)}${pad(`vs ${vs}`, 10, true)}`
+      c.kind !== "latency"
+        ? `  ${pad("", LABEL)}${pad(c.kind === "bandwidth" ? "bytes/s" : "msgs/s", 16, true)}${pad(`vs ${vs}`, 10, true)}`
         : `  ${pad("", LABEL)}${pad("p50", 11, true)}${pad("p99", 11, true)}${pad(`p50 vs ${vs}`, 13, true)}${pad(`p99 vs ${vs}`, 13, true)}`;
     lines.push(head);
     for (const row of present) {
@@ -193,7 +266,7 @@ function renderTable(rows: Map<string, Row>): { text: string; verdicts: Record<s
       let line = `  ${pad(row.label, LABEL)}`;
       if (row.error) {
         line += f[0];
-      } else if (c.kind === "throughput") {
+      } else if (c.kind !== "latency") {
         const v = headline(row);
         const ratio = v !== undefined && baseValue ? `${(v / baseValue).toFixed(2)}×` : "—";
         line += `${pad(f[0] ?? "", 16, true)}${pad(ratio, 10, true)}`;
@@ -204,7 +277,7 @@ function renderTable(rows: Map<string, Row>): { text: string; verdicts: Record<s
         line += `${pad(f[0] ?? "", 11, true)}${pad(f[1] ?? "", 11, true)}${pad(r50, 13, true)}${pad(r99, 13, true)}`;
       }
       if (row.runs && row.runs.length > 1) {
-        const fmt = c.kind === "throughput" ? formatRate : formatMicros;
+        const fmt = c.kind === "throughput" ? formatRate : c.kind === "bandwidth" ? formatBytesRate : formatMicros;
         line += `  [runs: ${row.runs.map((v) => fmt(v)).join(", ")}]`;
       }
       if (row.note) line += `  (${row.note})`;

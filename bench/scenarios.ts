@@ -7,8 +7,13 @@ export const scenarioModules: Record<string, () => Promise<Scenario>> = {
   nats: async () => (await import("./nats.ts")).scenario,
   "chan-throughput": async () => (await import("./chan-throughput.ts")).scenario,
   "chan-cross": async () => (await import("./chan-cross.ts")).scenario,
+  "chan-2p2c": async () => (await import("./chan-2p2c.ts")).scenario,
+  "chan-large": async () => (await import("./chan-large.ts")).scenario,
+  "chan-obs": async () => (await import("./chan-obs.ts")).scenario,
   "chan-pingpong": async () => (await import("./chan-pingpong.ts")).scenario,
+  scale: async () => (await import("./scale.ts")).scenario,
   select: async () => (await import("./select.ts")).scenario,
   "chan-replicated": async () => (await import("./chan-replicated.ts")).scenario,
+  "chan-durable": async () => (await import("./chan-durable.ts")).scenario,
   fuzz: async () => (await import("./fuzz.ts")).scenario,
 };

@@ -1,7 +1,7 @@
 // For the examples: a circuit of N daemons inside this process on free loopback ports, for when no
 // circuit URL is given. Real programs dial a circuit that is already running.
 import { setTimeout as sleep } from "node:timers/promises";
-import { Daemon, dial } from "../src/index.ts";
+import { Daemon, dial, serviceConnector } from "circuit-ts";
 
 export interface LocalCircuit {
   url: string;
@@ -10,7 +10,8 @@ export interface LocalCircuit {
 }
 
 export async function localCircuit(n: number): Promise<LocalCircuit> {
-  const quiet = { addr: "127.0.0.1:0", log: () => {} };
+  // connect: how each daemon reaches the circuit for the services it supervises.
+  const quiet = { addr: "127.0.0.1:0", log: () => {}, connect: serviceConnector() };
   const first = await Daemon.start(quiet);
   const daemons = [first];
   for (let i = 1; i < n; i++) daemons.push(await Daemon.start({ ...quiet, join: first.url }));

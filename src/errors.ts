@@ -2,9 +2,45 @@
 // Errors cross the wire as { code, message } and are rebuilt here as the same class. This module is
 // a leaf: every layer may import it.
 
+/**
+ * Every code a CircuitError can carry. A program branches on `err.code` (or `instanceof`), never on
+ * the message. "Cancelled" answers a request the client withdrew; "Internal" is a failure on the
+ * server that fits no other code (and stands in for a code from a newer peer that this release does
+ * not know, whose name then starts the message). "Moved" tells a client that the daemon it asked
+ * no longer hosts a circuit-wide element (§12): the client asks again and never reports it.
+ */
+export const ERROR_CODES = [
+  "ChannelClosed",
+  "ChannelAborted",
+  "AnchorBusy",
+  "NotFound",
+  "WrongKind",
+  "ServerGone",
+  "MessageTooLarge",
+  "SpawnFailed",
+  "BadSignal",
+  "AuthFailed",
+  "ProtocolError",
+  "Timeout",
+  "StreamBroken",
+  "AccessDenied",
+  "Unsupported",
+  "AddressInUse",
+  "BadAddress",
+  "NoCapacity",
+  "StorageFull",
+  "StoreUnavailable",
+  "Moved",
+  "Cancelled",
+  "Internal",
+] as const;
+
+/** The stable code of a CircuitError: one of ERROR_CODES. */
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
 export class CircuitError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.code = code;
     this.name = new.target.name;
@@ -126,7 +162,35 @@ export class StoreUnavailable extends CircuitError {
   }
 }
 
-const classes: Record<string, new (message?: string) => CircuitError> = {
+/** A nameserver's address (or port) is taken on its host. */
+export class AddressInUse extends CircuitError {
+  constructor(message = "address in use", options?: { cause?: unknown }) {
+    super("AddressInUse", message, options);
+  }
+}
+
+/** An address that is not one of the host's, or that cannot be listened on. */
+export class BadAddress extends CircuitError {
+  constructor(message = "bad address", options?: { cause?: unknown }) {
+    super("BadAddress", message, options);
+  }
+}
+
+/** No live server has the free capacity a placement asks for (docs/design.md, placement). */
+export class NoCapacity extends CircuitError {
+  constructor(message = "no live server has room for that request", options?: { cause?: unknown }) {
+    super("NoCapacity", message, options);
+  }
+}
+
+/** The disk holding a durable channel's store is full: the send did not happen; nothing stored is lost. */
+export class StorageFull extends CircuitError {
+  constructor(message = "storage full", options?: { cause?: unknown }) {
+    super("StorageFull", message, options);
+  }
+}
+
+const classes: Partial<Record<ErrorCode, new (message?: string) => CircuitError>> = {
   ChannelClosed,
   ChannelAborted,
   AnchorBusy,
@@ -143,11 +207,15 @@ const classes: Record<string, new (message?: string) => CircuitError> = {
   AccessDenied,
   Unsupported,
   StoreUnavailable,
+  AddressInUse,
+  BadAddress,
+  NoCapacity,
+  StorageFull,
 };
 
 /** The wire form of an error. */
 export interface WireError {
-  code: string;
+  code: ErrorCode;
   message: string;
 }
 
@@ -162,8 +230,13 @@ export function toWire(err: unknown): WireError {
 /** Rebuilds the class an error had on the other side; unknown codes become a plain CircuitError. */
 export function fromWire(w: unknown): CircuitError {
   const o = (typeof w === "object" && w !== null ? w : {}) as Partial<WireError>;
-  const code = typeof o.code === "string" ? o.code : "Internal";
   const message = typeof o.message === "string" ? o.message : "unknown error";
+  const code = o.code as string | undefined;
+  if (!isErrorCode(code)) return new CircuitError("Internal", code ? `${code}: ${message}` : message);
   const C = classes[code];
   return C ? new C(message) : new CircuitError(code, message);
+}
+
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === "string" && (ERROR_CODES as readonly string[]).includes(code);
 }

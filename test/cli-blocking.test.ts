@@ -18,7 +18,7 @@ describe("blocking", () => {
     const s = c.spawn(["send", ch], { input: "hello" });
     await c.assertBlocked(s, ch, "waitingSenders");
     assert.equal(await c.recv(ch), "hello");
-    assertOk(await within(s.result, 5_000, "send to exit after the recv"));
+    assertOk(await within(5_000, s.result, "send to exit after the recv"));
   });
 
   test("recv on an empty channel blocks until a send arrives", async () => {
@@ -27,7 +27,7 @@ describe("blocking", () => {
     const r = c.spawn(["recv", ch]);
     await c.assertBlocked(r, ch, "waitingReceivers");
     await c.send(ch, "late");
-    const got = await within(r.result, 5_000, "recv to exit after the send");
+    const got = await within(5_000, r.result, "recv to exit after the send");
     assertOk(got);
     assert.equal(got.stdout.toString(), "late");
   });
@@ -42,7 +42,7 @@ describe("blocking", () => {
     assert.equal((await c.stat(ch)).len, 2);
 
     assert.equal(await c.recv(ch), "a");
-    assertOk(await within(third.result, 5_000, "third send to exit after a recv"));
+    assertOk(await within(5_000, third.result, "third send to exit after a recv"));
     assert.equal(await c.recv(ch), "b");
     assert.equal(await c.recv(ch), "c");
   });
@@ -55,11 +55,11 @@ describe("blocking", () => {
     const second = c.spawn(["recv", ch]);
     await c.until(ch, (s) => s.waitingReceivers === 2, "second receiver waiting");
     const s1 = c.spawn(["send", ch], { input: "one" });
-    assertOk(await within(s1.result, 5_000, "first send"));
+    assertOk(await within(5_000, s1.result, "first send"));
     const s2 = c.spawn(["send", ch], { input: "two" });
-    assertOk(await within(s2.result, 5_000, "second send"));
-    assert.equal((await within(first.result, 5_000, "first recv")).stdout.toString(), "one");
-    assert.equal((await within(second.result, 5_000, "second recv")).stdout.toString(), "two");
+    assertOk(await within(5_000, s2.result, "second send"));
+    assert.equal((await within(5_000, first.result, "first recv")).stdout.toString(), "one");
+    assert.equal((await within(5_000, second.result, "second recv")).stdout.toString(), "two");
   });
 
   test("a blocked send whose process is killed delivers nothing", async () => {
@@ -85,7 +85,7 @@ describe("blocking", () => {
     const got = await c.run(["recv", "--timeout", "5000", ch]);
     assertOk(got);
     assert.equal(got.stdout.toString(), "kept");
-    assertOk(await within(s.result, 5_000, "send to exit"));
+    assertOk(await within(5_000, s.result, "send to exit"));
   });
 });
 
@@ -121,7 +121,7 @@ describe("close", () => {
     const s = c.spawn(["send", ch], { input: "v" });
     await c.assertBlocked(s, ch, "waitingSenders");
     await c.ok(["close", ch]);
-    assertFails(await within(s.result, 5_000, "blocked send to fail"), 1, "ChannelClosed");
+    assertFails(await within(5_000, s.result, "blocked send to fail"), 1, "ChannelClosed");
   });
 
   test("a blocked recv fails with ChannelClosed when the channel is closed", async () => {
@@ -130,7 +130,7 @@ describe("close", () => {
     const r = c.spawn(["recv", ch]);
     await c.assertBlocked(r, ch, "waitingReceivers");
     await c.ok(["close", ch]);
-    assertFails(await within(r.result, 5_000, "blocked recv to fail"), 1, "ChannelClosed");
+    assertFails(await within(5_000, r.result, "blocked recv to fail"), 1, "ChannelClosed");
   });
 });
 
@@ -147,7 +147,7 @@ describe("scrub", () => {
     await c.assertBlocked(r, ch, "waitingReceivers");
 
     await c.ok(["scrub", ch]);
-    assertFails(await within(r.result, 5_000, "blocked recv to fail"), 1, "ChannelAborted");
+    assertFails(await within(5_000, r.result, "blocked recv to fail"), 1, "ChannelAborted");
     const all = await c.ls(`${c.root}/...`);
     assert.ok(!all.includes(ch), `${ch} still listed`);
     assert.ok(!all.includes(dir), `empty ancestor ${dir} still listed`);
@@ -163,7 +163,7 @@ describe("scrub", () => {
     const s = c.spawn(["send", ch], { input: "waiting" });
     await c.assertBlocked(s, ch, "waitingSenders");
     await c.ok(["scrub", ch]);
-    assertFails(await within(s.result, 5_000, "blocked send to fail"), 1, "ChannelAborted");
+    assertFails(await within(5_000, s.result, "blocked send to fail"), 1, "ChannelAborted");
     // A new channel at the same anchor starts empty.
     await c.ok(["mkchan", ch, "1"]);
     assert.equal((await c.stat(ch)).len, 0);

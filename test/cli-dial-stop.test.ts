@@ -159,7 +159,7 @@ describe("stop", () => {
     assert.ok(running(d.proc), "a failed stop leaves the daemon running");
 
     assertOk(await c.run(["stop", c.root]));
-    const { code, signal } = await within(d.exited, 5_000, "daemon to exit after stop");
+    const { code, signal } = await within(5_000, d.exited, "daemon to exit after stop");
     assert.equal(code, 0, `daemon exit ${code} (signal ${signal}); stderr: ${d.stderr()}`);
     assertFails(await c.run(["ls", "/"]), 1);
   });
@@ -173,8 +173,8 @@ describe("stop", () => {
     await c.assertBlocked(r, ch, "waitingReceivers");
 
     d.kill("SIGTERM");
-    const { code, signal } = await within(d.exited, 5_000, "daemon to exit after SIGTERM");
+    const { code, signal } = await within(5_000, d.exited, "daemon to exit after SIGTERM");
     assert.equal(code, 0, `daemon exit ${code} (signal ${signal}); stderr: ${d.stderr()}`);
-    assertFails(await within(r.result, 5_000, "blocked recv to fail"), 1, "ServerGone");
+    assertFails(await within(5_000, r.result, "blocked recv to fail"), 1, "ServerGone");
   });
 });

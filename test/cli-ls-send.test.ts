@@ -102,7 +102,7 @@ describe("send and recv", () => {
     const s = c.spawn(["send", unbuffered], { input: data });
     const r2 = await c.ok(["recv", unbuffered]);
     assert.ok(r2.stdout.equals(data), `recv wrote ${r2.stdout.length} bytes that differ from the 1 MiB sent`);
-    assertOk(await within(s.result, 5_000, "send to exit"));
+    assertOk(await within(5_000, s.result, "send to exit"));
   });
 
   test("byte values are written raw: an empty value and trailing newlines survive", async () => {

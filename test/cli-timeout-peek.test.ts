@@ -28,7 +28,7 @@ describe("--timeout", () => {
     const r = await c.run(["recv", "--timeout", "5000", ch]);
     assertOk(r);
     assert.equal(r.stdout.toString(), "after");
-    assertOk(await within(s.result, 5_000, "send to exit"));
+    assertOk(await within(5_000, s.result, "send to exit"));
   });
 
   test("send --timeout on a full channel exits 1 and delivers nothing", async () => {
@@ -78,7 +78,7 @@ describe("--timeout", () => {
     s.stdin!.write("slow ");
     await sleep(1_000);
     s.stdin!.end("producer");
-    assertOk(await within(s.result, 5_000, "send to exit"));
+    assertOk(await within(5_000, s.result, "send to exit"));
     assert.equal(await c.recv(ch), "slow producer");
   });
 });

@@ -8,29 +8,14 @@ import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Chan, type Client, dial, ServerGone, type Subscription } from "../src/index.ts";
+import { circuit } from "./helpers/circuit.ts";
 import { type Daemon, killAll, runCli, startDaemon } from "./helpers/daemon.ts";
+import { until } from "./helpers/wait.ts";
 
 after(killAll);
 
-/** Polls until `f` returns true; fails with `what` after `ms`. Returns the time it took. */
-async function until(what: string, ms: number, f: () => Promise<boolean> | boolean): Promise<number> {
-  const t0 = Date.now();
-  for (;;) {
-    if (await f()) return Date.now() - t0;
-    if (Date.now() - t0 > ms) throw new Error(`${what}: not within ${ms} ms`);
-    await sleep(25);
-  }
-}
-
 async function ids(c: Client): Promise<string[]> {
   return (await c.servers()).map((s) => s.id).sort();
-}
-
-async function circuit(n: number, extra: (i: number) => string[] = () => []): Promise<Daemon[]> {
-  const first = await startDaemon(extra(0));
-  const ds = [first];
-  for (let i = 1; i < n; i++) ds.push(await startDaemon(["--join", (ds[i - 1] as Daemon).url, ...extra(i)]));
-  return ds;
 }
 
 async function converged(clients: Client[], expect: string[]): Promise<boolean> {

@@ -7,17 +7,9 @@ import { after, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Client, dial, type FailoverEvent, ServerGone, select } from "../src/index.ts";
 import { type Daemon, killAll, runCli, spawnCli, startDaemon } from "./helpers/daemon.ts";
+import { until } from "./helpers/wait.ts";
 
 after(killAll);
-
-async function until(what: string, ms: number, f: () => Promise<boolean> | boolean): Promise<number> {
-  const t0 = Date.now();
-  for (;;) {
-    if (await f()) return Date.now() - t0;
-    if (Date.now() - t0 > ms) throw new Error(`${what}: not within ${ms} ms`);
-    await sleep(25);
-  }
-}
 
 /** Three daemons joined into one circuit, and a client per daemon that sees all three. */
 async function circuit3(): Promise<Daemon[]> {

@@ -11,6 +11,7 @@ import { pipeline } from "node:stream/promises";
 import { after, before, describe, test } from "node:test";
 import { AccessDenied, type Client, dial, NotFound, type ServerHandle, StreamBroken, WrongKind } from "../src/index.ts";
 import { type Daemon, killAll, startDaemon } from "./helpers/daemon.ts";
+import { readAll } from "./helpers/streams.ts";
 
 after(killAll);
 
@@ -39,12 +40,6 @@ after(async () => {
   rmSync(root, { recursive: true, force: true });
   rmSync(outside, { recursive: true, force: true });
 });
-
-async function readAll(r: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const chunk of r) parts.push(chunk as Buffer);
-  return Buffer.concat(parts);
-}
 
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 

@@ -123,7 +123,12 @@ describe("a --join that cannot complete says why, once, and keeps trying", { con
       startDaemon(["--join", `circuit://127.0.0.1:${oldPort}`]),
       startDaemon(["--join", `circuit://127.0.0.1:${newPort}`]),
     ]);
-    await waitFor("http", 10_000, h.stderr, /: is not a circuit daemon \(it answered "HTTP\/1\.1 400 Bad Request"\)/);
+    await waitFor(
+      "http",
+      10_000,
+      h.stderr,
+      /: is not a circuit daemon \(it answered \\"HTTP\/1\.1 400 Bad Request\\"\)/,
+    );
     await waitFor(
       "old",
       10_000,

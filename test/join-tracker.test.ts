@@ -3,11 +3,12 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { JoinTracker } from "../src/cluster/join-tracker.ts";
+import { lineLogger } from "../src/util/log.ts";
 
 function tracker() {
   const lines: string[] = [];
   const t = new JoinTracker({
-    log: (l) => lines.push(l),
+    log: lineLogger((l) => lines.push(l)),
     self: "circuit://10.0.0.2:7711/XB",
     replyMs: 3000,
     retryMaxMs: 30_000,

@@ -61,7 +61,7 @@ describe("keepalive and a connection that drains slowly", () => {
     const value = Buffer.alloc(256 * 1024, 1);
     const t0 = performance.now();
     const sends: Promise<void>[] = [];
-    for (let i = 0; i < 36; i++) sends.push(ch.send(value));
+    for (let i = 0; i < 48; i++) sends.push(ch.send(value));
     await Promise.all(sends);
     const elapsed = performance.now() - t0;
     assert.ok(elapsed > 5500, `the test needs the link busy for longer than the 5 s bound (${elapsed.toFixed(0)} ms)`);
@@ -69,9 +69,9 @@ describe("keepalive and a connection that drains slowly", () => {
     let len = 0;
     for (const end = Date.now() + 20_000; Date.now() < end; ) {
       len = (await ch.stat()).len;
-      if (len === 36) break;
+      if (len === 48) break;
       await new Promise((res) => setTimeout(res, 50));
     }
-    assert.equal(len, 36);
+    assert.equal(len, 48);
   });
 });

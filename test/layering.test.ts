@@ -1,5 +1,6 @@
 // The tree shows the architecture (DESIGN.md §5): each layer imports only the layers above it.
-// errors.ts and util/ are leaves that every layer may use; index.ts only re-exports.
+// errors.ts, version.ts and util/ are leaves that every layer may use; index.ts and client.ts only
+// re-export.
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -14,7 +15,8 @@ const allowed: Record<string, string[]> = {
   cluster: ["wire", "transport", "util"],
   daemon: ["wire", "transport", "element", "cluster", "util"],
   client: ["wire", "transport", "util"],
-  cli: ["client", "daemon", "wire", "util"],
+  http: ["client", "daemon", "transport", "wire", "util"],
+  cli: ["client", "daemon", "http", "wire", "util"],
 };
 
 function imports(file: string): string[] {
@@ -34,8 +36,8 @@ test("every layer imports only what DESIGN.md §5 allows", () => {
       for (const spec of imports(join(src, layer.name, f))) {
         if (spec.startsWith("./")) continue;
         const m = /^\.\.\/([^/]+)(\/|\.js$)/.exec(spec);
-        const target = m?.[1] === "errors.js" || spec === "../errors.js" ? "errors" : m?.[1];
-        if (target === "errors") continue;
+        if (spec === "../errors.js" || spec === "../version.js") continue;
+        const target = m?.[1];
         if (!target || !ok.includes(target)) bad.push(`src/${layer.name}/${f} imports ${spec}`);
       }
     }
@@ -51,4 +53,17 @@ test("the pure layers do no I/O", () => {
       assert.doesNotMatch(text, /from "node:(net|tls|fs|child_process|dgram|http)"/, `src/${layer}/${f}`);
     }
   }
+});
+
+test("the client-only entry point (src/client.ts) reaches no daemon or cluster code", () => {
+  const seen = new Set<string>();
+  const walk = (file: string): void => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    for (const spec of imports(file)) walk(join(file, "..", spec.replace(/\.js$/, ".ts")));
+  };
+  walk(join(src, "client.ts"));
+  const bad = [...seen].filter((f) => /\/src\/(daemon|cluster|element|cli)\//.test(f));
+  assert.ok(seen.size > 10, "followed the imports");
+  assert.deepEqual(bad, []);
 });

@@ -9,8 +9,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import { CLI, ROOT } from "./helpers/daemon.ts";
+import { until } from "./helpers/wait.ts";
 
 const tag = randomBytes(3).toString("hex");
 const hub = `cirhub-${tag}`;
@@ -120,15 +120,6 @@ function view(ns: string, url?: string): string[] {
   return r.code === 0 ? r.out.trim().split("\n").filter(Boolean).sort() : [];
 }
 
-async function until(what: string, ms: number, f: () => boolean): Promise<number> {
-  const t0 = Date.now();
-  while (!f()) {
-    if (Date.now() - t0 > ms) throw new Error(`${what}: not within ${ms} ms`);
-    await sleep(100);
-  }
-  return Date.now() - t0;
-}
-
 describe("on separate network hosts (namespaces)", () => {
   let ids: string[] = [];
   let urls: string[] = [];
@@ -149,7 +140,7 @@ describe("on separate network hosts (namespaces)", () => {
   after(tearDown);
 
   test("servers find each other by multicast discovery, and a client dials by discovery", async () => {
-    for (const h of hosts) await until(`${h.ns} sees all three`, 10_000, () => view(h.ns).join() === ids.join());
+    for (const h of hosts) await until(`${h.ns} sees all three`, 10_000, () => view(h.ns).join() === ids.join(), 100);
   });
 
   test("a silent member (link cut) is declared dead within 5 s; the partition heals", async () => {
@@ -157,15 +148,18 @@ describe("on separate network hosts (namespaces)", () => {
     // Cut c's link at the bridge: no packets either way, like a machine that went silent.
     ip("-n", hub, "link", "set", c.peer, "down");
     // Each poll is a CLI run (~0.3 s); the exact 5 s bound is checked with SIGSTOP in cluster.test.ts.
-    const took = await until("a and b drop c", 6500, () =>
-      [0, 1].every((i) => view(hosts[i]!.ns, urls[i]).length === 2),
+    const took = await until(
+      "a and b drop c",
+      6500,
+      () => [0, 1].every((i) => view(hosts[i]!.ns, urls[i]).length === 2),
+      100,
     );
     assert.ok(took <= 6500);
-    await until("c, alone, drops a and b", 6500, () => view(c.ns, urls[2]).length === 1);
+    await until("c, alone, drops a and b", 6500, () => view(c.ns, urls[2]).length === 1, 100);
     // Heal: everybody converges back to one view of three.
     ip("-n", hub, "link", "set", c.peer, "up");
     for (const [i, h] of hosts.entries()) {
-      await until(`${h.ns} sees all three again`, 15_000, () => view(h.ns, urls[i]).join() === ids.join());
+      await until(`${h.ns} sees all three again`, 15_000, () => view(h.ns, urls[i]).join() === ids.join(), 100);
     }
   });
 });

@@ -15,6 +15,7 @@ import {
   spawnCli,
   startDaemon,
 } from "./helpers/daemon.ts";
+import { alive } from "./helpers/streams.ts";
 
 after(killAll);
 
@@ -41,15 +42,6 @@ function fails(r: CliResult, exit: 1 | 2, pattern: RegExp): void {
   assert.equal(r.code, exit, `exit ${r.code}; stdout: ${r.stdout}; stderr: ${r.stderr}`);
   assert.match(r.stderr, /^circuit: [^\n]+\n$/, `one line on stderr: ${JSON.stringify(r.stderr)}`);
   assert.match(r.stderr, pattern);
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 describe("circuit process commands", () => {

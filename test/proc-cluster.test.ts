@@ -6,7 +6,8 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { after, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Client, dial, type Proc, ServerGone } from "../src/index.ts";
-import { type Daemon, exited, killAll, ROOT, startDaemon } from "./helpers/daemon.ts";
+import { circuit } from "./helpers/circuit.ts";
+import { exited, killAll, ROOT } from "./helpers/daemon.ts";
 
 after(killAll);
 
@@ -21,22 +22,6 @@ after(() => {
     }
   }
 });
-
-async function circuit(n: number): Promise<Daemon[]> {
-  const ds = [await startDaemon()];
-  for (let i = 1; i < n; i++) ds.push(await startDaemon(["--join", ds[0]!.url]));
-  const c = await dial(ds[0]!.url);
-  try {
-    const t0 = Date.now();
-    while ((await c.servers()).length < n) {
-      if (Date.now() - t0 > 5000) throw new Error("the daemons did not converge");
-      await sleep(25);
-    }
-  } finally {
-    await c.close();
-  }
-  return ds;
-}
 
 /** Runs an example script; resolves with its exit code and output. */
 function example(args: string[], onLine?: (line: string, p: ChildProcess) => void) {

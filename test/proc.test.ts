@@ -17,6 +17,8 @@ import {
   WrongKind,
 } from "../src/index.ts";
 import { type Daemon, killAll, startDaemon } from "./helpers/daemon.ts";
+import { alive, readAll } from "./helpers/streams.ts";
+import { until } from "./helpers/wait.ts";
 
 after(killAll);
 
@@ -75,30 +77,6 @@ async function readUntil(r: Readable, done: (s: string) => boolean, ms = 5000): 
   const got = st.text;
   st.text = "";
   return got;
-}
-
-async function readAll(r: Readable): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const chunk of r) parts.push(chunk as Buffer);
-  return Buffer.concat(parts);
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Polls until `f` holds; fails with `what` after `ms`. */
-async function until(what: string, ms: number, f: () => Promise<boolean> | boolean): Promise<void> {
-  const t0 = Date.now();
-  while (!(await f())) {
-    if (Date.now() - t0 > ms) throw new Error(`${what}: not within ${ms} ms`);
-    await sleep(50);
-  }
 }
 
 function rssOf(pid: number): number {

@@ -17,45 +17,13 @@ import {
   ServerGone,
   select,
 } from "../src/index.ts";
-import { type Daemon, killAll, ROOT, startDaemon } from "./helpers/daemon.ts";
+import { circuit } from "./helpers/circuit.ts";
+import { type Daemon, killAll, ROOT } from "./helpers/daemon.ts";
+import { until, within } from "./helpers/wait.ts";
 
 after(killAll);
 
 const fixture = new URL("./fixtures/select-client.ts", import.meta.url).pathname;
-
-/** Polls until `f` returns true; fails with `what` after `ms`. */
-async function until(what: string, ms: number, f: () => Promise<boolean> | boolean): Promise<void> {
-  const t0 = Date.now();
-  while (!(await f())) {
-    if (Date.now() - t0 > ms) throw new Error(`${what}: not within ${ms} ms`);
-    await sleep(20);
-  }
-}
-
-/** n daemons, each joining the one before; resolves once a client of each sees all of them. */
-async function circuit(n: number): Promise<{ ds: Daemon[]; clients: Client[] }> {
-  const ds = [await startDaemon()];
-  for (let i = 1; i < n; i++) ds.push(await startDaemon(["--join", (ds[i - 1] as Daemon).url]));
-  const clients = await Promise.all(ds.map((d) => dial(d.url)));
-  const want = ds
-    .map((d) => d.id)
-    .sort()
-    .join();
-  await until("every server sees every server", 10_000, async () => {
-    for (const c of clients) {
-      if (
-        (await c.servers())
-          .map((s) => s.id)
-          .sort()
-          .join() !== want
-      ) {
-        return false;
-      }
-    }
-    return true;
-  });
-  return { ds, clients };
-}
 
 /** Like Promise.all, but waits for every promise, so that no rejection goes unhandled. */
 async function all<T>(ps: Promise<T>[], what: () => string): Promise<T[]> {
@@ -64,22 +32,6 @@ async function all<T>(ps: Promise<T>[], what: () => string): Promise<T[]> {
   if (bad.length > 0)
     throw new Error(`${what()}: ${bad.length} of ${ps.length} failed: ${[...new Set(bad)].join("; ")}`);
   return rs.map((r) => (r as PromiseFulfilledResult<T>).value);
-}
-
-/**
- * Resolves as `p` does, but fails after `ms`: a select that ignores its abort signal (one waiting
- * for a commit answer that never comes) must fail the test, not hang the file.
- */
-async function within<T>(ms: number, p: Promise<T>, what: () => string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what()}: still waiting after ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([p, late]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** Marks a promise as awaited later, so that a test failing before then does not also report it. */
@@ -119,7 +71,8 @@ describe("select over channels on three servers", () => {
   const extra: Client[] = [];
 
   before(async () => {
-    ({ ds, clients } = await circuit(3));
+    ds = await circuit(3);
+    clients = await Promise.all(ds.map((x) => dial(x.url)));
   });
 
   after(async () => {
@@ -524,7 +477,8 @@ describe("select over channels on three servers", () => {
 
 describe("select when a server dies", () => {
   test("cases on a dead or silent server disappear; the select completes on the others", async () => {
-    const { ds, clients } = await circuit(3);
+    const ds = await circuit(3);
+    const clients = await Promise.all(ds.map((x) => dial(x.url)));
     const [home, one, two] = ds as [Daemon, Daemon, Daemon];
     const client = clients[0] as Client;
     try {
@@ -552,7 +506,7 @@ describe("select when a server dies", () => {
       const leaves = await client.walk(fresh(home, "leaves")).makeOnLeave();
       const mixed = later(select([here.recvCase(), there.recvCase()]));
       const only = later(select([there.recvCase()]));
-      const news = later(select<string>([there.recvCase(), leaves.recvCase()]));
+      const news = later(select([there.recvCase(), leaves.recvCase()]));
       await sleep(100);
       const t1 = Date.now();
       one.kill("SIGKILL");
@@ -563,7 +517,7 @@ describe("select when a server dies", () => {
       // The silent server's departure may be news too; the killed one's follows within 1 s.
       while (heard.value !== `/${one.id}`) {
         assert.equal(heard.value, `/${two.id}`);
-        heard = await select<string>([leaves.recvCase()], { signal: AbortSignal.timeout(2000) });
+        heard = await select([leaves.recvCase()], { signal: AbortSignal.timeout(2000) });
       }
       assert.ok(Date.now() - t1 < 2500, `@leave after ${Date.now() - t1} ms`);
       await here.send("home", { signal: AbortSignal.timeout(5000) });

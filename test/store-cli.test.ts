@@ -64,7 +64,7 @@ describe("with --store", () => {
 
   test("ls / shows /@ beside the servers, from every daemon", async () => {
     const servers = [a.root, b.root].sort();
-    assert.deepEqual(await within(a.ls("/"), 10_000, "ls"), [...servers, "/@"]);
+    assert.deepEqual(await within(10_000, a.ls("/"), "ls"), [...servers, "/@"]);
     assert.deepEqual(await b.ls("/"), [...servers, "/@"]);
     assert.deepEqual(await a.ls("/@"), []);
   });

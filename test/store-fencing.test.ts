@@ -83,11 +83,11 @@ test("a SIGSTOPped host resumed after a takeover makes no change; the value its 
     stale.catch(() => {});
     await sleep(200);
     // Meanwhile the circuit moves on: the lease expires or membership declares the host dead.
-    await within(other.send("v3"), 15_000, "a send through another daemon after the pause");
+    await within(15_000, other.send("v3"), "a send through another daemon after the pause");
     const newHost = (await other.stat()).host;
     assert.notEqual(newHost, a.id, "another daemon took over");
     a.kill("SIGCONT");
-    await within(stale, 20_000, "the send issued during the pause completes (through the new host)");
+    await within(20_000, stale, "the send issued during the pause completes (through the new host)");
     await sleep(1500);
     const got: string[] = [];
     while ((await other.stat()).len > 0) got.push(await other.recv());

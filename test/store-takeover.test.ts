@@ -46,9 +46,9 @@ test("killing the host: another daemon takes over within 5 s (median), nothing l
       const t0 = performance.now();
       host.kill("SIGKILL");
       const v = next++;
-      await within(p.send(v), 15_000, `round ${round}: send after the kill`);
+      await within(15_000, p.send(v), `round ${round}: send after the kill`);
       times.push(performance.now() - t0);
-      received.push(await within(blocked, 10_000, `round ${round}: the blocked receive`));
+      received.push(await within(10_000, blocked, `round ${round}: the blocked receive`));
       const after = (await p.stat()).host;
       assert.notEqual(after, hostId, "another daemon hosts the channel");
       // Keep three daemons: a new one joins the survivors.

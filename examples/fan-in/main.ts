@@ -6,7 +6,7 @@
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
-import { AnchorBusy, type Chan, Daemon, dial, select } from "../../src/index.ts";
+import { type Chan, Daemon, dial, select } from "circuit-ts";
 import type { Message } from "./producer.ts";
 
 const here = new URL(".", import.meta.url).pathname;
@@ -37,12 +37,7 @@ const hostOf: string[] = [];
 for (let i = 0; i < 3; i++) {
   const s = servers[i % servers.length] as { id: string; url: string };
   const anchor = client.walk(`/${s.id}/examples/fan-in/q${i}`);
-  try {
-    queues.push(await anchor.makeChan<Message>(4));
-  } catch (err) {
-    if (!(err instanceof AnchorBusy)) throw err;
-    queues.push((await anchor.get()) as Chan<Message>);
-  }
+  queues.push(await anchor.openChan<Message>(4));
   hostOf.push(s.id);
 }
 
@@ -58,7 +53,7 @@ let got = 0;
 let open = queues.map((_, i) => i);
 while (open.length > 0) {
   try {
-    const r = await select<Message>(
+    const r = await select(
       open.map((i) => (queues[i] as Chan<Message>).recvCase()),
       { signal: AbortSignal.timeout(Number(idle)) },
     );

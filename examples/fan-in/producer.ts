@@ -1,7 +1,7 @@
 // Producer: sends COUNT messages into the queue at PATH, a little apart, then exits.
 // Usage: producer.ts URL PATH [COUNT]
 import { setTimeout as sleep } from "node:timers/promises";
-import { type Chan, dial } from "../../src/index.ts";
+import { dial } from "circuit-ts";
 
 export interface Message {
   producer: string;
@@ -11,8 +11,7 @@ export interface Message {
 
 const [url = process.env.CIRCUIT ?? "circuit://127.0.0.1:7711", path = "", count = "5"] = process.argv.slice(2);
 const client = await dial(url);
-const queue = (await client.walk(path).get()) as Chan<Message> | null;
-if (queue?.kind !== "chan") throw new Error(`no queue at ${path}`);
+const queue = await client.walk(path).getChan<Message>(); // NotFound or WrongKind if there is no queue
 const me = `producer ${process.pid} on ${client.serverId}`;
 for (let n = 1; n <= Number(count); n++) {
   // Blocks while the queue's buffer is full: the consumer sets the pace.

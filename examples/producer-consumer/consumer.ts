@@ -1,22 +1,13 @@
 // Consumer: takes jobs until the channel is closed and drained, or gives up after IDLE_MS without
 // a job. Usage: consumer.ts URL [IDLE_MS]
-import { type Chan, ChannelClosed, dial } from "../../src/index.ts";
+import { ChannelClosed, dial } from "circuit-ts";
 
 const [url = process.env.CIRCUIT ?? "circuit://127.0.0.1:7711", idle = "10000"] = process.argv.slice(2);
 await using client = await dial(url);
 const anchor = client.walk(`/${client.serverId}/examples/jobs`);
 
-// The producer may not have created the channel yet.
-let jobs: Chan<{ id: number; task: string }> | undefined;
-const deadline = Date.now() + Number(idle);
-while (!jobs) {
-  const el = await anchor.get();
-  if (el?.kind === "chan") jobs = el as Chan<{ id: number; task: string }>;
-  else if (Date.now() > deadline) {
-    console.log(`consumer: no channel after ${idle} ms, giving up`);
-    process.exit(1);
-  } else await new Promise((r) => setTimeout(r, 100));
-}
+// The channel there, or a new one with a buffer of 4: whoever starts first makes it (atomically).
+const jobs = await anchor.openChan<{ id: number; task: string }>(4);
 
 let done = 0;
 for (;;) {

@@ -3,7 +3,7 @@
 // Usage: node --import tsx examples/producer-consumer/main.ts [URL] [COUNT]
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { Daemon } from "../../src/index.ts";
+import { Daemon } from "circuit-ts";
 
 const here = new URL(".", import.meta.url).pathname;
 const [given, count = "20"] = process.argv.slice(2);

@@ -3,7 +3,7 @@
 // Usage: node --import tsx examples/wait-all/main.ts [URL]
 // With no URL it runs its own circuit of three daemons in this process.
 import { text } from "node:stream/consumers";
-import { dial } from "../../src/index.ts";
+import { dial } from "circuit-ts";
 import { localCircuit } from "../local-circuit.ts";
 
 const given = process.argv[2];

@@ -2,7 +2,7 @@
 // (scrub kills the process group: TERM, then KILL after 5 s).
 // Usage: node --import tsx examples/wait-first/main.ts [URL]
 // With no URL it runs its own circuit of three daemons in this process.
-import { dial } from "../../src/index.ts";
+import { dial } from "circuit-ts";
 import { localCircuit } from "../local-circuit.ts";
 
 const given = process.argv[2];

@@ -3,7 +3,7 @@
 //   With a URL it supervises until SIGINT/SIGTERM (or until the process has moved N times).
 //   With no URL it runs its own circuit of three daemons, stops the server that hosts the process
 //   once to show the move, and exits.
-import { dial } from "../../src/index.ts";
+import { dial } from "circuit-ts";
 import { localCircuit } from "../local-circuit.ts";
 import { watchbot } from "./watchbot.ts";
 

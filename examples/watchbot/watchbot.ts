@@ -2,7 +2,7 @@
 // started again on the same server; when its server leaves the circuit (it died or was stopped),
 // it is started on another one. Departures come from an @leave subscription on the dial-in server,
 // and a wait that fails with ServerGone says the same thing a little earlier or later.
-import type { Client, Proc, ProcCommand } from "../../src/index.ts";
+import type { Client, Proc, ProcCommand } from "circuit-ts";
 
 export interface WatchbotOptions {
   /** The anchor name of the process under each server: /XID/watchbot/NAME. */

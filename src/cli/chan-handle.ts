@@ -27,5 +27,6 @@ export async function receivableAt(c: Client, path: string): Promise<Chan | Repl
   if (el.kind === "server") throw new WrongKind(`${path} is a server, not a channel`);
   if (el.kind === "proc") throw new WrongKind(`${path} is a process, not a channel`);
   if (el.kind === "dns") throw new WrongKind(`${path} is a nameserver, not a channel`);
+  if (el.kind === "svc") throw new WrongKind(`${path} is a service, not a channel`);
   return el;
 }

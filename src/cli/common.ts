@@ -2,11 +2,11 @@
 // on stderr with the documented exit code.
 
 import { existsSync, readFileSync } from "node:fs";
-import { type Client, DEFAULT_URL, dial } from "../client/client.js";
-import { loadKey, parseGroup } from "../client/keys.js";
-import { type SelectCase, select } from "../client/select.js";
+import type { Client } from "../client/client.js";
+import type { SelectCase } from "../client/select.js";
 import { CircuitError, Timeout } from "../errors.js";
 import { parsePath } from "../wire/path.js";
+import { DEFAULT_URL } from "../wire/url.js";
 
 export interface GlobalOptions {
   dial?: string;
@@ -32,6 +32,11 @@ export function dialUrl(g: GlobalOptions): string {
 
 /** Dials, runs `fn`, and closes the client whatever happens. */
 export async function withClient<T>(g: GlobalOptions, fn: (c: Client) => Promise<T>): Promise<T> {
+  // The client library is loaded only by commands that dial (not by --help, keygen, completion…).
+  // A command handles a value or two: msgpackr's native string decoder, which pays off over
+  // millions of values, would cost more to load (tens of ms) than it saves. `circuit start` keeps it.
+  process.env.MSGPACKR_NATIVE_ACCELERATION_DISABLED ??= "true";
+  const [{ dial }, { parseGroup }] = await Promise.all([import("../client/client.js"), import("../client/keys.js")]);
   let target: string | { discover: string };
   const discover = g.discover ?? process.env.CIRCUIT_DISCOVER?.trim();
   try {
@@ -42,7 +47,7 @@ export async function withClient<T>(g: GlobalOptions, fn: (c: Client) => Promise
     if (err instanceof UsageError) throw err;
     throw new UsageError((err as Error).message);
   }
-  const key = keyOption(g);
+  const key = await keyOption(g);
   let client: Client;
   try {
     client = await dial(target, { key });
@@ -58,9 +63,10 @@ export async function withClient<T>(g: GlobalOptions, fn: (c: Client) => Promise
 }
 
 /** The cluster key from --key FILE or $CIRCUIT_KEY (a file path, or the key itself). */
-export function keyOption(g: GlobalOptions): Buffer | undefined {
+export async function keyOption(g: GlobalOptions): Promise<Buffer | undefined> {
   const spec = g.key ?? process.env.CIRCUIT_KEY?.trim();
   if (!spec) return undefined;
+  const { loadKey } = await import("../client/keys.js");
   try {
     return loadKey(spec);
   } catch (err) {
@@ -91,7 +97,8 @@ export async function withTimeout<T>(
 ): Promise<T> {
   const deadline = timeoutSignal(ms);
   if (ms !== undefined && Number(ms) === 0) {
-    const r = await select<T>([c], { default: true });
+    const { select } = await import("../client/select.js");
+    const r = await select([c], { default: true });
     if (r.index < 0) throw new Timeout("nothing could happen at once (--timeout 0)");
     return r.value as T;
   }
@@ -127,10 +134,13 @@ export function jsonReplacer(_k: string, v: unknown): unknown {
   return v;
 }
 
-/** Reads all of stdin. */
-export async function readStdin(): Promise<Buffer> {
+/** Reads all of stdin; `onChunk` hears of each piece as it comes (for progress). */
+export async function readStdin(onChunk?: (n: number) => void): Promise<Buffer> {
   const parts: Buffer[] = [];
-  for await (const c of process.stdin) parts.push(c as Buffer);
+  for await (const c of process.stdin) {
+    parts.push(c as Buffer);
+    onChunk?.((c as Buffer).length);
+  }
   return Buffer.concat(parts);
 }
 
@@ -145,7 +155,7 @@ export function report(err: unknown): number {
     return 1;
   }
   if (err instanceof CircuitError) {
-    process.stderr.write(`circuit: ${err.code}: ${err.message}\n`);
+    process.stderr.write(`circuit: ${err.code}: ${err.message}${refusedHint(err)}\n`);
     return 1;
   }
   if (err instanceof TypeError || err instanceof RangeError) {
@@ -154,4 +164,10 @@ export function report(err: unknown): number {
   }
   process.stderr.write(`circuit: ${err instanceof Error ? err.message : String(err)}\n`);
   return 1;
+}
+
+/** For a dial that nothing answered (connection refused): what to do about it, on the same line. */
+function refusedHint(err: CircuitError): string {
+  if ((err.cause as NodeJS.ErrnoException | undefined)?.code !== "ECONNREFUSED") return "";
+  return " (is a daemon running there? start one with `circuit start`, or name another with -d URL or CIRCUIT)";
 }

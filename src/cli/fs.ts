@@ -1,11 +1,13 @@
 // circuit fs cat|put|ls|stat /XID:PATH: files under a server's --fs-root, streamed both ways.
 
+import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { Command } from "commander";
 import type { Client } from "../client/client.js";
 import type { ServerHandle } from "../client/server-handle.js";
 import { type GlobalOptions, printJson, UsageError, withClient } from "./common.js";
 import { serverAt } from "./proc-handle.js";
+import { Progress } from "./progress.js";
 
 /** "/X…:dir/file" → the server path and the file path under its root. */
 function target(arg: string): { server: string; file: string } {
@@ -39,8 +41,23 @@ export function register(program: Command): void {
     .action(async (arg: string, _o: unknown, cmd: Command) => {
       await on(cmd, arg, async (srv, file) => {
         const w = srv.writeFile(file);
-        await pipeline(process.stdin, w);
-        await w.done;
+        const progress = new Progress(`writing ${arg}:`, Progress.stdinSize());
+        try {
+          await pipeline(
+            process.stdin,
+            new Transform({
+              transform(chunk: Buffer, _enc, cb) {
+                progress.add(chunk.length);
+                cb(null, chunk);
+              },
+            }),
+            w,
+          );
+          progress.phase(`finishing ${arg}:`);
+          await w.done;
+        } finally {
+          progress.done();
+        }
       });
     });
 

@@ -1,7 +1,7 @@
 // circuit join URL: merge the daemon named by -d into the circuit of the server at URL.
 
 import type { Command } from "commander";
-import { parseUrl } from "../client/client.js";
+import { parseUrl } from "../wire/url.js";
 import { type GlobalOptions, printJson, UsageError, withClient } from "./common.js";
 
 export function register(program: Command): void {

@@ -1,29 +1,49 @@
-// circuit mkchan PATH CAP: create a channel.
+// circuit mkchan [--open] [--durable] PATH CAP: create a channel (or, with --open, use the one there).
 
 import type { Command } from "commander";
-import { type GlobalOptions, pathArg, UsageError, withClient } from "./common.js";
+import { MAX_DURABLE_CAP } from "../wire/protocol.js";
+import { type GlobalOptions, pathArg, printJson, UsageError, withClient } from "./common.js";
 
 export function register(program: Command): void {
   program
     .command("mkchan")
     .description("create a channel with buffer capacity CAP at PATH")
     .argument("<path>", "anchor path")
-    .argument("<cap>", "buffer capacity, 0 to 1000000")
+    .argument("<cap>", `buffer capacity, 0 to 1000000 (durable: 1 to ${MAX_DURABLE_CAP})`)
+    .option("-o, --open", "use the channel already there (whatever its capacity) instead of failing with AnchorBusy")
+    .option("--durable", "keep the buffer on the server's disk: it survives a crash (needs a server with --data)")
     .option("--replicas <n>", "a replicated channel under /@: NATS nodes keeping each value (1, 3 or 5)")
-    .action(async (path: string, capArg: string, o: { replicas?: string }, cmd: Command) => {
-      pathArg(path);
-      const cap = Number(capArg);
-      if (!/^\d+$/.test(capArg) || cap > 1_000_000) {
-        throw new UsageError(`capacity must be a whole number from 0 to 1000000, got ${JSON.stringify(capArg)}`);
-      }
-      if (o.replicas !== undefined) {
-        if (!["1", "3", "5"].includes(o.replicas)) throw new UsageError(`--replicas is 1, 3 or 5, got ${o.replicas}`);
-        if (!path.startsWith("/@/")) throw new UsageError(`--replicas needs a path under /@, not ${path}`);
-      }
-      const replicas = (o.replicas === undefined ? undefined : Number(o.replicas)) as 1 | 3 | 5 | undefined;
-      await withClient(cmd.optsWithGlobals() as GlobalOptions, async (c) => {
-        if (replicas) await c.walk(path).makeChan(cap, { replicas });
-        else await c.walk(path).makeChan(cap);
-      });
-    });
+    .action(
+      async (
+        path: string,
+        capArg: string,
+        o: { open?: boolean; durable?: boolean; replicas?: string },
+        cmd: Command,
+      ) => {
+        const g = cmd.optsWithGlobals() as GlobalOptions;
+        pathArg(path);
+        const cap = Number(capArg);
+        const durable = o.durable === true;
+        const [min, max] = durable ? [1, MAX_DURABLE_CAP] : [0, 1_000_000];
+        if (!/^\d+$/.test(capArg) || cap < min || cap > max) {
+          throw new UsageError(
+            `capacity must be a whole number from ${min} to ${max}${durable ? " for a durable channel" : ""}, got ${JSON.stringify(capArg)}`,
+          );
+        }
+        if (o.replicas !== undefined || path.startsWith("/@/")) {
+          if (o.replicas !== undefined && !["1", "3", "5"].includes(o.replicas))
+            throw new UsageError(`--replicas is 1, 3 or 5, got ${o.replicas}`);
+          if (!path.startsWith("/@/")) throw new UsageError(`--replicas needs a path under /@, not ${path}`);
+          if (durable || o.open) throw new UsageError("--durable and --open do not apply to /@ channels");
+          const replicas = Number(o.replicas ?? "1") as 1 | 3 | 5;
+          const rc = await withClient(g, (c) => c.walk(path).makeChan(cap, { replicas }));
+          if (g.json) printJson({ path: rc.path, cap: rc.cap, replicas: rc.replicas });
+          return;
+        }
+        const ch = await withClient(g, (c) =>
+          o.open ? c.walk(path).openChan(cap, { durable }) : c.walk(path).makeChan(cap, { durable }),
+        );
+        if (g.json) printJson({ path: ch.path, cap: ch.cap, ...(durable ? { durable: true } : {}) });
+      },
+    );
 }

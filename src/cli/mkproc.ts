@@ -13,10 +13,11 @@ interface MkprocOptions {
   memory?: string;
   cpus?: string;
   pids?: string;
+  place?: string;
 }
 
 /** --memory, --cpus, --pids as limits; a bad value is a usage error. */
-function limitOptions(o: MkprocOptions): ProcLimits | undefined {
+export function limitOptions(o: MkprocOptions): ProcLimits | undefined {
   const raw: Record<string, number> = {};
   try {
     if (o.memory !== undefined) raw.memoryBytes = parseSize(o.memory);
@@ -50,7 +51,7 @@ export function register(program: Command): void {
     .description(
       "start a process at PATH: mkproc PATH -- CMD ARGS…, or a JSON command {path, args, env, dir, inheritEnv, scrub} on stdin",
     )
-    .argument("<path>", "anchor path")
+    .argument("[path]", "anchor path (none with --place)")
     .argument("[cmd...]", "the program and its arguments, after --")
     .option("--dir <dir>", "working directory on the hosting server")
     .option("--env <name=value>", "an environment variable (repeatable); replaces the environment", collect)
@@ -59,9 +60,26 @@ export function register(program: Command): void {
     .option("--memory <size>", "memory limit of the process and its descendants: bytes, or 512M, 2G, …")
     .option("--cpus <n>", "CPU limit in cores, e.g. 0.5 for half a core")
     .option("--pids <n>", "most processes and threads alive at once")
-    .action(async (path: string, argv: string[], o: MkprocOptions, cmd: Command) => {
+    .option(
+      "--place <rel>",
+      "let the circuit choose the server (most free capacity that fits --cpus/--memory); the process goes to REL under it and its full path is printed",
+    )
+    .action(async (pathOrCmd: string | undefined, rest: string[], o: MkprocOptions, cmd: Command) => {
       const g = cmd.optsWithGlobals() as GlobalOptions;
-      pathArg(path);
+      let path = pathOrCmd ?? "";
+      let argv = rest;
+      if (o.place !== undefined) {
+        // With --place there is no PATH: every operand is the command.
+        argv = pathOrCmd === undefined ? rest : [pathOrCmd, ...rest];
+        const rel = o.place.split("/").filter((x) => x !== "");
+        if (rel.length === 0 || o.place.startsWith("/"))
+          throw new UsageError("--place takes a path relative to the chosen server, e.g. web/w1");
+        path = `/X0000000000000000/${rel.join("/")}`;
+        pathArg(path);
+      } else {
+        if (pathOrCmd === undefined) throw new UsageError("missing argument PATH (or use --place REL)");
+        pathArg(path);
+      }
       let spec: ProcCommand;
       if (argv.length > 0) {
         spec = { path: argv[0] as string, args: argv.slice(1) };
@@ -91,7 +109,18 @@ export function register(program: Command): void {
       if (o.scrub) spec.scrub = true;
       const limits = limitOptions(o);
       if (limits) spec.limits = { ...spec.limits, ...limits };
-      const pid = await withClient(g, async (c) => (await c.walk(path).makeProc(spec)).pid);
-      if (g.json) printJson({ path, pid });
+      const place = o.place;
+      const r = await withClient(g, async (c) => {
+        if (place !== undefined) {
+          const server = await c.place({ cpus: limits?.cpus, memoryBytes: limits?.memoryBytes });
+          path = `${server}/${place
+            .split("/")
+            .filter((x) => x !== "")
+            .join("/")}`;
+        }
+        return { path, pid: (await c.walk(path).makeProc(spec)).pid };
+      });
+      if (g.json) printJson(r);
+      else if (place !== undefined) process.stdout.write(`${r.path}\n`);
     });
 }

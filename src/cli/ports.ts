@@ -18,7 +18,8 @@ export function register(program: Command): void {
         const srv = await serverAt(c, path);
         if (o.reserve) {
           const port = await srv.reservePort({ address: o.address });
-          process.stdout.write(`${port}\n`);
+          if (g.json) printJson({ port });
+          else process.stdout.write(`${port}\n`);
           return;
         }
         const ports = await srv.ports();

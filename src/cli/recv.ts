@@ -23,7 +23,8 @@ export function register(program: Command): void {
           ch instanceof ReplicatedChan
             ? await ch.recv({ signal: replicatedTimeout(o.timeout) })
             : await withTimeout(o.timeout, ch.recvCase(), (signal) => ch.recv({ signal }));
-        if (v instanceof Readable) await pipeline(v, process.stdout, { end: false });
+        if (v instanceof Readable && g.json) await write(`${JSON.stringify(await collect(v), jsonReplacer)}\n`);
+        else if (v instanceof Readable) await pipeline(v, process.stdout, { end: false });
         else if (v instanceof Uint8Array && !g.json) await write(v);
         else await write(`${JSON.stringify(v, jsonReplacer)}\n`);
       });
@@ -32,4 +33,11 @@ export function register(program: Command): void {
 
 function write(data: Uint8Array | string): Promise<void> {
   return new Promise((resolve, reject) => process.stdout.write(data, (err) => (err ? reject(err) : resolve())));
+}
+
+/** A stream message as one buffer (for --json, which prints bytes as {"$bytes": base64}). */
+async function collect(r: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of r) parts.push(c as Buffer);
+  return Buffer.concat(parts);
 }

@@ -12,6 +12,7 @@ import {
   withClient,
   withTimeout,
 } from "./common.js";
+import { Progress } from "./progress.js";
 
 export function register(program: Command): void {
   program
@@ -23,7 +24,9 @@ export function register(program: Command): void {
       const g = cmd.optsWithGlobals() as GlobalOptions;
       pathArg(path);
       timeoutSignal(o.timeout);
-      const input = await readStdin();
+      const progress = new Progress("reading stdin", Progress.stdinSize());
+      const input = await readStdin((n) => progress.add(n));
+      progress.phase("sending");
       let value: unknown = input;
       if (g.json) {
         try {
@@ -32,10 +35,14 @@ export function register(program: Command): void {
           throw new UsageError(`stdin is not valid JSON: ${(err as Error).message}`);
         }
       }
-      await withClient(g, async (c) => {
-        const ch = await chanAt(c, path);
-        if (ch instanceof ReplicatedChan) await ch.send(value, { signal: replicatedTimeout(o.timeout) });
-        else await withTimeout(o.timeout, ch.sendCase(value), (signal) => ch.send(value, { signal }));
-      });
+      try {
+        await withClient(g, async (c) => {
+          const ch = await chanAt(c, path);
+          if (ch instanceof ReplicatedChan) await ch.send(value, { signal: replicatedTimeout(o.timeout) });
+          else await withTimeout(o.timeout, ch.sendCase(value), (signal) => ch.send(value, { signal }));
+        });
+      } finally {
+        progress.done();
+      }
     });
 }

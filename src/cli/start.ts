@@ -2,14 +2,11 @@
 
 import { accessSync, constants } from "node:fs";
 import type { Command } from "commander";
-import { parseUrl } from "../client/client.js";
-import { loadKey, parseGroup } from "../client/keys.js";
-import { Daemon, parseAddr } from "../daemon/daemon.js";
-import { DataDirBusy } from "../daemon/data-dir.js";
+import type { Daemon } from "../daemon/daemon.js";
 import { DEFAULT_LIMITS } from "../daemon/limits.js";
-import { parseStoreUrl } from "../daemon/store.js";
 import { StoreUnavailable } from "../errors.js";
-import { isLoopback, parseHostPort } from "../wire/url.js";
+import type { Logger } from "../util/log.js";
+import { isLoopback, parseHostPort, parseUrl } from "../wire/url.js";
 import { keyOption, UsageError } from "./common.js";
 
 interface StartOptions {
@@ -37,6 +34,8 @@ interface StartOptions {
   store?: string;
   storeTlsCa?: string;
   storeCreds?: string;
+  logLevel: string;
+  http?: string;
 }
 
 function collect(v: string, prev: string[] | undefined): string[] {
@@ -76,9 +75,29 @@ export function register(program: Command): void {
     )
     .option("--store-tls-ca <file>", "PEM CA file that signed the store's NATS server certificates (TLS)")
     .option("--store-creds <file>", "NATS credentials file for the store connection")
+    .option("--log-level <level>", "least severe event logged: trace, debug, info, warn, error, fatal, silent", "info")
+    .option("--http <host:port>", "serve /metrics and the dashboard here (loopback unless told otherwise)")
     .option("--no-cgroups", "do not put processes in cgroups (process groups only; mkproc limits fail)")
     .action(async (o: StartOptions, cmd: Command) => {
-      const g = cmd.optsWithGlobals() as { key?: string; discover?: string };
+      // Loaded here, not at the top: every other command runs without the daemon's code.
+      const [
+        { Daemon, parseAddr },
+        { DataDirBusy },
+        { loadKey, parseGroup },
+        { serviceConnector },
+        { StoreUnreadable },
+        { createLogger, parseLogLevel },
+        { parseStoreUrl },
+      ] = await Promise.all([
+        import("../daemon/daemon.js"),
+        import("../daemon/data-dir.js"),
+        import("../client/keys.js"),
+        import("../client/service-remote.js"),
+        import("../daemon/durable-store.js"),
+        import("../daemon/logger.js"),
+        import("../daemon/store.js"),
+      ]);
+      const g = cmd.optsWithGlobals() as { key?: string; discover?: string; json?: boolean };
       const discover = g.discover ?? process.env.CIRCUIT_DISCOVER?.trim();
       if (discover) {
         try {
@@ -87,7 +106,7 @@ export function register(program: Command): void {
           throw new UsageError((err as Error).message);
         }
       }
-      const key = keyOption(g);
+      const key = await keyOption(g);
       let acceptKeys: Buffer[] = [];
       try {
         acceptKeys = (o.acceptKey ?? []).map(loadKey);
@@ -132,6 +151,25 @@ export function register(program: Command): void {
       const maxValue = Number(o.maxValue);
       if (!Number.isInteger(maxValue) || maxValue < 1)
         throw new UsageError("--max-value takes a positive whole number");
+      let log: Logger;
+      try {
+        log = createLogger({ level: parseLogLevel(o.logLevel) });
+      } catch (err) {
+        throw new UsageError((err as Error).message);
+      }
+      let http: { host: string; port: number } | undefined;
+      if (o.http !== undefined) {
+        try {
+          http = parseHostPort(o.http);
+        } catch (err) {
+          throw new UsageError(`--http: ${(err as Error).message}`);
+        }
+      }
+      if (http && !isLoopback(http.host) && !key && !o.insecure) {
+        throw new UsageError(
+          `refusing to serve --http on ${o.http} without a cluster key: anyone who can reach it could read the circuit; use --key FILE, or --insecure`,
+        );
+      }
       const loopback = isLoopback(parseAddr(o.addr).host);
       if (!loopback && !key) {
         if (!o.insecure) {
@@ -139,8 +177,9 @@ export function register(program: Command): void {
             `refusing to listen on ${o.addr} without a cluster key: use --key FILE (see circuit keygen), or --insecure`,
           );
         }
-        process.stderr.write(
-          `circuit: WARNING: listening on ${o.addr} with no cluster key: anyone who can reach it can use and stop this server\n`,
+        log.warn(
+          { event: "insecure", addr: o.addr },
+          `listening on ${o.addr} with no cluster key: anyone who can reach it can use and stop this server`,
         );
       }
       let d: Daemon;
@@ -162,16 +201,31 @@ export function register(program: Command): void {
           insecure: o.insecure === true,
           cgroups: o.cgroups,
           store: o.store ? { url: o.store, tlsCa: o.storeTlsCa, creds: o.storeCreds } : undefined,
+          log,
+          connect: serviceConnector({ key }),
         });
       } catch (err) {
         if (err instanceof TypeError) throw new UsageError(err.message);
-        if (err instanceof DataDirBusy || err instanceof StoreUnavailable) throw new Error(err.message);
+        if (err instanceof DataDirBusy || err instanceof StoreUnreadable || err instanceof StoreUnavailable)
+          throw new Error(err.message);
         throw err;
       }
-      process.stdout.write(`${d.url}\n`);
+      if (http) {
+        try {
+          // Loaded only when asked for: prom-client and the dashboard cost a daemon without --http nothing.
+          const { serveHttp } = await import("../http/server.js");
+          await serveHttp(d, { ...http, key });
+        } catch (err) {
+          await d.stop();
+          throw new Error(`--http ${o.http}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        }
+      }
+      // Graceful on SIGTERM from the moment anyone can know the URL: a supervisor may signal at once.
       const stop = () => void d.stop();
       process.once("SIGTERM", stop);
       process.once("SIGINT", stop);
+      // The first line is the URL (with --json, one line of JSON holding it), whatever else follows.
+      process.stdout.write(g.json ? `${JSON.stringify({ url: d.url, id: d.id })}\n` : `${d.url}\n`);
       await d.done;
     });
 }

@@ -29,8 +29,10 @@ export type MessageWriter = Writable & { sent: Promise<void> };
  * A channel with Go's semantics across the circuit. Values are anything MessagePack encodes;
  * the hosting server stores and forwards them without decoding.
  */
-export class Chan<T = unknown> implements AsyncIterable<T> {
+export class Chan<T = unknown> implements AsyncIterable<T>, AsyncDisposable {
   readonly kind = "chan";
+  /** Iterations started through this handle that have not ended. */
+  private readonly iterations = new Set<RecvIterator<T>>();
 
   /** @internal */
   constructor(
@@ -96,12 +98,12 @@ export class Chan<T = unknown> implements AsyncIterable<T> {
   }
 
   /** A receive, as a case of `select`. */
-  recvCase(): SelectCase {
+  recvCase(): SelectCase<T, "recv"> {
     return { conn: this.c, handle: this.st.handle, op: "recv" };
   }
 
   /** A send of `value`, as a case of `select`; encoding errors (MessageTooLarge) throw here. */
-  sendCase(value: T): SelectCase {
+  sendCase(value: T): SelectCase<T, "send"> {
     return { conn: this.c, handle: this.st.handle, op: "send", bytes: this.c.encodeValue(value) };
   }
 
@@ -125,7 +127,19 @@ export class Chan<T = unknown> implements AsyncIterable<T> {
     if (!Number.isInteger(prefetch) || prefetch < 1 || prefetch > 65536) {
       throw new RangeError("prefetch must be an integer from 1 to 65536");
     }
-    return new RecvIterator<T>(this.c, this.st, prefetch, opts?.signal);
+    const it = new RecvIterator<T>(this.c, this.st, prefetch, opts?.signal, () => this.iterations.delete(it));
+    this.iterations.add(it);
+    return it;
+  }
+
+  /**
+   * `await using ch = await anchor.openChan(16)`: at the end of the scope, iterations started
+   * through this handle end as a `break` would end them (values prefetched and not handed out go
+   * back to the head of the channel). The channel itself stays as it is, for the other processes
+   * that use it: close it with `close()`, remove it with `scrub()`.
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await Promise.all([...this.iterations].map((it) => it.return()));
   }
 
   [Symbol.asyncIterator](): AsyncIterator<T> {
@@ -232,6 +246,7 @@ class RecvIterator<T> implements AsyncIterableIterator<T> {
     private readonly st: ChanState,
     prefetch: number,
     private readonly signal?: AbortSignal,
+    private readonly onFinish?: () => void,
   ) {
     this.batch = Math.max(1, prefetch >> 1);
     this.rid = c.openRecv(st.handle, prefetch, {
@@ -288,6 +303,7 @@ class RecvIterator<T> implements AsyncIterableIterator<T> {
     }
     if (!this.finished) {
       this.finished = true;
+      this.onFinish?.();
       this.signal?.removeEventListener("abort", this.onAbort);
       this.queue.clear();
       if (this.ended === null) await this.c.closeRecvAndWait(this.rid, this.consumed);
@@ -343,6 +359,7 @@ class RecvIterator<T> implements AsyncIterableIterator<T> {
   private finish(): void {
     if (this.finished) return;
     this.finished = true;
+    this.onFinish?.();
     this.signal?.removeEventListener("abort", this.onAbort);
     // Values that arrived but were never handed out go back to the channel.
     this.c.closeRecv(this.rid, this.consumed);

@@ -5,14 +5,14 @@ import { AuthFailed, type CircuitError, NotFound, ServerGone } from "../errors.j
 import { discoverServer, parseGroup } from "../transport/discovery.js";
 import { loadKey, parseKey } from "../transport/secure.js";
 import { parsePath } from "../wire/path.js";
-import { parseUrl } from "../wire/url.js";
-import { Anchor, type Router } from "./anchor.js";
+import { checkLimits } from "../wire/proc-limits.js";
+import { DEFAULT_URL, parseUrl } from "../wire/url.js";
+import { Anchor } from "./anchor.js";
 import type { OpOptions } from "./chan.js";
-import { Connection, type ConnectOptions } from "./connection.js";
+import { Connection, type ConnectOptions, MAX_RECONNECT_MS } from "./connection.js";
 
-export { parseUrl } from "../wire/url.js";
+export { DEFAULT_URL, parseUrl } from "../wire/url.js";
 
-export const DEFAULT_URL = "circuit://127.0.0.1:7711";
 /** How long a client whose dial-in server died keeps trying the other members. */
 const FAILOVER_MS = 10_000;
 
@@ -30,6 +30,14 @@ export interface DialOptions {
    * (default 4 MiB); past it, sends wait, as a Go send into a full buffer would.
    */
   maxUnsentBytes?: number;
+  /**
+   * Ride through a restart of a server: a broken connection keeps trying to reach the same server
+   * (the same server ID, as a daemon restarted on its `--data` and address has) for this many ms,
+   * refused connections included, before its operations fail with ServerGone. Unacknowledged sends
+   * are sent again and stored once; receivers resume. Default: about 5 s, and a refused connection
+   * gives up at once. At most MAX_RECONNECT_MS (10 minutes).
+   */
+  reconnectMs?: number;
 }
 
 export interface ServerInfo {
@@ -37,6 +45,23 @@ export interface ServerInfo {
   url: string;
   path: string;
   joinedAt: string;
+  /**
+   * The server's load as it last gossiped it (the dial-in server's own: as of now): host cores,
+   * busy cores, free memory, and what its own processes use and reserve. Absent until the
+   * server's first publication has arrived.
+   */
+  load?: {
+    cores: number;
+    busy: number;
+    memFree: number;
+    memTotal: number;
+    procs: number;
+    ownCpu: number;
+    ownMem: number;
+    resCpu: number;
+    resMem: number;
+    seq: number;
+  };
 }
 
 /** A list of circuit URLs: an array, or one string with URLs separated by commas. */
@@ -73,13 +98,23 @@ export async function dial(
   if (mu !== undefined && (!Number.isSafeInteger(mu) || mu < 1)) {
     throw new RangeError(`maxUnsentBytes must be a positive integer, not ${mu}`);
   }
+  const rm = opts.reconnectMs;
+  if (rm !== undefined && (!Number.isSafeInteger(rm) || rm < 0 || rm > MAX_RECONNECT_MS)) {
+    throw new RangeError(`reconnectMs must be an integer from 0 to ${MAX_RECONNECT_MS}, not ${rm}`);
+  }
   const key =
     opts.key === undefined ? undefined : typeof opts.key === "string" ? loadKey(opts.key) : parseKey(opts.key);
   const urls =
     typeof target === "string" || Array.isArray(target)
       ? parseUrlList(target as string | string[])
       : [await discoverServer(parseGroup((target as { discover: string }).discover), key, opts.timeoutMs ?? 5000)];
-  const o = { key, signal: opts.signal, timeoutMs: opts.timeoutMs, maxUnsentBytes: opts.maxUnsentBytes };
+  const o = {
+    key,
+    signal: opts.signal,
+    timeoutMs: opts.timeoutMs,
+    maxUnsentBytes: opts.maxUnsentBytes,
+    reconnectMs: opts.reconnectMs,
+  };
   let last: unknown;
   for (const url of urls) {
     let conn: Connection;
@@ -91,7 +126,7 @@ export async function dial(
       last = err;
       continue;
     }
-    const client = new Client(conn, opts);
+    const client = new Client(conn, opts, key);
     try {
       await client.init();
     } catch (err) {
@@ -118,7 +153,7 @@ export interface FailoverEvent {
  * A program's handle on a circuit. It emits "failover" (a FailoverEvent) when its dial-in server
  * dies and it moves to another live member; `failovers()` iterates the same events.
  */
-export class Client extends EventEmitter implements Router, AsyncDisposable {
+export class Client extends EventEmitter implements AsyncDisposable {
   /** Live servers by ID, as the dial-in server reports them. */
   private readonly view = new Map<string, ServerInfo>();
   /** Connections to other servers, opened on first use. */
@@ -130,13 +165,14 @@ export class Client extends EventEmitter implements Router, AsyncDisposable {
   private moving: Promise<void> | undefined;
   private readonly timeoutMs: number | undefined;
   private readonly maxUnsentBytes: number | undefined;
-  private readonly key: Buffer | undefined;
+  private readonly reconnectMs: number | undefined;
   private closing = false;
 
-  /** @internal */
+  /** @internal `key` is the one dial read from `opts.key` (a file is read once per dial). */
   constructor(
     private home: Connection,
-    opts: DialOptions = {},
+    opts: DialOptions,
+    private readonly key: Buffer | undefined,
   ) {
     super();
     this.closed = new Promise((r) => {
@@ -144,8 +180,7 @@ export class Client extends EventEmitter implements Router, AsyncDisposable {
     });
     this.timeoutMs = opts.timeoutMs;
     this.maxUnsentBytes = opts.maxUnsentBytes;
-    this.key =
-      opts.key === undefined ? undefined : typeof opts.key === "string" ? loadKey(opts.key) : parseKey(opts.key);
+    this.reconnectMs = opts.reconnectMs;
   }
 
   /** @internal Starts the membership watch; the view then follows the pushes. */
@@ -247,6 +282,21 @@ export class Client extends EventEmitter implements Router, AsyncDisposable {
     return (await home.request({ op: "servers" }, opts?.signal)) as ServerInfo[];
   }
 
+  /**
+   * The server a new process asking for `req` should go to ("/X…"): the live server with the most
+   * free capacity that fits, as the dial-in server sees the loads every server gossips (no server
+   * is asked). Each answer counts against its server for a moment, so a burst of placements
+   * spreads. NoCapacity when no server fits; RangeError for a bad request, before any I/O.
+   */
+  async place(req: { cpus?: number; memoryBytes?: number } = {}, opts?: OpOptions): Promise<string> {
+    checkLimits({ cpus: req.cpus, memoryBytes: req.memoryBytes });
+    const home = await this.connFor("");
+    return (await home.request(
+      { op: "place", req: { cpus: req.cpus, memoryBytes: req.memoryBytes } },
+      opts?.signal,
+    )) as string;
+  }
+
   /** The anchor at an absolute path ("/X…/a/b" or ["X…", "a", "b"]); no I/O. */
   walk(path: string | readonly string[]): Anchor {
     return new Anchor(this, parsePath(path));
@@ -263,17 +313,19 @@ export class Client extends EventEmitter implements Router, AsyncDisposable {
       if (!info) return Promise.reject(new NotFound(`no server ${serverId} in this circuit`));
       const u = parseUrl(info.url);
       const o = { host: u.host, port: u.port, key: this.key, timeoutMs: this.timeoutMs };
-      p = Connection.open({ ...o, maxUnsentBytes: this.maxUnsentBytes }).then(async (c) => {
-        if (c.serverId !== serverId) {
-          await c.close();
-          throw new ServerGone(`${info.url} now serves ${c.serverId}, not ${serverId}`);
-        }
-        if (this.closing || !this.view.has(serverId)) c.fail(new ServerGone(`server ${serverId} left the circuit`));
-        void c.closed.then(() => {
-          if (this.conns.get(serverId) === p) this.conns.delete(serverId);
-        });
-        return c;
-      });
+      p = Connection.open({ ...o, maxUnsentBytes: this.maxUnsentBytes, reconnectMs: this.reconnectMs }).then(
+        async (c) => {
+          if (c.serverId !== serverId) {
+            await c.close();
+            throw new ServerGone(`${info.url} now serves ${c.serverId}, not ${serverId}`);
+          }
+          if (this.closing || !this.view.has(serverId)) c.fail(new ServerGone(`server ${serverId} left the circuit`));
+          void c.closed.then(() => {
+            if (this.conns.get(serverId) === p) this.conns.delete(serverId);
+          });
+          return c;
+        },
+      );
       p.catch(() => {
         if (this.conns.get(serverId) === p) this.conns.delete(serverId);
       });

@@ -18,7 +18,7 @@ import {
 import { FrameConn } from "../transport/frame-conn.js";
 import { authError, connectTo, readyEvent } from "../transport/secure.js";
 import { Deque } from "../util/deque.js";
-import { forEachEntry } from "../wire/frame.js";
+import { binHeadBytes, forEachEntry, writeBinHead } from "../wire/frame.js";
 import {
   DEFAULT_MAX_VALUE,
   decode,
@@ -62,12 +62,37 @@ export interface SelectSink {
   gone(err: CircuitError): void;
 }
 
-/** A send the client keeps until the server has stored it, to send again after a reconnection. */
+/**
+ * Sends the client keeps until the server has stored them, to send again after a reconnection:
+ * one blocking send, or a run of credited sends with consecutive sequence numbers whose copies
+ * sit side by side in the channel's slab as batch entries ([u32 length][bytes]), so that keeping
+ * a small credited value costs a copy into a buffer and no object of its own.
+ */
 interface Kept {
+  /** The first sequence number not yet acknowledged. */
   seq: number;
+  /** The last sequence number (a blocking send: seq). */
+  last: number;
+  /** A blocking send's value; for a run, `bytes.subarray(start, end)` holds its entries. */
   bytes: Buffer;
-  /** A blocking send's request id while it waits for its RES; 0 for a credited send. */
+  /** A blocking send's request id while it waits for its RES; 0 for a run of credited sends. */
   id: number;
+  /** A run: the sequence number of its first entry, and where its entries lie in `bytes`. */
+  first: number;
+  start: number;
+  end: number;
+}
+
+/** A run's slab starts this big and doubles up to KEPT_SLAB_MAX as a channel keeps more. */
+const KEPT_SLAB_MIN = 4 * 1024;
+const KEPT_SLAB_MAX = 64 * 1024;
+const NO_BYTES = Buffer.alloc(0);
+/** Encoded values this big are kept by reference (they are ours), not copied into a slab. */
+const KEPT_BY_REFERENCE = 64 * 1024;
+
+/** Bytes a kept send accounts for. */
+function keptSize(k: Kept): number {
+  return k.id === 0 ? k.end - k.start : k.bytes.length;
 }
 
 /** Per-handle send state: credits are buffer slots the server reserved for this connection. */
@@ -83,6 +108,29 @@ export interface ChanState {
   seq: number;
   /** Sends the server has not acknowledged yet (credited: no CACK; blocking: no RES), oldest first. */
   kept: Deque<Kept>;
+  /** The run that credited sends extend while they follow one another, and the slab it writes to. */
+  run: Kept | undefined;
+  slab: Buffer;
+  slabUsed: number;
+  /**
+   * Sends on a buffered channel issued while an earlier one of ours waits for room: they wait here
+   * until it is stored, then go with the credits its answer brought (or the next one waits at the
+   * server). Without this, a producer keeping many sends in flight against a full buffer sends
+   * every later one as a blocking send of its own, and never gets back to credited sends.
+   */
+  held: Gated[];
+  releasing: boolean;
+  /** A durable channel: a send completes only once the server has synced it (DESIGN §3.6). */
+  durable: boolean;
+  /** Durable channels: credited sends waiting for the CACK that says they are synced, by seq. */
+  completions: Deque<Completion>;
+}
+
+/** A credited send into a durable channel, until its CACK (or CNAK) comes. */
+interface Completion {
+  seq: number;
+  resolve(): void;
+  reject(err: CircuitError): void;
 }
 
 /** A quiet server is pinged after PING_MS and given up after SILENT_MS (DESIGN §6: 5 s). */
@@ -100,6 +148,8 @@ const CLOSE_GRACE_MS = 10_000;
  * there any more) ends the attempts at once.
  */
 const RECONNECT_MS = 5000;
+/** The most a caller may ask a connection to keep trying (ConnectOptions.reconnectMs). */
+export const MAX_RECONNECT_MS = 600_000;
 const RECONNECT_EVERY_MS = 100;
 
 function tooLarge(size: number, max: number): MessageTooLarge {
@@ -119,6 +169,13 @@ export interface ConnectOptions {
    * past it, sends wait (as a Go send into a full buffer would). Default DEFAULT_MAX_UNSENT.
    */
   maxUnsentBytes?: number;
+  /**
+   * How long a broken connection keeps trying to reach the same server (same server ID) before
+   * everything on it fails with ServerGone, refused connections included: set it to ride through
+   * a restart of a daemon on the same `--data` and address (durable channels). Without it, the
+   * attempts last RECONNECT_MS and a refused connection ends them at once.
+   */
+  reconnectMs?: number;
 }
 
 /** An operation held back while the connection's unsent bytes are over the bound. */
@@ -319,10 +376,25 @@ export class Connection {
     return bytes;
   }
 
-  chanState(handle: number, cap: number, names?: readonly string[]): ChanState {
+  chanState(handle: number, cap: number, names?: readonly string[], durable = false): ChanState {
     let st = this.chans.get(handle);
     if (!st) {
-      st = { handle, cap, credits: 0, blocking: 0, names, seq: 0, kept: new Deque() };
+      st = {
+        handle,
+        cap,
+        credits: 0,
+        blocking: 0,
+        names,
+        seq: 0,
+        kept: new Deque(),
+        run: undefined,
+        slab: NO_BYTES,
+        slabUsed: 0,
+        held: [],
+        releasing: false,
+        durable,
+        completions: new Deque(),
+      };
       this.chans.set(handle, st);
       this.states.add(st);
     }
@@ -334,6 +406,27 @@ export class Connection {
    * outgoing frame; anything else is encoded first.
    */
   sendValue(st: ChanState, value: unknown, signal?: AbortSignal): Promise<void> {
+    // Bytes, credited, nothing held back: encoded straight into the outgoing batch and the kept
+    // copy, with no buffer of their own.
+    if (
+      value instanceof Uint8Array &&
+      value.length < KEPT_BY_REFERENCE &&
+      st.credits > 0 &&
+      st.blocking === 0 &&
+      !this.gone &&
+      !signal?.aborted
+    ) {
+      if (!this.mustWait()) {
+        const n = value.length;
+        const size = binHeadBytes(n) + n;
+        if (size > this.maxValue) return Promise.reject(tooLarge(size, this.maxValue));
+        const seq = (st.seq = (st.seq + 1) >>> 0 || 1);
+        st.credits--;
+        this.conn.batchBin(T.CSEND, st.handle, value, seq);
+        this.keepCredited(st, seq, value, true);
+        return st.durable ? this.synced(st, seq) : this.written();
+      }
+    }
     if (this.mustWait()) {
       // Held back by reference, not copied: a copy would be the unbounded queue the bound exists to
       // prevent. The value is read when its turn comes (documented: do not change it before then).
@@ -355,11 +448,16 @@ export class Connection {
     if (this.mustWait()) {
       return this.gated(() => this.send(st, bytes, signal), signal);
     }
+    if (st.cap > 0 && (st.blocking > 0 || (st.held.length > 0 && !st.releasing))) {
+      return this.gated(() => this.send(st, bytes, signal), signal, st.held);
+    }
     const seq = (st.seq = (st.seq + 1) >>> 0 || 1);
     if (st.credits > 0 && st.blocking === 0) {
       st.credits--;
-      this.keep(st, seq, bytes, 0);
       this.conn.batch(T.CSEND, st.handle, bytes, seq);
+      this.keepCredited(st, seq, bytes, false);
+      // Into a durable channel, it completes once the server has synced it (its CACK says so).
+      if (st.durable) return this.synced(st, seq);
       // A credited send completes once its bytes have left this process: the buffer slot is
       // reserved for it, and the kernel delivers accepted bytes even if the process exits now.
       // Its copy stays here until the server acknowledges it (CACK), to be sent again should the
@@ -375,10 +473,12 @@ export class Connection {
       () => {
         st.blocking--;
         this.forget(st, kept);
+        this.unhold(st);
       },
       (err) => {
         st.blocking--;
         this.forget(st, kept);
+        this.unhold(st);
         throw err;
       },
     );
@@ -410,7 +510,7 @@ export class Connection {
   }
 
   /** Runs `op` once the unsent bytes are under the bound and everything held back before it has gone. */
-  private gated<R>(op: () => Promise<R>, signal?: AbortSignal): Promise<R> {
+  private gated<R>(op: () => Promise<R>, signal?: AbortSignal, queue: Gated[] = this.gate): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       const entry: Gated = {
         run: () => {
@@ -424,14 +524,29 @@ export class Connection {
       };
       // Held back, nothing was sent: an abort withdraws it without a trace.
       const onAbort = () => {
-        const i = this.gate.indexOf(entry);
-        if (i >= 0) this.gate.splice(i, 1);
+        const i = queue.indexOf(entry);
+        if (i >= 0) queue.splice(i, 1);
         reject(signal?.reason);
         this.admit();
       };
       signal?.addEventListener("abort", onAbort, { once: true });
-      this.gate.push(entry);
+      queue.push(entry);
     });
+  }
+
+  /** Lets a channel's held sends go, in order, while none of ours waits at the server. */
+  private unhold(st: ChanState): void {
+    if (st.releasing) return;
+    st.releasing = true;
+    try {
+      while (st.held.length > 0 && st.blocking === 0) {
+        const next = st.held.shift() as Gated;
+        if (this.gone) next.reject(this.gone);
+        else next.run();
+      }
+    } finally {
+      st.releasing = false;
+    }
   }
 
   /** True if a send must be held back: the bound is reached, others wait before it, or the link is being re-established. */
@@ -443,10 +558,65 @@ export class Connection {
   }
 
   private keep(st: ChanState, seq: number, bytes: Buffer, id: number): Kept {
-    const k = { seq, bytes, id };
+    const k: Kept = { seq, last: seq, bytes, id, first: seq, start: 0, end: bytes.length };
     st.kept.push(k);
+    st.run = undefined;
     this.keptBytes += bytes.length;
     return k;
+  }
+
+  /**
+   * Keeps a copy of a credited send (its encoded value, or with `bin` its bytes to be encoded as a
+   * MessagePack bin) at the end of the channel's current run, or of a new one.
+   */
+  private keepCredited(st: ChanState, seq: number, value: Uint8Array, bin: boolean): void {
+    const n = value.length;
+    if (!bin && n >= KEPT_BY_REFERENCE) {
+      // An encoded value of our own, big: kept as it is rather than copied again.
+      this.keep(st, seq, value as Buffer, 0);
+      return;
+    }
+    const size = 4 + (bin ? binHeadBytes(n) + n : n);
+    let run = st.run;
+    if (
+      !run ||
+      st.slabUsed !== run.end ||
+      st.slabUsed + size > st.slab.length ||
+      run.last !== ((seq - 1) >>> 0 || 0xffffffff)
+    ) {
+      if (st.slabUsed + size > st.slab.length) {
+        // A fresh slab; the old one lives on while runs in it are kept.
+        const want = Math.min(KEPT_SLAB_MAX, Math.max(KEPT_SLAB_MIN, st.slab.length * 2));
+        st.slab = Buffer.allocUnsafe(Math.max(want, size));
+        st.slabUsed = 0;
+      }
+      run = { seq, last: seq, bytes: st.slab, id: 0, first: seq, start: st.slabUsed, end: st.slabUsed };
+      st.kept.push(run);
+      st.run = run;
+    }
+    const b = st.slab;
+    let o = st.slabUsed;
+    b.writeUInt32BE(size - 4, o);
+    o += 4;
+    if (bin) o += writeBinHead(b, o, n);
+    b.set(value, o);
+    st.slabUsed = run.end = o + n;
+    run.last = seq;
+    this.keptBytes += size;
+  }
+
+  /** Settles when the server says credited send `seq` of a durable channel is synced (CACK) or failed (CNAK). */
+  private synced(st: ChanState, seq: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => st.completions.push({ seq, resolve, reject }));
+  }
+
+  /** The durable credited sends through `through` are synced (or failed with `err`). */
+  private complete(st: ChanState, through: number, err?: CircuitError): void {
+    for (let c = st.completions.peek(); c && c.seq <= through; c = st.completions.peek()) {
+      st.completions.shift();
+      if (err) c.reject(err);
+      else c.resolve();
+    }
   }
 
   /** A blocking send is answered: its copy goes (credited ones before it went with their CACK). */
@@ -459,12 +629,16 @@ export class Connection {
     if (!st) return;
     this.chans.delete(handle);
     this.states.delete(st);
-    for (const k of st.kept.drain()) this.keptBytes -= k.bytes.length;
+    for (const k of st.kept.drain()) this.keptBytes -= keptSize(k);
+    st.run = undefined;
+    const err = new ChannelAborted("the channel was scrubbed");
+    for (const h of st.held.splice(0)) h.reject(err);
+    this.complete(st, 0xffffffff, err);
   }
 
   private forget(st: ChanState, k: Kept): void {
     const gone = st.kept.removeWhere((x) => x === k);
-    for (const g of gone) this.keptBytes -= g.bytes.length;
+    for (const g of gone) this.keptBytes -= keptSize(g);
     if (gone.length > 0) this.admit();
   }
 
@@ -746,11 +920,41 @@ export class Connection {
         const through = u32(body, 1);
         let freed = 0;
         for (let k = st.kept.peek(); k && k.id === 0 && k.seq <= through; k = st.kept.peek()) {
+          if (k.last > through) {
+            k.seq = (through + 1) >>> 0 || 1; // the rest of the run was sent in a later frame
+            break;
+          }
           st.kept.shift();
-          freed += k.bytes.length;
+          freed += k.end - k.start;
+          if (k === st.run) st.run = undefined;
         }
+        // Nothing kept any more: the slab can be written from the start again.
+        if (st.kept.length === 0) st.slabUsed = 0;
         this.keptBytes -= freed;
         if (freed > 0) this.admit();
+        if (st.durable) this.complete(st, through);
+        return;
+      }
+      case T.CNAK: {
+        // A durable channel could not store these credited sends (StorageFull): they failed.
+        const st = this.chans.get(u32(body, 0));
+        if (!st) return;
+        const through = u32(body, 1);
+        const err = fromWire(decode(tail(body, 2)));
+        let freed = 0;
+        for (let k = st.kept.peek(); k && k.id === 0 && k.seq <= through; k = st.kept.peek()) {
+          if (k.last > through) {
+            k.seq = (through + 1) >>> 0 || 1;
+            break;
+          }
+          st.kept.shift();
+          freed += k.end - k.start;
+          if (k === st.run) st.run = undefined;
+        }
+        if (st.kept.length === 0) st.slabUsed = 0;
+        this.keptBytes -= freed;
+        if (freed > 0) this.admit();
+        this.complete(st, through, err);
         return;
       }
       case T.GRANT: {
@@ -852,7 +1056,8 @@ export class Connection {
     // A link that breaks again and again right after being re-established is given up.
     const now = performance.now();
     this.rebreaks = now - this.lastResume < RECONNECT_MS ? this.rebreaks + 1 : 0;
-    if (this.rebreaks >= 5) return this.teardown(cause);
+    // (A caller who asked to ride through restarts expects breaks: only each outage is bounded.)
+    if (this.rebreaks >= (this.opts.reconnectMs !== undefined ? 1000 : 5)) return this.teardown(cause);
     void this.reconnect(cause);
   }
 
@@ -892,7 +1097,8 @@ export class Connection {
     for (const sel of this.selectors.values()) sel.gone(lost);
     this.selectors.clear();
     const id = this.serverId;
-    const deadline = performance.now() + RECONNECT_MS;
+    const patient = this.opts.reconnectMs !== undefined;
+    const deadline = performance.now() + (this.opts.reconnectMs ?? RECONNECT_MS);
     for (;;) {
       if (this.failing || this.closing) return this.teardown(this.failing ?? cause);
       try {
@@ -907,7 +1113,7 @@ export class Connection {
         // Nothing listens there any more: the server is gone. (Any other failure, even one that
         // looks like a refused key, may be the network still breaking: the key worked before.)
         const code = ((err as { cause?: NodeJS.ErrnoException }).cause ?? (err as NodeJS.ErrnoException)).code;
-        if (code === "ECONNREFUSED" || performance.now() >= deadline) return this.teardown(cause);
+        if ((code === "ECONNREFUSED" && !patient) || performance.now() >= deadline) return this.teardown(cause);
         await new Promise((r) => setTimeout(r, RECONNECT_EVERY_MS));
       }
     }
@@ -920,20 +1126,50 @@ export class Connection {
     this.admit();
   }
 
+  /** The kept sends one by one, in order: each run split into copies of its unacknowledged entries. */
+  private unrun(kept: Kept[]): Kept[] {
+    const out: Kept[] = [];
+    for (const k of kept) {
+      if (k.id !== 0 || (k.first === k.last && k.start === 0 && k.end === k.bytes.length)) {
+        out.push(k);
+        continue;
+      }
+      this.keptBytes -= k.end - k.start;
+      const entries = k.bytes.subarray(k.start, k.end);
+      let seq = k.first;
+      // Entries before k.seq were acknowledged (a CACK in the middle of the run).
+      let taking = false;
+      forEachEntry(entries, 0, (start, end) => {
+        if (seq === k.seq) taking = true;
+        if (taking) {
+          const bytes = Buffer.from(entries.subarray(start, end));
+          out.push({ seq, last: seq, bytes, id: 0, first: seq, start: 0, end: bytes.length });
+          this.keptBytes += bytes.length;
+        }
+        seq = (seq + 1) >>> 0 || 1;
+      });
+    }
+    return out;
+  }
+
   /** Carries channels, sends and receivers over to the new link; idempotent if a link breaks midway. */
   private async resume(): Promise<void> {
     this.chans.clear();
     for (const st of [...this.states]) {
       const r = st.names ? await this.openAgain(st.names) : null;
-      const kept = st.kept.drain();
+      const kept = this.unrun(st.kept.drain());
+      st.run = undefined;
+      st.slabUsed = 0;
       if (r?.kind !== "chan" || typeof r.handle !== "number") {
         // The channel is gone (scrubbed meanwhile), or we cannot name it: its sends cannot go.
         const err = new ChannelAborted("the channel is gone");
         this.states.delete(st);
         for (const k of kept) {
-          this.keptBytes -= k.bytes.length;
+          this.keptBytes -= keptSize(k);
           this.settle(k.id, err);
         }
+        for (const h of st.held.splice(0)) h.reject(err);
+        this.complete(st, 0xffffffff, err);
         continue;
       }
       st.handle = r.handle;
@@ -946,16 +1182,21 @@ export class Connection {
         const p = this.pending.get(k.id);
         this.pending.delete(k.id);
         if (k.id === 0) st.blocking++;
+        // A credited send into a durable channel completes with its resend's answer.
         this.pending.set(
           id,
           p ?? {
             resolve: () => {
               st.blocking--;
               this.forget(st, k);
+              this.unhold(st);
+              if (st.durable) this.complete(st, k.seq);
             },
-            reject: () => {
+            reject: (err) => {
               st.blocking--;
               this.forget(st, k);
+              this.unhold(st);
+              if (st.durable) this.complete(st, k.seq, err);
             },
           },
         );
@@ -1019,6 +1260,10 @@ export class Connection {
     for (const sel of this.selectors.values()) sel.gone(err);
     this.selectors.clear();
     this.chans.clear();
+    for (const st of this.states) {
+      for (const h of st.held.splice(0)) h.reject(err);
+      this.complete(st, 0xffffffff, err);
+    }
     this.states.clear();
     this.keptBytes = 0;
     this.admit();
@@ -1028,6 +1273,9 @@ export class Connection {
 }
 
 /** The writable side of a stream message: bytes leave as the server grants credit. */
+/** Most bytes one SDATA frame carries: big enough that a stream moves in few frames and writes. */
+const SDATA_MAX = 256 * 1024;
+
 export class StreamWriter extends Writable {
   private credits = 0;
   private waiting: (() => void) | undefined;
@@ -1059,7 +1307,7 @@ export class StreamWriter extends Writable {
           this.waiting = step;
           return;
         }
-        const n = Math.min(this.credits, chunk.length - off, 64 * 1024);
+        const n = Math.min(this.credits, chunk.length - off, SDATA_MAX);
         this.c.frameOut(T.SDATA, [this.sid], chunk.subarray(off, off + n));
         this.credits -= n;
         off += n;
@@ -1115,7 +1363,9 @@ export class StreamReader extends Readable {
   }
 
   data(chunk: Buffer): void {
-    if (this.push(Buffer.from(chunk))) this.c.frameOut(T.SCREDIT, [this.pid, chunk.length]);
+    // Copied only when a small piece of a bigger read buffer (StreamPipe.write says why).
+    const own = chunk.length * 2 >= chunk.buffer.byteLength ? chunk : Buffer.from(chunk);
+    if (this.push(own)) this.c.frameOut(T.SCREDIT, [this.pid, chunk.length]);
     else this.owed += chunk.length;
   }
 

@@ -21,6 +21,11 @@ export interface MakeProcOptions extends OpOptions {
    */
   stdout?: boolean;
   stderr?: boolean;
+  /**
+   * "/XID": the process is scrubbed (killed) when that server leaves the circuit, as a service's
+   * replicas go with the server that supervises them. ServerGone if it is not live now.
+   */
+  tiedTo?: string;
 }
 
 export interface ScrubOptions extends OpOptions {

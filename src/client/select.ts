@@ -8,15 +8,23 @@ import { ChannelClosed, type CircuitError, fromWire, ProtocolError, ServerGone }
 import { ALL_CASES, decode, F } from "../wire/protocol.js";
 import type { Connection, SelectSink } from "./connection.js";
 
-/** One operation of a select; make them with `chan.recvCase()` and `chan.sendCase(value)`. */
-export interface SelectCase {
+/** Type-level only: the value type a case carries. Never set at run time. */
+declare const valueType: unique symbol;
+
+/**
+ * One operation of a select; make them with `chan.recvCase()` and `chan.sendCase(value)`. `T` is
+ * the channel's value type, `Op` the operation, so that `select` can type its result.
+ */
+export interface SelectCase<T = unknown, Op extends "recv" | "send" = "recv" | "send"> {
   /** @internal */
   readonly conn: Connection;
   /** @internal */
   readonly handle: number;
-  readonly op: "recv" | "send";
+  readonly op: Op;
   /** @internal the encoded value of a send case */
   readonly bytes?: Buffer;
+  /** Type-level only (never set): the channel's value type. */
+  readonly [valueType]?: T;
 }
 
 export interface SelectOptions {
@@ -26,15 +34,35 @@ export interface SelectOptions {
   default?: boolean;
 }
 
-/**
- * Which case happened. `value` for a recv case (a Readable for a stream message); `closed: true`
- * for a recv case on a closed, drained channel; `index: -1` for the default.
- */
-export interface SelectResult<T = unknown> {
-  index: number;
-  value?: T;
-  closed?: boolean;
+/** What happened when case `I` (of type C) was the one: a received value, a closed channel, or a send. */
+type Happened<C, I extends number> =
+  C extends SelectCase<infer T, infer Op>
+    ? Op extends "recv"
+      ? { index: I; value: T; closed?: false } | { index: I; value?: undefined; closed: true }
+      : { index: I; value?: undefined; closed?: false }
+    : never;
+
+type IndexOf<K> = K extends `${infer N extends number}` ? N : never;
+
+/** `{ index: -1 }`: with `default: true`, nothing was ready. */
+export interface SelectDefault {
+  index: -1;
+  value?: undefined;
+  closed?: false;
 }
+
+/**
+ * Which case happened. For a tuple of cases it is a union by index, so that checking `index`
+ * narrows `value` to that case's type: `value` for a recv case (a Readable for a stream message),
+ * `closed: true` for a recv case on a closed, drained channel, nothing for a send case. For an
+ * array of cases `index` is a number. `SelectResult<T>` with a value type (not cases) is the loose
+ * form `{ index: number; value?: T; closed?: boolean }`.
+ */
+export type SelectResult<C = unknown> = C extends readonly SelectCase[]
+  ? number extends C["length"]
+    ? Happened<C[number], number>
+    : { [K in keyof C]: Happened<C[K], IndexOf<K>> }[number]
+  : { index: number; value?: C; closed?: boolean };
 
 type State = "open" | "committing" | "locked" | "done";
 
@@ -44,15 +72,29 @@ type State = "open" | "committing" | "locked" | "done";
  * at random. A case on a closed channel is ready: a recv reports `closed`, a send fails with
  * ChannelClosed. Cases on a server that dies disappear; when none are left, ServerGone.
  */
-export function select<T = unknown>(cases: readonly SelectCase[], opts: SelectOptions = {}): Promise<SelectResult<T>> {
+export function select<const C extends readonly SelectCase[]>(
+  cases: C,
+  opts: SelectOptions & { default: true },
+): Promise<SelectResult<C> | SelectDefault>;
+export function select<const C extends readonly SelectCase[]>(cases: C, opts?: SelectOptions): Promise<SelectResult<C>>;
+/** With the value type given (`select<string>([...])`): the loose result `{ index, value?, closed? }`. */
+export function select<T>(cases: readonly SelectCase<T>[], opts?: SelectOptions): Promise<SelectResult<T>>;
+export function select(cases: readonly SelectCase[], opts: SelectOptions = {}): Promise<Outcome> {
   if (!Array.isArray(cases) || cases.length === 0)
     return Promise.reject(new TypeError("select needs at least one case"));
   if (cases.length > 1024) return Promise.reject(new RangeError("select takes at most 1024 cases"));
   if (opts.signal?.aborted) return Promise.reject(opts.signal.reason);
-  return new Promise<SelectResult<T>>((resolve, reject) => new Selection<T>(cases, opts, resolve, reject).start());
+  return new Promise<Outcome>((resolve, reject) => new Selection(cases, opts, resolve, reject).start());
 }
 
-class Selection<T> {
+/** The run-time shape of every SelectResult. */
+interface Outcome {
+  index: number;
+  value?: unknown;
+  closed?: boolean;
+}
+
+class Selection {
   private readonly id = randomInt(1, 2 ** 48) * 32 + randomInt(0, 32);
   private readonly conns = new Map<Connection, number[]>();
   private readonly connOf: Connection[] = [];
@@ -69,7 +111,7 @@ class Selection<T> {
   constructor(
     private readonly cases: readonly SelectCase[],
     private readonly opts: SelectOptions,
-    private readonly resolve: (r: SelectResult<T>) => void,
+    private readonly resolve: (r: Outcome) => void,
     private readonly reject: (e: unknown) => void,
   ) {
     for (const [i, c] of cases.entries()) {
@@ -163,13 +205,13 @@ class Selection<T> {
       return;
     }
     // It happened.
-    let result: SelectResult<T> = { index: idx };
+    let result: Outcome = { index: idx };
     let error: unknown;
     try {
       if (flags & F.ERROR) error = fromWire(decode(t));
       else if (flags & F.CLOSED) result = { index: idx, closed: true };
-      else if (flags & F.STREAM) result = { index: idx, value: conn.streamReader(pid) as T };
-      else if (flags & F.VALUE) result = { index: idx, value: decode(t) as T };
+      else if (flags & F.STREAM) result = { index: idx, value: conn.streamReader(pid) };
+      else if (flags & F.VALUE) result = { index: idx, value: decode(t) };
     } catch (err) {
       error = new ProtocolError("received a value that is not valid MessagePack", { cause: err });
     }
@@ -195,7 +237,7 @@ class Selection<T> {
     if (this.state === "open") this.finish(undefined, this.opts.signal?.reason);
   };
 
-  private finish(result: SelectResult<T> | undefined, error?: unknown): void {
+  private finish(result: Outcome | undefined, error?: unknown): void {
     if (this.state === "done") return;
     this.state = "done";
     this.opts.signal?.removeEventListener("abort", this.onAbort);

@@ -31,10 +31,61 @@ export interface ServerStat {
   };
   process: { pid: number; rssBytes: number; cpuPercent: number };
   elements: number;
+  /** Where the daemon serves /metrics and the dashboard (`circuit start --http`), if it does. */
+  http?: string;
 }
 
-export class ServerHandle {
+/** One element as `observe` reports it; which fields are there depends on the kind. */
+export interface ObservedElement {
+  path: string;
+  kind: string;
+  cap?: number;
+  len?: number;
+  closed?: boolean;
+  /** Values sent into and received from the channel so far. */
+  sent?: number;
+  recvd?: number;
+  /** Senders and receivers blocked on it now. */
+  waiting?: number;
+  pid?: number;
+  phase?: string;
+  cpuPercent?: number;
+  rssBytes?: number;
+  cmd?: string;
+  outBytes?: number;
+  /** Services: replicas wanted, running, and restarts so far. */
+  desired?: number;
+  running?: number;
+  restarts?: number;
+}
+
+/** What a server says about itself to an observer (the dashboard, `circuit top`). */
+export interface ServerObservation {
+  server: ServerStat;
+  at: string;
+  /** Its elements in path order, at most `limit`. */
+  elements: ObservedElement[];
+  /** How many elements it hosts in all. */
+  total: number;
+  /** The recent stdout and stderr of its processes (with `tails`; up to 50 processes, 4 KiB each). */
+  tails: { path: string; stdout: string; stderr: string }[];
+  /** Its logged events (joins, leaves, process starts and exits, …) numbered above `after`. */
+  feed: { seq: number; at: string; level: string; msg: string; fields: Record<string, unknown> }[];
+}
+
+export interface ObserveOptions extends OpOptions {
+  /** Only events numbered above this (the last `seq` seen); default 0, every event kept. */
+  after?: number;
+  /** Most elements reported; default 1000. */
+  limit?: number;
+  /** Include the recent output of processes. */
+  tails?: boolean;
+}
+
+export class ServerHandle implements AsyncDisposable {
   readonly kind = "server";
+  /** File streams opened through this handle that have not finished yet. */
+  private readonly streams = new Set<Readable | FileWriter>();
 
   /** @internal */
   constructor(
@@ -44,6 +95,18 @@ export class ServerHandle {
 
   async peek(opts?: OpOptions): Promise<ServerStat> {
     return (await this.c.request({ op: "peek", path: this.path.slice(1).split("/") }, opts?.signal)) as ServerStat;
+  }
+
+  /** The server's stat, elements, process output and recent events in one answer (read-only). */
+  async observe(opts?: ObserveOptions): Promise<ServerObservation> {
+    const after = opts?.after ?? 0;
+    const limit = opts?.limit ?? 1000;
+    if (!Number.isInteger(after) || after < 0) throw new RangeError("after is a whole number");
+    if (!Number.isInteger(limit) || limit < 0) throw new RangeError("limit is a whole number");
+    return (await this.c.request(
+      { op: "obs", path: this.path.slice(1).split("/"), after, limit, tails: opts?.tails === true },
+      opts?.signal,
+    )) as ServerObservation;
   }
 
   /** Stops the daemon gracefully. */
@@ -90,7 +153,7 @@ export class ServerHandle {
    * does every file operation on a server without --fs-root.
    */
   readFile(file: string): Readable {
-    return this.hostApi.readFile(file);
+    return this.track(this.hostApi.readFile(file));
   }
 
   /**
@@ -99,7 +162,7 @@ export class ServerHandle {
    * Missing parent directories are created.
    */
   writeFile(file: string): FileWriter {
-    return this.hostApi.writeFile(file);
+    return this.track(this.hostApi.writeFile(file));
   }
 
   /** The entries of a directory ("" for the file root), by name; at most 10,000. */
@@ -109,5 +172,21 @@ export class ServerHandle {
 
   statFile(file: string, opts?: OpOptions): Promise<FileStat> {
     return this.hostApi.statFile(file, opts);
+  }
+
+  /**
+   * `await using srv = await anchor.getServer()`: at the end of the scope, file transfers opened
+   * through this handle that have not finished are broken off (an upload then leaves no trace). The
+   * server itself is untouched; stop it with `stop()`.
+   */
+  async [Symbol.asyncDispose](): Promise<void> {
+    for (const s of this.streams) s.destroy();
+    this.streams.clear();
+  }
+
+  private track<S extends Readable | FileWriter>(s: S): S {
+    this.streams.add(s);
+    s.once("close", () => this.streams.delete(s));
+    return s;
   }
 }

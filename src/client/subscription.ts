@@ -13,7 +13,7 @@ export interface SubscriptionStat {
   lost: number;
 }
 
-export class Subscription implements AsyncIterable<string> {
+export class Subscription implements AsyncIterable<string>, AsyncDisposable {
   /** @internal */
   constructor(
     readonly kind: "@join" | "@leave",
@@ -31,7 +31,7 @@ export class Subscription implements AsyncIterable<string> {
   }
 
   /** A receive, as a case of `select`. */
-  recvCase(): SelectCase {
+  recvCase(): SelectCase<string, "recv"> {
     return this.ch.recvCase();
   }
 
@@ -53,5 +53,15 @@ export class Subscription implements AsyncIterable<string> {
   /** Removes the subscription; a waiting recv fails with ChannelAborted. */
   scrub(opts?: OpOptions): Promise<void> {
     return this.ch.scrub(opts);
+  }
+
+  /** `await using sub = await anchor.makeOnLeave()` scrubs the subscription when the scope ends (if still there). */
+  async [Symbol.asyncDispose](): Promise<void> {
+    try {
+      await this.scrub();
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code !== "NotFound" && code !== "ChannelAborted" && code !== "ServerGone") throw err;
+    }
   }
 }

@@ -128,3 +128,50 @@ export const DEFAULT_SWIM: Readonly<SwimConfig> = Object.freeze({
   deadRetainMs: 10 * 60_000,
   stallMs: 250,
 });
+
+/**
+ * How each server measures and publishes its load for placement (src/cluster/placement.ts,
+ * src/daemon/load-meter.ts). The load rides on the server's membership item: every publication
+ * raises its incarnation and is gossiped like any change, so its cost is one small item
+ * retransmitted O(log n) times — nobody polls anybody.
+ */
+export interface LoadConfig {
+  /**
+   * How often the host's CPU and this server's processes are sampled. Shorter follows bursts
+   * sooner; each sample reads /proc/stat and the processes' last figures (cheap).
+   */
+  sampleMs: number;
+  /**
+   * CPU figures are averaged over this many samples ("the last few seconds"): more smooths out
+   * spikes that would send every placement to the server that happened to idle for one second,
+   * fewer reacts faster to a server that became busy.
+   */
+  window: number;
+  /**
+   * A publication goes out when the figures moved (a process started or ended, CPU moved by
+   * `cpuDelta` cores, free memory by a tenth) but not more often than this: the bound on the
+   * gossip a busy server causes. A process start or exit is published after at most this long.
+   */
+  minPublishMs: number;
+  /** …and at least this often, changed or not, so that a stale figure cannot linger. */
+  maxPublishMs: number;
+  /** The CPU change in cores that is worth a publication. */
+  cpuDelta: number;
+  /**
+   * A placement this server made counts against its target until the target's gossiped load has
+   * moved on by this many publications (or this long has passed, below): without it, a burst of
+   * placements would all go to the server that looked idlest before the burst.
+   */
+  pendingPublications: number;
+  pendingMaxMs: number;
+}
+
+export const DEFAULT_LOAD: Readonly<LoadConfig> = Object.freeze({
+  sampleMs: 1000,
+  window: 3,
+  minPublishMs: 250,
+  maxPublishMs: 5000,
+  cpuDelta: 0.1,
+  pendingPublications: 2,
+  pendingMaxMs: 5000,
+});

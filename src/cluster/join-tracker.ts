@@ -3,6 +3,7 @@
 // outcomes and sync replies into one log line per change of state — never one per try — and
 // into the answer an explicit join waits for. Pure: time comes in as arguments.
 
+import type { Logger } from "../util/log.js";
 import type { SeedOutcome } from "./peer-links.js";
 
 export type JoinFailureKind = Exclude<SeedOutcome, { ok: true }>["kind"] | "no-reply";
@@ -33,7 +34,7 @@ interface Seed {
 }
 
 export interface JoinTrackerOptions {
-  log(line: string): void;
+  log: Logger;
   /** Our own advertised URL: a seed must be able to connect to it to answer. */
   self: string;
   /** How long after connecting to a seed its sync reply may take (it connects back to us). */
@@ -94,7 +95,12 @@ export class JoinTracker {
       if (s.id === from) {
         this.seeds.delete(s.url);
         if (s.waiter) s.waiter.resolve({ url: s.url, members });
-        else if (!logged) this.o.log(`circuit: joined ${s.url} (${members} member${members === 1 ? "" : "s"})`);
+        else if (!logged) {
+          this.o.log.info(
+            { event: "joined", seed: s.url, members },
+            `joined ${s.url} (${members} member${members === 1 ? "" : "s"})`,
+          );
+        }
         logged = true;
       }
     }
@@ -103,7 +109,12 @@ export class JoinTracker {
     for (const s of [...this.seeds.values()]) {
       if (!s.waiter && !pendingJoins.includes(s.url)) {
         this.seeds.delete(s.url);
-        if (!logged) this.o.log(`circuit: joined through ${s.url} (${members} member${members === 1 ? "" : "s"})`);
+        if (!logged) {
+          this.o.log.info(
+            { event: "joined", seed: s.url, members },
+            `joined through ${s.url} (${members} member${members === 1 ? "" : "s"})`,
+          );
+        }
         logged = true;
       }
     }
@@ -142,7 +153,10 @@ export class JoinTracker {
     // alternate on one dead address, and are one state to the reader.
     if (s.logged !== kind) {
       s.logged = kind;
-      this.o.log(`circuit: join ${s.url}: ${reason}; retrying every ≤${seconds(this.o.retryMaxMs)}`);
+      this.o.log.warn(
+        { event: "join-failed", seed: s.url, kind, reason },
+        `join ${s.url}: ${reason}; retrying every ≤${seconds(this.o.retryMaxMs)}`,
+      );
     }
     return false;
   }

@@ -51,6 +51,15 @@ export interface MembershipEvent {
   member: MemberView;
 }
 
+/** A failure-detector decision worth a log line: a member suspected, or a suspicion refuted. */
+export interface DetectorNote {
+  kind: "suspect" | "refuted";
+  id: string;
+  addr: string;
+  /** Who suspected (suspect), or who told us it is alive (refuted). */
+  by: string;
+}
+
 /** One member's state as gossiped. `by` names who suspected it (suspect items only). */
 export interface GossipItem {
   id: string;
@@ -236,6 +245,9 @@ export class Membership {
   private readonly queue = new GossipQueue();
   private outbox: Outbound[] = [];
   private events: MembershipEvent[] = [];
+  private notes: DetectorNote[] = [];
+  /** Failure-detector decisions so far, for metrics (plain counters: read, never reset). */
+  readonly detector = { suspicions: 0, refutations: 0, deaths: 0, probeFailures: 0 };
   /** Round-robin probe order; may hold ids that are no longer live (skipped) until reshuffled. */
   private order: string[] = [];
   private orderAt = 0;
@@ -315,6 +327,13 @@ export class Membership {
     return out;
   }
 
+  /** Suspicions and refutations since the last call (for the log; they are not membership events). */
+  drainNotes(): DetectorNote[] {
+    const out = this.notes;
+    this.notes = [];
+    return out;
+  }
+
   /** Join and leave events since the last call, in the order they happened. */
   drainEvents(): MembershipEvent[] {
     const out = this.events;
@@ -350,6 +369,19 @@ export class Membership {
     if (this.leaving || addr === this.me.addr) return;
     this.joining.set(addr, { at: this.env.now() + this.cfg.joinRetryMs, delay: this.cfg.joinRetryMs });
     this.sendSync("", addr, false);
+  }
+
+  /**
+   * Replaces our metadata (a server's load, say) and gossips it. Metadata changes only with an
+   * incarnation, as memberlist's node updates do: the new item outbids the old one everywhere,
+   * and a sync repairs whoever missed it. Callers bound the size and the rate: each call is one
+   * gossip item retransmitted to O(log n) members.
+   */
+  updateMeta(meta: Record<string, unknown>): void {
+    if (this.leaving) return;
+    this.me.meta = meta;
+    this.me.inc++;
+    this.queue.put(this.item(this.me));
   }
 
   /** Stops retrying a join to `addr` (it failed for good, as the caller judges). */
@@ -628,6 +660,7 @@ export class Membership {
     else if (p.nacks < p.expectedNacks) this.setHealth(this.health + (p.expectedNacks - p.nacks));
     const r = this.recs.get(p.target);
     if (!r || !isLive(r)) return;
+    this.detector.probeFailures++;
     if (r.state === "alive") this.suspect(r, r.inc, this.me.id);
     else this.confirm(r, this.me.id);
   }
@@ -718,6 +751,10 @@ export class Membership {
           r.inc = it.inc;
           const was = r.state;
           r.state = "alive";
+          if (was === "suspect") {
+            this.detector.refutations++;
+            this.notes.push({ kind: "refuted", id: r.id, addr: r.addr, by: sender });
+          }
           this.suspicions.delete(r.id);
           if (was === "dead" || was === "left") this.becomeLive(r);
           this.queue.put(this.item(r));
@@ -784,6 +821,10 @@ export class Membership {
       k,
       deadline: now + suspicionTimeout(min, max, k, 0),
     };
+    if (r.state !== "suspect") {
+      this.detector.suspicions++;
+      this.notes.push({ kind: "suspect", id: r.id, addr: r.addr, by });
+    }
     r.state = "suspect";
     r.inc = inc;
     this.suspicions.set(r.id, s);
@@ -802,6 +843,7 @@ export class Membership {
 
   private die(r: Rec, inc: number, state: "dead" | "left"): void {
     const wasLive = isLive(r);
+    if (state === "dead" && r.state !== "dead") this.detector.deaths++;
     r.state = state;
     r.inc = inc;
     r.goneAt = this.env.now();

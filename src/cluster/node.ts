@@ -2,6 +2,7 @@
 // other servers. The daemon sees only the resulting view and its join/leave events.
 
 import { AuthFailed, type CircuitError, ProtocolError, ServerGone, Timeout } from "../errors.js";
+import type { Logger } from "../util/log.js";
 import type { SwimConfig } from "./config.js";
 import { DEFAULT_SWIM } from "./config.js";
 import { type JoinFailureKind, type JoinResult, JoinTracker } from "./join-tracker.js";
@@ -20,7 +21,7 @@ export interface ClusterNodeOptions {
    * back to our URL). Default 3 s.
    */
   joinReplyMs?: number;
-  log(line: string): void;
+  log: Logger;
   onEvent(e: MembershipEvent): void;
 }
 
@@ -94,6 +95,11 @@ export class ClusterNode {
     });
   }
 
+  /** Gossips new metadata of this server (its load); see Membership.updateMeta. */
+  updateMeta(meta: Record<string, unknown>): void {
+    this.after(() => this.membership.updateMeta(meta));
+  }
+
   /** Live members (alive or suspect), this server included. */
   members(): MemberView[] {
     return this.membership.members();
@@ -133,6 +139,16 @@ export class ClusterNode {
   private after(input: () => void): void {
     input();
     for (const m of this.membership.drainOutbox()) this.links.send(m.to, m.addr, m.msg);
+    for (const n of this.membership.drainNotes()) {
+      if (n.kind === "suspect") {
+        this.o.log.info(
+          { event: "suspect", server: n.id, url: n.addr, by: n.by },
+          `suspect /${n.id} ${n.addr} (suspected by ${n.by})`,
+        );
+      } else {
+        this.o.log.info({ event: "refuted", server: n.id, url: n.addr, by: n.by }, `alive again /${n.id} ${n.addr}`);
+      }
+    }
     for (const e of this.membership.drainEvents()) {
       if (e.kind === "leave") this.links.forget(e.member.id);
       this.o.onEvent(e);

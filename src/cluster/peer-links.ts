@@ -4,6 +4,7 @@
 
 import { FrameConn } from "../transport/frame-conn.js";
 import { connectTo, readyEvent } from "../transport/secure.js";
+import type { Logger } from "../util/log.js";
 import { decode, encode, PROTOCOL_VERSION, T } from "../wire/protocol.js";
 import { parseUrl } from "../wire/url.js";
 
@@ -28,7 +29,7 @@ export interface PeerLinksOptions {
   onConnectionLost(id: string): void;
   /** A connection opened to a seed address (id unknown) said HELLO, or failed: why. */
   onSeed?(addr: string, outcome: SeedOutcome): void;
-  log(line: string): void;
+  log: Logger;
 }
 
 const CONNECT_TIMEOUT_MS = 1000;

@@ -6,34 +6,44 @@ import { randomBytes } from "node:crypto";
 import type * as net from "node:net";
 import * as os from "node:os";
 import type { SwimConfig } from "../cluster/config.js";
+import { DEFAULT_LOAD, type LoadConfig } from "../cluster/config.js";
 import type { MembershipEvent } from "../cluster/membership.js";
 import { ClusterNode } from "../cluster/node.js";
+import { type Candidate, choose, loadOf, type PlaceRequest, type ServerLoad } from "../cluster/placement.js";
 import { AnchorTree } from "../element/anchor-tree.js";
-import { Channel } from "../element/channel.js";
-import { NotFound, ServerGone, toWire, WrongKind } from "../errors.js";
+import { Channel, MAX_DURABLE_CAP } from "../element/channel.js";
+import { AnchorBusy, NoCapacity, NotFound, ServerGone, toWire, Unsupported, WrongKind } from "../errors.js";
 import { advertisedAddress } from "../transport/advertise.js";
 import { Discovery, parseGroup } from "../transport/discovery.js";
 import type { FrameConn } from "../transport/frame-conn.js";
 import { FrameConn as Conn } from "../transport/frame-conn.js";
 import { createListener, KeyRing } from "../transport/secure.js";
+import { type LogFields, type Logger, lineLogger } from "../util/log.js";
+import { VERSION } from "../version.js";
 import { badName, formatPath } from "../wire/path.js";
+import { checkLimits } from "../wire/proc-limits.js";
 import { DEFAULT_MAX_VALUE, encode, FRAME_SLACK, T } from "../wire/protocol.js";
+import { checkServiceSpec } from "../wire/svc-spec.js";
 import { formatHost, formatUrl, isLoopback, parseHostPort, parseUrl } from "../wire/url.js";
 import { type CgroupSupport, hostCgroups } from "./cgroups.js";
 import { type DataDir, openDataDir } from "./data-dir.js";
 import { dnsShortState, dnsStat, scrubDns } from "./dns-ops.js";
-import type { ChanElement, DnsElement, Element, Item, SubElement } from "./elements.js";
+import { DurableChan } from "./durable-chan.js";
+import { DurableStore, writeError } from "./durable-store.js";
+import type { ChanElement, DnsElement, Element, Item, ProcElement, SubElement, SvcElement } from "./elements.js";
 import { resolveFsRoot } from "./fs-root.js";
 import { HostResources } from "./host-ops.js";
 import { DEFAULT_LIMITS, type Limits } from "./limits.js";
-import { ProcTable } from "./proc.js";
+import { LoadMeter } from "./load-meter.js";
+import { createLogger } from "./logger.js";
+import { type ObsElement, type ObsProcTail, type ObsSnapshot, observeElement, procTail, TAILS_MAX } from "./observe.js";
+import { ProcTable, parseCommand } from "./proc.js";
 import { ProcGuard, reapPredecessor } from "./proc-guard.js";
 import { scrubProc } from "./proc-ops.js";
 import { Session, TICK_MS } from "./session.js";
 import { Store, type StoreOptions } from "./store.js";
 import { StoreHost } from "./store-host.js";
-
-export const VERSION = "0.1.0";
+import { ServiceHost, type ServiceRemote } from "./svc-host.js";
 
 export interface DaemonOptions {
   /** HOST:PORT to listen on; port 0 picks a free port. Default 127.0.0.1:7711. */
@@ -71,8 +81,11 @@ export interface DaemonOptions {
   limits?: Partial<Limits>;
   /** Membership timing (defaults in src/cluster/config.ts). */
   swim?: Partial<SwimConfig>;
-  /** Where log lines go; default stderr. */
-  log?: (line: string) => void;
+  /**
+   * Where events are logged (src/util/log.ts); default JSON lines (text on a terminal) on stderr at
+   * level info. A function gets each event as a plain `circuit: …` line.
+   */
+  log?: Logger | ((line: string) => void);
   /** The directory whose files clients may read and write (off when absent). */
   fsRoot?: string;
   /** Lets elements (nameservers) listen on non-loopback addresses without a cluster key. */
@@ -87,12 +100,58 @@ export interface DaemonOptions {
    * Without it, /@ does not exist and requests under it fail with Unsupported.
    */
   store?: StoreOptions;
+  /**
+   * How this daemon reaches the circuit as a client, for the services it supervises (their
+   * replicas run on any server). The daemon layer does not import the client library: whoever
+   * starts the daemon passes one (the CLI's `start` does). Without it, makeService is Unsupported.
+   */
+  connect?: (url: string) => Promise<ServiceRemote>;
+  /** Load measuring and publishing (defaults in src/cluster/config.ts). */
+  load?: Partial<LoadConfig>;
+}
+
+/** A logged event as the dashboard's feed shows it. */
+export interface FeedEntry {
+  /** Increases by one per event of this daemon. */
+  seq: number;
+  at: string;
+  level: string;
+  msg: string;
+  fields: LogFields;
+}
+
+const FEED_KEEP = 200;
+
+/** What /metrics reports of one daemon, sampled when scraped. */
+export interface MetricsSample {
+  /** Client connections open now. */
+  connections: number;
+  /** Live members of the circuit in this server's view, itself included. */
+  members: number;
+  /** Elements hosted, by kind. */
+  elements: Record<string, number>;
+  channels: number;
+  /** Values sent into / received from channels so far, by channel kind (scrubbed ones included). */
+  values: Record<string, { in: number; out: number }>;
+  /** Senders and receivers blocked on channels now. */
+  blocked: number;
+  /** Bytes read from and written to client connections so far. */
+  bytesIn: number;
+  bytesOut: number;
+  procs: { path: string; cpuPercent: number; rssBytes: number }[];
+  detector: { suspicions: number; refutations: number; deaths: number; probeFailures: number };
+  /** Store operations since the last sample (taken out by the call). */
+  /** Store writes by operation (durable channels, --data): how many, their total and largest sync time. */
+  storeOps: Record<string, { count: number; seconds: number; maxSeconds: number }>;
 }
 
 export interface ListEntry {
   path: string;
   kind?: string;
+  /** `ls -l`: a short state for people ("cap=3 len=1"). */
   state?: string;
+  /** `ls -l`: the same state as an object, for programs (`ls -l --json`). */
+  stat?: Record<string, unknown>;
 }
 
 export function newServerId(): string {
@@ -108,7 +167,23 @@ export class Daemon {
   readonly maxValue: number;
   readonly startedAt = new Date();
   url = "";
-  readonly log: (line: string) => void;
+  /**
+   * Where this daemon logs events (src/util/log.ts): `d.log.info({ event: "takeover", path }, "…")`.
+   * Still callable with a plain line (`d.log("circuit: …")`, logged at info without fields) for code
+   * written before structured logs.
+   */
+  readonly log: Logger & ((line: string) => void);
+  /** The last FEED_KEEP logged events (info and above), oldest first, for the dashboard. */
+  readonly recent: FeedEntry[] = [];
+  private feedSeq = 0;
+  private readonly stopHooks: (() => Promise<void>)[] = [];
+  /** Where --http serves the dashboard and /metrics (src/http/), once it does. */
+  httpUrl: string | undefined;
+  /** Bytes of client connections that have closed, and values of channels that were scrubbed. */
+  private readonly goneBytes = { in: 0, out: 0 };
+  private readonly goneValues = new Map<string, { in: number; out: number }>();
+  /** Per store operation: count and total seconds so far, and the largest since the last sample. */
+  private readonly storeOps: Record<string, { count: number; seconds: number; maxSeconds: number }> = {};
   readonly handshakeMs: number;
   readonly limits: Readonly<Limits>;
   private readonly key: Buffer | undefined;
@@ -119,12 +194,21 @@ export class Daemon {
   private readonly watchers = new Set<Session>();
   private readonly subs = new Set<SubElement>();
   private readonly nameservers = new Set<DnsElement>();
+  private readonly services = new Set<SvcElement>();
+  /** Processes to scrub when a given server leaves (a service's replicas, by supervisor). */
+  private readonly tied = new Map<string, Set<ProcElement>>();
+  private meter: LoadMeter | undefined;
+  private readonly loadCfg: LoadConfig;
+  /** Placements this server made, counted against their server until its load shows them. */
+  private readonly pending = new Map<string, { req: PlaceRequest; seq: number; at: number }[]>();
+  private remote: Promise<ServiceRemote> | undefined;
+  private readonly connect: ((url: string) => Promise<ServiceRemote>) | undefined;
   /** Whether elements may listen beyond loopback: with a cluster key, or when told --insecure. */
   readonly mayListenBeyondLoopback: boolean;
   private readonly server: net.Server;
   private cluster: ClusterNode | undefined;
-  /** Circuit-wide anchors (/@), when started with a store. */
-  store: StoreHost | undefined;
+  /** Circuit-wide anchors (/@), when started with --store (DESIGN §12). */
+  shared: StoreHost | undefined;
   private discovery: Discovery | undefined;
   private pipeIds = 0;
   /** Processes this server started (src/daemon/proc.ts). */
@@ -142,19 +226,43 @@ export class Daemon {
     id: string,
     private readonly dataDir: DataDir | undefined,
     cgroups: CgroupSupport = { reason: "not configured" },
+    /** Where durable channels live (with --data only). */
+    private readonly store?: DurableStore,
   ) {
     this.id = id;
     this.maxValue = opts.maxValue ?? DEFAULT_MAX_VALUE;
-    this.log = opts.log ?? ((line) => process.stderr.write(`${line}\n`));
+    if (store) store.onOp = (op, seconds) => this.noteStoreOp(op, seconds);
+    const base = typeof opts.log === "function" ? lineLogger(opts.log) : (opts.log ?? createLogger());
+    // Every event at info or above also goes to the feed that the dashboard shows.
+    const tee =
+      (level: "info" | "warn" | "error") =>
+      (f: LogFields, msg: string): void => {
+        base[level](f, msg);
+        this.remember(level, f, msg);
+      };
+    this.log = Object.assign((line: string) => base.info({}, line.replace(/^circuit: /, "")), {
+      debug: (f: LogFields, m: string) => base.debug(f, m),
+      info: tee("info"),
+      warn: tee("warn"),
+      error: tee("error"),
+    });
     this.stopped = new Promise((r) => {
       this.resolveStopped = r;
     });
     this.handshakeMs = opts.handshakeMs ?? 10_000;
     this.limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    this.loadCfg = { ...DEFAULT_LOAD, ...opts.load };
+    this.connect = opts.connect;
     this.key = opts.key;
     this.mayListenBeyondLoopback = opts.key !== undefined || opts.insecure === true;
     const ring = opts.key ? new KeyRing(opts.key, opts.acceptKeys) : undefined;
-    this.server = createListener(ring, this.handshakeMs, (sock) => this.accept(sock));
+    this.server = createListener(
+      ring,
+      this.handshakeMs,
+      (sock) => this.accept(sock),
+      (peer, reason) =>
+        this.log.warn({ event: "handshake-refused", peer, reason }, `refused a connection from ${peer}: ${reason}`),
+    );
     this.maxConnections = opts.maxConnections ?? 4096;
     const idleMs = opts.idleMs ?? 60_000;
     this.reaper = setInterval(
@@ -178,13 +286,27 @@ export class Daemon {
     for (const j of joins) parseUrl(j);
     if (opts.fsRoot !== undefined) resolveFsRoot(opts.fsRoot);
     const dataDir = opts.data ? openDataDir(opts.data, newServerId) : undefined;
+    let store: DurableStore | undefined;
+    try {
+      store = opts.data ? await DurableStore.open(opts.data) : undefined;
+    } catch (err) {
+      dataDir?.release();
+      throw err;
+    }
     const id = opts.id ?? dataDir?.id ?? newServerId();
     const cgroups: CgroupSupport =
       opts.cgroups === false ? { reason: "cgroups are off on this server (--no-cgroups)" } : hostCgroups();
     // Whatever a predecessor on this data directory left running dies before this one serves.
     const reaped = opts.data ? reapPredecessor(opts.data, id, cgroups.backend) : 0;
-    const d = new Daemon(opts, id, dataDir, cgroups);
-    if (reaped > 0) d.log(`circuit: killed ${reaped} process(es) left by the previous daemon on ${opts.data}`);
+    const d = new Daemon(opts, id, dataDir, cgroups, store);
+    // Durable channels are back at their anchors, with their backlogs, before anyone can connect.
+    d.restoreChannels();
+    if (reaped > 0) {
+      d.log.warn(
+        { event: "reaped", count: reaped, data: opts.data },
+        `killed ${reaped} process(es) left by the previous daemon on ${opts.data}`,
+      );
+    }
     try {
       await new Promise<void>((resolve, reject) => {
         d.server.once("error", reject);
@@ -194,6 +316,7 @@ export class Daemon {
         });
       });
     } catch (err) {
+      await store?.close();
       dataDir?.release();
       throw err;
     }
@@ -219,11 +342,18 @@ export class Daemon {
       log: d.log,
       onEvent: (e) => d.membershipEvent(e),
     });
+    const cluster = d.cluster;
+    d.meter = new LoadMeter(
+      {
+        procs: () => d.procs.load(),
+        publish: (load) => cluster.updateMeta({ startedAt: d.startedAt.toISOString(), load }),
+      },
+      d.loadCfg,
+    );
     if (opts.store) {
       try {
         const store = await Store.connect(opts.store);
-        const cluster = d.cluster;
-        d.store = new StoreHost({
+        d.shared = new StoreHost({
           store,
           me: { id: d.id, url: d.url },
           // A holder membership never heard of may be alive elsewhere: only its lease's expiry says otherwise.
@@ -254,8 +384,23 @@ export class Daemon {
     }
     const where =
       adv.how === "bound address" ? "" : ` (listening on ${formatHost(a.address)}:${a.port}; address from ${adv.how})`;
-    d.log(`circuit: serving ${d.url}${where}${joins.length > 0 ? `, joining ${joins.join(", ")}` : ""}`);
+    d.log.info(
+      { event: "serving", url: d.url, server: d.id, ...(joins.length > 0 ? { join: joins } : {}) },
+      `serving ${d.url}${where}${joins.length > 0 ? `, joining ${joins.join(", ")}` : ""}`,
+    );
     return d;
+  }
+
+  private remember(level: string, fields: LogFields, msg: string): void {
+    if (typeof fields.event !== "string") return;
+    this.feedSeq++;
+    this.recent.push({ seq: this.feedSeq, at: new Date().toISOString(), level, msg, fields });
+    if (this.recent.length > FEED_KEEP) this.recent.splice(0, this.recent.length - FEED_KEEP);
+  }
+
+  /** Runs `f` first thing when the daemon stops (the HTTP endpoint closes before the connections). */
+  onStop(f: () => Promise<void>): void {
+    this.stopHooks.push(f);
   }
 
   /** Resolves when the daemon has stopped (by `stop()` or a remote `stop`). */
@@ -285,9 +430,12 @@ export class Daemon {
   }
 
   sessionGone(s: Session): void {
+    const sock = s.conn.stream as { bytesRead?: number; bytesWritten?: number };
+    this.goneBytes.in += sock.bytesRead ?? 0;
+    this.goneBytes.out += sock.bytesWritten ?? 0;
     this.sessions.delete(s);
     this.watchers.delete(s);
-    this.store?.ownerGone(s);
+    this.shared?.ownerGone(s);
   }
 
   /** A connection whose HELLO said it is another server: it carries membership messages. */
@@ -314,7 +462,21 @@ export class Daemon {
 
   private membershipEvent(e: MembershipEvent): void {
     const path = `/${e.member.id}`;
-    this.log(`circuit: ${e.kind} ${path} ${e.member.addr}`);
+    this.log.info({ event: e.kind, server: e.member.id, url: e.member.addr }, `${e.kind} ${path} ${e.member.addr}`);
+    if (e.kind === "leave") {
+      this.pending.delete(e.member.id);
+      const tied = this.tied.get(e.member.id);
+      this.tied.delete(e.member.id);
+      for (const el of tied ?? []) {
+        if (this.element(el.names) !== el) continue;
+        this.log.info(
+          { event: "proc-orphaned", path: formatPath(el.names), supervisor: e.member.id },
+          `${formatPath(el.names)}: stopped, its supervisor /${e.member.id} left the circuit`,
+        );
+        scrubProc(this, el, false, () => {});
+      }
+      for (const s of this.services) s.svc.serverGone(e.member.id);
+    }
     const ev = { ev: e.kind, id: e.member.id, url: e.member.addr, joinedAt: this.joinedAt(e.member.joinedAt) };
     for (const w of this.watchers) w.push(ev);
     const value = encode(path);
@@ -332,8 +494,8 @@ export class Daemon {
     return this.pipeIds;
   }
 
-  /** Validates names from the wire; the first must be this server. */
-  checkPath(names: string[]): string[] {
+  /** Validates names from the wire; the first must be this server (unless anyServer). */
+  checkPath(names: string[], anyServer = false): string[] {
     if (names.length > this.limits.depth) throw new TypeError(`path deeper than ${this.limits.depth} names`);
     for (const [i, n] of names.entries()) {
       const why = badName(n);
@@ -343,7 +505,7 @@ export class Daemon {
         throw new TypeError(`anchor name longer than ${this.limits.nameLength}`);
       }
     }
-    if (names.length > 0 && names[0] !== this.id) {
+    if (names.length > 0 && names[0] !== this.id && !anyServer) {
       const m = this.cluster?.get(names[0] as string);
       const live = m && (m.state === "alive" || m.state === "suspect");
       throw new NotFound(
@@ -369,6 +531,56 @@ export class Daemon {
     return el;
   }
 
+  /**
+   * A durable channel (DESIGN §3.6): answered once its record is synced. Unsupported without a
+   * data directory, before anything is created.
+   */
+  async makeDurableChan(names: string[], cap: unknown): Promise<ChanElement> {
+    if (!this.store) throw new Unsupported("durable channels need a server started with --data DIR");
+    if (names.length < 2) throw new WrongKind(`${formatPath(names)} cannot hold a channel`);
+    if (typeof cap !== "number" || !Number.isInteger(cap) || cap < 1 || cap > MAX_DURABLE_CAP) {
+      throw new RangeError(`a durable channel's capacity must be an integer from 1 to ${MAX_DURABLE_CAP}, got ${cap}`);
+    }
+    if (this.tree.get(names.slice(1))) throw new AnchorBusy(`${formatPath(names)} already holds an element`);
+    const rec = { names: names.slice(1), cap, closed: false };
+    const { id, done } = this.store.create(rec);
+    const el = this.durableElement(id, rec, names);
+    // Placed at once (a second mkchan meanwhile gets AnchorBusy); answered once synced.
+    this.tree.set(names.slice(1), el, formatPath(names));
+    try {
+      await done;
+    } catch (err) {
+      this.tree.remove(names.slice(1), el);
+      throw await writeError(this.store.file, err);
+    }
+    return el;
+  }
+
+  private durableElement(id: number, rec: { names: string[]; cap: number; closed: boolean }, names: string[]) {
+    const store = this.store as DurableStore;
+    const buffer = new DurableChan(store, id, rec);
+    // Every value goes through the store: none is handed from a sender straight to a receiver
+    // (with the slots all reserved by credits, the plain engine would).
+    const chan = new Channel<Item>(rec.cap, { buffer, maxCap: MAX_DURABLE_CAP, handoff: false });
+    buffer.channel = chan;
+    const el: ChanElement = { kind: "chan", chan, names, durable: buffer };
+    return el;
+  }
+
+  /** Puts every durable channel of the store back at its anchor (start-up). */
+  private restoreChannels(): void {
+    if (!this.store) return;
+    for (const { id, rec } of this.store.channels()) {
+      const names = [this.id, ...rec.names];
+      const el = this.durableElement(id, rec, names);
+      el.durable?.restore();
+      if (rec.closed) el.chan.restoreClosed();
+      const stored = this.store.dedupeOf(id);
+      if (stored.size > 0) el.stored = stored;
+      this.tree.set(rec.names, el, formatPath(names));
+    }
+  }
+
   makeSub(names: string[], kind: unknown): SubElement {
     if (kind !== "@join" && kind !== "@leave") throw new RangeError("a subscription is @join or @leave");
     if (names.length < 2) throw new WrongKind(`${formatPath(names)} cannot hold a subscription`);
@@ -383,6 +595,113 @@ export class Daemon {
   /** Puts an element made elsewhere (a process) at names; AnchorBusy if the anchor holds one. */
   place(names: string[], el: Element): void {
     this.tree.set(names.slice(1), el, formatPath(names));
+    if (el.kind === "proc") {
+      this.meter?.nudge();
+      void el.proc.exited.then(() => this.meter?.nudge());
+    }
+  }
+
+  /** Whether `id` is this server or a live member. */
+  isLive(id: string): boolean {
+    if (id === this.id) return true;
+    const m = this.cluster?.get(id);
+    return m !== undefined && (m.state === "alive" || m.state === "suspect");
+  }
+
+  /** Scrubs el when server `id` leaves the circuit (DESIGN.md §3.7: replicas go with their supervisor). */
+  tie(el: ProcElement, id: string): void {
+    if (id === this.id) return; // it goes with this server anyway
+    const set = this.tied.get(id) ?? new Set();
+    set.add(el);
+    this.tied.set(id, set);
+    void el.proc.exited.then(() => {
+      set.delete(el);
+      if (set.size === 0 && this.tied.get(id) === set) this.tied.delete(id);
+    });
+  }
+
+  /** Live servers with their gossiped loads and the placements this server made there lately. */
+  candidates(): Candidate[] {
+    const all = this.cluster?.members() ?? [];
+    // A suspect server may be dead: only when no server is beyond doubt is one chosen.
+    const alive = all.filter((m) => m.state === "alive");
+    const members = alive.length > 0 ? alive : all;
+    const now = performance.now();
+    return members.map((m) => {
+      const load = m.id === this.id && this.meter ? this.meter.current() : loadOf(m.meta);
+      const seen = load?.seq ?? 0;
+      const mine = (this.pending.get(m.id) ?? []).filter(
+        (p) => now - p.at < this.loadCfg.pendingMaxMs && seen < p.seq + this.loadCfg.pendingPublications,
+      );
+      if (mine.length > 0) this.pending.set(m.id, mine);
+      else this.pending.delete(m.id);
+      return { id: m.id, load, pending: mine.map((p) => p.req) };
+    });
+  }
+
+  /** Notes a placement on `server`, to count it until that server's load includes it. */
+  placed(server: string, req: PlaceRequest): void {
+    // Placements start asynchronously (through a client, even here): the count against a server
+    // holds until that server has published twice since, our own figures included.
+    const load = server === this.id ? this.meter?.current() : loadOf(this.cluster?.get(server)?.meta);
+    const list = this.pending.get(server) ?? [];
+    list.push({ req, seq: load?.seq ?? 0, at: performance.now() });
+    this.pending.set(server, list);
+  }
+
+  /**
+   * The server a process asking for `req` should go to (DESIGN.md §3.7): the live one with the
+   * most free capacity that fits it. NotFound when none fits.
+   */
+  placeRequest(raw: unknown): string {
+    const o = (raw ?? {}) as Record<string, unknown>;
+    if (typeof o !== "object" || Array.isArray(o)) throw new TypeError("place takes { cpus?, memoryBytes? }");
+    const limits = checkLimits({ cpus: o.cpus ?? undefined, memoryBytes: o.memoryBytes ?? undefined }) ?? {};
+    const req: PlaceRequest = { cpus: limits.cpus, memoryBytes: limits.memoryBytes };
+    const id = choose(this.candidates(), req);
+    if (!id) throw new NoCapacity(`no live server has room for ${JSON.stringify(req)}`);
+    this.placed(id, req);
+    return `/${id}`;
+  }
+
+  /** Starts supervising a service at names (DESIGN.md §3.7). */
+  makeService(names: string[], rawSpec: unknown): SvcElement {
+    if (names.length < 2) throw new WrongKind(`${formatPath(names)} cannot hold a service`);
+    const spec = checkServiceSpec(rawSpec, parseCommand);
+    if (spec.autoscale && "chan" in spec.autoscale) this.checkPath(spec.autoscale.chan.split("/").slice(1), true);
+    const connect = this.connect;
+    if (!connect) throw new Unsupported("this daemon was started without a client connection for services");
+    if (this.element(names)) throw new AnchorBusy(`${formatPath(names)} already holds an element`);
+    const svc = new ServiceHost(
+      {
+        remote: () => {
+          this.remote ??= connect(this.url).catch((err) => {
+            this.remote = undefined;
+            throw err;
+          });
+          return this.remote;
+        },
+        candidates: () => this.candidates(),
+        placed: (server, req) => this.placed(server, req),
+        hostOf: (server) => {
+          const addr = server === this.id ? this.url : this.cluster?.get(server)?.addr;
+          if (!addr) return undefined;
+          try {
+            return parseUrl(addr).host;
+          } catch {
+            return undefined;
+          }
+        },
+        log: this.log,
+        selfId: this.id,
+      },
+      names,
+      spec,
+    );
+    const el: SvcElement = { kind: "svc", svc, names };
+    this.tree.set(names.slice(1), el, formatPath(names));
+    this.services.add(el);
+    return el;
   }
 
   /** A nameserver to close when the daemon stops. */
@@ -402,7 +721,10 @@ export class Daemon {
       const el = p.length === 1 && p[0] !== this.id ? { kind: "server" as const } : this.element(p);
       if (el) {
         e.kind = el.kind;
-        if (long) e.state = this.shortState(el, p);
+        if (long) {
+          e.state = this.shortState(el, p);
+          e.stat = this.listStat(el, p);
+        }
       }
       return e;
     };
@@ -417,7 +739,7 @@ export class Daemon {
     };
     if (names.length > 1 && !this.tree.has(names.slice(1))) throw new NotFound(`${formatPath(names)} does not exist`);
     visit(names);
-    if (names.length === 0 && this.store) out.push({ path: "/@", ...(long ? { state: "store" } : {}) });
+    if (names.length === 0 && this.shared) out.push({ path: "/@", ...(long ? { state: "store" } : {}) });
     return out;
   }
 
@@ -425,16 +747,37 @@ export class Daemon {
     if (el.kind === "server") return this.cluster?.get(p[0] as string)?.addr ?? this.url;
     if (el.kind === "proc") return el.proc.shortState();
     if (el.kind === "dns") return dnsShortState(el);
+    if (el.kind === "svc") return el.svc.shortState();
     const s = el.chan.stat();
     if (el.kind !== "chan") return `pending=${s.len} lost=${el.lost}`;
-    return `cap=${s.cap} len=${s.len}${s.closed ? " closed" : ""}`;
+    return `cap=${s.cap} len=${s.len}${s.closed ? " closed" : ""}${el.durable ? " durable" : ""}`;
+  }
+
+  /** The state `ls -l` shows, as an object (smaller than a peek: no host figures, no records). */
+  private listStat(el: Element | { kind: "server" }, p: string[]): Record<string, unknown> {
+    if (el.kind === "server") return { url: this.cluster?.get(p[0] as string)?.addr ?? this.url };
+    if (el.kind === "proc") {
+      const { pid, phase, exitCode, signal } = el.proc.stat();
+      return { pid, phase, exitCode, signal };
+    }
+    if (el.kind === "dns") return { address: el.ns.address, records: el.ns.zone.size };
+    if (el.kind === "svc") {
+      const { state, desired, replicas } = el.svc.stat();
+      return { state, desired, replicas: replicas.length };
+    }
+    const s = el.chan.stat();
+    if (el.kind !== "chan") return { source: el.kind, pending: s.len, lost: el.lost };
+    return { ...s };
   }
 
   /** The peek answer of a channel-like element. */
   stateOf(el: Element): unknown {
     if (el.kind === "proc") return el.proc.stat();
     if (el.kind === "dns") return dnsStat(el);
-    if (el.kind === "chan") return el.chan.stat();
+    if (el.kind === "svc") return el.svc.stat();
+    if (el.kind === "chan") {
+      return el.durable ? { ...el.chan.stat(), durable: true, bytes: el.durable.bytes } : el.chan.stat();
+    }
     return { source: el.kind, pending: el.chan.stat().len, lost: el.lost };
   }
 
@@ -471,18 +814,113 @@ export class Daemon {
         cpuPercent: up > 0 ? Math.round(((cpu.user + cpu.system) / 1e6 / up) * 1000) / 10 : 0,
       },
       elements: this.tree.size,
+      ...(this.httpUrl ? { http: this.httpUrl } : {}),
+    };
+  }
+
+  /**
+   * This server for an observer (src/daemon/observe.ts): its stat, its first `limit` elements in
+   * path order, the recent output of its processes (with `tails`), and its events after `after`.
+   */
+  observe(after: number, limit: number, tails: boolean): ObsSnapshot {
+    const elements: ObsElement[] = [];
+    const outs: ObsProcTail[] = [];
+    for (const [names, el] of this.tree.walk([])) {
+      const path = formatPath([this.id, ...names]);
+      if (elements.length < limit) elements.push(observeElement(path, el));
+      if (tails && outs.length < TAILS_MAX) {
+        const t = procTail(path, el);
+        if (t) outs.push(t);
+      }
+      if (elements.length >= limit && (!tails || outs.length >= TAILS_MAX)) break;
+    }
+    return {
+      server: this.serverStat() as Record<string, unknown>,
+      at: new Date().toISOString(),
+      elements,
+      total: this.tree.size,
+      tails: outs,
+      feed: this.recent.filter((e) => e.seq > after),
+    };
+  }
+
+  /** A store operation took `seconds` (the hook a store reports its latencies through, for /metrics). */
+  noteStoreOp(op: string, seconds: number): void {
+    const s = this.storeOps[op] ?? { count: 0, seconds: 0, maxSeconds: 0 };
+    s.count++;
+    s.seconds += seconds;
+    if (seconds > s.maxSeconds) s.maxSeconds = seconds;
+    this.storeOps[op] = s;
+  }
+
+  /** Numbers for /metrics, computed now (src/http/metrics.ts names them). */
+  metricsSample(): MetricsSample {
+    const elements: Record<string, number> = {};
+    const values: Record<string, { in: number; out: number }> = {};
+    for (const [k, v] of this.goneValues) values[k] = { ...v };
+    let blocked = 0;
+    let channels = 0;
+    const procs: MetricsSample["procs"] = [];
+    for (const [names, el] of this.tree.walk([])) {
+      elements[el.kind] = (elements[el.kind] ?? 0) + 1;
+      if (el.kind === "proc") {
+        const s = el.proc.stat();
+        if (s.phase === "running" || s.phase === "stopped") {
+          procs.push({ path: formatPath([this.id, ...names]), cpuPercent: s.cpuPercent, rssBytes: s.rssBytes });
+        }
+      } else if (el.kind !== "dns" && el.kind !== "svc") {
+        channels++;
+        const s = el.chan.stat();
+        const v = values[el.kind] ?? { in: 0, out: 0 };
+        v.in += s.numSend;
+        v.out += s.numRecv;
+        values[el.kind] = v;
+        blocked += s.waitingSenders + s.waitingReceivers;
+      }
+    }
+    let bytesIn = this.goneBytes.in;
+    let bytesOut = this.goneBytes.out;
+    for (const s of this.sessions) {
+      const sock = s.conn.stream as { bytesRead?: number; bytesWritten?: number };
+      bytesIn += sock.bytesRead ?? 0;
+      bytesOut += sock.bytesWritten ?? 0;
+    }
+    return {
+      connections: this.sessions.size,
+      members: this.cluster?.members().length ?? 1,
+      elements,
+      channels,
+      values,
+      blocked,
+      bytesIn,
+      bytesOut,
+      procs,
+      detector: {
+        ...(this.cluster?.membership.detector ?? { suspicions: 0, refutations: 0, deaths: 0, probeFailures: 0 }),
+      },
+      storeOps: Object.fromEntries(
+        Object.entries(this.storeOps).map(([op, s]) => {
+          const out = { ...s };
+          s.maxSeconds = 0;
+          return [op, out];
+        }),
+      ),
     };
   }
 
   /** The live servers as this server sees them. */
-  servers(): { id: string; url: string; path: string; joinedAt: string }[] {
+  servers(): { id: string; url: string; path: string; joinedAt: string; load?: ServerLoad }[] {
     const members = this.cluster?.members() ?? [];
-    const out = members.map((m) => ({
-      id: m.id,
-      url: m.addr,
-      path: `/${m.id}`,
-      joinedAt: m.id === this.id ? this.startedAt.toISOString() : this.joinedAt(m.joinedAt),
-    }));
+    const out = members.map((m) => {
+      const load = m.id === this.id ? this.meter?.current() : loadOf(m.meta);
+      return {
+        id: m.id,
+        url: m.addr,
+        path: `/${m.id}`,
+        joinedAt: m.id === this.id ? this.startedAt.toISOString() : this.joinedAt(m.joinedAt),
+        ...(load ? { load } : {}),
+      };
+    });
     if (!out.some((s) => s.id === this.id)) {
       out.push({ id: this.id, url: this.url, path: `/${this.id}`, joinedAt: this.startedAt.toISOString() });
     }
@@ -502,18 +940,44 @@ export class Daemon {
       this.nameservers.delete(el);
       return scrubDns(this, el, done);
     }
+    if (el.kind === "svc") {
+      this.tree.remove(el.names.slice(1), el);
+      this.services.delete(el);
+      void el.svc.close().then(done);
+      return;
+    }
     this.tree.remove(el.names.slice(1), el);
     if (el.kind !== "chan") this.subs.delete(el);
+    const st = el.chan.stat();
+    const gone = this.goneValues.get(el.kind) ?? { in: 0, out: 0 };
+    gone.in += st.numSend;
+    gone.out += st.numRecv;
+    this.goneValues.set(el.kind, gone);
+    const durable = el.kind === "chan" ? el.durable : undefined;
+    // A durable channel's data goes with it; the scrub is answered once that is synced.
+    const dropped = durable ? this.store?.drop(durable.id) : undefined;
     el.chan.scrub(() => {
       // Once no credit is out, every connection lets go of its handle (DESIGN §3.1).
       for (const s of this.sessions) s.releaseHandle(el);
-      done();
+      if (dropped) {
+        dropped.then(done, async (err) => {
+          // Gone from the tree, but its data may come back after a restart: said in the log.
+          const e = await writeError(this.store?.file ?? "", err);
+          this.log.error(
+            { event: "store-error", path: formatPath(el.names), reason: e.message },
+            `scrub of ${formatPath(el.names)} did not reach the store: ${e.message}`,
+          );
+          done();
+        });
+      } else done();
     });
   }
 
-  requestStop(names: string[], done: () => void): void {
+  /** A client asked this server to stop; `by` says who (its address, and its client id if it gave one). */
+  requestStop(names: string[], by: { peer: string; client?: string }, done: () => void): void {
     const el = this.element(names);
     if (el?.kind !== "server") throw new WrongKind(`${formatPath(names)} is not a server`);
+    this.log.warn({ event: "remote-stop", ...by }, `stop requested by ${by.peer}`);
     done();
     // Let the reply leave before the connections close.
     setImmediate(() => void this.stop());
@@ -523,19 +987,28 @@ export class Daemon {
   stop(): Promise<void> {
     if (!this.stopping) {
       this.stopping = (async () => {
-        this.log("circuit: stopping");
+        this.log.info({ event: "stopping" }, "stopping");
+        await Promise.all(this.stopHooks.map((f) => f().catch(() => {})));
         clearInterval(this.reaper);
+        this.meter?.close();
+        // Services stop their replicas (on any server) while the circuit can still be reached.
+        await Promise.all([...this.services].map((el) => el.svc.close()));
+        this.services.clear();
+        await this.remote?.then((r) => r.close()).catch(() => {});
         // Hosted processes go with their server (TERM, KILL after 2 s); waiters hear the exit first.
         await this.procs.shutdown(2000);
         await Promise.all([...this.nameservers].map((el) => el.ns.close()));
         this.discovery?.close();
-        await this.store?.close();
+        await this.shared?.close();
         const others = (this.cluster?.members().length ?? 1) > 1;
         if (others) await this.cluster?.leave();
         else this.cluster?.close();
         const closed = new Promise<void>((r) => this.server.close(() => r()));
         for (const s of this.sessions) s.shutdown();
         await closed;
+        await this.store
+          ?.close()
+          .catch((err) => this.log.error({ event: "store-error", reason: String(err) }, `closing the store: ${err}`));
         this.dataDir?.release();
         this.resolveStopped();
       })();

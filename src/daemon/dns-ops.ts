@@ -13,6 +13,7 @@
 
 import { isIP } from "node:net";
 import { AccessDenied, AnchorBusy, NotFound, ProtocolError, WrongKind } from "../errors.js";
+import type { Logger } from "../util/log.js";
 import { formatPath } from "../wire/path.js";
 import { formatRecord, parseName, parseRecord } from "../wire/zone-file.js";
 import type { DnsElement, Element } from "./elements.js";
@@ -26,7 +27,7 @@ export interface DnsHost {
   readonly mayListenBeyondLoopback: boolean;
   /** A nameserver to close when the daemon stops. */
   trackNameserver(el: DnsElement): void;
-  log(line: string): void;
+  log: Logger;
 }
 
 type Reply = (v: unknown) => void;
@@ -53,7 +54,10 @@ export function dnsShortState(el: DnsElement): string {
 export function scrubDns(d: DnsHost, el: DnsElement, done: () => void): void {
   d.unplace(el);
   void el.ns.close().then(() => {
-    d.log(`circuit: nameserver ${formatPath(el.names)} stopped, ${el.ns.address} free`);
+    d.log.info(
+      { event: "nameserver-stop", path: formatPath(el.names), address: el.ns.address },
+      `nameserver ${formatPath(el.names)} stopped, ${el.ns.address} free`,
+    );
     done();
   });
 }
@@ -111,7 +115,7 @@ function makeDns(d: DnsHost, names: string[], addr: unknown, reply: Reply, fail:
   // Loaded on first use: a daemon (and every CLI command) that runs no nameserver never loads the
   // DNS codec.
   import("./nameserver.js")
-    .then(({ HostedNameserver }) => HostedNameserver.start(host, port, (line) => d.log(line)))
+    .then(({ HostedNameserver }) => HostedNameserver.start(host, port, d.log))
     .then((ns) => {
       const el: DnsElement = { kind: "dns", ns, names, eid: ++eids };
       try {
@@ -122,7 +126,10 @@ function makeDns(d: DnsHost, names: string[], addr: unknown, reply: Reply, fail:
         return;
       }
       d.trackNameserver(el);
-      d.log(`circuit: nameserver ${path} serving DNS on ${ns.address} (udp, tcp)`);
+      d.log.info(
+        { event: "nameserver-start", path, address: ns.address },
+        `nameserver ${path} serving DNS on ${ns.address} (udp, tcp)`,
+      );
       reply(dnsInfo(el));
     }, fail);
 }

@@ -2,9 +2,11 @@
 // machine; a subscription is receive-only and never blocks the daemon that feeds it.
 
 import type { Channel } from "../element/channel.js";
+import type { DurableChan } from "./durable-chan.js";
 import type { HostedNameserver } from "./nameserver.js";
 import type { HostedProc } from "./proc.js";
 import type { StreamPipe } from "./stream-pipe.js";
+import type { ServiceHost } from "./svc-host.js";
 
 /** What a channel holds: an encoded value, or a stream message. */
 export type Item = Buffer | StreamPipe;
@@ -18,6 +20,8 @@ export interface ChanElement {
    * a client repeats after reconnecting is stored once. Entries of clients that said BYE go.
    */
   stored?: Map<string, number>;
+  /** A durable channel's buffer and store (DESIGN §3.6); absent for a channel in memory. */
+  durable?: DurableChan;
 }
 
 /** `@join` / `@leave`: a receive-only channel of server paths, oldest dropped on overflow. */
@@ -46,4 +50,11 @@ export interface DnsElement {
   eid: number;
 }
 
-export type Element = ChannelLike | ProcElement | DnsElement;
+/** A service: supervises replicas (proc elements on any server) from here. */
+export interface SvcElement {
+  kind: "svc";
+  svc: ServiceHost;
+  names: string[];
+}
+
+export type Element = ChannelLike | ProcElement | DnsElement | SvcElement;

@@ -6,7 +6,8 @@
 import * as dgram from "node:dgram";
 import * as net from "node:net";
 import { Zone } from "../element/zone.js";
-import { AccessDenied, CircuitError } from "../errors.js";
+import { AccessDenied, AddressInUse, BadAddress } from "../errors.js";
+import type { Logger } from "../util/log.js";
 
 /** TCP connections served at once per nameserver. */
 const MAX_TCP = 128;
@@ -32,20 +33,30 @@ export class HostedNameserver {
     private readonly tcp: net.Server,
     /** Where it listens: "127.0.0.1:53535". */
     readonly address: string,
-    private readonly log: (line: string) => void,
+    private readonly log: Logger,
   ) {
     udp.on("message", (msg, from) => this.datagram(msg, from));
     // A send that fails (the client's port is gone) concerns that client only.
-    udp.on("error", (err) => this.log(`circuit: nameserver ${address}: udp: ${err.message}`));
+    udp.on("error", (err) =>
+      this.log.warn(
+        { event: "nameserver", address, reason: err.message },
+        `nameserver ${address}: udp: ${err.message}`,
+      ),
+    );
     tcp.on("connection", (sock) => this.connection(sock));
-    tcp.on("error", (err) => this.log(`circuit: nameserver ${address}: tcp: ${err.message}`));
+    tcp.on("error", (err) =>
+      this.log.warn(
+        { event: "nameserver", address, reason: err.message },
+        `nameserver ${address}: tcp: ${err.message}`,
+      ),
+    );
   }
 
   /**
    * Listens on host:port over UDP and TCP; port 0 picks a port free for both. Fails with a
    * CircuitError coded AddressInUse or BadAddress (AccessDenied for a privileged port) when it cannot.
    */
-  static async start(host: string, port: number, log: (line: string) => void): Promise<HostedNameserver> {
+  static async start(host: string, port: number, log: Logger): Promise<HostedNameserver> {
     for (let i = 0; ; i++) {
       const tcp = net.createServer({ pauseOnConnect: false });
       tcp.maxConnections = MAX_TCP;
@@ -146,8 +157,8 @@ export class HostedNameserver {
 }
 
 function bindError(err: NodeJS.ErrnoException, addr: string): Error {
-  if (err.code === "EADDRINUSE") return new CircuitError("AddressInUse", `${addr} is in use (UDP or TCP)`);
+  if (err.code === "EADDRINUSE") return new AddressInUse(`${addr} is in use (UDP or TCP)`);
   if (err.code === "EACCES") return new AccessDenied(`this server may not listen on ${addr} (a privileged port?)`);
-  if (err.code === "EADDRNOTAVAIL") return new CircuitError("BadAddress", `${addr} is not an address of this host`);
-  return new CircuitError("BadAddress", `cannot listen on ${addr}: ${err.message}`);
+  if (err.code === "EADDRNOTAVAIL") return new BadAddress(`${addr} is not an address of this host`);
+  return new BadAddress(`cannot listen on ${addr}: ${err.message}`);
 }

@@ -17,6 +17,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { Logger } from "../util/log.js";
 import { type CgroupBackend, destroyGroup, openGroup } from "./cgroups.js";
 import { groupTree, listProcesses, type ProcEntry } from "./procfs.js";
 
@@ -122,7 +123,7 @@ export interface ProcGuardOptions {
   dataDir?: string;
   /** Whether the watchdog should also sweep `circuit/<owner>` in the host's cgroups. */
   cgroups: boolean;
-  log: (line: string) => void;
+  log: Logger;
 }
 
 /** The daemon's side: keeps the record, in the watchdog and (with `--data`) on disk. */
@@ -162,7 +163,10 @@ export class ProcGuard {
     try {
       writeRecords(join(this.opts.dataDir, "procs.json"), [...this.records.values()]);
     } catch (err) {
-      this.opts.log(`circuit: cannot write the process record in ${this.opts.dataDir}: ${(err as Error).message}`);
+      this.opts.log.error(
+        { event: "proc-record", data: this.opts.dataDir, reason: (err as Error).message },
+        `cannot write the process record in ${this.opts.dataDir}: ${(err as Error).message}`,
+      );
     }
   }
 
@@ -197,7 +201,10 @@ export class ProcGuard {
       // Detached: its own session, so a signal to the daemon's process group or terminal spares it.
       w = spawn(process.execPath, args, { detached: true, stdio: ["pipe", "ignore", "ignore"] });
     } catch (err) {
-      this.opts.log(`circuit: cannot start the process watchdog: ${(err as Error).message}`);
+      this.opts.log.error(
+        { event: "watchdog", reason: (err as Error).message },
+        `cannot start the process watchdog: ${(err as Error).message}`,
+      );
       return;
     }
     this.watchdog = w;
@@ -206,7 +213,7 @@ export class ProcGuard {
     w.once("exit", () => {
       if (this.watchdog === w) this.watchdog = undefined;
       if (!this.closed) {
-        this.opts.log("circuit: the process watchdog exited; starting another");
+        this.opts.log.warn({ event: "watchdog" }, "the process watchdog exited; starting another");
         if (this.records.size > 0) this.startWatchdog();
       }
     });

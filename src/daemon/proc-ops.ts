@@ -1,6 +1,9 @@
 // Requests on process elements (session.ts delegates here).
 //
-//   {op: "mkproc", path, cmd, rid1?, rid2?}   → {kind: "proc", eid, pid}; SpawnFailed leaves the anchor empty.
+//   {op: "mkproc", path, cmd, rid1?, rid2?, tied?}
+//                                             → {kind: "proc", eid, pid}; SpawnFailed leaves the anchor empty.
+//                                             tied: a server id; the process is scrubbed when that
+//                                             server leaves (ServerGone at once if it is not live)
 //                                             rid1/rid2: readers of stdout/stderr attached before the
 //                                             child's first byte can arrive (SATTACH precedes the RES)
 //   {op: "proc", path, eid?, do, ...}         eid: the element id from mkproc/open; a handle whose
@@ -16,7 +19,7 @@
 // A process whose element is gone (scrubbed, or `scrub: true` and exited) still answers peek and
 // wait by element id for a minute, so a handle never misses the exit it was about to wait for.
 
-import { AnchorBusy, BadSignal, NotFound, ProtocolError, WrongKind } from "../errors.js";
+import { AnchorBusy, BadSignal, NotFound, ProtocolError, ServerGone, WrongKind } from "../errors.js";
 import { formatPath } from "../wire/path.js";
 import { signalName } from "../wire/signals.js";
 import type { Daemon } from "./daemon.js";
@@ -109,6 +112,9 @@ function makeProc(d: Daemon, s: Session, names: string[], r: Record<string, unkn
   const rid1 = r.rid1 === undefined || r.rid1 === null ? undefined : int(r.rid1);
   const rid2 = r.rid2 === undefined || r.rid2 === null ? undefined : int(r.rid2);
   if (d.element(names)) throw new AnchorBusy(`${formatPath(names)} already holds an element`);
+  const tied = r.tied === undefined || r.tied === null ? undefined : r.tied;
+  if (tied !== undefined && (typeof tied !== "string" || !d.isLive(tied)))
+    throw new ServerGone(`server ${String(tied)} is not in this circuit`);
   const started = d.procs.start(cmd, d.id);
   if ("failed" in started) {
     void started.failed.then(fail);
@@ -117,6 +123,17 @@ function makeProc(d: Daemon, s: Session, names: string[], r: Record<string, unkn
   const el: ProcElement = { kind: "proc", proc: started.proc, names };
   // Checked above in this same turn: the anchor is still free.
   d.place(names, el);
+  if (tied !== undefined) d.tie(el, tied);
+  const path = formatPath(names);
+  const pid = el.proc.pid;
+  d.log.info({ event: "proc-start", path, pid, cmd: cmd.path }, `started ${path} (pid ${pid}): ${cmd.path}`);
+  void el.proc.exited.then((st) => {
+    const how = st.signal ? `signal ${st.signal}` : `exit ${st.exitCode}`;
+    d.log.info(
+      { event: "proc-exit", path, pid, code: st.exitCode, signal: st.signal, ...(st.oomKilled ? { oom: true } : {}) },
+      `${path} (pid ${pid}) ended: ${how}`,
+    );
+  });
   if (cmd.scrub) {
     void el.proc.exited.then(() => {
       d.unplace(el);

@@ -37,6 +37,15 @@ export class ProcOutput {
     src.on("error", () => this.end());
   }
 
+  /** Bytes the process has written so far. */
+  written = 0;
+
+  /** The last `max` bytes of the tail (for the dashboard), without taking anything from readers. */
+  recent(max: number): Buffer {
+    const all = Buffer.concat(this.tail);
+    return all.length > max ? all.subarray(all.length - max) : all;
+  }
+
   /** Readers attached now. */
   get readerCount(): number {
     return this.readers.size;
@@ -85,6 +94,7 @@ export class ProcOutput {
   }
 
   private keep(c: Buffer): void {
+    this.written += c.length;
     this.tail.push(c);
     this.tailBytes += c.length;
     while (this.tail.length > 1 && this.tailBytes - (this.tail[0] as Buffer).length >= TAIL_BYTES) {

@@ -7,6 +7,7 @@ import { accessSync, constants as fsc, statSync } from "node:fs";
 import { constants as osc } from "node:os";
 import { delimiter, isAbsolute, join, resolve } from "node:path";
 import { BadSignal, SpawnFailed, StreamBroken, Unsupported } from "../errors.js";
+import type { Logger } from "../util/log.js";
 import { checkLimits, type ProcLimits } from "../wire/proc-limits.js";
 import type { ProcPhase, ProcStat } from "../wire/shapes.js";
 import { signalName } from "../wire/signals.js";
@@ -246,6 +247,11 @@ export class HostedProc {
     };
   }
 
+  /** The last sample of the group's use (no /proc read): for the server's load figures. */
+  get lastUsage(): { cpuPercent: number; rssBytes: number } {
+    return this.end ? { cpuPercent: 0, rssBytes: 0 } : { cpuPercent: this.cpuPercent, rssBytes: this.rssBytes };
+  }
+
   /** For `ls -l`. */
   shortState(): string {
     const e = this.end;
@@ -481,7 +487,7 @@ export interface ProcTableOptions {
   cgroups: CgroupSupport;
   /** Keeps the record that lets the processes die with the daemon (none: in-memory tests). */
   guard?: ProcGuard;
-  log?: (line: string) => void;
+  log?: Logger;
 }
 
 /** The processes of one server: element ids, the live set (killed when the server stops), and the recently gone. */
@@ -495,6 +501,22 @@ export class ProcTable {
   private cgroupsNoted = false;
 
   constructor(private readonly opts: ProcTableOptions = { owner: "", cgroups: { reason: "not configured" } }) {}
+
+  /** What the running processes use (last samples) and reserve through their limits. */
+  load(): { procs: number; cpuPercent: number; rssBytes: number; resCpu: number; resMem: number } {
+    let cpuPercent = 0;
+    let rssBytes = 0;
+    let resCpu = 0;
+    let resMem = 0;
+    for (const p of this.live) {
+      const u = p.lastUsage;
+      cpuPercent += u.cpuPercent;
+      rssBytes += u.rssBytes;
+      resCpu += p.cmd.limits?.cpus ?? 0;
+      resMem += p.cmd.limits?.memoryBytes ?? 0;
+    }
+    return { procs: this.live.size, cpuPercent, rssBytes, resCpu, resMem };
+  }
 
   /**
    * Starts a command; see spawnChild. With cgroups it gets a group of its own (and its limits);
@@ -564,7 +586,7 @@ export class ProcTable {
       if (limits) throw refuse(reason);
       if (!this.cgroupsNoted) {
         this.cgroupsNoted = true;
-        this.opts.log?.(`circuit: processes run without cgroups: ${reason}`);
+        this.opts.log?.warn({ event: "cgroups", reason }, `processes run without cgroups: ${reason}`);
       }
       return undefined;
     }

@@ -15,6 +15,8 @@ export interface SelectSession {
   openInStream(pipe: StreamPipe): void;
   /** Puts values this client never acknowledged back at the head of `el`, in their order. */
   requeue(el: ChannelLike, values: Buffer[]): void;
+  /** The client acknowledged a value a recv case took (a durable channel forgets it then). */
+  ack?(el: ChannelLike, value: Buffer): void;
   maxValue: number;
   maxCases: number;
   maxSelectors: number;
@@ -103,8 +105,11 @@ export class SelectHost {
     }
     this.selectors.set(sel, cases);
     for (const c of cases.values()) {
-      if (c.op === "send" && c.el.kind !== "chan") {
-        const err = { code: "WrongKind", message: `${c.el.kind} subscriptions are receive-only` };
+      if (c.op === "send" && (c.el.kind !== "chan" || c.el.durable)) {
+        const err =
+          c.el.kind !== "chan"
+            ? { code: "WrongKind", message: `${c.el.kind} subscriptions are receive-only` }
+            : { code: "Unsupported", message: "a select cannot send into a durable channel (yet): use send" };
         // Not an offer: the select fails at once, as a wrong use would.
         this.send(T.DONE, [...key, c.idx, F.ERROR, 0], encode(err));
         cases.delete(c.idx);
@@ -117,7 +122,13 @@ export class SelectHost {
 
   private decide(key: [number, number], sel: number, idx: number): void {
     // The selector is done with this server: a value it took here is its program's now.
-    if (idx === ALL_CASES) this.unacked.delete(sel);
+    if (idx === ALL_CASES) {
+      const u = this.unacked.get(sel);
+      if (u) {
+        this.unacked.delete(sel);
+        this.s.ack?.(u.el, u.value);
+      }
+    }
     const cases = this.selectors.get(sel);
     if (!cases) {
       // Nothing to commit (already finished or released): say so, never leave a committer waiting.

@@ -2,10 +2,12 @@
 // Values stay opaque bytes here; only control frames are decoded.
 
 import { Channel, type CreditHolder, type Receiver, type SendWaiter } from "../element/channel.js";
-import { ChannelAborted, CircuitError, NotFound, ProtocolError, toWire, WrongKind } from "../errors.js";
+import { ChannelAborted, CircuitError, NotFound, ProtocolError, toWire, Unsupported, WrongKind } from "../errors.js";
 import type { FrameConn } from "../transport/frame-conn.js";
+import { peerAddress } from "../transport/secure.js";
 import { Deque } from "../util/deque.js";
 import { forEachEntry } from "../wire/frame.js";
+import { formatPath } from "../wire/path.js";
 import { decode, encode, PROTOCOL_VERSION, T, tail, u32 } from "../wire/protocol.js";
 import type { Daemon } from "./daemon.js";
 import { dnsInfo, dnsRequest } from "./dns-ops.js";
@@ -41,6 +43,14 @@ class SessionReceiver implements Receiver<Item> {
     readonly rid: number,
     readonly el: ChannelLike,
   ) {}
+  /** The client acknowledged its first n unacknowledged values: a durable channel forgets them. */
+  ack(n: number): void {
+    const durable = this.el.kind === "chan" ? this.el.durable : undefined;
+    for (let i = 0; i < n && this.unacked.length > 0; i++) {
+      const v = this.unacked.shift() as Buffer;
+      durable?.ack(v);
+    }
+  }
   take(v: Item): void {
     this.credits--;
     if (Buffer.isBuffer(v)) {
@@ -77,6 +87,7 @@ export class Session {
   /** Stream messages this session is receiving, by pipe id. */
   private readonly inStreams = new Map<number, StreamPipe>();
   private gone = false;
+  private peerAddr: string | undefined;
   private readonly selects: SelectHost;
   /** The client's id from HELLO: sends are de-duplicated per cid (PROTOCOL: send sequence numbers). */
   private cid: string | undefined;
@@ -96,13 +107,19 @@ export class Session {
       element: (handle) => this.el(handle),
       openInStream: (pipe) => this.openInStream(pipe),
       requeue: (el, values) => el.chan.requeue(values),
+      ack: (el, value) => {
+        if (el.kind === "chan") el.durable?.ack(value);
+      },
       maxValue: d.maxValue,
       maxCases: d.limits.selectCases,
       maxSelectors: d.limits.pending,
     });
     conn.onFrame = (t, b) => this.frame(t, b);
     conn.onClose = () => this.cleanup();
-    conn.onBadInput = (err) => conn.send(T.ERR, [0], encode(toWire(err)));
+    conn.onBadInput = (err) => {
+      this.logClose(err);
+      conn.send(T.ERR, [0], encode(toWire(err)));
+    };
   }
 
   private frame(type: number, body: Buffer): void {
@@ -117,7 +134,10 @@ export class Session {
       if (err instanceof CircuitError || err instanceof RangeError || err instanceof TypeError) {
         this.fatal(err);
       } else {
-        this.d.log(`session error: ${(err as Error)?.stack ?? err}`);
+        this.d.log.error(
+          { event: "session-error", peer: this.peer, stack: (err as Error)?.stack ?? String(err) },
+          `session error: ${(err as Error)?.message ?? err}`,
+        );
         this.fatal(new ProtocolError("internal error"));
       }
     }
@@ -173,8 +193,10 @@ export class Session {
         const v = this.value(tail(body, 4));
         if (this.pendingSends.size >= this.d.limits.pending) throw new ProtocolError("too many pending operations");
         if (this.isStored(el, seq)) {
-          // A resend of a value stored before this client's connection broke: stored once.
-          this.conn.send(T.RES, [id]);
+          // A resend of a value stored before this client's connection broke: stored once (on a
+          // durable channel, answered once what was written before it is synced).
+          if (el.durable) el.durable.whenSynced().then(() => this.conn.send(T.RES, [id]));
+          else this.conn.send(T.RES, [id]);
           return;
         }
         const w: SendWaiter<Item> = {
@@ -182,7 +204,18 @@ export class Session {
           done: (err) => {
             this.pendingSends.delete(id);
             if (err) this.error(id, err);
-            else {
+            else if (el.durable) {
+              // In the buffer; complete once synced. Its de-duplication record goes in the same
+              // transaction as the value (written in this same turn).
+              this.markStored(el, seq);
+              el.durable.whenStored(v).then(
+                () => {
+                  this.conn.send(T.RES, [id]);
+                  if (want > 0) el.chan.want(this.holderFor(el), want);
+                },
+                (e) => this.error(id, e),
+              );
+            } else {
               this.markStored(el, seq);
               this.conn.send(T.RES, [id]);
               if (want > 0) el.chan.want(this.holderFor(el), want);
@@ -202,7 +235,16 @@ export class Session {
         if (!h.el.chan.sendCreditedMany(h.holder, values)) throw new ProtocolError("credited send without credit");
         const last = (first + values.length - 1) >>> 0;
         if (h.el.kind === "chan") this.markStored(h.el, last);
-        this.conn.send(T.CACK, [u32(body, 0), last]);
+        const durable = h.el.kind === "chan" ? h.el.durable : undefined;
+        if (durable) {
+          // A credited send into a durable channel completes with its CACK, sent once synced: no
+          // round trip beyond the sync. If the store fails, CNAK fails the batch instead.
+          const handle = u32(body, 0);
+          Promise.all(values.map((v) => durable.whenStored(v))).then(
+            () => this.conn.send(T.CACK, [handle, last]),
+            (err) => this.conn.send(T.CNAK, [handle, last], encode(toWire(err))),
+          );
+        } else this.conn.send(T.CACK, [u32(body, 0), last]);
         return;
       }
       case T.BYE:
@@ -241,7 +283,7 @@ export class Session {
           r = new SessionReceiver(this, rid, el);
           this.receivers.set(rid, r);
         }
-        for (let i = 0; i < ack && r.unacked.length > 0; i++) r.unacked.shift();
+        r.ack(ack);
         if (n > 0 && !r.ended) {
           r.credits += n;
           if (r.credits + r.unacked.length > this.d.limits.credits) {
@@ -258,7 +300,7 @@ export class Session {
         const r = this.receivers.get(rid);
         if (r) {
           this.receivers.delete(rid);
-          for (let i = 0; i < ack && r.unacked.length > 0; i++) r.unacked.shift();
+          r.ack(ack);
           r.el.chan.cancelRecv(r);
           r.el.chan.requeue(r.unacked.drain());
         }
@@ -270,6 +312,10 @@ export class Session {
         const el = this.sendable(id, u32(body, 1));
         if (!el) return;
         const sid = u32(body, 2);
+        if (el.durable) {
+          this.error(id, new Unsupported("a durable channel stores values, not stream messages"));
+          return;
+        }
         if (this.outStreams.has(sid)) throw new ProtocolError("stream id in use");
         if (this.outStreams.size >= this.d.limits.streams)
           throw new ProtocolError(`more than ${this.d.limits.streams} open streams`);
@@ -391,7 +437,7 @@ export class Session {
     try {
       if (r.op === "@" || isStorePath(r.path)) {
         const ss = { owner: this, maxValue: this.d.maxValue, depth: this.d.limits.depth };
-        return storeRequest(this.d.store, ss, r, reply, fail);
+        return storeRequest(this.d.shared, ss, r, reply, fail);
       }
       switch (r.op) {
         case "ls":
@@ -399,14 +445,41 @@ export class Session {
         case "open": {
           const el = this.d.element(this.path(r.path));
           if (!el) return reply(null);
-          if ("chan" in el) return reply({ kind: el.kind, cap: el.chan.cap, handle: this.handleFor(el) });
+          if ("chan" in el) {
+            const durable = el.kind === "chan" && el.durable ? { durable: true } : {};
+            return reply({ kind: el.kind, cap: el.chan.cap, handle: this.handleFor(el), ...durable });
+          }
           if (el.kind === "proc") return reply(procInfo(el));
           if (el.kind === "dns") return reply(dnsInfo(el));
           return reply({ kind: el.kind });
         }
         case "mkchan": {
+          if (r.durable === true) {
+            this.d
+              .makeDurableChan(this.path(r.path), r.cap)
+              .then((el) => reply({ kind: "chan", cap: el.chan.cap, handle: this.handleFor(el), durable: true }), fail);
+            return;
+          }
           const el = this.d.makeChan(this.path(r.path), r.cap);
           return reply({ kind: "chan", cap: el.chan.cap, handle: this.handleFor(el) });
+        }
+        case "openchan": {
+          // Get-or-create in one step: nothing else runs between the look and the make, so two
+          // clients opening the same anchor at once get the same channel.
+          const names = this.path(r.path);
+          const found = this.d.element(names);
+          if (found && found.kind !== "chan")
+            throw new WrongKind(`${formatPath(names)} holds a ${found.kind}, not a channel`);
+          if (!found && r.durable === true) {
+            // Placed at once, answered once synced (Daemon.makeDurableChan).
+            this.d
+              .makeDurableChan(names, r.cap)
+              .then((el) => reply({ kind: "chan", cap: el.chan.cap, handle: this.handleFor(el), durable: true }), fail);
+            return;
+          }
+          const el = found ?? this.d.makeChan(names, r.cap);
+          const durable = el.kind === "chan" && el.durable ? { durable: true } : {};
+          return reply({ kind: "chan", cap: el.chan.cap, handle: this.handleFor(el), ...durable });
         }
         case "stat": {
           const el = this.el(this.int(r.handle));
@@ -425,7 +498,9 @@ export class Session {
         case "close": {
           const el = this.el(this.int(r.handle));
           if (el.kind !== "chan") throw new WrongKind(`${el.kind} subscriptions cannot be closed; scrub them`);
-          el.chan.close(() => reply(null));
+          const durable = el.durable;
+          // A durable channel's closed flag is synced before the close is answered.
+          el.chan.close(() => (durable ? durable.setClosed().then(() => reply(null), fail) : reply(null)));
           return;
         }
         case "scrub": {
@@ -441,6 +516,12 @@ export class Session {
         }
         case "servers":
           return reply(this.d.servers());
+        case "obs": {
+          if (this.path(r.path).length !== 1) throw new WrongKind("obs is an operation of a server, /XID");
+          const after = typeof r.after === "number" ? r.after : 0;
+          const limit = typeof r.limit === "number" ? Math.max(0, Math.min(r.limit, 100_000)) : 1000;
+          return reply(this.d.observe(after, limit, r.tails === true));
+        }
         case "ping":
           return reply(null);
         case "join":
@@ -448,13 +529,33 @@ export class Session {
           this.d.joinCircuit(r.url).then(reply, fail);
           return;
         case "stop":
-          this.d.requestStop(this.path(r.path), () => reply(null));
+          this.d.requestStop(this.path(r.path), { peer: this.peer, client: this.cid }, () => reply(null));
           return;
         case "mkproc":
         case "proc":
           return procRequest(this.d, this, this.path(r.path), r, reply, fail);
         case "host":
           return hostRequest(this.d, this, this.path(r.path), r, reply, fail);
+        case "place":
+          return reply(this.d.placeRequest(r.req));
+        case "mksvc":
+          this.d.makeService(this.path(r.path), r.spec);
+          return reply({ kind: "svc" });
+        case "svc": {
+          const names = this.path(r.path);
+          const el = this.d.element(names);
+          if (!el) throw new NotFound(`${formatPath(names)} holds no element`);
+          if (el.kind !== "svc") throw new WrongKind(`${formatPath(names)} holds a ${el.kind}, not a service`);
+          if (r.do === "scale") {
+            const n = r.n;
+            if (typeof n !== "number" || !Number.isInteger(n) || n < 0)
+              throw new RangeError("scale takes a whole number");
+            el.svc.scale(n);
+            return reply(el.svc.stat());
+          }
+          if (r.do === "peek") return reply(el.svc.stat());
+          throw new ProtocolError(`unknown service operation ${JSON.stringify(r.do)}`);
+        }
         case "mkdns":
         case "dns":
           return dnsRequest(this.d, this.path(r.path), r, reply, fail);
@@ -551,9 +652,31 @@ export class Session {
     this.conn.send(T.PUSH, [], encode(ev));
   }
 
+  /** HOST:PORT of the client. */
+  get peer(): string {
+    this.peerAddr ??= peerAddress(this.conn.stream as { remoteAddress?: string; remotePort?: number });
+    return this.peerAddr;
+  }
+
+  /** One line per connection closed for bad input: a refused handshake, or a protocol error after it. */
+  private logClose(err: Error): void {
+    const fields = { peer: this.peer, ...(this.cid ? { client: this.cid } : {}), reason: err.message };
+    if (/^idle for over/.test(err.message)) {
+      this.d.log.debug({ event: "idle-close", ...fields }, `closed idle connection from ${this.peer}`);
+    } else if (!this.handshaken) {
+      this.d.log.warn(
+        { event: "handshake-refused", ...fields },
+        `refused a connection from ${this.peer}: ${err.message}`,
+      );
+    } else {
+      this.d.log.warn({ event: "protocol-error", ...fields }, `protocol error from ${this.peer}: ${err.message}`);
+    }
+  }
+
   /** Tells the peer why, then closes. */
   private fatal(err: Error): void {
     if (this.conn.closed) return;
+    this.logClose(err);
     this.conn.send(T.ERR, [0], encode(toWire(err)));
     this.conn.destroy(err);
   }
@@ -567,6 +690,7 @@ export class Session {
     if (this.cid === undefined || seq === 0) return;
     el.stored ??= new Map();
     el.stored.set(this.cid, seq);
+    el.durable?.storeDedupe(this.cid, seq);
   }
 
   /** The connection is gone: withdraw everything it was doing, losing no value. */
@@ -576,7 +700,11 @@ export class Session {
     clearTimeout(this.timer);
     if (this.cid !== undefined && this.d.clientSessions.get(this.cid) === this) this.d.clientSessions.delete(this.cid);
     if (this.bye && this.cid !== undefined) {
-      for (const { el } of this.handles.values()) if (el.kind === "chan") el.stored?.delete(this.cid);
+      for (const { el } of this.handles.values()) {
+        if (el.kind !== "chan") continue;
+        el.stored?.delete(this.cid);
+        el.durable?.dropDedupe(this.cid);
+      }
     }
     for (const { el, w } of this.pendingSends.values()) {
       if (el.chan.cancelSend(w) && !Buffer.isBuffer(w.value)) w.value.breakOff("sender disconnected");

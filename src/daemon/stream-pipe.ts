@@ -37,7 +37,9 @@ export class StreamPipe {
   write(chunk: Buffer): boolean {
     if (this.done || this.finished) return true;
     if (this.bytes + chunk.length > STREAM_WINDOW) return false;
-    this.chunks.push(Buffer.from(chunk));
+    // Kept as it is when it is most of the buffer it lies in; a small piece of a big read buffer is
+    // copied, or a trickle of tiny chunks could each pin a whole read buffer.
+    this.chunks.push(chunk.length * 2 >= chunk.buffer.byteLength ? chunk : Buffer.from(chunk));
     this.bytes += chunk.length;
     this.pump();
     return true;

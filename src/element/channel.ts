@@ -22,6 +22,46 @@ import { ChannelAborted, ChannelClosed, type CircuitError } from "../errors.js";
 import { Deque } from "../util/deque.js";
 
 export const MAX_CAP = 1_000_000;
+/** The largest capacity of a durable channel (its backlog lives on disk). */
+export const MAX_DURABLE_CAP = 2 ** 31 - 1;
+
+/**
+ * Where a channel keeps its buffered values. In memory it is a plain queue; a durable channel's
+ * (src/daemon/durable-chan.ts) keeps a bounded window in memory and the rest in its store, and
+ * makes a value available only once it is on stable storage.
+ */
+export interface ChanBuffer<V> {
+  /** Every buffered value, available or not: what counts against the capacity. */
+  readonly length: number;
+  /** How many values at the head may be handed out now. */
+  readonly available: number;
+  push(v: V): void;
+  /** Takes the head; only while `available` > 0. */
+  shift(): V | undefined;
+  /** Puts back at the head a value that was handed out (and not acknowledged). */
+  unshift(v: V): void;
+  /** Drops every value (scrub). */
+  drain(): unknown;
+}
+
+/** The in-memory buffer: every value is available at once. */
+class MemBuffer<V> extends Deque<V> implements ChanBuffer<V> {
+  get available(): number {
+    return this.length;
+  }
+}
+
+export interface ChannelOptions<V> {
+  /** Where buffered values live (default: memory). */
+  buffer?: ChanBuffer<V>;
+  /** The largest capacity accepted (default MAX_CAP). */
+  maxCap?: number;
+  /**
+   * False: a value never goes from a sender straight to a receiver, only through the buffer (a
+   * durable channel must store every value before anyone may receive it). Default true.
+   */
+  handoff?: boolean;
+}
 
 /** A blocked (or about to block) send. `done` is called exactly once. */
 export interface SendWaiter<V> {
@@ -127,7 +167,8 @@ type Reservation<V> =
 
 export class Channel<V> {
   readonly cap: number;
-  private readonly buf = new Deque<V>();
+  private readonly buf: ChanBuffer<V>;
+  private readonly handoff: boolean;
   private readonly senders = new Deque<PlainSend<V>>();
   private readonly receivers = new Deque<PlainRecv<V>>();
   private readonly tsend = new Deque<Tentative<V>>();
@@ -152,11 +193,25 @@ export class Channel<V> {
   private numRecv = 0;
   private readonly settledCbs: (() => void)[] = [];
 
-  constructor(cap: number) {
-    if (!Number.isInteger(cap) || cap < 0 || cap > MAX_CAP) {
-      throw new RangeError(`channel capacity must be an integer from 0 to ${MAX_CAP}, got ${cap}`);
+  constructor(cap: number, opts?: ChannelOptions<V>) {
+    const max = opts?.maxCap ?? MAX_CAP;
+    if (!Number.isInteger(cap) || cap < 0 || cap > max) {
+      throw new RangeError(`channel capacity must be an integer from 0 to ${max}, got ${cap}`);
     }
     this.cap = cap;
+    this.buf = opts?.buffer ?? new MemBuffer<V>();
+    this.handoff = opts?.handoff ?? true;
+  }
+
+  /** Values became available in the buffer, or slots came free (a durable store answered). */
+  kick(): void {
+    if (!this.aborted) this.pump();
+  }
+
+  /** A channel brought back from a store in its closed state (no sender can hold credits yet). */
+  restoreClosed(): void {
+    this.closing = true;
+    this.closed = true;
   }
 
   /** True once scrubbed. */
@@ -665,7 +720,7 @@ export class Channel<V> {
       progressed = false;
       // Buffered values go to the earliest receive (with no select case waiting, the head plain
       // one). Each value is accounted for before take(), which may re-enter the channel.
-      while (this.buf.length > 0 && this.trecv.length === 0) {
+      while (this.buf.available > 0 && this.trecv.length === 0) {
         const w = this.headReceiver();
         if (!w) break;
         if (--w.n === 0) {
@@ -676,7 +731,7 @@ export class Channel<V> {
         w.r.take(this.buf.shift() as V);
         progressed = true;
       }
-      while (this.buf.length > 0) {
+      while (this.buf.available > 0) {
         const R = this.firstReceiver();
         if (!R) break;
         const v = this.buf.shift() as V;
@@ -708,7 +763,7 @@ export class Channel<V> {
         progressed = true;
       }
       // No room in the buffer: senders hand over directly to receives (the unbuffered case).
-      while (this.buf.length === 0 && !this.closing) {
+      while (this.handoff && this.buf.length === 0 && !this.closing) {
         const m = this.findMatch();
         if (!m) break;
         const [S, R] = m;

@@ -2,7 +2,7 @@
 // key (PSK-AES256-GCM-SHA384) from node:tls. Both ends prove they hold the key during the
 // handshake; nothing of ours is sent before it completes. No cipher of our own.
 
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, createHmac, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import * as net from "node:net";
 import * as tls from "node:tls";
@@ -46,6 +46,14 @@ export function keyId(key: Buffer): string {
   return `circuit-${createHash("sha256").update("circuit key id\0").update(key).digest("hex").slice(0, 16)}`;
 }
 
+/**
+ * The token a browser or scraper shows a keyed daemon's HTTP endpoints (DESIGN.md §7): an HMAC of
+ * a fixed label under the cluster key, so it proves the key was known without revealing it.
+ */
+export function dashboardToken(key: Buffer): string {
+  return createHmac("sha256", key).update("circuit dashboard token v1").digest("base64url").slice(0, 32);
+}
+
 /** The keys a server accepts: the first is its own; the others are accepted during a rollover. */
 export class KeyRing {
   private readonly byId = new Map<string, Buffer>();
@@ -63,11 +71,30 @@ export class KeyRing {
 
 const tlsBase = { ciphers: PSK_CIPHER, minVersion: "TLSv1.2", maxVersion: "TLSv1.2" } as const;
 
-/** A listening server: TCP, or TLS-PSK with a key ring. `handshakeMs` bounds unauthenticated peers. */
+/** Why a TLS handshake a peer started with us failed, for the log. */
+export function refusalReason(err: NodeJS.ErrnoException): string {
+  const code = err.code ?? "";
+  if (/UNKNOWN_PSK|BAD_RECORD_MAC|DECRYPT_ERROR|PSK_IDENTITY_NOT_FOUND/.test(code) || /psk/i.test(err.message)) {
+    return "wrong cluster key";
+  }
+  if (/timed? ?out/i.test(err.message) || code === "ERR_TLS_HANDSHAKE_TIMEOUT") return "no TLS handshake in time";
+  if (/WRONG_VERSION_NUMBER|HTTP_REQUEST|UNKNOWN_PROTOCOL|UNSUPPORTED_PROTOCOL/.test(code)) {
+    return "not TLS (a peer without the cluster key?)";
+  }
+  if (/NO_SHARED_CIPHER|NO_CIPHERS/.test(code)) return "no shared cipher (a peer without the cluster key?)";
+  if (code === "ECONNRESET") return "closed during the TLS handshake";
+  return `TLS handshake failed (${code || err.message})`;
+}
+
+/**
+ * A listening server: TCP, or TLS-PSK with a key ring. `handshakeMs` bounds unauthenticated peers.
+ * `onRefused` hears of every peer whose TLS handshake failed (its address, and why).
+ */
 export function createListener(
   ring: KeyRing | undefined,
   handshakeMs: number,
   onConnection: (sock: net.Socket) => void,
+  onRefused?: (peer: string, reason: string) => void,
 ): net.Server {
   if (!ring) return net.createServer({ noDelay: true }, onConnection);
   const server = tls.createServer(
@@ -80,8 +107,18 @@ export function createListener(
   );
   // A peer without the key, or one that never finishes its handshake: Node reports it here but
   // leaves the socket open, so close it.
-  server.on("tlsClientError", (_err, sock) => sock.destroy());
+  server.on("tlsClientError", (err, sock) => {
+    onRefused?.(peerAddress(sock), refusalReason(err as NodeJS.ErrnoException));
+    sock.destroy();
+  });
   return server;
+}
+
+/** HOST:PORT of the other end of a socket ("?" once it is gone). */
+export function peerAddress(sock: { remoteAddress?: string; remotePort?: number }): string {
+  const h = sock.remoteAddress;
+  if (!h) return "?";
+  return h.includes(":") ? `[${h}]:${sock.remotePort}` : `${h}:${sock.remotePort}`;
 }
 
 /** Opens a connection to a server, over TLS-PSK when a key is given. */

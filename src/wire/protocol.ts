@@ -2,7 +2,8 @@
 // responses, server pushes and the channel data path. Control frames carry MessagePack; data frames
 // carry the sender's encoded value as an opaque tail that the daemon never decodes.
 //
-// Fields listed per type are the u32 fields at the start of the body (see frame.ts).
+// Fields listed per type are the u32 fields at the start of the body (see frame.ts). The protocol
+// is described for implementers of other clients in docs/protocol.md.
 //
 // Handshake
 //   HELLO      c→s, s→c  tail {v, role, ...}: the first frame each way. A client names itself
@@ -37,10 +38,13 @@
 //                                        bytes]; the sends of one turn on one channel share a frame.
 //   CACK       s→c  [handle, seq]        every send of this handle through seq is stored: the
 //                                        client may forget the copies it kept for a resend.
+//   CNAK       s→c  [handle, seq]        tail {code, message}: the credited sends of this handle
+//                                        through seq (not acknowledged before) failed: a durable
+//                                        channel could not store them (StorageFull).
 //   GRANT      s→c  [handle, n]          n more credits.
 //   REVOKE     s→c  [handle]             give back unused credits (another sender waits, or the
 //                                        channel is closing); answered by RELEASE.
-//   RELEASE    c→s  [handle, n]          n credits were unused; the client now holds none.
+//   RELEASE    c→s  [handle]             the answer to REVOKE: the client now holds no credits.
 // Channel receives (a receiver id `rid` is a request id; each credit is one blocked receive)
 //   RECV       c→s  [rid, handle, ack, n]  ack the first `ack` undelivered-to-user values of rid
 //                                          and add n receive credits (creates rid on first use).
@@ -106,6 +110,7 @@ export const T = {
   SEND: 0x10,
   CSEND: 0x11,
   CACK: 0x15,
+  CNAK: 0x16,
   GRANT: 0x12,
   REVOKE: 0x13,
   RELEASE: 0x14,
@@ -194,3 +199,5 @@ export function tail(body: Buffer, fields: number): Buffer {
 
 /** Largest channel capacity (the channel element enforces the same bound). */
 export const MAX_CAP = 1_000_000;
+/** The largest capacity of a durable channel (its backlog lives on disk). */
+export const MAX_DURABLE_CAP = 2 ** 31 - 1;

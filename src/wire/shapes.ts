@@ -15,6 +15,10 @@ export interface ChanStat {
   numRecv: number;
   waitingSenders: number;
   waitingReceivers: number;
+  /** A durable channel (DESIGN §3.6): its buffer is in the hosting server's store. */
+  durable?: true;
+  /** Durable channels: bytes of the values in the store (buffered, or delivered and unacknowledged). */
+  bytes?: number;
 }
 
 /** What to run. */

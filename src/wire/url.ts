@@ -2,6 +2,9 @@
 // options. The one parser and printer of both, so that an IPv6 address is bracketed the same way
 // everywhere: `circuit://[fd00::1]:7711/X…`, `--addr [::]:7711`.
 
+/** Where a client dials when told nothing else (the CLI's default; `circuit start` listens there). */
+export const DEFAULT_URL = "circuit://127.0.0.1:7711";
+
 export interface CircuitUrl {
   /** Host name or IP address, without brackets. */
   host: string;

@@ -42,17 +42,8 @@ export function assertTimedOut(r: CliResult): void {
   assert.match(r.stderr, /time/i);
 }
 
-export async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let t: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    t = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    clearTimeout(t);
-  }
-}
+// Bounding a wait is the same everywhere: helpers/wait.ts.
+export { within } from "./wait.ts";
 
 /** A port on 127.0.0.1 with nothing listening (it was free a moment ago). */
 export async function deadPort(): Promise<number> {

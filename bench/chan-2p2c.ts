@@ -1,0 +1,184 @@
+// Scenario `chan-2p2c`: two producers and two competing consumers on one buffered circuit channel
+// (each value goes to exactly one consumer), beside a NATS queue group with two subscribers fed by
+// two publishers, every role its own process. Both are measured the same way: the producers run
+// flat out, the consumers count what they take, and the figure is everything taken between a
+// mark WARM_MS after the start and a second mark WINDOW_MS later (the orchestrator sends both
+// marks to the two consumers at the same moment).
+import { performance } from "node:perf_hooks";
+import { setTimeout as sleep } from "node:timers/promises";
+import { checkPayload, dialCircuit, getChan, openChan } from "./circuit-lib.ts";
+import type { RoleContext, RoleHandle, Row, Scenario, ScenarioContext } from "./harness.ts";
+import { errorText, startCircuitDaemon } from "./harness.ts";
+import { dialNats, ensureNatsServer, startNatsServer } from "./nats.ts";
+
+const PAYLOAD_BYTES = 100;
+const CAP = 1024;
+const PREFETCH = 256;
+const WINDOW = 256;
+const WARM_MS = 1500;
+const WINDOW_MS = 3000;
+/** Producers stop by themselves after this, whatever happens to the orchestrator. */
+const LIMIT_MS = 15_000;
+const NATS_FLUSH_EVERY = 10_000;
+
+/** Counts arrivals and answers the orchestrator's marks with the count and the time. */
+function counter(ctx: RoleContext): { arrive(): void } {
+  let n = 0;
+  void (async () => {
+    for (const mark of ["mark0", "mark1"]) {
+      await ctx.next(mark);
+      ctx.report(mark, { n, t: performance.now() });
+    }
+  })();
+  return {
+    arrive() {
+      n++;
+    },
+  };
+}
+
+async function chanProducerRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
+  const client = await dialCircuit(String(args.url));
+  const ch = await getChan(client, String(args.name));
+  const payload = new Uint8Array(PAYLOAD_BYTES);
+  const ring: (Promise<void> | undefined)[] = new Array(WINDOW);
+  const stopAt = performance.now() + LIMIT_MS;
+  let stop = false;
+  void ctx.next("stop").then(() => {
+    stop = true;
+  });
+  for (let sent = 0; !stop; sent++) {
+    const i = sent % WINDOW;
+    const older = ring[i];
+    ring[i] = ch.send(payload);
+    if (older) await older;
+    if ((sent & 1023) === 0 && performance.now() > stopAt) break;
+  }
+  ctx.report("stopped");
+}
+
+async function chanConsumerRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
+  const client = await dialCircuit(String(args.url));
+  const ch = await openChan(client, String(args.name), CAP);
+  const c = counter(ctx);
+  ctx.report("ready");
+  let first = true;
+  for await (const v of ch.iterate({ prefetch: PREFETCH })) {
+    if (first) checkPayload(v, PAYLOAD_BYTES);
+    first = false;
+    c.arrive();
+  }
+}
+
+async function natsPublisherRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
+  const nc = await dialNats(args.port);
+  const payload = new Uint8Array(PAYLOAD_BYTES);
+  const stopAt = performance.now() + LIMIT_MS;
+  let stop = false;
+  void ctx.next("stop").then(() => {
+    stop = true;
+  });
+  for (let sent = 1; !stop; sent++) {
+    nc.publish("bench.queue", payload);
+    if (sent % NATS_FLUSH_EVERY === 0) {
+      await nc.flush();
+      if (performance.now() > stopAt) break;
+    }
+  }
+  ctx.report("stopped");
+}
+
+async function natsSubscriberRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
+  const nc = await dialNats(args.port);
+  const c = counter(ctx);
+  nc.subscribe("bench.queue", {
+    queue: "workers",
+    callback: (err) => {
+      if (!err) c.arrive();
+    },
+  });
+  await nc.flush();
+  ctx.report("ready");
+}
+
+/** Starts the producers, marks the consumers twice, and sums what they took in between. */
+async function measure(
+  ctx: ScenarioContext,
+  consumers: RoleHandle[],
+  startProducers: () => RoleHandle[],
+): Promise<{ rate: number; seconds: number; messages: number }> {
+  const producers = startProducers();
+  await sleep(WARM_MS, undefined, { signal: ctx.signal });
+  for (const c of consumers) c.send("mark0");
+  const m0 = await Promise.all(consumers.map((c) => c.next("mark0")));
+  await sleep(WINDOW_MS, undefined, { signal: ctx.signal });
+  for (const c of consumers) c.send("mark1");
+  const m1 = await Promise.all(consumers.map((c) => c.next("mark1")));
+  for (const p of producers) p.send("stop");
+  let messages = 0;
+  let seconds = 0;
+  for (let i = 0; i < consumers.length; i++) {
+    const a = m0[i] as { n: number; t: number };
+    const b = m1[i] as { n: number; t: number };
+    messages += b.n - a.n;
+    seconds = Math.max(seconds, (b.t - a.t) / 1000);
+  }
+  return { rate: messages / seconds, seconds, messages };
+}
+
+function row(
+  id: string,
+  label: string,
+  r: { rate: number; seconds: number; messages: number } | { error: string },
+): Row {
+  if ("error" in r) return { id, label, kind: "throughput", error: r.error };
+  return { id, label, kind: "throughput", msgsPerSec: r.rate, messages: r.messages, seconds: r.seconds };
+}
+
+export const scenario: Scenario = {
+  name: "chan-2p2c",
+  description: `2 producers → 2 competing consumers, ${PAYLOAD_BYTES} B, ${WINDOW_MS / 1000} s measured after ${WARM_MS / 1000} s: circuit chan cap ${CAP} vs NATS queue group`,
+  budgetMs: 60_000,
+  prepare: ensureNatsServer,
+  async run(ctx: ScenarioContext) {
+    const rows: Row[] = [];
+    const nats = { id: "nats.queue", label: "NATS queue group, 2 publishers → 2 subscribers" };
+    try {
+      const port = await startNatsServer(ctx.procs);
+      const subs = [0, 1].map(() => ctx.procs.role("chan-2p2c", "natsSubscriber", { port }));
+      await Promise.all(subs.map((s) => s.next("ready")));
+      const r = await measure(ctx, subs, () =>
+        [0, 1].map(() => ctx.procs.role("chan-2p2c", "natsPublisher", { port })),
+      );
+      rows.push(row(nats.id, nats.label, r));
+    } catch (e) {
+      rows.push(row(nats.id, nats.label, { error: errorText(e) }));
+    }
+    await ctx.procs.closeAll();
+    const chan = {
+      id: "chan.2p2c",
+      label: `circuit chan cap ${CAP}, 2 producers (${WINDOW} in flight) → 2 iterate(${PREFETCH})`,
+    };
+    try {
+      const { url } = await startCircuitDaemon(ctx.procs);
+      const name = `2p2c-${process.pid}-${Date.now().toString(36)}`;
+      const first = ctx.procs.role("chan-2p2c", "chanConsumer", { url, name });
+      await first.next("ready");
+      const second = ctx.procs.role("chan-2p2c", "chanConsumer", { url, name });
+      await second.next("ready");
+      const r = await measure(ctx, [first, second], () =>
+        [0, 1].map(() => ctx.procs.role("chan-2p2c", "chanProducer", { url, name })),
+      );
+      rows.push(row(chan.id, chan.label, r));
+    } catch (e) {
+      rows.push(row(chan.id, chan.label, { error: errorText(e) }));
+    }
+    return { rows };
+  },
+  roles: {
+    chanProducer: chanProducerRole,
+    chanConsumer: chanConsumerRole,
+    natsPublisher: natsPublisherRole,
+    natsSubscriber: natsSubscriberRole,
+  },
+};

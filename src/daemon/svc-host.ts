@@ -1,0 +1,373 @@
+// Drives one service (DESIGN.md §3.7): runs the supervision core (src/element/supervisor.ts) on a
+// timer, places each replica it starts (src/cluster/placement.ts), makes and watches the replicas'
+// proc elements on whatever server runs them, and reads the autoscale metric.
+//
+// Requests (session.ts dispatches them to the daemon):
+//   {op: "place", req: {cpus?, memoryBytes?}}   → "/X…" (NoCapacity when nothing fits)
+//   {op: "mksvc", path, spec}                   → {kind: "svc"}; spec per src/wire/svc-spec.ts
+//   {op: "svc", path, do: "peek"}               → ServiceStat
+//   {op: "svc", path, do: "scale", n}           → ServiceStat right after the decision
+//   {op: "scrub", path}                         → null once every replica is gone
+//
+// Replicas live on other servers, so the driver works through a client of the circuit
+// (`ServiceRemote`): the daemon layer may not import the client library, so whoever starts the
+// daemon hands it one (src/cli/start.ts does, with `dial`).
+
+import type { Candidate, PlaceRequest } from "../cluster/placement.js";
+import { choose } from "../cluster/placement.js";
+import { Supervisor } from "../element/supervisor.js";
+import { CircuitError } from "../errors.js";
+import type { Logger } from "../util/log.js";
+import type { ProcCommand, ProcStat } from "../wire/shapes.js";
+import type { FullServiceSpec, ReplicaStat, ServiceStat } from "../wire/svc-spec.js";
+
+/** A process made through the circuit (the client's Proc fits). */
+export interface RemoteProc {
+  wait(): Promise<ProcStat>;
+  peek(): Promise<ProcStat>;
+  scrub(): Promise<void>;
+}
+
+/** What a service needs of the circuit (the client's Client fits, through a thin adapter). */
+export interface ServiceRemote {
+  /** Makes a process at path, scrubbed by its server when server `tiedTo` ("/X…") leaves. */
+  makeProc(path: string, cmd: ProcCommand, tiedTo: string): Promise<RemoteProc>;
+  /** A channel's `len` (for backlog autoscaling). */
+  chanLen(path: string): Promise<number>;
+  /** Adds a record (zone-file syntax) to the nameserver at nsPath. */
+  dnsSet(nsPath: string, rr: string): Promise<void>;
+  /** Removes every record of a name there (none: fine). */
+  dnsUnset(nsPath: string, name: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface ServiceHostDeps {
+  remote(): Promise<ServiceRemote>;
+  /** Live servers with their gossiped loads and the placements still pending there. */
+  candidates(): Candidate[];
+  /** A placement was made: count it against the server until its load shows it. */
+  placed(server: string, req: PlaceRequest): void;
+  /** The host part of a server's advertised URL (for DNS records), or undefined if unknown. */
+  hostOf(server: string): string | undefined;
+  log: Logger;
+  /** This server's id: the replicas are tied to it. */
+  selfId: string;
+}
+
+const TICK_MS = 100;
+const SHUN_MS = 10_000;
+
+interface Running {
+  server: string;
+  proc?: RemoteProc;
+  /** Tells callbacks of an earlier start of the same replica from this one's. */
+  gen: number;
+}
+
+export class ServiceHost {
+  readonly sup: Supervisor;
+  private readonly live = new Map<number, Running>();
+  private gen = 0;
+  private readonly timer: NodeJS.Timeout;
+  private readonly metricTimer: NodeJS.Timeout | undefined;
+  private readonly t0 = performance.now();
+  private closed = false;
+  private reading = false;
+  private readonly stops = new Set<Promise<void>>();
+  /**
+   * Servers we just lost a replica to, or failed to reach: not chosen again until membership
+   * has judged them (they leave) or SHUN_MS has passed — membership may still list a server whose
+   * connection has just broken.
+   */
+  private readonly shunned = new Map<string, number>();
+  readonly path: string;
+  /** DNS records published, by name (sorted), and whether an update is under way or due. */
+  private published = new Map<string, string[]>();
+  private dnsBusy = false;
+  private dnsAgain = false;
+  /** After a failed update: not before then, and said once until an update succeeds. */
+  private dnsRetryAt = 0;
+  private dnsFailing = false;
+
+  constructor(
+    private readonly deps: ServiceHostDeps,
+    /** The service's anchor, /XA/svc/web. */
+    readonly names: string[],
+    readonly spec: FullServiceSpec,
+  ) {
+    this.path = `/${names.join("/")}`;
+    const a = spec.autoscale;
+    this.sup = new Supervisor({
+      ...spec,
+      autoscale: a ? ("chan" in a ? { perReplica: a.perReplica } : { cpuPercent: a.cpuPercent }) : undefined,
+    });
+    this.timer = setInterval(() => this.step(), TICK_MS);
+    this.timer.unref();
+    if (a) {
+      this.metricTimer = setInterval(() => void this.readMetric(), spec.intervalMs);
+      this.metricTimer.unref();
+    }
+    setImmediate(() => this.step());
+  }
+
+  private now(): number {
+    return performance.now() - this.t0;
+  }
+
+  /** The anchor of replica n on `server`: the service's path under that server, plus r<n>. */
+  replicaPath(server: string, n: number): string {
+    return `/${[server, ...this.names.slice(1), `r${n}`].join("/")}`;
+  }
+
+  scale(n: number): void {
+    this.sup.scale(n, this.now());
+    this.step();
+  }
+
+  /** A server left the circuit: its replicas start elsewhere. */
+  serverGone(server: string): void {
+    this.shunned.delete(server);
+    for (const [n, r] of this.live) {
+      if (r.server !== server) continue;
+      this.live.delete(n);
+      this.sup.lost(n, this.now(), `server ${server} left the circuit`);
+    }
+    this.step();
+  }
+
+  stat(): ServiceStat {
+    const replicas: ReplicaStat[] = this.sup.replicas().map((s) => ({
+      path: s.server ? this.replicaPath(s.server, s.n) : "",
+      server: s.server ? `/${s.server}` : null,
+      phase: s.phase,
+      restarts: s.restarts,
+    }));
+    const e = this.sup.lastEvent;
+    return {
+      spec: this.spec,
+      replicas,
+      desired: this.sup.desired,
+      state: this.sup.state,
+      lastEvent: e
+        ? { at: new Date(performance.timeOrigin + this.t0 + e.at).toISOString(), kind: e.kind, message: e.message }
+        : null,
+    };
+  }
+
+  /** For `ls -l`. */
+  shortState(): string {
+    return `${this.sup.state} ${this.sup.running()}/${this.sup.desired}`;
+  }
+
+  /** Stops every replica and the supervision; resolves once they are gone. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.sup.stop(this.now(), "scrubbed");
+    this.step();
+    this.closed = true;
+    clearInterval(this.timer);
+    if (this.metricTimer) clearInterval(this.metricTimer);
+    // Starts under way end in a stop of their own (see start): wait for those too.
+    for (let i = 0; i < 50 && (this.stops.size > 0 || this.live.size > 0); i++) {
+      await Promise.all([...this.stops]);
+      if (this.stops.size === 0 && this.live.size > 0) await new Promise((r) => setTimeout(r, 100));
+    }
+    if (this.spec.dns) {
+      for (let i = 0; i < 50 && this.dnsBusy; i++) await new Promise((r) => setTimeout(r, 20));
+      await this.publish(true);
+    }
+  }
+
+  private step(): void {
+    if (this.closed) return;
+    const now = this.now();
+    for (const a of this.sup.tick(now)) {
+      if (a.do === "start") this.start(a.n);
+      else this.stop(a.n);
+    }
+    // Each supervisor decision once: starts, restarts, exits, lost replicas, scaling, stop.
+    for (const e of this.sup.drainEvents()) {
+      const level = e.kind === "exit" || e.kind === "lost" || e.kind === "stop" ? "warn" : "info";
+      this.deps.log[level](
+        { event: `svc-${e.kind}`, path: this.path, desired: this.sup.desired },
+        `service ${this.path}: ${e.message}`,
+      );
+    }
+    if (this.spec.dns) void this.publish();
+  }
+
+  /** The records the running replicas call for, by name. */
+  private records(): Map<string, string[]> {
+    const dns = this.spec.dns;
+    const out = new Map<string, string[]>();
+    if (!dns) return out;
+    const add = (name: string, rr: string) => {
+      const list = out.get(name) ?? [];
+      if (!list.includes(rr)) list.push(rr);
+      out.set(name, list);
+    };
+    const ttl = dns.ttl ?? 5;
+    for (const s of this.sup.replicas()) {
+      if (s.phase !== "running" || !s.server) continue;
+      const host = this.deps.hostOf(s.server);
+      if (!host) continue;
+      const type = host.includes(":") ? "AAAA" : "A";
+      const target = `r${s.n}.${dns.name}`;
+      add(dns.name, `${dns.name} ${ttl} IN ${type} ${host}`);
+      add(target, `${target} ${ttl} IN ${type} ${host}`);
+      if (dns.port !== undefined) add(dns.name, `${dns.name} ${ttl} IN SRV 0 1 ${dns.port} ${target}`);
+    }
+    for (const list of out.values()) list.sort();
+    return out;
+  }
+
+  /**
+   * Brings the nameserver in line with the running replicas: each name whose records changed is
+   * unset and set again. One update at a time; changes meanwhile are picked up by another round.
+   */
+  private async publish(final = false): Promise<void> {
+    const dns = this.spec.dns;
+    if (!dns) return;
+    if (this.dnsBusy) {
+      this.dnsAgain = true;
+      return;
+    }
+    if (!final && performance.now() < this.dnsRetryAt) return;
+    this.dnsBusy = true;
+    try {
+      do {
+        this.dnsAgain = false;
+        const want = final ? new Map<string, string[]>() : this.records();
+        const names = new Set([...want.keys(), ...this.published.keys()]);
+        const remote = await this.deps.remote();
+        for (const name of names) {
+          const next = want.get(name) ?? [];
+          const prev = this.published.get(name) ?? [];
+          if (next.join("\n") === prev.join("\n")) continue;
+          await remote.dnsUnset(dns.nameserver, name);
+          for (const rr of next) await remote.dnsSet(dns.nameserver, rr);
+          if (next.length > 0) this.published.set(name, next);
+          else this.published.delete(name);
+        }
+      } while (this.dnsAgain && !final);
+      this.dnsFailing = false;
+    } catch (err) {
+      // The nameserver is gone or unreachable: said once, tried again every 2 s, every name anew.
+      if (!this.dnsFailing)
+        this.deps.log.warn(
+          { event: "svc-dns", path: this.path, nameserver: dns.nameserver, reason: (err as Error).message },
+          `service ${this.path}: cannot update ${dns.nameserver}: ${(err as Error).message}`,
+        );
+      this.dnsFailing = true;
+      this.dnsRetryAt = performance.now() + 2000;
+      this.published = new Map([...this.published.keys()].map((k) => [k, ["?"]]));
+    } finally {
+      this.dnsBusy = false;
+    }
+  }
+
+  private start(n: number): void {
+    const req: PlaceRequest = { cpus: this.spec.cmd.limits?.cpus, memoryBytes: this.spec.cmd.limits?.memoryBytes };
+    const counts = new Map<string, number>();
+    for (const r of this.live.values()) counts.set(r.server, (counts.get(r.server) ?? 0) + 1);
+    const now = this.now();
+    for (const [id, until] of this.shunned) if (until <= now) this.shunned.delete(id);
+    const all = this.deps.candidates().map((c) => ({ ...c, replicas: counts.get(c.id) ?? 0 }));
+    const ok = all.filter((c) => !this.shunned.has(c.id));
+    const cands = ok.length > 0 ? ok : all;
+    const server = choose(cands, req);
+    if (!server) {
+      this.sup.startFailed(n, this.now(), "no live server has room for it");
+      return;
+    }
+    this.deps.placed(server, req);
+    const gen = ++this.gen;
+    const run: Running = { server, gen };
+    this.live.set(n, run);
+    const cmd: ProcCommand = { ...this.spec.cmd, scrub: true };
+    const mine = () => this.live.get(n)?.gen === gen;
+    void (async () => {
+      let proc: RemoteProc;
+      try {
+        proc = await (await this.deps.remote()).makeProc(this.replicaPath(server, n), cmd, `/${this.deps.selfId}`);
+      } catch (err) {
+        if (!mine()) return;
+        this.live.delete(n);
+        const why = err instanceof CircuitError ? `${err.code}: ${err.message}` : String(err);
+        if (err instanceof CircuitError && err.code === "ServerGone") {
+          this.shunned.set(server, this.now() + SHUN_MS);
+          this.sup.lost(n, this.now(), why);
+        } else this.sup.startFailed(n, this.now(), why);
+        this.step();
+        return;
+      }
+      if (!mine() || this.closed) {
+        // Lost or scrubbed while starting: this process has no place any more.
+        if (mine()) this.live.delete(n);
+        this.track(proc.scrub().catch(() => {}));
+        return;
+      }
+      run.proc = proc;
+      this.sup.started(n, server, this.now());
+      proc.wait().then(
+        (st) => {
+          if (!mine()) return;
+          this.live.delete(n);
+          this.sup.exited(n, this.now(), st.exitCode, st.signal);
+          this.step();
+        },
+        (err) => {
+          if (!mine()) return;
+          this.live.delete(n);
+          this.shunned.set(server, this.now() + SHUN_MS);
+          // If only the connection broke and the server lives on, this process must not run on
+          // beside its successor: stop it (by its element id, so never the successor) if we can.
+          // Not tracked: a silently dead server could hold close() up for a connect timeout.
+          void proc.scrub().catch(() => {});
+          this.sup.lost(n, this.now(), err instanceof Error ? err.message : String(err));
+          this.step();
+        },
+      );
+      this.step();
+    })();
+  }
+
+  private stop(n: number): void {
+    const r = this.live.get(n);
+    this.live.delete(n);
+    const done = () => {
+      this.sup.stopped(n);
+    };
+    if (!r?.proc) return done();
+    this.track(r.proc.scrub().then(done, done));
+  }
+
+  private track(p: Promise<void>): void {
+    this.stops.add(p);
+    void p.finally(() => this.stops.delete(p));
+  }
+
+  private async readMetric(): Promise<void> {
+    const a = this.spec.autoscale;
+    if (!a || this.reading || this.closed) return;
+    this.reading = true;
+    try {
+      if ("chan" in a) {
+        const len = await (await this.deps.remote()).chanLen(a.chan);
+        this.sup.metric(len, this.now());
+      } else {
+        const procs = [...this.live.values()].flatMap((r) => (r.proc ? [r.proc] : []));
+        const stats = await Promise.allSettled(procs.map((p) => p.peek()));
+        const cpu = stats.flatMap((s) =>
+          s.status === "fulfilled" && s.value.phase === "running" ? [s.value.cpuPercent] : [],
+        );
+        if (cpu.length > 0) this.sup.metric(cpu.reduce((x, y) => x + y, 0) / cpu.length, this.now(), cpu.length);
+      }
+    } catch {
+      // The channel's server is unreachable or the channel is gone: no reading this time.
+    } finally {
+      this.reading = false;
+    }
+    this.step();
+  }
+}

@@ -1,0 +1,37 @@
+// Daemons on a data directory that a test kills and restarts (durable channels, DESIGN §3.6): the
+// restarted daemon listens on the same port with the same --data, so it has the same URL and ID.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type Daemon, startDaemon } from "./daemon.ts";
+
+/** A fresh temporary data directory; `rm()` removes it. */
+export function dataDir(tag: string): { dir: string; rm(): void } {
+  const dir = mkdtempSync(join(tmpdir(), `circuit-${tag}-`));
+  return { dir, rm: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export function portOf(d: Daemon): number {
+  return Number(/:(\d+)\//.exec(d.url)?.[1]);
+}
+
+/** Starts a daemon on `dir` (on `port`, or a free one), with extra arguments. */
+export function startOn(dir: string, port = 0, extra: string[] = []): Promise<Daemon> {
+  return startDaemon(["--addr", `127.0.0.1:${port}`, "--data", dir, ...extra]);
+}
+
+/** kill -9, then a new daemon on the same directory and port; returns it. */
+export async function crashAndRestart(d: Daemon, dir: string, extra: string[] = []): Promise<Daemon> {
+  d.kill("SIGKILL");
+  await d.exited;
+  const port = portOf(d);
+  // The port is free again at once (the listener died with the process); retry briefly anyway.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await startOn(dir, port, extra);
+    } catch (err) {
+      if (attempt >= 20) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}

@@ -63,6 +63,18 @@ describe("a replicated channel keeps Go's semantics", () => {
     await tx.scrub();
   });
 
+  test("openChan under /@: producer and consumer racing through two daemons get the same channel", async () => {
+    const p = fresh();
+    const [x, y] = await Promise.all([
+      ca.walk(p).openChan<string>(4, { replicas: 3 }),
+      cb.walk(p).openChan<string>(8, { replicas: 3 }),
+    ]);
+    assert.equal(x.cap, y.cap, "one channel, one capacity");
+    await x.send("same");
+    assert.equal(await y.recv(), "same");
+    await x.scrub();
+  });
+
   test("a send into a full buffer waits until a receive makes room", async () => {
     const ch = await ca.walk(fresh()).makeChan(2, { replicas: 3 });
     await ch.send("a");

@@ -74,6 +74,7 @@ describe("with --store", () => {
     assert.deepEqual(await b.ls("/@"), ["/@/jobs"]);
     assert.deepEqual(await b.ls("/@/...", "-l"), ["/@/jobs    -", "/@/jobs/q  chan    cap=4 replicas=3"]);
     assertFails(await b.run(["mkchan", "/@/jobs/q", "1"]), 1, "AnchorBusy");
+    assertOk(await b.run(["mkchan", "-o", "/@/jobs/q", "1"]));
     for (const v of ["one", "two", "three"]) await b.send("/@/jobs/q", v);
     const st = JSON.parse((await a.ok(["peek", "/@/jobs/q"])).stdout.toString()) as Record<string, unknown>;
     assert.equal(st.len, 3);

@@ -34,9 +34,11 @@ export function register(program: Command): void {
           if (o.replicas !== undefined && !["1", "3", "5"].includes(o.replicas))
             throw new UsageError(`--replicas is 1, 3 or 5, got ${o.replicas}`);
           if (!path.startsWith("/@/")) throw new UsageError(`--replicas needs a path under /@, not ${path}`);
-          if (durable || o.open) throw new UsageError("--durable and --open do not apply to /@ channels");
+          if (durable) throw new UsageError("--durable does not apply to /@ channels: they are replicated");
           const replicas = Number(o.replicas ?? "1") as 1 | 3 | 5;
-          const rc = await withClient(g, (c) => c.walk(path).makeChan(cap, { replicas }));
+          const rc = await withClient(g, (c) =>
+            o.open ? c.walk(path).openChan(cap, { replicas }) : c.walk(path).makeChan(cap, { replicas }),
+          );
           if (g.json) printJson({ path: rc.path, cap: rc.cap, replicas: rc.replicas });
           return;
         }

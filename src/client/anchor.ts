@@ -134,11 +134,18 @@ export class Anchor {
    * already there keeps its own capacity (see `cap` of the result). WrongKind if the anchor holds
    * another kind of element.
    */
-  async openChan<T = unknown>(cap: number, opts?: MakeChanOptions): Promise<Chan<T>> {
+  openChan<T = unknown>(cap: number, opts: MakeChanOptions & { replicas: 1 | 3 | 5 }): Promise<ReplicatedChan<T>>;
+  openChan<T = unknown>(cap: number, opts?: MakeChanOptions): Promise<Chan<T>>;
+  async openChan<T = unknown>(cap: number, opts?: MakeChanOptions): Promise<Chan<T> | ReplicatedChan<T>> {
+    if (this.names[0] === "@" || opts?.replicas !== undefined) return this.makeReplicated<T>(cap, opts, "openchan");
     return this.chanOp<T>("openchan", cap, opts);
   }
 
-  private async makeReplicated<T>(cap: number, opts?: MakeChanOptions): Promise<ReplicatedChan<T>> {
+  private async makeReplicated<T>(
+    cap: number,
+    opts?: MakeChanOptions,
+    op: "mkchan" | "openchan" = "mkchan",
+  ): Promise<ReplicatedChan<T>> {
     if (!Number.isInteger(cap) || cap < 0 || cap > MAX_CAP) {
       throw new RangeError(`channel capacity must be an integer from 0 to ${MAX_CAP}`);
     }
@@ -150,7 +157,7 @@ export class Anchor {
     if (this.names[0] !== "@") throw new TypeError(`a replicated channel lives under /@, not at ${this.path}`);
     if (this.names.length < 2) throw new WrongKind(`${this.path} cannot hold a channel`);
     const c = await this.conn();
-    const req = { op: "mkchan", path: this.names, cap, replicas: replicas ?? 1 };
+    const req = { op, path: this.names, cap, replicas: replicas ?? 1 };
     const r = (await c.request(req, opts?.signal)) as { cap: number; replicas: number };
     return new ReplicatedChan<T>(this.router, (v) => c.encodeValue(v), this.path, this.names, r.cap, r.replicas);
   }

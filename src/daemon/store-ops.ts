@@ -35,6 +35,18 @@ function int(v: unknown): number {
   return v;
 }
 
+function checkCap(cap: unknown): number {
+  if (typeof cap !== "number" || !Number.isInteger(cap) || cap < 0 || cap > MAX_CAP)
+    throw new RangeError(`channel capacity must be an integer from 0 to ${MAX_CAP}`);
+  return cap;
+}
+
+function checkReplicas(r: unknown): 1 | 3 | 5 {
+  const replicas = r ?? 1;
+  if (replicas !== 1 && replicas !== 3 && replicas !== 5) throw new RangeError("replicas is 1, 3 or 5");
+  return replicas;
+}
+
 export interface StoreSession {
   owner: Owner;
   maxValue: number;
@@ -72,13 +84,22 @@ export function storeRequest(
         }
         return [...out.values()];
       }
+      case "openchan": {
+        // Atomic get-or-create: whoever loses the race to create it gets the one the winner made.
+        for (let i = 0; i < 3; i++) {
+          const e = await host.store.entry(path);
+          if (e) return { kind: e.kind, cap: e.cap, replicas: e.replicas };
+          try {
+            const made = await host.makeChan(path, checkCap(r.cap), checkReplicas(r.replicas));
+            return { kind: "chan", cap: made.cap, replicas: made.replicas };
+          } catch (err) {
+            if ((err as { code?: string }).code !== "AnchorBusy") throw err;
+          }
+        }
+        throw new StoreUnavailable(`${path.join("/")} keeps changing`);
+      }
       case "mkchan": {
-        const cap = r.cap;
-        if (typeof cap !== "number" || !Number.isInteger(cap) || cap < 0 || cap > MAX_CAP)
-          throw new RangeError(`channel capacity must be an integer from 0 to ${MAX_CAP}`);
-        const replicas = r.replicas ?? 1;
-        if (replicas !== 1 && replicas !== 3 && replicas !== 5) throw new RangeError("replicas is 1, 3 or 5");
-        const e = await host.makeChan(path, cap, replicas);
+        const e = await host.makeChan(path, checkCap(r.cap), checkReplicas(r.replicas));
         return { kind: "chan", cap: e.cap, replicas: e.replicas };
       }
       case "open": {

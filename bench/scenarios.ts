@@ -13,6 +13,7 @@ export const scenarioModules: Record<string, () => Promise<Scenario>> = {
   "chan-pingpong": async () => (await import("./chan-pingpong.ts")).scenario,
   scale: async () => (await import("./scale.ts")).scenario,
   select: async () => (await import("./select.ts")).scenario,
+  "chan-replicated": async () => (await import("./chan-replicated.ts")).scenario,
   "chan-durable": async () => (await import("./chan-durable.ts")).scenario,
   fuzz: async () => (await import("./fuzz.ts")).scenario,
 };

@@ -32,6 +32,7 @@ export {
   type ProcStat,
   type ScrubOptions,
 } from "./client/proc.js";
+export { ReplicatedChan, type ReplicatedChanStat } from "./client/replicated-chan.js";
 export {
   type SelectCase,
   type SelectDefault,
@@ -77,6 +78,7 @@ export {
   ServerGone,
   SpawnFailed,
   StorageFull,
+  StoreUnavailable,
   StreamBroken,
   Timeout,
   Unsupported,

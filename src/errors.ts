@@ -6,7 +6,8 @@
  * Every code a CircuitError can carry. A program branches on `err.code` (or `instanceof`), never on
  * the message. "Cancelled" answers a request the client withdrew; "Internal" is a failure on the
  * server that fits no other code (and stands in for a code from a newer peer that this release does
- * not know, whose name then starts the message).
+ * not know, whose name then starts the message). "Moved" tells a client that the daemon it asked
+ * no longer hosts a circuit-wide element (§12): the client asks again and never reports it.
  */
 export const ERROR_CODES = [
   "ChannelClosed",
@@ -28,6 +29,8 @@ export const ERROR_CODES = [
   "BadAddress",
   "NoCapacity",
   "StorageFull",
+  "StoreUnavailable",
+  "Moved",
   "Cancelled",
   "Internal",
 ] as const;
@@ -149,6 +152,16 @@ export class Unsupported extends CircuitError {
   }
 }
 
+/**
+ * The circuit's shared store (DESIGN §12) did not answer or refused: operations under /@ fail with
+ * this within the store's request bound instead of waiting. Ordinary elements are not affected.
+ */
+export class StoreUnavailable extends CircuitError {
+  constructor(message = "the shared store is unavailable", options?: { cause?: unknown }) {
+    super("StoreUnavailable", message, options);
+  }
+}
+
 /** A nameserver's address (or port) is taken on its host. */
 export class AddressInUse extends CircuitError {
   constructor(message = "address in use", options?: { cause?: unknown }) {
@@ -193,6 +206,7 @@ const classes: Partial<Record<ErrorCode, new (message?: string) => CircuitError>
   StreamBroken,
   AccessDenied,
   Unsupported,
+  StoreUnavailable,
   AddressInUse,
   BadAddress,
   NoCapacity,

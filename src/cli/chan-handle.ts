@@ -2,10 +2,18 @@
 
 import type { Chan } from "../client/chan.js";
 import type { Client } from "../client/client.js";
+import type { ReplicatedChan } from "../client/replicated-chan.js";
 import type { Subscription } from "../client/subscription.js";
-import { NotFound, WrongKind } from "../errors.js";
+import { NotFound, Unsupported, WrongKind } from "../errors.js";
+import { timeoutSignal } from "./common.js";
 
-export async function chanAt(c: Client, path: string): Promise<Chan> {
+/** The --timeout of an operation on a replicated channel (no select there yet, so no --timeout 0). */
+export function replicatedTimeout(ms: string | undefined): AbortSignal | undefined {
+  if (ms !== undefined && Number(ms) === 0) throw new Unsupported("--timeout 0 is not available on /@ channels yet");
+  return timeoutSignal(ms)();
+}
+
+export async function chanAt(c: Client, path: string): Promise<Chan | ReplicatedChan> {
   const el = await c.walk(path).get();
   if (!el) throw new NotFound(`${path} holds no element`);
   if (el.kind !== "chan") throw new WrongKind(`${path} holds a ${el.kind}, not a channel`);
@@ -13,7 +21,7 @@ export async function chanAt(c: Client, path: string): Promise<Chan> {
 }
 
 /** A channel or a subscription: something to receive from. */
-export async function receivableAt(c: Client, path: string): Promise<Chan | Subscription> {
+export async function receivableAt(c: Client, path: string): Promise<Chan | ReplicatedChan | Subscription> {
   const el = await c.walk(path).get();
   if (!el) throw new NotFound(`${path} holds no element`);
   if (el.kind === "server") throw new WrongKind(`${path} is a server, not a channel`);

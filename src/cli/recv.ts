@@ -3,7 +3,8 @@
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { Command } from "commander";
-import { receivableAt } from "./chan-handle.js";
+import { ReplicatedChan } from "../client/replicated-chan.js";
+import { receivableAt, replicatedTimeout } from "./chan-handle.js";
 import { type GlobalOptions, jsonReplacer, pathArg, timeoutSignal, withClient, withTimeout } from "./common.js";
 
 export function register(program: Command): void {
@@ -18,7 +19,10 @@ export function register(program: Command): void {
       timeoutSignal(o.timeout);
       await withClient(g, async (c) => {
         const ch = await receivableAt(c, path);
-        const v: unknown = await withTimeout(o.timeout, ch.recvCase(), (signal) => ch.recv({ signal }));
+        const v: unknown =
+          ch instanceof ReplicatedChan
+            ? await ch.recv({ signal: replicatedTimeout(o.timeout) })
+            : await withTimeout(o.timeout, ch.recvCase(), (signal) => ch.recv({ signal }));
         if (v instanceof Readable && g.json) await write(`${JSON.stringify(await collect(v), jsonReplacer)}\n`);
         else if (v instanceof Readable) await pipeline(v, process.stdout, { end: false });
         else if (v instanceof Uint8Array && !g.json) await write(v);

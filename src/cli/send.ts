@@ -1,7 +1,8 @@
 // circuit send PATH: send stdin as one byte value (with --json, as one JSON value).
 
 import type { Command } from "commander";
-import { chanAt } from "./chan-handle.js";
+import { ReplicatedChan } from "../client/replicated-chan.js";
+import { chanAt, replicatedTimeout } from "./chan-handle.js";
 import {
   type GlobalOptions,
   pathArg,
@@ -37,7 +38,8 @@ export function register(program: Command): void {
       try {
         await withClient(g, async (c) => {
           const ch = await chanAt(c, path);
-          await withTimeout(o.timeout, ch.sendCase(value), (signal) => ch.send(value, { signal }));
+          if (ch instanceof ReplicatedChan) await ch.send(value, { signal: replicatedTimeout(o.timeout) });
+          else await withTimeout(o.timeout, ch.sendCase(value), (signal) => ch.send(value, { signal }));
         });
       } finally {
         progress.done();

@@ -1,8 +1,10 @@
 // circuit start: run a daemon in the foreground; its URL is the first line on stdout.
 
+import { accessSync, constants } from "node:fs";
 import type { Command } from "commander";
 import type { Daemon } from "../daemon/daemon.js";
 import { DEFAULT_LIMITS } from "../daemon/limits.js";
+import { StoreUnavailable } from "../errors.js";
 import type { Logger } from "../util/log.js";
 import { isLoopback, parseHostPort, parseUrl } from "../wire/url.js";
 import { keyOption, UsageError } from "./common.js";
@@ -29,6 +31,9 @@ interface StartOptions {
   maxUnsent: string;
   fsRoot?: string;
   cgroups: boolean;
+  store?: string;
+  storeTlsCa?: string;
+  storeCreds?: string;
   logLevel: string;
   http?: string;
 }
@@ -64,6 +69,12 @@ export function register(program: Command): void {
     .option("--sub-buffer <n>", "events a subscription keeps", String(DEFAULT_LIMITS.subBuffer))
     .option("--max-unsent <bytes>", "bytes queued for a peer that does not read", String(DEFAULT_LIMITS.unsent))
     .option("--fs-root <dir>", "let clients read and write files under this directory (off by default)")
+    .option(
+      "--store <nats://host:port,...>",
+      "share circuit-wide anchors (/@) through this NATS JetStream cluster (DESIGN §12)",
+    )
+    .option("--store-tls-ca <file>", "PEM CA file that signed the store's NATS server certificates (TLS)")
+    .option("--store-creds <file>", "NATS credentials file for the store connection")
     .option("--log-level <level>", "least severe event logged: trace, debug, info, warn, error, fatal, silent", "info")
     .option("--http <host:port>", "serve /metrics and the dashboard here (loopback unless told otherwise)")
     .option("--no-cgroups", "do not put processes in cgroups (process groups only; mkproc limits fail)")
@@ -76,6 +87,7 @@ export function register(program: Command): void {
         { serviceConnector },
         { StoreUnreadable },
         { createLogger, parseLogLevel },
+        { parseStoreUrl },
       ] = await Promise.all([
         import("../daemon/daemon.js"),
         import("../daemon/data-dir.js"),
@@ -83,6 +95,7 @@ export function register(program: Command): void {
         import("../client/service-remote.js"),
         import("../daemon/durable-store.js"),
         import("../daemon/logger.js"),
+        import("../daemon/store.js"),
       ]);
       const g = cmd.optsWithGlobals() as { key?: string; discover?: string; json?: boolean };
       const discover = g.discover ?? process.env.CIRCUIT_DISCOVER?.trim();
@@ -106,9 +119,13 @@ export function register(program: Command): void {
         for (const j of o.join ?? []) parseUrl(j);
         parseAddr(o.addr);
         if (advertise !== undefined) parseHostPort(advertise, 0);
+        if (o.store !== undefined) parseStoreUrl(o.store);
+        for (const f of [o.storeTlsCa, o.storeCreds]) if (f !== undefined) accessSync(f, constants.R_OK);
       } catch (err) {
         throw new UsageError((err as Error).message);
       }
+      if ((o.storeTlsCa || o.storeCreds) && !o.store)
+        throw new UsageError("--store-tls-ca and --store-creds need --store");
       const whole = (flag: string, v: string): number => {
         if (!/^\d{1,10}$/.test(v) || Number(v) < 1) throw new UsageError(`${flag} takes a positive whole number`);
         return Number(v);
@@ -183,12 +200,14 @@ export function register(program: Command): void {
           fsRoot: o.fsRoot,
           insecure: o.insecure === true,
           cgroups: o.cgroups,
+          store: o.store ? { url: o.store, tlsCa: o.storeTlsCa, creds: o.storeCreds } : undefined,
           log,
           connect: serviceConnector({ key }),
         });
       } catch (err) {
         if (err instanceof TypeError) throw new UsageError(err.message);
-        if (err instanceof DataDirBusy || err instanceof StoreUnreadable) throw new Error(err.message);
+        if (err instanceof DataDirBusy || err instanceof StoreUnreadable || err instanceof StoreUnavailable)
+          throw new Error(err.message);
         throw err;
       }
       if (http) {

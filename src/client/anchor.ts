@@ -9,17 +9,23 @@ import { Chan, type OpOptions } from "./chan.js";
 export interface MakeChanOptions extends OpOptions {
   /** Keep the buffer on the hosting server's disk (DESIGN §3.6): needs a server with `--data`. */
   durable?: boolean;
+  /**
+   * A replicated channel (only under /@, DESIGN §12): its buffer is a JetStream stream kept on this
+   * many NATS nodes (1, 3 or 5). It outlives the daemon that hosts it.
+   */
+  replicas?: 1 | 3 | 5;
 }
 
 import type { Connection } from "./connection.js";
 import { checkNameserverAddr, Nameserver } from "./nameserver.js";
 import { checkCommand, type MakeProcOptions, Proc, type ProcCommand } from "./proc.js";
+import { ReplicatedChan } from "./replicated-chan.js";
 import { ServerHandle } from "./server-handle.js";
 import { checkSpec, Service, type ServiceSpec } from "./service.js";
 import { Subscription } from "./subscription.js";
 
 /** What an anchor can hold, as a handle. */
-export type Element = Chan | ServerHandle | Subscription | Proc | Nameserver | Service;
+export type Element = Chan | ReplicatedChan | ServerHandle | Subscription | Proc | Nameserver | Service;
 
 /** How an Anchor reaches the server that hosts it. */
 export interface Router {
@@ -92,7 +98,7 @@ export class Anchor {
         out.push(e);
         const id = e.path.slice(1);
         try {
-          const sc = await this.router.connFor(id);
+          const sc = await this.router.connFor(id === "@" ? "" : id);
           out.push(...((await sc.request({ ...req, path: [id] }, opts?.signal)) as ListEntry[]));
         } catch (err) {
           if ((err as { code?: string }).code !== "ServerGone" && (err as { code?: string }).code !== "NotFound") {
@@ -111,9 +117,13 @@ export class Anchor {
    * element. With `durable: true` (DESIGN §3.6) its buffer lives in the hosting server's store:
    * `cap` from 1 to 2^31−1, a send completes once its value is synced to disk, and the channel
    * with its backlog survives a crash of the server; a server started without `--data` answers
-   * Unsupported and creates nothing.
+   * Unsupported and creates nothing. Under /@ (DESIGN §12) the channel is replicated (`replicas`,
+   * default 1) and fails with Unsupported when the circuit has no store.
    */
-  async makeChan<T = unknown>(cap: number, opts?: MakeChanOptions): Promise<Chan<T>> {
+  makeChan<T = unknown>(cap: number, opts: MakeChanOptions & { replicas: 1 | 3 | 5 }): Promise<ReplicatedChan<T>>;
+  makeChan<T = unknown>(cap: number, opts?: MakeChanOptions): Promise<Chan<T>>;
+  async makeChan<T = unknown>(cap: number, opts?: MakeChanOptions): Promise<Chan<T> | ReplicatedChan<T>> {
+    if (this.names[0] === "@" || opts?.replicas !== undefined) return this.makeReplicated<T>(cap, opts);
     return this.chanOp<T>("mkchan", cap, opts);
   }
 
@@ -124,8 +134,32 @@ export class Anchor {
    * already there keeps its own capacity (see `cap` of the result). WrongKind if the anchor holds
    * another kind of element.
    */
-  async openChan<T = unknown>(cap: number, opts?: MakeChanOptions): Promise<Chan<T>> {
+  openChan<T = unknown>(cap: number, opts: MakeChanOptions & { replicas: 1 | 3 | 5 }): Promise<ReplicatedChan<T>>;
+  openChan<T = unknown>(cap: number, opts?: MakeChanOptions): Promise<Chan<T>>;
+  async openChan<T = unknown>(cap: number, opts?: MakeChanOptions): Promise<Chan<T> | ReplicatedChan<T>> {
+    if (this.names[0] === "@" || opts?.replicas !== undefined) return this.makeReplicated<T>(cap, opts, "openchan");
     return this.chanOp<T>("openchan", cap, opts);
+  }
+
+  private async makeReplicated<T>(
+    cap: number,
+    opts?: MakeChanOptions,
+    op: "mkchan" | "openchan" = "mkchan",
+  ): Promise<ReplicatedChan<T>> {
+    if (!Number.isInteger(cap) || cap < 0 || cap > MAX_CAP) {
+      throw new RangeError(`channel capacity must be an integer from 0 to ${MAX_CAP}`);
+    }
+    const replicas = opts?.replicas;
+    if (replicas !== undefined && replicas !== 1 && replicas !== 3 && replicas !== 5) {
+      throw new RangeError("replicas is 1, 3 or 5");
+    }
+    if (opts?.durable) throw new TypeError("a channel is durable (on one server) or replicated (under /@), not both");
+    if (this.names[0] !== "@") throw new TypeError(`a replicated channel lives under /@, not at ${this.path}`);
+    if (this.names.length < 2) throw new WrongKind(`${this.path} cannot hold a channel`);
+    const c = await this.conn();
+    const req = { op, path: this.names, cap, replicas: replicas ?? 1 };
+    const r = (await c.request(req, opts?.signal)) as { cap: number; replicas: number };
+    return new ReplicatedChan<T>(this.router, (v) => c.encodeValue(v), this.path, this.names, r.cap, r.replicas);
   }
 
   private async chanOp<T>(op: "mkchan" | "openchan", cap: number, opts?: MakeChanOptions): Promise<Chan<T>> {
@@ -257,6 +291,10 @@ export class Anchor {
       durable?: boolean;
     } | null;
     if (!r) return null;
+    if (this.names[0] === "@" && r.kind === "chan") {
+      const x = r as unknown as { cap: number; replicas: number };
+      return new ReplicatedChan(this.router, (v) => c.encodeValue(v), this.path, this.names, x.cap, x.replicas);
+    }
     if (r.kind === "chan") {
       return new Chan(c, this.path, c.chanState(r.handle as number, r.cap as number, this.names, r.durable === true));
     }
@@ -314,17 +352,28 @@ export class Anchor {
 
   /** The element's state (a channel's stat, a server's description). */
   async peek(opts?: OpOptions): Promise<unknown> {
+    if (this.names[0] === "@") return this.replicated(opts).then((ch) => ch.stat(opts));
     const c = await this.conn();
     return c.request({ op: "peek", path: this.names }, opts?.signal);
   }
 
   /** Removes the element held here (aborting a channel). Fails with NotFound if there is none. */
   async scrub(opts?: OpOptions): Promise<void> {
+    if (this.names[0] === "@") return this.replicated(opts).then((ch) => ch.scrub(opts));
     const c = await this.conn();
     await c.request({ op: "scrub", path: this.names }, opts?.signal);
   }
 
+  private async replicated(opts?: OpOptions): Promise<ReplicatedChan> {
+    const el = await this.get(opts);
+    if (!el) throw new NotFound(`${this.path} holds no element`);
+    if (!(el instanceof ReplicatedChan)) throw new WrongKind(`${this.path} holds a ${el.kind}`);
+    return el;
+  }
+
   private conn(): Promise<Connection> {
-    return this.router.connFor(this.names[0] ?? "");
+    // Circuit-wide anchors are reached through the dial-in server, which knows their hosts.
+    const first = this.names[0] ?? "";
+    return this.router.connFor(first === "@" ? "" : first);
   }
 }

@@ -41,6 +41,8 @@ import { ProcTable, parseCommand } from "./proc.js";
 import { ProcGuard, reapPredecessor } from "./proc-guard.js";
 import { scrubProc } from "./proc-ops.js";
 import { Session, TICK_MS } from "./session.js";
+import { Store, type StoreOptions } from "./store.js";
+import { StoreHost } from "./store-host.js";
 import { ServiceHost, type ServiceRemote } from "./svc-host.js";
 
 export interface DaemonOptions {
@@ -93,6 +95,11 @@ export interface DaemonOptions {
    * processes are tracked by process group only and requests with limits fail with Unsupported.
    */
   cgroups?: boolean;
+  /**
+   * The circuit's shared store (DESIGN §12): a NATS JetStream cluster holding everything under /@.
+   * Without it, /@ does not exist and requests under it fail with Unsupported.
+   */
+  store?: StoreOptions;
   /**
    * How this daemon reaches the circuit as a client, for the services it supervises (their
    * replicas run on any server). The daemon layer does not import the client library: whoever
@@ -200,6 +207,8 @@ export class Daemon {
   readonly mayListenBeyondLoopback: boolean;
   private readonly server: net.Server;
   private cluster: ClusterNode | undefined;
+  /** Circuit-wide anchors (/@), when started with --store (DESIGN §12). */
+  shared: StoreHost | undefined;
   private discovery: Discovery | undefined;
   private pipeIds = 0;
   /** Processes this server started (src/daemon/proc.ts). */
@@ -341,6 +350,24 @@ export class Daemon {
       },
       d.loadCfg,
     );
+    if (opts.store) {
+      try {
+        const store = await Store.connect(opts.store);
+        d.shared = new StoreHost({
+          store,
+          me: { id: d.id, url: d.url },
+          // A holder membership never heard of may be alive elsewhere: only its lease's expiry says otherwise.
+          alive: (id) => {
+            const m = cluster.get(id);
+            return m === undefined || m.state === "alive" || m.state === "suspect";
+          },
+          log: d.log,
+        });
+      } catch (err) {
+        await d.stop();
+        throw err;
+      }
+    }
     for (const j of joins) d.cluster.join(j);
     if (opts.discover) {
       const cluster = d.cluster;
@@ -408,6 +435,7 @@ export class Daemon {
     this.goneBytes.out += sock.bytesWritten ?? 0;
     this.sessions.delete(s);
     this.watchers.delete(s);
+    this.shared?.ownerGone(s);
   }
 
   /** A connection whose HELLO said it is another server: it carries membership messages. */
@@ -711,6 +739,7 @@ export class Daemon {
     };
     if (names.length > 1 && !this.tree.has(names.slice(1))) throw new NotFound(`${formatPath(names)} does not exist`);
     visit(names);
+    if (names.length === 0 && this.shared) out.push({ path: "/@", ...(long ? { state: "store" } : {}) });
     return out;
   }
 
@@ -970,6 +999,7 @@ export class Daemon {
         await this.procs.shutdown(2000);
         await Promise.all([...this.nameservers].map((el) => el.ns.close()));
         this.discovery?.close();
+        await this.shared?.close();
         const others = (this.cluster?.members().length ?? 1) > 1;
         if (others) await this.cluster?.leave();
         else this.cluster?.close();

@@ -15,6 +15,7 @@ import type { ChanElement, ChannelLike, Item } from "./elements.js";
 import { hostRequest } from "./host-ops.js";
 import { procInfo, procRequest } from "./proc-ops.js";
 import { SelectHost } from "./select-host.js";
+import { isStorePath, storeRequest } from "./store-ops.js";
 import { type PipeReceiver, type PipeSender, StreamPipe } from "./stream-pipe.js";
 
 /** A session's credit holding on one channel. */
@@ -434,6 +435,10 @@ export class Session {
     const reply = (v: unknown) => this.conn.send(T.RES, [id], encode(v ?? null));
     const fail = (err: unknown) => this.error(id, err);
     try {
+      if (r.op === "@" || isStorePath(r.path)) {
+        const ss = { owner: this, maxValue: this.d.maxValue, depth: this.d.limits.depth };
+        return storeRequest(this.d.shared, ss, r, reply, fail);
+      }
       switch (r.op) {
         case "ls":
           return reply(this.d.list(this.path(r.path), r.recursive === true, r.long === true));

@@ -35,9 +35,10 @@ export function parsePath(path: string | readonly string[]): string[] {
     const why = badName(n);
     if (why) throw new TypeError(`bad path ${JSON.stringify(formatPath(names))}: ${why}`);
   }
-  if (names.length > 0 && !isServerId(names[0] as string)) {
+  // `/@/…` is the circuit-wide tree (DESIGN §12), hosted wherever its elements' leases say.
+  if (names.length > 0 && !isServerId(names[0] as string) && names[0] !== "@") {
     throw new TypeError(
-      `bad path ${JSON.stringify(formatPath(names))}: it must start with a server ID like /X3f9c0a1be2d47780`,
+      `bad path ${JSON.stringify(formatPath(names))}: it must start with a server ID like /X3f9c0a1be2d47780, or /@`,
     );
   }
   if (names.length > 64) throw new TypeError("bad path: more than 64 names deep");

@@ -1,0 +1,412 @@
+// A replicated channel at /@/… as its host (the lease holder) runs it (DESIGN §12). The channel's
+// state is a log in a JetStream stream with R replicas: `v` records are values (with the sender's
+// id), `a` records acknowledge a delivered value, `c` closes, `h` marks a new host. The host keeps
+// the buffer in memory as the log says it is and appends every change with JetStream's "expected
+// last sequence": once another host has appended its `h` record, nothing this one appends is
+// accepted (fencing), whatever it still believes.
+//
+// Sends complete when their `v` record is stored on a quorum (the publish ack). A value handed to
+// a receiver stays in the log until its `a` record is stored: if the host dies first, the next host
+// finds it unacknowledged and delivers it again.
+
+import { headers, type JetStreamClient, type JetStreamManager, type MsgHdrs } from "nats";
+import { ChannelAborted, ChannelClosed, CircuitError } from "../errors.js";
+import { Deque } from "../util/deque.js";
+
+/** A party to the channel: one client session on the host. */
+export type Owner = object;
+
+interface Value {
+  seq: number;
+  bytes: Buffer;
+}
+
+interface PendingSend {
+  owner: Owner;
+  opid: number;
+  bytes: Buffer;
+  id: string;
+  done: (err?: CircuitError) => void;
+}
+
+interface PendingRecv {
+  owner: Owner;
+  opid: number;
+  done: (err: CircuitError | undefined, v?: Value) => void;
+}
+
+export interface RStat {
+  cap: number;
+  len: number;
+  closed: boolean;
+  aborted: boolean;
+  numSend: number;
+  numRecv: number;
+  waitingSenders: number;
+  waitingReceivers: number;
+  replicas: number;
+  /** The server hosting the channel now (the holder of its lease). */
+  host: string;
+}
+
+/** The host lost the element (fenced or store failure): clients should ask again where it lives. */
+/** How many acknowledgements between two trims of the log. */
+export const TRIM_EVERY = 512;
+
+export class Moved extends CircuitError {
+  constructor(message: string) {
+    super("Moved", message);
+  }
+}
+
+export class ReplicatedChan {
+  private readonly buffer = new Deque<Value>();
+  private readonly unacked = new Map<number, { v: Value; owner: Owner; opid: number }>();
+  private readonly senders = new Deque<PendingSend>();
+  private readonly receivers = new Deque<PendingRecv>();
+  /** Ids of every value in the log: a send retried across a takeover is stored once. */
+  private readonly ids = new Set<string>();
+  /** Appends in flight that will add a value. */
+  private inflight = 0;
+  private closed = false;
+  private closing = false;
+  private aborted = false;
+  private numSend = 0;
+  private numRecv = 0;
+  private acks = 0;
+  private ackBatch: number[] | undefined;
+  private ackFlush: Promise<void> | undefined;
+  private trimming = false;
+  private trimmedTo = 0;
+  /** The sequence the next append expects the stream to end at. */
+  private expect = 0;
+  /** Set once this host may change nothing any more. */
+  lost: CircuitError | undefined;
+  onLost: (err: CircuitError) => void = () => {};
+  /**
+   * Whether this host's lease is surely still its own. Values are handed out only while it is:
+   * a host replaced unawares would otherwise hand out values from a buffer that is no longer true.
+   */
+  fresh: () => boolean = () => true;
+
+  private constructor(
+    private readonly js: JetStreamClient,
+    readonly stream: string,
+    readonly cap: number,
+    readonly replicas: number,
+    private readonly hostId: string,
+    private readonly jsm: Promise<JetStreamManager>,
+  ) {}
+
+  static subject(stream: string): string {
+    return `circuit.log.${stream}`;
+  }
+
+  /** Makes the stream of a new channel (R replicas, file storage, de-duplication by message id). */
+  static async createStream(jsm: JetStreamManager, stream: string, replicas: number): Promise<void> {
+    await jsm.streams.add({
+      name: stream,
+      subjects: [ReplicatedChan.subject(stream)],
+      num_replicas: replicas,
+      duplicate_window: 120_000_000_000,
+    });
+  }
+
+  /**
+   * Becomes the host: reads the whole log, then appends an `h` record after it. If another host
+   * appended meanwhile, reads again (a bounded number of times).
+   */
+  static async resume(
+    js: JetStreamClient,
+    jsm: JetStreamManager,
+    stream: string,
+    cap: number,
+    replicas: number,
+    hostId: string,
+    waitMs = 4000,
+  ): Promise<ReplicatedChan> {
+    for (let attempt = 0; ; attempt++) {
+      const ch = new ReplicatedChan(js, stream, cap, replicas, hostId, Promise.resolve(jsm));
+      const info = await jsm.streams.info(stream);
+      const last = info.state.last_seq;
+      if (info.state.messages > 0) await ch.replay(info.state.first_seq, last, waitMs);
+      ch.expect = last;
+      try {
+        await ch.append("h", undefined);
+        return ch;
+      } catch (err) {
+        if (attempt >= 4 || !(err instanceof Moved)) throw err;
+      }
+    }
+  }
+
+  /** Reads records first…last in batches; each batch must come within `waitMs` (else TIMEOUT). */
+  private async replay(first: number, last: number, waitMs: number): Promise<void> {
+    const c = await this.js.consumers.get(this.stream, {
+      opt_start_seq: first,
+      deliver_policy: "by_start_sequence" as never,
+    });
+    let at = first - 1;
+    while (at < last) {
+      const batch = await c.fetch({ max_messages: Math.min(4096, last - at), expires: waitMs });
+      let n = 0;
+      for await (const m of batch) {
+        n++;
+        at = m.seq;
+        this.apply(m.seq, m.headers, Buffer.from(m.data));
+        if (at >= last) break;
+      }
+      if (n === 0)
+        throw Object.assign(new Error(`no log records after ${at} within ${waitMs} ms`), { code: "TIMEOUT" });
+    }
+  }
+
+  /** Applies one log record read back on takeover. */
+  private apply(seq: number, h: MsgHdrs | undefined, data: Buffer): void {
+    const t = h?.get("C-T");
+    if (t === "v") {
+      this.buffer.push({ seq, bytes: data });
+      this.ids.add(h?.get("C-Id") ?? "");
+      this.numSend++;
+    } else if (t === "a") {
+      const acked = new Set((h?.get("C-S") ?? "").split(",").map(Number));
+      // Acknowledged values leave the buffer wherever they are in it (they were delivered in order,
+      // but a value put back by a receiver that gave up may be acknowledged later than its successors).
+      this.numRecv += this.buffer.removeWhere((v) => acked.has(v.seq)).length;
+    } else if (t === "c") {
+      this.closed = true;
+    }
+  }
+
+  /**
+   * Appends a record, expecting the stream to end where this host last left it. Rejects with Moved
+   * when it does not (another host appended: this one is fenced) or the store failed.
+   */
+  private append(t: string, data: Buffer | undefined, fields: Record<string, string> = {}): Promise<number> {
+    if (this.lost) return Promise.reject(this.lost);
+    const h = headers();
+    h.set("C-T", t);
+    // Which host wrote it: lets anyone reading the log check that a fenced host wrote nothing.
+    h.set("C-H", this.hostId);
+    for (const [k, v] of Object.entries(fields)) h.set(k, v);
+    const expect = this.expect++;
+    const opts = { headers: h, expect: { lastSequence: expect }, ...(fields["C-Id"] ? { msgID: fields["C-Id"] } : {}) };
+    return this.js.publish(ReplicatedChan.subject(this.stream), data ?? new Uint8Array(0), opts).then(
+      (ack) => {
+        if (ack.duplicate && t === "v") {
+          // Stored before, and trimmed from the log since (its id is in JetStream's window): the
+          // send is done; the stream did not grow, so the appends behind this one must start over.
+          queueMicrotask(() => this.lose(new Moved(`log of ${this.stream} resynchronizes`)));
+          return 0;
+        }
+        if (ack.seq !== expect + 1 || ack.duplicate) throw this.lose(new Moved(`log of ${this.stream} moved on`));
+        return ack.seq;
+      },
+      (err) => {
+        throw this.lose(new Moved(`cannot append to ${this.stream}: ${(err as Error).message}`));
+      },
+    );
+  }
+
+  /** This host may change nothing any more: everyone waiting here is told to ask again. */
+  lose(err: CircuitError): CircuitError {
+    if (this.lost) return this.lost;
+    this.lost = err;
+    for (const s of this.senders.drain()) s.done(err);
+    for (const r of this.receivers.drain()) r.done(err);
+    this.onLost(err);
+    return err;
+  }
+
+  send(owner: Owner, opid: number, bytes: Buffer, id: string, done: (err?: CircuitError) => void): void {
+    if (this.lost) return done(this.lost);
+    if (this.aborted) return done(new ChannelAborted("the channel was scrubbed"));
+    if (this.closed || this.closing) return done(new ChannelClosed("send on a closed channel"));
+    if (this.ids.has(id)) return done();
+    this.senders.push({ owner, opid, bytes, id, done });
+    this.pump();
+  }
+
+  recv(owner: Owner, opid: number, done: (err: CircuitError | undefined, v?: Value) => void): void {
+    if (this.lost) return done(this.lost);
+    if (this.aborted) return done(new ChannelAborted("the channel was scrubbed"));
+    this.receivers.push({ owner, opid, done });
+    this.pump();
+  }
+
+  /** The receiver has the value: its `a` record makes that final. */
+  ack(seq: number): Promise<void> {
+    const u = this.unacked.get(seq);
+    if (!u) return Promise.resolve();
+    this.unacked.delete(seq);
+    // Acknowledgements that arrive in one turn share one record: half the appends under load.
+    if (!this.ackBatch) {
+      const batch: number[] = [];
+      this.ackBatch = batch;
+      this.ackFlush = new Promise<void>((resolve, reject) =>
+        setImmediate(() => {
+          this.ackBatch = undefined;
+          this.append("a", undefined, { "C-S": batch.join(",") }).then(() => {
+            this.acks += batch.length;
+            this.trim();
+            resolve();
+          }, reject);
+        }),
+      );
+    }
+    this.ackBatch.push(seq);
+    return this.ackFlush as Promise<void>;
+  }
+
+  /**
+   * Every TRIM_EVERY acknowledgements, drops the records before the oldest value still needed
+   * (buffered or delivered unacknowledged): they are acknowledged values and their records. Only
+   * while the lease is surely ours, so that no new host is reading the log meanwhile; never once
+   * closed (the close record must stay). A send retried after its record was trimmed is still
+   * stored once: JetStream's de-duplication window (2 min) knows its id.
+   */
+  private trim(): void {
+    if (this.acks < TRIM_EVERY || this.trimming || this.inflight > 0) return;
+    if (this.closed || this.closing || this.lost || !this.fresh()) return;
+    let low = this.buffer.peek()?.seq ?? this.expect;
+    for (const seq of this.unacked.keys()) low = Math.min(low, seq);
+    if (low <= this.trimmedTo) return;
+    this.acks = 0;
+    this.trimming = true;
+    this.jsm
+      .then((jsm) => jsm.streams.purge(this.stream, { seq: low }))
+      .then(
+        () => {
+          this.trimmedTo = low;
+        },
+        () => {},
+      )
+      .finally(() => {
+        this.trimming = false;
+      });
+  }
+
+  /** A receive was withdrawn by its client: it stops waiting, or its value goes back to the head. */
+  cancel(owner: Owner, opid: number): void {
+    this.senders.removeWhere((s) => s.owner === owner && s.opid === opid);
+    this.receivers.removeWhere((r) => r.owner === owner && r.opid === opid);
+    for (const [seq, u] of this.unacked) {
+      if (u.owner === owner && u.opid === opid) {
+        this.unacked.delete(seq);
+        this.putBack(u.v);
+      }
+    }
+    this.pump();
+  }
+
+  /** A client session ended: its waits go, its unacknowledged values go back to the head in order. */
+  ownerGone(owner: Owner): void {
+    this.senders.removeWhere((s) => s.owner === owner);
+    this.receivers.removeWhere((r) => r.owner === owner);
+    for (const [seq, u] of [...this.unacked]) {
+      if (u.owner !== owner) continue;
+      this.unacked.delete(seq);
+      this.putBack(u.v);
+    }
+    this.pump();
+  }
+
+  /** A value handed out but not acknowledged goes back where its place in the log puts it. */
+  private putBack(v: Value): void {
+    const head = this.buffer.peek();
+    if (!head || head.seq > v.seq) {
+      this.buffer.unshift(v);
+      return;
+    }
+    const all = this.buffer.drain();
+    const at = all.findIndex((x) => x.seq > v.seq);
+    all.splice(at < 0 ? all.length : at, 0, v);
+    for (const x of all) this.buffer.push(x);
+  }
+
+  async close(): Promise<void> {
+    if (this.lost) throw this.lost;
+    if (this.aborted) throw new ChannelAborted("the channel was scrubbed");
+    if (this.closed || this.closing) throw new ChannelClosed("close of a closed channel");
+    this.closing = true;
+    for (const s of this.senders.drain()) s.done(new ChannelClosed("channel closed while sending"));
+    await this.append("c", undefined);
+    this.closed = true;
+    this.pump();
+  }
+
+  /** Aborts everyone waiting; the caller removes the stream and the tree entry. */
+  abort(): void {
+    this.aborted = true;
+    const err = new ChannelAborted("the channel was scrubbed");
+    for (const s of this.senders.drain()) s.done(err);
+    for (const r of this.receivers.drain()) r.done(err);
+  }
+
+  stat(): RStat {
+    return {
+      cap: this.cap,
+      len: this.buffer.length,
+      closed: this.closed || this.closing,
+      aborted: this.aborted,
+      numSend: this.numSend,
+      numRecv: this.numRecv,
+      waitingSenders: this.senders.length,
+      waitingReceivers: this.receivers.length,
+      replicas: this.replicas,
+      host: this.hostId,
+    };
+  }
+
+  /** Moves values to receivers and senders into the log while there is room. */
+  private pump(): void {
+    if (this.lost) return;
+    for (;;) {
+      const r = this.receivers.peek();
+      const v = this.buffer.peek();
+      if (r && v) {
+        if (!this.fresh()) {
+          this.lose(new Moved("lease not confirmed in time"));
+          return;
+        }
+        this.receivers.shift();
+        this.buffer.shift();
+        this.unacked.set(v.seq, { v, owner: r.owner, opid: r.opid });
+        this.numRecv++;
+        r.done(undefined, v);
+        continue;
+      }
+      if (!v && r && (this.closed || this.closing) && this.inflight === 0) {
+        this.receivers.shift();
+        r.done(new ChannelClosed("channel is closed and drained"));
+        continue;
+      }
+      // Room: the buffer's free slots, plus (for handing straight over) receivers no value is on its way to.
+      const room = this.cap + this.receivers.length - this.buffer.length - this.inflight;
+      const s = this.senders.peek();
+      if (s && room > 0) {
+        this.senders.shift();
+        this.inflight++;
+        this.ids.add(s.id);
+        this.append("v", s.bytes, { "C-Id": s.id }).then(
+          (seq) => {
+            this.inflight--;
+            // seq 0: a duplicate of a send stored (and taken) before; nothing new is buffered.
+            if (seq > 0) {
+              this.numSend++;
+              this.buffer.push({ seq, bytes: s.bytes });
+            }
+            s.done();
+            this.pump();
+          },
+          (err: CircuitError) => {
+            this.inflight--;
+            s.done(err);
+          },
+        );
+        continue;
+      }
+      return;
+    }
+  }
+}

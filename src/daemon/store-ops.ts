@@ -1,0 +1,156 @@
+// Requests about circuit-wide anchors (/@/…, DESIGN §12), from a client session. The element may be
+// hosted here, or elsewhere: then the answer is `{ moved: XID }` and the client asks that server.
+
+import { ProtocolError, StoreUnavailable, Unsupported, WrongKind } from "../errors.js";
+import { badName } from "../wire/path.js";
+import { MAX_CAP } from "../wire/protocol.js";
+import type { Owner } from "./replicated-chan.js";
+import type { StoreHost } from "./store-host.js";
+
+export const NO_STORE = "/@ needs a shared store: this circuit's daemons were started without --store";
+
+/** True for a request path under /@. */
+export function isStorePath(p: unknown): boolean {
+  return Array.isArray(p) && p[0] === "@";
+}
+
+function names(p: unknown, depth: number): string[] {
+  if (!Array.isArray(p) || !p.every((x) => typeof x === "string"))
+    throw new ProtocolError("path must be an array of names");
+  if (p.length > depth) throw new TypeError(`path deeper than ${depth} names`);
+  for (const n of p as string[]) {
+    const why = badName(n);
+    if (why) throw new TypeError(why);
+  }
+  return p as string[];
+}
+
+function bytes(v: unknown): Buffer {
+  if (!(v instanceof Uint8Array)) throw new ProtocolError("a value is bytes");
+  return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+}
+
+function int(v: unknown): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 0) throw new ProtocolError("expected a whole number");
+  return v;
+}
+
+function checkCap(cap: unknown): number {
+  if (typeof cap !== "number" || !Number.isInteger(cap) || cap < 0 || cap > MAX_CAP)
+    throw new RangeError(`channel capacity must be an integer from 0 to ${MAX_CAP}`);
+  return cap;
+}
+
+function checkReplicas(r: unknown): 1 | 3 | 5 {
+  const replicas = r ?? 1;
+  if (replicas !== 1 && replicas !== 3 && replicas !== 5) throw new RangeError("replicas is 1, 3 or 5");
+  return replicas;
+}
+
+export interface StoreSession {
+  owner: Owner;
+  maxValue: number;
+  depth: number;
+}
+
+/** Serves one request under /@; every outcome goes to reply or fail. */
+export function storeRequest(
+  host: StoreHost | undefined,
+  s: StoreSession,
+  r: Record<string, unknown>,
+  reply: (v: unknown) => void,
+  fail: (err: unknown) => void,
+): void {
+  if (!host) return fail(new Unsupported(NO_STORE));
+  const path = names(r.path, s.depth);
+  const run = async (): Promise<unknown> => {
+    switch (r.op) {
+      case "ls": {
+        const all = await host.store.paths();
+        const out = new Map<string, { path: string; kind?: string; state?: string }>();
+        for (const { names: n, entry } of all) {
+          if (n.length <= path.length || !path.every((x, i) => n[i] === x)) continue;
+          const upto = r.recursive === true ? n.length : path.length + 1;
+          for (let i = path.length + 1; i <= upto; i++) {
+            const p = `/${n.slice(0, i).join("/")}`;
+            if (out.has(p)) continue;
+            const e: { path: string; kind?: string; state?: string } = { path: p };
+            if (i === n.length) {
+              e.kind = entry.kind;
+              if (r.long === true) e.state = `cap=${entry.cap} replicas=${entry.replicas}`;
+            }
+            out.set(p, e);
+          }
+        }
+        return [...out.values()];
+      }
+      case "openchan": {
+        // Atomic get-or-create: whoever loses the race to create it gets the one the winner made.
+        for (let i = 0; i < 3; i++) {
+          const e = await host.store.entry(path);
+          if (e) return { kind: e.kind, cap: e.cap, replicas: e.replicas };
+          try {
+            const made = await host.makeChan(path, checkCap(r.cap), checkReplicas(r.replicas));
+            return { kind: "chan", cap: made.cap, replicas: made.replicas };
+          } catch (err) {
+            if ((err as { code?: string }).code !== "AnchorBusy") throw err;
+          }
+        }
+        throw new StoreUnavailable(`${path.join("/")} keeps changing`);
+      }
+      case "mkchan": {
+        const e = await host.makeChan(path, checkCap(r.cap), checkReplicas(r.replicas));
+        return { kind: "chan", cap: e.cap, replicas: e.replicas };
+      }
+      case "open": {
+        const e = await host.store.entry(path);
+        return e ? { kind: e.kind, cap: e.cap, replicas: e.replicas } : null;
+      }
+    }
+    // Everything else needs the host.
+    let w: Awaited<ReturnType<StoreHost["where"]>>;
+    try {
+      w = await host.where(path);
+    } catch (err) {
+      // Connected but slow (a NATS node died and its groups elect new leaders): the client asks
+      // again for a while. With no NATS server reachable it hears StoreUnavailable at once.
+      if (err instanceof StoreUnavailable && host.store.connected) return { retry: err.message };
+      throw err;
+    }
+    if ("moved" in w) return { moved: w.moved };
+    const ch = w.ch;
+    const act = r.op === "peek" ? "stat" : r.op === "scrub" ? "scrub" : r.act;
+    switch (act) {
+      case "send": {
+        const v = bytes(r.value);
+        if (v.length > s.maxValue) throw new ProtocolError(`value of ${v.length} bytes exceeds the limit`);
+        if (typeof r.id !== "string" || r.id.length > 64) throw new ProtocolError("a send carries an id");
+        const id = r.id;
+        return new Promise((resolve, reject) =>
+          ch.send(s.owner, int(r.opid), v, id, (err) => (err ? reject(err) : resolve(null))),
+        );
+      }
+      case "recv":
+        return new Promise((resolve, reject) =>
+          ch.recv(s.owner, int(r.opid), (err, v) => (err ? reject(err) : resolve({ seq: v?.seq, value: v?.bytes }))),
+        );
+      case "ack":
+        await ch.ack(int(r.seq));
+        return null;
+      case "cancel":
+        ch.cancel(s.owner, int(r.opid));
+        return null;
+      case "close":
+        await ch.close();
+        return null;
+      case "stat":
+        return ch.stat();
+      case "scrub":
+        await host.scrub(path, ch);
+        return null;
+      default:
+        throw new WrongKind(`${JSON.stringify(r.op)} is not an operation of a replicated channel`);
+    }
+  };
+  run().then(reply, fail);
+}

@@ -1,0 +1,269 @@
+// The shared store of a circuit (DESIGN §12): a NATS JetStream cluster the operator runs. This file
+// holds the connection, the `/@` tree (a KV bucket) and the leases (a KV bucket whose entries expire).
+// Nothing here does consensus: compare-and-set revisions, TTLs and replicated streams are JetStream's.
+
+import { readFileSync } from "node:fs";
+import {
+  type ConnectionOptions,
+  connect,
+  credsAuthenticator,
+  type JetStreamClient,
+  type JetStreamManager,
+  type KV,
+  type NatsConnection,
+} from "nats";
+import { AnchorBusy, CircuitError, StoreUnavailable } from "../errors.js";
+
+/**
+ * Timing of the store, with its trade-offs (as src/cluster/config.ts does for membership).
+ */
+export interface StoreConfig {
+  /**
+   * A lease entry expires this long after its holder last renewed it (the lease bucket's max age).
+   * Shorter: faster takeover after a silent death; longer: a host that pauses (GC, SIGSTOP, a slow
+   * disk) for less than this keeps its elements. Takeover after a crash known to membership does
+   * not wait for it (the entry is taken over by revision at once).
+   */
+  leaseMs: number;
+  /** The holder renews every this often; three renewals fit in one lease so one lost one is harmless. */
+  renewMs: number;
+  /**
+   * Every JetStream request (publish, KV, stream management) fails after this long: the bound on
+   * how long an operation under /@ can wait for an unreachable store before failing with
+   * StoreUnavailable.
+   */
+  requestMs: number;
+  /** How long a starting daemon keeps trying to open the buckets (a new JetStream cluster elects first). */
+  startMs: number;
+  /** Replicas of the tree and lease buckets (1, 3 or 5; at most the number of NATS nodes). */
+  replicas: number;
+}
+
+export const DEFAULT_STORE_CONFIG: StoreConfig = {
+  leaseMs: 3000,
+  renewMs: 1000,
+  requestMs: 4000,
+  startMs: 15_000,
+  replicas: 3,
+};
+
+export interface StoreOptions {
+  /** `nats://HOST:PORT[,HOST:PORT…]` (the `nats://` prefix is optional on the later entries). */
+  url: string;
+  /** A PEM file of the CA that signed the NATS servers' certificates (TLS to the store). */
+  tlsCa?: string;
+  /** A NATS credentials file (JWT and NKey seed), as `nats` tools take it. */
+  creds?: string;
+  config?: Partial<StoreConfig>;
+}
+
+/** Splits `nats://h1:p1,h2:p2` into ["h1:p1", "h2:p2"]; TypeError with the reason otherwise. */
+export function parseStoreUrl(url: string): string[] {
+  if (typeof url !== "string" || url.trim() === "") throw new TypeError("--store takes nats://HOST:PORT[,HOST:PORT…]");
+  const out: string[] = [];
+  for (const raw of url.split(",")) {
+    const s = raw.trim();
+    const m = /^(?:(nats|tls):\/\/)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(s);
+    if (!m || Number(m[3]) < 1 || Number(m[3]) > 65535) {
+      throw new TypeError(`bad store address ${JSON.stringify(s)}: use nats://HOST:PORT[,HOST:PORT…]`);
+    }
+    out.push(`${m[1] ?? "nats"}://${m[2]}:${m[3]}`);
+  }
+  return out;
+}
+
+const TREE = "circuit_tree";
+const LEASES = "circuit_leases";
+
+/** What the tree keeps for a circuit-wide element. */
+export interface TreeEntry {
+  kind: "chan";
+  cap: number;
+  replicas: number;
+  /** The JetStream stream holding the element's log. */
+  stream: string;
+}
+
+/** A lease as kept in the lease bucket. */
+export interface Lease {
+  id: string;
+  url: string;
+}
+
+/** A KV key for a path under /@: the path's bytes in base64url (anchor names allow `@`, keys do not). */
+export function keyOf(names: readonly string[]): string {
+  return `p.${Buffer.from(names.join("/")).toString("base64url")}`;
+}
+
+export function namesOfKey(key: string): string[] {
+  return Buffer.from(key.slice(2), "base64url").toString().split("/");
+}
+
+/** True for errors that mean the store could not be asked (not a refusal by it). */
+function unreachable(err: unknown): boolean {
+  const code = (err as { code?: string })?.code;
+  return code === "TIMEOUT" || code === "503" || code === "CONNECTION_CLOSED" || code === "CONNECTION_REFUSED";
+}
+
+/** Turns a nats.js failure into one of ours: StoreUnavailable when the store did not answer. */
+export function storeError(err: unknown, what: string): CircuitError {
+  if (err instanceof CircuitError) return err;
+  const m = (err as Error)?.message ?? String(err);
+  if (unreachable(err)) return new StoreUnavailable(`store did not answer ${what}: ${m}`);
+  return new StoreUnavailable(`store refused ${what}: ${m}`);
+}
+
+export class Store {
+  readonly config: StoreConfig;
+  private constructor(
+    readonly nc: NatsConnection,
+    readonly js: JetStreamClient,
+    readonly jsm: JetStreamManager,
+    readonly tree: KV,
+    readonly leases: KV,
+    config: StoreConfig,
+  ) {
+    this.config = config;
+  }
+
+  /**
+   * Connects to the store and opens (or makes) its buckets. Fails with StoreUnavailable within
+   * `requestMs` (plus the connect timeout) when no NATS server answers or JetStream is off.
+   */
+  static async connect(o: StoreOptions): Promise<Store> {
+    const servers = parseStoreUrl(o.url);
+    const config = { ...DEFAULT_STORE_CONFIG, ...o.config };
+    const copts: ConnectionOptions = {
+      servers,
+      name: "circuit",
+      timeout: config.requestMs,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      pingInterval: 2000,
+      maxPingOut: 2,
+    };
+    if (o.tlsCa) copts.tls = { caFile: o.tlsCa };
+    if (o.creds) copts.authenticator = credsAuthenticator(readFileSync(o.creds));
+    let nc: NatsConnection;
+    try {
+      nc = await connect(copts);
+    } catch (err) {
+      throw new StoreUnavailable(`cannot reach the store at ${o.url}: ${(err as Error).message}`);
+    }
+    // A JetStream cluster that has just started elects its leaders first: keep asking a while.
+    const deadline = performance.now() + config.startMs;
+    for (;;) {
+      try {
+        const js = nc.jetstream({ timeout: config.requestMs });
+        const jsm = await nc.jetstreamManager({ timeout: config.requestMs });
+        const tree = await js.views.kv(TREE, { history: 1, replicas: config.replicas });
+        const leases = await js.views.kv(LEASES, { history: 1, replicas: config.replicas, ttl: config.leaseMs });
+        const st = new Store(nc, js, jsm, tree, leases, config);
+        void st.watchStatus();
+        return st;
+      } catch (err) {
+        if (performance.now() + 500 < deadline) {
+          await new Promise((r) => setTimeout(r, 500));
+          continue;
+        }
+        await nc.close().catch(() => {});
+        throw storeError(err, `opening the /@ buckets at ${o.url} (is JetStream on, with ${config.replicas} nodes?)`);
+      }
+    }
+  }
+
+  /** The element at names, or null. */
+  async entry(names: readonly string[]): Promise<TreeEntry | null> {
+    try {
+      const e = await this.tree.get(keyOf(names));
+      if (e?.operation !== "PUT" || e.value.length === 0) return null;
+      return JSON.parse(Buffer.from(e.value).toString()) as TreeEntry;
+    } catch (err) {
+      throw storeError(err, "a tree lookup");
+    }
+  }
+
+  /** Puts a new element in the tree; AnchorBusy if the anchor holds one. */
+  async create(names: readonly string[], e: TreeEntry): Promise<void> {
+    try {
+      await this.tree.create(keyOf(names), Buffer.from(JSON.stringify(e)));
+    } catch (err) {
+      if ((err as Error)?.message?.includes("wrong last sequence")) {
+        throw new AnchorBusy(`/${names.join("/")} already holds an element`);
+      }
+      throw storeError(err, "creating an element");
+    }
+  }
+
+  async remove(names: readonly string[]): Promise<void> {
+    try {
+      await this.tree.purge(keyOf(names));
+      await this.leases.purge(keyOf(names));
+    } catch (err) {
+      throw storeError(err, "removing an element");
+    }
+  }
+
+  /** Every path in the tree (names from the root, `@` first). */
+  async paths(): Promise<{ names: string[]; entry: TreeEntry }[]> {
+    const out: { names: string[]; entry: TreeEntry }[] = [];
+    try {
+      const keys: string[] = [];
+      for await (const k of await this.tree.keys()) keys.push(k);
+      for (const k of keys) {
+        const names = namesOfKey(k);
+        const e = await this.entry(names);
+        if (e) out.push({ names, entry: e });
+      }
+    } catch (err) {
+      throw storeError(err, "listing /@");
+    }
+    return out.sort((a, b) => (a.names.join("/") < b.names.join("/") ? -1 : 1));
+  }
+
+  /** The current lease of names and its revision, or null when nobody holds it. */
+  async lease(names: readonly string[]): Promise<{ lease: Lease; revision: number } | null> {
+    try {
+      const e = await this.leases.get(keyOf(names));
+      if (e?.operation !== "PUT" || e.value.length === 0) return null;
+      return { lease: JSON.parse(Buffer.from(e.value).toString()) as Lease, revision: e.revision };
+    } catch (err) {
+      throw storeError(err, "a lease lookup");
+    }
+  }
+
+  /**
+   * Takes the lease: when nobody holds it (create), or over `revision` (a holder known dead, or
+   * ourselves again). Resolves with the new revision, or null when another daemon got there first.
+   */
+  async takeLease(names: readonly string[], me: Lease, revision?: number): Promise<number | null> {
+    const v = Buffer.from(JSON.stringify(me));
+    try {
+      return revision === undefined
+        ? await this.leases.create(keyOf(names), v)
+        : await this.leases.update(keyOf(names), v, revision);
+    } catch (err) {
+      if ((err as Error)?.message?.includes("wrong last sequence")) return null;
+      throw storeError(err, "taking a lease");
+    }
+  }
+
+  /** Renews a lease we hold; null when it is no longer ours (revision moved on, or it expired). */
+  async renewLease(names: readonly string[], me: Lease, revision: number): Promise<number | null> {
+    return this.takeLease(names, me, revision);
+  }
+
+  /** False while the connection to every NATS server is down (nats.js keeps reconnecting). */
+  connected = true;
+
+  private async watchStatus(): Promise<void> {
+    for await (const st of this.nc.status()) {
+      if (st.type === "disconnect") this.connected = false;
+      else if (st.type === "reconnect") this.connected = true;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.nc.close().catch(() => {});
+  }
+}

@@ -406,20 +406,18 @@ export class Connection {
    * outgoing frame; anything else is encoded first.
    */
   sendValue(st: ChanState, value: unknown, signal?: AbortSignal): Promise<void> {
-    // Bytes, credited, nothing held back: encoded straight into the outgoing batch and the kept
-    // copy, with no buffer of their own.
-    if (
-      value instanceof Uint8Array &&
-      value.length < KEPT_BY_REFERENCE &&
-      st.credits > 0 &&
-      st.blocking === 0 &&
-      !this.gone &&
-      !signal?.aborted
-    ) {
-      if (!this.mustWait()) {
-        const n = value.length;
-        const size = binHeadBytes(n) + n;
-        if (size > this.maxValue) return Promise.reject(tooLarge(size, this.maxValue));
+    if (value instanceof Uint8Array && value.length < KEPT_BY_REFERENCE) {
+      const n = value.length;
+      const size = binHeadBytes(n) + n;
+      if (size > this.maxValue) return Promise.reject(tooLarge(size, this.maxValue));
+      // Held back by reference, not copied (a copy would be the unbounded queue the bound exists
+      // to prevent): the bytes are read when their turn comes (documented: do not change them
+      // before the send completes).
+      if (this.mustWait()) return this.gated(() => this.sendValue(st, value, signal), signal);
+      if (this.mustHold(st)) return this.gated(() => this.sendValue(st, value, signal), signal, st.held);
+      // Credited: encoded straight into the outgoing batch and the kept copy, with no buffer of
+      // their own.
+      if (st.credits > 0 && st.blocking === 0 && !this.gone && !signal?.aborted) {
         const seq = (st.seq = (st.seq + 1) >>> 0 || 1);
         st.credits--;
         this.conn.batchBin(T.CSEND, st.handle, value, seq);
@@ -428,8 +426,6 @@ export class Connection {
       }
     }
     if (this.mustWait()) {
-      // Held back by reference, not copied: a copy would be the unbounded queue the bound exists to
-      // prevent. The value is read when its turn comes (documented: do not change it before then).
       return this.gated(() => this.sendValue(st, value, signal), signal);
     }
     let bytes: Buffer;
@@ -441,6 +437,11 @@ export class Connection {
     return this.send(st, bytes, signal);
   }
 
+  /** True if a send on `st` must wait in the client behind one of ours that waits for room (ChanState.held). */
+  private mustHold(st: ChanState): boolean {
+    return st.cap > 0 && !st.releasing && (st.blocking > 0 || st.held.length > 0);
+  }
+
   /** A channel send of already-encoded bytes. */
   send(st: ChanState, bytes: Buffer, signal?: AbortSignal): Promise<void> {
     if (this.gone) return Promise.reject(this.gone);
@@ -448,9 +449,7 @@ export class Connection {
     if (this.mustWait()) {
       return this.gated(() => this.send(st, bytes, signal), signal);
     }
-    if (st.cap > 0 && (st.blocking > 0 || (st.held.length > 0 && !st.releasing))) {
-      return this.gated(() => this.send(st, bytes, signal), signal, st.held);
-    }
+    if (this.mustHold(st)) return this.gated(() => this.send(st, bytes, signal), signal, st.held);
     const seq = (st.seq = (st.seq + 1) >>> 0 || 1);
     if (st.credits > 0 && st.blocking === 0) {
       st.credits--;

@@ -41,7 +41,8 @@ import { ProcTable, parseCommand } from "./proc.js";
 import { ProcGuard, reapPredecessor } from "./proc-guard.js";
 import { scrubProc } from "./proc-ops.js";
 import { Session, TICK_MS } from "./session.js";
-import { Store, type StoreOptions } from "./store.js";
+import { Store } from "./store.js";
+import type { StoreOptions } from "./store-config.js";
 import { StoreHost } from "./store-host.js";
 import { ServiceHost, type ServiceRemote } from "./svc-host.js";
 
@@ -207,7 +208,7 @@ export class Daemon {
   readonly mayListenBeyondLoopback: boolean;
   private readonly server: net.Server;
   private cluster: ClusterNode | undefined;
-  /** Circuit-wide anchors (/@), when started with --store (DESIGN §12). */
+  /** @internal Circuit-wide anchors (/@), when started with --store (DESIGN §12). */
   shared: StoreHost | undefined;
   private discovery: Discovery | undefined;
   private pipeIds = 0;

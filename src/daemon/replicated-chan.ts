@@ -236,8 +236,12 @@ export class ReplicatedChan {
 
   /** The receiver has the value: its `a` record makes that final. */
   ack(seq: number): Promise<void> {
+    // A host that may change nothing cannot acknowledge anything either (not even a value it has
+    // already let go of: its earlier `a` record may be the one that was refused).
+    if (this.lost) return Promise.reject(this.lost);
     const u = this.unacked.get(seq);
-    if (!u) return Promise.resolve();
+    // Acknowledged before: settled as that acknowledgement's record is (the latest batch's).
+    if (!u) return this.ackFlush ?? Promise.resolve();
     this.unacked.delete(seq);
     // Acknowledgements that arrive in one turn share one record: half the appends under load.
     if (!this.ackBatch) {

@@ -21,9 +21,15 @@ export function startOn(dir: string, port = 0, extra: string[] = []): Promise<Da
 }
 
 /** kill -9, then a new daemon on the same directory and port; returns it. */
-export async function crashAndRestart(d: Daemon, dir: string, extra: string[] = []): Promise<Daemon> {
+export async function crashAndRestart(
+  d: Daemon,
+  dir: string,
+  extra: string[] = [],
+  afterKill?: () => Promise<unknown>,
+): Promise<Daemon> {
   d.kill("SIGKILL");
   await d.exited;
+  await afterKill?.();
   const port = portOf(d);
   // The port is free again at once (the listener died with the process); retry briefly anyway.
   for (let attempt = 0; ; attempt++) {

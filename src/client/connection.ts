@@ -118,7 +118,7 @@ export interface ChanState {
    * server). Without this, a producer keeping many sends in flight against a full buffer sends
    * every later one as a blocking send of its own, and never gets back to credited sends.
    */
-  held: HeldSend[];
+  held: Gated[];
   releasing: boolean;
   /** A durable channel: a send completes only once the server has synced it (DESIGN §3.6). */
   durable: boolean;
@@ -176,20 +176,6 @@ export interface ConnectOptions {
    * attempts last RECONNECT_MS and a refused connection ends them at once.
    */
   reconnectMs?: number;
-}
-
-/**
- * A send held in the client behind one of ours that waits for room (ChanState.held): the value as
- * given (a byte value, read when its turn comes) or already encoded. A plain record, not closures:
- * against a full buffer about half of a fast producer's sends pass through here.
- */
-interface HeldSend {
-  value: unknown;
-  bytes: Buffer | undefined;
-  signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined;
-  resolve(p: Promise<void>): void;
-  reject(err: unknown): void;
 }
 
 /** An operation held back while the connection's unsent bytes are over the bound. */
@@ -428,7 +414,7 @@ export class Connection {
       // to prevent): the bytes are read when their turn comes (documented: do not change them
       // before the send completes).
       if (this.mustWait()) return this.gated(() => this.sendValue(st, value, signal), signal);
-      if (this.mustHold(st)) return this.hold(st, value, undefined, signal);
+      if (this.mustHold(st)) return this.gated(() => this.sendValue(st, value, signal), signal, st.held);
       // Credited: encoded straight into the outgoing batch and the kept copy, with no buffer of
       // their own.
       if (st.credits > 0 && st.blocking === 0 && !this.gone && !signal?.aborted) {
@@ -463,7 +449,7 @@ export class Connection {
     if (this.mustWait()) {
       return this.gated(() => this.send(st, bytes, signal), signal);
     }
-    if (this.mustHold(st)) return this.hold(st, undefined, bytes, signal);
+    if (this.mustHold(st)) return this.gated(() => this.send(st, bytes, signal), signal, st.held);
     const seq = (st.seq = (st.seq + 1) >>> 0 || 1);
     if (st.credits > 0 && st.blocking === 0) {
       st.credits--;
@@ -523,8 +509,7 @@ export class Connection {
   }
 
   /** Runs `op` once the unsent bytes are under the bound and everything held back before it has gone. */
-  private gated<R>(op: () => Promise<R>, signal?: AbortSignal): Promise<R> {
-    const queue = this.gate;
+  private gated<R>(op: () => Promise<R>, signal?: AbortSignal, queue: Gated[] = this.gate): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       const entry: Gated = {
         run: () => {
@@ -548,37 +533,15 @@ export class Connection {
     });
   }
 
-  /** Holds a send on `st` until unhold() lets it go (or its signal withdraws it without a trace). */
-  private hold(
-    st: ChanState,
-    value: unknown,
-    bytes: Buffer | undefined,
-    signal: AbortSignal | undefined,
-  ): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const h: HeldSend = { value, bytes, signal, onAbort: undefined, resolve, reject };
-      if (signal) {
-        h.onAbort = () => {
-          const i = st.held.indexOf(h);
-          if (i >= 0) st.held.splice(i, 1);
-          reject(signal.reason);
-        };
-        signal.addEventListener("abort", h.onAbort, { once: true });
-      }
-      st.held.push(h);
-    });
-  }
-
   /** Lets a channel's held sends go, in order, while none of ours waits at the server. */
   private unhold(st: ChanState): void {
     if (st.releasing) return;
     st.releasing = true;
     try {
       while (st.held.length > 0 && st.blocking === 0) {
-        const h = st.held.shift() as HeldSend;
-        if (h.onAbort) h.signal?.removeEventListener("abort", h.onAbort);
-        if (this.gone) h.reject(this.gone);
-        else h.resolve(h.bytes ? this.send(st, h.bytes, h.signal) : this.sendValue(st, h.value, h.signal));
+        const next = st.held.shift() as Gated;
+        if (this.gone) next.reject(this.gone);
+        else next.run();
       }
     } finally {
       st.releasing = false;

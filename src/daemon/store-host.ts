@@ -6,6 +6,7 @@
 
 import { randomBytes } from "node:crypto";
 import { NotFound, StoreUnavailable, WrongKind } from "../errors.js";
+import type { Logger } from "../util/log.js";
 import { Moved, type Owner, ReplicatedChan } from "./replicated-chan.js";
 import { keyOf, type Lease, type Store, storeError, type TreeEntry } from "./store.js";
 
@@ -24,7 +25,7 @@ export interface StoreHostDeps {
   me: Lease;
   /** True when membership still counts this server among the living. */
   alive(id: string): boolean;
-  log(line: string): void;
+  log: Logger;
 }
 
 export type Where = { ch: ReplicatedChan } | { moved: string };
@@ -84,7 +85,10 @@ export class StoreHost {
         return await this.bounded(names);
       } catch (err) {
         if (!(err instanceof StoreUnavailable) || performance.now() > deadline || !this.d.store.connected) throw err;
-        this.d.log(`circuit: taking over /${names.join("/")} again: ${err.message}`);
+        this.d.log.warn(
+          { event: "takeover-retry", path: `/${names.join("/")}`, reason: err.message },
+          `taking over /${names.join("/")} again: ${err.message}`,
+        );
         await new Promise((r) => setTimeout(r, 250));
       }
     }
@@ -164,11 +168,16 @@ export class StoreHost {
     const margin = this.d.store.config.leaseMs - this.d.store.config.renewMs;
     ch.fresh = () => performance.now() - h.renewedAt < margin;
     ch.onLost = (err) => {
-      this.d.log(`circuit: no longer hosting /${names.join("/")}: ${err.message}`);
+      this.d.log.warn(
+        { event: "host-lost", path: `/${names.join("/")}`, reason: err.message },
+        `no longer hosting /${names.join("/")}: ${err.message}`,
+      );
       this.drop(key, h);
     };
     this.hosted.set(key, h);
-    this.d.log(`circuit: hosting /${names.join("/")} (takeover: ${cur ? `from ${cur.lease.id}` : "free lease"})`);
+    const path = `/${names.join("/")}`;
+    if (cur) this.d.log.info({ event: "takeover", path, from: cur.lease.id }, `took over ${path} from ${cur.lease.id}`);
+    else this.d.log.info({ event: "hosting", path }, `hosting ${path}`);
     return { ch };
   }
 

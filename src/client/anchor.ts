@@ -32,6 +32,8 @@ export interface Router {
   connFor(serverId: string): Promise<Connection>;
   /** The anchors of every live server, for a recursive listing from the root. */
   servers(opts?: OpOptions): Promise<{ id: string }[]>;
+  /** Adds members the dial-in server knows and the view lacks. */
+  learnServers?(): Promise<void>;
 }
 
 /** One line of a listing. `kind`, `state` and `stat` are there for anchors that hold an element. */

@@ -334,6 +334,15 @@ export class Client extends EventEmitter implements AsyncDisposable {
     return p;
   }
 
+  /**
+   * @internal Adds the members the dial-in server knows and our view lacks (a push can be missed,
+   * say when a member declared dead comes back). For a caller told of a server it cannot find.
+   */
+  async learnServers(): Promise<void> {
+    const list = (await (await this.connFor("")).request({ op: "servers" })) as ServerInfo[];
+    for (const s of list) if (!this.view.has(s.id)) this.view.set(s.id, s);
+  }
+
   private onPush(m: Record<string, unknown>): void {
     const id = m.id as string;
     if (m.ev === "join") {

@@ -70,8 +70,10 @@ export class ReplicatedChan<T = unknown> implements AsyncIterable<T> {
       try {
         conn = await this.router.connFor(this.host);
       } catch (err) {
-        // The named host is not (or no longer) reachable: ask the dial-in server again.
+        // The named host is not (or no longer) reachable: ask the dial-in server again (and, for a
+        // host our view lacks, which members it knows).
         last = err;
+        if ((err as { code?: string }).code === "NotFound") await this.router.learnServers?.().catch(() => {});
         this.host = "";
         await sleep(RETRY_MS, signal);
         continue;

@@ -75,8 +75,12 @@ test("/metrics parses as Prometheus text and its values move with the traffic", 
     await new Promise((r) => setTimeout(r, 100));
     const p = await runCli(["-d", d.url, "mkproc", `/${d.id}/sleeper`, "--", "sleep", "30"]);
     assert.equal(p.code, 0, p.stderr);
-    await new Promise((r) => setTimeout(r, 1200));
-    const m1 = await scrape(url);
+    // The process's RSS is sampled about once a second: wait (bounded) until it has been.
+    let m1 = await scrape(url);
+    for (let i = 0; i < 50 && !(value(m1, "circuit_process_rss_bytes", { path: `/${d.id}/sleeper` }) > 0); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      m1 = await scrape(url);
+    }
     assert.equal(value(m1, "circuit_elements", { kind: "chan" }), 1);
     assert.equal(value(m1, "circuit_elements", { kind: "proc" }), 1);
     assert.equal(value(m1, "circuit_values_in_total", { kind: "chan" }), 10, "10 stored, 1 waiting for room");

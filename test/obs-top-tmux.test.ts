@@ -52,7 +52,16 @@ test("top shows the servers, refreshes in place, sorts on a key, and q leaves th
     assert.doesNotMatch(s1, /BEFORE-TOP/, "drawn over a clean screen");
 
     // Refreshes: a channel made now shows up with its len, in place (one header, not two).
-    const ch = await c.walk(`/${b.id}/fresh`).makeChan<string>(4);
+    // The client's own view of the members follows pushes and can trail servers() by a moment.
+    let ch: Awaited<ReturnType<ReturnType<typeof c.walk>["makeChan"]>> | undefined;
+    for (let i = 0; !ch; i++) {
+      try {
+        ch = await c.walk(`/${b.id}/fresh`).makeChan<string>(4);
+      } catch (err) {
+        if ((err as { code?: string }).code !== "NotFound" || i >= 50) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
     await ch.send("x");
     const s2 = await until("the new channel", 5000, (s) => s.includes(`/${b.id}/fresh`));
     assert.match(s2, new RegExp(`/${b.id}/fresh\\s+chan .*len 1/4`));

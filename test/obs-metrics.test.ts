@@ -77,7 +77,14 @@ test("/metrics parses as Prometheus text and its values move with the traffic", 
     assert.equal(p.code, 0, p.stderr);
     // The process's RSS is sampled about once a second: wait (bounded) until it has been.
     let m1 = await scrape(url);
-    for (let i = 0; i < 50 && !(value(m1, "circuit_process_rss_bytes", { path: `/${d.id}/sleeper` }) > 0); i++) {
+    const rssOf = (m: typeof m1): number => {
+      try {
+        return value(m, "circuit_process_rss_bytes", { path: `/${d.id}/sleeper` });
+      } catch {
+        return 0; // not sampled yet
+      }
+    };
+    for (let i = 0; i < 50 && !(rssOf(m1) > 0); i++) {
       await new Promise((r) => setTimeout(r, 100));
       m1 = await scrape(url);
     }

@@ -36,6 +36,7 @@ test("top shows the servers, refreshes in place, sorts on a key, and q leaves th
   const a = await startDaemon();
   const b = await startDaemon(["--join", a.url]);
   const c = await dial(a.url);
+  let cb: Awaited<ReturnType<typeof dial>> | undefined;
   try {
     for (let i = 0; i < 100 && (await c.servers()).length < 2; i++) await new Promise((r) => setTimeout(r, 100));
     tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "40", "sh");
@@ -52,16 +53,10 @@ test("top shows the servers, refreshes in place, sorts on a key, and q leaves th
     assert.doesNotMatch(s1, /BEFORE-TOP/, "drawn over a clean screen");
 
     // Refreshes: a channel made now shows up with its len, in place (one header, not two).
-    // The client's own view of the members follows pushes and can trail servers() by a moment.
-    let ch: Awaited<ReturnType<ReturnType<typeof c.walk>["makeChan"]>> | undefined;
-    for (let i = 0; !ch; i++) {
-      try {
-        ch = await c.walk(`/${b.id}/fresh`).makeChan<string>(4);
-      } catch (err) {
-        if ((err as { code?: string }).code !== "NotFound" || i >= 50) throw err;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
+    // Made through a client of b itself: this test is about top, not about a client's view of
+    // the members (which can miss a member for a while: see the issue #11 note of 2026-12-03).
+    cb = await dial(b.url);
+    const ch = await cb.walk(`/${b.id}/fresh`).makeChan<string>(4);
     await ch.send("x");
     const s2 = await until("the new channel", 5000, (s) => s.includes(`/${b.id}/fresh`));
     assert.match(s2, new RegExp(`/${b.id}/fresh\\s+chan .*len 1/4`));
@@ -80,6 +75,7 @@ test("top shows the servers, refreshes in place, sorts on a key, and q leaves th
     assert.equal(tmux("display", "-p", "-t", session, "#{cursor_flag}").trim(), "1", "the cursor is shown again");
   } finally {
     await c.close();
+    await cb?.close();
     await Promise.all([a.stop(), b.stop()]);
   }
 });

@@ -8,6 +8,7 @@ import { randomBytes } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import { ChannelClosed, type CircuitError, ProtocolError, StoreUnavailable, Unsupported } from "../errors.js";
 import { decode } from "../wire/protocol.js";
+import type { ReplicatedChanStat } from "../wire/shapes.js";
 import type { Router } from "./anchor.js";
 import type { IterateOptions, OpOptions } from "./chan.js";
 import type { Connection } from "./connection.js";
@@ -16,19 +17,7 @@ import type { Connection } from "./connection.js";
 const CARRY_MS = 20_000;
 const RETRY_MS = 100;
 
-export interface ReplicatedChanStat {
-  cap: number;
-  len: number;
-  closed: boolean;
-  aborted: boolean;
-  numSend: number;
-  numRecv: number;
-  waitingSenders: number;
-  waitingReceivers: number;
-  replicas: number;
-  /** The server hosting the channel when this stat was taken (the holder of its lease). */
-  host: string;
-}
+export type { ReplicatedChanStat };
 
 /** Errors after which an operation is issued again (the host is gone or moved), not reported. */
 function carriedOver(err: unknown): boolean {

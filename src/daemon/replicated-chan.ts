@@ -12,6 +12,7 @@
 import { headers, type JetStreamClient, type JetStreamManager, type MsgHdrs } from "nats";
 import { ChannelAborted, ChannelClosed, CircuitError } from "../errors.js";
 import { Deque } from "../util/deque.js";
+import type { ReplicatedChanStat } from "../wire/shapes.js";
 
 /** A party to the channel: one client session on the host. */
 export type Owner = object;
@@ -35,19 +36,7 @@ interface PendingRecv {
   done: (err: CircuitError | undefined, v?: Value) => void;
 }
 
-export interface RStat {
-  cap: number;
-  len: number;
-  closed: boolean;
-  aborted: boolean;
-  numSend: number;
-  numRecv: number;
-  waitingSenders: number;
-  waitingReceivers: number;
-  replicas: number;
-  /** The server hosting the channel now (the holder of its lease). */
-  host: string;
-}
+export type RStat = ReplicatedChanStat;
 
 /** The host lost the element (fenced or store failure): clients should ask again where it lives. */
 /** How many acknowledgements between two trims of the log. */

@@ -21,6 +21,13 @@ export interface ChanStat {
   bytes?: number;
 }
 
+/** A replicated channel's stat (DESIGN §12): a channel's, with its replicas and current host. */
+export interface ReplicatedChanStat extends Omit<ChanStat, "durable" | "bytes"> {
+  replicas: number;
+  /** The server hosting the channel when this stat was taken (the holder of its lease). */
+  host: string;
+}
+
 /** What to run. */
 export interface ProcCommand {
   /** The program; without a slash it is looked up in the PATH of the hosting server. */

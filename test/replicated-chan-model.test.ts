@@ -182,3 +182,38 @@ test("random operations and takeovers: completed sends acknowledged exactly once
     { numRuns: 300 },
   );
 });
+
+test("a host whose log another host took over stops its waiting receivers when it checks (verify)", async () => {
+  const st = new FakeStream();
+  const a = await ReplicatedChan.resume(st.js, st.jsm, "S", 4, 3, "HA");
+  let err: { code?: string } | undefined;
+  a.recv({}, 1, (e) => {
+    err = e;
+  });
+  await settle();
+  assert.equal(a.waiting, true, "the receive waits on A");
+  // A has appended nothing since it resumed: its log has not moved yet, so the check keeps it.
+  await a.verify();
+  assert.equal(err, undefined);
+  // B takes the log over (as after two daemons both believed they held the lease) and stores a value.
+  const b = await ReplicatedChan.resume(st.js, st.jsm, "S", 4, 3, "HB");
+  b.send({}, 2, Buffer.from("x"), "id-x", () => {});
+  await settle();
+  assert.equal(err, undefined, "without a check, A would keep its receiver waiting forever");
+  await a.verify();
+  assert.equal(err?.code, "Moved", "A's receiver is told to ask again");
+  assert.ok(a.lost, "A changes nothing more");
+});
+
+test("an append answered 'duplicate' at sequence 0 (seen, not stored) does not complete the send", async () => {
+  const st = new FakeStream();
+  const h = await ReplicatedChan.resume(st.js, st.jsm, "S", 4, 3, "H");
+  st.ids.set("id-y", 0);
+  let result: { code?: string } | undefined | "ok";
+  h.send({}, 1, Buffer.from("y"), "id-y", (e) => {
+    result = e ?? "ok";
+  });
+  await settle();
+  assert.notEqual(result, "ok", "not reported stored");
+  assert.equal((result as { code?: string }).code, "Moved", "the client asks again");
+});

@@ -63,12 +63,17 @@ test("host killed or paused and a NATS node killed at random moments: every comp
     const cch = (await consumerClient.walk("/@/q").get()) as ReplicatedChan<V>;
     const total = () => completed.reduce((n, a) => n + a.length, 0);
     const drainUntil = { at: Number.POSITIVE_INFINITY };
+    // When (ms into the test) the consumer's receives timed out: a value left behind is told apart
+    // from a consumer that could not reach the channel.
+    const timeouts: number[] = [];
+    const t0 = performance.now();
     const consumer = (async () => {
       while (performance.now() < drainUntil.at) {
         try {
           got.push(await cch.recv({ signal: AbortSignal.timeout(2000) }));
         } catch (err) {
           if ((err as Error).name === "TimeoutError") {
+            timeouts.push(Math.round(performance.now() - t0));
             if (stop && new Set(got.map((v) => `${v.p}:${v.i}`)).size >= total()) return;
             continue;
           }
@@ -79,7 +84,6 @@ test("host killed or paused and a NATS node killed at random moments: every comp
     })();
 
     const log: string[] = [];
-    const t0 = performance.now();
     let natsDown: (typeof sc.nats.nodes)[0] | undefined;
     for (let e = 0; e < EVENTS && performance.now() - t0 < CHAOS_MS; e++) {
       await sleep(1500 + Math.random() * 2500);
@@ -151,9 +155,25 @@ test("host killed or paused and a NATS node killed at random moments: every comp
       console.log(
         `missing ${JSON.stringify(missing.slice(0, 20))}; stat ${JSON.stringify(st)}; failures ${failures.join(" | ")}`,
       );
+      console.log(
+        `consumer timeouts at ${timeouts.slice(-12).join(", ")} ms; stopped at ${Math.round(performance.now() - t0)} ms`,
+      );
+      const again = await cch.recv({ signal: AbortSignal.timeout(10_000) }).then(
+        (v) => JSON.stringify(v),
+        (e) => String(e),
+      );
+      console.log(`one more receive: ${again}`);
       const last = new Map<number, number>();
       for (const v of got) last.set(v.p, v.i);
       console.log(`last received per producer ${JSON.stringify([...last])}`);
+      // The daemons' warnings (lost hosting, takeover retries, duplicate appends) tell the story.
+      for (const d of sc.daemons) {
+        const warn = d
+          .stderr()
+          .split("\n")
+          .filter((l) => l.includes('"level":"warn"') || l.includes("takeover") || l.includes("dup-append"));
+        console.log(`--- ${d.id}:\n${warn.join("\n")}`);
+      }
     }
     assert.deepEqual(missing, [], "no completed send is lost");
     assert.deepEqual(phantom, [], "nothing is received that nobody sent");

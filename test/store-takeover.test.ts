@@ -65,6 +65,10 @@ test("killing the host: another daemon takes over within 5 s (median), nothing l
       `takeover after kill -9 (ms): ${sorted.map((t) => Math.round(t)).join(", ")}; median ${Math.round(median)}`,
     );
     assert.ok(median <= 5000, `median takeover ${Math.round(median)} ms`);
+  } catch (err) {
+    // What each daemon said (takeovers, lost leases) is what tells a failure here apart.
+    for (const d of sc.daemons) console.log(`--- daemon ${d.id} stderr:\n${d.stderr().slice(-4000)}`);
+    throw err;
   } finally {
     await Promise.all(clients.map((c) => c.close().catch(() => {})));
     await sc.stop();

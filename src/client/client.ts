@@ -190,12 +190,26 @@ export class Client extends EventEmitter implements AsyncDisposable {
 
   /** Makes `c` the dial-in connection: its membership view replaces ours, and its loss moves us on. */
   private async adopt(c: Connection): Promise<void> {
+    // Pushes can be read in the same chunk as the answer, before this function resumes: they are
+    // newer than the list, so they are kept and applied after it (else the list would undo them).
+    let early: Record<string, unknown>[] | undefined = [];
     c.onPush = (m) => {
-      if (this.home === c) this.onPush(m);
+      if (this.home !== c) return;
+      if (early) early.push(m);
+      else this.onPush(m);
     };
-    const list = (await c.request({ op: "watch" })) as ServerInfo[];
+    let list: ServerInfo[];
+    try {
+      list = (await c.request({ op: "watch" })) as ServerInfo[];
+    } catch (err) {
+      early = undefined;
+      throw err;
+    }
+    const kept = early;
+    early = undefined;
     this.view.clear();
     for (const s of list) this.view.set(s.id, s);
+    for (const m of kept) this.onPush(m);
     // Connections to servers the new view does not know are to servers that left meanwhile.
     for (const id of this.conns.keys()) {
       if (!this.view.has(id)) this.failConn(id, new ServerGone(`server ${id} left the circuit`));

@@ -19,6 +19,12 @@ const RETRY_MS = 100;
 
 export type { ReplicatedChanStat };
 
+/**
+ * Operation ids, unique in this process: a host names a receive by its session and opid, and
+ * one session may hold several handles on one channel (a cancel must reach only its own).
+ */
+let nextOpid = 0;
+
 /** Errors after which an operation is issued again (the host is gone or moved), not reported. */
 function carriedOver(err: unknown): boolean {
   const code = (err as { code?: string })?.code;
@@ -29,7 +35,6 @@ export class ReplicatedChan<T = unknown> implements AsyncIterable<T> {
   readonly kind = "chan";
   private readonly idPrefix = randomBytes(8).toString("hex");
   private sends = 0;
-  private opids = 0;
   /** The server we believe hosts the channel; "" asks the dial-in server. */
   private host = "";
 
@@ -105,12 +110,12 @@ export class ReplicatedChan<T = unknown> implements AsyncIterable<T> {
   async send(value: T, opts?: OpOptions): Promise<void> {
     const bytes = this.encodeValue(value);
     const id = `${this.idPrefix}-${++this.sends}`;
-    await this.op({ act: "send", opid: ++this.opids, id, value: bytes }, opts?.signal);
+    await this.op({ act: "send", opid: ++nextOpid, id, value: bytes }, opts?.signal);
   }
 
   /** Takes the next value from the host, unacknowledged: `ack` keeps it, `giveBack` returns it. */
   private async take(signal?: AbortSignal): Promise<Taken> {
-    const opid = ++this.opids;
+    const opid = ++nextOpid;
     const { r, conn } = await this.op({ act: "recv", opid }, signal);
     const got = r as { seq: number; value: Uint8Array };
     return {

@@ -2,8 +2,12 @@
 // state is a log in a JetStream stream with R replicas: `v` records are values (with the sender's
 // id), `a` records acknowledge a delivered value, `c` closes, `h` marks a new host. The host keeps
 // the buffer in memory as the log says it is and appends every change with JetStream's "expected
-// last sequence": once another host has appended its `h` record, nothing this one appends is
-// accepted (fencing), whatever it still believes.
+// last sequence": once another host has appended its `h` record, this one's next append is refused
+// (fencing), and it stops at once, whatever it still believes. Appends it had in flight behind that
+// one can still be accepted after the `h` (the store checks each expectation alone, and the second
+// of two pipelined appends expects the sequence the `h` took): they are records of the log like any
+// other, which every host reading the log applies; the new host finds them at its next append,
+// which is refused, or its next check (verify), and reads the log again.
 //
 // Sends complete when their `v` record is stored on a quorum (the publish ack). A value handed to
 // a receiver stays in the log until its `a` record is stored: if the host dies first, the next host
@@ -69,9 +73,13 @@ export class ReplicatedChan {
   private trimmedTo = 0;
   /** The sequence the next append expects the stream to end at. */
   private expect = 0;
+  /** Appends sent and not yet answered. */
+  private appending = 0;
   /** Set once this host may change nothing any more. */
   lost: CircuitError | undefined;
   onLost: (err: CircuitError) => void = () => {};
+  /** A value's append was answered "duplicate" (its id was stored before, at `seq`). */
+  onDuplicate: (id: string, seq: number) => void = () => {};
   /**
    * Whether this host's lease is surely still its own. Values are handed out only while it is:
    * a host replaced unawares would otherwise hand out values from a buffer that is no longer true.
@@ -180,11 +188,19 @@ export class ReplicatedChan {
     for (const [k, v] of Object.entries(fields)) h.set(k, v);
     const expect = this.expect++;
     const opts = { headers: h, expect: { lastSequence: expect }, ...(fields["C-Id"] ? { msgID: fields["C-Id"] } : {}) };
+    this.appending++;
     return this.js.publish(ReplicatedChan.subject(this.stream), data ?? new Uint8Array(0), opts).then(
       (ack) => {
+        this.appending--;
         if (ack.duplicate && t === "v") {
-          // Stored before, and trimmed from the log since (its id is in JetStream's window): the
-          // send is done; the stream did not grow, so the appends behind this one must start over.
+          this.onDuplicate(fields["C-Id"] ?? "", ack.seq);
+          // Sequence 0: the store has seen the id but not stored it yet (a proposal in flight, or
+          // one lost with a NATS leader): not done. The client asks again; the next host's replay
+          // finds it once it is stored.
+          if (ack.seq === 0) throw this.lose(new Moved(`log of ${this.stream}: a send is not confirmed yet`));
+          // Stored before: trimmed from the log since (its id is in JetStream's window), or stored
+          // by an earlier host after this one read the log. The send is done; this host's view is
+          // behind the log, so it stops and the next host reads the log again.
           queueMicrotask(() => this.lose(new Moved(`log of ${this.stream} resynchronizes`)));
           return 0;
         }
@@ -192,9 +208,31 @@ export class ReplicatedChan {
         return ack.seq;
       },
       (err) => {
+        this.appending--;
         throw this.lose(new Moved(`cannot append to ${this.stream}: ${(err as Error).message}`));
       },
     );
+  }
+
+  /** Whether anyone waits on this host: a receiver with no value, or a sender with no room. */
+  get waiting(): boolean {
+    return this.receivers.length > 0 || this.senders.length > 0;
+  }
+
+  /**
+   * Checks that the log still ends where this host's last append left it. A host learns that
+   * another one took over (fenced it) when an append fails; one that appends nothing, because
+   * its parties are all waiting, would otherwise keep them waiting on a stale buffer forever.
+   * Leases alone do not rule that out: NATS servers before 2.9.21 can accept two concurrent
+   * compare-and-set updates of one key (nats-server issue 4320), so two daemons can both believe
+   * they hold a lease for a moment.
+   */
+  async verify(): Promise<void> {
+    if (this.lost || this.appending > 0) return;
+    const at = this.expect;
+    const info = await (await this.jsm).streams.info(this.stream);
+    if (this.lost || this.appending > 0 || this.expect !== at) return;
+    if (info.state.last_seq !== at) this.lose(new Moved(`log of ${this.stream} moved on under another host`));
   }
 
   /** This host may change nothing any more: everyone waiting here is told to ask again. */

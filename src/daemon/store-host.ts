@@ -174,6 +174,11 @@ export class StoreHost {
       );
       this.drop(key, h);
     };
+    ch.onDuplicate = (id, seq) =>
+      this.d.log.info(
+        { event: "duplicate-send", path: `/${names.join("/")}`, id, seq },
+        `/${names.join("/")}: send ${id} was stored before (at ${seq})`,
+      );
     this.hosted.set(key, h);
     const path = `/${names.join("/")}`;
     if (cur) this.d.log.info({ event: "takeover", path, from: cur.lease.id }, `took over ${path} from ${cur.lease.id}`);
@@ -205,6 +210,8 @@ export class StoreHost {
     else {
       h.revision = rev;
       h.renewedAt = asked;
+      // Parties waiting here: make sure no other daemon took the log over meanwhile.
+      if (h.ch.waiting) h.ch.verify().catch(() => {});
     }
   }
 

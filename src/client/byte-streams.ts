@@ -4,7 +4,8 @@
 
 import { Readable, Writable } from "node:stream";
 import { type CircuitError, ProtocolError } from "../errors.js";
-import type { Connection, StreamWriter } from "./connection.js";
+import type { Connection } from "./connection.js";
+import type { StreamWriter } from "./stream-message.js";
 
 /** Sends `req` with a fresh receiver id `rid`; resolves with the stream the server attaches to it. */
 export function requestStream(c: Connection, req: Record<string, unknown>, signal?: AbortSignal): Promise<Readable> {

@@ -2,10 +2,9 @@
 // credits, receivers and stream messages. Handles (Chan, Anchor) sit on top of it.
 
 import { randomBytes } from "node:crypto";
-import { Readable, Writable } from "node:stream";
+import type { Readable } from "node:stream";
 import { finished } from "node:stream/promises";
 import {
-  AuthFailed,
   ChannelAborted,
   type CircuitError,
   fromWire,
@@ -13,25 +12,16 @@ import {
   ProtocolError,
   ServerGone,
   StreamBroken,
-  Timeout,
 } from "../errors.js";
-import { FrameConn } from "../transport/frame-conn.js";
-import { authError, connectTo, readyEvent } from "../transport/secure.js";
+import type { FrameConn } from "../transport/frame-conn.js";
 import { Deque } from "../util/deque.js";
 import { binHeadBytes, forEachEntry, writeBinHead } from "../wire/frame.js";
-import {
-  DEFAULT_MAX_VALUE,
-  decode,
-  encode,
-  FRAME_SLACK,
-  PROTOCOL_VERSION,
-  STREAM_WINDOW,
-  T,
-  tail,
-  u32,
-} from "../wire/protocol.js";
-import { formatHost } from "../wire/url.js";
+import { DEFAULT_MAX_VALUE, decode, encode, PROTOCOL_VERSION, T, tail, u32 } from "../wire/protocol.js";
 import { checkValue } from "../wire/value-check.js";
+import { type ConnectOptions, dialLink, startKeepalive, whereOf } from "./link.js";
+import { StreamReader, StreamWriter } from "./stream-message.js";
+
+export type { ConnectOptions } from "./link.js";
 
 /** How a receiver id's events reach its owner. */
 export interface RecvSink {
@@ -133,9 +123,6 @@ interface Completion {
   reject(err: CircuitError): void;
 }
 
-/** A quiet server is pinged after PING_MS and given up after SILENT_MS (DESIGN §6: 5 s). */
-const PING_MS = 1000;
-const SILENT_MS = 5000;
 /** How many credits a sender asks for at most. */
 const MAX_WANT = 1024;
 /** Default bound on bytes a connection holds that the operating system has not accepted yet. */
@@ -154,28 +141,6 @@ const RECONNECT_EVERY_MS = 100;
 
 function tooLarge(size: number, max: number): MessageTooLarge {
   return new MessageTooLarge(`value of ${size} bytes exceeds the limit of ${max}`);
-}
-
-export interface ConnectOptions {
-  host: string;
-  port: number;
-  /** Cluster key: the connection is TLS-PSK, and the server must hold the same key. */
-  key?: Buffer;
-  signal?: AbortSignal;
-  /** Connect plus handshake deadline in ms. Default 10,000. */
-  timeoutMs?: number;
-  /**
-   * Most bytes of values this connection holds before the operating system has accepted them;
-   * past it, sends wait (as a Go send into a full buffer would). Default DEFAULT_MAX_UNSENT.
-   */
-  maxUnsentBytes?: number;
-  /**
-   * How long a broken connection keeps trying to reach the same server (same server ID) before
-   * everything on it fails with ServerGone, refused connections included: set it to ride through
-   * a restart of a daemon on the same `--data` and address (durable channels). Without it, the
-   * attempts last RECONNECT_MS and a refused connection ends them at once.
-   */
-  reconnectMs?: number;
 }
 
 /** An operation held back while the connection's unsent bytes are over the bound. */
@@ -239,7 +204,7 @@ export class Connection {
     this.closed = new Promise((r) => {
       this.resolveClosed = r;
     });
-    this.where = `${formatHost(opts.host)}:${opts.port}`;
+    this.where = whereOf(opts);
     if (opts.maxUnsentBytes !== undefined) this.maxUnsent = opts.maxUnsentBytes;
   }
 
@@ -258,34 +223,19 @@ export class Connection {
     conn.onDrain = () => this.admit();
   }
 
-  /**
-   * Keepalive: a server that says nothing for a while is asked; one silent for SILENT_MS (a
-   * stopped process, a cut cable) is gone, and everything waiting on it fails with ServerGone.
-   */
+  /** Keepalive (link.ts): a server silent for too long is gone, and everything waiting on it fails. */
   private startHeartbeat(): void {
     clearInterval(this.heartbeat);
-    let lastTick = performance.now();
-    let listeningSince = lastTick;
-    this.heartbeat = setInterval(() => {
-      const now = performance.now();
-      // After a stall of our own (a blocked event loop, a starved CPU) we were not listening:
-      // the server's silence counts only from when we are back, and gets a ping at once.
-      if (now - lastTick > PING_MS) listeningSince = now;
-      lastTick = now;
-      const quiet = now - Math.max(this.conn.lastInput, listeningSince);
-      // Our own output draining is progress too: the server is reading, though its answers (our
-      // pings' among them) wait behind what we queued.
-      const stuck = this.conn.unsent === 0 || now - this.conn.lastDrain > SILENT_MS;
-      if (quiet > SILENT_MS && stuck) {
-        this.fail(new ServerGone(`no answer from ${this.serverId} for ${Math.round(quiet)} ms`));
-      } else if ((quiet >= PING_MS || listeningSince === now || now - this.conn.lastOutput >= PING_MS) && !this.gone) {
-        // Also when we have said nothing for a while: the server reaps connections that stay mute.
+    this.heartbeat = startKeepalive({
+      link: () => this.conn,
+      silent: (quiet) => this.fail(new ServerGone(`no answer from ${this.serverId} for ${Math.round(quiet)} ms`)),
+      ping: () => {
+        if (this.gone) return;
         const id = this.id();
         this.pending.set(id, { resolve: () => {}, reject: () => {} });
         this.conn.send(T.REQ, [id], encode({ op: "ping" }));
-      }
-    }, PING_MS / 2);
-    this.heartbeat.unref();
+      },
+    });
   }
 
   static async open(opts: ConnectOptions): Promise<Connection> {
@@ -294,58 +244,15 @@ export class Connection {
     return c;
   }
 
-  /** Opens a socket to the server, attaches it and completes the handshake. */
-  private async connectLink(signal: AbortSignal | undefined, timeoutMs: number): Promise<void> {
-    const opts = { ...this.opts, signal };
-    const where = this.where;
-    const sock = connectTo(opts.host, opts.port, opts.key);
-    const conn = new FrameConn(sock, { maxFrame: DEFAULT_MAX_VALUE + FRAME_SLACK });
-    this.attach(conn);
-    let timer: NodeJS.Timeout | undefined;
-    const onAbort = () => sock.destroy(opts.signal?.reason);
-    try {
-      return await new Promise<void>((resolve, reject) => {
-        timer = setTimeout(() => {
-          reject(new Timeout(`no answer from ${where} within ${timeoutMs} ms`));
-          sock.destroy();
-        }, timeoutMs);
-        if (opts.signal?.aborted) return reject(opts.signal.reason);
-        opts.signal?.addEventListener("abort", () => {
-          reject(opts.signal?.reason);
-          onAbort();
-        });
-        sock.once("error", (err: NodeJS.ErrnoException) => {
-          reject(
-            authError(err, opts.key !== undefined, where) ??
-              new ServerGone(`cannot reach a circuit server at ${where}: ${err.code ?? err.message}`, { cause: err }),
-          );
-        });
-        sock.once(readyEvent(sock), () =>
-          conn.send(T.HELLO, [], encode({ v: PROTOCOL_VERSION, role: "client", cid: this.cid })),
-        );
-        // Reached, then dropped before the HELLO answer: the keys did not match (or one side has none).
-        sock.once("connect", () => {
-          this.handshakeError = new AuthFailed(
-            opts.key
-              ? `${where} refused our cluster key (wrong key, or the server uses none)`
-              : `${where} closed the connection during the handshake: it requires a cluster key`,
-          );
-        });
-        // Bytes that are not our frames before the handshake: most likely a TLS server's alert.
-        conn.onBadInput = () =>
-          reject(
-            opts.key
-              ? new ProtocolError(`${where} did not answer in the circuit protocol`)
-              : new AuthFailed(`${where} did not answer in the circuit protocol; it may require a cluster key`),
-          );
-        this.pending.set(0, {
-          resolve: () => resolve(),
-          reject: (e) => reject(e),
-        });
-      });
-    } finally {
-      clearTimeout(timer);
-    }
+  /** Opens a socket to the server, attaches it and completes the handshake (link.ts). */
+  private connectLink(signal: AbortSignal | undefined, timeoutMs: number): Promise<void> {
+    return dialLink(this.opts, signal, timeoutMs, this.cid, {
+      attach: (conn) => this.attach(conn),
+      handshakeClosed: (err) => {
+        this.handshakeError = err;
+      },
+      awaitHello: (settle) => this.pending.set(0, settle as Pending),
+    });
   }
 
   get isClosed(): boolean {
@@ -1268,124 +1175,5 @@ export class Connection {
     this.admit();
     settle?.reject(err);
     this.resolveClosed(this.closing ? undefined : err);
-  }
-}
-
-/** The writable side of a stream message: bytes leave as the server grants credit. */
-/** Most bytes one SDATA frame carries: big enough that a stream moves in few frames and writes. */
-const SDATA_MAX = 256 * 1024;
-
-export class StreamWriter extends Writable {
-  private credits = 0;
-  private waiting: (() => void) | undefined;
-  private ended = false;
-
-  constructor(
-    private readonly c: Connection,
-    private readonly sid: number,
-  ) {
-    super({ highWaterMark: 64 * 1024 });
-    // The error stays observable (write callbacks, `sent`, `errored`); without a listener a broken
-    // stream nobody is writing to would crash the process.
-    this.on("error", () => {});
-  }
-
-  credit(n: number): void {
-    this.credits += n;
-    const w = this.waiting;
-    this.waiting = undefined;
-    w?.();
-  }
-
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    let off = 0;
-    const step = (): void => {
-      while (off < chunk.length) {
-        if (this.destroyed) return cb(new StreamBroken("stream was destroyed"));
-        if (this.credits === 0) {
-          this.waiting = step;
-          return;
-        }
-        const n = Math.min(this.credits, chunk.length - off, SDATA_MAX);
-        this.c.frameOut(T.SDATA, [this.sid], chunk.subarray(off, off + n));
-        this.credits -= n;
-        off += n;
-      }
-      cb();
-    };
-    step();
-  }
-
-  override _final(cb: (err?: Error | null) => void): void {
-    this.ended = true;
-    this.c.frameOut(T.SFIN, [this.sid]);
-    // Finished (and `sent`) only once the end marker has left this process.
-    this.c.written().then(
-      () => {
-        this.c.forgetStream(this.sid);
-        cb();
-      },
-      (err) => {
-        this.c.forgetStream(this.sid);
-        cb(err);
-      },
-    );
-  }
-
-  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    if (!this.ended) {
-      this.ended = true;
-      const why = err?.message ?? "sender destroyed the stream";
-      this.c.frameOut(T.SABORT, [this.sid], encode({ code: "StreamBroken", message: why }));
-      this.c.forgetStream(this.sid);
-    }
-    const w = this.waiting;
-    this.waiting = undefined;
-    w?.();
-    cb(err);
-  }
-}
-
-/** The readable side of a stream message: credit goes back to the server as the reader consumes. */
-export class StreamReader extends Readable {
-  private owed = 0;
-  private finished = false;
-
-  constructor(
-    private readonly c: Connection,
-    private readonly pid: number,
-  ) {
-    super({ highWaterMark: STREAM_WINDOW });
-    // A reader that has not started reading yet still sees the error when it does.
-    this.on("error", () => {});
-    c.frameOut(T.SCREDIT, [pid, STREAM_WINDOW]);
-  }
-
-  data(chunk: Buffer): void {
-    // Copied only when a small piece of a bigger read buffer (StreamPipe.write says why).
-    const own = chunk.length * 2 >= chunk.buffer.byteLength ? chunk : Buffer.from(chunk);
-    if (this.push(own)) this.c.frameOut(T.SCREDIT, [this.pid, chunk.length]);
-    else this.owed += chunk.length;
-  }
-
-  override push(chunk: Buffer | null): boolean {
-    if (chunk === null) this.finished = true;
-    return super.push(chunk);
-  }
-
-  override _read(): void {
-    if (this.owed > 0) {
-      this.c.frameOut(T.SCREDIT, [this.pid, this.owed]);
-      this.owed = 0;
-    }
-  }
-
-  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    if (!this.finished) {
-      this.finished = true;
-      this.c.frameOut(T.SDROP, [this.pid]);
-      this.c.forgetReader(this.pid);
-    }
-    cb(err);
   }
 }

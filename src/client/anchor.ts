@@ -20,6 +20,7 @@ import type { Connection } from "./connection.js";
 import { checkNameserverAddr, Nameserver } from "./nameserver.js";
 import { checkCommand, type MakeProcOptions, Proc, type ProcCommand } from "./proc.js";
 import { ReplicatedChan } from "./replicated-chan.js";
+import type { Router } from "./router.js";
 import { ServerHandle } from "./server-handle.js";
 import { checkSpec, Service, type ServiceSpec } from "./service.js";
 import { Subscription } from "./subscription.js";
@@ -27,14 +28,7 @@ import { Subscription } from "./subscription.js";
 /** What an anchor can hold, as a handle. */
 export type Element = Chan | ReplicatedChan | ServerHandle | Subscription | Proc | Nameserver | Service;
 
-/** How an Anchor reaches the server that hosts it. */
-export interface Router {
-  connFor(serverId: string): Promise<Connection>;
-  /** The anchors of every live server, for a recursive listing from the root. */
-  servers(opts?: OpOptions): Promise<{ id: string }[]>;
-  /** Adds members the dial-in server knows and the view lacks. */
-  learnServers?(): Promise<void>;
-}
+export type { Router } from "./router.js";
 
 /** One line of a listing. `kind`, `state` and `stat` are there for anchors that hold an element. */
 export interface ListEntry {

@@ -4,6 +4,7 @@ import type { Readable } from "node:stream";
 import { NotFound, WrongKind } from "../errors.js";
 import { formatPath, parsePath } from "../wire/path.js";
 import { MAX_CAP, MAX_DURABLE_CAP } from "../wire/protocol.js";
+import type { MakeProcRequest } from "../wire/requests.js";
 import { Chan, type OpOptions } from "./chan.js";
 
 export interface MakeChanOptions extends OpOptions {
@@ -85,7 +86,7 @@ export class Anchor {
    * is skipped, not fatal.
    */
   async list(opts?: OpOptions & { recursive?: boolean; long?: boolean }): Promise<ListEntry[]> {
-    const req = { op: "ls", recursive: opts?.recursive === true, long: opts?.long === true };
+    const req = { op: "ls" as const, recursive: opts?.recursive === true, long: opts?.long === true };
     if (this.names.length === 0 && opts?.recursive) {
       const c = await this.conn();
       const top = (await c.request({ ...req, path: [], recursive: false }, opts?.signal)) as ListEntry[];
@@ -212,7 +213,7 @@ export class Anchor {
     const rid2 = expect("stderr");
     let r: { eid: number; pid: number };
     try {
-      const req = {
+      const req: MakeProcRequest = {
         op: "mkproc",
         path: this.names,
         cmd,

@@ -17,6 +17,7 @@ import type { FrameConn } from "../transport/frame-conn.js";
 import { Deque } from "../util/deque.js";
 import { binHeadBytes, forEachEntry, writeBinHead } from "../wire/frame.js";
 import { DEFAULT_MAX_VALUE, decode, encode, PROTOCOL_VERSION, T, tail, u32 } from "../wire/protocol.js";
+import type { Push, Request, ServerHello } from "../wire/requests.js";
 import { checkValue } from "../wire/value-check.js";
 import { type ConnectOptions, dialLink, startKeepalive, whereOf } from "./link.js";
 import { StreamReader, StreamWriter } from "./stream-message.js";
@@ -233,7 +234,7 @@ export class Connection {
         if (this.gone) return;
         const id = this.id();
         this.pending.set(id, { resolve: () => {}, reject: () => {} });
-        this.conn.send(T.REQ, [id], encode({ op: "ping" }));
+        this.conn.send(T.REQ, [id], encode({ op: "ping" } satisfies Request));
       },
     });
   }
@@ -260,7 +261,7 @@ export class Connection {
   }
 
   /** A control request; resolves with the server's result. */
-  request(req: Record<string, unknown>, signal?: AbortSignal): Promise<unknown> {
+  request(req: Request, signal?: AbortSignal): Promise<unknown> {
     if (this.gone) return Promise.reject(this.gone);
     if (signal?.aborted) return Promise.reject(signal.reason);
     // Behind held-back sends, so that (say) a close issued after them still comes after them.
@@ -802,7 +803,7 @@ export class Connection {
         return;
       }
       case T.HELLO: {
-        const h = decode(body) as { v: number; id: string; url: string; maxValue: number };
+        const h = decode(body) as ServerHello;
         if (h.v !== PROTOCOL_VERSION) throw new ProtocolError(`server speaks protocol ${h.v}`);
         this.serverId = h.id;
         this.url = h.url;
@@ -813,8 +814,8 @@ export class Connection {
         return;
       }
       case T.PUSH: {
-        const m = decode(body) as Record<string, unknown>;
-        if (m.ev === "released") this.released(m.handle as number);
+        const m = decode(body) as Push;
+        if (m.ev === "released") this.released(m.handle);
         else this.onPush(m);
         return;
       }
@@ -1126,7 +1127,7 @@ export class Connection {
   private async openAgain(names: readonly string[]): Promise<{ kind?: string; handle?: number } | null> {
     const id = this.id();
     this.resumeIds.add(id);
-    this.conn.send(T.REQ, [id], encode({ op: "open", path: names }));
+    this.conn.send(T.REQ, [id], encode({ op: "open", path: names } satisfies Request));
     try {
       return (await (this.wait(id) as Promise<unknown>)) as { kind?: string; handle?: number } | null;
     } finally {

@@ -6,6 +6,7 @@ import { AuthFailed, type CircuitError, ProtocolError, ServerGone, Timeout } fro
 import { FrameConn } from "../transport/frame-conn.js";
 import { authError, connectTo, readyEvent } from "../transport/secure.js";
 import { DEFAULT_MAX_VALUE, encode, FRAME_SLACK, PROTOCOL_VERSION, T } from "../wire/protocol.js";
+import type { ClientHello } from "../wire/requests.js";
 import { formatHost } from "../wire/url.js";
 
 export interface ConnectOptions {
@@ -80,7 +81,9 @@ export async function dialLink(
             new ServerGone(`cannot reach a circuit server at ${where}: ${err.code ?? err.message}`, { cause: err }),
         );
       });
-      sock.once(readyEvent(sock), () => conn.send(T.HELLO, [], encode({ v: PROTOCOL_VERSION, role: "client", cid })));
+      sock.once(readyEvent(sock), () =>
+        conn.send(T.HELLO, [], encode({ v: PROTOCOL_VERSION, role: "client", cid } satisfies ClientHello)),
+      );
       // Reached, then dropped before the HELLO answer: the keys did not match (or one side has none).
       sock.once("connect", () => {
         hooks.handshakeClosed(

@@ -16,6 +16,7 @@ import { createServer, isIP } from "node:net";
 import { basename, dirname, join } from "node:path";
 import { AccessDenied, ProtocolError, StreamBroken, WrongKind } from "../errors.js";
 import { formatPath } from "../wire/path.js";
+import type { Received } from "../wire/requests.js";
 import type { FileInfo, FileStat } from "../wire/shapes.js";
 import { FsRoot, fsError, resolveFsRoot } from "./fs-root.js";
 import { listeningPorts } from "./procfs.js";
@@ -105,7 +106,7 @@ export function hostRequest(
   d: HostOpsHost,
   s: StreamSession,
   names: string[],
-  r: Record<string, unknown>,
+  r: Received<"host">,
   reply: Reply,
   fail: Fail,
 ): void {

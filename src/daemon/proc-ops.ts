@@ -22,6 +22,7 @@
 import { AnchorBusy, BadSignal, NotFound, ProtocolError, ServerGone, WrongKind } from "../errors.js";
 import type { Logger } from "../util/log.js";
 import { formatPath } from "../wire/path.js";
+import type { Received } from "../wire/requests.js";
 import { signalName } from "../wire/signals.js";
 import type { Element, ProcElement } from "./elements.js";
 import { type ProcStat, type ProcTable, parseCommand } from "./proc.js";
@@ -69,7 +70,7 @@ export function procRequest(
   d: ProcHost,
   s: StreamSession,
   names: string[],
-  r: Record<string, unknown>,
+  r: Received<"mkproc" | "proc">,
   reply: Reply,
   fail: Fail,
 ): void {
@@ -125,7 +126,7 @@ function makeProc(
   d: ProcHost,
   s: StreamSession,
   names: string[],
-  r: Record<string, unknown>,
+  r: Received<"mkproc">,
   reply: Reply,
   fail: Fail,
 ): void {

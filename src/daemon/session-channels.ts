@@ -16,6 +16,7 @@ import type { FrameConn } from "../transport/frame-conn.js";
 import { Deque } from "../util/deque.js";
 import { forEachEntry } from "../wire/frame.js";
 import { encode, T, tail, u32 } from "../wire/protocol.js";
+import type { Push } from "../wire/requests.js";
 import type { ChanElement, ChannelLike, Item } from "./elements.js";
 import type { Limits } from "./limits.js";
 import type { SessionStreams } from "./session-streams.js";
@@ -293,7 +294,7 @@ export class SessionChannels {
     this.handles.delete(h);
     // Its receivers have ended; values they hold unacked cannot go back into a scrubbed channel.
     for (const [rid, r] of this.receivers) if (r.el === el) this.receivers.delete(rid);
-    this.conn.send(T.PUSH, [], encode({ ev: "released", handle: h }));
+    this.conn.send(T.PUSH, [], encode({ ev: "released", handle: h } satisfies Push));
   }
 
   /** The client's handle for `el`, given now if it has none. */

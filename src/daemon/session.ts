@@ -3,6 +3,7 @@ import type { FrameConn } from "../transport/frame-conn.js";
 import { peerAddress } from "../transport/secure.js";
 import { formatPath } from "../wire/path.js";
 import { decode, encode, PROTOCOL_VERSION, T, tail, u32 } from "../wire/protocol.js";
+import { receivedRequest, type ServerHello } from "../wire/requests.js";
 import { type DnsHost, dnsInfo, dnsRequest } from "./dns-ops.js";
 import type { ChanElement, ChannelLike, Element, SubElement } from "./elements.js";
 import { type HostOpsHost, hostRequest } from "./host-ops.js";
@@ -131,7 +132,7 @@ export class Session {
     this.conn.send(
       T.HELLO,
       [],
-      encode({ v: PROTOCOL_VERSION, id: this.d.id, url: this.d.url, maxValue: this.d.maxValue }),
+      encode({ v: PROTOCOL_VERSION, id: this.d.id, url: this.d.url, maxValue: this.d.maxValue } satisfies ServerHello),
     );
     const peer = h as { role?: unknown; id?: unknown; cid?: unknown };
     if (typeof peer.cid === "string" && peer.cid.length > 0 && peer.cid.length <= 64) {
@@ -204,14 +205,11 @@ export class Session {
   }
 
   private request(id: number, req: unknown): void {
-    if (typeof req !== "object" || req === null || typeof (req as { op?: unknown }).op !== "string") {
-      throw new ProtocolError("a request is an object with an op");
-    }
-    const r = req as Record<string, unknown>;
+    const r = receivedRequest(req);
     const reply = (v: unknown) => this.conn.send(T.RES, [id], encode(v ?? null));
     const fail = (err: unknown) => this.error(id, err);
     try {
-      if (r.op === "@" || isStorePath(r.path)) {
+      if (r.op === "@" || ("path" in r && isStorePath(r.path))) {
         const ss = { owner: this, maxValue: this.d.maxValue, depth: this.d.limits.depth };
         return storeRequest(this.d.shared, ss, r, reply, fail);
       }
@@ -342,7 +340,8 @@ export class Session {
         case "dns":
           return dnsRequest(this.d, this.path(r.path), r, reply, fail);
         default:
-          throw new ProtocolError(`unknown op ${JSON.stringify(r.op)}`);
+          // Received lists the ops we know; anything else a client sends ends here.
+          throw new ProtocolError(`unknown op ${JSON.stringify((r as { op: unknown }).op)}`);
       }
     } catch (err) {
       if (err instanceof CircuitError || err instanceof RangeError || err instanceof TypeError) fail(err);

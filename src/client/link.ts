@@ -2,6 +2,8 @@
 // the keepalive that notices a server gone silent (startKeepalive). What flows over the link once
 // it is up belongs to Connection.
 
+import * as net from "node:net";
+import type { Duplex } from "node:stream";
 import { AuthFailed, type CircuitError, ProtocolError, ServerGone, Timeout } from "../errors.js";
 import { FrameConn } from "../transport/frame-conn.js";
 import { authError, connectTo, readyEvent } from "../transport/secure.js";
@@ -29,6 +31,11 @@ export interface ConnectOptions {
    * attempts last RECONNECT_MS and a refused connection ends them at once.
    */
   reconnectMs?: number;
+  /**
+   * @internal Opens the byte stream instead of a TCP (or TLS) connection to host:port: an
+   * in-memory pair's end (Daemon.connectInMemory) in tests. Called again for each reconnection.
+   */
+  connect?: () => Duplex;
 }
 
 /** `host:port` as messages show it. */
@@ -59,7 +66,7 @@ export async function dialLink(
   hooks: DialHooks,
 ): Promise<void> {
   const where = whereOf(opts);
-  const sock = connectTo(opts.host, opts.port, opts.key);
+  const sock: Duplex = opts.connect?.() ?? connectTo(opts.host, opts.port, opts.key);
   const conn = new FrameConn(sock, { maxFrame: DEFAULT_MAX_VALUE + FRAME_SLACK });
   hooks.attach(conn);
   let timer: NodeJS.Timeout | undefined;
@@ -81,9 +88,11 @@ export async function dialLink(
             new ServerGone(`cannot reach a circuit server at ${where}: ${err.code ?? err.message}`, { cause: err }),
         );
       });
-      sock.once(readyEvent(sock), () =>
-        conn.send(T.HELLO, [], encode({ v: PROTOCOL_VERSION, role: "client", cid } satisfies ClientHello)),
-      );
+      const hello = () =>
+        conn.send(T.HELLO, [], encode({ v: PROTOCOL_VERSION, role: "client", cid } satisfies ClientHello));
+      // A stream of our own making is open at once; a socket once connected (and TLS agreed).
+      if (!(sock instanceof net.Socket)) queueMicrotask(hello);
+      else sock.once(readyEvent(sock), hello);
       // Reached, then dropped before the HELLO answer: the keys did not match (or one side has none).
       sock.once("connect", () => {
         hooks.handshakeClosed(

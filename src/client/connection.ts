@@ -14,14 +14,26 @@ import {
   StreamBroken,
 } from "../errors.js";
 import type { FrameConn } from "../transport/frame-conn.js";
-import { Deque } from "../util/deque.js";
-import { binHeadBytes, forEachEntry, writeBinHead } from "../wire/frame.js";
+import { binHeadBytes, forEachEntry } from "../wire/frame.js";
 import { DEFAULT_MAX_VALUE, decode, encode, PROTOCOL_VERSION, T, tail, u32 } from "../wire/protocol.js";
 import type { Push, Request, ServerHello } from "../wire/requests.js";
 import { checkValue } from "../wire/value-check.js";
+import {
+  ackThrough,
+  type ChanState,
+  type Gated,
+  KEPT_BY_REFERENCE,
+  type Kept,
+  keep,
+  keepCredited,
+  keptSize,
+  newChanState,
+  unrun,
+} from "./kept-sends.js";
 import { type ConnectOptions, dialLink, startKeepalive, whereOf } from "./link.js";
 import { StreamReader, StreamWriter } from "./stream-message.js";
 
+export type { ChanState } from "./kept-sends.js";
 export type { ConnectOptions } from "./link.js";
 
 /** How a receiver id's events reach its owner. */
@@ -53,77 +65,6 @@ export interface SelectSink {
   gone(err: CircuitError): void;
 }
 
-/**
- * Sends the client keeps until the server has stored them, to send again after a reconnection:
- * one blocking send, or a run of credited sends with consecutive sequence numbers whose copies
- * sit side by side in the channel's slab as batch entries ([u32 length][bytes]), so that keeping
- * a small credited value costs a copy into a buffer and no object of its own.
- */
-interface Kept {
-  /** The first sequence number not yet acknowledged. */
-  seq: number;
-  /** The last sequence number (a blocking send: seq). */
-  last: number;
-  /** A blocking send's value; for a run, `bytes.subarray(start, end)` holds its entries. */
-  bytes: Buffer;
-  /** A blocking send's request id while it waits for its RES; 0 for a run of credited sends. */
-  id: number;
-  /** A run: the sequence number of its first entry, and where its entries lie in `bytes`. */
-  first: number;
-  start: number;
-  end: number;
-}
-
-/** A run's slab starts this big and doubles up to KEPT_SLAB_MAX as a channel keeps more. */
-const KEPT_SLAB_MIN = 4 * 1024;
-const KEPT_SLAB_MAX = 64 * 1024;
-const NO_BYTES = Buffer.alloc(0);
-/** Encoded values this big are kept by reference (they are ours), not copied into a slab. */
-const KEPT_BY_REFERENCE = 64 * 1024;
-
-/** Bytes a kept send accounts for. */
-function keptSize(k: Kept): number {
-  return k.id === 0 ? k.end - k.start : k.bytes.length;
-}
-
-/** Per-handle send state: credits are buffer slots the server reserved for this connection. */
-export interface ChanState {
-  handle: number;
-  cap: number;
-  credits: number;
-  /** Sends in flight that may block; while any is, credits are not used (issue order). */
-  blocking: number;
-  /** The anchor path, to open the channel again after a reconnection (none: not resumable). */
-  names: readonly string[] | undefined;
-  /** The sequence number of the last send on this channel (PROTOCOL: send sequence numbers). */
-  seq: number;
-  /** Sends the server has not acknowledged yet (credited: no CACK; blocking: no RES), oldest first. */
-  kept: Deque<Kept>;
-  /** The run that credited sends extend while they follow one another, and the slab it writes to. */
-  run: Kept | undefined;
-  slab: Buffer;
-  slabUsed: number;
-  /**
-   * Sends on a buffered channel issued while an earlier one of ours waits for room: they wait here
-   * until it is stored, then go with the credits its answer brought (or the next one waits at the
-   * server). Without this, a producer keeping many sends in flight against a full buffer sends
-   * every later one as a blocking send of its own, and never gets back to credited sends.
-   */
-  held: Gated[];
-  releasing: boolean;
-  /** A durable channel: a send completes only once the server has synced it (DESIGN §3.6). */
-  durable: boolean;
-  /** Durable channels: credited sends waiting for the CACK that says they are synced, by seq. */
-  completions: Deque<Completion>;
-}
-
-/** A credited send into a durable channel, until its CACK (or CNAK) comes. */
-interface Completion {
-  seq: number;
-  resolve(): void;
-  reject(err: CircuitError): void;
-}
-
 /** How many credits a sender asks for at most. */
 const MAX_WANT = 1024;
 /** Default bound on bytes a connection holds that the operating system has not accepted yet. */
@@ -142,12 +83,6 @@ const RECONNECT_EVERY_MS = 100;
 
 function tooLarge(size: number, max: number): MessageTooLarge {
   return new MessageTooLarge(`value of ${size} bytes exceeds the limit of ${max}`);
-}
-
-/** An operation held back while the connection's unsent bytes are over the bound. */
-interface Gated {
-  run(): void;
-  reject(err: unknown): void;
 }
 
 export class Connection {
@@ -287,22 +222,7 @@ export class Connection {
   chanState(handle: number, cap: number, names?: readonly string[], durable = false): ChanState {
     let st = this.chans.get(handle);
     if (!st) {
-      st = {
-        handle,
-        cap,
-        credits: 0,
-        blocking: 0,
-        names,
-        seq: 0,
-        kept: new Deque(),
-        run: undefined,
-        slab: NO_BYTES,
-        slabUsed: 0,
-        held: [],
-        releasing: false,
-        durable,
-        completions: new Deque(),
-      };
+      st = newChanState(handle, cap, names, durable);
       this.chans.set(handle, st);
       this.states.add(st);
     }
@@ -329,7 +249,7 @@ export class Connection {
         const seq = (st.seq = (st.seq + 1) >>> 0 || 1);
         st.credits--;
         this.conn.batchBin(T.CSEND, st.handle, value, seq);
-        this.keepCredited(st, seq, value, true);
+        this.keptBytes += keepCredited(st, seq, value, true);
         return st.durable ? this.synced(st, seq) : this.written();
       }
     }
@@ -362,7 +282,7 @@ export class Connection {
     if (st.credits > 0 && st.blocking === 0) {
       st.credits--;
       this.conn.batch(T.CSEND, st.handle, bytes, seq);
-      this.keepCredited(st, seq, bytes, false);
+      this.keptBytes += keepCredited(st, seq, bytes, false);
       // Into a durable channel, it completes once the server has synced it (its CACK says so).
       if (st.durable) return this.synced(st, seq);
       // A credited send completes once its bytes have left this process: the buffer slot is
@@ -373,7 +293,8 @@ export class Connection {
     }
     const id = this.id();
     st.blocking++;
-    const kept = this.keep(st, seq, bytes, id);
+    const kept = keep(st, seq, bytes, id);
+    this.keptBytes += bytes.length;
     this.conn.send(T.SEND, [id, st.handle, Math.min(st.cap, MAX_WANT), seq], bytes);
     // After a reconnection the send goes again under another request id (kept.id).
     return this.wait(id, signal, () => this.conn.send(T.CANCEL, [kept.id])).then(
@@ -462,54 +383,6 @@ export class Connection {
       !this.admitting &&
       (this.reconnecting || this.gate.length > 0 || this.conn.unsent + this.keptBytes >= this.maxUnsent)
     );
-  }
-
-  private keep(st: ChanState, seq: number, bytes: Buffer, id: number): Kept {
-    const k: Kept = { seq, last: seq, bytes, id, first: seq, start: 0, end: bytes.length };
-    st.kept.push(k);
-    st.run = undefined;
-    this.keptBytes += bytes.length;
-    return k;
-  }
-
-  /**
-   * Keeps a copy of a credited send (its encoded value, or with `bin` its bytes to be encoded as a
-   * MessagePack bin) at the end of the channel's current run, or of a new one.
-   */
-  private keepCredited(st: ChanState, seq: number, value: Uint8Array, bin: boolean): void {
-    const n = value.length;
-    if (!bin && n >= KEPT_BY_REFERENCE) {
-      // An encoded value of our own, big: kept as it is rather than copied again.
-      this.keep(st, seq, value as Buffer, 0);
-      return;
-    }
-    const size = 4 + (bin ? binHeadBytes(n) + n : n);
-    let run = st.run;
-    if (
-      !run ||
-      st.slabUsed !== run.end ||
-      st.slabUsed + size > st.slab.length ||
-      run.last !== ((seq - 1) >>> 0 || 0xffffffff)
-    ) {
-      if (st.slabUsed + size > st.slab.length) {
-        // A fresh slab; the old one lives on while runs in it are kept.
-        const want = Math.min(KEPT_SLAB_MAX, Math.max(KEPT_SLAB_MIN, st.slab.length * 2));
-        st.slab = Buffer.allocUnsafe(Math.max(want, size));
-        st.slabUsed = 0;
-      }
-      run = { seq, last: seq, bytes: st.slab, id: 0, first: seq, start: st.slabUsed, end: st.slabUsed };
-      st.kept.push(run);
-      st.run = run;
-    }
-    const b = st.slab;
-    let o = st.slabUsed;
-    b.writeUInt32BE(size - 4, o);
-    o += 4;
-    if (bin) o += writeBinHead(b, o, n);
-    b.set(value, o);
-    st.slabUsed = run.end = o + n;
-    run.last = seq;
-    this.keptBytes += size;
   }
 
   /** Settles when the server says credited send `seq` of a durable channel is synced (CACK) or failed (CNAK). */
@@ -825,18 +698,7 @@ export class Connection {
         const st = this.chans.get(u32(body, 0));
         if (!st) return;
         const through = u32(body, 1);
-        let freed = 0;
-        for (let k = st.kept.peek(); k && k.id === 0 && k.seq <= through; k = st.kept.peek()) {
-          if (k.last > through) {
-            k.seq = (through + 1) >>> 0 || 1; // the rest of the run was sent in a later frame
-            break;
-          }
-          st.kept.shift();
-          freed += k.end - k.start;
-          if (k === st.run) st.run = undefined;
-        }
-        // Nothing kept any more: the slab can be written from the start again.
-        if (st.kept.length === 0) st.slabUsed = 0;
+        const freed = ackThrough(st, through);
         this.keptBytes -= freed;
         if (freed > 0) this.admit();
         if (st.durable) this.complete(st, through);
@@ -848,17 +710,7 @@ export class Connection {
         if (!st) return;
         const through = u32(body, 1);
         const err = fromWire(decode(tail(body, 2)));
-        let freed = 0;
-        for (let k = st.kept.peek(); k && k.id === 0 && k.seq <= through; k = st.kept.peek()) {
-          if (k.last > through) {
-            k.seq = (through + 1) >>> 0 || 1;
-            break;
-          }
-          st.kept.shift();
-          freed += k.end - k.start;
-          if (k === st.run) st.run = undefined;
-        }
-        if (st.kept.length === 0) st.slabUsed = 0;
+        const freed = ackThrough(st, through);
         this.keptBytes -= freed;
         if (freed > 0) this.admit();
         this.complete(st, through, err);
@@ -1033,38 +885,13 @@ export class Connection {
     this.admit();
   }
 
-  /** The kept sends one by one, in order: each run split into copies of its unacknowledged entries. */
-  private unrun(kept: Kept[]): Kept[] {
-    const out: Kept[] = [];
-    for (const k of kept) {
-      if (k.id !== 0 || (k.first === k.last && k.start === 0 && k.end === k.bytes.length)) {
-        out.push(k);
-        continue;
-      }
-      this.keptBytes -= k.end - k.start;
-      const entries = k.bytes.subarray(k.start, k.end);
-      let seq = k.first;
-      // Entries before k.seq were acknowledged (a CACK in the middle of the run).
-      let taking = false;
-      forEachEntry(entries, 0, (start, end) => {
-        if (seq === k.seq) taking = true;
-        if (taking) {
-          const bytes = Buffer.from(entries.subarray(start, end));
-          out.push({ seq, last: seq, bytes, id: 0, first: seq, start: 0, end: bytes.length });
-          this.keptBytes += bytes.length;
-        }
-        seq = (seq + 1) >>> 0 || 1;
-      });
-    }
-    return out;
-  }
-
   /** Carries channels, sends and receivers over to the new link; idempotent if a link breaks midway. */
   private async resume(): Promise<void> {
     this.chans.clear();
     for (const st of [...this.states]) {
       const r = st.names ? await this.openAgain(st.names) : null;
-      const kept = this.unrun(st.kept.drain());
+      const { out: kept, delta } = unrun(st.kept.drain());
+      this.keptBytes += delta;
       st.run = undefined;
       st.slabUsed = 0;
       if (r?.kind !== "chan" || typeof r.handle !== "number") {

@@ -129,12 +129,6 @@ export class Connection {
   private lastResume = Number.NEGATIVE_INFINITY;
   private rebreaks = 0;
   private conn!: FrameConn;
-  /** While reconnecting: settles when the resent sends are written (afterResume). */
-  private resumed: Promise<void> | undefined;
-  private resumedSettle: { resolve(): void; reject(e: Error): void } | undefined;
-  /** The last FrameConn.written() promise handed out and what written() made of it. */
-  private writtenOf: Promise<void> | undefined;
-  private writtenAs: Promise<void> | undefined;
 
   private constructor(private readonly opts: ConnectOptions) {
     this.closed = new Promise((r) => {
@@ -195,6 +189,11 @@ export class Connection {
     return this.gone !== undefined;
   }
 
+  /** Settles once the server has read everything sent before (a ping answered after it). */
+  received(): Promise<void> {
+    return this.request({ op: "ping" }).then(() => undefined);
+  }
+
   /** A control request; resolves with the server's result. */
   request(req: Request, signal?: AbortSignal): Promise<unknown> {
     if (this.gone) return Promise.reject(this.gone);
@@ -250,7 +249,7 @@ export class Connection {
         st.credits--;
         this.conn.batchBin(T.CSEND, st.handle, value, seq);
         this.keptBytes += keepCredited(st, seq, value, true);
-        return st.durable ? this.synced(st, seq) : this.written();
+        return this.synced(st, seq);
       }
     }
     if (this.mustWait()) {
@@ -283,13 +282,13 @@ export class Connection {
       st.credits--;
       this.conn.batch(T.CSEND, st.handle, bytes, seq);
       this.keptBytes += keepCredited(st, seq, bytes, false);
-      // Into a durable channel, it completes once the server has synced it (its CACK says so).
-      if (st.durable) return this.synced(st, seq);
-      // A credited send completes once its bytes have left this process: the buffer slot is
-      // reserved for it, and the kernel delivers accepted bytes even if the process exits now.
-      // Its copy stays here until the server acknowledges it (CACK), to be sent again should the
-      // connection break before.
-      return this.written();
+      // A credited send completes when the server acknowledges it (CACK: the value is in the
+      // channel; into a durable channel, synced): one round trip later, but with no wait of its
+      // own, the buffer slot being reserved by the credit. Not as soon as its bytes have left this
+      // process: a process that exits (or is killed) while bytes from the server wait unread makes
+      // the kernel reset the connection and drop what it had accepted and not sent yet. Its copy
+      // stays here until then, to be sent again should the connection break before.
+      return this.synced(st, seq);
     }
     const id = this.id();
     st.blocking++;
@@ -310,31 +309,6 @@ export class Connection {
         throw err;
       },
     );
-  }
-
-  /** Settles once everything queued so far has been accepted by the operating system. */
-  written(): Promise<void> {
-    if (this.gone) return Promise.reject(this.gone);
-    if (this.reconnecting) return this.afterResume();
-    // The sends of one turn share one promise (one per flush), not one each.
-    const p = this.conn.written();
-    if (p === this.writtenOf) return this.writtenAs as Promise<void>;
-    this.writtenOf = p;
-    this.writtenAs = p.catch(() => {
-      // The link broke first. What was kept for a resend goes again on the next link; the bytes
-      // have left this process once that is written.
-      if (this.reconnecting) return this.afterResume();
-      throw this.gone ?? new ServerGone(`lost connection to ${this.serverId} before the bytes were written`);
-    });
-    return this.writtenAs;
-  }
-
-  /** Settles once a reconnection has resent what was kept (and it is written), or has failed. */
-  private afterResume(): Promise<void> {
-    this.resumed ??= new Promise<void>((resolve, reject) => {
-      this.resumedSettle = { resolve, reject };
-    });
-    return this.resumed;
   }
 
   /** Runs `op` once the unsent bytes are under the bound and everything held back before it has gone. */
@@ -385,12 +359,12 @@ export class Connection {
     );
   }
 
-  /** Settles when the server says credited send `seq` of a durable channel is synced (CACK) or failed (CNAK). */
+  /** Settles when the server acknowledges credited send `seq` (CACK; durable: synced) or fails it (CNAK). */
   private synced(st: ChanState, seq: number): Promise<void> {
     return new Promise<void>((resolve, reject) => st.completions.push({ seq, resolve, reject }));
   }
 
-  /** The durable credited sends through `through` are synced (or failed with `err`). */
+  /** The credited sends through `through` are acknowledged (or failed with `err`). */
   private complete(st: ChanState, through: number, err?: CircuitError): void {
     for (let c = st.completions.peek(); c && c.seq <= through; c = st.completions.peek()) {
       st.completions.shift();
@@ -501,8 +475,8 @@ export class Connection {
         throw err;
       },
     );
-    // Sent once the message is in the channel (or with its receiver) and all of it, end marker
-    // included, has left this process.
+    // Sent once the message is in the channel (or with its receiver) and the server has all of
+    // it, end marker included.
     const sent = Promise.all([taken, finished(writer)]).then(() => undefined);
     return { writer, sent };
   }
@@ -701,7 +675,7 @@ export class Connection {
         const freed = ackThrough(st, through);
         this.keptBytes -= freed;
         if (freed > 0) this.admit();
-        if (st.durable) this.complete(st, through);
+        this.complete(st, through);
         return;
       }
       case T.CNAK: {
@@ -878,10 +852,6 @@ export class Connection {
     }
     this.reconnecting = false;
     this.lastResume = performance.now();
-    const settle = this.resumedSettle;
-    this.resumed = undefined;
-    this.resumedSettle = undefined;
-    if (settle) this.conn.written().then(settle.resolve, () => settle.resolve());
     this.admit();
   }
 
@@ -916,7 +886,7 @@ export class Connection {
         const p = this.pending.get(k.id);
         this.pending.delete(k.id);
         if (k.id === 0) st.blocking++;
-        // A credited send into a durable channel completes with its resend's answer.
+        // A credited send completes with its resend's answer.
         this.pending.set(
           id,
           p ?? {
@@ -924,13 +894,13 @@ export class Connection {
               st.blocking--;
               this.forget(st, k);
               this.unhold(st);
-              if (st.durable) this.complete(st, k.seq);
+              this.complete(st, k.seq);
             },
             reject: (err) => {
               st.blocking--;
               this.forget(st, k);
               this.unhold(st);
-              if (st.durable) this.complete(st, k.seq, err);
+              this.complete(st, k.seq, err);
             },
           },
         );
@@ -965,9 +935,6 @@ export class Connection {
   private teardown(cause?: Error): void {
     if (this.gone) return;
     this.reconnecting = false;
-    const settle = this.resumedSettle;
-    this.resumed = undefined;
-    this.resumedSettle = undefined;
     const why = cause ? `: ${(cause as NodeJS.ErrnoException).code ?? cause.message}` : "";
     const err = new ServerGone(
       this.closing
@@ -1001,7 +968,6 @@ export class Connection {
     this.states.clear();
     this.keptBytes = 0;
     this.admit();
-    settle?.reject(err);
     this.resolveClosed(this.closing ? undefined : err);
   }
 }

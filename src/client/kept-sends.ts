@@ -74,11 +74,11 @@ export interface ChanState {
   releasing: boolean;
   /** A durable channel: a send completes only once the server has synced it (DESIGN §3.6). */
   durable: boolean;
-  /** Durable channels: credited sends waiting for the CACK that says they are synced, by seq. */
+  /** Credited sends waiting for the CACK that acknowledges them (durable: synced), by seq. */
   completions: Deque<Completion>;
 }
 
-/** A credited send into a durable channel, until its CACK (or CNAK) comes. */
+/** A credited send, until its CACK (or CNAK) comes. */
 export interface Completion {
   seq: number;
   resolve(): void;

@@ -9,8 +9,8 @@ import { encode, STREAM_WINDOW, T } from "../wire/protocol.js";
 export interface StreamPort {
   /** Sends a frame unless the connection is gone. */
   frameOut(type: number, fields: number[], tail?: Uint8Array): void;
-  /** Settles once everything queued so far has left this process. */
-  written(): Promise<void>;
+  /** Settles once the server has read everything sent so far (a request answered after it). */
+  received(): Promise<void>;
   /** The writer `sid` is done: no more credit for it. */
   forgetStream(sid: number): void;
   /** The reader of pipe `pid` is done: no more data for it. */
@@ -65,8 +65,9 @@ export class StreamWriter extends Writable {
   override _final(cb: (err?: Error | null) => void): void {
     this.ended = true;
     this.c.frameOut(T.SFIN, [this.sid]);
-    // Finished (and `sent`) only once the end marker has left this process.
-    this.c.written().then(
+    // Finished (and `sent`) only once the server has the end marker: bytes that merely left this
+    // process are dropped by the kernel if the process exits with unread input (a reset).
+    this.c.received().then(
       () => {
         this.c.forgetStream(this.sid);
         cb();

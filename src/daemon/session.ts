@@ -436,7 +436,7 @@ export class Session {
     const fail = (err: unknown) => this.error(id, err);
     try {
       if (r.op === "@" || isStorePath(r.path)) {
-        const ss = { owner: this, maxValue: this.d.maxValue, depth: this.d.limits.depth };
+        const ss = { owner: this, maxValue: this.d.maxValue, depth: this.d.limits.depth, svcs: this.d.sharedSvcs };
         return storeRequest(this.d.shared, ss, r, reply, fail);
       }
       switch (r.op) {

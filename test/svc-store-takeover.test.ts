@@ -166,6 +166,20 @@ test("a supervisor frozen past its lease steps down when it wakes; no slot runs 
     boss = sc.daemons.find((d) => d.id === s.supervisor) as Daemon;
     const asker = sc.daemons.find((d) => d !== boss && isLive(d)) as Daemon;
     boss.kill("SIGSTOP");
+    const frozenAt = Date.now();
+    // Measured from the daemons' own log: a peek meanwhile may wait on the frozen daemon's socket.
+    const took = /"time":"([^"]+)","event":"svc-(?:hosting|takeover)","path":"\/@\/api"/;
+    let tookAt = 0;
+    while (tookAt === 0) {
+      for (const d of sc.daemons) {
+        if (d === boss || !isLive(d)) continue;
+        const m = took.exec(d.stderr());
+        if (m && Date.parse(m[1] as string) > frozenAt) tookAt = Date.parse(m[1] as string);
+      }
+      assert.ok(Date.now() - frozenAt < 15_000, "another daemon supervises /@/api");
+      await sleep(100);
+    }
+    console.log(`# supervisor frozen (SIGSTOP): another daemon supervises after ${tookAt - frozenAt} ms`);
     s = await until(
       asker,
       svc,

@@ -225,6 +225,8 @@ export class ServiceHost {
   detach(): void {
     this.detached = true;
     this.closed = true;
+    // Callbacks of replicas under way see they are no longer ours, and touch nothing.
+    this.live.clear();
     clearInterval(this.timer);
     if (this.metricTimer) clearInterval(this.metricTimer);
     if (this.scanTimer) clearInterval(this.scanTimer);
@@ -370,7 +372,7 @@ export class ServiceHost {
         const tie = this.shared ? undefined : `/${this.deps.selfId}`;
         proc = await (await this.deps.remote()).makeProc(this.replicaPath(server, n), cmd, tie);
       } catch (err) {
-        if (!mine()) return;
+        if (!mine() || this.detached) return;
         this.live.delete(n);
         const why = err instanceof CircuitError ? `${err.code}: ${err.message}` : String(err);
         if (err instanceof CircuitError && err.code === "ServerGone") {
@@ -380,6 +382,8 @@ export class ServiceHost {
         this.step();
         return;
       }
+      // Started as this supervisor stepped down: the next one adopts it (or stops it, if surplus).
+      if (this.detached) return;
       if (!mine() || this.closed) {
         // Lost or scrubbed while starting: this process has no place any more.
         if (mine()) this.live.delete(n);

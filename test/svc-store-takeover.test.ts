@@ -168,13 +168,14 @@ test("a supervisor frozen past its lease steps down when it wakes; no slot runs 
     boss.kill("SIGSTOP");
     const frozenAt = Date.now();
     // Measured from the daemons' own log: a peek meanwhile may wait on the frozen daemon's socket.
-    const took = /"time":"([^"]+)","event":"svc-(?:hosting|takeover)","path":"\/@\/api"/;
+    const took = /"time":"([^"]+)","event":"svc-(?:hosting|takeover)","path":"\/@\/api"/g;
     let tookAt = 0;
     while (tookAt === 0) {
       for (const d of sc.daemons) {
         if (d === boss || !isLive(d)) continue;
-        const m = took.exec(d.stderr());
-        if (m && Date.parse(m[1] as string) > frozenAt) tookAt = Date.parse(m[1] as string);
+        for (const m of d.stderr().matchAll(took)) {
+          if (Date.parse(m[1] as string) > frozenAt) tookAt = Date.parse(m[1] as string);
+        }
       }
       assert.ok(Date.now() - frozenAt < 15_000, "another daemon supervises /@/api");
       await sleep(100);

@@ -66,7 +66,25 @@ export class StoreServices {
     const spec = this.d.checkSpec(raw);
     const desired = Math.min(spec.max, Math.max(spec.min, spec.replicas));
     await this.d.store.create(names, { kind: "svc", spec, desired });
-    await this.where(names);
+    // Kept in the store now: if taking its lease is slow (a NATS node elects leaders), asked again
+    // for a while; should that fail too, the sweeps of the daemons supervise it soon after.
+    const deadline = performance.now() + this.d.store.config.requestMs;
+    for (;;) {
+      try {
+        await this.where(names);
+        return;
+      } catch (err) {
+        if (!(err instanceof StoreUnavailable) || !this.d.store.connected) throw err;
+        if (performance.now() > deadline) {
+          this.d.log.warn(
+            { event: "svc-takeover-failed", path: `/${names.join("/")}`, reason: err.message },
+            `/${names.join("/")} is stored but not supervised yet: ${err.message}`,
+          );
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
   }
 
   /** The service at names as supervised here, or where it is supervised. */

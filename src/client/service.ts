@@ -38,9 +38,11 @@ export function viaStore(router: Router): ServiceRequester {
       } catch (err) {
         const code = (err as { code?: string }).code;
         if (signal?.aborted || (code !== "ServerGone" && code !== "NotFound") || host === "") throw err;
-        // The supervisor we were sent to is gone (or unknown to our view): ask the dial-in server.
+        // The supervisor we were sent to is gone (or unknown to our view): ask the dial-in server
+        // again, and which members it knows.
         last = err;
         host = "";
+        if (code === "NotFound") await router.learnServers?.().catch(() => {});
         await new Promise((res) => setTimeout(res, 100));
         continue;
       }

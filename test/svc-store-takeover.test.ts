@@ -1,8 +1,9 @@
 // A service at /@ survives the death of the daemon that supervises it (DESIGN §3.7, §12): three
 // replicas over three daemons; the supervising daemon is killed -9; another daemon takes the lease
 // over, adopts the replicas still running (same PIDs) and starts the dead daemon's elsewhere; the
-// desired count and `scale` survive the takeover; scrub removes everything. Driven with the CLI
-// against one shared store circuit. Without --store, mksvc /@/… is Unsupported.
+// count set by `scale` after the takeover survives a second one; scrub removes everything. A
+// supervisor frozen past its lease steps down when it wakes. Driven with the CLI against one
+// shared store circuit. Without --store, mksvc /@/… is Unsupported.
 
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
@@ -121,6 +122,17 @@ test("kill -9 of the supervisor: another daemon adopts the replicas, restarts th
     assert.equal(s.desired, 2);
     const ls2 = await cli(notBoss, "ls", "-l", "/@");
     assert.match(ls2.stdout.toString(), /\/@\/web\s+svc\s+desired=2/, "the desired count is kept in the store");
+    // A second takeover starts from the count scaled to: kill -9 this supervisor too.
+    const second = others.find((d) => d.id === s.supervisor) as Daemon;
+    second.kill("SIGKILL");
+    s = await until(
+      notBoss,
+      svc,
+      "the last daemon supervises 2 replicas",
+      (x) => x.supervisor === notBoss.id && running(x).length === 2 && x.replicas.length === 2,
+      15_000,
+    );
+    assert.equal(s.desired, 2, "scale survived the takeover");
 
     // scrub: every replica stops, the service leaves /@.
     const last = [];
@@ -132,6 +144,7 @@ test("kill -9 of the supervisor: another daemon adopts the replicas, restarts th
     const ls3 = await cli(notBoss, "ls", "/@");
     assert.doesNotMatch(ls3.stdout.toString(), /web/);
     // Three daemons again for the next test.
+    await sc.add(["--join", notBoss.url]);
     await sc.add(["--join", notBoss.url]);
   } catch (err) {
     for (const d of sc.daemons) console.log(`# ${d.id}:\n${d.stderr().split("\n").slice(-40).join("\n")}`);

@@ -38,6 +38,8 @@ interface Hosted {
   revision: number;
   timer: NodeJS.Timeout;
   renewedAt: number;
+  /** Writes of the desired count, in order; a scrub waits for them (a late one would bring the entry back). */
+  writes: Promise<void>;
   /** The renewal under way: a confirmation waits for it rather than racing it. */
   renewing: Promise<boolean> | undefined;
 }
@@ -133,6 +135,7 @@ export class StoreServices {
       revision,
       renewedAt: leasedAt,
       renewing: undefined,
+      writes: Promise.resolve(),
       timer: setInterval(() => void this.renew(key), this.d.store.config.renewMs),
       svc: undefined as unknown as ServiceHost,
     };
@@ -142,14 +145,19 @@ export class StoreServices {
       desired: (n) => {
         if (this.hosted.get(key) !== h) return;
         h.entry = { ...h.entry, desired: n };
-        this.d.store
-          .put(names, h.entry)
-          .catch((err) =>
+        const e = h.entry;
+        const write = async () => {
+          if (this.hosted.get(key) !== h) return;
+          try {
+            await this.d.store.put(names, e);
+          } catch (err) {
             this.d.log.warn(
               { event: "svc-store", path, reason: (err as Error).message },
               `service ${path}: could not keep its replica count ${n} in the store: ${(err as Error).message}`,
-            ),
-          );
+            );
+          }
+        };
+        h.writes = h.writes.then(write);
       },
       confirm: () => this.renew(key, true),
     };
@@ -230,6 +238,7 @@ export class StoreServices {
     if (h) {
       clearInterval(h.timer);
       if (this.hosted.get(key) === h) this.hosted.delete(key);
+      await h.writes;
     }
     await this.d.store.remove(names);
   }

@@ -118,6 +118,10 @@ export class ServiceHost {
   private readonly scanTimer: NodeJS.Timeout | undefined;
   private scanning = false;
   private lastDesired: number;
+  /** Resolves once the replicas found running at the start are adopted (at once without /@). */
+  readonly adopting: Promise<void> = Promise.resolve();
+  /** Stepped down (detach): the replicas are the next supervisor's. */
+  private detached = false;
 
   constructor(
     private readonly deps: ServiceHostDeps,
@@ -155,10 +159,6 @@ export class ServiceHost {
       });
     } else setImmediate(() => this.step());
   }
-
-  /** Resolves once the replicas found running at the start are adopted (at once without /@). */
-  readonly adopting: Promise<void> = Promise.resolve();
-  private detached = false;
 
   private now(): number {
     return performance.now() - this.t0;

@@ -155,6 +155,12 @@ export class ServiceHost {
       this.adopting = this.scan(true).finally(() => {
         if (this.detached) return;
         this.closed = false;
+        const found = this.sup.running();
+        if (found > 0)
+          this.deps.log.info(
+            { event: "svc-adopted", path: this.path, running: found, desired: this.sup.desired },
+            `service ${this.path}: ${found} replica${found === 1 ? "" : "s"} adopted running, ${this.sup.desired} wanted`,
+          );
         this.step();
       });
     } else setImmediate(() => this.step());

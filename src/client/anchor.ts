@@ -239,7 +239,9 @@ export class Anchor {
    * copies of `spec.cmd` running across the circuit, each a proc element at this path under the
    * server that runs it plus r<n>, placed by load, restarted by the policy, scaled by hand or by
    * its metric. AnchorBusy if the anchor holds an element; TypeError/RangeError for a bad spec,
-   * before any I/O.
+   * before any I/O. Under /@ (DESIGN §12) the service is kept in the circuit's store and
+   * supervised by whichever daemon holds its lease: its replicas run at /SERVER/@/PATH/r<n>, and
+   * when that daemon dies another one adopts them and supervises on. Unsupported without a store.
    */
   async makeService(spec: ServiceSpec, opts?: OpOptions): Promise<Service> {
     checkSpec(spec);

@@ -2,8 +2,9 @@
 // replicas over three daemons; the supervising daemon is killed -9; another daemon takes the lease
 // over, adopts the replicas still running (same PIDs) and starts the dead daemon's elsewhere; the
 // count set by `scale` after the takeover survives a second one; scrub removes everything. A
-// supervisor frozen past its lease steps down when it wakes. Driven with the CLI against one
-// shared store circuit. Without --store, mksvc /@/… is Unsupported.
+// supervisor frozen past its lease steps down when it wakes; one stopped gracefully hands the
+// service over. Driven with the CLI against one shared store circuit. Without --store, mksvc
+// /@/… is Unsupported.
 
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
@@ -232,6 +233,29 @@ test("a supervisor frozen past its lease steps down when it wakes; no slot runs 
   } finally {
     boss?.kill("SIGCONT");
   }
+});
+
+test("a supervisor stopped gracefully hands the service over: its replicas elsewhere run on", async () => {
+  const svc = "/@/calm";
+  const a = sc.daemons.find(isLive) as Daemon;
+  const mk = await cli(a, "mksvc", svc, "--replicas", "2", "--", "sleep", "300");
+  assert.equal(mk.code, 0, mk.stderr);
+  let s = await until(a, svc, "2 running", (x) => running(x).length === 2, 15_000);
+  const boss = sc.daemons.find((d) => d.id === s.supervisor) as Daemon;
+  const asker = sc.daemons.find((d) => d !== boss && isLive(d)) as Daemon;
+  const pids = new Map<string, number>();
+  for (const r of s.replicas) if (r.server !== `/${boss.id}`) pids.set(r.path, await pidOf(asker, r.path));
+  await boss.stop();
+  assert.match(boss.stderr(), /stopping/);
+  s = await until(
+    asker,
+    svc,
+    "2 running under another supervisor",
+    (x) => x.supervisor !== boss.id && running(x).length === 2 && x.replicas.every((r) => r.server !== `/${boss.id}`),
+    10_000,
+  );
+  for (const [path, pid] of pids) assert.equal(await pidOf(asker, path), pid, `${path} kept its process`);
+  assert.equal((await cli(asker, "scrub", svc)).code, 0);
 });
 
 test("without --store, mksvc /@/… fails with Unsupported", async () => {

@@ -74,3 +74,23 @@ test("a slot waiting to start again (backoff) takes the replica found running in
   sup.stop(1001, "scrubbed");
   assert.equal(sup.adopt(2, "XC", 1002), false);
 });
+
+test("a slot the predecessor ran but nobody found running starts again, counted as lost", () => {
+  const sup = new Supervisor(params(3));
+  assert.equal(sup.adopt(1, "XA", 0, 2), true);
+  assert.equal(sup.slot(1)?.restarts, 2, "an adopted replica keeps its restarts");
+  sup.missing(3, 4, 0);
+  sup.missing(1, 0, 0); // taken: nothing
+  assert.equal(sup.slot(3)?.restarts, 5);
+  assert.equal(sup.slot(3)?.phase, "pending");
+  assert.ok(sup.drainEvents().some((e) => e.kind === "lost" && e.message.startsWith("r3 lost")));
+  const starts = sup.tick(1);
+  assert.deepEqual(
+    starts.map((a) => a.n),
+    [2, 3],
+    "r3 again, and one new replica to make three",
+  );
+  // More missing slots than wanted: only up to the count wanted.
+  sup.missing(7, 0, 2);
+  assert.equal(sup.slot(7), undefined);
+});

@@ -111,6 +111,11 @@ test("kill -9 of the supervisor: another daemon adopts the replicas, restarts th
       assert.equal(await pidOf(asker, path), pid, `${path} kept its process`);
       assert.ok(alive(pid));
     }
+    // The dead daemon's replica kept its slot number and counts a restart; the adopted ones none.
+    const lostPath = [...pids.keys()].find((p) => p.startsWith(`/${boss.id}/`)) as string;
+    const moved = s.replicas.find((r) => r.path.endsWith(lostPath.slice(lostPath.lastIndexOf("/"))));
+    assert.ok(moved && moved.restarts >= 1, `the moved replica counts a restart: ${JSON.stringify(moved)}`);
+    for (const r of s.replicas) if (r !== moved) assert.equal(r.restarts, 0, `${r.path} was adopted as it ran`);
     // Every replica is a real process on a live server; the same answer from every live daemon.
     for (const r of s.replicas) assert.ok(alive(await pidOf(asker, r.path)), `${r.path} runs`);
     for (const d of others) assert.equal((await peek(d, svc)).supervisor, s.supervisor);

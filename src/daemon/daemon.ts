@@ -416,7 +416,7 @@ export class Daemon {
             return spec;
           }
         : undefined,
-      newHost: (names, spec, shared, desired) => new ServiceHost(this.serviceDeps(), names, spec, shared, desired),
+      newHost: (names, spec, shared, prior) => new ServiceHost(this.serviceDeps(), names, spec, shared, prior),
     });
   }
 

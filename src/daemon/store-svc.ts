@@ -15,7 +15,7 @@ import { AnchorBusy, NotFound, StoreUnavailable, Unsupported, WrongKind } from "
 import type { Logger } from "../util/log.js";
 import type { FullServiceSpec } from "../wire/svc-spec.js";
 import { keyOf, type Lease, type Store, type SvcEntry, storeError } from "./store.js";
-import type { ServiceHost, SharedService } from "./svc-host.js";
+import type { ServiceHost, SharedService, SvcRecord } from "./svc-host.js";
 
 export interface StoreSvcDeps {
   store: Store;
@@ -28,7 +28,7 @@ export interface StoreSvcDeps {
   /** Checks a spec from the wire (TypeError/RangeError); undefined: this daemon cannot run services. */
   checkSpec?: (raw: unknown) => FullServiceSpec;
   /** A driver for the service at names (the daemon's ServiceHost with its deps). */
-  newHost(names: string[], spec: FullServiceSpec, shared: SharedService, desired: number): ServiceHost;
+  newHost(names: string[], spec: FullServiceSpec, shared: SharedService, prior: SvcRecord): ServiceHost;
 }
 
 interface Hosted {
@@ -38,7 +38,7 @@ interface Hosted {
   revision: number;
   timer: NodeJS.Timeout;
   renewedAt: number;
-  /** Writes of the desired count, in order; a scrub waits for them (a late one would bring the entry back). */
+  /** Writes of the record, in order; a scrub waits for them (a late one would bring the entry back). */
   writes: Promise<void>;
   /** The renewal under way: a confirmation waits for it rather than racing it. */
   renewing: Promise<boolean> | undefined;
@@ -142,9 +142,9 @@ export class StoreServices {
     h.timer.unref();
     const shared: SharedService = {
       supervisor: this.d.me.id,
-      desired: (n) => {
+      record: (r) => {
         if (this.hosted.get(key) !== h) return;
-        h.entry = { ...h.entry, desired: n };
+        h.entry = { ...h.entry, desired: r.desired, slots: r.slots };
         const e = h.entry;
         const write = async () => {
           if (this.hosted.get(key) !== h) return;
@@ -153,7 +153,7 @@ export class StoreServices {
           } catch (err) {
             this.d.log.warn(
               { event: "svc-store", path, reason: (err as Error).message },
-              `service ${path}: could not keep its replica count ${n} in the store: ${(err as Error).message}`,
+              `service ${path}: could not keep its replica count and slots in the store: ${(err as Error).message}`,
             );
           }
         };
@@ -161,7 +161,7 @@ export class StoreServices {
       },
       confirm: () => this.renew(key, true),
     };
-    h.svc = this.d.newHost(names, again.spec, shared, again.desired);
+    h.svc = this.d.newHost(names, again.spec, shared, { desired: again.desired, slots: again.slots ?? {} });
     this.hosted.set(key, h);
     if (cur && cur.lease.id !== this.d.me.id) {
       this.d.log.info(
@@ -225,7 +225,7 @@ export class StoreServices {
     this.d.log.warn({ event: "svc-lost", path, reason: why }, `no longer supervising ${path}: ${why}`);
   }
 
-  /** Sets the replica count wanted (kept in the tree by the driver's desired hook). */
+  /** Sets the replica count wanted (kept in the tree by the driver's record hook). */
   scale(svc: ServiceHost, n: number): void {
     svc.scale(n);
   }

@@ -47,13 +47,16 @@ export interface ChanEntry {
 }
 
 /**
- * What the tree keeps for a service (src/daemon/store-svc.ts): its checked spec and the replica
- * count wanted, which its supervisor rewrites when it changes so that a successor starts from it.
+ * What the tree keeps for a service (src/daemon/store-svc.ts): its checked spec, the replica count
+ * wanted and the slots with their restarts, which its supervisor rewrites when they change so that
+ * a successor starts from them.
  */
 export interface SvcEntry {
   kind: "svc";
   spec: FullServiceSpec;
   desired: number;
+  /** Each replica slot (its number) with its restarts so far, as its supervisor last wrote them. */
+  slots?: Record<string, number>;
 }
 
 /** What the tree keeps for a circuit-wide element. */

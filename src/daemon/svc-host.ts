@@ -62,10 +62,20 @@ export interface ServiceHostDeps {
   selfId: string;
 }
 
+/** What a supervisor keeps of a service under /@ for its successor: replicas wanted, and restarts by slot. */
+export interface SvcRecord {
+  desired: number;
+  /** Each replica slot (its number) with its restarts so far. */
+  slots: Record<string, number>;
+}
+
 /** What a service under /@ (DESIGN §12) adds: its replicas outlive this supervisor. */
 export interface SharedService {
-  /** The replica count wanted changed (by hand or by the metric): keep it where a successor reads it. */
-  desired(n: number): void;
+  /**
+   * The replicas wanted, or the slots and their restarts, changed: keep them where a successor
+   * reads them.
+   */
+  record(r: SvcRecord): void;
   /**
    * Confirms this daemon still supervises the service (renews its lease now), before it stops a
    * replica it did not start: two daemons may believe for a moment that they both do.
@@ -117,7 +127,7 @@ export class ServiceHost {
   private dnsFailing = false;
   private readonly scanTimer: NodeJS.Timeout | undefined;
   private scanning = false;
-  private lastDesired: number;
+  private lastRecord: string;
   /** Resolves once the replicas found running at the start are adopted (at once without /@). */
   readonly adopting: Promise<void> = Promise.resolve();
   /** Stepped down (detach): the replicas are the next supervisor's. */
@@ -130,8 +140,8 @@ export class ServiceHost {
     readonly spec: FullServiceSpec,
     /** For a service under /@: its replicas are not tied to this daemon, and it may adopt some. */
     private readonly shared?: SharedService,
-    /** The replica count to start from (a successor's: the count its predecessor kept). */
-    desired?: number,
+    /** What the predecessor kept (a successor's start): the count wanted, the slots and their restarts. */
+    private readonly prior?: SvcRecord,
   ) {
     this.path = `/${names.join("/")}`;
     const a = spec.autoscale;
@@ -139,8 +149,8 @@ export class ServiceHost {
       ...spec,
       autoscale: a ? ("chan" in a ? { perReplica: a.perReplica } : { cpuPercent: a.cpuPercent }) : undefined,
     });
-    if (desired !== undefined && desired !== this.sup.desired) this.sup.scale(desired, 0);
-    this.lastDesired = this.sup.desired;
+    if (prior && prior.desired !== this.sup.desired) this.sup.scale(prior.desired, 0);
+    this.lastRecord = JSON.stringify(this.recordNow());
     this.timer = setInterval(() => this.step(), TICK_MS);
     this.timer.unref();
     if (a) {
@@ -156,6 +166,9 @@ export class ServiceHost {
         if (this.detached) return;
         this.closed = false;
         const found = this.sup.running();
+        // The predecessor's replicas not found running start again, counted as lost.
+        for (const [n, restarts] of Object.entries(prior?.slots ?? {}))
+          this.sup.missing(Number(n), restarts, this.now());
         if (found > 0)
           this.deps.log.info(
             { event: "svc-adopted", path: this.path, running: found, desired: this.sup.desired },
@@ -224,6 +237,12 @@ export class ServiceHost {
     return `${this.sup.state} ${this.sup.running()}/${this.sup.desired}`;
   }
 
+  private recordNow(): SvcRecord {
+    const slots: Record<string, number> = {};
+    for (const s of this.sup.replicas()) if (s.phase !== "stopping") slots[s.n] = s.restarts;
+    return { desired: this.sup.desired, slots };
+  }
+
   /**
    * Stops supervising without stopping any replica (a service under /@ whose lease went to
    * another daemon, or whose daemon stops): whoever supervises it next adopts them.
@@ -268,9 +287,13 @@ export class ServiceHost {
       else this.stop(a.n);
     }
     // Each supervisor decision once: starts, restarts, exits, lost replicas, scaling, stop.
-    if (this.shared && this.sup.desired !== this.lastDesired) {
-      this.lastDesired = this.sup.desired;
-      this.shared.desired(this.sup.desired);
+    if (this.shared) {
+      const r = this.recordNow();
+      const text = JSON.stringify(r);
+      if (text !== this.lastRecord) {
+        this.lastRecord = text;
+        this.shared.record(r);
+      }
     }
     for (const e of this.sup.drainEvents()) {
       const level = e.kind === "exit" || e.kind === "lost" || e.kind === "stop" ? "warn" : "info";
@@ -448,7 +471,7 @@ export class ServiceHost {
         for (const { n, proc } of found) {
           if (this.detached || (this.closed && !first)) return;
           if (this.live.get(n)?.server === c.id) continue; // ours: running, or being started there
-          if (this.sup.adopt(n, c.id, this.now())) {
+          if (this.sup.adopt(n, c.id, this.now(), first ? (this.prior?.slots[n] ?? 0) : 0)) {
             const gen = ++this.gen;
             this.live.set(n, { server: c.id, proc, gen });
             this.watch(n, gen, c.id, proc);

@@ -26,10 +26,14 @@ const running = (s: ServiceStat) => s.replicas.filter((r) => r.phase === "runnin
 
 async function until<T>(what: string, f: () => Promise<T | undefined>, ms: number): Promise<T> {
   const t0 = Date.now();
+  let last: unknown;
   for (;;) {
-    const v = await f().catch(() => undefined);
+    const v = await f().catch((err) => {
+      last = err;
+      return undefined;
+    });
     if (v !== undefined) return v;
-    if (Date.now() - t0 > ms) throw new Error(`${what}: not within ${ms} ms`);
+    if (Date.now() - t0 > ms) throw new Error(`${what}: not within ${ms} ms; last error: ${String(last)}`);
     await sleep(20);
   }
 }
@@ -91,10 +95,12 @@ try {
           );
           supervised = Date.now() - t0;
         }
+        let lastSeen: ServiceStat | undefined;
         const after = await until(
           "3 running off the dead daemon",
           async () => {
             const x = await svc2.peek();
+            lastSeen = x;
             return running(x).length === 3 &&
               x.supervisor !== boss.id &&
               x.replicas.every((r) => r.server !== `/${boss.id}`)
@@ -102,7 +108,11 @@ try {
               : undefined;
           },
           30_000,
-        );
+        ).catch((err) => {
+          throw new Error(
+            `${(err as Error).message}; last peek: ${JSON.stringify(lastSeen?.replicas)} by ${lastSeen?.supervisor}`,
+          );
+        });
         const restored = Date.now() - t0;
         for (const [path, pid] of pids) {
           const now = ((await c2.walk(path).peek()) as { pid: number }).pid;
@@ -118,11 +128,33 @@ try {
         await c2.close();
       }
       if (silent) boss.kill("SIGKILL");
-      await sc.add(["--join", (others[0] as Daemon).url]);
+      // A new daemon joins every survivor (a seed that is itself dying would leave it alone in a
+      // circuit of its own), and the round ends once it sees them all.
+      const added = await sc.add(others.flatMap((d) => ["--join", d.url]));
+      const c3 = await dial(added.url);
+      try {
+        await until(
+          "the new daemon sees the circuit",
+          async () => ((await c3.servers()).length === others.length + 1 ? 1 : undefined),
+          15_000,
+        );
+      } finally {
+        await c3.close();
+      }
     } finally {
       await c.close().catch(() => {});
     }
   }
+} catch (err) {
+  // What the daemons said about the service, to see where a round went wrong.
+  for (const d of sc.daemons) {
+    const lines = d
+      .stderr()
+      .split("\n")
+      .filter((l) => /svc|leave|suspect|join|bench|takeover|dead|alive/.test(l));
+    console.error(`# ${d.id}${isLive(d) ? "" : " (dead)"}\n${lines.join("\n")}`);
+  }
+  throw err;
 } finally {
   await sc.stop();
   await killAll();

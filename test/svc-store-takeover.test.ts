@@ -150,8 +150,7 @@ test("kill -9 of the supervisor: another daemon adopts the replicas, restarts th
     const ls3 = await cli(notBoss, "ls", "/@");
     assert.doesNotMatch(ls3.stdout.toString(), /web/);
     // Three daemons again for the next test.
-    await sc.add(["--join", notBoss.url]);
-    await sc.add(["--join", notBoss.url]);
+    for (let i = 0; i < 2; i++) await sc.add(sc.daemons.filter(isLive).flatMap((d) => ["--join", d.url]));
   } catch (err) {
     for (const d of sc.daemons) console.log(`# ${d.id}:\n${d.stderr().split("\n").slice(-40).join("\n")}`);
     throw err;

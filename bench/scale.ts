@@ -4,7 +4,7 @@
 // connection, opened from a few processes).
 import { setTimeout as sleep } from "node:timers/promises";
 import { dialCircuit } from "./circuit-lib.ts";
-import type { RoleContext, Row, Scenario, ScenarioContext } from "./harness.ts";
+import type { RoleContext, Scenario, ScenarioContext } from "./harness.ts";
 import { errorText, latencyRow, startCircuitDaemon } from "./harness.ts";
 
 const CHANNELS = 10_000;

@@ -1,3 +1,4 @@
+// test-runner: alone (failure-detection bounds)
 // Many servers, one circuit: real daemons on 127.0.0.1 join each other; kill -9, SIGSTOP, stop and
 // restart them; views, subscriptions and blocked clients behave as DESIGN.md §6 says.
 import assert from "node:assert/strict";

@@ -1,3 +1,4 @@
+// test-runner: alone (latency and memory bounds under attack)
 // Hostile clients against a live daemon: garbage, a 2 GB length prefix, a slowloris, hundreds of
 // idle connections, a flood of pending receives and a client that never reads. A well-behaved
 // client on the same daemon keeps working, its latency within 3× of the quiet baseline.

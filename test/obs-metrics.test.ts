@@ -1,3 +1,4 @@
+// test-runner: alone (RSS and CPU figures)
 // /metrics (`circuit start --http`): Prometheus text that a Prometheus parser reads, with the
 // series DESIGN.md §13 names, whose values move when channels and processes are used; on a keyed
 // circuit nothing without the token `circuit dashboard` hands out.

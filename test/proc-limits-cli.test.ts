@@ -1,3 +1,4 @@
+// test-runner: alone (CPU share and memory limits measured)
 // Limits from the command line (DESIGN.md §3.2, §8): `mkproc --memory --cpus --pids` set the
 // process's cgroup; bad values are usage errors (exit 2) before anything is sent; a daemon that
 // cannot confine (--no-cgroups, or not root) fails the request with Unsupported (exit 1).

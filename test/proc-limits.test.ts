@@ -1,3 +1,4 @@
+// test-runner: alone (CPU share and memory limits measured)
 // Limits (DESIGN.md §3.2): a process and all its descendants confined by the host's cgroups — a
 // memory limit the kernel enforces (oomKilled), a CPU quota, a pids cap — and the whole group's CPU
 // and RSS in peek; Unsupported where the daemon cannot confine. Real cgroup v1 on this host (the

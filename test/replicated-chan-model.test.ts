@@ -201,7 +201,7 @@ test("a host whose log another host took over stops its waiting receivers when i
   await settle();
   assert.equal(err, undefined, "without a check, A would keep its receiver waiting forever");
   await a.verify();
-  assert.equal(err?.code, "Moved", "A's receiver is told to ask again");
+  assert.equal((err as { code?: string } | undefined)?.code, "Moved", "A's receiver is told to ask again");
   assert.ok(a.lost, "A changes nothing more");
 });
 

@@ -1,3 +1,4 @@
+// test-runner: alone (idle checks after releases on other connections)
 // select across machines, end to end: real daemons joined into one circuit, channels spread over
 // them, clients dialled into different servers (DESIGN.md §3.1, §9; docs/select.md).
 import assert from "node:assert/strict";

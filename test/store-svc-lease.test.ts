@@ -17,7 +17,7 @@ const key = (names: readonly string[]) => names.join("/");
 
 /** The store's tree and leases in memory; leases do not expire by themselves (`expire` does it). */
 class FakeStore {
-  config = { leaseMs: 600, renewMs: 100, requestMs: 500, startMs: 1000, replicas: 3 };
+  config = { leaseMs: 2000, renewMs: 100, requestMs: 500, startMs: 1000, replicas: 3 };
   connected = true;
   tree = new Map<string, TreeEntry>();
   held = new Map<string, { lease: Lease; revision: number }>();

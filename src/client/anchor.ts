@@ -4,6 +4,7 @@ import type { Readable } from "node:stream";
 import { NotFound, WrongKind } from "../errors.js";
 import { formatPath, parsePath } from "../wire/path.js";
 import { MAX_CAP, MAX_DURABLE_CAP } from "../wire/protocol.js";
+import type { MakeProcRequest } from "../wire/requests.js";
 import { Chan, type OpOptions } from "./chan.js";
 
 export interface MakeChanOptions extends OpOptions {
@@ -20,6 +21,7 @@ import type { Connection } from "./connection.js";
 import { checkNameserverAddr, Nameserver } from "./nameserver.js";
 import { checkCommand, type MakeProcOptions, Proc, type ProcCommand } from "./proc.js";
 import { ReplicatedChan } from "./replicated-chan.js";
+import type { Router } from "./router.js";
 import { ServerHandle } from "./server-handle.js";
 import { checkSpec, direct, Service, type ServiceSpec, viaStore } from "./service.js";
 import { Subscription } from "./subscription.js";
@@ -27,14 +29,7 @@ import { Subscription } from "./subscription.js";
 /** What an anchor can hold, as a handle. */
 export type Element = Chan | ReplicatedChan | ServerHandle | Subscription | Proc | Nameserver | Service;
 
-/** How an Anchor reaches the server that hosts it. */
-export interface Router {
-  connFor(serverId: string): Promise<Connection>;
-  /** The anchors of every live server, for a recursive listing from the root. */
-  servers(opts?: OpOptions): Promise<{ id: string }[]>;
-  /** Adds members the dial-in server knows and the view lacks. */
-  learnServers?(): Promise<void>;
-}
+export type { Router } from "./router.js";
 
 /** One line of a listing. `kind`, `state` and `stat` are there for anchors that hold an element. */
 export interface ListEntry {
@@ -91,7 +86,7 @@ export class Anchor {
    * is skipped, not fatal.
    */
   async list(opts?: OpOptions & { recursive?: boolean; long?: boolean }): Promise<ListEntry[]> {
-    const req = { op: "ls", recursive: opts?.recursive === true, long: opts?.long === true };
+    const req = { op: "ls" as const, recursive: opts?.recursive === true, long: opts?.long === true };
     if (this.names.length === 0 && opts?.recursive) {
       const c = await this.conn();
       const top = (await c.request({ ...req, path: [], recursive: false }, opts?.signal)) as ListEntry[];
@@ -218,7 +213,7 @@ export class Anchor {
     const rid2 = expect("stderr");
     let r: { eid: number; pid: number };
     try {
-      const req = {
+      const req: MakeProcRequest = {
         op: "mkproc",
         path: this.names,
         cmd,

@@ -4,10 +4,12 @@
 
 import { Readable, Writable } from "node:stream";
 import { type CircuitError, ProtocolError } from "../errors.js";
-import type { Connection, StreamWriter } from "./connection.js";
+import type { Request } from "../wire/requests.js";
+import type { Connection } from "./connection.js";
+import type { StreamWriter } from "./stream-message.js";
 
-/** Sends `req` with a fresh receiver id `rid`; resolves with the stream the server attaches to it. */
-export function requestStream(c: Connection, req: Record<string, unknown>, signal?: AbortSignal): Promise<Readable> {
+/** Sends the request `req(rid)` names a fresh receiver id in; resolves with the stream the server attaches to it. */
+export function requestStream(c: Connection, req: (rid: number) => Request, signal?: AbortSignal): Promise<Readable> {
   return new Promise((resolve, reject) => {
     let got: Readable | undefined;
     let ended: CircuitError | undefined;
@@ -20,7 +22,7 @@ export function requestStream(c: Connection, req: Record<string, unknown>, signa
         ended = err;
       },
     });
-    c.request({ ...req, rid }, signal).then(
+    c.request(req(rid), signal).then(
       () => {
         if (got) resolve(got);
         else reject(ended ?? new ProtocolError("the server answered without a stream"));

@@ -2,10 +2,9 @@
 // credits, receivers and stream messages. Handles (Chan, Anchor) sit on top of it.
 
 import { randomBytes } from "node:crypto";
-import { Readable, Writable } from "node:stream";
+import type { Readable } from "node:stream";
 import { finished } from "node:stream/promises";
 import {
-  AuthFailed,
   ChannelAborted,
   type CircuitError,
   fromWire,
@@ -13,25 +12,29 @@ import {
   ProtocolError,
   ServerGone,
   StreamBroken,
-  Timeout,
 } from "../errors.js";
-import { FrameConn } from "../transport/frame-conn.js";
-import { authError, connectTo, readyEvent } from "../transport/secure.js";
-import { Deque } from "../util/deque.js";
-import { binHeadBytes, forEachEntry, writeBinHead } from "../wire/frame.js";
-import {
-  DEFAULT_MAX_VALUE,
-  decode,
-  encode,
-  FRAME_SLACK,
-  PROTOCOL_VERSION,
-  STREAM_WINDOW,
-  T,
-  tail,
-  u32,
-} from "../wire/protocol.js";
-import { formatHost } from "../wire/url.js";
+import type { FrameConn } from "../transport/frame-conn.js";
+import { binHeadBytes, forEachEntry } from "../wire/frame.js";
+import { DEFAULT_MAX_VALUE, decode, encode, PROTOCOL_VERSION, T, tail, u32 } from "../wire/protocol.js";
+import type { Push, Request, ServerHello } from "../wire/requests.js";
 import { checkValue } from "../wire/value-check.js";
+import {
+  ackThrough,
+  type ChanState,
+  type Gated,
+  KEPT_BY_REFERENCE,
+  type Kept,
+  keep,
+  keepCredited,
+  keptSize,
+  newChanState,
+  unrun,
+} from "./kept-sends.js";
+import { type ConnectOptions, dialLink, startKeepalive, whereOf } from "./link.js";
+import { StreamReader, StreamWriter } from "./stream-message.js";
+
+export type { ChanState } from "./kept-sends.js";
+export type { ConnectOptions } from "./link.js";
 
 /** How a receiver id's events reach its owner. */
 export interface RecvSink {
@@ -62,80 +65,6 @@ export interface SelectSink {
   gone(err: CircuitError): void;
 }
 
-/**
- * Sends the client keeps until the server has stored them, to send again after a reconnection:
- * one blocking send, or a run of credited sends with consecutive sequence numbers whose copies
- * sit side by side in the channel's slab as batch entries ([u32 length][bytes]), so that keeping
- * a small credited value costs a copy into a buffer and no object of its own.
- */
-interface Kept {
-  /** The first sequence number not yet acknowledged. */
-  seq: number;
-  /** The last sequence number (a blocking send: seq). */
-  last: number;
-  /** A blocking send's value; for a run, `bytes.subarray(start, end)` holds its entries. */
-  bytes: Buffer;
-  /** A blocking send's request id while it waits for its RES; 0 for a run of credited sends. */
-  id: number;
-  /** A run: the sequence number of its first entry, and where its entries lie in `bytes`. */
-  first: number;
-  start: number;
-  end: number;
-}
-
-/** A run's slab starts this big and doubles up to KEPT_SLAB_MAX as a channel keeps more. */
-const KEPT_SLAB_MIN = 4 * 1024;
-const KEPT_SLAB_MAX = 64 * 1024;
-const NO_BYTES = Buffer.alloc(0);
-/** Encoded values this big are kept by reference (they are ours), not copied into a slab. */
-const KEPT_BY_REFERENCE = 64 * 1024;
-
-/** Bytes a kept send accounts for. */
-function keptSize(k: Kept): number {
-  return k.id === 0 ? k.end - k.start : k.bytes.length;
-}
-
-/** Per-handle send state: credits are buffer slots the server reserved for this connection. */
-export interface ChanState {
-  handle: number;
-  cap: number;
-  credits: number;
-  /** Sends in flight that may block; while any is, credits are not used (issue order). */
-  blocking: number;
-  /** The anchor path, to open the channel again after a reconnection (none: not resumable). */
-  names: readonly string[] | undefined;
-  /** The sequence number of the last send on this channel (PROTOCOL: send sequence numbers). */
-  seq: number;
-  /** Sends the server has not acknowledged yet (credited: no CACK; blocking: no RES), oldest first. */
-  kept: Deque<Kept>;
-  /** The run that credited sends extend while they follow one another, and the slab it writes to. */
-  run: Kept | undefined;
-  slab: Buffer;
-  slabUsed: number;
-  /**
-   * Sends on a buffered channel issued while an earlier one of ours waits for room: they wait here
-   * until it is stored, then go with the credits its answer brought (or the next one waits at the
-   * server). Without this, a producer keeping many sends in flight against a full buffer sends
-   * every later one as a blocking send of its own, and never gets back to credited sends.
-   */
-  held: Gated[];
-  releasing: boolean;
-  /** A durable channel: a send completes only once the server has synced it (DESIGN §3.6). */
-  durable: boolean;
-  /** Durable channels: credited sends waiting for the CACK that says they are synced, by seq. */
-  completions: Deque<Completion>;
-}
-
-/** A credited send into a durable channel, until its CACK (or CNAK) comes. */
-interface Completion {
-  seq: number;
-  resolve(): void;
-  reject(err: CircuitError): void;
-}
-
-/** A quiet server is pinged after PING_MS and given up after SILENT_MS (DESIGN §6: 5 s). */
-const PING_MS = 1000;
-const SILENT_MS = 5000;
 /** How many credits a sender asks for at most. */
 const MAX_WANT = 1024;
 /** Default bound on bytes a connection holds that the operating system has not accepted yet. */
@@ -154,34 +83,6 @@ const RECONNECT_EVERY_MS = 100;
 
 function tooLarge(size: number, max: number): MessageTooLarge {
   return new MessageTooLarge(`value of ${size} bytes exceeds the limit of ${max}`);
-}
-
-export interface ConnectOptions {
-  host: string;
-  port: number;
-  /** Cluster key: the connection is TLS-PSK, and the server must hold the same key. */
-  key?: Buffer;
-  signal?: AbortSignal;
-  /** Connect plus handshake deadline in ms. Default 10,000. */
-  timeoutMs?: number;
-  /**
-   * Most bytes of values this connection holds before the operating system has accepted them;
-   * past it, sends wait (as a Go send into a full buffer would). Default DEFAULT_MAX_UNSENT.
-   */
-  maxUnsentBytes?: number;
-  /**
-   * How long a broken connection keeps trying to reach the same server (same server ID) before
-   * everything on it fails with ServerGone, refused connections included: set it to ride through
-   * a restart of a daemon on the same `--data` and address (durable channels). Without it, the
-   * attempts last RECONNECT_MS and a refused connection ends them at once.
-   */
-  reconnectMs?: number;
-}
-
-/** An operation held back while the connection's unsent bytes are over the bound. */
-interface Gated {
-  run(): void;
-  reject(err: unknown): void;
 }
 
 export class Connection {
@@ -239,7 +140,7 @@ export class Connection {
     this.closed = new Promise((r) => {
       this.resolveClosed = r;
     });
-    this.where = `${formatHost(opts.host)}:${opts.port}`;
+    this.where = whereOf(opts);
     if (opts.maxUnsentBytes !== undefined) this.maxUnsent = opts.maxUnsentBytes;
   }
 
@@ -258,34 +159,19 @@ export class Connection {
     conn.onDrain = () => this.admit();
   }
 
-  /**
-   * Keepalive: a server that says nothing for a while is asked; one silent for SILENT_MS (a
-   * stopped process, a cut cable) is gone, and everything waiting on it fails with ServerGone.
-   */
+  /** Keepalive (link.ts): a server silent for too long is gone, and everything waiting on it fails. */
   private startHeartbeat(): void {
     clearInterval(this.heartbeat);
-    let lastTick = performance.now();
-    let listeningSince = lastTick;
-    this.heartbeat = setInterval(() => {
-      const now = performance.now();
-      // After a stall of our own (a blocked event loop, a starved CPU) we were not listening:
-      // the server's silence counts only from when we are back, and gets a ping at once.
-      if (now - lastTick > PING_MS) listeningSince = now;
-      lastTick = now;
-      const quiet = now - Math.max(this.conn.lastInput, listeningSince);
-      // Our own output draining is progress too: the server is reading, though its answers (our
-      // pings' among them) wait behind what we queued.
-      const stuck = this.conn.unsent === 0 || now - this.conn.lastDrain > SILENT_MS;
-      if (quiet > SILENT_MS && stuck) {
-        this.fail(new ServerGone(`no answer from ${this.serverId} for ${Math.round(quiet)} ms`));
-      } else if ((quiet >= PING_MS || listeningSince === now || now - this.conn.lastOutput >= PING_MS) && !this.gone) {
-        // Also when we have said nothing for a while: the server reaps connections that stay mute.
+    this.heartbeat = startKeepalive({
+      link: () => this.conn,
+      silent: (quiet) => this.fail(new ServerGone(`no answer from ${this.serverId} for ${Math.round(quiet)} ms`)),
+      ping: () => {
+        if (this.gone) return;
         const id = this.id();
         this.pending.set(id, { resolve: () => {}, reject: () => {} });
-        this.conn.send(T.REQ, [id], encode({ op: "ping" }));
-      }
-    }, PING_MS / 2);
-    this.heartbeat.unref();
+        this.conn.send(T.REQ, [id], encode({ op: "ping" } satisfies Request));
+      },
+    });
   }
 
   static async open(opts: ConnectOptions): Promise<Connection> {
@@ -294,58 +180,15 @@ export class Connection {
     return c;
   }
 
-  /** Opens a socket to the server, attaches it and completes the handshake. */
-  private async connectLink(signal: AbortSignal | undefined, timeoutMs: number): Promise<void> {
-    const opts = { ...this.opts, signal };
-    const where = this.where;
-    const sock = connectTo(opts.host, opts.port, opts.key);
-    const conn = new FrameConn(sock, { maxFrame: DEFAULT_MAX_VALUE + FRAME_SLACK });
-    this.attach(conn);
-    let timer: NodeJS.Timeout | undefined;
-    const onAbort = () => sock.destroy(opts.signal?.reason);
-    try {
-      return await new Promise<void>((resolve, reject) => {
-        timer = setTimeout(() => {
-          reject(new Timeout(`no answer from ${where} within ${timeoutMs} ms`));
-          sock.destroy();
-        }, timeoutMs);
-        if (opts.signal?.aborted) return reject(opts.signal.reason);
-        opts.signal?.addEventListener("abort", () => {
-          reject(opts.signal?.reason);
-          onAbort();
-        });
-        sock.once("error", (err: NodeJS.ErrnoException) => {
-          reject(
-            authError(err, opts.key !== undefined, where) ??
-              new ServerGone(`cannot reach a circuit server at ${where}: ${err.code ?? err.message}`, { cause: err }),
-          );
-        });
-        sock.once(readyEvent(sock), () =>
-          conn.send(T.HELLO, [], encode({ v: PROTOCOL_VERSION, role: "client", cid: this.cid })),
-        );
-        // Reached, then dropped before the HELLO answer: the keys did not match (or one side has none).
-        sock.once("connect", () => {
-          this.handshakeError = new AuthFailed(
-            opts.key
-              ? `${where} refused our cluster key (wrong key, or the server uses none)`
-              : `${where} closed the connection during the handshake: it requires a cluster key`,
-          );
-        });
-        // Bytes that are not our frames before the handshake: most likely a TLS server's alert.
-        conn.onBadInput = () =>
-          reject(
-            opts.key
-              ? new ProtocolError(`${where} did not answer in the circuit protocol`)
-              : new AuthFailed(`${where} did not answer in the circuit protocol; it may require a cluster key`),
-          );
-        this.pending.set(0, {
-          resolve: () => resolve(),
-          reject: (e) => reject(e),
-        });
-      });
-    } finally {
-      clearTimeout(timer);
-    }
+  /** Opens a socket to the server, attaches it and completes the handshake (link.ts). */
+  private connectLink(signal: AbortSignal | undefined, timeoutMs: number): Promise<void> {
+    return dialLink(this.opts, signal, timeoutMs, this.cid, {
+      attach: (conn) => this.attach(conn),
+      handshakeClosed: (err) => {
+        this.handshakeError = err;
+      },
+      awaitHello: (settle) => this.pending.set(0, settle as Pending),
+    });
   }
 
   get isClosed(): boolean {
@@ -353,7 +196,7 @@ export class Connection {
   }
 
   /** A control request; resolves with the server's result. */
-  request(req: Record<string, unknown>, signal?: AbortSignal): Promise<unknown> {
+  request(req: Request, signal?: AbortSignal): Promise<unknown> {
     if (this.gone) return Promise.reject(this.gone);
     if (signal?.aborted) return Promise.reject(signal.reason);
     // Behind held-back sends, so that (say) a close issued after them still comes after them.
@@ -379,22 +222,7 @@ export class Connection {
   chanState(handle: number, cap: number, names?: readonly string[], durable = false): ChanState {
     let st = this.chans.get(handle);
     if (!st) {
-      st = {
-        handle,
-        cap,
-        credits: 0,
-        blocking: 0,
-        names,
-        seq: 0,
-        kept: new Deque(),
-        run: undefined,
-        slab: NO_BYTES,
-        slabUsed: 0,
-        held: [],
-        releasing: false,
-        durable,
-        completions: new Deque(),
-      };
+      st = newChanState(handle, cap, names, durable);
       this.chans.set(handle, st);
       this.states.add(st);
     }
@@ -421,7 +249,7 @@ export class Connection {
         const seq = (st.seq = (st.seq + 1) >>> 0 || 1);
         st.credits--;
         this.conn.batchBin(T.CSEND, st.handle, value, seq);
-        this.keepCredited(st, seq, value, true);
+        this.keptBytes += keepCredited(st, seq, value, true);
         return st.durable ? this.synced(st, seq) : this.written();
       }
     }
@@ -454,7 +282,7 @@ export class Connection {
     if (st.credits > 0 && st.blocking === 0) {
       st.credits--;
       this.conn.batch(T.CSEND, st.handle, bytes, seq);
-      this.keepCredited(st, seq, bytes, false);
+      this.keptBytes += keepCredited(st, seq, bytes, false);
       // Into a durable channel, it completes once the server has synced it (its CACK says so).
       if (st.durable) return this.synced(st, seq);
       // A credited send completes once its bytes have left this process: the buffer slot is
@@ -465,7 +293,8 @@ export class Connection {
     }
     const id = this.id();
     st.blocking++;
-    const kept = this.keep(st, seq, bytes, id);
+    const kept = keep(st, seq, bytes, id);
+    this.keptBytes += bytes.length;
     this.conn.send(T.SEND, [id, st.handle, Math.min(st.cap, MAX_WANT), seq], bytes);
     // After a reconnection the send goes again under another request id (kept.id).
     return this.wait(id, signal, () => this.conn.send(T.CANCEL, [kept.id])).then(
@@ -554,54 +383,6 @@ export class Connection {
       !this.admitting &&
       (this.reconnecting || this.gate.length > 0 || this.conn.unsent + this.keptBytes >= this.maxUnsent)
     );
-  }
-
-  private keep(st: ChanState, seq: number, bytes: Buffer, id: number): Kept {
-    const k: Kept = { seq, last: seq, bytes, id, first: seq, start: 0, end: bytes.length };
-    st.kept.push(k);
-    st.run = undefined;
-    this.keptBytes += bytes.length;
-    return k;
-  }
-
-  /**
-   * Keeps a copy of a credited send (its encoded value, or with `bin` its bytes to be encoded as a
-   * MessagePack bin) at the end of the channel's current run, or of a new one.
-   */
-  private keepCredited(st: ChanState, seq: number, value: Uint8Array, bin: boolean): void {
-    const n = value.length;
-    if (!bin && n >= KEPT_BY_REFERENCE) {
-      // An encoded value of our own, big: kept as it is rather than copied again.
-      this.keep(st, seq, value as Buffer, 0);
-      return;
-    }
-    const size = 4 + (bin ? binHeadBytes(n) + n : n);
-    let run = st.run;
-    if (
-      !run ||
-      st.slabUsed !== run.end ||
-      st.slabUsed + size > st.slab.length ||
-      run.last !== ((seq - 1) >>> 0 || 0xffffffff)
-    ) {
-      if (st.slabUsed + size > st.slab.length) {
-        // A fresh slab; the old one lives on while runs in it are kept.
-        const want = Math.min(KEPT_SLAB_MAX, Math.max(KEPT_SLAB_MIN, st.slab.length * 2));
-        st.slab = Buffer.allocUnsafe(Math.max(want, size));
-        st.slabUsed = 0;
-      }
-      run = { seq, last: seq, bytes: st.slab, id: 0, first: seq, start: st.slabUsed, end: st.slabUsed };
-      st.kept.push(run);
-      st.run = run;
-    }
-    const b = st.slab;
-    let o = st.slabUsed;
-    b.writeUInt32BE(size - 4, o);
-    o += 4;
-    if (bin) o += writeBinHead(b, o, n);
-    b.set(value, o);
-    st.slabUsed = run.end = o + n;
-    run.last = seq;
-    this.keptBytes += size;
   }
 
   /** Settles when the server says credited send `seq` of a durable channel is synced (CACK) or failed (CNAK). */
@@ -895,7 +676,7 @@ export class Connection {
         return;
       }
       case T.HELLO: {
-        const h = decode(body) as { v: number; id: string; url: string; maxValue: number };
+        const h = decode(body) as ServerHello;
         if (h.v !== PROTOCOL_VERSION) throw new ProtocolError(`server speaks protocol ${h.v}`);
         this.serverId = h.id;
         this.url = h.url;
@@ -906,8 +687,8 @@ export class Connection {
         return;
       }
       case T.PUSH: {
-        const m = decode(body) as Record<string, unknown>;
-        if (m.ev === "released") this.released(m.handle as number);
+        const m = decode(body) as Push;
+        if (m.ev === "released") this.released(m.handle);
         else this.onPush(m);
         return;
       }
@@ -917,18 +698,7 @@ export class Connection {
         const st = this.chans.get(u32(body, 0));
         if (!st) return;
         const through = u32(body, 1);
-        let freed = 0;
-        for (let k = st.kept.peek(); k && k.id === 0 && k.seq <= through; k = st.kept.peek()) {
-          if (k.last > through) {
-            k.seq = (through + 1) >>> 0 || 1; // the rest of the run was sent in a later frame
-            break;
-          }
-          st.kept.shift();
-          freed += k.end - k.start;
-          if (k === st.run) st.run = undefined;
-        }
-        // Nothing kept any more: the slab can be written from the start again.
-        if (st.kept.length === 0) st.slabUsed = 0;
+        const freed = ackThrough(st, through);
         this.keptBytes -= freed;
         if (freed > 0) this.admit();
         if (st.durable) this.complete(st, through);
@@ -940,17 +710,7 @@ export class Connection {
         if (!st) return;
         const through = u32(body, 1);
         const err = fromWire(decode(tail(body, 2)));
-        let freed = 0;
-        for (let k = st.kept.peek(); k && k.id === 0 && k.seq <= through; k = st.kept.peek()) {
-          if (k.last > through) {
-            k.seq = (through + 1) >>> 0 || 1;
-            break;
-          }
-          st.kept.shift();
-          freed += k.end - k.start;
-          if (k === st.run) st.run = undefined;
-        }
-        if (st.kept.length === 0) st.slabUsed = 0;
+        const freed = ackThrough(st, through);
         this.keptBytes -= freed;
         if (freed > 0) this.admit();
         this.complete(st, through, err);
@@ -1125,38 +885,13 @@ export class Connection {
     this.admit();
   }
 
-  /** The kept sends one by one, in order: each run split into copies of its unacknowledged entries. */
-  private unrun(kept: Kept[]): Kept[] {
-    const out: Kept[] = [];
-    for (const k of kept) {
-      if (k.id !== 0 || (k.first === k.last && k.start === 0 && k.end === k.bytes.length)) {
-        out.push(k);
-        continue;
-      }
-      this.keptBytes -= k.end - k.start;
-      const entries = k.bytes.subarray(k.start, k.end);
-      let seq = k.first;
-      // Entries before k.seq were acknowledged (a CACK in the middle of the run).
-      let taking = false;
-      forEachEntry(entries, 0, (start, end) => {
-        if (seq === k.seq) taking = true;
-        if (taking) {
-          const bytes = Buffer.from(entries.subarray(start, end));
-          out.push({ seq, last: seq, bytes, id: 0, first: seq, start: 0, end: bytes.length });
-          this.keptBytes += bytes.length;
-        }
-        seq = (seq + 1) >>> 0 || 1;
-      });
-    }
-    return out;
-  }
-
   /** Carries channels, sends and receivers over to the new link; idempotent if a link breaks midway. */
   private async resume(): Promise<void> {
     this.chans.clear();
     for (const st of [...this.states]) {
       const r = st.names ? await this.openAgain(st.names) : null;
-      const kept = this.unrun(st.kept.drain());
+      const { out: kept, delta } = unrun(st.kept.drain());
+      this.keptBytes += delta;
       st.run = undefined;
       st.slabUsed = 0;
       if (r?.kind !== "chan" || typeof r.handle !== "number") {
@@ -1219,7 +954,7 @@ export class Connection {
   private async openAgain(names: readonly string[]): Promise<{ kind?: string; handle?: number } | null> {
     const id = this.id();
     this.resumeIds.add(id);
-    this.conn.send(T.REQ, [id], encode({ op: "open", path: names }));
+    this.conn.send(T.REQ, [id], encode({ op: "open", path: names } satisfies Request));
     try {
       return (await (this.wait(id) as Promise<unknown>)) as { kind?: string; handle?: number } | null;
     } finally {
@@ -1268,124 +1003,5 @@ export class Connection {
     this.admit();
     settle?.reject(err);
     this.resolveClosed(this.closing ? undefined : err);
-  }
-}
-
-/** The writable side of a stream message: bytes leave as the server grants credit. */
-/** Most bytes one SDATA frame carries: big enough that a stream moves in few frames and writes. */
-const SDATA_MAX = 256 * 1024;
-
-export class StreamWriter extends Writable {
-  private credits = 0;
-  private waiting: (() => void) | undefined;
-  private ended = false;
-
-  constructor(
-    private readonly c: Connection,
-    private readonly sid: number,
-  ) {
-    super({ highWaterMark: 64 * 1024 });
-    // The error stays observable (write callbacks, `sent`, `errored`); without a listener a broken
-    // stream nobody is writing to would crash the process.
-    this.on("error", () => {});
-  }
-
-  credit(n: number): void {
-    this.credits += n;
-    const w = this.waiting;
-    this.waiting = undefined;
-    w?.();
-  }
-
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    let off = 0;
-    const step = (): void => {
-      while (off < chunk.length) {
-        if (this.destroyed) return cb(new StreamBroken("stream was destroyed"));
-        if (this.credits === 0) {
-          this.waiting = step;
-          return;
-        }
-        const n = Math.min(this.credits, chunk.length - off, SDATA_MAX);
-        this.c.frameOut(T.SDATA, [this.sid], chunk.subarray(off, off + n));
-        this.credits -= n;
-        off += n;
-      }
-      cb();
-    };
-    step();
-  }
-
-  override _final(cb: (err?: Error | null) => void): void {
-    this.ended = true;
-    this.c.frameOut(T.SFIN, [this.sid]);
-    // Finished (and `sent`) only once the end marker has left this process.
-    this.c.written().then(
-      () => {
-        this.c.forgetStream(this.sid);
-        cb();
-      },
-      (err) => {
-        this.c.forgetStream(this.sid);
-        cb(err);
-      },
-    );
-  }
-
-  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    if (!this.ended) {
-      this.ended = true;
-      const why = err?.message ?? "sender destroyed the stream";
-      this.c.frameOut(T.SABORT, [this.sid], encode({ code: "StreamBroken", message: why }));
-      this.c.forgetStream(this.sid);
-    }
-    const w = this.waiting;
-    this.waiting = undefined;
-    w?.();
-    cb(err);
-  }
-}
-
-/** The readable side of a stream message: credit goes back to the server as the reader consumes. */
-export class StreamReader extends Readable {
-  private owed = 0;
-  private finished = false;
-
-  constructor(
-    private readonly c: Connection,
-    private readonly pid: number,
-  ) {
-    super({ highWaterMark: STREAM_WINDOW });
-    // A reader that has not started reading yet still sees the error when it does.
-    this.on("error", () => {});
-    c.frameOut(T.SCREDIT, [pid, STREAM_WINDOW]);
-  }
-
-  data(chunk: Buffer): void {
-    // Copied only when a small piece of a bigger read buffer (StreamPipe.write says why).
-    const own = chunk.length * 2 >= chunk.buffer.byteLength ? chunk : Buffer.from(chunk);
-    if (this.push(own)) this.c.frameOut(T.SCREDIT, [this.pid, chunk.length]);
-    else this.owed += chunk.length;
-  }
-
-  override push(chunk: Buffer | null): boolean {
-    if (chunk === null) this.finished = true;
-    return super.push(chunk);
-  }
-
-  override _read(): void {
-    if (this.owed > 0) {
-      this.c.frameOut(T.SCREDIT, [this.pid, this.owed]);
-      this.owed = 0;
-    }
-  }
-
-  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    if (!this.finished) {
-      this.finished = true;
-      this.c.frameOut(T.SDROP, [this.pid]);
-      this.c.forgetReader(this.pid);
-    }
-    cb(err);
   }
 }

@@ -2,6 +2,7 @@
 // and files under the directory the operator allowed with `circuit start --fs-root DIR`.
 
 import type { Readable, Writable } from "node:stream";
+import type { HostDo, HostRequest } from "../wire/requests.js";
 import type { FileInfo, FileStat } from "../wire/shapes.js";
 import { LazyReadable, requestStream } from "./byte-streams.js";
 import type { OpOptions } from "./chan.js";
@@ -31,7 +32,7 @@ export class HostApi {
     private readonly names: readonly string[],
   ) {}
 
-  private req(more: Record<string, unknown>): Record<string, unknown> {
+  private req(more: HostDo): HostRequest {
     return { op: "host", path: this.names, ...more };
   }
 
@@ -55,7 +56,7 @@ export class HostApi {
 
   readFile(file: string): Readable {
     checkFile(file);
-    return new LazyReadable(() => requestStream(this.c, this.req({ do: "fs.read", file })));
+    return new LazyReadable(() => requestStream(this.c, (rid) => this.req({ do: "fs.read", file, rid })));
   }
 
   writeFile(file: string): FileWriter {

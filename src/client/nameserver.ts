@@ -2,6 +2,7 @@
 // TCP on one port, answering from the records set through the circuit.
 
 import { NotFound } from "../errors.js";
+import type { DnsDo, DnsRequest } from "../wire/requests.js";
 import { type DnsRecord, parseName, parseRecord } from "../wire/zone-file.js";
 import type { OpOptions } from "./chan.js";
 import type { Connection } from "./connection.js";
@@ -75,7 +76,7 @@ export class Nameserver implements AsyncDisposable {
     }
   }
 
-  private req(more: Record<string, unknown>): Record<string, unknown> {
+  private req(more: DnsDo): DnsRequest {
     return { op: "dns", path: this.names, eid: this.eid, ...more };
   }
 }

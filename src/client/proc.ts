@@ -3,6 +3,7 @@
 import type { Readable, Writable } from "node:stream";
 import { BadSignal } from "../errors.js";
 import { checkLimits } from "../wire/proc-limits.js";
+import type { ProcDo, ProcRequest } from "../wire/requests.js";
 import type { ProcCommand, ProcPhase, ProcStat } from "../wire/shapes.js";
 import { signalName } from "../wire/signals.js";
 import { LazyReadable, LazyWritable, requestStream } from "./byte-streams.js";
@@ -122,7 +123,7 @@ export class Proc implements AsyncDisposable {
   /** A new, independent reader of stdout (1) or stderr (2): the kept tail, then live output. */
   output(fd: 1 | 2): Readable {
     if (fd !== 1 && fd !== 2) throw new RangeError("output takes 1 (stdout) or 2 (stderr)");
-    return new LazyReadable(() => requestStream(this.c, this.req({ do: "read", fd })));
+    return new LazyReadable(() => requestStream(this.c, (rid) => this.req({ do: "read", fd, rid })));
   }
 
   /**
@@ -168,7 +169,7 @@ export class Proc implements AsyncDisposable {
     for (const s of [this.stdoutStream, this.stderrStream, this.stdinStream]) s?.destroy();
   }
 
-  private req(more: Record<string, unknown>): Record<string, unknown> {
+  private req(more: ProcDo): ProcRequest {
     return { op: "proc", path: this.names, eid: this.eid, ...more };
   }
 }

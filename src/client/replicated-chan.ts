@@ -9,9 +9,9 @@ import { setMaxListeners } from "node:events";
 import { ChannelClosed, type CircuitError, ProtocolError, StoreUnavailable, Unsupported } from "../errors.js";
 import { decode } from "../wire/protocol.js";
 import type { ReplicatedChanStat } from "../wire/shapes.js";
-import type { Router } from "./anchor.js";
 import type { IterateOptions, OpOptions } from "./chan.js";
 import type { Connection } from "./connection.js";
+import type { Router } from "./router.js";
 
 /** How long one operation keeps looking for a host before it gives up with the last error. */
 const CARRY_MS = 20_000;

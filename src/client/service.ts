@@ -2,6 +2,7 @@
 // and scaled by the server that hosts the service.
 
 import { StoreUnavailable } from "../errors.js";
+import type { Request } from "../wire/requests.js";
 import { checkServiceSpec, type ServiceSpec, type ServiceStat } from "../wire/svc-spec.js";
 import type { Router } from "./anchor.js";
 import type { OpOptions } from "./chan.js";
@@ -9,7 +10,7 @@ import type { Connection } from "./connection.js";
 import { checkCommand } from "./proc.js";
 
 /** Sends one request to whoever serves the service, and resolves with the answer. */
-export type ServiceRequester = (req: Record<string, unknown>, signal?: AbortSignal) => Promise<unknown>;
+export type ServiceRequester = (req: Request, signal?: AbortSignal) => Promise<unknown>;
 
 /** How long a request on a service under /@ keeps looking for its supervisor. */
 const CARRY_MS = 20_000;
@@ -107,8 +108,10 @@ export class Service implements AsyncDisposable {
 
   /** Stops every replica and removes the service; resolves once the replicas are gone. */
   async scrub(opts?: OpOptions): Promise<void> {
-    const req = this.names[0] === "@" ? { op: "svc", do: "scrub" } : { op: "scrub" };
-    await this.send({ ...req, path: this.names }, opts?.signal);
+    // Under /@ the supervisor answers, wherever it is; elsewhere the server hosting the service.
+    const req: Request =
+      this.names[0] === "@" ? { op: "svc", path: this.names, do: "scrub" } : { op: "scrub", path: this.names };
+    await this.send(req, opts?.signal);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

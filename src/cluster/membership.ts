@@ -23,8 +23,10 @@
 // to the (on average one) pings received, k ping-reqs with their pings and acks or nacks when a
 // probe fails, and a sync every syncIntervalMs (whose size, unlike the others, grows with n).
 
-import { Deque } from "../util/deque.js";
+import { Awareness } from "./awareness.js";
 import type { SwimConfig } from "./config.js";
+import { GossipQueue } from "./gossip-queue.js";
+import { Suspicion } from "./suspicion.js";
 
 export type MemberState = "alive" | "suspect" | "dead" | "left";
 
@@ -114,10 +116,6 @@ export interface MembershipSelf {
   incarnation?: number;
 }
 
-interface QueueEntry {
-  readonly item: GossipItem;
-}
-
 interface Rec {
   id: string;
   addr: string;
@@ -131,18 +129,6 @@ interface Rec {
   reported: boolean;
   /** Learned only from a message header: addr and meta are guesses until real gossip arrives. */
   provisional: boolean;
-}
-
-interface Suspicion {
-  inc: number;
-  /** The first suspecter; confirmations are other members. */
-  by: string;
-  confirmers: Set<string>;
-  startedAt: number;
-  min: number;
-  max: number;
-  k: number;
-  deadline: number;
 }
 
 interface Probe {
@@ -171,67 +157,6 @@ const CATCH_UP_GAP = 2;
 const isLive = (r: Rec): boolean => r.state === "alive" || r.state === "suspect";
 
 /**
- * Gossip waiting to be piggybacked, one item per member (a newer one replaces the older), kept in
- * FIFO buckets by how often each was sent so the least-sent go first at O(1) per item. Replaced
- * items stay in their bucket as stale entries and are dropped when reached.
- */
-class GossipQueue {
-  private readonly buckets: Deque<QueueEntry>[] = [];
-  private readonly current = new Map<string, QueueEntry>();
-  private stale = 0;
-
-  put(item: GossipItem): void {
-    if (this.current.has(item.id)) this.stale++;
-    const e = { item };
-    this.current.set(item.id, e);
-    this.bucket(0).push(e);
-    if (this.stale > 1024 && this.stale > 2 * this.current.size) this.compact();
-  }
-
-  /**
-   * Appends up to `max` items to `out`, skipping members that `out` already has an item about;
-   * an item sent `limit` times is dropped.
-   */
-  take(max: number, limit: number, out: GossipItem[]): void {
-    const first = out.length;
-    let want = max;
-    // Promotions wait until the end, or one item could climb every bucket within one message.
-    const promoted: [QueueEntry, number][] = [];
-    for (let i = 0; i < this.buckets.length && want > 0; i++) {
-      const b = this.buckets[i] as Deque<QueueEntry>;
-      const skipped: QueueEntry[] = [];
-      while (want > 0 && b.length > 0) {
-        const e = b.shift() as QueueEntry;
-        if (this.current.get(e.item.id) !== e) {
-          this.stale--;
-          continue;
-        }
-        if (first > 0 && has(out, first, e.item.id)) {
-          skipped.push(e);
-          continue;
-        }
-        out.push(e.item);
-        want--;
-        if (i + 1 < limit) promoted.push([e, i + 1]);
-        else this.current.delete(e.item.id);
-      }
-      for (let j = skipped.length - 1; j >= 0; j--) b.unshift(skipped[j] as QueueEntry);
-    }
-    for (const [e, i] of promoted) this.bucket(i).push(e);
-  }
-
-  private bucket(i: number): Deque<QueueEntry> {
-    while (this.buckets.length <= i) this.buckets.push(new Deque());
-    return this.buckets[i] as Deque<QueueEntry>;
-  }
-
-  private compact(): void {
-    for (const b of this.buckets) b.removeWhere((e) => this.current.get(e.item.id) !== e);
-    this.stale = 0;
-  }
-}
-
-/**
  * One member's view of the cluster. Inputs: tick(), receive(), join(), leave() and the transport
  * hints unreachable() and connectionLost(); outputs: drainOutbox(), drainEvents(), members(),
  * get(). Nothing happens between calls, and every call returns at once.
@@ -242,7 +167,8 @@ export class Membership {
   private readonly me: Rec;
   private readonly recs = new Map<string, Rec>();
   private liveN = 1;
-  private readonly queue = new GossipQueue();
+  /** Gossip waiting to be piggybacked (the broadcast queue). */
+  private readonly queue = new GossipQueue<GossipItem>();
   private outbox: Outbound[] = [];
   private events: MembershipEvent[] = [];
   private notes: DetectorNote[] = [];
@@ -258,8 +184,8 @@ export class Membership {
   /** Seeds being joined: when to retry next, and the current retry delay. */
   private readonly joining = new Map<string, { at: number; delay: number }>();
   private seq = 0;
-  /** Lifeguard local health score, 0 (healthy) … maxLocalHealth - 1; timeouts scale by score + 1. */
-  private health = 0;
+  /** Lifeguard local health: probe intervals and timeouts scale by its multiplier. */
+  private readonly awareness: Awareness;
   private lastTick: number | undefined;
   private stalledBefore = false;
   private nextProbeAt: number;
@@ -285,6 +211,7 @@ export class Membership {
     const inc = self.incarnation ?? 0;
     if (!Number.isSafeInteger(inc) || inc < 0) throw new RangeError("self.incarnation must be an integer ≥ 0");
     this.cfg = { ...config };
+    this.awareness = new Awareness(this.cfg.maxLocalHealth);
     this.env = env;
     const now = env.now();
     this.me = {
@@ -315,7 +242,7 @@ export class Membership {
 
   /** The local health multiplier now in force (1 = healthy). */
   get healthMultiplier(): number {
-    return this.health + 1;
+    return this.awareness.multiplier;
   }
 
   // ---- outputs ------------------------------------------------------------------------------
@@ -636,7 +563,7 @@ export class Membership {
     if (p) {
       this.probes.delete(seq);
       this.probed.delete(p.target);
-      this.setHealth(this.health - 1);
+      this.awareness.apply(-1);
       return;
     }
     const relay = this.relays.get(seq);
@@ -656,8 +583,8 @@ export class Membership {
     this.probed.delete(p.target);
     // Lifeguard: helpers that did not even nack suggest our own links or event loop are the
     // problem, so we slow down; with no helpers at all we cannot tell, so we slow down a little too.
-    if (p.expectedNacks === 0) this.setHealth(this.health + 1);
-    else if (p.nacks < p.expectedNacks) this.setHealth(this.health + (p.expectedNacks - p.nacks));
+    if (p.expectedNacks === 0) this.awareness.apply(1);
+    else if (p.nacks < p.expectedNacks) this.awareness.apply(p.expectedNacks - p.nacks);
     const r = this.recs.get(p.target);
     if (!r || !isLive(r)) return;
     this.detector.probeFailures++;
@@ -694,16 +621,9 @@ export class Membership {
       p.endAt += excess;
     }
     for (const r of this.relays.values()) r.deadline += excess;
-    for (const s of this.suspicions.values()) {
-      s.startedAt += excess;
-      s.deadline += excess;
-    }
+    for (const s of this.suspicions.values()) s.postpone(excess);
     this.nextProbeAt += excess;
-    this.setHealth(this.health + 1);
-  }
-
-  private setHealth(v: number): void {
-    this.health = Math.max(0, Math.min(this.cfg.maxLocalHealth - 1, v));
+    this.awareness.apply(1);
   }
 
   // ---- state changes ------------------------------------------------------------------------
@@ -787,7 +707,7 @@ export class Membership {
 
   private refute(inc: number, accused: boolean): void {
     this.me.inc = inc + 1;
-    if (accused) this.setHealth(this.health + 1);
+    if (accused) this.awareness.apply(1);
     this.queue.put(this.item(this.me));
   }
 
@@ -810,17 +730,7 @@ export class Membership {
     const max = Math.max(min, this.cfg.suspicionMaxMs * scale);
     // Members other than the suspect, the suspecter and us that could independently confirm.
     const k = Math.max(0, Math.min(this.cfg.suspicionConfirmations, n - 2));
-    const now = this.env.now();
-    const s: Suspicion = {
-      inc,
-      by,
-      confirmers: new Set([by]),
-      startedAt: now,
-      min,
-      max,
-      k,
-      deadline: now + suspicionTimeout(min, max, k, 0),
-    };
+    const s = new Suspicion(inc, by, { min, max, k }, this.env.now());
     if (r.state !== "suspect") {
       this.detector.suspicions++;
       this.notes.push({ kind: "suspect", id: r.id, addr: r.addr, by });
@@ -834,9 +744,7 @@ export class Membership {
   /** An independent suspicion of an already suspected member shortens the window (Lifeguard). */
   private confirm(r: Rec, by: string): void {
     const s = this.suspicions.get(r.id);
-    if (!s || s.confirmers.has(by)) return;
-    s.confirmers.add(by);
-    s.deadline = s.startedAt + suspicionTimeout(s.min, s.max, s.k, s.confirmers.size - 1);
+    if (!s?.confirm(by)) return;
     // Pass the confirmation on so that others can count it too.
     this.queue.put({ ...this.item(r), by });
   }
@@ -988,20 +896,8 @@ export class Membership {
   }
 }
 
-function has(items: GossipItem[], n: number, id: string): boolean {
-  for (let i = 0; i < n; i++) if ((items[i] as GossipItem).id === id) return true;
-  return false;
-}
-
 function view(r: Rec): MemberView {
   return { id: r.id, addr: r.addr, incarnation: r.inc, state: r.state, meta: r.meta, joinedAt: r.joinedAt };
-}
-
-/** Lifeguard: from `max` with no confirmations down to `min` at `k`, logarithmically. */
-function suspicionTimeout(min: number, max: number, k: number, confirmations: number): number {
-  if (k < 1) return min;
-  const frac = Math.log(confirmations + 1) / Math.log(k + 1);
-  return Math.max(min, max - frac * (max - min));
 }
 
 function isItem(x: unknown): x is GossipItem {

@@ -5,6 +5,7 @@
 import { randomBytes } from "node:crypto";
 import type * as net from "node:net";
 import * as os from "node:os";
+import type { Duplex } from "node:stream";
 import type { SwimConfig } from "../cluster/config.js";
 import { DEFAULT_LOAD, type LoadConfig } from "../cluster/config.js";
 import type { MembershipEvent } from "../cluster/membership.js";
@@ -17,6 +18,7 @@ import { advertisedAddress } from "../transport/advertise.js";
 import { Discovery, parseGroup } from "../transport/discovery.js";
 import type { FrameConn } from "../transport/frame-conn.js";
 import { FrameConn as Conn } from "../transport/frame-conn.js";
+import { memoryPair } from "../transport/memory-pair.js";
 import { createListener, KeyRing } from "../transport/secure.js";
 import { type LogFields, type Logger, lineLogger } from "../util/log.js";
 import { VERSION } from "../version.js";
@@ -437,12 +439,22 @@ export class Daemon {
     return this.stopped;
   }
 
-  private accept(sock: net.Socket): void {
+  /**
+   * @internal A connection to this daemon from within its own process, over an in-memory pair
+   * (src/transport/memory-pair.ts): returns the client's end. For fast client–session tests.
+   */
+  connectInMemory(): Duplex {
+    const [client, server] = memoryPair();
+    this.accept(server);
+    return client;
+  }
+
+  private accept(sock: net.Socket | Duplex): void {
     if (this.stopping) {
       sock.destroy();
       return;
     }
-    sock.setNoDelay(true);
+    if ("setNoDelay" in sock) sock.setNoDelay(true);
     // A peer that does not read may not make us buffer more than a few maximal values for it.
     const conn = new Conn(sock, {
       maxFrame: this.maxValue + FRAME_SLACK,

@@ -15,6 +15,7 @@ import { isIP } from "node:net";
 import { AccessDenied, AnchorBusy, NotFound, ProtocolError, WrongKind } from "../errors.js";
 import type { Logger } from "../util/log.js";
 import { formatPath } from "../wire/path.js";
+import type { Received } from "../wire/requests.js";
 import { formatRecord, parseName, parseRecord } from "../wire/zone-file.js";
 import type { DnsElement, Element } from "./elements.js";
 
@@ -62,7 +63,7 @@ export function scrubDns(d: DnsHost, el: DnsElement, done: () => void): void {
   });
 }
 
-export function dnsRequest(d: DnsHost, names: string[], r: Record<string, unknown>, reply: Reply, fail: Fail): void {
+export function dnsRequest(d: DnsHost, names: string[], r: Received<"mkdns" | "dns">, reply: Reply, fail: Fail): void {
   if (r.op === "mkdns") return makeDns(d, names, r.addr, reply, fail);
   const el = d.element(names);
   const path = formatPath(names);

@@ -11,7 +11,7 @@
 import type { ChanBuffer, Channel } from "../element/channel.js";
 import { Deque } from "../util/deque.js";
 import { type ChanRecord, type DurableStore, writeError } from "./durable-store.js";
-import type { Item } from "./elements.js";
+import type { Item } from "./stream-pipe.js";
 
 /** At most this many values of a durable channel are held in memory ahead of its receivers. */
 export const READ_AHEAD_VALUES = 1024;

@@ -5,11 +5,10 @@ import type { Channel } from "../element/channel.js";
 import type { DurableChan } from "./durable-chan.js";
 import type { HostedNameserver } from "./nameserver.js";
 import type { HostedProc } from "./proc.js";
-import type { StreamPipe } from "./stream-pipe.js";
+import type { Item } from "./stream-pipe.js";
 import type { ServiceHost } from "./svc-host.js";
 
-/** What a channel holds: an encoded value, or a stream message. */
-export type Item = Buffer | StreamPipe;
+export type { Item } from "./stream-pipe.js";
 
 export interface ChanElement {
   kind: "chan";

@@ -16,11 +16,11 @@ import { createServer, isIP } from "node:net";
 import { basename, dirname, join } from "node:path";
 import { AccessDenied, ProtocolError, StreamBroken, WrongKind } from "../errors.js";
 import { formatPath } from "../wire/path.js";
+import type { Received } from "../wire/requests.js";
 import type { FileInfo, FileStat } from "../wire/shapes.js";
-import type { Daemon } from "./daemon.js";
 import { FsRoot, fsError, resolveFsRoot } from "./fs-root.js";
 import { listeningPorts } from "./procfs.js";
-import type { Session } from "./session.js";
+import type { StreamSession } from "./session-streams.js";
 import { StreamPipe } from "./stream-pipe.js";
 
 /** How long a reserved port is not handed out again. */
@@ -94,12 +94,19 @@ function typeOf(st: { isFile(): boolean; isDirectory(): boolean; isSymbolicLink(
   return st.isFile() ? "file" : st.isDirectory() ? "dir" : st.isSymbolicLink() ? "symlink" : "other";
 }
 
+/** What host requests need of the daemon (and nothing more). */
+export interface HostOpsHost {
+  readonly id: string;
+  readonly host: HostResources;
+  nextPipeId(): number;
+}
+
 /** Handles one `host` request (session.ts delegates here). */
 export function hostRequest(
-  d: Daemon,
-  s: Session,
+  d: HostOpsHost,
+  s: StreamSession,
   names: string[],
-  r: Record<string, unknown>,
+  r: Received<"host">,
   reply: Reply,
   fail: Fail,
 ): void {
@@ -167,7 +174,7 @@ async function listFiles(root: FsRoot, rel: unknown): Promise<FileInfo[]> {
 }
 
 /** Streams a file to receiver `rid`: read from disk only as the reader grants credit. */
-async function readFile(d: Daemon, s: Session, root: FsRoot, rel: unknown, rid: number): Promise<null> {
+async function readFile(d: HostOpsHost, s: StreamSession, root: FsRoot, rel: unknown, rid: number): Promise<null> {
   const real = await root.existing(rel as string);
   let fh: FileHandle;
   try {
@@ -233,7 +240,14 @@ async function readFile(d: Daemon, s: Session, root: FsRoot, rel: unknown, rid: 
  * Receives stream `sid` into a temporary file next to the target and renames it into place at the
  * end marker, so the file is never seen half written; a stream that breaks off leaves no trace.
  */
-async function writeFile(s: Session, root: FsRoot, rel: unknown, sid: number, reply: Reply, fail: Fail): Promise<void> {
+async function writeFile(
+  s: StreamSession,
+  root: FsRoot,
+  rel: unknown,
+  sid: number,
+  reply: Reply,
+  fail: Fail,
+): Promise<void> {
   const target = await root.forWrite(rel as string);
   const tmp = join(dirname(target), `.${basename(target)}.circuit-${randomBytes(4).toString("hex")}`);
   const old = await stat(target).catch(() => undefined);

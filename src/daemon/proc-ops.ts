@@ -20,15 +20,31 @@
 // wait by element id for a minute, so a handle never misses the exit it was about to wait for.
 
 import { AnchorBusy, BadSignal, NotFound, ProtocolError, ServerGone, WrongKind } from "../errors.js";
+import type { Logger } from "../util/log.js";
 import { formatPath } from "../wire/path.js";
+import type { Received } from "../wire/requests.js";
 import { signalName } from "../wire/signals.js";
-import type { Daemon } from "./daemon.js";
-import type { ProcElement } from "./elements.js";
-import { type ProcStat, parseCommand } from "./proc.js";
-import type { Session } from "./session.js";
+import type { Element, ProcElement } from "./elements.js";
+import { type ProcStat, type ProcTable, parseCommand } from "./proc.js";
+import type { StreamSession } from "./session-streams.js";
 
 /** TERM, then KILL after this long (DESIGN.md §3.2). */
 export const SCRUB_GRACE_MS = 5000;
+
+/** What process requests need of the daemon (and nothing more). */
+export interface ProcHost {
+  readonly id: string;
+  readonly procs: ProcTable;
+  log: Logger;
+  element(names: string[]): Element | { kind: "server" } | null;
+  place(names: string[], el: Element): void;
+  unplace(el: Element): void;
+  /** Whether the server with this id is a live member of the circuit. */
+  isLive(id: string): boolean;
+  /** Scrubs `el` when server `id` leaves. */
+  tie(el: ProcElement, id: string): void;
+  nextPipeId(): number;
+}
 
 type Reply = (v: unknown) => void;
 type Fail = (err: unknown) => void;
@@ -38,7 +54,7 @@ export function procInfo(el: ProcElement): { kind: "proc"; eid: number; pid: num
 }
 
 /** Removes a process element: kills its group (TERM, KILL after 5 s), or lets it run on with `keep`. */
-export function scrubProc(d: Daemon, el: ProcElement, keep: boolean, done: () => void): void {
+export function scrubProc(d: ProcHost, el: ProcElement, keep: boolean, done: () => void): void {
   d.unplace(el);
   d.procs.bury(el.proc);
   if (keep) {
@@ -51,10 +67,10 @@ export function scrubProc(d: Daemon, el: ProcElement, keep: boolean, done: () =>
 }
 
 export function procRequest(
-  d: Daemon,
-  s: Session,
+  d: ProcHost,
+  s: StreamSession,
   names: string[],
-  r: Record<string, unknown>,
+  r: Received<"mkproc" | "proc">,
   reply: Reply,
   fail: Fail,
 ): void {
@@ -106,7 +122,14 @@ export function procRequest(
   }
 }
 
-function makeProc(d: Daemon, s: Session, names: string[], r: Record<string, unknown>, reply: Reply, fail: Fail): void {
+function makeProc(
+  d: ProcHost,
+  s: StreamSession,
+  names: string[],
+  r: Received<"mkproc">,
+  reply: Reply,
+  fail: Fail,
+): void {
   if (names.length < 2) throw new WrongKind(`${formatPath(names)} cannot hold a process`);
   const cmd = parseCommand(r.cmd);
   const rid1 = r.rid1 === undefined || r.rid1 === null ? undefined : int(r.rid1);
@@ -146,7 +169,7 @@ function makeProc(d: Daemon, s: Session, names: string[], r: Record<string, unkn
   void el.proc.joined().then(() => reply(procInfo(el)));
 }
 
-function lookup(d: Daemon, names: string[], eid: number | undefined): { el?: ProcElement; grave?: ProcStat } {
+function lookup(d: ProcHost, names: string[], eid: number | undefined): { el?: ProcElement; grave?: ProcStat } {
   const el = d.element(names);
   if (el?.kind === "proc" && (eid === undefined || el.proc.eid === eid)) return { el };
   const grave = eid === undefined ? undefined : d.procs.grave(eid);

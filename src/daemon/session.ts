@@ -1,71 +1,59 @@
-// One client connection on the daemon: decodes requests, dispatches them to elements, and answers.
-// Values stay opaque bytes here; only control frames are decoded.
-
-import { Channel, type CreditHolder, type Receiver, type SendWaiter } from "../element/channel.js";
-import { ChannelAborted, CircuitError, NotFound, ProtocolError, toWire, Unsupported, WrongKind } from "../errors.js";
+import { ChannelAborted, CircuitError, NotFound, ProtocolError, toWire, WrongKind } from "../errors.js";
 import type { FrameConn } from "../transport/frame-conn.js";
 import { peerAddress } from "../transport/secure.js";
-import { Deque } from "../util/deque.js";
-import { forEachEntry } from "../wire/frame.js";
 import { formatPath } from "../wire/path.js";
 import { decode, encode, PROTOCOL_VERSION, T, tail, u32 } from "../wire/protocol.js";
-import type { Daemon } from "./daemon.js";
-import { dnsInfo, dnsRequest } from "./dns-ops.js";
-import type { ChanElement, ChannelLike, Item } from "./elements.js";
-import { hostRequest } from "./host-ops.js";
-import { procInfo, procRequest } from "./proc-ops.js";
+import { receivedRequest, type ServerHello } from "../wire/requests.js";
+import { type DnsHost, dnsInfo, dnsRequest } from "./dns-ops.js";
+import type { ChanElement, ChannelLike, Element, SubElement } from "./elements.js";
+import { type HostOpsHost, hostRequest } from "./host-ops.js";
+import type { Limits } from "./limits.js";
+import { type ProcHost, procInfo, procRequest } from "./proc-ops.js";
 import { SelectHost } from "./select-host.js";
+import { SessionChannels } from "./session-channels.js";
+import { SessionStreams } from "./session-streams.js";
+import type { StoreHost } from "./store-host.js";
 import { isStorePath, storeRequest } from "./store-ops.js";
-import { type PipeReceiver, type PipeSender, StreamPipe } from "./stream-pipe.js";
+import type { StoreServices } from "./store-svc.js";
+import type { StreamPipe } from "./stream-pipe.js";
 
-/** A session's credit holding on one channel. */
-class Holder implements CreditHolder {
-  constructor(
-    private readonly s: Session,
-    readonly handle: number,
-  ) {}
-  grant(n: number): void {
-    this.s.conn.send(T.GRANT, [this.handle, n]);
-  }
-  revoke(): void {
-    this.s.conn.send(T.REVOKE, [this.handle]);
-  }
-}
-
-/** A receiver id of this session: its blocked receives and the values handed to it, unacked. */
-class SessionReceiver implements Receiver<Item> {
-  readonly unacked = new Deque<Buffer>();
-  ended = false;
-  /** Receives outstanding (credits not yet used). */
-  credits = 0;
-  constructor(
-    private readonly s: Session,
-    readonly rid: number,
-    readonly el: ChannelLike,
-  ) {}
-  /** The client acknowledged its first n unacknowledged values: a durable channel forgets them. */
-  ack(n: number): void {
-    const durable = this.el.kind === "chan" ? this.el.durable : undefined;
-    for (let i = 0; i < n && this.unacked.length > 0; i++) {
-      const v = this.unacked.shift() as Buffer;
-      durable?.ack(v);
-    }
-  }
-  take(v: Item): void {
-    this.credits--;
-    if (Buffer.isBuffer(v)) {
-      this.unacked.push(v);
-      this.s.conn.batch(T.VAL, this.rid, v);
-    } else {
-      // A stream message cannot be taken back once bytes have flowed, so it counts as acked.
-      this.s.attachStream(this.rid, v);
-    }
-  }
-  end(err: CircuitError): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.s.conn.send(T.REND, [this.rid], encode(toWire(err)));
-  }
+/**
+ * What a session needs of its daemon: the Daemon, seen through this interface so that the session
+ * and the request handlers it delegates to do not import daemon.ts (which imports them). Answers
+ * the session only passes on to the client are `unknown` here.
+ */
+export interface SessionHost extends ProcHost, HostOpsHost, DnsHost {
+  readonly url: string;
+  readonly maxValue: number;
+  readonly handshakeMs: number;
+  readonly limits: Readonly<Limits>;
+  /** Open client sessions by the client id they gave in HELLO. */
+  readonly clientSessions: Map<string, Session>;
+  /** Circuit-wide anchors (/@), when the daemon has a store. */
+  readonly shared: StoreHost | undefined;
+  /** Services under /@ (store-svc.ts), when started with --store. */
+  readonly sharedSvcs: StoreServices | undefined;
+  /** The session's connection turned out to come from another server: it carries membership now. */
+  adoptPeer(conn: FrameConn, peerId: string, s: Session): void;
+  /** The session's connection is gone. */
+  sessionGone(s: Session): void;
+  /** Pushes membership changes to `s` from now on. */
+  watch(s: Session): void;
+  checkPath(names: string[]): string[];
+  makeChan(names: string[], cap: unknown): ChanElement;
+  makeDurableChan(names: string[], cap: unknown): Promise<ChanElement>;
+  makeSub(names: string[], kind: unknown): SubElement;
+  makeService(names: string[], rawSpec: unknown): unknown;
+  list(names: string[], recursive: boolean, long: boolean): unknown;
+  stateOf(el: Element): unknown;
+  peek(names: string[]): unknown;
+  observe(after: number, limit: number, tails: boolean): unknown;
+  servers(): unknown;
+  placeRequest(raw: unknown): unknown;
+  scrub(names: string[], done: () => void): void;
+  scrubElement(el: Element, done: () => void): void;
+  joinCircuit(url: unknown): Promise<unknown>;
+  requestStop(names: string[], by: { peer: string; client?: string }, done: () => void): void;
 }
 
 /** How often sessions are looked at for idleness and ticks. */
@@ -74,18 +62,10 @@ export const TICK_MS = 1000;
 export class Session {
   private handshaken = false;
   private readonly timer: NodeJS.Timeout;
-  private readonly handles = new Map<number, { el: ChannelLike; holder: Holder }>();
-  private readonly handleOf = new Map<ChannelLike, number>();
-  /** Handles are never reused: one below this that is not in `handles` was released (scrubbed). */
-  private nextHandle = 1;
-  /** Stands in for the channel of a released handle: scrubbed, so every op on it fails as it would. */
-  private scrubbedEl: ChanElement | undefined;
-  private readonly receivers = new Map<number, SessionReceiver>();
-  private readonly pendingSends = new Map<number, { el: ChannelLike; w: SendWaiter<Item> }>();
-  /** Stream messages this session is sending, by its stream id. */
-  private readonly outStreams = new Map<number, StreamPipe>();
-  /** Stream messages this session is receiving, by pipe id. */
-  private readonly inStreams = new Map<number, StreamPipe>();
+  /** Channel handles, sends and receivers (session-channels.ts). */
+  private readonly channels: SessionChannels;
+  /** Byte streams to and from the client (session-streams.ts). */
+  private readonly streams: SessionStreams;
   private gone = false;
   private peerAddr: string | undefined;
   private readonly selects: SelectHost;
@@ -96,16 +76,18 @@ export class Session {
 
   constructor(
     readonly conn: FrameConn,
-    private readonly d: Daemon,
+    private readonly d: SessionHost,
   ) {
     this.timer = setTimeout(() => {
       if (!this.handshaken) this.fatal(new ProtocolError(`no handshake within ${d.handshakeMs} ms`));
     }, d.handshakeMs);
     this.timer.unref();
+    this.streams = new SessionStreams(conn, d.limits.streams, () => d.nextPipeId());
+    this.channels = new SessionChannels(conn, this.streams, d.limits, d.maxValue, () => this.cid);
     this.selects = new SelectHost({
       send: (type, fields, t) => conn.send(type, fields, t),
-      element: (handle) => this.el(handle),
-      openInStream: (pipe) => this.openInStream(pipe),
+      element: (handle) => this.channels.el(handle),
+      openInStream: (pipe) => this.streams.openIn(pipe),
       requeue: (el, values) => el.chan.requeue(values),
       ack: (el, value) => {
         if (el.kind === "chan") el.durable?.ack(value);
@@ -153,7 +135,7 @@ export class Session {
     this.conn.send(
       T.HELLO,
       [],
-      encode({ v: PROTOCOL_VERSION, id: this.d.id, url: this.d.url, maxValue: this.d.maxValue }),
+      encode({ v: PROTOCOL_VERSION, id: this.d.id, url: this.d.url, maxValue: this.d.maxValue } satisfies ServerHello),
     );
     const peer = h as { role?: unknown; id?: unknown; cid?: unknown };
     if (typeof peer.cid === "string" && peer.cid.length > 0 && peer.cid.length <= 64) {
@@ -184,195 +166,25 @@ export class Session {
         this.request(id, req);
         return;
       }
-      case T.SEND: {
-        const id = u32(body, 0);
-        const el = this.sendable(id, u32(body, 1));
-        if (!el) return;
-        const want = u32(body, 2);
-        const seq = u32(body, 3);
-        const v = this.value(tail(body, 4));
-        if (this.pendingSends.size >= this.d.limits.pending) throw new ProtocolError("too many pending operations");
-        if (this.isStored(el, seq)) {
-          // A resend of a value stored before this client's connection broke: stored once (on a
-          // durable channel, answered once what was written before it is synced).
-          if (el.durable) el.durable.whenSynced().then(() => this.conn.send(T.RES, [id]));
-          else this.conn.send(T.RES, [id]);
-          return;
-        }
-        const w: SendWaiter<Item> = {
-          value: v,
-          done: (err) => {
-            this.pendingSends.delete(id);
-            if (err) this.error(id, err);
-            else if (el.durable) {
-              // In the buffer; complete once synced. Its de-duplication record goes in the same
-              // transaction as the value (written in this same turn).
-              this.markStored(el, seq);
-              el.durable.whenStored(v).then(
-                () => {
-                  this.conn.send(T.RES, [id]);
-                  if (want > 0) el.chan.want(this.holderFor(el), want);
-                },
-                (e) => this.error(id, e),
-              );
-            } else {
-              this.markStored(el, seq);
-              this.conn.send(T.RES, [id]);
-              if (want > 0) el.chan.want(this.holderFor(el), want);
-            }
-          },
-        };
-        this.pendingSends.set(id, { el, w });
-        el.chan.send(w);
+      case T.SEND:
+      case T.CSEND:
+      case T.RELEASE:
+      case T.CANCEL:
+      case T.RECV:
+      case T.RCLOSE:
+      case T.SOPEN:
+        this.channels.frame(type, body);
         return;
-      }
-      case T.CSEND: {
-        const h = this.handles.get(u32(body, 0));
-        if (!h) throw new NotFound("unknown channel handle");
-        const first = u32(body, 1);
-        const values: Buffer[] = [];
-        forEachEntry(body, 2, (start, end) => values.push(this.value(body.subarray(start, end))));
-        if (!h.el.chan.sendCreditedMany(h.holder, values)) throw new ProtocolError("credited send without credit");
-        const last = (first + values.length - 1) >>> 0;
-        if (h.el.kind === "chan") this.markStored(h.el, last);
-        const durable = h.el.kind === "chan" ? h.el.durable : undefined;
-        if (durable) {
-          // A credited send into a durable channel completes with its CACK, sent once synced: no
-          // round trip beyond the sync. If the store fails, CNAK fails the batch instead.
-          const handle = u32(body, 0);
-          Promise.all(values.map((v) => durable.whenStored(v))).then(
-            () => this.conn.send(T.CACK, [handle, last]),
-            (err) => this.conn.send(T.CNAK, [handle, last], encode(toWire(err))),
-          );
-        } else this.conn.send(T.CACK, [u32(body, 0), last]);
+      case T.SDATA:
+      case T.SFIN:
+      case T.SABORT:
+      case T.SCREDIT:
+      case T.SDROP:
+        this.streams.frame(type, body);
         return;
-      }
       case T.BYE:
         this.bye = true;
         return;
-      case T.RELEASE: {
-        const h = this.handles.get(u32(body, 0));
-        // A released handle's channel has settled: it holds no credits of ours any more.
-        if (h) h.el.chan.release(h.holder);
-        else this.el(u32(body, 0));
-        return;
-      }
-      case T.CANCEL: {
-        const id = u32(body, 0);
-        const p = this.pendingSends.get(id);
-        if (p?.el.chan.cancelSend(p.w)) {
-          this.pendingSends.delete(id);
-          if (!Buffer.isBuffer(p.w.value)) p.w.value.drop("send cancelled");
-          this.conn.send(T.ERR, [id], encode({ code: "Cancelled", message: "cancelled" }));
-        }
-        return;
-      }
-      case T.RECV: {
-        const rid = u32(body, 0);
-        const handle = u32(body, 1);
-        const ack = u32(body, 2);
-        const n = u32(body, 3);
-        let r = this.receivers.get(rid);
-        if (!r) {
-          const el = this.handles.get(handle)?.el;
-          if (!el) {
-            this.conn.send(T.REND, [rid], encode(toWire(this.noHandle(handle))));
-            return;
-          }
-          if (this.receivers.size >= this.d.limits.pending) throw new ProtocolError("too many receivers");
-          r = new SessionReceiver(this, rid, el);
-          this.receivers.set(rid, r);
-        }
-        r.ack(ack);
-        if (n > 0 && !r.ended) {
-          r.credits += n;
-          if (r.credits + r.unacked.length > this.d.limits.credits) {
-            throw new ProtocolError(`more than ${this.d.limits.credits} receives outstanding or unacknowledged`);
-          }
-          r.el.chan.recv(r, n);
-        }
-        return;
-      }
-      case T.RCLOSE: {
-        const rid = u32(body, 0);
-        const ack = u32(body, 1);
-        const quiet = u32(body, 2);
-        const r = this.receivers.get(rid);
-        if (r) {
-          this.receivers.delete(rid);
-          r.ack(ack);
-          r.el.chan.cancelRecv(r);
-          r.el.chan.requeue(r.unacked.drain());
-        }
-        if (!quiet) this.conn.send(T.REND, [rid]);
-        return;
-      }
-      case T.SOPEN: {
-        const id = u32(body, 0);
-        const el = this.sendable(id, u32(body, 1));
-        if (!el) return;
-        const sid = u32(body, 2);
-        if (el.durable) {
-          this.error(id, new Unsupported("a durable channel stores values, not stream messages"));
-          return;
-        }
-        if (this.outStreams.has(sid)) throw new ProtocolError("stream id in use");
-        if (this.outStreams.size >= this.d.limits.streams)
-          throw new ProtocolError(`more than ${this.d.limits.streams} open streams`);
-        const pipe = new StreamPipe(this.d.nextPipeId(), this.pipeSender(sid));
-        this.outStreams.set(sid, pipe);
-        const w: SendWaiter<Item> = {
-          value: pipe,
-          done: (err) => {
-            this.pendingSends.delete(id);
-            if (err) {
-              pipe.drop(err.message);
-              this.error(id, err);
-            } else this.conn.send(T.RES, [id]);
-          },
-        };
-        this.pendingSends.set(id, { el, w });
-        el.chan.send(w);
-        return;
-      }
-      case T.SDATA: {
-        const sid = u32(body, 0);
-        const pipe = this.outStreams.get(sid);
-        if (pipe && !pipe.write(tail(body, 1))) throw new ProtocolError("stream data beyond its credit");
-        return;
-      }
-      case T.SFIN: {
-        const sid = u32(body, 0);
-        const pipe = this.outStreams.get(sid);
-        if (pipe) {
-          this.outStreams.delete(sid);
-          pipe.fin();
-        }
-        return;
-      }
-      case T.SABORT: {
-        const sid = u32(body, 0);
-        const out = this.outStreams.get(sid);
-        if (out) {
-          this.outStreams.delete(sid);
-          out.breakOff("sender aborted the stream");
-        }
-        return;
-      }
-      case T.SCREDIT: {
-        const pid = u32(body, 0);
-        this.inStreams.get(pid)?.grant(u32(body, 1));
-        return;
-      }
-      case T.SDROP: {
-        const pid = u32(body, 0);
-        const p = this.inStreams.get(pid);
-        if (p) {
-          this.inStreams.delete(pid);
-          p.drop("receiver stopped reading");
-        }
-        return;
-      }
       case T.SELECT:
       case T.DECIDE:
         this.selects.frame(type, body);
@@ -382,36 +194,9 @@ export class Session {
     }
   }
 
-  private pipeSender(sid: number): PipeSender {
-    return {
-      credit: (n) => this.conn.send(T.SCREDIT, [sid, n]),
-      abort: (reason) => {
-        this.outStreams.delete(sid);
-        this.conn.send(T.SDROP, [sid], encode({ code: "StreamBroken", message: reason }));
-      },
-    };
-  }
-
+  /** Hands `pipe` to the client's receiver `rid` (process output, a file read). */
   attachStream(rid: number, pipe: StreamPipe): void {
-    this.conn.send(T.SATTACH, [rid, pipe.id]);
-    this.openInStream(pipe);
-  }
-
-  /** Streams a stream message's bytes to this client under its pipe id, with its credit. */
-  openInStream(pipe: StreamPipe): void {
-    this.inStreams.set(pipe.id, pipe);
-    const recv: PipeReceiver = {
-      data: (c) => this.conn.send(T.SDATA, [pipe.id], c),
-      fin: () => {
-        this.inStreams.delete(pipe.id);
-        this.conn.send(T.SFIN, [pipe.id]);
-      },
-      broken: (reason) => {
-        this.inStreams.delete(pipe.id);
-        this.conn.send(T.SABORT, [pipe.id], encode({ code: "StreamBroken", message: reason }));
-      },
-    };
-    pipe.attach(recv);
+    this.streams.attach(rid, pipe);
   }
 
   /**
@@ -419,23 +204,15 @@ export class Session {
    * SOPEN: its SDATA/SFIN/SABORT [sid] land in the returned pipe, which grants the client credit.
    */
   acceptStream(sid: number): StreamPipe {
-    if (this.outStreams.has(sid)) throw new ProtocolError("stream id in use");
-    if (this.outStreams.size >= this.d.limits.streams)
-      throw new ProtocolError(`more than ${this.d.limits.streams} open streams`);
-    const pipe = new StreamPipe(this.d.nextPipeId(), this.pipeSender(sid));
-    this.outStreams.set(sid, pipe);
-    return pipe;
+    return this.streams.accept(sid);
   }
 
   private request(id: number, req: unknown): void {
-    if (typeof req !== "object" || req === null || typeof (req as { op?: unknown }).op !== "string") {
-      throw new ProtocolError("a request is an object with an op");
-    }
-    const r = req as Record<string, unknown>;
+    const r = receivedRequest(req);
     const reply = (v: unknown) => this.conn.send(T.RES, [id], encode(v ?? null));
     const fail = (err: unknown) => this.error(id, err);
     try {
-      if (r.op === "@" || isStorePath(r.path)) {
+      if (r.op === "@" || ("path" in r && isStorePath(r.path))) {
         const ss = { owner: this, maxValue: this.d.maxValue, depth: this.d.limits.depth, svcs: this.d.sharedSvcs };
         return storeRequest(this.d.shared, ss, r, reply, fail);
       }
@@ -447,7 +224,7 @@ export class Session {
           if (!el) return reply(null);
           if ("chan" in el) {
             const durable = el.kind === "chan" && el.durable ? { durable: true } : {};
-            return reply({ kind: el.kind, cap: el.chan.cap, handle: this.handleFor(el), ...durable });
+            return reply({ kind: el.kind, cap: el.chan.cap, handle: this.channels.handleFor(el), ...durable });
           }
           if (el.kind === "proc") return reply(procInfo(el));
           if (el.kind === "dns") return reply(dnsInfo(el));
@@ -457,11 +234,14 @@ export class Session {
           if (r.durable === true) {
             this.d
               .makeDurableChan(this.path(r.path), r.cap)
-              .then((el) => reply({ kind: "chan", cap: el.chan.cap, handle: this.handleFor(el), durable: true }), fail);
+              .then(
+                (el) => reply({ kind: "chan", cap: el.chan.cap, handle: this.channels.handleFor(el), durable: true }),
+                fail,
+              );
             return;
           }
           const el = this.d.makeChan(this.path(r.path), r.cap);
-          return reply({ kind: "chan", cap: el.chan.cap, handle: this.handleFor(el) });
+          return reply({ kind: "chan", cap: el.chan.cap, handle: this.channels.handleFor(el) });
         }
         case "openchan": {
           // Get-or-create in one step: nothing else runs between the look and the make, so two
@@ -474,21 +254,24 @@ export class Session {
             // Placed at once, answered once synced (Daemon.makeDurableChan).
             this.d
               .makeDurableChan(names, r.cap)
-              .then((el) => reply({ kind: "chan", cap: el.chan.cap, handle: this.handleFor(el), durable: true }), fail);
+              .then(
+                (el) => reply({ kind: "chan", cap: el.chan.cap, handle: this.channels.handleFor(el), durable: true }),
+                fail,
+              );
             return;
           }
           const el = found ?? this.d.makeChan(names, r.cap);
           const durable = el.kind === "chan" && el.durable ? { durable: true } : {};
-          return reply({ kind: "chan", cap: el.chan.cap, handle: this.handleFor(el), ...durable });
+          return reply({ kind: "chan", cap: el.chan.cap, handle: this.channels.handleFor(el), ...durable });
         }
         case "stat": {
-          const el = this.el(this.int(r.handle));
-          if (el === this.scrubbedEl) throw new ChannelAborted("the channel was scrubbed");
+          const el = this.channels.el(this.int(r.handle));
+          if (this.channels.isReleased(el)) throw new ChannelAborted("the channel was scrubbed");
           return reply(this.d.stateOf(el));
         }
         case "mksub": {
           const el = this.d.makeSub(this.path(r.path), r.kind);
-          return reply({ kind: el.kind, cap: el.chan.cap, handle: this.handleFor(el) });
+          return reply({ kind: el.kind, cap: el.chan.cap, handle: this.channels.handleFor(el) });
         }
         case "watch":
           this.d.watch(this);
@@ -496,7 +279,7 @@ export class Session {
         case "peek":
           return reply(this.d.peek(this.path(r.path)));
         case "close": {
-          const el = this.el(this.int(r.handle));
+          const el = this.channels.el(this.int(r.handle));
           if (el.kind !== "chan") throw new WrongKind(`${el.kind} subscriptions cannot be closed; scrub them`);
           const durable = el.durable;
           // A durable channel's closed flag is synced before the close is answered.
@@ -505,9 +288,9 @@ export class Session {
         }
         case "scrub": {
           if (r.handle !== undefined) {
-            const el = this.el(this.int(r.handle));
+            const el = this.channels.el(this.int(r.handle));
             // Scrubbed already (and its handle released): done.
-            if (el === this.scrubbedEl) return reply(null);
+            if (this.channels.isReleased(el)) return reply(null);
             this.d.scrubElement(el, () => reply(null));
             return;
           }
@@ -560,7 +343,8 @@ export class Session {
         case "dns":
           return dnsRequest(this.d, this.path(r.path), r, reply, fail);
         default:
-          throw new ProtocolError(`unknown op ${JSON.stringify(r.op)}`);
+          // Received lists the ops we know; anything else a client sends ends here.
+          throw new ProtocolError(`unknown op ${JSON.stringify((r as { op: unknown }).op)}`);
       }
     } catch (err) {
       if (err instanceof CircuitError || err instanceof RangeError || err instanceof TypeError) fail(err);
@@ -579,68 +363,12 @@ export class Session {
     return v;
   }
 
-  private value(v: Buffer): Buffer {
-    if (v.length > this.d.maxValue) throw new ProtocolError(`value of ${v.length} bytes exceeds the limit`);
-    return v;
-  }
-
-  /** The channel a send may go to; a subscription answers WrongKind. */
-  private sendable(id: number, handle: number): ChanElement | undefined {
-    const el = this.el(handle);
-    if (el.kind === "chan") return el;
-    this.error(id, new WrongKind(`${el.kind} subscriptions are receive-only`));
-    return undefined;
-  }
-
-  private el(handle: number): ChannelLike {
-    const h = this.handles.get(handle);
-    if (h) return h.el;
-    if (handle > 0 && handle < this.nextHandle) return this.scrubbed();
-    throw new NotFound("unknown channel handle");
-  }
-
-  /** Why `handle` names no channel: it was released (ChannelAborted) or never given (NotFound). */
-  private noHandle(handle: number): CircuitError {
-    if (handle > 0 && handle < this.nextHandle) return new ChannelAborted("the channel was scrubbed");
-    return new NotFound("unknown channel handle");
-  }
-
-  private scrubbed(): ChanElement {
-    if (!this.scrubbedEl) {
-      this.scrubbedEl = { kind: "chan", chan: new Channel<Item>(0), names: [] };
-      this.scrubbedEl.chan.scrub(() => {});
-    }
-    return this.scrubbedEl;
-  }
-
   /**
    * `el` was scrubbed and has settled (no credit of ours is left in it): its handle and everything
    * kept for it go, and the client hears so; later uses of the handle fail with ChannelAborted.
    */
   releaseHandle(el: ChannelLike): void {
-    const h = this.handleOf.get(el);
-    if (h === undefined || this.gone) return;
-    this.handleOf.delete(el);
-    this.handles.delete(h);
-    // Its receivers have ended; values they hold unacked cannot go back into a scrubbed channel.
-    for (const [rid, r] of this.receivers) if (r.el === el) this.receivers.delete(rid);
-    this.conn.send(T.PUSH, [], encode({ ev: "released", handle: h }));
-  }
-
-  private handleFor(el: ChannelLike): number {
-    let h = this.handleOf.get(el);
-    if (h === undefined) {
-      if (this.handles.size >= this.d.limits.handles)
-        throw new ProtocolError("too many open channels on this connection");
-      h = this.nextHandle++;
-      this.handleOf.set(el, h);
-      this.handles.set(h, { el, holder: new Holder(this, h) });
-    }
-    return h;
-  }
-
-  private holderFor(el: ChannelLike): Holder {
-    return (this.handles.get(this.handleOf.get(el) as number) as { holder: Holder }).holder;
+    if (!this.gone) this.channels.release(el);
   }
 
   private error(id: number, err: unknown): void {
@@ -681,45 +409,14 @@ export class Session {
     this.conn.destroy(err);
   }
 
-  /** True if this client's send `seq` on `el` was stored already (a resend after a reconnection). */
-  private isStored(el: ChanElement, seq: number): boolean {
-    return this.cid !== undefined && seq !== 0 && (el.stored?.get(this.cid) ?? 0) >= seq;
-  }
-
-  private markStored(el: ChanElement, seq: number): void {
-    if (this.cid === undefined || seq === 0) return;
-    el.stored ??= new Map();
-    el.stored.set(this.cid, seq);
-    el.durable?.storeDedupe(this.cid, seq);
-  }
-
   /** The connection is gone: withdraw everything it was doing, losing no value. */
   private cleanup(): void {
     if (this.gone) return;
     this.gone = true;
     clearTimeout(this.timer);
     if (this.cid !== undefined && this.d.clientSessions.get(this.cid) === this) this.d.clientSessions.delete(this.cid);
-    if (this.bye && this.cid !== undefined) {
-      for (const { el } of this.handles.values()) {
-        if (el.kind !== "chan") continue;
-        el.stored?.delete(this.cid);
-        el.durable?.dropDedupe(this.cid);
-      }
-    }
-    for (const { el, w } of this.pendingSends.values()) {
-      if (el.chan.cancelSend(w) && !Buffer.isBuffer(w.value)) w.value.breakOff("sender disconnected");
-    }
-    this.pendingSends.clear();
-    for (const r of this.receivers.values()) {
-      r.el.chan.cancelRecv(r);
-      r.el.chan.requeue(r.unacked.drain());
-    }
-    this.receivers.clear();
-    for (const { el, holder } of this.handles.values()) el.chan.dropHolder(holder);
-    for (const p of this.outStreams.values()) p.breakOff("sender disconnected");
-    this.outStreams.clear();
-    for (const p of this.inStreams.values()) p.drop("receiver disconnected");
-    this.inStreams.clear();
+    this.channels.cleanup(this.bye);
+    this.streams.cleanup();
     this.selects.cleanup();
     this.d.sessionGone(this);
   }

@@ -4,6 +4,9 @@
 
 import { STREAM_WINDOW } from "../wire/protocol.js";
 
+/** What a channel holds: an encoded value, or a stream message. */
+export type Item = Buffer | StreamPipe;
+
 export interface PipeSender {
   /** The sender may send n more bytes. */
   credit(n: number): void;

@@ -1,0 +1,359 @@
+// A session's channel data path: the handles its client holds, credited and blocking sends with
+// their de-duplication by sequence number, receivers with their credits and unacknowledged values,
+// and stream messages sent into a channel. Values stay opaque bytes here.
+
+import { Channel, type CreditHolder, type Receiver, type SendWaiter } from "../element/channel.js";
+import {
+  ChannelAborted,
+  type CircuitError,
+  NotFound,
+  ProtocolError,
+  toWire,
+  Unsupported,
+  WrongKind,
+} from "../errors.js";
+import type { FrameConn } from "../transport/frame-conn.js";
+import { Deque } from "../util/deque.js";
+import { forEachEntry } from "../wire/frame.js";
+import { encode, T, tail, u32 } from "../wire/protocol.js";
+import type { Push } from "../wire/requests.js";
+import type { ChanElement, ChannelLike, Item } from "./elements.js";
+import type { Limits } from "./limits.js";
+import type { SessionStreams } from "./session-streams.js";
+
+/** A session's credit holding on one channel. */
+class Holder implements CreditHolder {
+  constructor(
+    private readonly conn: FrameConn,
+    readonly handle: number,
+  ) {}
+  grant(n: number): void {
+    this.conn.send(T.GRANT, [this.handle, n]);
+  }
+  revoke(): void {
+    this.conn.send(T.REVOKE, [this.handle]);
+  }
+}
+
+/** A receiver id of this session: its blocked receives and the values handed to it, unacked. */
+class SessionReceiver implements Receiver<Item> {
+  readonly unacked = new Deque<Buffer>();
+  ended = false;
+  /** Receives outstanding (credits not yet used). */
+  credits = 0;
+  constructor(
+    private readonly conn: FrameConn,
+    private readonly streams: SessionStreams,
+    readonly rid: number,
+    readonly el: ChannelLike,
+  ) {}
+  /** The client acknowledged its first n unacknowledged values: a durable channel forgets them. */
+  ack(n: number): void {
+    const durable = this.el.kind === "chan" ? this.el.durable : undefined;
+    for (let i = 0; i < n && this.unacked.length > 0; i++) {
+      const v = this.unacked.shift() as Buffer;
+      durable?.ack(v);
+    }
+  }
+  take(v: Item): void {
+    this.credits--;
+    if (Buffer.isBuffer(v)) {
+      this.unacked.push(v);
+      this.conn.batch(T.VAL, this.rid, v);
+    } else {
+      // A stream message cannot be taken back once bytes have flowed, so it counts as acked.
+      this.streams.attach(this.rid, v);
+    }
+  }
+  end(err: CircuitError): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.conn.send(T.REND, [this.rid], encode(toWire(err)));
+  }
+}
+
+export class SessionChannels {
+  private readonly handles = new Map<number, { el: ChannelLike; holder: Holder }>();
+  private readonly handleOf = new Map<ChannelLike, number>();
+  /** Handles are never reused: one below this that is not in `handles` was released (scrubbed). */
+  private nextHandle = 1;
+  /** Stands in for the channel of a released handle: scrubbed, so every op on it fails as it would. */
+  private scrubbedEl: ChanElement | undefined;
+  private readonly receivers = new Map<number, SessionReceiver>();
+  private readonly pendingSends = new Map<number, { el: ChannelLike; w: SendWaiter<Item> }>();
+
+  constructor(
+    private readonly conn: FrameConn,
+    private readonly streams: SessionStreams,
+    private readonly limits: Readonly<Limits>,
+    private readonly maxValue: number,
+    /** The client's id from HELLO: sends are de-duplicated per cid (PROTOCOL: send sequence numbers). */
+    private readonly cid: () => string | undefined,
+  ) {}
+
+  /** SEND, CSEND, RELEASE, CANCEL, RECV, RCLOSE and SOPEN. */
+  frame(type: number, body: Buffer): void {
+    switch (type) {
+      case T.SEND: {
+        const id = u32(body, 0);
+        const el = this.sendable(id, u32(body, 1));
+        if (!el) return;
+        const want = u32(body, 2);
+        const seq = u32(body, 3);
+        const v = this.value(tail(body, 4));
+        if (this.pendingSends.size >= this.limits.pending) throw new ProtocolError("too many pending operations");
+        if (this.isStored(el, seq)) {
+          // A resend of a value stored before this client's connection broke: stored once (on a
+          // durable channel, answered once what was written before it is synced).
+          if (el.durable) el.durable.whenSynced().then(() => this.conn.send(T.RES, [id]));
+          else this.conn.send(T.RES, [id]);
+          return;
+        }
+        const w: SendWaiter<Item> = {
+          value: v,
+          done: (err) => {
+            this.pendingSends.delete(id);
+            if (err) this.error(id, err);
+            else if (el.durable) {
+              // In the buffer; complete once synced. Its de-duplication record goes in the same
+              // transaction as the value (written in this same turn).
+              this.markStored(el, seq);
+              el.durable.whenStored(v).then(
+                () => {
+                  this.conn.send(T.RES, [id]);
+                  if (want > 0) el.chan.want(this.holderFor(el), want);
+                },
+                (e) => this.error(id, e),
+              );
+            } else {
+              this.markStored(el, seq);
+              this.conn.send(T.RES, [id]);
+              if (want > 0) el.chan.want(this.holderFor(el), want);
+            }
+          },
+        };
+        this.pendingSends.set(id, { el, w });
+        el.chan.send(w);
+        return;
+      }
+      case T.CSEND: {
+        const h = this.handles.get(u32(body, 0));
+        if (!h) throw new NotFound("unknown channel handle");
+        const first = u32(body, 1);
+        const values: Buffer[] = [];
+        forEachEntry(body, 2, (start, end) => values.push(this.value(body.subarray(start, end))));
+        if (!h.el.chan.sendCreditedMany(h.holder, values)) throw new ProtocolError("credited send without credit");
+        const last = (first + values.length - 1) >>> 0;
+        if (h.el.kind === "chan") this.markStored(h.el, last);
+        const durable = h.el.kind === "chan" ? h.el.durable : undefined;
+        if (durable) {
+          // A credited send into a durable channel completes with its CACK, sent once synced: no
+          // round trip beyond the sync. If the store fails, CNAK fails the batch instead.
+          const handle = u32(body, 0);
+          Promise.all(values.map((v) => durable.whenStored(v))).then(
+            () => this.conn.send(T.CACK, [handle, last]),
+            (err) => this.conn.send(T.CNAK, [handle, last], encode(toWire(err))),
+          );
+        } else this.conn.send(T.CACK, [u32(body, 0), last]);
+        return;
+      }
+      case T.RELEASE: {
+        const h = this.handles.get(u32(body, 0));
+        // A released handle's channel has settled: it holds no credits of ours any more.
+        if (h) h.el.chan.release(h.holder);
+        else this.el(u32(body, 0));
+        return;
+      }
+      case T.CANCEL: {
+        const id = u32(body, 0);
+        const p = this.pendingSends.get(id);
+        if (p?.el.chan.cancelSend(p.w)) {
+          this.pendingSends.delete(id);
+          if (!Buffer.isBuffer(p.w.value)) p.w.value.drop("send cancelled");
+          this.conn.send(T.ERR, [id], encode({ code: "Cancelled", message: "cancelled" }));
+        }
+        return;
+      }
+      case T.RECV: {
+        const rid = u32(body, 0);
+        const handle = u32(body, 1);
+        const ack = u32(body, 2);
+        const n = u32(body, 3);
+        let r = this.receivers.get(rid);
+        if (!r) {
+          const el = this.handles.get(handle)?.el;
+          if (!el) {
+            this.conn.send(T.REND, [rid], encode(toWire(this.noHandle(handle))));
+            return;
+          }
+          if (this.receivers.size >= this.limits.pending) throw new ProtocolError("too many receivers");
+          r = new SessionReceiver(this.conn, this.streams, rid, el);
+          this.receivers.set(rid, r);
+        }
+        r.ack(ack);
+        if (n > 0 && !r.ended) {
+          r.credits += n;
+          if (r.credits + r.unacked.length > this.limits.credits) {
+            throw new ProtocolError(`more than ${this.limits.credits} receives outstanding or unacknowledged`);
+          }
+          r.el.chan.recv(r, n);
+        }
+        return;
+      }
+      case T.RCLOSE: {
+        const rid = u32(body, 0);
+        const ack = u32(body, 1);
+        const quiet = u32(body, 2);
+        const r = this.receivers.get(rid);
+        if (r) {
+          this.receivers.delete(rid);
+          r.ack(ack);
+          r.el.chan.cancelRecv(r);
+          r.el.chan.requeue(r.unacked.drain());
+        }
+        if (!quiet) this.conn.send(T.REND, [rid]);
+        return;
+      }
+      case T.SOPEN: {
+        const id = u32(body, 0);
+        const el = this.sendable(id, u32(body, 1));
+        if (!el) return;
+        const sid = u32(body, 2);
+        if (el.durable) {
+          this.error(id, new Unsupported("a durable channel stores values, not stream messages"));
+          return;
+        }
+        const pipe = this.streams.accept(sid);
+        const w: SendWaiter<Item> = {
+          value: pipe,
+          done: (err) => {
+            this.pendingSends.delete(id);
+            if (err) {
+              pipe.drop(err.message);
+              this.error(id, err);
+            } else this.conn.send(T.RES, [id]);
+          },
+        };
+        this.pendingSends.set(id, { el, w });
+        el.chan.send(w);
+        return;
+      }
+      default:
+        throw new ProtocolError(`unknown frame type 0x${type.toString(16)}`);
+    }
+  }
+
+  private value(v: Buffer): Buffer {
+    if (v.length > this.maxValue) throw new ProtocolError(`value of ${v.length} bytes exceeds the limit`);
+    return v;
+  }
+
+  /** The channel a send may go to; a subscription answers WrongKind. */
+  private sendable(id: number, handle: number): ChanElement | undefined {
+    const el = this.el(handle);
+    if (el.kind === "chan") return el;
+    this.error(id, new WrongKind(`${el.kind} subscriptions are receive-only`));
+    return undefined;
+  }
+
+  /** The channel `handle` names: a scrubbed stand-in if it was released, NotFound if never given. */
+  el(handle: number): ChannelLike {
+    const h = this.handles.get(handle);
+    if (h) return h.el;
+    if (handle > 0 && handle < this.nextHandle) return this.scrubbed();
+    throw new NotFound("unknown channel handle");
+  }
+
+  /** True if `el` is the stand-in el() returns for a released handle. */
+  isReleased(el: ChannelLike): boolean {
+    return el === this.scrubbedEl;
+  }
+
+  /** Why `handle` names no channel: it was released (ChannelAborted) or never given (NotFound). */
+  private noHandle(handle: number): CircuitError {
+    if (handle > 0 && handle < this.nextHandle) return new ChannelAborted("the channel was scrubbed");
+    return new NotFound("unknown channel handle");
+  }
+
+  private scrubbed(): ChanElement {
+    if (!this.scrubbedEl) {
+      this.scrubbedEl = { kind: "chan", chan: new Channel<Item>(0), names: [] };
+      this.scrubbedEl.chan.scrub(() => {});
+    }
+    return this.scrubbedEl;
+  }
+
+  /**
+   * `el` was scrubbed and has settled (no credit of ours is left in it): its handle and everything
+   * kept for it go, and the client hears so; later uses of the handle fail with ChannelAborted.
+   */
+  release(el: ChannelLike): void {
+    const h = this.handleOf.get(el);
+    if (h === undefined) return;
+    this.handleOf.delete(el);
+    this.handles.delete(h);
+    // Its receivers have ended; values they hold unacked cannot go back into a scrubbed channel.
+    for (const [rid, r] of this.receivers) if (r.el === el) this.receivers.delete(rid);
+    this.conn.send(T.PUSH, [], encode({ ev: "released", handle: h } satisfies Push));
+  }
+
+  /** The client's handle for `el`, given now if it has none. */
+  handleFor(el: ChannelLike): number {
+    let h = this.handleOf.get(el);
+    if (h === undefined) {
+      if (this.handles.size >= this.limits.handles)
+        throw new ProtocolError("too many open channels on this connection");
+      h = this.nextHandle++;
+      this.handleOf.set(el, h);
+      this.handles.set(h, { el, holder: new Holder(this.conn, h) });
+    }
+    return h;
+  }
+
+  private holderFor(el: ChannelLike): Holder {
+    return (this.handles.get(this.handleOf.get(el) as number) as { holder: Holder }).holder;
+  }
+
+  private error(id: number, err: unknown): void {
+    this.conn.send(T.ERR, [id], encode(toWire(err)));
+  }
+
+  /** True if this client's send `seq` on `el` was stored already (a resend after a reconnection). */
+  private isStored(el: ChanElement, seq: number): boolean {
+    const cid = this.cid();
+    return cid !== undefined && seq !== 0 && (el.stored?.get(cid) ?? 0) >= seq;
+  }
+
+  private markStored(el: ChanElement, seq: number): void {
+    const cid = this.cid();
+    if (cid === undefined || seq === 0) return;
+    el.stored ??= new Map();
+    el.stored.set(cid, seq);
+    el.durable?.storeDedupe(cid, seq);
+  }
+
+  /**
+   * The connection is gone: withdraw everything it was doing, losing no value. With `bye` (the
+   * client said goodbye) its de-duplication records go too.
+   */
+  cleanup(bye: boolean): void {
+    const cid = this.cid();
+    if (bye && cid !== undefined) {
+      for (const { el } of this.handles.values()) {
+        if (el.kind !== "chan") continue;
+        el.stored?.delete(cid);
+        el.durable?.dropDedupe(cid);
+      }
+    }
+    for (const { el, w } of this.pendingSends.values()) {
+      if (el.chan.cancelSend(w) && !Buffer.isBuffer(w.value)) w.value.breakOff("sender disconnected");
+    }
+    this.pendingSends.clear();
+    for (const r of this.receivers.values()) {
+      r.el.chan.cancelRecv(r);
+      r.el.chan.requeue(r.unacked.drain());
+    }
+    this.receivers.clear();
+    for (const { el, holder } of this.handles.values()) el.chan.dropHolder(holder);
+  }
+}

@@ -1,0 +1,129 @@
+// A session's byte streams: stream messages and request-opened streams (process stdin, uploads)
+// coming from its client under the client's stream ids, and pipes going to it (stream messages it
+// receives, process output, downloads) under daemon-wide pipe ids, each with its credit.
+
+import { ProtocolError } from "../errors.js";
+import type { FrameConn } from "../transport/frame-conn.js";
+import { encode, T, tail, u32 } from "../wire/protocol.js";
+import { type PipeReceiver, type PipeSender, StreamPipe } from "./stream-pipe.js";
+
+/** What a request handler (proc-ops, host-ops) needs of the session it answers. */
+export interface StreamSession {
+  /** Its connection: closed once the client is gone (a wait or a file transfer then stops). */
+  readonly conn: { readonly closed: boolean };
+  /** Hands `pipe` to the client's receiver `rid` (SATTACH), then streams it. */
+  attachStream(rid: number, pipe: StreamPipe): void;
+  /** A byte stream the client sends under its stream id `sid` (process stdin, a file upload). */
+  acceptStream(sid: number): StreamPipe;
+}
+
+export class SessionStreams {
+  /** Streams this session's client is sending, by its stream id. */
+  private readonly outStreams = new Map<number, StreamPipe>();
+  /** Streams this session's client is receiving, by pipe id. */
+  private readonly inStreams = new Map<number, StreamPipe>();
+
+  constructor(
+    private readonly conn: FrameConn,
+    /** Most streams the client may have open towards us (Limits.streams). */
+    private readonly maxStreams: number,
+    private readonly nextPipeId: () => number,
+  ) {}
+
+  /** SDATA, SFIN, SABORT (the client's streams) and SCREDIT, SDROP (ours to it). */
+  frame(type: number, body: Buffer): void {
+    switch (type) {
+      case T.SDATA: {
+        const pipe = this.outStreams.get(u32(body, 0));
+        if (pipe && !pipe.write(tail(body, 1))) throw new ProtocolError("stream data beyond its credit");
+        return;
+      }
+      case T.SFIN: {
+        const sid = u32(body, 0);
+        const pipe = this.outStreams.get(sid);
+        if (pipe) {
+          this.outStreams.delete(sid);
+          pipe.fin();
+        }
+        return;
+      }
+      case T.SABORT: {
+        const sid = u32(body, 0);
+        const out = this.outStreams.get(sid);
+        if (out) {
+          this.outStreams.delete(sid);
+          out.breakOff("sender aborted the stream");
+        }
+        return;
+      }
+      case T.SCREDIT:
+        this.inStreams.get(u32(body, 0))?.grant(u32(body, 1));
+        return;
+      case T.SDROP: {
+        const pid = u32(body, 0);
+        const p = this.inStreams.get(pid);
+        if (p) {
+          this.inStreams.delete(pid);
+          p.drop("receiver stopped reading");
+        }
+        return;
+      }
+      default:
+        throw new ProtocolError(`unknown frame type 0x${type.toString(16)}`);
+    }
+  }
+
+  /**
+   * A byte stream from the client under its stream id `sid` (a stream message's SOPEN, or a
+   * request naming `sid`): its SDATA/SFIN/SABORT land in the returned pipe, which grants the
+   * client credit.
+   */
+  accept(sid: number): StreamPipe {
+    if (this.outStreams.has(sid)) throw new ProtocolError("stream id in use");
+    if (this.outStreams.size >= this.maxStreams) throw new ProtocolError(`more than ${this.maxStreams} open streams`);
+    const pipe = new StreamPipe(this.nextPipeId(), this.pipeSender(sid));
+    this.outStreams.set(sid, pipe);
+    return pipe;
+  }
+
+  private pipeSender(sid: number): PipeSender {
+    return {
+      credit: (n) => this.conn.send(T.SCREDIT, [sid, n]),
+      abort: (reason) => {
+        this.outStreams.delete(sid);
+        this.conn.send(T.SDROP, [sid], encode({ code: "StreamBroken", message: reason }));
+      },
+    };
+  }
+
+  /** Hands `pipe` to the client's receiver `rid` (SATTACH), then streams it. */
+  attach(rid: number, pipe: StreamPipe): void {
+    this.conn.send(T.SATTACH, [rid, pipe.id]);
+    this.openIn(pipe);
+  }
+
+  /** Streams a pipe's bytes to the client under its pipe id, with its credit. */
+  openIn(pipe: StreamPipe): void {
+    this.inStreams.set(pipe.id, pipe);
+    const recv: PipeReceiver = {
+      data: (c) => this.conn.send(T.SDATA, [pipe.id], c),
+      fin: () => {
+        this.inStreams.delete(pipe.id);
+        this.conn.send(T.SFIN, [pipe.id]);
+      },
+      broken: (reason) => {
+        this.inStreams.delete(pipe.id);
+        this.conn.send(T.SABORT, [pipe.id], encode({ code: "StreamBroken", message: reason }));
+      },
+    };
+    pipe.attach(recv);
+  }
+
+  /** The connection is gone: streams from the client break off, streams to it are dropped. */
+  cleanup(): void {
+    for (const p of this.outStreams.values()) p.breakOff("sender disconnected");
+    this.outStreams.clear();
+    for (const p of this.inStreams.values()) p.drop("receiver disconnected");
+    this.inStreams.clear();
+  }
+}

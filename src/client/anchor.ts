@@ -23,7 +23,7 @@ import { checkCommand, type MakeProcOptions, Proc, type ProcCommand } from "./pr
 import { ReplicatedChan } from "./replicated-chan.js";
 import type { Router } from "./router.js";
 import { ServerHandle } from "./server-handle.js";
-import { checkSpec, Service, type ServiceSpec } from "./service.js";
+import { checkSpec, direct, Service, type ServiceSpec, viaStore } from "./service.js";
 import { Subscription } from "./subscription.js";
 
 /** What an anchor can hold, as a handle. */
@@ -234,14 +234,16 @@ export class Anchor {
    * copies of `spec.cmd` running across the circuit, each a proc element at this path under the
    * server that runs it plus r<n>, placed by load, restarted by the policy, scaled by hand or by
    * its metric. AnchorBusy if the anchor holds an element; TypeError/RangeError for a bad spec,
-   * before any I/O.
+   * before any I/O. Under /@ (DESIGN §12) the service is kept in the circuit's store and
+   * supervised by whichever daemon holds its lease: its replicas run at /SERVER/@/PATH/r<n>, and
+   * when that daemon dies another one adopts them and supervises on. Unsupported without a store.
    */
   async makeService(spec: ServiceSpec, opts?: OpOptions): Promise<Service> {
     checkSpec(spec);
     if (this.names.length < 2) throw new WrongKind(`${this.path} cannot hold a service`);
     const c = await this.conn();
     await c.request({ op: "mksvc", path: this.names, spec }, opts?.signal);
-    return new Service(c, this.path, this.names);
+    return this.service(c);
   }
 
   /**
@@ -297,7 +299,7 @@ export class Anchor {
     }
     if (r.kind === "server") return new ServerHandle(c, this.path);
     if (r.kind === "proc") return new Proc(c, this.path, this.names, r.eid as number, r.pid as number);
-    if (r.kind === "svc") return new Service(c, this.path, this.names);
+    if (r.kind === "svc") return this.service(c);
     if (r.kind === "dns") return new Nameserver(c, this.path, this.names, r.eid as number, r.address as string);
     if (r.kind === "@join" || r.kind === "@leave") {
       return new Subscription(
@@ -349,7 +351,10 @@ export class Anchor {
 
   /** The element's state (a channel's stat, a server's description). */
   async peek(opts?: OpOptions): Promise<unknown> {
-    if (this.names[0] === "@") return this.replicated(opts).then((ch) => ch.stat(opts));
+    if (this.names[0] === "@") {
+      const el = await this.replicated(opts);
+      return el instanceof Service ? el.peek(opts) : el.stat(opts);
+    }
     const c = await this.conn();
     return c.request({ op: "peek", path: this.names }, opts?.signal);
   }
@@ -361,11 +366,17 @@ export class Anchor {
     await c.request({ op: "scrub", path: this.names }, opts?.signal);
   }
 
-  private async replicated(opts?: OpOptions): Promise<ReplicatedChan> {
+  private async replicated(opts?: OpOptions): Promise<ReplicatedChan | Service> {
     const el = await this.get(opts);
     if (!el) throw new NotFound(`${this.path} holds no element`);
-    if (!(el instanceof ReplicatedChan)) throw new WrongKind(`${this.path} holds a ${el.kind}`);
+    if (!(el instanceof ReplicatedChan) && !(el instanceof Service))
+      throw new WrongKind(`${this.path} holds a ${el.kind}`);
     return el;
+  }
+
+  /** A handle on the service here: under /@ its requests follow the supervisor wherever it is. */
+  private service(c: Connection): Service {
+    return new Service(this.names[0] === "@" ? viaStore(this.router) : direct(c), this.path, this.names);
   }
 
   private conn(): Promise<Connection> {

@@ -1,10 +1,63 @@
 // A handle on a service element (DESIGN.md §3.7): replicas of a command, supervised, placed by load
 // and scaled by the server that hosts the service.
 
+import { StoreUnavailable } from "../errors.js";
+import type { Request } from "../wire/requests.js";
 import { checkServiceSpec, type ServiceSpec, type ServiceStat } from "../wire/svc-spec.js";
+import type { Router } from "./anchor.js";
 import type { OpOptions } from "./chan.js";
 import type { Connection } from "./connection.js";
 import { checkCommand } from "./proc.js";
+
+/** Sends one request to whoever serves the service, and resolves with the answer. */
+export type ServiceRequester = (req: Request, signal?: AbortSignal) => Promise<unknown>;
+
+/** How long a request on a service under /@ keeps looking for its supervisor. */
+const CARRY_MS = 20_000;
+
+/** Requests to the server hosting an ordinary service. */
+export function direct(c: Connection): ServiceRequester {
+  return (req, signal) => c.request(req, signal);
+}
+
+/**
+ * Requests to the supervisor of a service under /@ (DESIGN §12): asked through the dial-in server,
+ * following `{moved: XID}` to the lease holder, and asked again (`retry`, or its server gone) while
+ * another daemon takes the service over.
+ */
+export function viaStore(router: Router): ServiceRequester {
+  let host = "";
+  return async (req, signal) => {
+    const deadline = performance.now() + CARRY_MS;
+    let last: unknown;
+    for (let hops = 0; ; hops++) {
+      if (signal?.aborted) throw signal.reason;
+      if (performance.now() > deadline) throw last ?? new StoreUnavailable("no daemon supervises the service");
+      let r: unknown;
+      try {
+        r = await (await router.connFor(host)).request(req, signal);
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if (signal?.aborted || (code !== "ServerGone" && code !== "NotFound") || host === "") throw err;
+        // The supervisor we were sent to is gone (or unknown to our view): ask the dial-in server
+        // again, and which members it knows.
+        last = err;
+        host = "";
+        if (code === "NotFound") await router.learnServers?.().catch(() => {});
+        await new Promise((res) => setTimeout(res, 100));
+        continue;
+      }
+      const o = r as { moved?: unknown; retry?: unknown } | null;
+      if (typeof o?.retry === "string") {
+        last = new StoreUnavailable(o.retry);
+        await new Promise((res) => setTimeout(res, 250));
+      } else if (typeof o?.moved === "string") {
+        host = o.moved;
+        if (hops > 0) await new Promise((res) => setTimeout(res, Math.min(100 * hops, 500)));
+      } else return r;
+    }
+  };
+}
 
 export type {
   ChanAutoscale,
@@ -29,15 +82,18 @@ export class Service implements AsyncDisposable {
 
   /** @internal */
   constructor(
-    private readonly c: Connection,
+    private readonly send: ServiceRequester,
     /** The service's anchor path. */
     readonly path: string,
     private readonly names: readonly string[],
   ) {}
 
-  /** Spec, replicas (full path, server, phase, restarts), desired count, state, last decision. */
+  /**
+   * Spec, replicas (full path, server, phase, restarts), desired count, state, last decision;
+   * under /@ also the supervising daemon (`supervisor`).
+   */
   async peek(opts?: OpOptions): Promise<ServiceStat> {
-    return (await this.c.request({ op: "svc", path: this.names, do: "peek" }, opts?.signal)) as ServiceStat;
+    return (await this.send({ op: "svc", path: this.names, do: "peek" }, opts?.signal)) as ServiceStat;
   }
 
   /**
@@ -47,12 +103,15 @@ export class Service implements AsyncDisposable {
    */
   async scale(n: number, opts?: OpOptions): Promise<ServiceStat> {
     if (!Number.isInteger(n) || n < 0) throw new RangeError("scale takes a whole number ≥ 0");
-    return (await this.c.request({ op: "svc", path: this.names, do: "scale", n }, opts?.signal)) as ServiceStat;
+    return (await this.send({ op: "svc", path: this.names, do: "scale", n }, opts?.signal)) as ServiceStat;
   }
 
   /** Stops every replica and removes the service; resolves once the replicas are gone. */
   async scrub(opts?: OpOptions): Promise<void> {
-    await this.c.request({ op: "scrub", path: this.names }, opts?.signal);
+    // Under /@ the supervisor answers, wherever it is; elsewhere the server hosting the service.
+    const req: Request =
+      this.names[0] === "@" ? { op: "svc", path: this.names, do: "scrub" } : { op: "scrub", path: this.names };
+    await this.send(req, opts?.signal);
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -46,7 +46,8 @@ import { Session, TICK_MS } from "./session.js";
 import { Store } from "./store.js";
 import type { StoreOptions } from "./store-config.js";
 import { StoreHost } from "./store-host.js";
-import { ServiceHost, type ServiceRemote } from "./svc-host.js";
+import { StoreServices } from "./store-svc.js";
+import { ServiceHost, type ServiceHostDeps, type ServiceRemote } from "./svc-host.js";
 
 export interface DaemonOptions {
   /** HOST:PORT to listen on; port 0 picks a free port. Default 127.0.0.1:7711. */
@@ -212,6 +213,8 @@ export class Daemon {
   private cluster: ClusterNode | undefined;
   /** @internal Circuit-wide anchors (/@), when started with --store (DESIGN §12). */
   shared: StoreHost | undefined;
+  /** @internal Services under /@, supervised here while this daemon holds their leases. */
+  sharedSvcs: StoreServices | undefined;
   private discovery: Discovery | undefined;
   private pipeIds = 0;
   /** Processes this server started (src/daemon/proc.ts). */
@@ -366,6 +369,7 @@ export class Daemon {
           },
           log: d.log,
         });
+        d.sharedSvcs = d.storeServices(store, cluster);
       } catch (err) {
         await d.stop();
         throw err;
@@ -392,6 +396,30 @@ export class Daemon {
       `serving ${d.url}${where}${joins.length > 0 ? `, joining ${joins.join(", ")}` : ""}`,
     );
     return d;
+  }
+
+  /** Services under /@ (DESIGN §3.7, §12): supervised by whichever daemon holds their lease. */
+  private storeServices(store: Store, cluster: ClusterNode): StoreServices {
+    const connect = this.connect;
+    return new StoreServices({
+      store,
+      me: { id: this.id, url: this.url },
+      alive: (id) => {
+        const m = cluster.get(id);
+        return m === undefined || m.state === "alive" || m.state === "suspect";
+      },
+      members: () => this.servers().map((s) => s.id),
+      log: this.log,
+      checkSpec: connect
+        ? (raw) => {
+            const spec = checkServiceSpec(raw, parseCommand);
+            if (spec.autoscale && "chan" in spec.autoscale)
+              this.checkPath(spec.autoscale.chan.split("/").slice(1), true);
+            return spec;
+          }
+        : undefined,
+      newHost: (names, spec, shared, prior) => new ServiceHost(this.serviceDeps(), names, spec, shared, prior),
+    });
   }
 
   private remember(level: string, fields: LogFields, msg: string): void {
@@ -489,6 +517,7 @@ export class Daemon {
         scrubProc(this, el, false, () => {});
       }
       for (const s of this.services) s.svc.serverGone(e.member.id);
+      this.sharedSvcs?.memberLeft(e.member.id);
     }
     const ev = { ev: e.kind, id: e.member.id, url: e.member.addr, joinedAt: this.joinedAt(e.member.joinedAt) };
     for (const w of this.watchers) w.push(ev);
@@ -682,39 +711,40 @@ export class Daemon {
     if (names.length < 2) throw new WrongKind(`${formatPath(names)} cannot hold a service`);
     const spec = checkServiceSpec(rawSpec, parseCommand);
     if (spec.autoscale && "chan" in spec.autoscale) this.checkPath(spec.autoscale.chan.split("/").slice(1), true);
-    const connect = this.connect;
-    if (!connect) throw new Unsupported("this daemon was started without a client connection for services");
+    if (!this.connect) throw new Unsupported("this daemon was started without a client connection for services");
     if (this.element(names)) throw new AnchorBusy(`${formatPath(names)} already holds an element`);
-    const svc = new ServiceHost(
-      {
-        remote: () => {
-          this.remote ??= connect(this.url).catch((err) => {
-            this.remote = undefined;
-            throw err;
-          });
-          return this.remote;
-        },
-        candidates: () => this.candidates(),
-        placed: (server, req) => this.placed(server, req),
-        hostOf: (server) => {
-          const addr = server === this.id ? this.url : this.cluster?.get(server)?.addr;
-          if (!addr) return undefined;
-          try {
-            return parseUrl(addr).host;
-          } catch {
-            return undefined;
-          }
-        },
-        log: this.log,
-        selfId: this.id,
-      },
-      names,
-      spec,
-    );
+    const svc = new ServiceHost(this.serviceDeps(), names, spec);
     const el: SvcElement = { kind: "svc", svc, names };
     this.tree.set(names.slice(1), el, formatPath(names));
     this.services.add(el);
     return el;
+  }
+
+  /** What a service's driver needs of this daemon (the caller has checked that `connect` is set). */
+  private serviceDeps(): ServiceHostDeps {
+    const connect = this.connect as (url: string) => Promise<ServiceRemote>;
+    return {
+      remote: () => {
+        this.remote ??= connect(this.url).catch((err) => {
+          this.remote = undefined;
+          throw err;
+        });
+        return this.remote;
+      },
+      candidates: () => this.candidates(),
+      placed: (server, req) => this.placed(server, req),
+      hostOf: (server) => {
+        const addr = server === this.id ? this.url : this.cluster?.get(server)?.addr;
+        if (!addr) return undefined;
+        try {
+          return parseUrl(addr).host;
+        } catch {
+          return undefined;
+        }
+      },
+      log: this.log,
+      selfId: this.id,
+    };
   }
 
   /** A nameserver to close when the daemon stops. */
@@ -1004,6 +1034,8 @@ export class Daemon {
         await Promise.all(this.stopHooks.map((f) => f().catch(() => {})));
         clearInterval(this.reaper);
         this.meter?.close();
+        // Services under /@ go on without this daemon: another one takes them over.
+        await this.sharedSvcs?.close();
         // Services stop their replicas (on any server) while the circuit can still be reached.
         await Promise.all([...this.services].map((el) => el.svc.close()));
         this.services.clear();

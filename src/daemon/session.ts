@@ -14,6 +14,7 @@ import { SessionChannels } from "./session-channels.js";
 import { SessionStreams } from "./session-streams.js";
 import type { StoreHost } from "./store-host.js";
 import { isStorePath, storeRequest } from "./store-ops.js";
+import type { StoreServices } from "./store-svc.js";
 import type { StreamPipe } from "./stream-pipe.js";
 
 /**
@@ -30,6 +31,8 @@ export interface SessionHost extends ProcHost, HostOpsHost, DnsHost {
   readonly clientSessions: Map<string, Session>;
   /** Circuit-wide anchors (/@), when the daemon has a store. */
   readonly shared: StoreHost | undefined;
+  /** Services under /@ (store-svc.ts), when started with --store. */
+  readonly sharedSvcs: StoreServices | undefined;
   /** The session's connection turned out to come from another server: it carries membership now. */
   adoptPeer(conn: FrameConn, peerId: string, s: Session): void;
   /** The session's connection is gone. */
@@ -210,7 +213,7 @@ export class Session {
     const fail = (err: unknown) => this.error(id, err);
     try {
       if (r.op === "@" || ("path" in r && isStorePath(r.path))) {
-        const ss = { owner: this, maxValue: this.d.maxValue, depth: this.d.limits.depth };
+        const ss = { owner: this, maxValue: this.d.maxValue, depth: this.d.limits.depth, svcs: this.d.sharedSvcs };
         return storeRequest(this.d.shared, ss, r, reply, fail);
       }
       switch (r.op) {

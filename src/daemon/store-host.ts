@@ -8,7 +8,7 @@ import { randomBytes } from "node:crypto";
 import { NotFound, StoreUnavailable, WrongKind } from "../errors.js";
 import type { Logger } from "../util/log.js";
 import { Moved, type Owner, ReplicatedChan } from "./replicated-chan.js";
-import { keyOf, type Lease, type Store, storeError, type TreeEntry } from "./store.js";
+import { type ChanEntry, keyOf, type Lease, type Store, storeError } from "./store.js";
 
 interface Hosted {
   names: string[];
@@ -42,10 +42,10 @@ export class StoreHost {
   }
 
   /** Creates a replicated channel at names (its stream, then its tree entry) and hosts it. */
-  async makeChan(names: string[], cap: number, replicas: number): Promise<TreeEntry> {
+  async makeChan(names: string[], cap: number, replicas: number): Promise<ChanEntry> {
     if (names.length < 2) throw new WrongKind("/@ itself cannot hold a channel");
     const stream = `CIRCUIT_${randomBytes(8).toString("hex")}`;
-    const entry: TreeEntry = { kind: "chan", cap, replicas, stream };
+    const entry: ChanEntry = { kind: "chan", cap, replicas, stream };
     try {
       await ReplicatedChan.createStream(this.d.store.jsm, stream, replicas);
     } catch (err) {
@@ -123,6 +123,8 @@ export class StoreHost {
     const key = keyOf(names);
     const entry = await this.d.store.entry(names);
     if (!entry) throw new NotFound(`/${names.join("/")} holds no element`);
+    // Services under /@ have a host of their own (store-svc.ts); this one hosts channels.
+    if (entry.kind !== "chan") throw new WrongKind(`/${names.join("/")} holds a ${entry.kind}, not a channel`);
     const cur = await this.d.store.lease(names);
     // The lease runs from before we asked for it, not from when the answer came.
     const leasedAt = performance.now();

@@ -6,6 +6,7 @@ import { badName } from "../wire/path.js";
 import { MAX_CAP } from "../wire/protocol.js";
 import type { Owner } from "./replicated-chan.js";
 import type { StoreHost } from "./store-host.js";
+import type { StoreServices } from "./store-svc.js";
 
 export const NO_STORE = "/@ needs a shared store: this circuit's daemons were started without --store";
 
@@ -51,6 +52,34 @@ export interface StoreSession {
   owner: Owner;
   maxValue: number;
   depth: number;
+  /** Services under /@ (store-svc.ts). */
+  svcs?: StoreServices;
+}
+
+/** A service's requests: {op: "mksvc", path, spec}, {op: "svc", path, do: "peek" | "scale" | "scrub", n?}. */
+async function svcRequest(
+  svcs: StoreServices | undefined,
+  path: string[],
+  r: Record<string, unknown>,
+): Promise<unknown> {
+  if (!svcs) throw new Unsupported("this daemon was started without a client connection for services");
+  if (r.op === "mksvc") {
+    await svcs.make(path, r.spec);
+    return { kind: "svc" };
+  }
+  if (r.do !== "peek" && r.do !== "scale" && r.do !== "scrub")
+    throw new ProtocolError(`unknown service operation ${JSON.stringify(r.do)}`);
+  const n = r.n;
+  if (r.do === "scale" && (typeof n !== "number" || !Number.isInteger(n) || n < 0))
+    throw new RangeError("scale takes a whole number");
+  const w = await svcs.where(path);
+  if ("moved" in w) return { moved: w.moved };
+  if (r.do === "scrub") {
+    await svcs.scrub(path, w.svc);
+    return null;
+  }
+  if (r.do === "scale") svcs.scale(w.svc, n as number);
+  return w.svc.stat();
 }
 
 /** Serves one request under /@; every outcome goes to reply or fail. */
@@ -77,7 +106,9 @@ export function storeRequest(
             const e: { path: string; kind?: string; state?: string } = { path: p };
             if (i === n.length) {
               e.kind = entry.kind;
-              if (r.long === true) e.state = `cap=${entry.cap} replicas=${entry.replicas}`;
+              if (r.long === true)
+                e.state =
+                  entry.kind === "chan" ? `cap=${entry.cap} replicas=${entry.replicas}` : `desired=${entry.desired}`;
             }
             out.set(p, e);
           }
@@ -88,6 +119,7 @@ export function storeRequest(
         // Atomic get-or-create: whoever loses the race to create it gets the one the winner made.
         for (let i = 0; i < 3; i++) {
           const e = await host.store.entry(path);
+          if (e?.kind === "svc") throw new WrongKind(`/${path.join("/")} holds a service, not a channel`);
           if (e) return { kind: e.kind, cap: e.cap, replicas: e.replicas };
           try {
             const made = await host.makeChan(path, checkCap(r.cap), checkReplicas(r.replicas));
@@ -104,8 +136,18 @@ export function storeRequest(
       }
       case "open": {
         const e = await host.store.entry(path);
+        if (e?.kind === "svc") return { kind: "svc" };
         return e ? { kind: e.kind, cap: e.cap, replicas: e.replicas } : null;
       }
+      case "mksvc":
+      case "svc":
+        try {
+          return await svcRequest(s.svcs, path, r);
+        } catch (err) {
+          // Connected but slow, as below: the client asks again for a while.
+          if (r.op === "svc" && err instanceof StoreUnavailable && host.store.connected) return { retry: err.message };
+          throw err;
+        }
     }
     // Everything else needs the host.
     let w: Awaited<ReturnType<StoreHost["where"]>>;

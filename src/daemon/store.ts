@@ -14,6 +14,7 @@ import {
 } from "nats";
 import { AnchorBusy, CircuitError, StoreUnavailable } from "../errors.js";
 
+import type { FullServiceSpec } from "../wire/svc-spec.js";
 import { DEFAULT_STORE_CONFIG, type StoreConfig, type StoreOptions } from "./store-config.js";
 
 export { DEFAULT_STORE_CONFIG, type StoreConfig, type StoreOptions };
@@ -36,14 +37,30 @@ export function parseStoreUrl(url: string): string[] {
 const TREE = "circuit_tree";
 const LEASES = "circuit_leases";
 
-/** What the tree keeps for a circuit-wide element. */
-export interface TreeEntry {
+/** What the tree keeps for a replicated channel. */
+export interface ChanEntry {
   kind: "chan";
   cap: number;
   replicas: number;
   /** The JetStream stream holding the element's log. */
   stream: string;
 }
+
+/**
+ * What the tree keeps for a service (src/daemon/store-svc.ts): its checked spec, the replica count
+ * wanted and the slots with their restarts, which its supervisor rewrites when they change so that
+ * a successor starts from them.
+ */
+export interface SvcEntry {
+  kind: "svc";
+  spec: FullServiceSpec;
+  desired: number;
+  /** Each replica slot (its number) with its restarts so far, as its supervisor last wrote them. */
+  slots?: Record<string, number>;
+}
+
+/** What the tree keeps for a circuit-wide element. */
+export type TreeEntry = ChanEntry | SvcEntry;
 
 /** A lease as kept in the lease bucket. */
 export interface Lease {
@@ -153,6 +170,15 @@ export class Store {
         throw new AnchorBusy(`/${names.join("/")} already holds an element`);
       }
       throw storeError(err, "creating an element");
+    }
+  }
+
+  /** Rewrites the element at names (its holder only: a service's desired count). */
+  async put(names: readonly string[], e: TreeEntry): Promise<void> {
+    try {
+      await this.tree.put(keyOf(names), Buffer.from(JSON.stringify(e)));
+    } catch (err) {
+      throw storeError(err, "updating an element");
     }
   }
 

@@ -30,8 +30,16 @@ export interface RemoteProc {
 
 /** What a service needs of the circuit (the client's Client fits, through a thin adapter). */
 export interface ServiceRemote {
-  /** Makes a process at path, scrubbed by its server when server `tiedTo` ("/X…") leaves. */
-  makeProc(path: string, cmd: ProcCommand, tiedTo: string): Promise<RemoteProc>;
+  /**
+   * Makes a process at path, scrubbed by its server when server `tiedTo` ("/X…") leaves; with
+   * no `tiedTo`, it outlives whoever made it (the replicas of a service under /@).
+   */
+  makeProc(path: string, cmd: ProcCommand, tiedTo?: string): Promise<RemoteProc>;
+  /**
+   * The running processes at `dir`'s children named r<n> (a server's replicas of a service under
+   * /@, for a supervisor that takes the service over). None when `dir` does not exist.
+   */
+  replicasAt(dir: string): Promise<{ n: number; proc: RemoteProc }[]>;
   /** A channel's `len` (for backlog autoscaling). */
   chanLen(path: string): Promise<number>;
   /** Adds a record (zone-file syntax) to the nameserver at nsPath. */
@@ -54,8 +62,37 @@ export interface ServiceHostDeps {
   selfId: string;
 }
 
+/** What a supervisor keeps of a service under /@ for its successor: replicas wanted, and restarts by slot. */
+export interface SvcRecord {
+  desired: number;
+  /** Each replica slot (its number) with its restarts so far. */
+  slots: Record<string, number>;
+}
+
+/** What a service under /@ (DESIGN §12) adds: its replicas outlive this supervisor. */
+export interface SharedService {
+  /**
+   * The replicas wanted, or the slots and their restarts, changed: keep them where a successor
+   * reads them.
+   */
+  record(r: SvcRecord): void;
+  /**
+   * Confirms this daemon still supervises the service (renews its lease now), before it stops a
+   * replica it did not start: two daemons may believe for a moment that they both do.
+   */
+  confirm(): Promise<boolean>;
+  /** The daemon supervising the service now, for peek. */
+  supervisor: string;
+}
+
 const TICK_MS = 100;
 const SHUN_MS = 10_000;
+/**
+ * How often the supervisor of a service under /@ lists its replicas on every server: to adopt
+ * running ones it does not know of, and stop copies of a slot another supervisor started in the
+ * moment both held the lease. Shorter converges sooner; each round costs one request per server.
+ */
+const SCAN_MS = 2000;
 
 interface Running {
   server: string;
@@ -88,12 +125,23 @@ export class ServiceHost {
   /** After a failed update: not before then, and said once until an update succeeds. */
   private dnsRetryAt = 0;
   private dnsFailing = false;
+  private readonly scanTimer: NodeJS.Timeout | undefined;
+  private scanning = false;
+  private lastRecord: string;
+  /** Resolves once the replicas found running at the start are adopted (at once without /@). */
+  readonly adopting: Promise<void> = Promise.resolve();
+  /** Stepped down (detach): the replicas are the next supervisor's. */
+  private detached = false;
 
   constructor(
     private readonly deps: ServiceHostDeps,
     /** The service's anchor, /XA/svc/web. */
     readonly names: string[],
     readonly spec: FullServiceSpec,
+    /** For a service under /@: its replicas are not tied to this daemon, and it may adopt some. */
+    private readonly shared?: SharedService,
+    /** What the predecessor kept (a successor's start): the count wanted, the slots and their restarts. */
+    private readonly prior?: SvcRecord,
   ) {
     this.path = `/${names.join("/")}`;
     const a = spec.autoscale;
@@ -101,22 +149,51 @@ export class ServiceHost {
       ...spec,
       autoscale: a ? ("chan" in a ? { perReplica: a.perReplica } : { cpuPercent: a.cpuPercent }) : undefined,
     });
+    if (prior && prior.desired !== this.sup.desired) this.sup.scale(prior.desired, 0);
+    this.lastRecord = JSON.stringify(this.recordNow());
     this.timer = setInterval(() => this.step(), TICK_MS);
     this.timer.unref();
     if (a) {
       this.metricTimer = setInterval(() => void this.readMetric(), spec.intervalMs);
       this.metricTimer.unref();
     }
-    setImmediate(() => this.step());
+    if (shared) {
+      // Replicas already running (a predecessor's) are adopted before any is started.
+      this.closed = true;
+      this.scanTimer = setInterval(() => void this.scan(), SCAN_MS);
+      this.scanTimer.unref();
+      this.adopting = this.scan(true).finally(() => {
+        if (this.detached) return;
+        this.closed = false;
+        const found = this.sup.running();
+        // The predecessor's replicas not found running start again, counted as lost.
+        for (const [n, restarts] of Object.entries(prior?.slots ?? {}))
+          this.sup.missing(Number(n), restarts, this.now());
+        if (found > 0)
+          this.deps.log.info(
+            { event: "svc-adopted", path: this.path, running: found, desired: this.sup.desired },
+            `service ${this.path}: ${found} replica${found === 1 ? "" : "s"} adopted running, ${this.sup.desired} wanted`,
+          );
+        this.step();
+      });
+    } else setImmediate(() => this.step());
   }
 
   private now(): number {
     return performance.now() - this.t0;
   }
 
-  /** The anchor of replica n on `server`: the service's path under that server, plus r<n>. */
+  /**
+   * The anchor of replica n on `server`: the service's path under that server, plus r<n>; for a
+   * service under /@ (names start with "@"), /SERVER/@/PATH/r<n>.
+   */
   replicaPath(server: string, n: number): string {
-    return `/${[server, ...this.names.slice(1), `r${n}`].join("/")}`;
+    return `${this.replicaDir(server)}/r${n}`;
+  }
+
+  private replicaDir(server: string): string {
+    const at = this.names[0] === "@" ? ["@"] : [];
+    return `/${[server, ...at, ...this.names.slice(1)].join("/")}`;
   }
 
   scale(n: number): void {
@@ -151,6 +228,7 @@ export class ServiceHost {
       lastEvent: e
         ? { at: new Date(performance.timeOrigin + this.t0 + e.at).toISOString(), kind: e.kind, message: e.message }
         : null,
+      ...(this.shared ? { supervisor: this.shared.supervisor } : {}),
     };
   }
 
@@ -159,14 +237,37 @@ export class ServiceHost {
     return `${this.sup.state} ${this.sup.running()}/${this.sup.desired}`;
   }
 
+  private recordNow(): SvcRecord {
+    const slots: Record<string, number> = {};
+    for (const s of this.sup.replicas()) if (s.phase !== "stopping") slots[s.n] = s.restarts;
+    return { desired: this.sup.desired, slots };
+  }
+
+  /**
+   * Stops supervising without stopping any replica (a service under /@ whose lease went to
+   * another daemon, or whose daemon stops): whoever supervises it next adopts them.
+   */
+  detach(): void {
+    this.detached = true;
+    this.closed = true;
+    // Callbacks of replicas under way see they are no longer ours, and touch nothing.
+    this.live.clear();
+    clearInterval(this.timer);
+    if (this.metricTimer) clearInterval(this.metricTimer);
+    if (this.scanTimer) clearInterval(this.scanTimer);
+  }
+
   /** Stops every replica and the supervision; resolves once they are gone. */
   async close(): Promise<void> {
+    if (this.detached) return;
+    await this.adopting;
     if (this.closed) return;
     this.sup.stop(this.now(), "scrubbed");
     this.step();
     this.closed = true;
     clearInterval(this.timer);
     if (this.metricTimer) clearInterval(this.metricTimer);
+    if (this.scanTimer) clearInterval(this.scanTimer);
     // Starts under way end in a stop of their own (see start): wait for those too.
     for (let i = 0; i < 50 && (this.stops.size > 0 || this.live.size > 0); i++) {
       await Promise.all([...this.stops]);
@@ -186,6 +287,14 @@ export class ServiceHost {
       else this.stop(a.n);
     }
     // Each supervisor decision once: starts, restarts, exits, lost replicas, scaling, stop.
+    if (this.shared) {
+      const r = this.recordNow();
+      const text = JSON.stringify(r);
+      if (text !== this.lastRecord) {
+        this.lastRecord = text;
+        this.shared.record(r);
+      }
+    }
     for (const e of this.sup.drainEvents()) {
       const level = e.kind === "exit" || e.kind === "lost" || e.kind === "stop" ? "warn" : "info";
       this.deps.log[level](
@@ -289,9 +398,10 @@ export class ServiceHost {
     void (async () => {
       let proc: RemoteProc;
       try {
-        proc = await (await this.deps.remote()).makeProc(this.replicaPath(server, n), cmd, `/${this.deps.selfId}`);
+        const tie = this.shared ? undefined : `/${this.deps.selfId}`;
+        proc = await (await this.deps.remote()).makeProc(this.replicaPath(server, n), cmd, tie);
       } catch (err) {
-        if (!mine()) return;
+        if (!mine() || this.detached) return;
         this.live.delete(n);
         const why = err instanceof CircuitError ? `${err.code}: ${err.message}` : String(err);
         if (err instanceof CircuitError && err.code === "ServerGone") {
@@ -301,6 +411,8 @@ export class ServiceHost {
         this.step();
         return;
       }
+      // Started as this supervisor stepped down: the next one adopts it (or stops it, if surplus).
+      if (this.detached) return;
       if (!mine() || this.closed) {
         // Lost or scrubbed while starting: this process has no place any more.
         if (mine()) this.live.delete(n);
@@ -309,27 +421,81 @@ export class ServiceHost {
       }
       run.proc = proc;
       this.sup.started(n, server, this.now());
-      proc.wait().then(
-        (st) => {
-          if (!mine()) return;
-          this.live.delete(n);
-          this.sup.exited(n, this.now(), st.exitCode, st.signal);
-          this.step();
-        },
-        (err) => {
-          if (!mine()) return;
-          this.live.delete(n);
-          this.shunned.set(server, this.now() + SHUN_MS);
-          // If only the connection broke and the server lives on, this process must not run on
-          // beside its successor: stop it (by its element id, so never the successor) if we can.
-          // Not tracked: a silently dead server could hold close() up for a connect timeout.
-          void proc.scrub().catch(() => {});
-          this.sup.lost(n, this.now(), err instanceof Error ? err.message : String(err));
-          this.step();
-        },
-      );
+      this.watch(n, gen, server, proc);
       this.step();
     })();
+  }
+
+  /** Follows a running replica's process: its exit, or the loss of its server. */
+  private watch(n: number, gen: number, server: string, proc: RemoteProc): void {
+    const mine = () => this.live.get(n)?.gen === gen;
+    proc.wait().then(
+      (st) => {
+        if (!mine()) return;
+        this.live.delete(n);
+        this.sup.exited(n, this.now(), st.exitCode, st.signal);
+        this.step();
+      },
+      (err) => {
+        if (!mine()) return;
+        this.live.delete(n);
+        this.shunned.set(server, this.now() + SHUN_MS);
+        // If only the connection broke and the server lives on, this process must not run on
+        // beside its successor: stop it (by its element id, so never the successor) if we can.
+        // Not tracked: a silently dead server could hold close() up for a connect timeout.
+        void proc.scrub().catch(() => {});
+        this.sup.lost(n, this.now(), err instanceof Error ? err.message : String(err));
+        this.step();
+      },
+    );
+  }
+
+  /**
+   * Lists the replicas running on every live server (a service under /@): adopts those of free
+   * slots (a predecessor's), stops the others once the lease is confirmed (a copy of a slot that
+   * another daemon, briefly believing it held the lease too, started).
+   */
+  private async scan(first = false): Promise<void> {
+    if (this.scanning || (this.closed && !first) || this.detached) return;
+    this.scanning = true;
+    try {
+      const remote = await this.deps.remote();
+      const extra: { path: string; proc: RemoteProc }[] = [];
+      for (const c of this.deps.candidates()) {
+        let found: { n: number; proc: RemoteProc }[];
+        try {
+          found = await remote.replicasAt(this.replicaDir(c.id));
+        } catch {
+          continue; // that server is unreachable now: it is judged by membership
+        }
+        for (const { n, proc } of found) {
+          if (this.detached || (this.closed && !first)) return;
+          if (this.live.get(n)?.server === c.id) continue; // ours: running, or being started there
+          if (this.sup.adopt(n, c.id, this.now(), first ? (this.prior?.slots[n] ?? 0) : 0)) {
+            const gen = ++this.gen;
+            this.live.set(n, { server: c.id, proc, gen });
+            this.watch(n, gen, c.id, proc);
+            this.deps.log.info(
+              { event: "svc-adopt", path: this.path, replica: this.replicaPath(c.id, n) },
+              `service ${this.path}: adopted ${this.replicaPath(c.id, n)}, running`,
+            );
+          } else extra.push({ path: this.replicaPath(c.id, n), proc });
+        }
+      }
+      if (extra.length > 0 && this.shared && (await this.shared.confirm()) && !this.detached) {
+        for (const x of extra) {
+          this.deps.log.warn(
+            { event: "svc-surplus", path: this.path, replica: x.path },
+            `service ${this.path}: stopping ${x.path}, a replica of a slot taken or not wanted`,
+          );
+          this.track(x.proc.scrub().catch(() => {}));
+        }
+      }
+    } catch {
+      // No client connection yet: the next round tries again.
+    } finally {
+      this.scanning = false;
+    }
   }
 
   private stop(n: number): void {

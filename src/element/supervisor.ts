@@ -93,6 +93,47 @@ export class Supervisor {
     s.startedAt = now;
   }
 
+  /**
+   * Replica n was found running on `server` by a supervisor that did not start it (it took the
+   * service over): the slot runs it, if slot n is free or waiting and the service wants one more.
+   * False when it has no place here (the caller stops it).
+   */
+  adopt(n: number, server: string, now: number, restarts = 0): boolean {
+    if (this.state !== "running" || !Number.isInteger(n) || n < 1) return false;
+    let s = this.slots.get(n);
+    if (s && s.phase !== "pending" && s.phase !== "backoff") return false;
+    if (!s) {
+      const active = this.replicas().filter((x) => x.phase !== "stopping").length;
+      if (active >= this.desired) return false;
+      s = { n, phase: "pending", server: null, restarts, streak: 0, startedAt: now, due: now };
+      this.slots.set(n, s);
+    }
+    s.phase = "running";
+    s.server = server;
+    s.startedAt = now;
+    return true;
+  }
+
+  /**
+   * Replica n ran under the previous supervisor (after `restarts` restarts) and was not found
+   * running by this one: it is started again at once, as a replica lost with its server is.
+   * Nothing when the slot is taken or the service wants no more.
+   */
+  missing(n: number, restarts: number, now: number): void {
+    if (this.state !== "running" || this.slots.has(n) || !Number.isInteger(n) || n < 1) return;
+    if (this.replicas().filter((x) => x.phase !== "stopping").length >= this.desired) return;
+    this.slots.set(n, {
+      n,
+      phase: "pending",
+      server: null,
+      restarts: restarts + 1,
+      streak: 0,
+      startedAt: now,
+      due: now,
+    });
+    this.note(now, "lost", `r${n} lost: not running when this supervisor took over`);
+  }
+
   /** Replica n could not be started (no server fits, spawn failed): a crash for the policy. */
   startFailed(n: number, now: number, why: string): void {
     const s = this.slots.get(n);

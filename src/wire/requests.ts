@@ -142,7 +142,8 @@ export interface MakeSvcRequest {
   /** A service spec (src/wire/svc-spec.ts), checked by the daemon. */
   spec: unknown;
 }
-export type SvcRequest = { op: "svc"; path: Path } & ({ do: "peek" } | { do: "scale"; n: number });
+/** `do: "scrub"` only under /@ (a service elsewhere is scrubbed with the generic `scrub`). */
+export type SvcRequest = { op: "svc"; path: Path } & ({ do: "peek" } | { do: "scale"; n: number } | { do: "scrub" });
 
 // ---- 3.5 Host resources and nameservers ------------------------------------------------------
 

@@ -234,4 +234,9 @@ export interface ServiceStat {
   state: "running" | "stopped";
   /** The last decision of the supervisor and its reason. */
   lastEvent: { at: string; kind: string; message: string } | null;
+  /**
+   * A service under /@ only: the server ID of the daemon supervising it now (the holder of its
+   * lease). Another daemon takes over when that one dies, adopting the running replicas.
+   */
+  supervisor?: string;
 }

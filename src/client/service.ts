@@ -4,7 +4,7 @@
 import { StoreUnavailable } from "../errors.js";
 import type { Request } from "../wire/requests.js";
 import { checkServiceSpec, type ServiceSpec, type ServiceStat } from "../wire/svc-spec.js";
-import type { Router } from "./anchor.js";
+import type { Router } from "./router.js";
 import type { OpOptions } from "./chan.js";
 import type { Connection } from "./connection.js";
 import { checkCommand } from "./proc.js";

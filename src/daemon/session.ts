@@ -29,9 +29,9 @@ export interface SessionHost extends ProcHost, HostOpsHost, DnsHost {
   readonly limits: Readonly<Limits>;
   /** Open client sessions by the client id they gave in HELLO. */
   readonly clientSessions: Map<string, Session>;
-  /** Circuit-wide anchors (/@), when the daemon has a store. */
+  /** @internal Circuit-wide anchors (/@), when the daemon has a store. */
   readonly shared: StoreHost | undefined;
-  /** Services under /@ (store-svc.ts), when started with --store. */
+  /** @internal Services under /@ (store-svc.ts), when started with --store. */
   readonly sharedSvcs: StoreServices | undefined;
   /** The session's connection turned out to come from another server: it carries membership now. */
   adoptPeer(conn: FrameConn, peerId: string, s: Session): void;

@@ -28,6 +28,9 @@ export interface StoreHostDeps {
   log: Logger;
 }
 
+/** How long a new lease holder waits before reading the lease back (see acquire). */
+const LEASE_SETTLE_MS = 50;
+
 export type Where = { ch: ReplicatedChan } | { moved: string };
 
 export class StoreHost {
@@ -134,6 +137,20 @@ export class StoreHost {
       // Ours from before (we stepped down), or its holder is dead: take it over by its revision.
       revision = await this.d.store.takeLease(names, this.d.me, cur.revision);
     } else return { moved: cur.lease.id };
+    if (revision !== null) {
+      // Confirm it: nats-server before 2.9.21 may accept a second compare-and-set made at the same
+      // moment (issue 4320). Once both are applied, the stream leader has the later one: whoever
+      // wrote first finds the other's lease there and steps back before resuming anything.
+      await new Promise((r) => setTimeout(r, LEASE_SETTLE_MS));
+      const now = await this.d.store.leaseAtLeader(names).catch(() => undefined);
+      if (now && now.revision > revision && now.lease.id !== this.d.me.id) {
+        this.d.log.info(
+          { event: "lease-contended", path: `/${names.join("/")}`, holder: now.lease.id },
+          `/${names.join("/")}: ${now.lease.id} took the lease at the same moment; it hosts`,
+        );
+        return { moved: now.lease.id };
+      }
+    }
     if (revision === null) {
       const now = await this.d.store.lease(names);
       if (now && now.lease.id !== this.d.me.id) return { moved: now.lease.id };

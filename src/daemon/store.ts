@@ -208,6 +208,23 @@ export class Store {
     return out.sort((a, b) => (a.names.join("/") < b.names.join("/") ? -1 : 1));
   }
 
+  /**
+   * The lease of names as the lease bucket's stream leader has it (the plain read may come from a
+   * replica that is behind), or null when nobody holds it.
+   */
+  async leaseAtLeader(names: readonly string[]): Promise<{ lease: Lease; revision: number } | null> {
+    try {
+      const m = await this.jsm.streams.getMessage(`KV_${LEASES}`, { last_by_subj: `$KV.${LEASES}.${keyOf(names)}` });
+      const op = m.header?.get("KV-Operation");
+      if ((op && op !== "PUT") || m.data.length === 0) return null;
+      return { lease: JSON.parse(Buffer.from(m.data).toString()) as Lease, revision: m.seq };
+    } catch (err) {
+      if ((err as { code?: string })?.code === "404" || /no message found/i.test((err as Error)?.message ?? ""))
+        return null;
+      throw storeError(err, "a lease lookup");
+    }
+  }
+
   /** The current lease of names and its revision, or null when nobody holds it. */
   async lease(names: readonly string[]): Promise<{ lease: Lease; revision: number } | null> {
     try {

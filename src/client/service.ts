@@ -4,10 +4,10 @@
 import { StoreUnavailable } from "../errors.js";
 import type { Request } from "../wire/requests.js";
 import { checkServiceSpec, type ServiceSpec, type ServiceStat } from "../wire/svc-spec.js";
-import type { Router } from "./router.js";
 import type { OpOptions } from "./chan.js";
 import type { Connection } from "./connection.js";
 import { checkCommand } from "./proc.js";
+import type { Router } from "./router.js";
 
 /** Sends one request to whoever serves the service, and resolves with the answer. */
 export type ServiceRequester = (req: Request, signal?: AbortSignal) => Promise<unknown>;

@@ -7,6 +7,7 @@
 import { randomBytes } from "node:crypto";
 import { NotFound, StoreUnavailable, WrongKind } from "../errors.js";
 import type { Logger } from "../util/log.js";
+import { singleFlight } from "../util/single-flight.js";
 import { Moved, type Owner, ReplicatedChan } from "./replicated-chan.js";
 import { type ChanEntry, keyOf, type Lease, type Store, storeError } from "./store.js";
 
@@ -68,12 +69,7 @@ export class StoreHost {
     const key = keyOf(names);
     const h = this.hosted.get(key);
     if (h && !h.ch.lost) return Promise.resolve({ ch: h.ch });
-    let p = this.acquiring.get(key);
-    if (!p) {
-      p = this.acquireRetrying(names).finally(() => this.acquiring.delete(key));
-      this.acquiring.set(key, p);
-    }
-    return p;
+    return singleFlight(this.acquiring, key, () => this.acquireRetrying(names));
   }
 
   /**

@@ -13,6 +13,7 @@
 
 import { AnchorBusy, NotFound, StoreUnavailable, Unsupported, WrongKind } from "../errors.js";
 import type { Logger } from "../util/log.js";
+import { singleFlight } from "../util/single-flight.js";
 import type { FullServiceSpec } from "../wire/svc-spec.js";
 import { keyOf, type Lease, type Store, type SvcEntry, storeError } from "./store.js";
 import type { ServiceHost, SharedService, SvcRecord } from "./svc-host.js";
@@ -95,12 +96,7 @@ export class StoreServices {
     const h = this.hosted.get(key);
     if (h) return Promise.resolve({ svc: h.svc });
     if (this.stopped) return Promise.reject(new StoreUnavailable("this daemon is stopping"));
-    let p = this.acquiring.get(key);
-    if (!p) {
-      p = this.acquire(names).finally(() => this.acquiring.delete(key));
-      this.acquiring.set(key, p);
-    }
-    return p;
+    return singleFlight(this.acquiring, key, () => this.acquire(names));
   }
 
   private async acquire(names: string[]): Promise<SvcWhere> {

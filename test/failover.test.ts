@@ -118,6 +118,16 @@ describe("client failover", () => {
         seen,
         Array.from({ length: N }, (_, i) => i),
       );
+    } catch (err) {
+      // Membership events (a member declared dead or left) are what tell a failure here apart.
+      for (const d of [a, b, c]) {
+        const events = d
+          .stderr()
+          .split("\n")
+          .filter((l) => /"event":"(join|leave|suspect|dead|join-failed)"/.test(l));
+        console.log(`--- ${d.id}:\n${events.join("\n")}`);
+      }
+      throw err;
     } finally {
       await client?.close();
       await feeder?.close();

@@ -207,13 +207,21 @@ export class Client extends EventEmitter implements AsyncDisposable {
     }
     const kept = early;
     early = undefined;
+    const before = new Map(this.view);
     this.view.clear();
     for (const s of list) this.view.set(s.id, s);
-    for (const m of kept) this.onPush(m);
-    // Connections to servers the new view does not know are to servers that left meanwhile.
+    // A server we talk to that the new dial-in server does not list may not have reached it yet
+    // (membership spreads by gossip; a failover can come right after a join): its connection
+    // stays, with what we knew of it, and its own keepalive says if it is gone. One we never knew
+    // is gone.
     for (const id of this.conns.keys()) {
-      if (!this.view.has(id)) this.failConn(id, new ServerGone(`server ${id} left the circuit`));
+      if (this.view.has(id)) continue;
+      const known = before.get(id);
+      if (known) this.view.set(id, known);
+      else this.failConn(id, new ServerGone(`server ${id} left the circuit`));
     }
+    // Pushes newer than the list (a leave among them fails that server's connection).
+    for (const m of kept) this.onPush(m);
     void c.closed.then((err) => {
       if (this.home !== c) return;
       this.moving = this.failover(c, err).finally(() => {

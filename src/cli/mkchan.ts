@@ -9,7 +9,7 @@ export function register(program: Command): void {
     .command("mkchan")
     .description("create a channel with buffer capacity CAP at PATH")
     .argument("<path>", "anchor path")
-    .argument("<cap>", `buffer capacity, 0 to 1000000 (durable: 1 to ${MAX_DURABLE_CAP})`)
+    .argument("<cap>", `buffer capacity, 0 to 1000000 (durable: 0 to ${MAX_DURABLE_CAP})`)
     .option("-o, --open", "use the channel already there (whatever its capacity) instead of failing with AnchorBusy")
     .option("--durable", "keep the buffer on the server's disk: it survives a crash (needs a server with --data)")
     .option("--replicas <n>", "a replicated channel under /@: NATS nodes keeping each value (1, 3 or 5)")
@@ -24,7 +24,7 @@ export function register(program: Command): void {
         pathArg(path);
         const cap = Number(capArg);
         const durable = o.durable === true;
-        const [min, max] = durable ? [1, MAX_DURABLE_CAP] : [0, 1_000_000];
+        const [min, max] = durable ? [0, MAX_DURABLE_CAP] : [0, 1_000_000];
         if (!/^\d+$/.test(capArg) || cap < min || cap > max) {
           throw new UsageError(
             `capacity must be a whole number from ${min} to ${max}${durable ? " for a durable channel" : ""}, got ${JSON.stringify(capArg)}`,

@@ -164,10 +164,8 @@ export class Anchor {
       throw new TypeError("durable must be a boolean");
     const durable = opts?.durable === true;
     const max = durable ? MAX_DURABLE_CAP : MAX_CAP;
-    if (!Number.isInteger(cap) || cap < (durable ? 1 : 0) || cap > max) {
-      throw new RangeError(
-        `${durable ? "a durable " : ""}channel capacity must be an integer from ${durable ? 1 : 0} to ${max}`,
-      );
+    if (!Number.isInteger(cap) || cap < 0 || cap > max) {
+      throw new RangeError(`${durable ? "a durable " : ""}channel capacity must be an integer from 0 to ${max}`);
     }
     if (this.names.length < 2) throw new WrongKind(`${this.path} cannot hold a channel`);
     const c = await this.conn();

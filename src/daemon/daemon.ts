@@ -580,8 +580,8 @@ export class Daemon {
   async makeDurableChan(names: string[], cap: unknown): Promise<ChanElement> {
     if (!this.store) throw new Unsupported("durable channels need a server started with --data DIR");
     if (names.length < 2) throw new WrongKind(`${formatPath(names)} cannot hold a channel`);
-    if (typeof cap !== "number" || !Number.isInteger(cap) || cap < 1 || cap > MAX_DURABLE_CAP) {
-      throw new RangeError(`a durable channel's capacity must be an integer from 1 to ${MAX_DURABLE_CAP}, got ${cap}`);
+    if (typeof cap !== "number" || !Number.isInteger(cap) || cap < 0 || cap > MAX_DURABLE_CAP) {
+      throw new RangeError(`a durable channel's capacity must be an integer from 0 to ${MAX_DURABLE_CAP}, got ${cap}`);
     }
     if (this.tree.get(names.slice(1))) throw new AnchorBusy(`${formatPath(names)} already holds an element`);
     const rec = { names: names.slice(1), cap, closed: false };
@@ -602,8 +602,9 @@ export class Daemon {
     const store = this.store as DurableStore;
     const buffer = new DurableChan(store, id, rec);
     // Every value goes through the store: none is handed from a sender straight to a receiver
-    // (with the slots all reserved by credits, the plain engine would).
-    const chan = new Channel<Item>(rec.cap, { buffer, maxCap: MAX_DURABLE_CAP, handoff: false });
+    // (with the slots all reserved by credits, the plain engine would). Capacity 0 has no buffer
+    // to store: values are handed over, and a send completes when its receiver acknowledges it.
+    const chan = new Channel<Item>(rec.cap, { buffer, maxCap: MAX_DURABLE_CAP, handoff: rec.cap === 0 });
     buffer.channel = chan;
     const el: ChanElement = { kind: "chan", chan, names, durable: buffer };
     return el;

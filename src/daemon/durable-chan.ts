@@ -9,8 +9,9 @@
 // read back, in key order], and the values not yet synced are always its tail.
 
 import type { ChanBuffer, Channel } from "../element/channel.js";
+import { ChannelAborted } from "../errors.js";
 import { Deque } from "../util/deque.js";
-import { type ChanRecord, type DurableStore, writeError } from "./durable-store.js";
+import { type ChanRecord, type DurableStore, itemBytes, markerOf, writeError } from "./durable-store.js";
 import type { Item } from "./stream-pipe.js";
 
 /** At most this many values of a durable channel are held in memory ahead of its receivers. */
@@ -44,13 +45,23 @@ export class DurableChan implements ChanBuffer<Item> {
   private syncedThrough = 0;
   private readonly settledAhead = new Set<number>();
   private kickQueued = false;
-  private retries: [number, number][] = [];
+  private retries: [number, number, Buffer][] = [];
   private retryTimer: NodeJS.Timeout | undefined;
   private dropped = false;
   private lastWrite: Promise<unknown> = Promise.resolve();
+  /**
+   * Capacity 0: values handed straight to a receiver, never stored, each with the sends waiting for
+   * its receiver's acknowledgement (which is when such a send completes).
+   */
+  private readonly awaitingAck = new Map<Buffer, { p: Promise<void>; ok(): void; fail(e: Error): void }>();
+  /** Capacity 0: per client id, the completion of its latest send (a resend waits for it). */
+  readonly lastSend = new Map<string, Promise<unknown>>();
+  private readonly dedupeHigh = new Map<string, number>();
+  /** Stream messages being read out (see durable-stream.ts), by marker: their acknowledgement waits. */
+  readonly reading = new Map<Buffer, { acked: boolean }>();
 
   constructor(
-    private readonly store: DurableStore,
+    readonly store: DurableStore,
     readonly id: number,
     readonly rec: ChanRecord,
   ) {}
@@ -78,7 +89,7 @@ export class DurableChan implements ChanBuffer<Item> {
   push(v: Item): void {
     if (!Buffer.isBuffer(v)) throw new TypeError("a durable channel stores values, not streams");
     const key = this.nextKey++;
-    this.bytes += v.length;
+    this.bytes += itemBytes(v);
     this.keyOf.set(v, key);
     const inMem = this.spilled === 0 && (this.mem.length === 0 || this.roomFor(v.length));
     if (inMem) {
@@ -111,10 +122,15 @@ export class DurableChan implements ChanBuffer<Item> {
 
   /** Records the highest send sequence number of client `cid` stored here (same turn: same transaction). */
   storeDedupe(cid: string, seq: number): void {
+    // Capacity 0 records a send when its receiver acknowledges it, which may be out of order.
+    if ((this.dedupeHigh.get(cid) ?? 0) >= seq) return;
+    this.dedupeHigh.set(cid, seq);
     this.track(this.store.putDedupe(this.id, cid, seq));
   }
 
   dropDedupe(cid: string): void {
+    this.dedupeHigh.delete(cid);
+    this.lastSend.delete(cid);
     this.track(this.store.removeDedupe(this.id, cid));
   }
 
@@ -135,6 +151,29 @@ export class DurableChan implements ChanBuffer<Item> {
   /** Settles once `v` (pushed here) is on stable storage; fails with StorageFull if it could not be. */
   whenStored(v: Buffer): Promise<void> {
     return this.stored.get(v) ?? Promise.resolve();
+  }
+
+  /**
+   * When a send of `v` that the channel accepted completes: once stored (capacity > 0), or once the
+   * receiver it was handed to has acknowledged it (capacity 0: nothing is stored, so until then the
+   * value exists only in memory and the send has not completed).
+   */
+  whenSent(v: Buffer): Promise<void> {
+    if (this.rec.cap > 0) return this.whenStored(v);
+    let a = this.awaitingAck.get(v);
+    if (!a) {
+      let ok!: () => void;
+      let fail!: (e: Error) => void;
+      const p = new Promise<void>((res, rej) => {
+        ok = res;
+        fail = rej;
+      });
+      p.catch(() => {});
+      a = { p, ok, fail };
+      if (this.dropped) fail(new ChannelAborted());
+      else this.awaitingAck.set(v, a);
+    }
+    return a.p;
   }
 
   shift(): Buffer | undefined {
@@ -159,27 +198,65 @@ export class DurableChan implements ChanBuffer<Item> {
     this.unsyncedInMem = 0;
     this.dropped = true;
     clearTimeout(this.retryTimer);
+    for (const a of this.awaitingAck.values()) a.fail(new ChannelAborted());
+    this.awaitingAck.clear();
   }
 
   /** A receiver acknowledged `v`: it leaves the store. */
   ack(v: Buffer): void {
+    const r = this.reading.get(v);
+    if (r) {
+      // A stream message is acknowledged once it has also been read out whole (readDone).
+      r.acked = true;
+      return;
+    }
+    const a = this.awaitingAck.get(v);
+    if (a) {
+      this.awaitingAck.delete(v);
+      a.ok();
+    }
     const key = this.keyOf.get(v);
-    if (key === undefined || this.dropped) return;
+    if (this.dropped) return;
+    if (key === undefined) {
+      // Capacity 0: a stream message handed over straight from its sender is stored only as chunks.
+      const m = markerOf(v);
+      if (m) void this.store.dropStream(this.id, m.stream).catch(() => {});
+      return;
+    }
     this.keyOf.delete(v);
-    this.bytes -= v.length;
-    this.remove(key, v.length);
+    this.bytes -= itemBytes(v);
+    this.remove(key, itemBytes(v), v);
   }
 
-  private remove(key: number, len: number): void {
-    this.store.remove(this.id, key, len).catch((err) => {
+  /** A stream message that never became part of the channel (its send failed or was cancelled). */
+  discardStream(marker: Buffer): void {
+    const m = markerOf(marker);
+    if (m && !this.dropped) void this.store.dropStream(this.id, m.stream).catch(() => {});
+  }
+
+  /**
+   * A stream message's reader is done with `v`: read out whole, or `lost` (its receiver's
+   * connection dropped first). Whole and acknowledged, it leaves the store; lost after its
+   * acknowledgement, it goes back to the head of the channel (never half a message).
+   */
+  readDone(v: Buffer, entry: { acked: boolean }, lost: boolean): void {
+    if (this.reading.get(v) !== entry) return;
+    this.reading.delete(v);
+    if (!entry.acked || this.dropped) return;
+    if (lost) this.channel?.requeue([v]);
+    else this.ack(v);
+  }
+
+  private remove(key: number, len: number, v: Buffer): void {
+    this.store.remove(this.id, key, len, v).catch((err) => {
       void writeError(this.store.file, err);
       // Kept (disk full): the removal is tried again; a restart meanwhile delivers it again.
-      this.retries.push([key, len]);
+      this.retries.push([key, len, v]);
       this.retryTimer ??= setTimeout(() => {
         this.retryTimer = undefined;
         const r = this.retries;
         this.retries = [];
-        if (!this.dropped) for (const [k, l] of r) this.remove(k, l);
+        if (!this.dropped) for (const [k, l, x] of r) this.remove(k, l, x);
       }, RETRY_MS);
       this.retryTimer.unref();
     });
@@ -215,7 +292,7 @@ export class DurableChan implements ChanBuffer<Item> {
     this.unsynced.delete(key);
     if (u.inMem) this.unsyncedInMem--;
     if (err !== undefined) {
-      this.bytes -= u.v.length;
+      this.bytes -= itemBytes(u.v);
       this.keyOf.delete(u.v);
       if (u.inMem) {
         this.mem.removeWhere((x) => x === u.v);

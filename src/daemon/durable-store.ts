@@ -3,8 +3,12 @@
 // write issued in one event-loop turn into one transaction: concurrent sends share one sync while
 // the event loop keeps serving (measurements in the README).
 //
-// Three tables: `chans` (id → names, cap, closed), `vals` ([id, key, length] → value bytes, in key
-// order, which is send order) and `dedupe` ([id, cid] → highest send sequence number stored). A
+// Five tables: `chans` (id → names, cap, closed), `vals` ([id, key, length] → value bytes, in key
+// order, which is send order), `dedupe` ([id, cid] → highest send sequence number stored), and for
+// stream messages `chunks` ([id, stream, n] → the message's n-th chunk) and `streams` ([id, stream]
+// → 0 while its chunks are being written, 1 once it is complete). A stream message sits in `vals`
+// as a marker (see `streamMarker`) written in the transaction that marks it complete; a restart
+// deletes every stream still at 0 with its chunks, so half a message never comes back. A
 // value and the de-duplication record of its send are written in the same transaction, so a send
 // resent after a restart is stored once. The length in the key lets a restart count a backlog's
 // bytes from the keys alone.
@@ -22,6 +26,31 @@ export interface ChanRecord {
 }
 
 export type ValKey = [number, number, number];
+
+/**
+ * A stored stream message's place in a channel's buffer: 0xc1 (a byte MessagePack never uses, so no
+ * encoded value starts with it), the stream number and the message's length (6 bytes each).
+ */
+export function streamMarker(stream: number, length: number): Buffer {
+  const b = Buffer.alloc(MARKER_LEN);
+  b[0] = 0xc1;
+  b.writeUIntBE(stream, 1, 6);
+  b.writeUIntBE(length, 7, 6);
+  return b;
+}
+
+const MARKER_LEN = 13;
+
+/** The stream number and length of a marker, or undefined for an encoded value. */
+export function markerOf(v: Buffer): { stream: number; length: number } | undefined {
+  if (v.length !== MARKER_LEN || v[0] !== 0xc1) return undefined;
+  return { stream: v.readUIntBE(1, 6), length: v.readUIntBE(7, 6) };
+}
+
+/** The bytes an item stands for in the store: a value's own length, a stream message's length. */
+export function itemBytes(v: Buffer): number {
+  return markerOf(v)?.length ?? v.length;
+}
 
 /** A store that cannot be opened or read: the daemon stops at start-up with this one line. */
 export class StoreUnreadable extends Error {}
@@ -42,7 +71,10 @@ export class DurableStore {
   private readonly chans: Database<ChanRecord, number>;
   private readonly vals: Database<Buffer, ValKey>;
   private readonly dedupe: Database<number, [number, string]>;
+  private readonly chunks: Database<Buffer, [number, number, number]>;
+  private readonly streams: Database<number, [number, number]>;
   private nextId = 1;
+  private nextStream = 1;
 
   private constructor(file: string, env: RootDatabase) {
     this.file = file;
@@ -50,6 +82,8 @@ export class DurableStore {
     this.chans = env.openDB<ChanRecord, number>({ name: "chans" });
     this.vals = env.openDB<Buffer, ValKey>({ name: "vals", encoding: "binary" });
     this.dedupe = env.openDB<number, [number, string]>({ name: "dedupe" });
+    this.chunks = env.openDB<Buffer, [number, number, number]>({ name: "chunks", encoding: "binary" });
+    this.streams = env.openDB<number, [number, number]>({ name: "streams" });
   }
 
   /** Opens (or creates) the store in `dir`; an unreadable or corrupt one throws StoreUnreadable. */
@@ -73,6 +107,19 @@ export class DurableStore {
       for (const { key } of store.chans.getRange()) store.nextId = Math.max(store.nextId, key + 1);
       for (const _ of store.dedupe.getKeys({ limit: 1 })) break;
       for (const _ of store.vals.getKeys({ limit: 1 })) break;
+      for (const _ of store.chunks.getKeys({ limit: 1 })) break;
+      // Stream messages whose sender did not finish before the crash leave no trace.
+      const unfinished: [number, number][] = [];
+      for (const { key, value } of store.streams.getRange()) {
+        store.nextStream = Math.max(store.nextStream, key[1] + 1);
+        if (value !== 1) unfinished.push(key);
+      }
+      if (unfinished.length > 0) {
+        const st = store;
+        await st.env.transaction(() => {
+          for (const [id, s] of unfinished) st.dropStreamSync(id, s);
+        });
+      }
     } catch (err) {
       const why = String((err as Error)?.message ?? err).split("\n")[0];
       throw new StoreUnreadable(`${existed ? "unreadable or corrupt" : "cannot create"} store ${file}: ${why}`);
@@ -143,17 +190,60 @@ export class DurableStore {
         this.chans.removeSync(id);
         for (const k of this.vals.getKeys({ start: [id, 0, 0], end: [id + 1, 0, 0] })) this.vals.removeSync(k);
         for (const k of this.dedupe.getKeys({ start: [id, ""], end: [id + 1, ""] })) this.dedupe.removeSync(k);
+        for (const k of this.chunks.getKeys({ start: [id, 0, 0], end: [id + 1, 0, 0] })) this.chunks.removeSync(k);
+        for (const k of this.streams.getKeys({ start: [id, 0], end: [id + 1, 0] })) this.streams.removeSync(k);
       }),
     );
   }
 
   /** Writes issued in one turn share one transaction and one sync: each promise settles with it. */
   put(id: number, key: number, value: Buffer): Promise<unknown> {
-    return this.timed("put", this.vals.put([id, key, value.length], value));
+    const m = markerOf(value);
+    // A stream message's marker goes in the same transaction as the record that completes it.
+    if (m) void this.streams.put([id, m.stream], 1);
+    return this.timed("put", this.vals.put([id, key, m?.length ?? value.length], value));
   }
 
-  remove(id: number, key: number, length: number): Promise<unknown> {
+  remove(id: number, key: number, length: number, value?: Buffer): Promise<unknown> {
+    const m = value && markerOf(value);
+    if (m) {
+      return this.timed(
+        "remove",
+        this.env.transaction(() => {
+          this.vals.removeSync([id, key, length]);
+          this.dropStreamSync(id, m.stream);
+        }),
+      );
+    }
     return this.timed("remove", this.vals.remove([id, key, length]));
+  }
+
+  /** A new stream message of channel `id`: its number, recorded as incomplete (in the next commit). */
+  openStream(id: number): number {
+    const s = this.nextStream++;
+    void this.streams.put([id, s], 0);
+    return s;
+  }
+
+  /** Chunk `n` of stream message `s`; settles once synced. */
+  putChunk(id: number, s: number, n: number, chunk: Buffer): Promise<unknown> {
+    return this.timed("chunk", this.chunks.put([id, s, n], chunk));
+  }
+
+  /** Chunk `n` of stream message `s` (a copy), or undefined if there is none. */
+  chunk(id: number, s: number, n: number): Buffer | undefined {
+    const b = this.chunks.getBinary([id, s, n]);
+    return b && Buffer.from(b);
+  }
+
+  /** Deletes a stream message that never became part of its channel (its sender gave up or failed). */
+  dropStream(id: number, s: number): Promise<unknown> {
+    return this.env.transaction(() => this.dropStreamSync(id, s));
+  }
+
+  private dropStreamSync(id: number, s: number): void {
+    for (const k of this.chunks.getKeys({ start: [id, s, 0], end: [id, s + 1, 0] })) this.chunks.removeSync(k);
+    this.streams.removeSync([id, s]);
   }
 
   putDedupe(id: number, cid: string, seq: number): Promise<unknown> {

@@ -17,6 +17,8 @@ export interface SelectSession {
   requeue(el: ChannelLike, values: Buffer[]): void;
   /** The client acknowledged a value a recv case took (a durable channel forgets it then). */
   ack?(el: ChannelLike, value: Buffer): void;
+  /** A pipe reading out a durable channel's stored stream message, if `value` is one's marker. */
+  storedStream?(el: ChannelLike, value: Buffer): StreamPipe | undefined;
   maxValue: number;
   maxCases: number;
   maxSelectors: number;
@@ -105,11 +107,8 @@ export class SelectHost {
     }
     this.selectors.set(sel, cases);
     for (const c of cases.values()) {
-      if (c.op === "send" && (c.el.kind !== "chan" || c.el.durable)) {
-        const err =
-          c.el.kind !== "chan"
-            ? { code: "WrongKind", message: `${c.el.kind} subscriptions are receive-only` }
-            : { code: "Unsupported", message: "a select cannot send into a durable channel (yet): use send" };
+      if (c.op === "send" && c.el.kind !== "chan") {
+        const err = { code: "WrongKind", message: `${c.el.kind} subscriptions are receive-only` };
         // Not an offer: the select fails at once, as a wrong use would.
         this.send(T.DONE, [...key, c.idx, F.ERROR, 0], encode(err));
         cases.delete(c.idx);
@@ -156,6 +155,27 @@ export class SelectHost {
 
   /** Sends an outcome (DONE or SETTLED): value bytes, a stream's pipe id, closed, or an error. */
   outcome(type: number, c: HostCase, o: Outcome<Item>, flags: number): void {
+    // Durable channels (DESIGN §3.6): a send case has happened once its value is stored (capacity
+    // 0: once its receiver acknowledged it); a recv case may have taken a stored stream message.
+    const durable = c.el.kind === "chan" ? c.el.durable : undefined;
+    if (durable && c.op === "send" && !o.error && !o.closed) {
+      durable.whenSent(c.value as Buffer).then(
+        () => this.outcomeNow(type, c, o, flags),
+        (error) => this.outcomeNow(type, c, { error }, flags),
+      );
+      return;
+    }
+    const pipe = durable && Buffer.isBuffer(o.value) ? this.s.storedStream?.(c.el, o.value) : undefined;
+    if (pipe) {
+      this.unacked.set(c.selector, { el: c.el, value: o.value as Buffer });
+      this.send(type, [...c.key, c.idx, flags | F.STREAM, pipe.id]);
+      this.s.openInStream(pipe);
+      return;
+    }
+    this.outcomeNow(type, c, o, flags);
+  }
+
+  private outcomeNow(type: number, c: HostCase, o: Outcome<Item>, flags: number): void {
     const head = [...c.key, c.idx];
     if (o.error) this.send(type, [...head, flags | F.ERROR, 0], encode(toWire(o.error)));
     else if (o.closed) this.send(type, [...head, flags | F.CLOSED, 0]);

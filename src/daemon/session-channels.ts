@@ -9,7 +9,6 @@ import {
   NotFound,
   ProtocolError,
   toWire,
-  Unsupported,
   WrongKind,
 } from "../errors.js";
 import type { FrameConn } from "../transport/frame-conn.js";
@@ -17,6 +16,9 @@ import { Deque } from "../util/deque.js";
 import { forEachEntry } from "../wire/frame.js";
 import { encode, T, tail, u32 } from "../wire/protocol.js";
 import type { Push } from "../wire/requests.js";
+import type { DurableChan } from "./durable-chan.js";
+import { markerOf } from "./durable-store.js";
+import { DurableStreamIn, readStored } from "./durable-stream.js";
 import type { ChanElement, ChannelLike, Item } from "./elements.js";
 import type { Limits } from "./limits.js";
 import type { SessionStreams } from "./session-streams.js";
@@ -57,7 +59,12 @@ class SessionReceiver implements Receiver<Item> {
   }
   take(v: Item): void {
     this.credits--;
-    if (Buffer.isBuffer(v)) {
+    const durable = this.el.kind === "chan" ? this.el.durable : undefined;
+    if (durable && Buffer.isBuffer(v) && markerOf(v)) {
+      // A stored stream message: read out of the store; acknowledged like a value.
+      this.unacked.push(v);
+      this.streams.attach(this.rid, readStored(durable, this.streams.pipeId(), v));
+    } else if (Buffer.isBuffer(v)) {
       this.unacked.push(v);
       this.conn.batch(T.VAL, this.rid, v);
     } else {
@@ -81,6 +88,8 @@ export class SessionChannels {
   private scrubbedEl: ChanElement | undefined;
   private readonly receivers = new Map<number, SessionReceiver>();
   private readonly pendingSends = new Map<number, { el: ChannelLike; w: SendWaiter<Item> }>();
+  /** Stream messages being stored into durable channels, by request id (until they enter it). */
+  private readonly storing = new Map<number, DurableStreamIn>();
 
   constructor(
     private readonly conn: FrameConn,
@@ -104,9 +113,15 @@ export class SessionChannels {
         if (this.pendingSends.size >= this.limits.pending) throw new ProtocolError("too many pending operations");
         if (this.isStored(el, seq)) {
           // A resend of a value stored before this client's connection broke: stored once (on a
-          // durable channel, answered once what was written before it is synced).
-          if (el.durable) el.durable.whenSynced().then(() => this.conn.send(T.RES, [id]));
-          else this.conn.send(T.RES, [id]);
+          // durable channel, answered once what was written before it is synced; capacity 0, once
+          // the send it repeats has completed).
+          if (el.durable) {
+            const cid = this.cid() as string;
+            (el.durable.lastSend.get(cid) ?? el.durable.whenSynced()).then(
+              () => this.conn.send(T.RES, [id]),
+              (e) => this.error(id, e),
+            );
+          } else this.conn.send(T.RES, [id]);
           return;
         }
         const w: SendWaiter<Item> = {
@@ -114,6 +129,7 @@ export class SessionChannels {
           done: (err) => {
             this.pendingSends.delete(id);
             if (err) this.error(id, err);
+            else if (el.durable?.rec.cap === 0) this.sentUnbuffered(el, id, seq, v);
             else if (el.durable) {
               // In the buffer; complete once synced. Its de-duplication record goes in the same
               // transaction as the value (written in this same turn).
@@ -166,10 +182,17 @@ export class SessionChannels {
       }
       case T.CANCEL: {
         const id = u32(body, 0);
+        const storing = this.storing.get(id);
+        if (storing) {
+          storing.abort("send cancelled");
+          this.conn.send(T.ERR, [id], encode({ code: "Cancelled", message: "cancelled" }));
+          return;
+        }
         const p = this.pendingSends.get(id);
         if (p?.el.chan.cancelSend(p.w)) {
           this.pendingSends.delete(id);
           if (!Buffer.isBuffer(p.w.value)) p.w.value.drop("send cancelled");
+          else if (p.el.kind === "chan") p.el.durable?.discardStream(p.w.value);
           this.conn.send(T.ERR, [id], encode({ code: "Cancelled", message: "cancelled" }));
         }
         return;
@@ -220,7 +243,7 @@ export class SessionChannels {
         if (!el) return;
         const sid = u32(body, 2);
         if (el.durable) {
-          this.error(id, new Unsupported("a durable channel stores values, not stream messages"));
+          this.storeStream(id, el, sid);
           return;
         }
         const pipe = this.streams.accept(sid);
@@ -241,6 +264,48 @@ export class SessionChannels {
       default:
         throw new ProtocolError(`unknown frame type 0x${type.toString(16)}`);
     }
+  }
+
+  /**
+   * SOPEN into a durable channel: the message is stored as it arrives (durable-stream.ts) and,
+   * once whole and synced, enters the channel as a send of its marker; answered when that send
+   * completes (stored in the buffer, or for capacity 0 read out whole and acknowledged).
+   */
+  private storeStream(id: number, el: ChanElement, sid: number): void {
+    const durable = el.durable as DurableChan;
+    if (this.pendingSends.size + this.storing.size >= this.limits.pending) {
+      throw new ProtocolError("too many pending operations");
+    }
+    const pipe = this.streams.accept(sid);
+    const s = new DurableStreamIn(durable.store, durable.id, pipe, (end) => {
+      this.storing.delete(id);
+      if ("error" in end) {
+        if (end.error.message !== "send cancelled") this.error(id, end.error);
+        return;
+      }
+      const marker = end.marker;
+      const w: SendWaiter<Item> = {
+        value: marker,
+        done: (err) => {
+          this.pendingSends.delete(id);
+          if (err) {
+            durable.discardStream(marker);
+            this.error(id, err);
+            return;
+          }
+          durable.whenSent(marker).then(
+            () => this.conn.send(T.RES, [id]),
+            (e) => {
+              durable.discardStream(marker);
+              this.error(id, e);
+            },
+          );
+        },
+      };
+      this.pendingSends.set(id, { el, w });
+      el.chan.send(w);
+    });
+    this.storing.set(id, s);
   }
 
   private value(v: Buffer): Buffer {
@@ -324,12 +389,33 @@ export class SessionChannels {
     return cid !== undefined && seq !== 0 && (el.stored?.get(cid) ?? 0) >= seq;
   }
 
-  private markStored(el: ChanElement, seq: number): void {
+  private markStored(el: ChanElement, seq: number, durably = true): void {
     const cid = this.cid();
     if (cid === undefined || seq === 0) return;
     el.stored ??= new Map();
     el.stored.set(cid, seq);
-    el.durable?.storeDedupe(cid, seq);
+    if (durably) el.durable?.storeDedupe(cid, seq);
+  }
+
+  /**
+   * A send into a durable channel of capacity 0 was handed to a receiver: it completes once that
+   * receiver acknowledges the value (nothing is stored, so until then a crash could lose it). A
+   * resend meanwhile (this client reconnected) waits for the same acknowledgement; the durable
+   * de-duplication record is written with it, so a resend after a restart is stored once.
+   */
+  private sentUnbuffered(el: ChanElement, id: number, seq: number, v: Buffer): void {
+    const durable = el.durable as DurableChan;
+    this.markStored(el, seq, false);
+    const cid = this.cid();
+    const done = durable.whenSent(v).then(() => {
+      if (cid !== undefined && seq !== 0) durable.storeDedupe(cid, seq);
+      return durable.whenSynced();
+    });
+    if (cid !== undefined && seq !== 0) durable.lastSend.set(cid, done);
+    done.then(
+      () => this.conn.send(T.RES, [id]),
+      (e) => this.error(id, e),
+    );
   }
 
   /**
@@ -346,8 +432,12 @@ export class SessionChannels {
       }
     }
     for (const { el, w } of this.pendingSends.values()) {
-      if (el.chan.cancelSend(w) && !Buffer.isBuffer(w.value)) w.value.breakOff("sender disconnected");
+      if (!el.chan.cancelSend(w)) continue;
+      if (!Buffer.isBuffer(w.value)) w.value.breakOff("sender disconnected");
+      else if (el.kind === "chan") el.durable?.discardStream(w.value);
     }
+    for (const s of this.storing.values()) s.abort("sender disconnected");
+    this.storing.clear();
     this.pendingSends.clear();
     for (const r of this.receivers.values()) {
       r.el.chan.cancelRecv(r);

@@ -7,6 +7,9 @@ import type { FrameConn } from "../transport/frame-conn.js";
 import { encode, T, tail, u32 } from "../wire/protocol.js";
 import { type PipeReceiver, type PipeSender, StreamPipe } from "./stream-pipe.js";
 
+/** Why a pipe to a client is dropped when the client's connection is gone. */
+export const RECEIVER_GONE = "receiver disconnected";
+
 /** What a request handler (proc-ops, host-ops) needs of the session it answers. */
 export interface StreamSession {
   /** Its connection: closed once the client is gone (a wait or a file transfer then stops). */
@@ -96,6 +99,11 @@ export class SessionStreams {
     };
   }
 
+  /** A daemon-wide id for a pipe to this client. */
+  pipeId(): number {
+    return this.nextPipeId();
+  }
+
   /** Hands `pipe` to the client's receiver `rid` (SATTACH), then streams it. */
   attach(rid: number, pipe: StreamPipe): void {
     this.conn.send(T.SATTACH, [rid, pipe.id]);
@@ -123,7 +131,7 @@ export class SessionStreams {
   cleanup(): void {
     for (const p of this.outStreams.values()) p.breakOff("sender disconnected");
     this.outStreams.clear();
-    for (const p of this.inStreams.values()) p.drop("receiver disconnected");
+    for (const p of this.inStreams.values()) p.drop(RECEIVER_GONE);
     this.inStreams.clear();
   }
 }

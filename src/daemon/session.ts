@@ -5,6 +5,8 @@ import { formatPath } from "../wire/path.js";
 import { decode, encode, PROTOCOL_VERSION, T, tail, u32 } from "../wire/protocol.js";
 import { receivedRequest, type ServerHello } from "../wire/requests.js";
 import { type DnsHost, dnsInfo, dnsRequest } from "./dns-ops.js";
+import { markerOf } from "./durable-store.js";
+import { readStored } from "./durable-stream.js";
 import type { ChanElement, ChannelLike, Element, SubElement } from "./elements.js";
 import { type HostOpsHost, hostRequest } from "./host-ops.js";
 import type { Limits } from "./limits.js";
@@ -92,6 +94,10 @@ export class Session {
       ack: (el, value) => {
         if (el.kind === "chan") el.durable?.ack(value);
       },
+      storedStream: (el, value) =>
+        el.kind === "chan" && el.durable && markerOf(value)
+          ? readStored(el.durable, this.streams.pipeId(), value)
+          : undefined,
       maxValue: d.maxValue,
       maxCases: d.limits.selectCases,
       maxSelectors: d.limits.pending,

@@ -28,6 +28,8 @@ export class StreamPipe {
   private receiver: PipeReceiver | undefined;
   private credit = 0;
   private done = false;
+  /** Told once the message is over: its end marker reached the receiver (true), or not (false). */
+  onEnd: ((whole: boolean, reason: string) => void) | undefined;
 
   constructor(
     readonly id: number,
@@ -84,6 +86,7 @@ export class StreamPipe {
     this.receiver = undefined;
     this.sender?.abort(reason);
     this.sender = undefined;
+    this.onEnd?.(false, reason);
   }
 
   get isDone(): boolean {
@@ -112,9 +115,11 @@ export class StreamPipe {
       if (this.finished) {
         this.done = true;
         r.fin();
+        this.onEnd?.(true, "");
       } else if (this.brokenReason !== undefined) {
         this.done = true;
         r.broken(this.brokenReason);
+        this.onEnd?.(false, this.brokenReason);
       }
     }
   }

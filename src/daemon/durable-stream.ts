@@ -73,10 +73,13 @@ export class DurableStreamIn implements PipeReceiver {
     this.end(new StreamBroken(reason));
   }
 
-  /** The send was cancelled (or failed): nothing of it stays. */
-  abort(reason: string): void {
+  /**
+   * The send was cancelled or its sender is gone: nothing of it stays. A cancelled sender was told
+   * so and stops by itself (its writer is destroyed, which ends the pipe), so its pipe is not dropped.
+   */
+  abort(reason: string, dropPipe = true): void {
     if (this.over) return;
-    this.pipe.drop(reason);
+    if (dropPipe) this.pipe.drop(reason);
     this.end(new Error(reason));
   }
 

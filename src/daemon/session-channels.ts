@@ -3,14 +3,7 @@
 // and stream messages sent into a channel. Values stay opaque bytes here.
 
 import { Channel, type CreditHolder, type Receiver, type SendWaiter } from "../element/channel.js";
-import {
-  ChannelAborted,
-  type CircuitError,
-  NotFound,
-  ProtocolError,
-  toWire,
-  WrongKind,
-} from "../errors.js";
+import { ChannelAborted, type CircuitError, NotFound, ProtocolError, toWire, WrongKind } from "../errors.js";
 import type { FrameConn } from "../transport/frame-conn.js";
 import { Deque } from "../util/deque.js";
 import { forEachEntry } from "../wire/frame.js";
@@ -184,8 +177,9 @@ export class SessionChannels {
         const id = u32(body, 0);
         const storing = this.storing.get(id);
         if (storing) {
-          storing.abort("send cancelled");
+          // Answered first: the sender hears Cancelled rather than its stream being dropped.
           this.conn.send(T.ERR, [id], encode({ code: "Cancelled", message: "cancelled" }));
+          storing.abort("send cancelled", false);
           return;
         }
         const p = this.pendingSends.get(id);

@@ -112,8 +112,9 @@ describe("durable channel select send cases", () => {
           };
           const loops = Array.from({ length: LOOPS }, (_, l) => loop(l));
           await sleep(delay);
-          d = await crashAndRestart(d, dir);
-          await Promise.all(loops);
+          // Restarted once every select has failed (a client that reached the restarted daemon in
+          // time would carry its operations over).
+          d = await crashAndRestart(d, dir, [], () => Promise.all([...loops, blocked]));
           assert.equal(((await blocked) as { code?: string }).code, "ServerGone", "the blocked select failed");
         } finally {
           await c.close().catch(() => {});

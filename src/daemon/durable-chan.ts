@@ -9,7 +9,6 @@
 // read back, in key order], and the values not yet synced are always its tail.
 
 import type { ChanBuffer, Channel } from "../element/channel.js";
-import { ChannelAborted } from "../errors.js";
 import { Deque } from "../util/deque.js";
 import { type ChanRecord, type DurableStore, itemBytes, markerOf, writeError } from "./durable-store.js";
 import type { Item } from "./stream-pipe.js";
@@ -49,14 +48,6 @@ export class DurableChan implements ChanBuffer<Item> {
   private retryTimer: NodeJS.Timeout | undefined;
   private dropped = false;
   private lastWrite: Promise<unknown> = Promise.resolve();
-  /**
-   * Capacity 0: values handed straight to a receiver, never stored, each with the sends waiting for
-   * its receiver's acknowledgement (which is when such a send completes).
-   */
-  private readonly awaitingAck = new Map<Buffer, { p: Promise<void>; ok(): void; fail(e: Error): void }>();
-  /** Capacity 0: per client id, the completion of its latest send (a resend waits for it). */
-  readonly lastSend = new Map<string, Promise<unknown>>();
-  private readonly dedupeHigh = new Map<string, number>();
   /** Stream messages being read out (see durable-stream.ts), by marker: their acknowledgement waits. */
   readonly reading = new Map<Buffer, { acked: boolean }>();
 
@@ -122,15 +113,10 @@ export class DurableChan implements ChanBuffer<Item> {
 
   /** Records the highest send sequence number of client `cid` stored here (same turn: same transaction). */
   storeDedupe(cid: string, seq: number): void {
-    // Capacity 0 records a send when its receiver acknowledges it, which may be out of order.
-    if ((this.dedupeHigh.get(cid) ?? 0) >= seq) return;
-    this.dedupeHigh.set(cid, seq);
     this.track(this.store.putDedupe(this.id, cid, seq));
   }
 
   dropDedupe(cid: string): void {
-    this.dedupeHigh.delete(cid);
-    this.lastSend.delete(cid);
     this.track(this.store.removeDedupe(this.id, cid));
   }
 
@@ -154,26 +140,33 @@ export class DurableChan implements ChanBuffer<Item> {
   }
 
   /**
-   * When a send of `v` that the channel accepted completes: once stored (capacity > 0), or once the
-   * receiver it was handed to has acknowledged it (capacity 0: nothing is stored, so until then the
-   * value exists only in memory and the send has not completed).
+   * When a send of `v` that the channel accepted completes: once `v` is on stable storage. With
+   * capacity 0 the channel handed `v` straight to a receiver (in this same turn, before any
+   * acknowledgement can arrive): it is stored now as a value handed out and not yet acknowledged,
+   * so that a crash before the acknowledgement brings it back at the head, as for any buffer.
    */
   whenSent(v: Buffer): Promise<void> {
-    if (this.rec.cap > 0) return this.whenStored(v);
-    let a = this.awaitingAck.get(v);
-    if (!a) {
-      let ok!: () => void;
-      let fail!: (e: Error) => void;
-      const p = new Promise<void>((res, rej) => {
-        ok = res;
-        fail = rej;
-      });
-      p.catch(() => {});
-      a = { p, ok, fail };
-      if (this.dropped) fail(new ChannelAborted());
-      else this.awaitingAck.set(v, a);
-    }
-    return a.p;
+    if (this.rec.cap === 0 && !this.stored.has(v) && !this.dropped) this.handedOver(v);
+    return this.whenStored(v);
+  }
+
+  private handedOver(v: Buffer): void {
+    const key = this.nextKey++;
+    const len = itemBytes(v);
+    this.bytes += len;
+    this.keyOf.set(v, key);
+    const p = this.store.put(this.id, key, v).then(
+      () => {},
+      async (err) => {
+        if (this.keyOf.get(v) === key) {
+          this.keyOf.delete(v);
+          this.bytes -= len;
+        }
+        throw await writeError(this.store.file, err);
+      },
+    );
+    this.track(p);
+    this.stored.set(v, p);
   }
 
   shift(): Buffer | undefined {
@@ -198,8 +191,6 @@ export class DurableChan implements ChanBuffer<Item> {
     this.unsyncedInMem = 0;
     this.dropped = true;
     clearTimeout(this.retryTimer);
-    for (const a of this.awaitingAck.values()) a.fail(new ChannelAborted());
-    this.awaitingAck.clear();
   }
 
   /** A receiver acknowledged `v`: it leaves the store. */
@@ -210,19 +201,8 @@ export class DurableChan implements ChanBuffer<Item> {
       r.acked = true;
       return;
     }
-    const a = this.awaitingAck.get(v);
-    if (a) {
-      this.awaitingAck.delete(v);
-      a.ok();
-    }
     const key = this.keyOf.get(v);
-    if (this.dropped) return;
-    if (key === undefined) {
-      // Capacity 0: a stream message handed over straight from its sender is stored only as chunks.
-      const m = markerOf(v);
-      if (m) void this.store.dropStream(this.id, m.stream).catch(() => {});
-      return;
-    }
+    if (key === undefined || this.dropped) return;
     this.keyOf.delete(v);
     this.bytes -= itemBytes(v);
     this.remove(key, itemBytes(v), v);

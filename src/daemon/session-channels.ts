@@ -106,15 +106,9 @@ export class SessionChannels {
         if (this.pendingSends.size >= this.limits.pending) throw new ProtocolError("too many pending operations");
         if (this.isStored(el, seq)) {
           // A resend of a value stored before this client's connection broke: stored once (on a
-          // durable channel, answered once what was written before it is synced; capacity 0, once
-          // the send it repeats has completed).
-          if (el.durable) {
-            const cid = this.cid() as string;
-            (el.durable.lastSend.get(cid) ?? el.durable.whenSynced()).then(
-              () => this.conn.send(T.RES, [id]),
-              (e) => this.error(id, e),
-            );
-          } else this.conn.send(T.RES, [id]);
+          // durable channel, answered once what was written before it is synced).
+          if (el.durable) el.durable.whenSynced().then(() => this.conn.send(T.RES, [id]));
+          else this.conn.send(T.RES, [id]);
           return;
         }
         const w: SendWaiter<Item> = {
@@ -122,12 +116,11 @@ export class SessionChannels {
           done: (err) => {
             this.pendingSends.delete(id);
             if (err) this.error(id, err);
-            else if (el.durable?.rec.cap === 0) this.sentUnbuffered(el, id, seq, v);
             else if (el.durable) {
-              // In the buffer; complete once synced. Its de-duplication record goes in the same
-              // transaction as the value (written in this same turn).
+              // In the buffer (capacity 0: with its receiver); complete once synced. Its
+              // de-duplication record goes in the same transaction as the value (this same turn).
               this.markStored(el, seq);
-              el.durable.whenStored(v).then(
+              el.durable.whenSent(v).then(
                 () => {
                   this.conn.send(T.RES, [id]);
                   if (want > 0) el.chan.want(this.holderFor(el), want);
@@ -263,7 +256,7 @@ export class SessionChannels {
   /**
    * SOPEN into a durable channel: the message is stored as it arrives (durable-stream.ts) and,
    * once whole and synced, enters the channel as a send of its marker; answered when that send
-   * completes (stored in the buffer, or for capacity 0 read out whole and acknowledged).
+   * completes (the marker is stored in the buffer, or for capacity 0 with its receiver).
    */
   private storeStream(id: number, el: ChanElement, sid: number): void {
     const durable = el.durable as DurableChan;
@@ -383,33 +376,12 @@ export class SessionChannels {
     return cid !== undefined && seq !== 0 && (el.stored?.get(cid) ?? 0) >= seq;
   }
 
-  private markStored(el: ChanElement, seq: number, durably = true): void {
+  private markStored(el: ChanElement, seq: number): void {
     const cid = this.cid();
     if (cid === undefined || seq === 0) return;
     el.stored ??= new Map();
     el.stored.set(cid, seq);
-    if (durably) el.durable?.storeDedupe(cid, seq);
-  }
-
-  /**
-   * A send into a durable channel of capacity 0 was handed to a receiver: it completes once that
-   * receiver acknowledges the value (nothing is stored, so until then a crash could lose it). A
-   * resend meanwhile (this client reconnected) waits for the same acknowledgement; the durable
-   * de-duplication record is written with it, so a resend after a restart is stored once.
-   */
-  private sentUnbuffered(el: ChanElement, id: number, seq: number, v: Buffer): void {
-    const durable = el.durable as DurableChan;
-    this.markStored(el, seq, false);
-    const cid = this.cid();
-    const done = durable.whenSent(v).then(() => {
-      if (cid !== undefined && seq !== 0) durable.storeDedupe(cid, seq);
-      return durable.whenSynced();
-    });
-    if (cid !== undefined && seq !== 0) durable.lastSend.set(cid, done);
-    done.then(
-      () => this.conn.send(T.RES, [id]),
-      (e) => this.error(id, e),
-    );
+    el.durable?.storeDedupe(cid, seq);
   }
 
   /**

@@ -1,6 +1,7 @@
 // A durable channel on a full disk (DESIGN §3.6): the data directory is on a small tmpfs the test
 // mounts (root only) and fills with a ballast file; a send then fails with StorageFull, nothing
-// already stored is lost (also across a kill -9), and sends work again once the ballast is gone.
+// already stored is lost (also across a kill -9), and sends work again once the ballast is gone;
+// stream messages too.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { closeSync, mkdirSync, openSync, rmSync, writeSync } from "node:fs";
@@ -9,6 +10,7 @@ import { after, test } from "node:test";
 import { type Chan, dial, StorageFull } from "../src/index.ts";
 import { type Daemon, killAll } from "./helpers/daemon.ts";
 import { crashAndRestart, dataDir, startOn } from "./helpers/durable.ts";
+import { readAll } from "./helpers/streams.ts";
 
 const root = process.getuid?.() === 0;
 const mnt = dataDir("full");
@@ -76,10 +78,20 @@ test("full disk: StorageFull, nothing stored is lost, sends work again when spac
     }
     stored = sent.length;
     assert.equal((await ch.stat()).len, stored);
+    // A stream message fails the same way, leaving nothing in the channel.
+    const w = ch.sendStream();
+    w.on("error", () => {});
+    w.end(Buffer.alloc(4 * 1024 * 1024, 7));
+    await assert.rejects(w.sent, StorageFull);
+    assert.equal((await ch.stat()).len, stored);
 
     rmSync(ballast);
     await ch.send(value(1000));
     sent.push(1000);
+    stored++;
+    const w2 = ch.sendStream();
+    w2.end(Buffer.alloc(1024 * 1024, 9));
+    await w2.sent;
     stored++;
     assert.equal((await ch.stat()).len, stored);
 
@@ -90,6 +102,7 @@ test("full disk: StorageFull, nothing stored is lost, sends work again when spac
     assert.equal((await again.stat()).len, stored);
     // Everything that was stored, in order.
     for (const i of sent) assert.deepEqual(await again.recv(), Buffer.from(value(i)), `value ${i}`);
+    assert.deepEqual(await readAll(await again.recvStream()), Buffer.alloc(1024 * 1024, 9), "the stream message");
   } finally {
     await c.close().catch(() => {});
     await d.stop();

@@ -208,10 +208,16 @@ export class DurableChan implements ChanBuffer<Item> {
     this.remove(key, itemBytes(v), v);
   }
 
+  /** True once scrubbed (its data deleted). */
+  get isDropped(): boolean {
+    return this.dropped;
+  }
+
   /** A stream message that never became part of the channel (its send failed or was cancelled). */
   discardStream(marker: Buffer): void {
     const m = markerOf(marker);
-    if (m && !this.dropped) void this.store.dropStream(this.id, m.stream).catch(() => {});
+    // Also once the channel is scrubbed: chunks written after its data was deleted go too.
+    if (m) void this.store.dropStream(this.id, m.stream).catch(() => {});
   }
 
   /**

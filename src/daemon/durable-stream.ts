@@ -6,7 +6,7 @@
 // receiver that takes a marker gets a pipe fed from the store as it grants credit. A restart
 // deletes incomplete messages, so a receiver sees a whole message or none.
 
-import { StreamBroken } from "../errors.js";
+import { ChannelAborted, StreamBroken } from "../errors.js";
 import type { DurableChan } from "./durable-chan.js";
 import { type DurableStore, markerOf, streamMarker, writeError } from "./durable-store.js";
 import { RECEIVER_GONE } from "./session-streams.js";
@@ -27,19 +27,27 @@ export class DurableStreamIn implements PipeReceiver {
   private last: Promise<unknown> = Promise.resolve();
   private over = false;
 
+  private readonly store: DurableStore;
+  private readonly chanId: number;
+
   constructor(
-    private readonly store: DurableStore,
-    private readonly chanId: number,
+    private readonly durable: DurableChan,
     private readonly pipe: StreamPipe,
     private readonly onEnd: (e: StreamEnd) => void,
   ) {
-    this.stream = store.openStream(chanId);
+    this.store = durable.store;
+    this.chanId = durable.id;
+    this.stream = this.store.openStream(this.chanId);
     pipe.attach(this);
     pipe.grant(WRITE_WINDOW);
   }
 
   data(chunk: Buffer): void {
     if (this.over) return;
+    if (this.durable.isDropped) {
+      this.fail(new ChannelAborted());
+      return;
+    }
     if (this.length + chunk.length > MAX_STORED_STREAM) {
       this.fail(new RangeError(`a stream message in a durable channel is at most ${MAX_STORED_STREAM} bytes`));
       return;
@@ -74,18 +82,16 @@ export class DurableStreamIn implements PipeReceiver {
   }
 
   /**
-   * The send was cancelled or its sender is gone: nothing of it stays. A cancelled sender was told
-   * so and stops by itself (its writer is destroyed, which ends the pipe), so its pipe is not dropped.
+   * The send was cancelled or its sender is gone: nothing of it stays. The pipe is not dropped: a
+   * sender told that its send failed (ERR) destroys its writer, which ends the pipe; were the pipe
+   * dropped too, its writer would fail with StreamBroken rather than with the reason. Until then
+   * the pipe holds at most the sender's window, since no more credit is granted.
    */
-  abort(reason: string, dropPipe = true): void {
-    if (this.over) return;
-    if (dropPipe) this.pipe.drop(reason);
+  abort(reason: string): void {
     this.end(new Error(reason));
   }
 
   private fail(err: Error): void {
-    if (this.over) return;
-    this.pipe.drop(err.message);
     this.end(err);
   }
 

@@ -172,7 +172,7 @@ export class SessionChannels {
         if (storing) {
           // Answered first: the sender hears Cancelled rather than its stream being dropped.
           this.conn.send(T.ERR, [id], encode({ code: "Cancelled", message: "cancelled" }));
-          storing.abort("send cancelled", false);
+          storing.abort("send cancelled");
           return;
         }
         const p = this.pendingSends.get(id);
@@ -264,7 +264,7 @@ export class SessionChannels {
       throw new ProtocolError("too many pending operations");
     }
     const pipe = this.streams.accept(sid);
-    const s = new DurableStreamIn(durable.store, durable.id, pipe, (end) => {
+    const s = new DurableStreamIn(durable, pipe, (end) => {
       this.storing.delete(id);
       if ("error" in end) {
         if (end.error.message !== "send cancelled") this.error(id, end.error);

@@ -10,7 +10,7 @@ import type { Readable, Writable } from "node:stream";
 import { after, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Chan, dial, select } from "../src/index.ts";
-import { type Daemon, killAll } from "./helpers/daemon.ts";
+import { type Daemon, killAll, spawnCli } from "./helpers/daemon.ts";
 import { crashAndRestart, dataDir, startOn } from "./helpers/durable.ts";
 import { readAll } from "./helpers/streams.ts";
 
@@ -179,6 +179,38 @@ describe("durable channel stream messages", () => {
       assert.equal((await readAll(await ch.recvStream())).toString(), "whole");
     } finally {
       await c2.close();
+      await d.stop();
+    }
+  });
+
+  test("a receiver killed in the middle of a message: the message goes back whole", async () => {
+    const dir = tmp("streams-lost");
+    const d: Daemon = await startOn(dir);
+    const c = await dial(d.url);
+    try {
+      const ch = await c.walk(`/${d.id}/s`).makeChan<unknown>(2, { durable: true });
+      const data = randomBytes(64 * 1024 * 1024);
+      await sendMessage(ch, data);
+      // `circuit recv` takes it (and acknowledges it at once) and is killed once bytes flow.
+      const recv = spawnCli(["--dial", d.url, "recv", `/${d.id}/s`]);
+      let first = 0;
+      await new Promise<void>((resolve) =>
+        recv.stdout?.on("data", (b: Buffer) => {
+          if (first === 0) {
+            first = b.length;
+            recv.kill("SIGKILL");
+            resolve();
+          }
+        }),
+      );
+      await recv.result;
+      assert.ok(first > 0 && first < data.length);
+      const r = await ch.recvStream({ signal: AbortSignal.timeout(10_000) });
+      assert.equal(sha(await readAll(r)), sha(data), "whole, from its first byte");
+      await sleep(50);
+      assert.deepEqual([(await ch.stat()).len, (await ch.stat()).bytes], [0, 0]);
+    } finally {
+      await c.close();
       await d.stop();
     }
   });

@@ -9,7 +9,6 @@
 import { ChannelAborted, StreamBroken } from "../errors.js";
 import type { DurableChan } from "./durable-chan.js";
 import { type DurableStore, markerOf, streamMarker, writeError } from "./durable-store.js";
-import { RECEIVER_GONE } from "./session-streams.js";
 import { type PipeReceiver, type PipeSender, StreamPipe } from "./stream-pipe.js";
 
 /** Most bytes of one stream message written and not yet synced. */
@@ -149,6 +148,6 @@ export function readStored(durable: DurableChan, pipeId: number, marker: Buffer)
     abort: () => {},
   };
   pipe = new StreamPipe(pipeId, sender);
-  pipe.onEnd = (whole, reason) => durable.readDone(marker, entry, !whole && reason === RECEIVER_GONE);
+  pipe.onEnd = (_whole, lost) => durable.readDone(marker, entry, lost);
   return pipe;
 }

@@ -170,7 +170,7 @@ export class SessionChannels {
         const id = u32(body, 0);
         const storing = this.storing.get(id);
         if (storing) {
-          // Answered first: the sender hears Cancelled rather than its stream being dropped.
+          this.storing.delete(id);
           this.conn.send(T.ERR, [id], encode({ code: "Cancelled", message: "cancelled" }));
           storing.abort("send cancelled");
           return;
@@ -265,9 +265,10 @@ export class SessionChannels {
     }
     const pipe = this.streams.accept(sid);
     const s = new DurableStreamIn(durable, pipe, (end) => {
-      this.storing.delete(id);
+      // Not there any more if the send was cancelled (answered already).
+      const live = this.storing.delete(id);
       if ("error" in end) {
-        if (end.error.message !== "send cancelled") this.error(id, end.error);
+        if (live) this.error(id, end.error);
         return;
       }
       const marker = end.marker;

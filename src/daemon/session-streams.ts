@@ -7,9 +7,6 @@ import type { FrameConn } from "../transport/frame-conn.js";
 import { encode, T, tail, u32 } from "../wire/protocol.js";
 import { type PipeReceiver, type PipeSender, StreamPipe } from "./stream-pipe.js";
 
-/** Why a pipe to a client is dropped when the client's connection is gone. */
-export const RECEIVER_GONE = "receiver disconnected";
-
 /** What a request handler (proc-ops, host-ops) needs of the session it answers. */
 export interface StreamSession {
   /** Its connection: closed once the client is gone (a wait or a file transfer then stops). */
@@ -131,7 +128,7 @@ export class SessionStreams {
   cleanup(): void {
     for (const p of this.outStreams.values()) p.breakOff("sender disconnected");
     this.outStreams.clear();
-    for (const p of this.inStreams.values()) p.drop(RECEIVER_GONE);
+    for (const p of this.inStreams.values()) p.drop("receiver disconnected", true);
     this.inStreams.clear();
   }
 }

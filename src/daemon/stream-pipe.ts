@@ -28,8 +28,11 @@ export class StreamPipe {
   private receiver: PipeReceiver | undefined;
   private credit = 0;
   private done = false;
-  /** Told once the message is over: its end marker reached the receiver (true), or not (false). */
-  onEnd: ((whole: boolean, reason: string) => void) | undefined;
+  /**
+   * Told once the message is over: `whole` if its end marker reached the receiver; `lost` if it
+   * did not because the receiver's connection is gone (not because it stopped reading).
+   */
+  onEnd: ((whole: boolean, lost: boolean) => void) | undefined;
 
   constructor(
     readonly id: number,
@@ -78,15 +81,15 @@ export class StreamPipe {
     this.pump();
   }
 
-  /** Nobody will read this message (scrubbed, dropped or receiver gone). */
-  drop(reason: string): void {
+  /** Nobody will read this message (scrubbed, dropped, or `lost`: the receiver's connection is gone). */
+  drop(reason: string, lost = false): void {
     if (this.done) return;
     this.done = true;
     this.chunks.length = 0;
     this.receiver = undefined;
     this.sender?.abort(reason);
     this.sender = undefined;
-    this.onEnd?.(false, reason);
+    this.onEnd?.(false, lost);
   }
 
   get isDone(): boolean {
@@ -115,11 +118,11 @@ export class StreamPipe {
       if (this.finished) {
         this.done = true;
         r.fin();
-        this.onEnd?.(true, "");
+        this.onEnd?.(true, false);
       } else if (this.brokenReason !== undefined) {
         this.done = true;
         r.broken(this.brokenReason);
-        this.onEnd?.(false, this.brokenReason);
+        this.onEnd?.(false, false);
       }
     }
   }

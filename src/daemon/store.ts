@@ -15,24 +15,9 @@ import {
 import { AnchorBusy, CircuitError, StoreUnavailable } from "../errors.js";
 
 import type { FullServiceSpec } from "../wire/svc-spec.js";
-import { DEFAULT_STORE_CONFIG, type StoreConfig, type StoreOptions } from "./store-config.js";
+import { DEFAULT_STORE_CONFIG, parseStoreUrl, type StoreConfig, type StoreOptions } from "./store-config.js";
 
-export { DEFAULT_STORE_CONFIG, type StoreConfig, type StoreOptions };
-
-/** Splits `nats://h1:p1,h2:p2` into ["h1:p1", "h2:p2"]; TypeError with the reason otherwise. */
-export function parseStoreUrl(url: string): string[] {
-  if (typeof url !== "string" || url.trim() === "") throw new TypeError("--store takes nats://HOST:PORT[,HOST:PORT…]");
-  const out: string[] = [];
-  for (const raw of url.split(",")) {
-    const s = raw.trim();
-    const m = /^(?:(nats|tls):\/\/)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(s);
-    if (!m || Number(m[3]) < 1 || Number(m[3]) > 65535) {
-      throw new TypeError(`bad store address ${JSON.stringify(s)}: use nats://HOST:PORT[,HOST:PORT…]`);
-    }
-    out.push(`${m[1] ?? "nats"}://${m[2]}:${m[3]}`);
-  }
-  return out;
-}
+export { DEFAULT_STORE_CONFIG, parseStoreUrl, type StoreConfig, type StoreOptions };
 
 const TREE = "circuit_tree";
 const LEASES = "circuit_leases";

@@ -193,7 +193,8 @@ export class Procs {
     this.checkDeadline(`${scenario}/${role}`);
     const child = fork(roleEntry, [scenario, role, JSON.stringify(args), String(deadlineMs)], {
       cwd: repoRoot,
-      execArgv: ["--import", "tsx"],
+      // BENCH_ROLE_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles every role process.
+      execArgv: [...(process.env.BENCH_ROLE_NODE_ARGS ?? "").split(" ").filter(Boolean), "--import", "tsx"],
       stdio: ["ignore", "pipe", "pipe", "ipc"],
     });
     this.add(child, false);

@@ -4,6 +4,7 @@
 // stream stays open; default logging (JSON lines on stderr) in both. Runs alternate so that a
 // change in the machine's load hits both alike.
 
+import { readFileSync } from "node:fs";
 import { dialCircuit } from "./circuit-lib.ts";
 import type { Scenario } from "./harness.ts";
 import { errorText, phaseRows, type ScenarioContext, startCircuitDaemon, WARM_MESSAGES } from "./harness.ts";
@@ -11,6 +12,13 @@ import { errorText, phaseRows, type ScenarioContext, startCircuitDaemon, WARM_ME
 const MESSAGES = 500_000;
 let rounds = 0;
 const SECONDS = 10;
+
+/** User + system CPU seconds of process `pid` so far (from /proc; clock ticks of 1/100 s). */
+function cpuSeconds(pid: number | undefined): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
 
 async function watch(url: string, signal: AbortSignal): Promise<{ scrapes: number; events: number }> {
   let scrapes = 0;
@@ -57,14 +65,14 @@ export const scenario: Scenario = {
       try {
         const { url } = await startCircuitDaemon(ctx.procs, http ? ["--http", "127.0.0.1:0"] : []);
         let watching: Promise<{ scrapes: number; events: number }> | undefined;
-        if (http) {
-          // Where it serves: the server's stat says (what `circuit dashboard` prints).
-          const client = await dialCircuit(url);
-          const server = (await client.walk(`/${client.serverId}`).get()) as { peek(): Promise<{ http: string }> };
-          const stat = await server.peek();
-          await client.close();
-          watching = watch(stat.http, stop.signal);
-        }
+        // Where it serves (what `circuit dashboard` prints) and its pid: the server's stat says.
+        const client = await dialCircuit(url);
+        const server = (await client.walk(`/${client.serverId}`).get()) as {
+          peek(): Promise<{ http: string; process: { pid: number } }>;
+        };
+        const stat = await server.peek();
+        await client.close();
+        if (http) watching = watch(stat.http, stop.signal);
         const name = `obs-${process.pid}-${Date.now().toString(36)}`;
         const consumer = ctx.procs.role("chan-throughput", "consumer", {
           url,
@@ -75,6 +83,7 @@ export const scenario: Scenario = {
           seconds: SECONDS,
         });
         await consumer.next("ready");
+        const cpu0 = cpuSeconds(stat.process.pid);
         ctx.procs.role("chan-throughput", "producer", {
           url,
           name,
@@ -83,10 +92,17 @@ export const scenario: Scenario = {
           window: 256,
         });
         const done = await consumer.next("done");
+        // The daemon's own CPU over the whole run (warm-up included), per message: the direct
+        // figure of what watching costs, steadier than throughput on a shared machine.
+        const cpuUs = ((cpuSeconds(stat.process.pid) - cpu0) / (WARM_MESSAGES + MESSAGES)) * 1e6;
         stop.abort();
         if (watching) info.watched = await watching;
         const [main] = phaseRows(m, { id: `${m.id}.cold`, label: "" }, MESSAGES, done);
-        if (main) rows.push(main);
+        if (main) {
+          const cpuNote = `daemon CPU ${cpuUs.toFixed(2)} µs/msg`;
+          main.note = main.note ? `${main.note}; ${cpuNote}` : cpuNote;
+          rows.push(main);
+        }
       } catch (e) {
         rows.push({ ...m, kind: "throughput" as const, error: errorText(e) });
       } finally {

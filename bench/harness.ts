@@ -193,7 +193,8 @@ export class Procs {
     this.checkDeadline(`${scenario}/${role}`);
     const child = fork(roleEntry, [scenario, role, JSON.stringify(args), String(deadlineMs)], {
       cwd: repoRoot,
-      execArgv: ["--import", "tsx"],
+      // BENCH_ROLE_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles every role process.
+      execArgv: [...(process.env.BENCH_ROLE_NODE_ARGS ?? "").split(" ").filter(Boolean), "--import", "tsx"],
       stdio: ["ignore", "pipe", "pipe", "ipc"],
     });
     this.add(child, false);
@@ -296,7 +297,10 @@ export async function startCircuitDaemon(
   // add about 40 MB to its memory.
   const built = join(repoRoot, "dist", "cli", "main.js");
   const entry = existsSync(built) ? [built] : ["--import", "tsx", "src/cli/main.ts"];
+  // BENCH_DAEMON_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the daemon.
+  const nodeArgs = (process.env.BENCH_DAEMON_NODE_ARGS ?? "").split(" ").filter(Boolean);
   const server = procs.spawn("circuit daemon", process.execPath, [
+    ...nodeArgs,
     ...entry,
     "start",
     "--addr",

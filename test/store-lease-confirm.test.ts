@@ -1,11 +1,12 @@
-// Taking over a replicated channel's lease (src/daemon/store-host.ts) when the store accepted two
+// Taking over a replicated channel's lease (src/daemon/store-host.ts, through Store.claimLease, which
+// the service host uses too) when the store accepted two
 // compare-and-set updates made at the same moment (nats-server before 2.9.21, issue 4320): the
 // daemon reads the lease back from the stream leader and, finding another daemon's later write
 // there, answers where the channel lives instead of resuming it. Over a stand-in store.
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { Lease, Store } from "../src/daemon/store.ts";
+import { type Lease, Store } from "../src/daemon/store.ts";
 import { StoreHost } from "../src/daemon/store-host.ts";
 import { silentLogger } from "../src/util/log.ts";
 
@@ -19,6 +20,8 @@ function fakeStore(atLeader: { lease: Lease; revision: number } | null) {
     lease: async () => ({ lease: { id: "Xdead", url: "circuit://127.0.0.1:1/Xdead" }, revision: 4 }),
     takeLease: async () => 5,
     leaseAtLeader: async () => atLeader,
+    // The claim itself is the store's own, shared by the channel and service hosts.
+    claimLease: Store.prototype.claimLease,
     js: {},
     jsm: {
       streams: {

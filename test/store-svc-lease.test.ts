@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { type Lease, namesOfKey, type Store, type TreeEntry } from "../src/daemon/store.ts";
+import { type Lease, namesOfKey, Store, type TreeEntry } from "../src/daemon/store.ts";
 import { StoreServices } from "../src/daemon/store-svc.ts";
 import type { ServiceHost } from "../src/daemon/svc-host.ts";
 import { silentLogger } from "../src/util/log.ts";
@@ -50,6 +50,12 @@ class FakeStore {
   async lease(names: readonly string[]) {
     return this.held.get(key(names)) ?? null;
   }
+  /** One copy of the leases here: the stream leader's view is the only one. */
+  async leaseAtLeader(names: readonly string[]) {
+    return this.held.get(key(names)) ?? null;
+  }
+  /** The claim is the store's own (confirmation at the leader included). */
+  claimLease = Store.prototype.claimLease;
   async takeLease(names: readonly string[], me: Lease, revision?: number) {
     await sleep(1);
     const cur = this.held.get(key(names));

@@ -95,7 +95,7 @@ export function register(program: Command): void {
         import("../client/service-remote.js"),
         import("../daemon/durable-store.js"),
         import("../daemon/logger.js"),
-        import("../daemon/store.js"),
+        import("../daemon/store-config.js"),
       ]);
       const g = cmd.optsWithGlobals() as { key?: string; discover?: string; json?: boolean };
       const discover = g.discover ?? process.env.CIRCUIT_DISCOVER?.trim();

@@ -252,6 +252,13 @@ export class Connection {
         return this.synced(st, seq);
       }
     }
+    if (value instanceof Uint8Array) {
+      // Big bytes leave from the caller's buffer, after a header holding their bin head: no copy
+      // (the caller must not change them before the send completes, as for small ones above).
+      const size = binHeadBytes(value.length) + value.length;
+      if (size > this.maxValue) return Promise.reject(tooLarge(size, this.maxValue));
+      return this.send(st, value, signal, true);
+    }
     if (this.mustWait()) {
       return this.gated(() => this.sendValue(st, value, signal), signal);
     }
@@ -269,19 +276,23 @@ export class Connection {
     return st.cap > 0 && !st.releasing && (st.blocking > 0 || st.held.length > 0);
   }
 
-  /** A channel send of already-encoded bytes. */
-  send(st: ChanState, bytes: Buffer, signal?: AbortSignal): Promise<void> {
+  /**
+   * A channel send of already-encoded bytes (with `bin`: of bytes to be sent as a MessagePack bin,
+   * from their own buffer).
+   */
+  send(st: ChanState, bytes: Uint8Array, signal?: AbortSignal, bin = false): Promise<void> {
     if (this.gone) return Promise.reject(this.gone);
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.mustWait()) {
-      return this.gated(() => this.send(st, bytes, signal), signal);
+      return this.gated(() => this.send(st, bytes, signal, bin), signal);
     }
-    if (this.mustHold(st)) return this.gated(() => this.send(st, bytes, signal), signal, st.held);
+    if (this.mustHold(st)) return this.gated(() => this.send(st, bytes, signal, bin), signal, st.held);
     const seq = (st.seq = (st.seq + 1) >>> 0 || 1);
     if (st.credits > 0 && st.blocking === 0) {
       st.credits--;
-      this.conn.batch(T.CSEND, st.handle, bytes, seq);
-      this.keptBytes += keepCredited(st, seq, bytes, false);
+      if (bin) this.conn.batchBin(T.CSEND, st.handle, bytes, seq);
+      else this.conn.batch(T.CSEND, st.handle, bytes, seq);
+      this.keptBytes += keepCredited(st, seq, bytes, bin);
       // A credited send completes when the server acknowledges it (CACK: the value is in the
       // channel; into a durable channel, synced): one round trip later, but with no wait of its
       // own, the buffer slot being reserved by the credit. Not as soon as its bytes have left this
@@ -292,9 +303,10 @@ export class Connection {
     }
     const id = this.id();
     st.blocking++;
-    const kept = keep(st, seq, bytes, id);
+    const kept = keep(st, seq, bytes as Buffer, id, bin);
     this.keptBytes += bytes.length;
-    this.conn.send(T.SEND, [id, st.handle, Math.min(st.cap, MAX_WANT), seq], bytes);
+    if (bin) this.conn.sendBin(T.SEND, [id, st.handle, Math.min(st.cap, MAX_WANT), seq], bytes);
+    else this.conn.send(T.SEND, [id, st.handle, Math.min(st.cap, MAX_WANT), seq], bytes);
     // After a reconnection the send goes again under another request id (kept.id).
     return this.wait(id, signal, () => this.conn.send(T.CANCEL, [kept.id])).then(
       () => {
@@ -906,7 +918,8 @@ export class Connection {
         );
         k.id = id;
         st.kept.push(k);
-        this.conn.send(T.SEND, [id, st.handle, Math.min(st.cap, MAX_WANT), k.seq], k.bytes);
+        if (k.bin) this.conn.sendBin(T.SEND, [id, st.handle, Math.min(st.cap, MAX_WANT), k.seq], k.bytes);
+        else this.conn.send(T.SEND, [id, st.handle, Math.min(st.cap, MAX_WANT), k.seq], k.bytes);
       }
     }
     for (const [rid, s] of this.sinks) {

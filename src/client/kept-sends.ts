@@ -27,6 +27,8 @@ export interface Kept {
   last: number;
   /** A blocking send's value; for a run, `bytes.subarray(start, end)` holds its entries. */
   bytes: Buffer;
+  /** `bytes` are a big byte value's own bytes, sent as a MessagePack bin (kept by reference, not encoded). */
+  bin?: boolean;
   /** A blocking send's request id while it waits for its RES; 0 for a run of credited sends. */
   id: number;
   /** A run: the sequence number of its first entry, and where its entries lie in `bytes`. */
@@ -111,8 +113,9 @@ export function newChanState(
 }
 
 /** Keeps `bytes` (a blocking send with request id `id`, or a big credited send with id 0) on its own. */
-export function keep(st: ChanState, seq: number, bytes: Buffer, id: number): Kept {
+export function keep(st: ChanState, seq: number, bytes: Buffer, id: number, bin = false): Kept {
   const k: Kept = { seq, last: seq, bytes, id, first: seq, start: 0, end: bytes.length };
+  if (bin) k.bin = true;
   st.kept.push(k);
   st.run = undefined;
   return k;
@@ -125,9 +128,10 @@ export function keep(st: ChanState, seq: number, bytes: Buffer, id: number): Kep
  */
 export function keepCredited(st: ChanState, seq: number, value: Uint8Array, bin: boolean): number {
   const n = value.length;
-  if (!bin && n >= KEPT_BY_REFERENCE) {
-    // An encoded value of our own, big: kept as it is rather than copied again.
-    keep(st, seq, value as Buffer, 0);
+  if (n >= KEPT_BY_REFERENCE) {
+    // Big: kept as it is rather than copied (an encoded value of our own, or the caller's bytes,
+    // which it must not change before the send completes).
+    keep(st, seq, value as Buffer, 0, bin);
     return n;
   }
   const size = 4 + (bin ? binHeadBytes(n) + n : n);

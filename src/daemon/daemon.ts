@@ -43,10 +43,10 @@ import { ProcTable, parseCommand } from "./proc.js";
 import { ProcGuard, reapPredecessor } from "./proc-guard.js";
 import { scrubProc } from "./proc-ops.js";
 import { Session, TICK_MS } from "./session.js";
-import { Store } from "./store.js";
+import type { Store } from "./store.js";
 import type { StoreOptions } from "./store-config.js";
-import { StoreHost } from "./store-host.js";
-import { StoreServices } from "./store-svc.js";
+import type { StoreHost } from "./store-host.js";
+import type { StoreServices, StoreServices as StoreSvcClass } from "./store-svc.js";
 import { ServiceHost, type ServiceHostDeps, type ServiceRemote } from "./svc-host.js";
 
 export interface DaemonOptions {
@@ -358,6 +358,12 @@ export class Daemon {
     );
     if (opts.store) {
       try {
+        // Loaded only by daemons with a store: the NATS client alone is some 60 modules and MBs of RSS.
+        const [{ Store }, { StoreHost }, { StoreServices }] = await Promise.all([
+          import("./store.js"),
+          import("./store-host.js"),
+          import("./store-svc.js"),
+        ]);
         const store = await Store.connect(opts.store);
         d.shared = new StoreHost({
           store,
@@ -369,7 +375,7 @@ export class Daemon {
           },
           log: d.log,
         });
-        d.sharedSvcs = d.storeServices(store, cluster);
+        d.sharedSvcs = d.storeServices(StoreServices, store, cluster);
       } catch (err) {
         await d.stop();
         throw err;
@@ -399,7 +405,7 @@ export class Daemon {
   }
 
   /** Services under /@ (DESIGN §3.7, §12): supervised by whichever daemon holds their lease. */
-  private storeServices(store: Store, cluster: ClusterNode): StoreServices {
+  private storeServices(StoreServices: typeof StoreSvcClass, store: Store, cluster: ClusterNode): StoreServices {
     const connect = this.connect;
     return new StoreServices({
       store,

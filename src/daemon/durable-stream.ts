@@ -6,13 +6,13 @@
 // receiver that takes a marker gets a pipe fed from the store as it grants credit. A restart
 // deletes incomplete messages, so a receiver sees a whole message or none.
 
-import { ChannelAborted, StreamBroken } from "../errors.js";
+import { ChannelAborted, StorageFull, StreamBroken } from "../errors.js";
 import type { DurableChan } from "./durable-chan.js";
 import { type DurableStore, markerOf, streamMarker, writeError } from "./durable-store.js";
 import { type PipeReceiver, type PipeSender, StreamPipe } from "./stream-pipe.js";
 
 /** Most bytes of one stream message written and not yet synced. */
-export const WRITE_WINDOW = 4 * 1024 * 1024;
+export const WRITE_WINDOW = 512 * 1024;
 /** The largest stream message a durable channel takes (the marker's length field: 6 bytes). */
 export const MAX_STORED_STREAM = 2 ** 48 - 1;
 
@@ -36,8 +36,15 @@ export class DurableStreamIn implements PipeReceiver {
   ) {
     this.store = durable.store;
     this.chanId = durable.id;
-    this.stream = this.store.openStream(this.chanId);
     pipe.attach(this);
+    if (!this.store.hasRoom(WRITE_WINDOW)) {
+      // Nothing is written at all on a (nearly) full disk (see DurableStore.hasRoom).
+      this.stream = 0;
+      this.over = true;
+      queueMicrotask(() => onEnd({ error: new StorageFull(`the disk holding ${this.store.file} is full`) }));
+      return;
+    }
+    this.stream = this.store.openStream(this.chanId);
     pipe.grant(WRITE_WINDOW);
   }
 
@@ -53,6 +60,10 @@ export class DurableStreamIn implements PipeReceiver {
     }
     this.length += chunk.length;
     const len = chunk.length;
+    if (!this.store.hasRoom(chunk.length)) {
+      this.fail(new StorageFull(`the disk holding ${this.store.file} is full`));
+      return;
+    }
     const p = this.store.putChunk(this.chanId, this.stream, this.n++, chunk);
     this.last = p;
     p.then(

@@ -152,7 +152,7 @@ export class SessionChannels {
           // A credited send into a durable channel completes with its CACK, sent once synced: no
           // round trip beyond the sync. If the store fails, CNAK fails the batch instead.
           const handle = u32(body, 0);
-          Promise.all(values.map((v) => durable.whenStored(v))).then(
+          durable.whenStoredAll(values).then(
             () => this.conn.send(T.CACK, [handle, last]),
             (err) => this.conn.send(T.CNAK, [handle, last], encode(toWire(err))),
           );

@@ -43,3 +43,18 @@ export interface StoreOptions {
   creds?: string;
   config?: Partial<StoreConfig>;
 }
+
+/** Splits `nats://h1:p1,h2:p2` into ["h1:p1", "h2:p2"]; TypeError with the reason otherwise. */
+export function parseStoreUrl(url: string): string[] {
+  if (typeof url !== "string" || url.trim() === "") throw new TypeError("--store takes nats://HOST:PORT[,HOST:PORT…]");
+  const out: string[] = [];
+  for (const raw of url.split(",")) {
+    const s = raw.trim();
+    const m = /^(?:(nats|tls):\/\/)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(s);
+    if (!m || Number(m[3]) < 1 || Number(m[3]) > 65535) {
+      throw new TypeError(`bad store address ${JSON.stringify(s)}: use nats://HOST:PORT[,HOST:PORT…]`);
+    }
+    out.push(`${m[1] ?? "nats"}://${m[2]}:${m[3]}`);
+  }
+  return out;
+}

@@ -29,9 +29,6 @@ export interface StoreHostDeps {
   log: Logger;
 }
 
-/** How long a new lease holder waits before reading the lease back (see acquire). */
-const LEASE_SETTLE_MS = 50;
-
 export type Where = { ch: ReplicatedChan } | { moved: string };
 
 export class StoreHost {
@@ -124,34 +121,9 @@ export class StoreHost {
     if (!entry) throw new NotFound(`/${names.join("/")} holds no element`);
     // Services under /@ have a host of their own (store-svc.ts); this one hosts channels.
     if (entry.kind !== "chan") throw new WrongKind(`/${names.join("/")} holds a ${entry.kind}, not a channel`);
-    const cur = await this.d.store.lease(names);
-    // The lease runs from before we asked for it, not from when the answer came.
-    const leasedAt = performance.now();
-    let revision: number | null;
-    if (!cur) revision = await this.d.store.takeLease(names, this.d.me);
-    else if (cur.lease.id === this.d.me.id || !this.d.alive(cur.lease.id)) {
-      // Ours from before (we stepped down), or its holder is dead: take it over by its revision.
-      revision = await this.d.store.takeLease(names, this.d.me, cur.revision);
-    } else return { moved: cur.lease.id };
-    if (revision !== null) {
-      // Confirm it: nats-server before 2.9.21 may accept a second compare-and-set made at the same
-      // moment (issue 4320). Once both are applied, the stream leader has the later one: whoever
-      // wrote first finds the other's lease there and steps back before resuming anything.
-      await new Promise((r) => setTimeout(r, LEASE_SETTLE_MS));
-      const now = await this.d.store.leaseAtLeader(names).catch(() => undefined);
-      if (now && now.revision > revision && now.lease.id !== this.d.me.id) {
-        this.d.log.info(
-          { event: "lease-contended", path: `/${names.join("/")}`, holder: now.lease.id },
-          `/${names.join("/")}: ${now.lease.id} took the lease at the same moment; it hosts`,
-        );
-        return { moved: now.lease.id };
-      }
-    }
-    if (revision === null) {
-      const now = await this.d.store.lease(names);
-      if (now && now.lease.id !== this.d.me.id) return { moved: now.lease.id };
-      throw storeError(new Error("the lease changed hands while taking it"), "taking a lease");
-    }
+    const claim = await this.d.store.claimLease(names, this.d.me, this.d.alive, this.d.log);
+    if ("moved" in claim) return claim;
+    const { revision, leasedAt } = claim;
     let ch: ReplicatedChan;
     try {
       ch = await ReplicatedChan.resume(
@@ -196,7 +168,8 @@ export class StoreHost {
       );
     this.hosted.set(key, h);
     const path = `/${names.join("/")}`;
-    if (cur) this.d.log.info({ event: "takeover", path, from: cur.lease.id }, `took over ${path} from ${cur.lease.id}`);
+    const from = claim.from;
+    if (from) this.d.log.info({ event: "takeover", path, from }, `took over ${path} from ${from}`);
     else this.d.log.info({ event: "hosting", path }, `hosting ${path}`);
     return { ch };
   }

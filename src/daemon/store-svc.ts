@@ -15,7 +15,7 @@ import { AnchorBusy, NotFound, StoreUnavailable, Unsupported, WrongKind } from "
 import type { Logger } from "../util/log.js";
 import { singleFlight } from "../util/single-flight.js";
 import type { FullServiceSpec } from "../wire/svc-spec.js";
-import { keyOf, type Lease, type Store, type SvcEntry, storeError } from "./store.js";
+import { keyOf, type Lease, type Store, type SvcEntry } from "./store.js";
 import type { ServiceHost, SharedService, SvcRecord } from "./svc-host.js";
 
 export interface StoreSvcDeps {
@@ -106,18 +106,9 @@ export class StoreServices {
     if (!entry) throw new NotFound(`${path} holds no element`);
     if (entry.kind !== "svc") throw new WrongKind(`${path} holds a ${entry.kind}, not a service`);
     if (!this.d.checkSpec) throw new Unsupported(NO_SERVICES);
-    const cur = await this.d.store.lease(names);
-    const leasedAt = performance.now();
-    let revision: number | null;
-    if (!cur) revision = await this.d.store.takeLease(names, this.d.me);
-    else if (cur.lease.id === this.d.me.id || !this.d.alive(cur.lease.id)) {
-      revision = await this.d.store.takeLease(names, this.d.me, cur.revision);
-    } else return { moved: cur.lease.id };
-    if (revision === null) {
-      const now = await this.d.store.lease(names);
-      if (now && now.lease.id !== this.d.me.id) return { moved: now.lease.id };
-      throw storeError(new Error("the lease changed hands while taking it"), "taking a lease");
-    }
+    const claim = await this.d.store.claimLease(names, this.d.me, this.d.alive, this.d.log);
+    if ("moved" in claim) return claim;
+    const { revision, leasedAt } = claim;
     // Scrubbed between our reading of the tree and our taking of the lease: nothing to supervise.
     const again = await this.d.store.entry(names);
     if (again?.kind !== "svc" || this.stopped) {
@@ -159,11 +150,9 @@ export class StoreServices {
     };
     h.svc = this.d.newHost(names, again.spec, shared, { desired: again.desired, slots: again.slots ?? {} });
     this.hosted.set(key, h);
-    if (cur && cur.lease.id !== this.d.me.id) {
-      this.d.log.info(
-        { event: "svc-takeover", path, from: cur.lease.id },
-        `supervising ${path}, taken over from ${cur.lease.id}`,
-      );
+    const from = claim.from;
+    if (from && from !== this.d.me.id) {
+      this.d.log.info({ event: "svc-takeover", path, from }, `supervising ${path}, taken over from ${from}`);
     } else this.d.log.info({ event: "svc-hosting", path }, `supervising ${path}`);
     return { svc: h.svc };
   }

@@ -13,26 +13,14 @@ import {
   type NatsConnection,
 } from "nats";
 import { AnchorBusy, CircuitError, StoreUnavailable } from "../errors.js";
-
+import type { Logger } from "../util/log.js";
 import type { FullServiceSpec } from "../wire/svc-spec.js";
-import { DEFAULT_STORE_CONFIG, type StoreConfig, type StoreOptions } from "./store-config.js";
+import { DEFAULT_STORE_CONFIG, parseStoreUrl, type StoreConfig, type StoreOptions } from "./store-config.js";
 
-export { DEFAULT_STORE_CONFIG, type StoreConfig, type StoreOptions };
+export { DEFAULT_STORE_CONFIG, parseStoreUrl, type StoreConfig, type StoreOptions };
 
-/** Splits `nats://h1:p1,h2:p2` into ["h1:p1", "h2:p2"]; TypeError with the reason otherwise. */
-export function parseStoreUrl(url: string): string[] {
-  if (typeof url !== "string" || url.trim() === "") throw new TypeError("--store takes nats://HOST:PORT[,HOST:PORT…]");
-  const out: string[] = [];
-  for (const raw of url.split(",")) {
-    const s = raw.trim();
-    const m = /^(?:(nats|tls):\/\/)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(s);
-    if (!m || Number(m[3]) < 1 || Number(m[3]) > 65535) {
-      throw new TypeError(`bad store address ${JSON.stringify(s)}: use nats://HOST:PORT[,HOST:PORT…]`);
-    }
-    out.push(`${m[1] ?? "nats"}://${m[2]}:${m[3]}`);
-  }
-  return out;
-}
+/** How long a new lease holder waits before reading the lease back at the leader (see claimLease). */
+export const LEASE_SETTLE_MS = 50;
 
 const TREE = "circuit_tree";
 const LEASES = "circuit_leases";
@@ -250,6 +238,46 @@ export class Store {
       if ((err as Error)?.message?.includes("wrong last sequence")) return null;
       throw storeError(err, "taking a lease");
     }
+  }
+
+  /**
+   * Claims the lease of names for `me`, for a daemon about to host the element (channel or
+   * service): taken when nobody holds it, or over the holder's revision when the holder is `me`
+   * from before or `alive` says it is dead; `{ moved }` names the live holder otherwise. A lease
+   * taken is then confirmed at the lease bucket's stream leader, LEASE_SETTLE_MS later:
+   * nats-server before 2.9.21 may accept a second compare-and-set made at the same moment (issue
+   * 4320), and once both are applied the leader has the later one, so whoever wrote first finds
+   * the other's lease there and steps back before resuming anything. `leasedAt` is when the claim
+   * began (the lease runs from before it was asked for, not from when the answer came); `from`, the
+   * holder it was taken from (possibly `me`).
+   */
+  async claimLease(
+    names: readonly string[],
+    me: Lease,
+    alive: (id: string) => boolean,
+    log: Logger,
+  ): Promise<{ revision: number; leasedAt: number; from?: string } | { moved: string }> {
+    const cur = await this.lease(names);
+    const leasedAt = performance.now();
+    let revision: number | null;
+    if (!cur) revision = await this.takeLease(names, me);
+    else if (cur.lease.id === me.id || !alive(cur.lease.id)) revision = await this.takeLease(names, me, cur.revision);
+    else return { moved: cur.lease.id };
+    if (revision === null) {
+      const now = await this.lease(names);
+      if (now && now.lease.id !== me.id) return { moved: now.lease.id };
+      throw storeError(new Error("the lease changed hands while taking it"), "taking a lease");
+    }
+    await new Promise((r) => setTimeout(r, LEASE_SETTLE_MS));
+    const now = await this.leaseAtLeader(names).catch(() => undefined);
+    if (now && now.revision > revision && now.lease.id !== me.id) {
+      log.info(
+        { event: "lease-contended", path: `/${names.join("/")}`, holder: now.lease.id },
+        `/${names.join("/")}: ${now.lease.id} took the lease at the same moment; it hosts`,
+      );
+      return { moved: now.lease.id };
+    }
+    return { revision, leasedAt, ...(cur ? { from: cur.lease.id } : {}) };
   }
 
   /** Renews a lease we hold; null when it is no longer ours (revision moved on, or it expired). */

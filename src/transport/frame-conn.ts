@@ -4,7 +4,7 @@
 
 import type { Duplex } from "node:stream";
 import { ProtocolError } from "../errors.js";
-import { FrameDecoder, FrameWriter, HEADER_BYTES } from "../wire/frame.js";
+import { binHeadBytes, FrameDecoder, FrameWriter, HEADER_BYTES, writeBinHead } from "../wire/frame.js";
 
 const FLUSH_AT = 256 * 1024;
 /**
@@ -96,9 +96,22 @@ export class FrameConn {
   /** Queues a frame; it is written at the end of this event-loop turn. */
   send(type: number, fields: readonly number[], tail?: Uint8Array): void {
     if (this.ended) return;
-    if (tail && tail.length >= LARGE) return this.sendLarge(type, fields, false, tail);
+    if (tail && tail.length >= LARGE) return this.sendLarge(type, fields, false, tail, false);
     this.writer.frame(type, fields, tail);
     this.queued();
+  }
+
+  /**
+   * Queues a frame whose tail is `bytes` encoded as a MessagePack bin. Large bytes are written
+   * from `bytes` itself, after a header that holds the bin's head (no copy of them): the caller
+   * must not change them until written().
+   */
+  sendBin(type: number, fields: readonly number[], bytes: Uint8Array): void {
+    if (this.ended) return;
+    if (bytes.length >= LARGE) return this.sendLarge(type, fields, false, bytes, true);
+    const tail = Buffer.allocUnsafe(binHeadBytes(bytes.length) + bytes.length);
+    tail.set(bytes, writeBinHead(tail, 0, bytes.length));
+    this.send(type, fields, tail);
   }
 
   /**
@@ -107,16 +120,21 @@ export class FrameConn {
    */
   batch(type: number, key: number, value: Uint8Array, first?: number): void {
     if (this.ended) return;
-    if (value.length >= LARGE) return this.sendLarge(type, first === undefined ? [key] : [key, first], true, value);
+    if (value.length >= LARGE)
+      return this.sendLarge(type, first === undefined ? [key] : [key, first], true, value, false);
     this.writer.batch(type, key, value, first);
     this.queued();
   }
 
-  /** Writes what is queued, then one frame whose tail leaves from `tail` itself (a batch entry with `entry`). */
-  private sendLarge(type: number, fields: readonly number[], entry: boolean, tail: Uint8Array): void {
+  /**
+   * Writes what is queued, then one frame whose tail leaves from `tail` itself (a batch entry with
+   * `entry`; with `bin`, `tail` is the content of a MessagePack bin whose head the header ends with).
+   */
+  private sendLarge(type: number, fields: readonly number[], entry: boolean, tail: Uint8Array, bin: boolean): void {
     this.flush();
     if (this.ended) return;
-    const headBytes = HEADER_BYTES + 4 * fields.length + (entry ? 4 : 0);
+    const binHead = bin ? binHeadBytes(tail.length) : 0;
+    const headBytes = HEADER_BYTES + 4 * fields.length + (entry ? 4 : 0) + binHead;
     const head = Buffer.allocUnsafe(headBytes);
     head.writeUInt32BE(headBytes - 4 + tail.length, 0);
     head[4] = type;
@@ -125,7 +143,11 @@ export class FrameConn {
       head.writeUInt32BE(f >>> 0, o);
       o += 4;
     }
-    if (entry) head.writeUInt32BE(tail.length, o);
+    if (entry) {
+      head.writeUInt32BE(binHead + tail.length, o);
+      o += 4;
+    }
+    if (bin) writeBinHead(head, o, tail.length);
     this.lastOutput = performance.now();
     this.stream.cork();
     this.writeOut(head, false);
@@ -150,6 +172,8 @@ export class FrameConn {
   /** Queues `bytes`, encoded as a MessagePack bin, as an entry of a batch frame. */
   batchBin(type: number, key: number, bytes: Uint8Array, first?: number): void {
     if (this.ended) return;
+    if (bytes.length >= LARGE)
+      return this.sendLarge(type, first === undefined ? [key] : [key, first], true, bytes, true);
     this.writer.batchBin(type, key, bytes, first);
     this.queued();
   }

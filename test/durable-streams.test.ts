@@ -215,6 +215,37 @@ describe("durable channel stream messages", () => {
     }
   });
 
+  test("kill -9 while a receiver reads a message: it is back whole after the restart", async () => {
+    const dir = tmp("streams-midread");
+    let d: Daemon = await startOn(dir);
+    const data = randomBytes(32 * 1024 * 1024);
+    const c = await dial(d.url);
+    try {
+      const ch = await c.walk(`/${d.id}/s`).makeChan<unknown>(2, { durable: true });
+      await sendMessage(ch, data);
+      const r = await ch.recvStream();
+      // Read a little, then stop reading: the rest waits in the daemon and the socket.
+      const first = (await r[Symbol.asyncIterator]().next()).value as Buffer;
+      assert.ok(first.length > 0 && first.length < data.length);
+      r.pause();
+      d = await crashAndRestart(d, dir, [], async () => {
+        r.resume();
+        await assert.rejects(readAll(r), "the message broke off: never a short message");
+      });
+    } finally {
+      await c.close().catch(() => {});
+    }
+    const c2 = await dial(d.url);
+    try {
+      const ch = (await c2.walk(`/${d.id}/s`).get()) as Chan<unknown>;
+      assert.equal((await ch.stat()).len, 1);
+      assert.equal(sha(await readAll(await ch.recvStream())), sha(data), "whole, from its first byte");
+    } finally {
+      await c2.close();
+      await d.stop();
+    }
+  });
+
   test("capacity 0: the message waits for a receiver; sent resolves once handed over and stored", async () => {
     const dir = tmp("streams-unbuf");
     const d: Daemon = await startOn(dir);

@@ -33,12 +33,25 @@ try {
   const id = url.slice(url.lastIndexOf("/") + 1);
   const dial = url.slice(0, url.lastIndexOf("/"));
   spawnSync(process.execPath, [cli, "-d", dial, "mkchan", `/${id}/q`, "100000"]);
+  // An unbuffered channel for the pair: the recv waits for the send, as two scripts meeting would.
+  spawnSync(process.execPath, [cli, "-d", dial, "mkchan", `/${id}/pair`, "0"]);
+  const node = process.execPath;
 
   const commands: Record<string, { args: string[]; input?: string; cmd?: string; cwd?: string }> = {
     "node -e 0 (the floor)": { args: ["-e", "0"] },
     "circuit --version": { args: [cli, "--version"] },
     "circuit send (one value)": { args: [cli, "-d", dial, "send", `/${id}/q`], input: "hello" },
     "circuit ls /": { args: [cli, "-d", dial, "ls", "/"] },
+    // Issue #18's measure: a `circuit recv` and a `circuit send` started together, until both have
+    // exited, beside two `node -e 0` started together (each pair under its own bash).
+    "pair: node -e 0 & node -e 0": { cmd: "bash", args: ["-c", `"${node}" -e 0 & "${node}" -e 0; wait`] },
+    "pair: circuit recv & circuit send": {
+      cmd: "bash",
+      args: [
+        "-c",
+        `"${node}" "${cli}" -d ${dial} recv /${id}/pair > /dev/null & echo '"hi"' | "${node}" "${cli}" -d ${dial} send /${id}/pair; wait`,
+      ],
+    },
   };
   if (before) {
     commands["before: circuit --version"] = { args: [before, "--version"] };

@@ -118,3 +118,23 @@ test("a store with one record per value (before groups) is converted when opened
   );
   await again.close();
 });
+
+test("a value acknowledged before its group is committed (capacity 0 hands values over at once) stays gone", async () => {
+  const dir = tmp();
+  let s = await DurableStore.open(dir);
+  const { id, done } = s.create({ names: ["z"], cap: 0, closed: false });
+  await done;
+  const w = s.put(id, 1, val(1));
+  const w2 = s.put(id, 2, val(2));
+  // After this turn's microtasks (the group's write is issued), before its commit.
+  await new Promise<void>((r) => queueMicrotask(r));
+  const r = s.remove(id, 1, 10);
+  await Promise.all([w, w2, r]);
+  await s.close();
+  s = await DurableStore.open(dir);
+  assert.deepEqual(
+    s.read(id, 1, 10, 10).map((x) => x.key),
+    [2],
+  );
+  await s.close();
+});

@@ -2,7 +2,6 @@
 // a keyed circuit requires.
 
 import type { Command } from "commander";
-import { dashboardToken } from "../client/keys.js";
 import { NotFound } from "../errors.js";
 import { type GlobalOptions, keyOption, printJson, withClient } from "./common.js";
 
@@ -18,6 +17,7 @@ export function register(program: Command): void {
       if (!http) {
         throw new NotFound(`${(stat as { id: string }).id} serves no dashboard (start it with --http HOST:PORT)`);
       }
+      const { dashboardToken } = await import("../client/keys.js");
       const url = key ? `${http}?token=${dashboardToken(key)}` : http;
       if (g.json) printJson({ url, metrics: key ? `${http}metrics?token=${dashboardToken(key)}` : `${http}metrics` });
       else process.stdout.write(`${url}\n`);

@@ -1,7 +1,7 @@
 // circuit mkchan [--open] [--durable] PATH CAP: create a channel (or, with --open, use the one there).
 
 import type { Command } from "commander";
-import { MAX_DURABLE_CAP } from "../wire/protocol.js";
+import { MAX_DURABLE_CAP } from "../wire/caps.js";
 import { type GlobalOptions, pathArg, printJson, UsageError, withClient } from "./common.js";
 
 export function register(program: Command): void {

@@ -1,7 +1,7 @@
 // circuit mksvc PATH [options] -- CMD ARGS…: start a service (or read a JSON spec from stdin).
 
 import type { Command } from "commander";
-import { checkSpec, type ServiceSpec } from "../client/service.js";
+import type { ServiceSpec } from "../client/service.js";
 import { type GlobalOptions, pathArg, printJson, readStdin, UsageError, withClient } from "./common.js";
 import { limitOptions } from "./mkproc.js";
 
@@ -105,6 +105,8 @@ export function register(program: Command): void {
       const limits = limitOptions(o);
       if (limits) spec.cmd = { ...spec.cmd, limits: { ...spec.cmd?.limits, ...limits } };
       if (o.dir !== undefined) spec.cmd = { ...spec.cmd, dir: o.dir };
+      // Loaded here, not by every command's start-up (it brings the client's process code).
+      const { checkSpec } = await import("../client/service.js");
       try {
         checkSpec(spec);
       } catch (err) {

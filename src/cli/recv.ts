@@ -3,7 +3,6 @@
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { Command } from "commander";
-import { ReplicatedChan } from "../client/replicated-chan.js";
 import { receivableAt, replicatedTimeout } from "./chan-handle.js";
 import { type GlobalOptions, jsonReplacer, pathArg, timeoutSignal, withClient, withTimeout } from "./common.js";
 
@@ -18,6 +17,8 @@ export function register(program: Command): void {
       pathArg(path);
       timeoutSignal(o.timeout);
       await withClient(g, async (c) => {
+        // Loaded here (with the client), not by every command's start-up.
+        const { ReplicatedChan } = await import("../client/replicated-chan.js");
         const ch = await receivableAt(c, path);
         const v: unknown =
           ch instanceof ReplicatedChan

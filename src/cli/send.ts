@@ -1,7 +1,6 @@
 // circuit send PATH: send stdin as one byte value (with --json, as one JSON value).
 
 import type { Command } from "commander";
-import { ReplicatedChan } from "../client/replicated-chan.js";
 import { chanAt, replicatedTimeout } from "./chan-handle.js";
 import {
   type GlobalOptions,
@@ -37,6 +36,8 @@ export function register(program: Command): void {
       }
       try {
         await withClient(g, async (c) => {
+          // Loaded here (with the client), not by every command's start-up.
+          const { ReplicatedChan } = await import("../client/replicated-chan.js");
           const ch = await chanAt(c, path);
           if (ch instanceof ReplicatedChan) await ch.send(value, { signal: replicatedTimeout(o.timeout) });
           else await withTimeout(o.timeout, ch.sendCase(value), (signal) => ch.send(value, { signal }));

@@ -137,6 +137,8 @@ export class DurableStore {
   private readonly partial = new Map<string, Group>();
   /** The group each channel's last acknowledgement fell in (acknowledgements come mostly in order). */
   private readonly lastGroup = new Map<number, Group>();
+  /** Groups written and not committed yet, by channel (a read would not find them). */
+  private readonly writing = new Map<number, Group[]>();
   /** Groups whose acknowledgements are written when this turn's microtasks run. */
   private readonly touched = new Set<Group>();
   private ackFlush: { done: Promise<unknown>; resolve: (v: unknown) => void; reject: (e: unknown) => void } | undefined;
@@ -287,6 +289,9 @@ export class DurableStore {
   private findGroup(id: number, key: number): Group | undefined {
     const last = this.lastGroup.get(id);
     if (last && last.key[1] <= key && key < last.key[1] + last.key[2]) return last;
+    for (const g of this.writing.get(id) ?? []) {
+      if (g.key[1] <= key && key < g.key[1] + g.key[2]) return g;
+    }
     for (const k of this.groups.getKeys({ start: [id, key + 1], end: [id, -1], reverse: true, limit: 1 })) {
       const gk = k as GroupKey;
       if (gk[0] !== id || gk[1] + gk[2] <= key) return undefined;
@@ -337,6 +342,7 @@ export class DurableStore {
     for (const [k, g] of this.partial) if (g.key[0] === id) this.partial.delete(k);
     for (const g of this.touched) if (g.key[0] === id) this.touched.delete(g);
     this.lastGroup.delete(id);
+    this.writing.delete(id);
     return this.timed(
       "drop",
       this.env.transaction(() => {
@@ -393,7 +399,29 @@ export class DurableStore {
   private writeGroup(p: Pending): void {
     this.pending.delete(p.id);
     const key: GroupKey = [p.id, p.first, p.values.length, p.bytes];
-    this.timed("put", this.groups.put(key, p.values)).then(p.resolve, p.reject);
+    // Until committed, acknowledgements find it here (a value handed straight to a receiver, on
+    // a channel of capacity 0, may be acknowledged before its group is committed).
+    const g: Group = { key, acked: new Set(), ackedBytes: 0 };
+    let list = this.writing.get(p.id);
+    if (!list) this.writing.set(p.id, (list = []));
+    list.push(g);
+    const written = () => {
+      const l = this.writing.get(p.id);
+      if (!l) return;
+      const i = l.indexOf(g);
+      if (i >= 0) l.splice(i, 1);
+      if (l.length === 0) this.writing.delete(p.id);
+    };
+    this.timed("put", this.groups.put(key, p.values)).then(
+      (v) => {
+        written();
+        p.resolve(v);
+      },
+      (err) => {
+        written();
+        p.reject(err);
+      },
+    );
   }
 
   /**

@@ -197,7 +197,4 @@ export function tail(body: Buffer, fields: number): Buffer {
   return body.subarray(4 * fields);
 }
 
-/** Largest channel capacity (the channel element enforces the same bound). */
-export const MAX_CAP = 1_000_000;
-/** The largest capacity of a durable channel (its backlog lives on disk). */
-export const MAX_DURABLE_CAP = 2 ** 31 - 1;
+export { MAX_CAP, MAX_DURABLE_CAP } from "./caps.js";

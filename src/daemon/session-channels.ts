@@ -30,6 +30,14 @@ class Holder implements CreditHolder {
   }
 }
 
+/** Stands in `unacked` for a stream message handed out: acknowledged like a value, never put back. */
+const STREAM_TAKEN = Buffer.alloc(0);
+
+/** Values handed out and not acknowledged, to put back in their channel (without stream messages). */
+function takenBack(unacked: Deque<Buffer>): Buffer[] {
+  return unacked.drain().filter((v) => v !== STREAM_TAKEN);
+}
+
 /** A receiver id of this session: its blocked receives and the values handed to it, unacked. */
 class SessionReceiver implements Receiver<Item> {
   readonly unacked = new Deque<Buffer>();
@@ -47,7 +55,7 @@ class SessionReceiver implements Receiver<Item> {
     const durable = this.el.kind === "chan" ? this.el.durable : undefined;
     for (let i = 0; i < n && this.unacked.length > 0; i++) {
       const v = this.unacked.shift() as Buffer;
-      durable?.ack(v);
+      if (v !== STREAM_TAKEN) durable?.ack(v);
     }
   }
   take(v: Item): void {
@@ -61,7 +69,10 @@ class SessionReceiver implements Receiver<Item> {
       this.unacked.push(v);
       this.conn.batch(T.VAL, this.rid, v);
     } else {
-      // A stream message cannot be taken back once bytes have flowed, so it counts as acked.
+      // A stream message cannot be taken back once bytes have flowed; it still takes its place
+      // among the items the client acknowledges (it counts every item it was handed), so that an
+      // acknowledgement covers the values it names and no later one.
+      this.unacked.push(STREAM_TAKEN);
       this.streams.attach(this.rid, v);
     }
   }
@@ -219,7 +230,7 @@ export class SessionChannels {
           this.receivers.delete(rid);
           r.ack(ack);
           r.el.chan.cancelRecv(r);
-          r.el.chan.requeue(r.unacked.drain());
+          r.el.chan.requeue(takenBack(r.unacked));
         }
         if (!quiet) this.conn.send(T.REND, [rid]);
         return;
@@ -408,7 +419,7 @@ export class SessionChannels {
     this.pendingSends.clear();
     for (const r of this.receivers.values()) {
       r.el.chan.cancelRecv(r);
-      r.el.chan.requeue(r.unacked.drain());
+      r.el.chan.requeue(takenBack(r.unacked));
     }
     this.receivers.clear();
     for (const { el, holder } of this.handles.values()) el.chan.dropHolder(holder);

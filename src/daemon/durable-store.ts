@@ -25,6 +25,7 @@
 import { closeSync, existsSync, openSync, readSync, statfsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Database, RootDatabase } from "lmdb";
+import { Packr } from "msgpackr";
 import { type CircuitError, StorageFull } from "../errors.js";
 
 /** A durable channel as the store keeps it. */
@@ -118,12 +119,28 @@ const ROOM_MARGIN = 4 * 1024 * 1024;
 
 const groupId = (id: number, first: number) => `${id}:${first}`;
 
+/**
+ * Settles once a write is committed and synced to disk. The store opens with overlappingSync: a
+ * commit's fsyncs run while the next transaction is written (commits no longer wait for each
+ * other's syncs); a write's promise then resolves when it is committed (visible) and its `flushed`
+ * (separateFlushed) when it is on disk, which is when a send may complete. A failed commit rejects
+ * the write itself (`flushed` never rejects), hence both.
+ */
+function synced(p: Promise<unknown>): Promise<unknown> {
+  const flushed = (p as { flushed?: PromiseLike<unknown> }).flushed;
+  return flushed ? p.then(() => flushed) : p;
+}
+
+/** A group's record: a MessagePack array of bins; decoded bins are views of the bytes decoded. */
+const groupCodec = new Packr({ useRecords: false });
+
 export class DurableStore {
   readonly file: string;
   private readonly dir: string;
   private readonly env: RootDatabase;
   private readonly chans: Database<ChanRecord, number>;
-  private readonly groups: Database<Buffer[], GroupKey>;
+  /** Groups as MessagePack arrays we encode (read back with views into one copy, see read). */
+  private readonly groups: Database<Buffer, GroupKey>;
   private readonly acked: Database<AckedRecord, [number, number]>;
   private readonly dedupe: Database<number, [number, string]>;
   private readonly chunks: Database<Buffer, [number, number, number]>;
@@ -148,7 +165,7 @@ export class DurableStore {
     this.dir = dirname(file);
     this.env = env;
     this.chans = env.openDB<ChanRecord, number>({ name: "chans" });
-    this.groups = env.openDB<Buffer[], GroupKey>({ name: "groups" });
+    this.groups = env.openDB<Buffer, GroupKey>({ name: "groups", encoding: "binary" });
     this.acked = env.openDB<AckedRecord, [number, number]>({ name: "acked" });
     this.dedupe = env.openDB<number, [number, string]>({ name: "dedupe" });
     this.chunks = env.openDB<Buffer, [number, number, number]>({ name: "chunks", encoding: "binary" });
@@ -170,7 +187,7 @@ export class DurableStore {
     try {
       // overlappingSync off: a write's promise resolves once its transaction is synced, which is
       // the moment a durable send may complete.
-      const env = open({ path: file, overlappingSync: false, noSync: false, maxDbs: 8 });
+      const env = open({ path: file, overlappingSync: true, separateFlushed: true, noSync: false, maxDbs: 8 });
       store = new DurableStore(file, env);
       // Reading every table now finds a corrupt file before the daemon serves.
       for (const { key } of store.chans.getRange()) store.nextId = Math.max(store.nextId, key + 1);
@@ -196,7 +213,7 @@ export class DurableStore {
     env.transactionSync(() => {
       for (const { key, value } of vals.getRange()) {
         const [id, k, len] = key;
-        this.groups.putSync([id, k, 1, len], [Buffer.from(value)]);
+        this.groups.putSync([id, k, 1, len], groupCodec.pack([Buffer.from(value)]));
         vals.removeSync(key);
       }
     });
@@ -270,15 +287,15 @@ export class DurableStore {
     const out: { key: number; value: Buffer }[] = [];
     const g0 = this.findGroup(id, from);
     const start = g0 && g0.key[1] + g0.key[2] > from ? g0.key : [id, from];
-    for (const { key, value } of this.groups.getRange({ start, end: [id, through + 1] })) {
+    for (const { key, value: raw } of this.groups.getRange({ start, end: [id, through + 1] })) {
       const [, first] = key as GroupKey;
       const acked = this.partial.get(groupId(id, first))?.acked;
+      // One copy of the record (lmdb hands out memory it reuses), its values views into it.
+      const value = groupCodec.unpack(Buffer.from(raw)) as Buffer[];
       for (let i = 0; i < value.length; i++) {
         const k = first + i;
         if (k < from || k > through || acked?.has(i)) continue;
-        // Already a copy (lmdb has msgpackr copy the buffers it decodes): a view, not a second copy.
-        const u = value[i] as Uint8Array;
-        out.push({ key: k, value: Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.length) });
+        out.push({ key: k, value: value[i] as Buffer });
       }
       if (out.length >= limit) break;
     }
@@ -328,11 +345,11 @@ export class DurableStore {
   /** A new channel; resolves once its record is synced. */
   create(rec: ChanRecord): { id: number; done: Promise<unknown> } {
     const id = this.nextId++;
-    return { id, done: this.timed("create", this.chans.put(id, rec)) };
+    return { id, done: this.timed("create", synced(this.chans.put(id, rec))) };
   }
 
   setClosed(id: number, rec: ChanRecord): Promise<unknown> {
-    return this.timed("close", this.chans.put(id, { ...rec, closed: true }));
+    return this.timed("close", synced(this.chans.put(id, { ...rec, closed: true })));
   }
 
   /** Deletes a channel with its values and records, in one transaction. */
@@ -345,14 +362,16 @@ export class DurableStore {
     this.writing.delete(id);
     return this.timed(
       "drop",
-      this.env.transaction(() => {
-        this.chans.removeSync(id);
-        for (const k of this.groups.getKeys({ start: [id, 0], end: [id + 1, 0] })) this.groups.removeSync(k);
-        for (const k of this.acked.getKeys({ start: [id, 0], end: [id + 1, 0] })) this.acked.removeSync(k);
-        for (const k of this.dedupe.getKeys({ start: [id, ""], end: [id + 1, ""] })) this.dedupe.removeSync(k);
-        for (const k of this.chunks.getKeys({ start: [id, 0, 0], end: [id + 1, 0, 0] })) this.chunks.removeSync(k);
-        for (const k of this.streams.getKeys({ start: [id, 0], end: [id + 1, 0] })) this.streams.removeSync(k);
-      }),
+      synced(
+        this.env.transaction(() => {
+          this.chans.removeSync(id);
+          for (const k of this.groups.getKeys({ start: [id, 0], end: [id + 1, 0] })) this.groups.removeSync(k);
+          for (const k of this.acked.getKeys({ start: [id, 0], end: [id + 1, 0] })) this.acked.removeSync(k);
+          for (const k of this.dedupe.getKeys({ start: [id, ""], end: [id + 1, ""] })) this.dedupe.removeSync(k);
+          for (const k of this.chunks.getKeys({ start: [id, 0, 0], end: [id + 1, 0, 0] })) this.chunks.removeSync(k);
+          for (const k of this.streams.getKeys({ start: [id, 0], end: [id + 1, 0] })) this.streams.removeSync(k);
+        }),
+      ),
     );
   }
 
@@ -412,7 +431,7 @@ export class DurableStore {
       if (i >= 0) l.splice(i, 1);
       if (l.length === 0) this.writing.delete(p.id);
     };
-    this.timed("put", this.groups.put(key, p.values)).then(
+    this.timed("put", synced(this.groups.put(key, groupCodec.pack(p.values)))).then(
       (v) => {
         written();
         p.resolve(v);
@@ -501,7 +520,7 @@ export class DurableStore {
 
   /** Chunk `n` of stream message `s`; settles once synced. */
   putChunk(id: number, s: number, n: number, chunk: Buffer): Promise<unknown> {
-    return this.timed("chunk", this.chunks.put([id, s, n], chunk));
+    return this.timed("chunk", synced(this.chunks.put([id, s, n], chunk)));
   }
 
   /** Chunk `n` of stream message `s` (a copy), or undefined if there is none. */
@@ -525,7 +544,7 @@ export class DurableStore {
   }
 
   putDedupe(id: number, cid: string, seq: number): Promise<unknown> {
-    return this.dedupe.put([id, cid], seq);
+    return synced(this.dedupe.put([id, cid], seq));
   }
 
   removeDedupe(id: number, cid: string): Promise<unknown> {

@@ -32,13 +32,42 @@ interface PendingSend {
   bytes: Buffer;
   id: string;
   done: (err?: CircuitError) => void;
+  /** A select's send case waiting in line (its `done` only ever reports a failure). */
+  sel?: CaseWait;
 }
 
 interface PendingRecv {
   owner: Owner;
   opid: number;
   done: (err: CircuitError | undefined, v?: Value) => void;
+  /** A select's recv case waiting in line (its `done` only ever reports a failure). */
+  sel?: CaseWait;
 }
+
+/**
+ * What a select case on this channel would get if committed now (docs/select.md, "Replicated
+ * channels"): a value reserved for a recv case, the channel closed and drained, room reserved for
+ * a send case, or a send that would fail (the channel is closed or scrubbed).
+ */
+export type CaseOffer = "value" | "closed" | "room" | "error";
+
+/** A select case registered on this host by a client session, identified by (owner, opid). */
+interface CaseWait {
+  owner: Owner;
+  opid: number;
+  dir: "recv" | "send";
+  bytes?: Buffer;
+  id?: string;
+  /** Set once the channel has reserved what the case needs. */
+  offer?: CaseOffer;
+  /** The value reserved for a recv case. */
+  v?: Value;
+  /** Told the offer (or the failure) once: a client's `case` or `watch` request waiting for it. */
+  notify?: (err: CircuitError | undefined, offer?: CaseOffer) => void;
+}
+
+/** A committed case: a value delivered (unacknowledged), closed, or null for a stored send. */
+export type CaseOutcome = { seq: number; value: Buffer } | { closed: true } | { failed: true } | null;
 
 export type RStat = ReplicatedChanStat;
 
@@ -57,6 +86,11 @@ export class ReplicatedChan {
   private readonly unacked = new Map<number, { v: Value; owner: Owner; opid: number }>();
   private readonly senders = new Deque<PendingSend>();
   private readonly receivers = new Deque<PendingRecv>();
+  /** Select cases registered here: waiting in `senders`/`receivers`, or offered (reserved). */
+  private readonly cases = new Set<CaseWait>();
+  /** Values reserved for recv cases and room reserved for send cases: both count as occupied. */
+  private reservedValues = 0;
+  private reservedRoom = 0;
   /** Ids of every value in the log: a send retried across a takeover is stored once. */
   private readonly ids = new Set<string>();
   /** Appends in flight that will add a value. */
@@ -241,6 +275,8 @@ export class ReplicatedChan {
     this.lost = err;
     for (const s of this.senders.drain()) s.done(err);
     for (const r of this.receivers.drain()) r.done(err);
+    // Offered cases keep their reservation in name only: a commit here is refused with `lost`.
+    for (const c of this.cases) this.tell(c, err);
     this.onLost(err);
     return err;
   }
@@ -301,6 +337,7 @@ export class ReplicatedChan {
     if (this.closed || this.closing || this.lost || !this.fresh()) return;
     let low = this.buffer.peek()?.seq ?? this.expect;
     for (const seq of this.unacked.keys()) low = Math.min(low, seq);
+    for (const c of this.cases) if (c.v) low = Math.min(low, c.v.seq);
     if (low <= this.trimmedTo) return;
     this.acks = 0;
     this.trimming = true;
@@ -321,6 +358,7 @@ export class ReplicatedChan {
   cancel(owner: Owner, opid: number): void {
     this.senders.removeWhere((s) => s.owner === owner && s.opid === opid);
     this.receivers.removeWhere((r) => r.owner === owner && r.opid === opid);
+    for (const c of this.cases) if (c.owner === owner && c.opid === opid) this.release(c);
     for (const [seq, u] of this.unacked) {
       if (u.owner === owner && u.opid === opid) {
         this.unacked.delete(seq);
@@ -334,6 +372,7 @@ export class ReplicatedChan {
   ownerGone(owner: Owner): void {
     this.senders.removeWhere((s) => s.owner === owner);
     this.receivers.removeWhere((r) => r.owner === owner);
+    for (const c of this.cases) if (c.owner === owner) this.release(c);
     for (const [seq, u] of [...this.unacked]) {
       if (u.owner !== owner) continue;
       this.unacked.delete(seq);
@@ -355,12 +394,156 @@ export class ReplicatedChan {
     for (const x of all) this.buffer.push(x);
   }
 
+  // Select cases (docs/select.md, "Replicated channels"). A case waits in line with plain sends
+  // and receives; when it could complete, the channel reserves what it needs and offers it. The
+  // client commits one offer (commitCase) and releases the others (cancel). A reservation holds
+  // until then: nothing here withdraws an offer; a commit answers from the state at that moment.
+
+  /**
+   * Registers a select case. `reply` is told its offer at once if there is one; otherwise, it is
+   * told `undefined` and the case waits (or, with `once`, is dropped: a select with `default`).
+   */
+  selectCase(
+    owner: Owner,
+    opid: number,
+    dir: "recv" | "send",
+    send: { bytes: Buffer; id: string } | undefined,
+    once: boolean,
+    reply: (err: CircuitError | undefined, offer?: CaseOffer) => void,
+  ): void {
+    if (this.lost) return reply(this.lost);
+    if (this.aborted) return reply(new ChannelAborted("the channel was scrubbed"));
+    const c: CaseWait = { owner, opid, dir, ...send };
+    this.cases.add(c);
+    if (dir === "send" && (this.closed || this.closing)) c.offer = "error";
+    else if (dir === "send") {
+      const sel = c;
+      this.senders.push({
+        owner,
+        opid,
+        bytes: send?.bytes ?? Buffer.alloc(0),
+        id: "",
+        sel,
+        done: (e) => this.tell(sel, e),
+      });
+      this.pump();
+    } else {
+      this.receivers.push({ owner, opid, sel: c, done: (e) => this.tell(c, e) });
+      this.pump();
+    }
+    if (c.offer || !once) return reply(undefined, c.offer);
+    this.release(c);
+    reply(undefined, undefined);
+  }
+
+  /** A client waits for its case's offer: told at once if it has one, else when it comes. */
+  watchCase(owner: Owner, opid: number, reply: (err: CircuitError | undefined, offer?: CaseOffer) => void): void {
+    if (this.lost) return reply(this.lost);
+    const c = this.findCase(owner, opid);
+    // Unknown here (released, or registered with another host): the client registers it again.
+    if (!c) return reply(new Moved("no such select case on this host"));
+    if (c.offer) return reply(undefined, c.offer);
+    c.notify = reply;
+  }
+
+  /**
+   * Commits an offered case: a recv case's value is delivered (unacknowledged, as a plain
+   * receive's), a send case's value is appended and the promise settles on the publish ack.
+   * `{failed}`: the case has no reservation here (the client registers it again).
+   */
+  async commitCase(owner: Owner, opid: number): Promise<CaseOutcome> {
+    if (this.lost) throw this.lost;
+    const c = this.findCase(owner, opid);
+    if (!c?.offer) {
+      if (c) this.release(c);
+      return { failed: true };
+    }
+    if (this.aborted) {
+      this.release(c);
+      throw new ChannelAborted("the channel was scrubbed");
+    }
+    if (c.offer === "value" && !this.fresh()) throw this.lose(new Moved("lease not confirmed in time"));
+    this.cases.delete(c);
+    if (c.offer === "value" && c.v) {
+      this.reservedValues--;
+      this.unacked.set(c.v.seq, { v: c.v, owner, opid });
+      this.numRecv++;
+      return { seq: c.v.seq, value: c.v.bytes };
+    }
+    if (c.offer === "closed") return { closed: true };
+    if (c.offer === "room") this.reservedRoom--;
+    if (this.closed || this.closing) {
+      this.pump();
+      throw new ChannelClosed("send on a closed channel");
+    }
+    const id = c.id ?? "";
+    const bytes = c.bytes ?? Buffer.alloc(0);
+    // Committed before (the client asked again after losing the answer): stored once.
+    if (this.ids.has(id)) {
+      this.pump();
+      return null;
+    }
+    this.ids.add(id);
+    this.inflight++;
+    try {
+      const seq = await this.append("v", bytes, { "C-Id": id });
+      if (seq > 0) {
+        this.numSend++;
+        this.buffer.push({ seq, bytes });
+      }
+      return null;
+    } finally {
+      this.inflight--;
+      this.pump();
+    }
+  }
+
+  private findCase(owner: Owner, opid: number): CaseWait | undefined {
+    for (const c of this.cases) if (c.owner === owner && c.opid === opid) return c;
+    return undefined;
+  }
+
+  private offerCase(c: CaseWait, offer: CaseOffer): void {
+    c.offer = offer;
+    const n = c.notify;
+    c.notify = undefined;
+    n?.(undefined, offer);
+  }
+
+  /** The case failed where it waited (host lost, channel scrubbed): its waiting client hears it. */
+  private tell(c: CaseWait, err: CircuitError | undefined): void {
+    if (!err) return;
+    this.cases.delete(c);
+    const n = c.notify;
+    c.notify = undefined;
+    n?.(err);
+  }
+
+  /** Drops a case: out of line, or its reservation back (a value to its place at the head). */
+  private release(c: CaseWait): void {
+    if (!this.cases.delete(c)) return;
+    this.senders.removeWhere((s) => s.sel === c);
+    this.receivers.removeWhere((r) => r.sel === c);
+    if (c.offer === "value" && c.v) {
+      this.reservedValues--;
+      this.putBack(c.v);
+    } else if (c.offer === "room") this.reservedRoom--;
+    const n = c.notify;
+    c.notify = undefined;
+    n?.(undefined, undefined);
+    this.pump();
+  }
+
   async close(): Promise<void> {
     if (this.lost) throw this.lost;
     if (this.aborted) throw new ChannelAborted("the channel was scrubbed");
     if (this.closed || this.closing) throw new ChannelClosed("close of a closed channel");
     this.closing = true;
-    for (const s of this.senders.drain()) s.done(new ChannelClosed("channel closed while sending"));
+    for (const s of this.senders.drain()) {
+      // A waiting send case is offered the failure, as on an ordinary channel.
+      if (s.sel) this.offerCase(s.sel, "error");
+      else s.done(new ChannelClosed("channel closed while sending"));
+    }
     await this.append("c", undefined);
     this.closed = true;
     this.pump();
@@ -377,7 +560,7 @@ export class ReplicatedChan {
   stat(): RStat {
     return {
       cap: this.cap,
-      len: this.buffer.length,
+      len: this.buffer.length + this.reservedValues,
       closed: this.closed || this.closing,
       aborted: this.aborted,
       numSend: this.numSend,
@@ -402,6 +585,13 @@ export class ReplicatedChan {
         }
         this.receivers.shift();
         this.buffer.shift();
+        if (r.sel) {
+          // Reserved for a select: out of circulation, but still occupying its slot.
+          r.sel.v = v;
+          this.reservedValues++;
+          this.offerCase(r.sel, "value");
+          continue;
+        }
         this.unacked.set(v.seq, { v, owner: r.owner, opid: r.opid });
         this.numRecv++;
         r.done(undefined, v);
@@ -409,14 +599,22 @@ export class ReplicatedChan {
       }
       if (!v && r && (this.closed || this.closing) && this.inflight === 0) {
         this.receivers.shift();
-        r.done(new ChannelClosed("channel is closed and drained"));
+        if (r.sel) this.offerCase(r.sel, "closed");
+        else r.done(new ChannelClosed("channel is closed and drained"));
         continue;
       }
-      // Room: the buffer's free slots, plus (for handing straight over) receivers no value is on its way to.
-      const room = this.cap + this.receivers.length - this.buffer.length - this.inflight;
+      // Room: the buffer's free slots, plus (for handing straight over) receivers no value is on
+      // its way to; values and room reserved for select cases are occupied.
+      const room =
+        this.cap + this.receivers.length - this.buffer.length - this.inflight - this.reservedValues - this.reservedRoom;
       const s = this.senders.peek();
       if (s && room > 0) {
         this.senders.shift();
+        if (s.sel) {
+          this.reservedRoom++;
+          this.offerCase(s.sel, "room");
+          continue;
+        }
         this.inflight++;
         this.ids.add(s.id);
         this.append("v", s.bytes, { "C-Id": s.id }).then(

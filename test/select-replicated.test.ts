@@ -5,7 +5,8 @@
 // and every client dials A or B. Racing send selects and receive selects: every value is received
 // exactly once, from the channel its send select chose (so no select completed two cases and a
 // losing send case was stored nowhere); default and abort leave no trace; a closed /@ channel
-// answers as an ordinary one does; and with C killed (-9) while selects are pending, they carry
+// answers as an ordinary one does; `recv`/`send --timeout 0` (a select with default) work on /@
+// channels from the CLI; and with C killed (-9) while selects are pending, they carry
 // on through the daemon that takes the channel over, with the same counts (a value taken from C
 // and not yet acknowledged when C died is delivered again: such redeliveries are counted, and
 // must have been first received before the kill).
@@ -22,6 +23,7 @@ import {
   type SelectResult,
   select,
 } from "../src/index.ts";
+import { assertOk, assertTimedOut, Cli } from "./helpers/cli.ts";
 import { type Daemon, killAll } from "./helpers/daemon.ts";
 import { type StoreCircuit, startStoreCircuit } from "./helpers/store.ts";
 import { until, within } from "./helpers/wait.ts";
@@ -272,6 +274,20 @@ test("a closed /@ channel: a recv case reports closed once drained, a send case 
   await until("the recv case waits", 5000, async () => (await r2.stat()).waitingReceivers === 1);
   await r2.close();
   assert.deepEqual(await within(5000, p, "select on the closing channel"), { index: 0, closed: true });
+});
+
+test("CLI: recv and send --timeout 0 on a /@ channel happen only if they can at once", async () => {
+  const cli = new Cli(A);
+  const rp = await rchan(1);
+  assertTimedOut(await cli.run(["recv", "--timeout", "0", rp], { timeoutMs: 10_000 }));
+  assertOk(await cli.run(["send", "--timeout", "0", rp], { input: "one", timeoutMs: 10_000 }));
+  // Full: the second send does not happen, and is stored nowhere.
+  assertTimedOut(await cli.run(["send", "--timeout", "0", rp], { input: "two", timeoutMs: 10_000 }));
+  const r = await cli.run(["recv", "--timeout", "0", rp], { timeoutMs: 10_000 });
+  assertOk(r);
+  assert.equal(r.stdout.toString(), "one");
+  // The value was acknowledged before the CLI closed its connection: it is not delivered again.
+  assertTimedOut(await cli.run(["recv", "--timeout", "0", rp], { timeoutMs: 10_000 }));
 });
 
 test("kill -9 of the /@ host while selects are pending: they carry on through the new host, counts exact", async () => {

@@ -216,8 +216,9 @@ export class ReplicatedCase implements SelectTarget {
     const taken = this.taken;
     this.taken = undefined;
     if (taken) {
-      // After the program has the value: should we die before, the value is delivered again.
-      setImmediate(() => taken.conn.request(this.req("ack", { seq: taken.seq }) as never).catch(() => {}));
+      // Leaves as the select resolves (as DECIDE ALL does on a server connection, and ahead of a
+      // close of the client): should the host die before it is stored, the value is delivered again.
+      taken.conn.request(this.req("ack", { seq: taken.seq }) as never).catch(() => {});
       return;
     }
     if (this.conn && was !== "ended")

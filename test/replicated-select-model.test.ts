@@ -156,11 +156,16 @@ test("select cases on a replicated channel: losing sends stored nowhere, every c
       await settle();
       // End every select and keep every value taken: the host's view must then match the log's.
       for (const s of [...selectors]) endSelector(s);
-      for (const x of held.splice(0))
-        await x.host.ack(x.seq).then(
-          () => ackedOk.push(x.v),
-          () => {},
-        );
+      for (let i = 0; i < 3; i++) {
+        await settle();
+        for (const x of held.splice(0))
+          await x.host.ack(x.seq).then(
+            () => ackedOk.push(x.v),
+            () => {},
+          );
+      }
+      // Every session ends: waiting receives go (and nothing they held is left unacknowledged).
+      for (const o of owners) host.ownerGone(o);
       await settle();
       for (const id of released) assert.ok(!st.ids.has(id), `send case ${id} lost, yet it is in the log`);
       const drainer = {};
@@ -275,4 +280,28 @@ test("send cases: a full channel offers no room; close turns a waiting send case
   await assert.rejects(h.commitCase(sel, 4), { code: "ChannelClosed" });
   assert.ok(!st.ids.has("w"), "never stored");
   assert.equal(plainDone, true, "the plain send was ended by the close");
+});
+
+test("committing a recv case frees its slot: a sender waiting behind it moves on (cap 0)", async () => {
+  const st = new FakeStream();
+  const h = await ReplicatedChan.resume(st.js, st.jsm, "S", 0, 3, "H");
+  const o = {};
+  h.send(o, 1, Buffer.from("v0"), "v0", () => {});
+  h.send(o, 2, Buffer.from("v1"), "v1", () => {});
+  let offer: CaseOffer | undefined;
+  h.selectCase(o, 3, "recv", undefined, false, () => {});
+  h.watchCase(o, 3, (_e, x) => {
+    offer = x;
+  });
+  await settle();
+  assert.equal(offer, "value", "the waiting recv case made room for v0, which is reserved for it");
+  let plain: string | undefined;
+  h.recv(o, 4, (_e, v) => {
+    plain = v?.bytes.toString();
+  });
+  await settle();
+  const r = await h.commitCase(o, 3);
+  assert.equal(r && "value" in r ? r.value.toString() : r, "v0");
+  await settle();
+  assert.equal(plain, "v1", "the plain receive behind gets the next value");
 });

@@ -468,6 +468,8 @@ export class ReplicatedChan {
       this.reservedValues--;
       this.unacked.set(c.v.seq, { v: c.v, owner, opid });
       this.numRecv++;
+      // Its slot is free now (a delivered value no longer counts against the capacity).
+      this.pump();
       return { seq: c.v.seq, value: c.v.bytes };
     }
     if (c.offer === "closed") return { closed: true };

@@ -87,6 +87,8 @@ async function leftIn(c: Client, path: string): Promise<unknown[]> {
 interface Race {
   /** value → the channel path its send select chose */
   sentTo: Map<string, string>;
+  /** value → when its send select resolved */
+  sentAt: Map<string, number>;
   /** value → [channel path, time] of each receipt */
   got: Map<string, [string, number][]>;
 }
@@ -102,6 +104,7 @@ async function race(
   during?: () => Promise<void>,
 ): Promise<Race> {
   const sentTo = new Map<string, string>();
+  const sentAt = new Map<string, number>();
   const got = new Map<string, [string, number][]>();
   const total = 4 * per;
   const stop = new AbortController();
@@ -114,6 +117,7 @@ async function race(
       const v = `s${k}-${i}`;
       const res = await within(30_000, select([r.sendCase(v), o.sendCase(v)]), `send select ${v}`);
       sentTo.set(v, res.index === 0 ? paths.r : oPath);
+      sentAt.set(v, performance.now());
     }
   });
   let triggered = false;
@@ -152,7 +156,7 @@ async function race(
     stop.abort(new Error("race over"));
   }
   assert.equal(sentTo.size, total, "every send select completed");
-  return { sentTo, got };
+  return { sentTo, sentAt, got };
 }
 
 /** Every value once, from the channel its send chose; redeliveries only of values first received before `killedAt`. */
@@ -318,7 +322,12 @@ test("kill -9 of the /@ host while selects are pending: they carry on through th
   const c = await client(A);
   const host = (await (await open(c, paths.r)).stat()) as { host: string };
   assert.notEqual(host.host, C.id, "another daemon hosts the channel");
-  console.log(`after kill -9 of the host: ${r.sentTo.size} values, ${redelivered} redelivered (taken, unacknowledged)`);
+  const viaNewHost = [...r.sentTo].filter(([v, p]) => p === paths.r && (r.sentAt.get(v) ?? 0) > killedAt);
+  const first = Math.min(...viaNewHost.map(([v]) => (r.sentAt.get(v) ?? 0) - killedAt));
+  console.log(
+    `after kill -9 of the host: ${r.sentTo.size} values, ${viaNewHost.length} resolved through /@ after the kill ` +
+      `(first ${Math.round(first)} ms after the kill), ${redelivered} redelivered (taken, unacknowledged)`,
+  );
   for (const p of Object.values(paths)) assert.deepEqual(await leftIn(c, p), [], `${p} is empty`);
   // The selects pending on C complete through the new host: each receive select gets one value
   // sent after the kill; each send select's value is stored once (the full channel yields it once).

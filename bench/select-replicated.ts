@@ -23,6 +23,7 @@ interface AnyChan {
   recv(): Promise<unknown>;
   recvCase(): Case;
   sendCase(v: unknown): Case;
+  stat(): Promise<{ host?: string }>;
 }
 interface Lib {
   dial(url: string): Promise<{
@@ -86,9 +87,12 @@ export const scenario: Scenario = {
       const path = `/@/bench/sel${stamp}`;
       const { dial } = await lib();
       const admin = await dial(host.url);
-      // Made through the host's daemon: it takes the lease.
-      await admin.walk(path).makeChan(4096, { replicas: 3 });
+      // Its first operation goes through `host`'s daemon, which takes the lease.
+      const made = await admin.walk(path).makeChan(4096, { replicas: 3 });
+      const hostId = host.url.slice(host.url.lastIndexOf("/") + 1);
       const id = other.url.slice(other.url.lastIndexOf("/") + 1);
+      const at = (await made.stat()).host;
+      if (at !== hostId) throw new Error(`${path} is hosted by ${at}, not ${hostId}`);
       const empty = `/${id}/bench-empty-${stamp}`;
       const side = await dial(other.url);
       await side.walk(empty).makeChan(1);

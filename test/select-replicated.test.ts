@@ -53,11 +53,12 @@ async function client(d: Daemon): Promise<Client> {
 }
 
 let n = 0;
-/** A new /@ channel, hosted by C (the daemon first asked about it takes its lease). */
-async function rchan(cap: number): Promise<string> {
+/** A new /@ channel, hosted by `d` (the first daemon asked about it takes its lease). */
+async function rchan(cap: number, d = C): Promise<string> {
   const path = `/@/sel/r${++n}`;
-  const c = await client(C);
-  await c.walk(path).makeChan(cap, { replicas: 3 });
+  const c = await client(d);
+  const ch = (await c.walk(path).makeChan(cap, { replicas: 3 })) as ReplicatedChan;
+  assert.equal((await ch.stat()).host, d.id, `${path} is hosted by ${d.id}`);
   return path;
 }
 
@@ -178,7 +179,7 @@ function check(r: Race, killedAt = Number.NEGATIVE_INFINITY): number {
 
 test("racing send and receive selects over a /@ channel and ordinary channels on two daemons: every value once", async () => {
   const paths = { r: await rchan(2), x: await ochan(A, 1), y: await ochan(B, 0) };
-  const r = await race(paths, 30);
+  const r = await race(paths, 20);
   assert.equal(check(r), 0, "no redelivery without a failure");
   const onR = [...r.sentTo.values()].filter((p) => p === paths.r).length;
   console.log(`race: ${r.sentTo.size} values, ${onR} through the /@ channel`);
@@ -312,7 +313,7 @@ test("kill -9 of the /@ host while selects are pending: they carry on through th
     return e.waitingReceivers === 3 && f.waitingSenders === 3;
   });
   let killedAt = Number.POSITIVE_INFINITY;
-  const r = await race(paths, 40, async () => {
+  const r = await race(paths, 30, async () => {
     await sleep(Math.random() * 50);
     killedAt = performance.now();
     C.kill("SIGKILL");
@@ -349,4 +350,38 @@ test("kill -9 of the /@ host while selects are pending: they carry on through th
   assert.deepEqual(drained.slice(1).sort(), ["w0", "w1", "w2"]);
   assert.deepEqual(await leftIn(c, full.path), [], "each send stored once");
   assert.deepEqual(await leftIn(c, empty.path), []);
+});
+
+test("SIGSTOP of the /@ host with selects pending: they complete through the daemon that took the channel over", async () => {
+  // A fourth daemon hosts this channel; C is gone by now.
+  const D = await sc.add();
+  const rp = await rchan(4, D);
+  const cA = await client(A);
+  const r = await open<string>(cA, rp);
+  const idle = await open<string>(cA, await ochan(A, 0));
+  const pending = [0, 1, 2].map(() => select([r.recvCase(), idle.recvCase()]));
+  for (const p of pending) p.catch(() => {});
+  await until("the selects wait on D", 5000, async () => (await r.stat()).waitingReceivers === 3);
+  D.kill("SIGSTOP");
+  const t0 = performance.now();
+  try {
+    // Sent through B: once D's lease has lapsed, another daemon hosts the channel.
+    const s = await open<string>(await client(B), rp);
+    for (let i = 0; i < 3; i++) await within(20_000, s.send(`z${i}`), "a send while the host is stopped");
+    const moved = performance.now() - t0;
+    D.kill("SIGCONT");
+    const got = await within(20_000, Promise.all(pending), "selects pending on the stopped host");
+    console.log(
+      `SIGSTOP: sends through the new host after ${Math.round(moved)} ms, selects done after ${Math.round(performance.now() - t0)} ms`,
+    );
+    assert.deepEqual(
+      got.map((x) => x.index),
+      [0, 0, 0],
+    );
+    assert.deepEqual(got.map((x) => x.value).sort(), ["z0", "z1", "z2"]);
+    assert.notEqual(((await r.stat()) as { host: string }).host, D.id);
+    assert.deepEqual(await leftIn(cA, rp), []);
+  } finally {
+    D.kill("SIGCONT");
+  }
 });

@@ -9,7 +9,8 @@
 // channels from the CLI; and with C killed (-9) while selects are pending, they carry
 // on through the daemon that takes the channel over, with the same counts (a value taken from C
 // and not yet acknowledged when C died is delivered again: such redeliveries are counted, and
-// must have been first received before the kill).
+// must have been first received before the kill); selects pending on a host stopped with SIGSTOP
+// complete through the daemon that takes its channel over.
 
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";

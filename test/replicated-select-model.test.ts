@@ -305,3 +305,52 @@ test("committing a recv case frees its slot: a sender waiting behind it moves on
   await settle();
   assert.equal(plain, "v1", "the plain receive behind gets the next value");
 });
+
+test("default on capacity 0: a recv case with a sender waiting gets its value, not 'not ready'", async () => {
+  const st = new FakeStream();
+  const h = await ReplicatedChan.resume(st.js, st.jsm, "S", 0, 3, "H");
+  let sent = false;
+  h.send({}, 1, Buffer.from("v"), "v", () => {
+    sent = true;
+  });
+  await settle();
+  assert.equal(sent, false, "no receiver: the send waits");
+  let answer: CaseOffer | undefined | "none";
+  h.selectCase({}, 2, "recv", undefined, true, (_e, o) => {
+    answer = o ?? "none";
+  });
+  await settle();
+  assert.equal(answer, "value");
+  // With nothing on its way, `once` answers at once and leaves nothing behind.
+  let empty: CaseOffer | undefined | "none";
+  h.selectCase({}, 3, "recv", undefined, true, (_e, o) => {
+    empty = o ?? "none";
+  });
+  assert.equal(empty, "none");
+  assert.equal(h.stat().waitingReceivers, 0);
+});
+
+test("closed is reported only when no value is left, reserved ones included", async () => {
+  const st = new FakeStream();
+  const h = await ReplicatedChan.resume(st.js, st.jsm, "S", 2, 3, "H");
+  h.send({}, 1, Buffer.from("v"), "v", () => {});
+  await settle();
+  const a = {};
+  h.selectCase(a, 2, "recv", undefined, false, () => {});
+  await h.close();
+  let plain: { code?: string; v?: string } | undefined;
+  h.recv({}, 3, (e, v) => {
+    plain = { code: e?.code, v: v?.bytes.toString() };
+  });
+  await settle();
+  assert.equal(plain, undefined, "the reserved value may come back: not closed yet");
+  h.cancel(a, 2);
+  await settle();
+  assert.deepEqual(plain, { code: undefined, v: "v" }, "released: the plain receive gets it");
+  let last: { code?: string } | undefined;
+  h.recv({}, 4, (e) => {
+    last = { code: e?.code };
+  });
+  await settle();
+  assert.equal(last?.code, "ChannelClosed");
+});

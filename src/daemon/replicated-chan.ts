@@ -64,6 +64,8 @@ interface CaseWait {
   v?: Value;
   /** Told the offer (or the failure) once: a client's `case` or `watch` request waiting for it. */
   notify?: (err: CircuitError | undefined, offer?: CaseOffer) => void;
+  /** A select with `default` waiting only for the values being appended (see selectCase). */
+  once?: boolean;
 }
 
 /** A committed case: a value delivered (unacknowledged), closed, or null for a stored send. */
@@ -432,8 +434,22 @@ export class ReplicatedChan {
       this.pump();
     }
     if (c.offer || !once) return reply(undefined, c.offer);
+    if (dir === "recv" && this.inflight > 0) {
+      // Values are being stored, maybe for this very case (on a channel of capacity 0 a waiting
+      // receive makes room for a waiting sender): a select with `default` waits for those appends
+      // rather than answer "not ready" and leave the value to whoever receives next.
+      c.once = true;
+      c.notify = reply;
+      return;
+    }
     this.release(c);
     reply(undefined, undefined);
+  }
+
+  /** Once no append is in flight, `default` cases that got nothing are answered "not ready". */
+  private settleOnce(): void {
+    if (this.inflight > 0) return;
+    for (const c of this.cases) if (c.once && !c.offer) this.release(c);
   }
 
   /** A client waits for its case's offer: told at once if it has one, else when it comes. */
@@ -497,6 +513,7 @@ export class ReplicatedChan {
     } finally {
       this.inflight--;
       this.pump();
+      this.settleOnce();
     }
   }
 
@@ -599,7 +616,8 @@ export class ReplicatedChan {
         r.done(undefined, v);
         continue;
       }
-      if (!v && r && (this.closed || this.closing) && this.inflight === 0) {
+      // Closed and drained: values reserved for select cases still count (they may come back).
+      if (!v && r && (this.closed || this.closing) && this.inflight === 0 && this.reservedValues === 0) {
         this.receivers.shift();
         if (r.sel) this.offerCase(r.sel, "closed");
         else r.done(new ChannelClosed("channel is closed and drained"));
@@ -629,6 +647,7 @@ export class ReplicatedChan {
             }
             s.done();
             this.pump();
+            this.settleOnce();
           },
           (err: CircuitError) => {
             this.inflight--;

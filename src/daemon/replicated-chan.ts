@@ -88,8 +88,10 @@ export class ReplicatedChan {
   private readonly unacked = new Map<number, { v: Value; owner: Owner; opid: number }>();
   private readonly senders = new Deque<PendingSend>();
   private readonly receivers = new Deque<PendingRecv>();
-  /** Select cases registered here: waiting in `senders`/`receivers`, or offered (reserved). */
-  private readonly cases = new Set<CaseWait>();
+  /** Select cases registered here, by session and opid: waiting in line, or offered (reserved). */
+  private readonly cases = new Map<Owner, Map<number, CaseWait>>();
+  /** Cases of selects with `default` waiting for the appends in flight (see selectCase). */
+  private readonly onceCases = new Set<CaseWait>();
   /** Values reserved for recv cases and room reserved for send cases: both count as occupied. */
   private reservedValues = 0;
   private reservedRoom = 0;
@@ -278,7 +280,7 @@ export class ReplicatedChan {
     for (const s of this.senders.drain()) s.done(err);
     for (const r of this.receivers.drain()) r.done(err);
     // Offered cases keep their reservation in name only: a commit here is refused with `lost`.
-    for (const c of this.cases) this.tell(c, err);
+    for (const c of this.allCases()) this.tell(c, err);
     this.onLost(err);
     return err;
   }
@@ -339,7 +341,7 @@ export class ReplicatedChan {
     if (this.closed || this.closing || this.lost || !this.fresh()) return;
     let low = this.buffer.peek()?.seq ?? this.expect;
     for (const seq of this.unacked.keys()) low = Math.min(low, seq);
-    for (const c of this.cases) if (c.v) low = Math.min(low, c.v.seq);
+    for (const c of this.allCases()) if (c.v) low = Math.min(low, c.v.seq);
     if (low <= this.trimmedTo) return;
     this.acks = 0;
     this.trimming = true;
@@ -360,7 +362,8 @@ export class ReplicatedChan {
   cancel(owner: Owner, opid: number): void {
     this.senders.removeWhere((s) => s.owner === owner && s.opid === opid);
     this.receivers.removeWhere((r) => r.owner === owner && r.opid === opid);
-    for (const c of this.cases) if (c.owner === owner && c.opid === opid) this.release(c);
+    const c = this.findCase(owner, opid);
+    if (c) this.release(c);
     for (const [seq, u] of this.unacked) {
       if (u.owner === owner && u.opid === opid) {
         this.unacked.delete(seq);
@@ -374,7 +377,7 @@ export class ReplicatedChan {
   ownerGone(owner: Owner): void {
     this.senders.removeWhere((s) => s.owner === owner);
     this.receivers.removeWhere((r) => r.owner === owner);
-    for (const c of this.cases) if (c.owner === owner) this.release(c);
+    for (const c of [...(this.cases.get(owner)?.values() ?? [])]) this.release(c);
     for (const [seq, u] of [...this.unacked]) {
       if (u.owner !== owner) continue;
       this.unacked.delete(seq);
@@ -416,7 +419,7 @@ export class ReplicatedChan {
     if (this.lost) return reply(this.lost);
     if (this.aborted) return reply(new ChannelAborted("the channel was scrubbed"));
     const c: CaseWait = { owner, opid, dir, ...send };
-    this.cases.add(c);
+    this.addCase(c);
     if (dir === "send" && (this.closed || this.closing)) c.offer = "error";
     else if (dir === "send") {
       const sel = c;
@@ -440,6 +443,7 @@ export class ReplicatedChan {
       // rather than answer "not ready" and leave the value to whoever receives next.
       c.once = true;
       c.notify = reply;
+      this.onceCases.add(c);
       return;
     }
     this.release(c);
@@ -449,7 +453,8 @@ export class ReplicatedChan {
   /** Once no append is in flight, `default` cases that got nothing are answered "not ready". */
   private settleOnce(): void {
     if (this.inflight > 0) return;
-    for (const c of this.cases) if (c.once && !c.offer) this.release(c);
+    for (const c of this.onceCases) if (!c.offer) this.release(c);
+    this.onceCases.clear();
   }
 
   /** A client waits for its case's offer: told at once if it has one, else when it comes. */
@@ -479,7 +484,7 @@ export class ReplicatedChan {
       throw new ChannelAborted("the channel was scrubbed");
     }
     if (c.offer === "value" && !this.fresh()) throw this.lose(new Moved("lease not confirmed in time"));
-    this.cases.delete(c);
+    this.dropCase(c);
     if (c.offer === "value" && c.v) {
       this.reservedValues--;
       this.unacked.set(c.v.seq, { v: c.v, owner, opid });
@@ -518,8 +523,33 @@ export class ReplicatedChan {
   }
 
   private findCase(owner: Owner, opid: number): CaseWait | undefined {
-    for (const c of this.cases) if (c.owner === owner && c.opid === opid) return c;
-    return undefined;
+    return this.cases.get(owner)?.get(opid);
+  }
+
+  private addCase(c: CaseWait): void {
+    let mine = this.cases.get(c.owner);
+    if (!mine) {
+      mine = new Map();
+      this.cases.set(c.owner, mine);
+    }
+    // An opid names one case of a session: a second registration under it replaces the first.
+    const old = mine.get(c.opid);
+    if (old) this.release(old);
+    mine.set(c.opid, c);
+  }
+
+  /** Forgets a case; false if it was not registered (any more). */
+  private dropCase(c: CaseWait): boolean {
+    const mine = this.cases.get(c.owner);
+    if (mine?.get(c.opid) !== c) return false;
+    mine.delete(c.opid);
+    if (mine.size === 0) this.cases.delete(c.owner);
+    this.onceCases.delete(c);
+    return true;
+  }
+
+  private *allCases(): Generator<CaseWait> {
+    for (const mine of [...this.cases.values()]) yield* [...mine.values()];
   }
 
   private offerCase(c: CaseWait, offer: CaseOffer): void {
@@ -532,7 +562,7 @@ export class ReplicatedChan {
   /** The case failed where it waited (host lost, channel scrubbed): its waiting client hears it. */
   private tell(c: CaseWait, err: CircuitError | undefined): void {
     if (!err) return;
-    this.cases.delete(c);
+    this.dropCase(c);
     const n = c.notify;
     c.notify = undefined;
     n?.(err);
@@ -540,7 +570,7 @@ export class ReplicatedChan {
 
   /** Drops a case: out of line, or its reservation back (a value to its place at the head). */
   private release(c: CaseWait): void {
-    if (!this.cases.delete(c)) return;
+    if (!this.dropCase(c)) return;
     this.senders.removeWhere((s) => s.sel === c);
     this.receivers.removeWhere((r) => r.sel === c);
     if (c.offer === "value" && c.v) {

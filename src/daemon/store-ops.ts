@@ -184,7 +184,8 @@ export function storeRequest(
           const v = bytes(r.value);
           if (v.length > s.maxValue) throw new ProtocolError(`value of ${v.length} bytes exceeds the limit`);
           if (typeof r.id !== "string" || r.id.length > 64) throw new ProtocolError("a send case carries an id");
-          send = { bytes: v, id: r.id };
+          // A copy: the case may wait long, and should not keep the whole request frame alive.
+          send = { bytes: Buffer.from(v), id: r.id };
         }
         const dir = r.dir;
         return new Promise((resolve, reject) =>

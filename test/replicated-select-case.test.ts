@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { type CaseChannel, ReplicatedCase } from "../src/client/replicated-select.ts";
 import { type SelectCase, select } from "../src/client/select.ts";
-import { ServerGone } from "../src/errors.ts";
+import { ServerGone, StoreUnavailable } from "../src/errors.ts";
 import { encode } from "../src/wire/protocol.ts";
 
 type Req = Record<string, unknown>;
@@ -149,4 +149,22 @@ test("with default, a registration that does not answer within 500 ms does not h
   const ms = performance.now() - t0;
   assert.ok(ms >= 450 && ms < 2000, `${ms} ms`);
   assert.equal(slow.log[0]?.once, true, "registered as `once`: not kept if not ready");
+});
+
+test("a case that fails while another case is being committed fails the select if that commit does not happen", async () => {
+  const later = <T>(ms: number, f: () => T | Promise<T>) =>
+    new Promise<T>((resolve, reject) => setTimeout(() => Promise.resolve().then(f).then(resolve, reject), ms));
+  const a = new Script(async (req, n) => {
+    if (req.act === "case" && n === 0) return { offer: "value" };
+    if (req.act === "commit") return later(60, () => ({ failed: true }));
+    if (req.act === "case") return never();
+    return null;
+  });
+  const b = new Script(async (req) => {
+    if (req.act === "case") return { offer: null };
+    if (req.act === "watch") return later(20, () => Promise.reject(new StoreUnavailable("no store")));
+    return null;
+  });
+  await assert.rejects(select([recvCase(a), recvCase(b)]), StoreUnavailable);
+  assert.ok(a.acts().includes("commit:1"), "a's commit was under way when b failed");
 });

@@ -126,6 +126,8 @@ class Selection {
   private readonly polled = new Set<SelectTarget>();
   private scheduled = false;
   private live: Set<SelectTarget>;
+  /** A case that failed while we were committing to another one: it fails the select if that commit does not happen. */
+  private failedCase: { conn: SelectTarget; idx: number; flags: number; t: Buffer } | undefined;
 
   constructor(
     private readonly cases: readonly SelectCase[],
@@ -211,6 +213,10 @@ class Selection {
   private answer(conn: SelectTarget, idx: number, flags: number, pid: number, t: Buffer): void {
     // A case refused at registration (a send to a subscription) fails the select at once.
     if (flags & F.ERROR && this.state === "open" && this.chosen === -1) this.chosen = idx;
+    else if (flags & F.ERROR && idx !== this.chosen && (this.state === "committing" || this.state === "locked")) {
+      this.failedCase ??= { conn, idx, flags, t };
+      return;
+    }
     if (idx !== this.chosen || this.state === "done") return;
     if (flags & F.PENDING) {
       this.state = "locked";
@@ -221,6 +227,8 @@ class Selection {
       this.state = "open";
       this.chosen = -1;
       if (this.aborted) return this.finish(undefined, this.opts.signal?.reason);
+      const f = this.failedCase;
+      if (f) return this.answer(f.conn, f.idx, f.flags, 0, f.t);
       this.decide();
       if (this.state === "open" && this.opts.default && this.offers.size === 0) this.finish({ index: -1 });
       return;

@@ -93,6 +93,7 @@ test("select cases on a replicated channel: losing sends stored nowhere, every c
           }
         } else if (c.t === "select") {
           const s: Selector = { host, owner: c.owner, cases: [] };
+          const selector = ++opid;
           selectors.push(s);
           for (const dir of c.cases as readonly ("recv" | "send")[]) {
             const k: Case = { opid: ++opid, dir };
@@ -104,7 +105,7 @@ test("select cases on a replicated channel: losing sends stored nowhere, every c
             }
             s.cases.push(k);
             const o = owners[c.owner] as Owner;
-            host.selectCase(o, k.opid, dir, send, c.once, (err, offer) => {
+            host.selectCase(o, k.opid, dir, send, { once: c.once, selector }, (err, offer) => {
               if (err) return;
               if (offer) k.offer = offer;
               else if (!c.once)
@@ -223,7 +224,7 @@ test("a value reserved for a recv case and released goes back to the head, befor
   await settle();
   const sel = {};
   let offer: CaseOffer | undefined;
-  h.selectCase(sel, 1, "recv", undefined, false, (_e, o) => {
+  h.selectCase(sel, 1, "recv", undefined, { once: false }, (_e, o) => {
     offer = o;
   });
   assert.equal(offer, "value");
@@ -249,7 +250,7 @@ test("send cases: a full channel offers no room; close turns a waiting send case
   const h = await ReplicatedChan.resume(st.js, st.jsm, "S", 1, 3, "H");
   const sel = {};
   let offer: CaseOffer | undefined;
-  h.selectCase(sel, 1, "send", { bytes: Buffer.from("x"), id: "x" }, false, (_e, o) => {
+  h.selectCase(sel, 1, "send", { bytes: Buffer.from("x"), id: "x" }, { once: false }, (_e, o) => {
     offer = o;
   });
   assert.equal(offer, "room");
@@ -262,7 +263,7 @@ test("send cases: a full channel offers no room; close turns a waiting send case
   assert.equal(plainDone, false, "the reserved room is not given to another sender");
   // With `once` and no room, nothing is kept.
   let none: CaseOffer | undefined | "unset" = "unset";
-  h.selectCase({}, 3, "send", { bytes: Buffer.from("z"), id: "z" }, true, (_e, o) => {
+  h.selectCase({}, 3, "send", { bytes: Buffer.from("z"), id: "z" }, { once: true }, (_e, o) => {
     none = o;
   });
   assert.equal(none, undefined);
@@ -271,7 +272,7 @@ test("send cases: a full channel offers no room; close turns a waiting send case
   assert.ok(st.ids.has("x"));
   // A send case waiting when the channel closes is offered the failure; committing it fails.
   let later: CaseOffer | undefined;
-  h.selectCase(sel, 4, "send", { bytes: Buffer.from("w"), id: "w" }, false, () => {});
+  h.selectCase(sel, 4, "send", { bytes: Buffer.from("w"), id: "w" }, { once: false }, () => {});
   h.watchCase(sel, 4, (_e, o) => {
     later = o;
   });
@@ -289,7 +290,7 @@ test("committing a recv case frees its slot: a sender waiting behind it moves on
   h.send(o, 1, Buffer.from("v0"), "v0", () => {});
   h.send(o, 2, Buffer.from("v1"), "v1", () => {});
   let offer: CaseOffer | undefined;
-  h.selectCase(o, 3, "recv", undefined, false, () => {});
+  h.selectCase(o, 3, "recv", undefined, { once: false }, () => {});
   h.watchCase(o, 3, (_e, x) => {
     offer = x;
   });
@@ -316,14 +317,14 @@ test("default on capacity 0: a recv case with a sender waiting gets its value, n
   await settle();
   assert.equal(sent, false, "no receiver: the send waits");
   let answer: CaseOffer | undefined | "none";
-  h.selectCase({}, 2, "recv", undefined, true, (_e, o) => {
+  h.selectCase({}, 2, "recv", undefined, { once: true }, (_e, o) => {
     answer = o ?? "none";
   });
   await settle();
   assert.equal(answer, "value");
   // With nothing on its way, `once` answers at once and leaves nothing behind.
   let empty: CaseOffer | undefined | "none";
-  h.selectCase({}, 3, "recv", undefined, true, (_e, o) => {
+  h.selectCase({}, 3, "recv", undefined, { once: true }, (_e, o) => {
     empty = o ?? "none";
   });
   assert.equal(empty, "none");
@@ -336,7 +337,7 @@ test("closed is reported only when no value is left, reserved ones included", as
   h.send({}, 1, Buffer.from("v"), "v", () => {});
   await settle();
   const a = {};
-  h.selectCase(a, 2, "recv", undefined, false, () => {});
+  h.selectCase(a, 2, "recv", undefined, { once: false }, () => {});
   await h.close();
   let plain: { code?: string; v?: string } | undefined;
   h.recv({}, 3, (e, v) => {
@@ -353,4 +354,44 @@ test("closed is reported only when no value is left, reserved ones included", as
   });
   await settle();
   assert.equal(last?.code, "ChannelClosed");
+});
+
+test("capacity 0: a select's own recv case makes no room for its own send case", async () => {
+  const st = new FakeStream();
+  const h = await ReplicatedChan.resume(st.js, st.jsm, "S", 0, 3, "H");
+  const o = {};
+  const offers: Record<number, CaseOffer | undefined> = {};
+  const watch = (opid: number) =>
+    h.watchCase(o, opid, (_e, x) => {
+      offers[opid] = x;
+    });
+  h.selectCase(o, 1, "recv", undefined, { selector: 7 }, () => watch(1));
+  h.selectCase(o, 2, "send", { bytes: Buffer.from("x"), id: "x" }, { selector: 7 }, () => watch(2));
+  await settle();
+  assert.deepEqual(offers, {}, "nothing to meet but itself: nothing is offered");
+  // Another select's receive is a counterpart.
+  h.selectCase({}, 3, "recv", undefined, { selector: 8 }, () => {});
+  await settle();
+  assert.equal(offers[2], "room");
+});
+
+test("capacity 0: a plain sender behind a select's own send case still meets that select's recv case", async () => {
+  const st = new FakeStream();
+  const h = await ReplicatedChan.resume(st.js, st.jsm, "S", 0, 3, "H");
+  const o = {};
+  let recvOffer: CaseOffer | undefined;
+  h.selectCase(o, 1, "send", { bytes: Buffer.from("own"), id: "own" }, { selector: 7 }, () => {});
+  h.selectCase(o, 2, "recv", undefined, { selector: 7 }, () =>
+    h.watchCase(o, 2, (_e, x) => {
+      recvOffer = x;
+    }),
+  );
+  let plainDone = false;
+  h.send({}, 3, Buffer.from("p"), "p", () => {
+    plainDone = true;
+  });
+  await settle();
+  assert.equal(recvOffer, "value", "the plain sender's value is reserved for the recv case");
+  assert.equal(plainDone, true);
+  assert.ok(!st.ids.has("own"), "the select's own send case was not stored");
 });

@@ -2,7 +2,7 @@
 // server's part towards the select (src/client/select.ts: offers, POLLED, the answer to a commit)
 // and runs the case against the channel's host with requests:
 //
-//   {act: "case", opid, dir, value?, id?, once?}  registers it; answers its offer or null
+//   {act: "case", opid, dir, sel, value?, id?, once?}  registers it; answers its offer or null
 //   {act: "watch", opid}                         waits for the offer of a registered case
 //   {act: "commit", opid}                        the case happens (value, closed, or stored send)
 //   {act: "cancel", opid}                        releases it (a reserved value goes back in order)
@@ -46,6 +46,7 @@ function moved(r: unknown): boolean {
 export class ReplicatedCase implements SelectTarget {
   private sink: SelectSink | undefined;
   private idx = 0;
+  private sel = 0;
   private once = false;
   private readonly ac = new AbortController();
   /** The registration in force: its opid and the connection to the host that holds it. */
@@ -67,8 +68,9 @@ export class ReplicatedCase implements SelectTarget {
     this.id = dir === "send" ? ch.sendId() : undefined;
   }
 
-  openSelect(_sel: number, _poll: boolean, cases: unknown[], sink: SelectSink, once = false): void {
+  openSelect(sel: number, _poll: boolean, cases: unknown[], sink: SelectSink, once = false): void {
     this.sink = sink;
+    this.sel = sel;
     this.idx = (cases[0] as [number])[0];
     this.once = once;
     // A takeover can hold a registration up for seconds: the select does not wait for it that long.
@@ -100,7 +102,7 @@ export class ReplicatedCase implements SelectTarget {
     this.opid = opid;
     this.conn = undefined;
     this.state = "registering";
-    const fields: Record<string, unknown> = { opid, dir: this.dir, once: this.once };
+    const fields: Record<string, unknown> = { opid, dir: this.dir, once: this.once, sel: this.sel };
     if (this.dir === "send") Object.assign(fields, { value: this.bytes, id: this.id });
     this.ch.op({ act: "case", ...fields }, this.ac.signal).then(
       ({ r, conn }) => {

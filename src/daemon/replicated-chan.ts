@@ -66,6 +66,8 @@ interface CaseWait {
   notify?: (err: CircuitError | undefined, offer?: CaseOffer) => void;
   /** A select with `default` waiting only for the values being appended (see selectCase). */
   once?: boolean;
+  /** The select's id: its own recv cases make no room for its send cases (it cannot meet itself). */
+  selector?: number;
 }
 
 /** A committed case: a value delivered (unacknowledged), closed, or null for a stored send. */
@@ -413,12 +415,13 @@ export class ReplicatedChan {
     opid: number,
     dir: "recv" | "send",
     send: { bytes: Buffer; id: string } | undefined,
-    once: boolean,
+    opts: { once?: boolean; selector?: number },
     reply: (err: CircuitError | undefined, offer?: CaseOffer) => void,
   ): void {
     if (this.lost) return reply(this.lost);
     if (this.aborted) return reply(new ChannelAborted("the channel was scrubbed"));
-    const c: CaseWait = { owner, opid, dir, ...send };
+    const once = opts.once === true;
+    const c: CaseWait = { owner, opid, dir, ...send, selector: opts.selector };
     this.addCase(c);
     if (dir === "send" && (this.closed || this.closing)) c.offer = "error";
     else if (dir === "send") {
@@ -520,6 +523,31 @@ export class ReplicatedChan {
       this.pump();
       this.settleOnce();
     }
+  }
+
+  /** Takes the first sender that `room` is for (not only made by its own select's recv cases). */
+  private nextSender(room: number): PendingSend | undefined {
+    const head = this.senders.peek();
+    if (!head) return undefined;
+    if (this.ownReceivers(head) < room) return this.senders.shift();
+    // The head is a select's send case whose room only its own recv cases make: a sender behind
+    // it may use that room (a receive of that select meeting another sender is fine).
+    for (const x of this.senders) {
+      if (this.ownReceivers(x) < room) {
+        this.senders.removeWhere((y) => y === x);
+        return x;
+      }
+    }
+    return undefined;
+  }
+
+  /** Receivers that are recv cases of the same select as send case `s` (none for a plain send). */
+  private ownReceivers(s: PendingSend): number {
+    const sel = s.sel?.selector;
+    if (sel === undefined) return 0;
+    let n = 0;
+    for (const r of this.receivers) if (r.sel?.selector === sel && r.sel.owner === s.owner) n++;
+    return n;
   }
 
   private findCase(owner: Owner, opid: number): CaseWait | undefined {
@@ -657,9 +685,8 @@ export class ReplicatedChan {
       // its way to; values and room reserved for select cases are occupied.
       const room =
         this.cap + this.receivers.length - this.buffer.length - this.inflight - this.reservedValues - this.reservedRoom;
-      const s = this.senders.peek();
-      if (s && room > 0) {
-        this.senders.shift();
+      const s = room > 0 ? this.nextSender(room) : undefined;
+      if (s) {
         if (s.sel) {
           this.reservedRoom++;
           this.offerCase(s.sel, "room");

@@ -31,6 +31,13 @@ function bytes(v: unknown): Buffer {
   return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
 }
 
+/** A select's id, if the request names one (a whole number below 2^53). */
+function selector(v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) throw new ProtocolError("sel is a whole number");
+  return v;
+}
+
 function int(v: unknown): number {
   if (typeof v !== "number" || !Number.isInteger(v) || v < 0) throw new ProtocolError("expected a whole number");
   return v;
@@ -189,8 +196,13 @@ export function storeRequest(
         }
         const dir = r.dir;
         return new Promise((resolve, reject) =>
-          ch.selectCase(s.owner, int(r.opid), dir, send, r.once === true, (err, offer) =>
-            err ? reject(err) : resolve({ offer: offer ?? null }),
+          ch.selectCase(
+            s.owner,
+            int(r.opid),
+            dir,
+            send,
+            { once: r.once === true, selector: selector(r.sel) },
+            (err, offer) => (err ? reject(err) : resolve({ offer: offer ?? null })),
           ),
         );
       }

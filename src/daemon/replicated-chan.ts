@@ -546,7 +546,7 @@ export class ReplicatedChan {
     const sel = s.sel?.selector;
     if (sel === undefined) return 0;
     let n = 0;
-    for (const r of this.receivers) if (r.sel?.selector === sel && r.sel.owner === s.owner) n++;
+    for (const r of this.receivers) if (r.sel?.selector === sel) n++;
     return n;
   }
 

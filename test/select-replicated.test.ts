@@ -189,6 +189,17 @@ test("racing send and receive selects over a /@ channel and ordinary channels on
   for (const p of Object.values(paths)) assert.deepEqual(await leftIn(c, p), [], `${p} is empty`);
 });
 
+test("the same race over a /@ channel of capacity 0: every value once", async () => {
+  const paths = { r: await rchan(0), x: await ochan(A, 0), y: await ochan(B, 1) };
+  const r = await race(paths, 10);
+  assert.equal(check(r), 0, "no redelivery without a failure");
+  console.log(
+    `race, cap 0: ${r.sentTo.size} values, ${[...r.sentTo.values()].filter((p) => p === paths.r).length} through /@`,
+  );
+  const c = await client(A);
+  for (const p of Object.values(paths)) assert.deepEqual(await leftIn(c, p), [], `${p} is empty`);
+});
+
 test("default: nothing ready answers -1 at once and leaves no trace; a ready /@ case is taken", async () => {
   const c = await client(A);
   const rp = await rchan(1);

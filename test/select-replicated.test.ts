@@ -9,7 +9,8 @@
 // channels from the CLI; and with C killed (-9) while selects are pending, they carry
 // on through the daemon that takes the channel over, with the same counts (a value taken from C
 // and not yet acknowledged when C died is delivered again: such redeliveries are counted, and
-// must have been first received before the kill); selects pending on a host stopped with SIGSTOP
+// must have been first received before the kill, or within 2 s of it: C's last answers are read
+// and their selects resolve a moment after it); selects pending on a host stopped with SIGSTOP
 // complete through the daemon that takes its channel over.
 
 import assert from "node:assert/strict";
@@ -72,7 +73,19 @@ async function ochan(d: Daemon, cap: number): Promise<string> {
 }
 
 async function open<T>(c: Client, path: string): Promise<Chan<T> | ReplicatedChan<T>> {
-  return (await c.walk(path).get()) as Chan<T> | ReplicatedChan<T>;
+  // A /@ entry just made through another daemon can take a moment to be readable here (the
+  // store's KV reads may be served by a replica that has not applied the write yet).
+  let el: unknown;
+  await until(`${path} visible`, 5000, async () => {
+    el = await c
+      .walk(path)
+      .get()
+      .catch((err: { code?: string }) => {
+        if (err.code !== "NotFound") throw err;
+      });
+    return el !== undefined && el !== null;
+  });
+  return el as Chan<T> | ReplicatedChan<T>;
 }
 
 /** Everything left in a channel, without waiting. */

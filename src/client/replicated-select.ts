@@ -80,7 +80,7 @@ export class ReplicatedCase implements SelectTarget {
 
   decide(_sel: number, idx: number): void {
     if (idx === ALL_CASES) this.end();
-    else this.commit();
+    else this.commit().catch((err) => this.happened(F.ERROR, err));
   }
 
   closeSelect(): void {}

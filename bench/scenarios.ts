@@ -14,6 +14,7 @@ export const scenarioModules: Record<string, () => Promise<Scenario>> = {
   scale: async () => (await import("./scale.ts")).scenario,
   select: async () => (await import("./select.ts")).scenario,
   "chan-replicated": async () => (await import("./chan-replicated.ts")).scenario,
+  "select-replicated": async () => (await import("./select-replicated.ts")).scenario,
   "chan-durable": async () => (await import("./chan-durable.ts")).scenario,
   fuzz: async () => (await import("./fuzz.ts")).scenario,
 };

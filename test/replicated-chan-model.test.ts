@@ -8,67 +8,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import type { JetStreamClient, JetStreamManager, MsgHdrs } from "nats";
 import { type Owner, ReplicatedChan } from "../src/daemon/replicated-chan.ts";
-
-interface Rec {
-  seq: number;
-  headers: MsgHdrs;
-  data: Uint8Array;
-  id?: string;
-}
-
-/** One stream, as much of JetStream as ReplicatedChan uses. */
-class FakeStream {
-  recs: Rec[] = [];
-  last = 0;
-  ids = new Map<string, number>();
-  writers: string[] = [];
-
-  js = {
-    publish: async (
-      _subj: string,
-      data: Uint8Array,
-      o: { headers: MsgHdrs; expect: { lastSequence: number }; msgID?: string },
-    ) => {
-      await Promise.resolve();
-      if (o.msgID && this.ids.has(o.msgID)) return { seq: this.ids.get(o.msgID), duplicate: true };
-      if (o.expect.lastSequence !== this.last) throw new Error("wrong last sequence");
-      const seq = ++this.last;
-      this.recs.push({ seq, headers: o.headers, data, id: o.msgID });
-      if (o.msgID) this.ids.set(o.msgID, seq);
-      this.writers.push(o.headers.get("C-H"));
-      return { seq, duplicate: false };
-    },
-    consumers: {
-      get: async (_stream: string, o: { opt_start_seq: number }) => ({
-        fetch: async ({ max_messages }: { max_messages: number }) => {
-          const out = this.recs.filter((r) => r.seq >= o.opt_start_seq).slice(0, max_messages);
-          o.opt_start_seq = (out[out.length - 1]?.seq ?? o.opt_start_seq - 1) + 1;
-          return (async function* () {
-            yield* out;
-          })();
-        },
-      }),
-    },
-  } as unknown as JetStreamClient;
-
-  jsm = {
-    streams: {
-      info: async () => ({
-        state: { first_seq: this.recs[0]?.seq ?? this.last + 1, last_seq: this.last, messages: this.recs.length },
-      }),
-      purge: async (_s: string, o: { seq: number }) => {
-        this.recs = this.recs.filter((r) => r.seq >= o.seq);
-        return { success: true, purged: 0 };
-      },
-    },
-  } as unknown as JetStreamManager;
-}
-
-const settle = async () => {
-  for (let i = 0; i < 4; i++) await new Promise((r) => setImmediate(r));
-};
+import { FakeStream, settle } from "./helpers/fake-stream.ts";
 
 const cmd = fc.oneof(
   { weight: 4, arbitrary: fc.record({ t: fc.constant("send" as const), owner: fc.integer({ min: 0, max: 2 }) }) },

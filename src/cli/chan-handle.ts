@@ -4,14 +4,7 @@ import type { Chan } from "../client/chan.js";
 import type { Client } from "../client/client.js";
 import type { ReplicatedChan } from "../client/replicated-chan.js";
 import type { Subscription } from "../client/subscription.js";
-import { NotFound, Unsupported, WrongKind } from "../errors.js";
-import { timeoutSignal } from "./common.js";
-
-/** The --timeout of an operation on a replicated channel (no select there yet, so no --timeout 0). */
-export function replicatedTimeout(ms: string | undefined): AbortSignal | undefined {
-  if (ms !== undefined && Number(ms) === 0) throw new Unsupported("--timeout 0 is not available on /@ channels yet");
-  return timeoutSignal(ms)();
-}
+import { NotFound, WrongKind } from "../errors.js";
 
 export async function chanAt(c: Client, path: string): Promise<Chan | ReplicatedChan> {
   const el = await c.walk(path).get();

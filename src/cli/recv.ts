@@ -3,7 +3,7 @@
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { Command } from "commander";
-import { receivableAt, replicatedTimeout } from "./chan-handle.js";
+import { receivableAt } from "./chan-handle.js";
 import { type GlobalOptions, jsonReplacer, pathArg, timeoutSignal, withClient, withTimeout } from "./common.js";
 
 export function register(program: Command): void {
@@ -17,13 +17,9 @@ export function register(program: Command): void {
       pathArg(path);
       timeoutSignal(o.timeout);
       await withClient(g, async (c) => {
-        // Loaded here (with the client), not by every command's start-up.
-        const { ReplicatedChan } = await import("../client/replicated-chan.js");
         const ch = await receivableAt(c, path);
-        const v: unknown =
-          ch instanceof ReplicatedChan
-            ? await ch.recv({ signal: replicatedTimeout(o.timeout) })
-            : await withTimeout(o.timeout, ch.recvCase(), (signal) => ch.recv({ signal }));
+        // --timeout 0 is a select with a default, on /@ channels too (docs/select.md).
+        const v: unknown = await withTimeout(o.timeout, ch.recvCase(), (signal) => ch.recv({ signal }));
         if (v instanceof Readable && g.json) await write(`${JSON.stringify(await collect(v), jsonReplacer)}\n`);
         else if (v instanceof Readable) await pipeline(v, process.stdout, { end: false });
         else if (v instanceof Uint8Array && !g.json) await write(v);

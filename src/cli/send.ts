@@ -1,7 +1,7 @@
 // circuit send PATH: send stdin as one byte value (with --json, as one JSON value).
 
 import type { Command } from "commander";
-import { chanAt, replicatedTimeout } from "./chan-handle.js";
+import { chanAt } from "./chan-handle.js";
 import {
   type GlobalOptions,
   pathArg,
@@ -36,11 +36,8 @@ export function register(program: Command): void {
       }
       try {
         await withClient(g, async (c) => {
-          // Loaded here (with the client), not by every command's start-up.
-          const { ReplicatedChan } = await import("../client/replicated-chan.js");
           const ch = await chanAt(c, path);
-          if (ch instanceof ReplicatedChan) await ch.send(value, { signal: replicatedTimeout(o.timeout) });
-          else await withTimeout(o.timeout, ch.sendCase(value), (signal) => ch.send(value, { signal }));
+          await withTimeout(o.timeout, ch.sendCase(value), (signal) => ch.send(value, { signal }));
         });
       } finally {
         progress.done();

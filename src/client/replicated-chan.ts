@@ -6,12 +6,14 @@
 
 import { randomBytes } from "node:crypto";
 import { setMaxListeners } from "node:events";
-import { ChannelClosed, type CircuitError, ProtocolError, StoreUnavailable, Unsupported } from "../errors.js";
+import { ChannelClosed, type CircuitError, ProtocolError, StoreUnavailable } from "../errors.js";
 import { decode } from "../wire/protocol.js";
 import type { ReplicatedChanStat } from "../wire/shapes.js";
 import type { IterateOptions, OpOptions } from "./chan.js";
 import type { Connection } from "./connection.js";
+import { type CaseChannel, ReplicatedCase } from "./replicated-select.js";
 import type { Router } from "./router.js";
+import type { SelectCase } from "./select.js";
 
 /** How long one operation keeps looking for a host before it gives up with the last error. */
 const CARRY_MS = 20_000;
@@ -141,14 +143,30 @@ export class ReplicatedChan<T = unknown> implements AsyncIterable<T> {
     return this.decode(t);
   }
 
-  /** Not built yet: `select` over a /@ channel fails with Unsupported (before any I/O). */
-  recvCase(): never {
-    throw new Unsupported(`select over ${this.path} is not built yet: replicated channels have no select cases`);
+  /**
+   * A receive, as a case of `select` (docs/select.md, "Replicated channels"): if it is the one, the
+   * value is this select's alone and is acknowledged once the select has returned it.
+   */
+  recvCase(): SelectCase<T, "recv"> {
+    return { handle: 0, op: "recv", target: () => new ReplicatedCase(this.caseChannel(), "recv") };
   }
 
-  /** Not built yet: `select` over a /@ channel fails with Unsupported (before any I/O). */
-  sendCase(_value: T): never {
-    throw new Unsupported(`select over ${this.path} is not built yet: replicated channels have no select cases`);
+  /**
+   * A send of `value`, as a case of `select`: if it is the one, the value is stored (on a quorum)
+   * exactly once, even across a takeover; if not, it is stored nowhere. Encoding errors throw here.
+   */
+  sendCase(value: T): SelectCase<T, "send"> {
+    const bytes = this.encodeValue(value);
+    return { handle: 0, op: "send", bytes, target: () => new ReplicatedCase(this.caseChannel(), "send", bytes) };
+  }
+
+  private caseChannel(): CaseChannel {
+    return {
+      names: this.names,
+      op: (req, signal) => this.op(req, signal),
+      nextOpid: () => ++nextOpid,
+      sendId: () => `${this.idPrefix}-${++this.sends}`,
+    };
   }
 
   async close(opts?: OpOptions): Promise<void> {

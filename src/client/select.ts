@@ -4,6 +4,7 @@
 // of a select-vs-select pair decides nothing else until the other selector has answered.
 
 import { randomInt } from "node:crypto";
+import type { Readable } from "node:stream";
 import { ChannelClosed, type CircuitError, fromWire, ProtocolError, ServerGone } from "../errors.js";
 import { ALL_CASES, decode, F } from "../wire/protocol.js";
 import type { Connection, SelectSink } from "./connection.js";
@@ -16,8 +17,13 @@ declare const valueType: unique symbol;
  * the channel's value type, `Op` the operation, so that `select` can type its result.
  */
 export interface SelectCase<T = unknown, Op extends "recv" | "send" = "recv" | "send"> {
-  /** @internal */
-  readonly conn: Connection;
+  /** @internal the server connection the case's channel lives on (unless `target`) */
+  readonly conn?: Connection;
+  /**
+   * @internal for a case that is not on one server's connection (a /@ replicated channel): makes
+   * the per-select party that runs the case's side of the protocol (src/client/replicated-select.ts)
+   */
+  readonly target?: () => SelectTarget;
   /** @internal */
   readonly handle: number;
   readonly op: Op;
@@ -67,6 +73,19 @@ export type SelectResult<C = unknown> = C extends readonly SelectCase[]
 type State = "open" | "committing" | "locked" | "done";
 
 /**
+ * @internal Where some of a select's cases are registered and decided: a server connection (all
+ * of the select's cases on that server), or one case on a /@ replicated channel. It answers
+ * through the sink exactly as a server does (docs/select.md).
+ */
+export interface SelectTarget {
+  /** `once`: the select has a `default`, so a case not ready at registration is not kept. */
+  openSelect(sel: number, poll: boolean, cases: unknown[], sink: SelectSink, once?: boolean): void;
+  decide(sel: number, idx: number): void;
+  closeSelect(sel: number): void;
+  streamReader?(pid: number): Readable;
+}
+
+/**
  * Waits until one of the cases can happen, performs exactly that one and returns its index. Every
  * other case has not happened: no value consumed, none delivered. Ready cases are chosen uniformly
  * at random. A case on a closed channel is ready: a recv reports `closed`, a send fails with
@@ -96,17 +115,19 @@ interface Outcome {
 
 class Selection {
   private readonly id = randomInt(1, 2 ** 48) * 32 + randomInt(0, 32);
-  private readonly conns = new Map<Connection, number[]>();
-  private readonly connOf: Connection[] = [];
+  private readonly conns = new Map<SelectTarget, number[]>();
+  private readonly connOf: SelectTarget[] = [];
   /** Cases with an offer out for us, and its flags. */
   private readonly offers = new Map<number, number>();
   private state: State = "open";
   private chosen = -1;
   private aborted = false;
   private unpolled = 0;
-  private readonly polled = new Set<Connection>();
+  private readonly polled = new Set<SelectTarget>();
   private scheduled = false;
-  private live: Set<Connection>;
+  private live: Set<SelectTarget>;
+  /** A case that failed while we were committing to another one: it fails the select if that commit does not happen. */
+  private failedCase: { conn: SelectTarget; idx: number; flags: number; t: Buffer } | undefined;
 
   constructor(
     private readonly cases: readonly SelectCase[],
@@ -115,10 +136,12 @@ class Selection {
     private readonly reject: (e: unknown) => void,
   ) {
     for (const [i, c] of cases.entries()) {
-      this.connOf[i] = c.conn;
-      const list = this.conns.get(c.conn) ?? [];
+      // A /@ case is its own target (its channel's host is found and followed per case).
+      const target = c.target ? c.target() : (c.conn as Connection);
+      this.connOf[i] = target;
+      const list = this.conns.get(target) ?? [];
       list.push(i);
-      this.conns.set(c.conn, list);
+      this.conns.set(target, list);
     }
     this.live = new Set(this.conns.keys());
   }
@@ -134,12 +157,12 @@ class Selection {
         const c = this.cases[i] as SelectCase;
         return c.op === "send" ? [i, c.handle, 1, c.bytes] : [i, c.handle, 0];
       });
-      conn.openSelect(this.id, poll, spec, this.sink(conn));
+      conn.openSelect(this.id, poll, spec, this.sink(conn), this.opts.default === true);
     }
     this.opts.signal?.addEventListener("abort", this.onAbort, { once: true });
   }
 
-  private sink(conn: Connection): SelectSink {
+  private sink(conn: SelectTarget): SelectSink {
     return {
       offer: (idx, flags) => {
         if (this.state === "done") return;
@@ -187,9 +210,13 @@ class Selection {
   }
 
   /** The answer to our commit (DONE), or the outcome of a pair we committed to (SETTLED). */
-  private answer(conn: Connection, idx: number, flags: number, pid: number, t: Buffer): void {
+  private answer(conn: SelectTarget, idx: number, flags: number, pid: number, t: Buffer): void {
     // A case refused at registration (a send to a subscription) fails the select at once.
     if (flags & F.ERROR && this.state === "open" && this.chosen === -1) this.chosen = idx;
+    else if (flags & F.ERROR && idx !== this.chosen && (this.state === "committing" || this.state === "locked")) {
+      this.failedCase ??= { conn, idx, flags, t };
+      return;
+    }
     if (idx !== this.chosen || this.state === "done") return;
     if (flags & F.PENDING) {
       this.state = "locked";
@@ -200,6 +227,8 @@ class Selection {
       this.state = "open";
       this.chosen = -1;
       if (this.aborted) return this.finish(undefined, this.opts.signal?.reason);
+      const f = this.failedCase;
+      if (f) return this.answer(f.conn, f.idx, f.flags, 0, f.t);
       this.decide();
       if (this.state === "open" && this.opts.default && this.offers.size === 0) this.finish({ index: -1 });
       return;
@@ -210,7 +239,7 @@ class Selection {
     try {
       if (flags & F.ERROR) error = fromWire(decode(t));
       else if (flags & F.CLOSED) result = { index: idx, closed: true };
-      else if (flags & F.STREAM) result = { index: idx, value: conn.streamReader(pid) };
+      else if (flags & F.STREAM && conn.streamReader) result = { index: idx, value: conn.streamReader(pid) };
       else if (flags & F.VALUE) result = { index: idx, value: decode(t) };
     } catch (err) {
       error = new ProtocolError("received a value that is not valid MessagePack", { cause: err });
@@ -218,7 +247,7 @@ class Selection {
     this.finish(error ? undefined : result, error);
   }
 
-  private serverGone(conn: Connection, err: CircuitError): void {
+  private serverGone(conn: SelectTarget, err: CircuitError): void {
     if (this.state === "done" || !this.live.delete(conn)) return;
     const mine = this.conns.get(conn) ?? [];
     for (const i of mine) this.offers.delete(i);

@@ -32,13 +32,46 @@ interface PendingSend {
   bytes: Buffer;
   id: string;
   done: (err?: CircuitError) => void;
+  /** A select's send case waiting in line (its `done` only ever reports a failure). */
+  sel?: CaseWait;
 }
 
 interface PendingRecv {
   owner: Owner;
   opid: number;
   done: (err: CircuitError | undefined, v?: Value) => void;
+  /** A select's recv case waiting in line (its `done` only ever reports a failure). */
+  sel?: CaseWait;
 }
+
+/**
+ * What a select case on this channel would get if committed now (docs/select.md, "Replicated
+ * channels"): a value reserved for a recv case, the channel closed and drained, room reserved for
+ * a send case, or a send that would fail (the channel is closed or scrubbed).
+ */
+export type CaseOffer = "value" | "closed" | "room" | "error";
+
+/** A select case registered on this host by a client session, identified by (owner, opid). */
+interface CaseWait {
+  owner: Owner;
+  opid: number;
+  dir: "recv" | "send";
+  bytes?: Buffer;
+  id?: string;
+  /** Set once the channel has reserved what the case needs. */
+  offer?: CaseOffer;
+  /** The value reserved for a recv case. */
+  v?: Value;
+  /** Told the offer (or the failure) once: a client's `case` or `watch` request waiting for it. */
+  notify?: (err: CircuitError | undefined, offer?: CaseOffer) => void;
+  /** A select with `default` waiting only for the values being appended (see selectCase). */
+  once?: boolean;
+  /** The select's id: its own recv cases make no room for its send cases (it cannot meet itself). */
+  selector?: number;
+}
+
+/** A committed case: a value delivered (unacknowledged), closed, or null for a stored send. */
+export type CaseOutcome = { seq: number; value: Buffer } | { closed: true } | { failed: true } | null;
 
 export type RStat = ReplicatedChanStat;
 
@@ -57,6 +90,13 @@ export class ReplicatedChan {
   private readonly unacked = new Map<number, { v: Value; owner: Owner; opid: number }>();
   private readonly senders = new Deque<PendingSend>();
   private readonly receivers = new Deque<PendingRecv>();
+  /** Select cases registered here, by session and opid: waiting in line, or offered (reserved). */
+  private readonly cases = new Map<Owner, Map<number, CaseWait>>();
+  /** Cases of selects with `default` waiting for the appends in flight (see selectCase). */
+  private readonly onceCases = new Set<CaseWait>();
+  /** Values reserved for recv cases and room reserved for send cases: both count as occupied. */
+  private reservedValues = 0;
+  private reservedRoom = 0;
   /** Ids of every value in the log: a send retried across a takeover is stored once. */
   private readonly ids = new Set<string>();
   /** Appends in flight that will add a value. */
@@ -241,6 +281,8 @@ export class ReplicatedChan {
     this.lost = err;
     for (const s of this.senders.drain()) s.done(err);
     for (const r of this.receivers.drain()) r.done(err);
+    // Offered cases keep their reservation in name only: a commit here is refused with `lost`.
+    for (const c of this.allCases()) this.tell(c, err);
     this.onLost(err);
     return err;
   }
@@ -301,6 +343,7 @@ export class ReplicatedChan {
     if (this.closed || this.closing || this.lost || !this.fresh()) return;
     let low = this.buffer.peek()?.seq ?? this.expect;
     for (const seq of this.unacked.keys()) low = Math.min(low, seq);
+    for (const c of this.allCases()) if (c.v) low = Math.min(low, c.v.seq);
     if (low <= this.trimmedTo) return;
     this.acks = 0;
     this.trimming = true;
@@ -321,6 +364,8 @@ export class ReplicatedChan {
   cancel(owner: Owner, opid: number): void {
     this.senders.removeWhere((s) => s.owner === owner && s.opid === opid);
     this.receivers.removeWhere((r) => r.owner === owner && r.opid === opid);
+    const c = this.findCase(owner, opid);
+    if (c) this.release(c);
     for (const [seq, u] of this.unacked) {
       if (u.owner === owner && u.opid === opid) {
         this.unacked.delete(seq);
@@ -334,6 +379,7 @@ export class ReplicatedChan {
   ownerGone(owner: Owner): void {
     this.senders.removeWhere((s) => s.owner === owner);
     this.receivers.removeWhere((r) => r.owner === owner);
+    for (const c of [...(this.cases.get(owner)?.values() ?? [])]) this.release(c);
     for (const [seq, u] of [...this.unacked]) {
       if (u.owner !== owner) continue;
       this.unacked.delete(seq);
@@ -355,12 +401,226 @@ export class ReplicatedChan {
     for (const x of all) this.buffer.push(x);
   }
 
+  // Select cases (docs/select.md, "Replicated channels"). A case waits in line with plain sends
+  // and receives; when it could complete, the channel reserves what it needs and offers it. The
+  // client commits one offer (commitCase) and releases the others (cancel). A reservation holds
+  // until then: nothing here withdraws an offer; a commit answers from the state at that moment.
+
+  /**
+   * Registers a select case. `reply` is told its offer at once if there is one; otherwise, it is
+   * told `undefined` and the case waits (or, with `once`, is dropped: a select with `default`).
+   */
+  selectCase(
+    owner: Owner,
+    opid: number,
+    dir: "recv" | "send",
+    send: { bytes: Buffer; id: string } | undefined,
+    opts: { once?: boolean; selector?: number },
+    reply: (err: CircuitError | undefined, offer?: CaseOffer) => void,
+  ): void {
+    if (this.lost) return reply(this.lost);
+    if (this.aborted) return reply(new ChannelAborted("the channel was scrubbed"));
+    const once = opts.once === true;
+    const c: CaseWait = { owner, opid, dir, ...send, selector: opts.selector };
+    this.addCase(c);
+    if (dir === "send" && (this.closed || this.closing)) c.offer = "error";
+    else if (dir === "send") {
+      const sel = c;
+      this.senders.push({
+        owner,
+        opid,
+        bytes: send?.bytes ?? Buffer.alloc(0),
+        id: "",
+        sel,
+        done: (e) => this.tell(sel, e),
+      });
+      this.pump();
+    } else {
+      this.receivers.push({ owner, opid, sel: c, done: (e) => this.tell(c, e) });
+      this.pump();
+    }
+    if (c.offer || !once) return reply(undefined, c.offer);
+    if (dir === "recv" && this.inflight > 0) {
+      // Values are being stored, maybe for this very case (on a channel of capacity 0 a waiting
+      // receive makes room for a waiting sender): a select with `default` waits for those appends
+      // rather than answer "not ready" and leave the value to whoever receives next.
+      c.once = true;
+      c.notify = reply;
+      this.onceCases.add(c);
+      return;
+    }
+    this.release(c);
+    reply(undefined, undefined);
+  }
+
+  /** Once no append is in flight, `default` cases that got nothing are answered "not ready". */
+  private settleOnce(): void {
+    if (this.inflight > 0) return;
+    for (const c of this.onceCases) if (!c.offer) this.release(c);
+    this.onceCases.clear();
+  }
+
+  /** A client waits for its case's offer: told at once if it has one, else when it comes. */
+  watchCase(owner: Owner, opid: number, reply: (err: CircuitError | undefined, offer?: CaseOffer) => void): void {
+    if (this.lost) return reply(this.lost);
+    const c = this.findCase(owner, opid);
+    // Unknown here (released, or registered with another host): the client registers it again.
+    if (!c) return reply(new Moved("no such select case on this host"));
+    if (c.offer) return reply(undefined, c.offer);
+    c.notify = reply;
+  }
+
+  /**
+   * Commits an offered case: a recv case's value is delivered (unacknowledged, as a plain
+   * receive's), a send case's value is appended and the promise settles on the publish ack.
+   * `{failed}`: the case has no reservation here (the client registers it again).
+   */
+  async commitCase(owner: Owner, opid: number): Promise<CaseOutcome> {
+    if (this.lost) throw this.lost;
+    const c = this.findCase(owner, opid);
+    if (!c?.offer) {
+      if (c) this.release(c);
+      return { failed: true };
+    }
+    if (this.aborted) {
+      this.release(c);
+      throw new ChannelAborted("the channel was scrubbed");
+    }
+    if (c.offer === "value" && !this.fresh()) throw this.lose(new Moved("lease not confirmed in time"));
+    this.dropCase(c);
+    if (c.offer === "value" && c.v) {
+      this.reservedValues--;
+      this.unacked.set(c.v.seq, { v: c.v, owner, opid });
+      this.numRecv++;
+      // Its slot is free now (a delivered value no longer counts against the capacity).
+      this.pump();
+      return { seq: c.v.seq, value: c.v.bytes };
+    }
+    if (c.offer === "closed") return { closed: true };
+    if (c.offer === "room") this.reservedRoom--;
+    if (this.closed || this.closing) {
+      this.pump();
+      throw new ChannelClosed("send on a closed channel");
+    }
+    const id = c.id ?? "";
+    const bytes = c.bytes ?? Buffer.alloc(0);
+    // Committed before (the client asked again after losing the answer): stored once.
+    if (this.ids.has(id)) {
+      this.pump();
+      return null;
+    }
+    this.ids.add(id);
+    this.inflight++;
+    try {
+      const seq = await this.append("v", bytes, { "C-Id": id });
+      if (seq > 0) {
+        this.numSend++;
+        this.buffer.push({ seq, bytes });
+      }
+      return null;
+    } finally {
+      this.inflight--;
+      this.pump();
+      this.settleOnce();
+    }
+  }
+
+  /** Takes the first sender that `room` is for (not only made by its own select's recv cases). */
+  private nextSender(room: number): PendingSend | undefined {
+    const head = this.senders.peek();
+    if (!head) return undefined;
+    if (this.ownReceivers(head) < room) return this.senders.shift();
+    // The head is a select's send case whose room only its own recv cases make: a sender behind
+    // it may use that room (a receive of that select meeting another sender is fine).
+    for (const x of this.senders) {
+      if (this.ownReceivers(x) < room) {
+        this.senders.removeWhere((y) => y === x);
+        return x;
+      }
+    }
+    return undefined;
+  }
+
+  /** Receivers that are recv cases of the same select as send case `s` (none for a plain send). */
+  private ownReceivers(s: PendingSend): number {
+    const sel = s.sel?.selector;
+    if (sel === undefined) return 0;
+    let n = 0;
+    for (const r of this.receivers) if (r.sel?.selector === sel) n++;
+    return n;
+  }
+
+  private findCase(owner: Owner, opid: number): CaseWait | undefined {
+    return this.cases.get(owner)?.get(opid);
+  }
+
+  private addCase(c: CaseWait): void {
+    let mine = this.cases.get(c.owner);
+    if (!mine) {
+      mine = new Map();
+      this.cases.set(c.owner, mine);
+    }
+    // An opid names one case of a session: a second registration under it replaces the first.
+    const old = mine.get(c.opid);
+    if (old) this.release(old);
+    mine.set(c.opid, c);
+  }
+
+  /** Forgets a case; false if it was not registered (any more). */
+  private dropCase(c: CaseWait): boolean {
+    const mine = this.cases.get(c.owner);
+    if (mine?.get(c.opid) !== c) return false;
+    mine.delete(c.opid);
+    if (mine.size === 0) this.cases.delete(c.owner);
+    this.onceCases.delete(c);
+    return true;
+  }
+
+  private *allCases(): Generator<CaseWait> {
+    for (const mine of [...this.cases.values()]) yield* [...mine.values()];
+  }
+
+  private offerCase(c: CaseWait, offer: CaseOffer): void {
+    c.offer = offer;
+    const n = c.notify;
+    c.notify = undefined;
+    n?.(undefined, offer);
+  }
+
+  /** The case failed where it waited (host lost, channel scrubbed): its waiting client hears it. */
+  private tell(c: CaseWait, err: CircuitError | undefined): void {
+    if (!err) return;
+    this.dropCase(c);
+    const n = c.notify;
+    c.notify = undefined;
+    n?.(err);
+  }
+
+  /** Drops a case: out of line, or its reservation back (a value to its place at the head). */
+  private release(c: CaseWait): void {
+    if (!this.dropCase(c)) return;
+    this.senders.removeWhere((s) => s.sel === c);
+    this.receivers.removeWhere((r) => r.sel === c);
+    if (c.offer === "value" && c.v) {
+      this.reservedValues--;
+      this.putBack(c.v);
+    } else if (c.offer === "room") this.reservedRoom--;
+    const n = c.notify;
+    c.notify = undefined;
+    n?.(undefined, undefined);
+    this.pump();
+  }
+
   async close(): Promise<void> {
     if (this.lost) throw this.lost;
     if (this.aborted) throw new ChannelAborted("the channel was scrubbed");
     if (this.closed || this.closing) throw new ChannelClosed("close of a closed channel");
     this.closing = true;
-    for (const s of this.senders.drain()) s.done(new ChannelClosed("channel closed while sending"));
+    for (const s of this.senders.drain()) {
+      // A waiting send case is offered the failure, as on an ordinary channel.
+      if (s.sel) this.offerCase(s.sel, "error");
+      else s.done(new ChannelClosed("channel closed while sending"));
+    }
     await this.append("c", undefined);
     this.closed = true;
     this.pump();
@@ -377,7 +637,7 @@ export class ReplicatedChan {
   stat(): RStat {
     return {
       cap: this.cap,
-      len: this.buffer.length,
+      len: this.buffer.length + this.reservedValues,
       closed: this.closed || this.closing,
       aborted: this.aborted,
       numSend: this.numSend,
@@ -402,21 +662,36 @@ export class ReplicatedChan {
         }
         this.receivers.shift();
         this.buffer.shift();
+        if (r.sel) {
+          // Reserved for a select: out of circulation, but still occupying its slot.
+          r.sel.v = v;
+          this.reservedValues++;
+          this.offerCase(r.sel, "value");
+          continue;
+        }
         this.unacked.set(v.seq, { v, owner: r.owner, opid: r.opid });
         this.numRecv++;
         r.done(undefined, v);
         continue;
       }
-      if (!v && r && (this.closed || this.closing) && this.inflight === 0) {
+      // Closed and drained: values reserved for select cases still count (they may come back).
+      if (!v && r && (this.closed || this.closing) && this.inflight === 0 && this.reservedValues === 0) {
         this.receivers.shift();
-        r.done(new ChannelClosed("channel is closed and drained"));
+        if (r.sel) this.offerCase(r.sel, "closed");
+        else r.done(new ChannelClosed("channel is closed and drained"));
         continue;
       }
-      // Room: the buffer's free slots, plus (for handing straight over) receivers no value is on its way to.
-      const room = this.cap + this.receivers.length - this.buffer.length - this.inflight;
-      const s = this.senders.peek();
-      if (s && room > 0) {
-        this.senders.shift();
+      // Room: the buffer's free slots, plus (for handing straight over) receivers no value is on
+      // its way to; values and room reserved for select cases are occupied.
+      const room =
+        this.cap + this.receivers.length - this.buffer.length - this.inflight - this.reservedValues - this.reservedRoom;
+      const s = room > 0 ? this.nextSender(room) : undefined;
+      if (s) {
+        if (s.sel) {
+          this.reservedRoom++;
+          this.offerCase(s.sel, "room");
+          continue;
+        }
         this.inflight++;
         this.ids.add(s.id);
         this.append("v", s.bytes, { "C-Id": s.id }).then(
@@ -429,6 +704,7 @@ export class ReplicatedChan {
             }
             s.done();
             this.pump();
+            this.settleOnce();
           },
           (err: CircuitError) => {
             this.inflight--;

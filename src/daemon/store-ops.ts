@@ -31,6 +31,13 @@ function bytes(v: unknown): Buffer {
   return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
 }
 
+/** A select's id, if the request names one (a whole number below 2^53). */
+function selector(v: unknown): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) throw new ProtocolError("sel is a whole number");
+  return v;
+}
+
 function int(v: unknown): number {
   if (typeof v !== "number" || !Number.isInteger(v) || v < 0) throw new ProtocolError("expected a whole number");
   return v;
@@ -176,6 +183,35 @@ export function storeRequest(
         return new Promise((resolve, reject) =>
           ch.recv(s.owner, int(r.opid), (err, v) => (err ? reject(err) : resolve({ seq: v?.seq, value: v?.bytes }))),
         );
+      case "case": {
+        // A select case (docs/select.md, "Replicated channels"): answered with its offer, or null.
+        if (r.dir !== "recv" && r.dir !== "send") throw new ProtocolError('a select case is "recv" or "send"');
+        let send: { bytes: Buffer; id: string } | undefined;
+        if (r.dir === "send") {
+          const v = bytes(r.value);
+          if (v.length > s.maxValue) throw new ProtocolError(`value of ${v.length} bytes exceeds the limit`);
+          if (typeof r.id !== "string" || r.id.length > 64) throw new ProtocolError("a send case carries an id");
+          // A copy: the case may wait long, and should not keep the whole request frame alive.
+          send = { bytes: Buffer.from(v), id: r.id };
+        }
+        const dir = r.dir;
+        return new Promise((resolve, reject) =>
+          ch.selectCase(
+            s.owner,
+            int(r.opid),
+            dir,
+            send,
+            { once: r.once === true, selector: selector(r.sel) },
+            (err, offer) => (err ? reject(err) : resolve({ offer: offer ?? null })),
+          ),
+        );
+      }
+      case "watch":
+        return new Promise((resolve, reject) =>
+          ch.watchCase(s.owner, int(r.opid), (err, offer) => (err ? reject(err) : resolve({ offer: offer ?? null }))),
+        );
+      case "commit":
+        return await ch.commitCase(s.owner, int(r.opid));
       case "ack":
         await ch.ack(int(r.seq));
         return null;

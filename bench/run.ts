@@ -153,6 +153,42 @@ const comparisons: Comparison[] = [
     baseline: "nats.js.puback",
     versus: "JetStream",
   },
+  {
+    title:
+      "Replicated channel (/@, R=3) vs JetStream R=3 through the same 3-node cluster: a producer " +
+      "(via another daemon than the host) → a consumer, 100-byte messages (bench/chan-replicated.ts)",
+    kind: "throughput",
+    ids: ["nats.jetstream.r3", "chan.replicated"],
+    baseline: "nats.jetstream.r3",
+    versus: "JetStream",
+    target: { id: "chan.replicated", text: "≥ 1.0× JetStream R=3", met: (r) => r >= 1 },
+  },
+  {
+    title: "One replicated send at a time (stored on a quorum) vs a JetStream R=3 publish awaiting its ack",
+    kind: "latency",
+    ids: ["nats.jetstream.r3.send", "chan.replicated.send"],
+    baseline: "nats.jetstream.r3.send",
+    versus: "JetStream",
+  },
+  {
+    title: "Takeover of a replicated channel after kill -9 of its host, to the next completed send",
+    kind: "latency",
+    ids: ["chan.replicated.takeover"],
+    baseline: "chan.replicated.takeover",
+    versus: "itself",
+  },
+  {
+    title: "select with a case on a /@ channel (R=3) vs the plain operation on it, one at a time",
+    kind: "latency",
+    ids: [
+      "select.replicated.send",
+      "select.replicated.select-send",
+      "select.replicated.recv",
+      "select.replicated.select-recv",
+    ],
+    baseline: "select.replicated.send",
+    versus: "plain send",
+  },
 ];
 
 function usage(): string {

@@ -6,10 +6,12 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { closeSync, mkdirSync, openSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
+import type { Readable } from "node:stream";
 import { after, test } from "node:test";
 import { type Chan, dial, StorageFull } from "../src/index.ts";
 import { type Daemon, killAll } from "./helpers/daemon.ts";
 import { crashAndRestart, dataDir, startOn } from "./helpers/durable.ts";
+import { readAll } from "./helpers/streams.ts";
 
 const root = process.getuid?.() === 0;
 const mnt = dataDir("full");
@@ -89,9 +91,16 @@ test("full disk: StorageFull, nothing stored is lost, sends work again when spac
     sent.push(1000);
     stored++;
     assert.equal((await ch.stat()).len, stored);
-    // (No stream message once space returns: lmdb 3.5 then dies with `malloc(): corrupted top
-    // size` on some writes — stream chunks, or plain values of 1 MiB — after commits failed for a
-    // full disk; see the README.)
+    // Once space returns, big values and a stream message are stored too, and the daemon lives
+    // (lmdb 3.5 died with `malloc(): corrupted top size` on such writes after commits had failed
+    // for a full disk; writes are now refused before LMDB sees them, see DurableStore.hasRoom).
+    const big = new Uint8Array(1024 * 1024).fill(9);
+    for (let i = 0; i < 6; i++) await ch.send(big);
+    const w2 = ch.sendStream();
+    w2.end(Buffer.alloc(1024 * 1024, 8));
+    await w2.sent;
+    stored += 7;
+    assert.equal((await ch.stat()).len, stored);
 
     await c.close();
     d = await crashAndRestart(d, dir);
@@ -100,6 +109,9 @@ test("full disk: StorageFull, nothing stored is lost, sends work again when spac
     assert.equal((await again.stat()).len, stored);
     // Everything that was stored, in order.
     for (const i of sent) assert.deepEqual(await again.recv(), Buffer.from(value(i)), `value ${i}`);
+    for (let i = 0; i < 6; i++) assert.deepEqual(await again.recv(), Buffer.from(big), `big value ${i}`);
+    const msg = (await again.recv()) as unknown as Readable;
+    assert.deepEqual(await readAll(msg), Buffer.alloc(1024 * 1024, 8));
   } catch (e) {
     // The daemon's own words (lmdb prints its write errors there) help tell a store failure apart.
     console.error("daemon stderr:", d.stderr());

@@ -83,6 +83,8 @@ interface Pending {
   first: number;
   values: Buffer[];
   bytes: number;
+  /** The disk had no room for it (hasRoom): it fails with StorageFull, nothing written. */
+  refused: boolean;
   done: Promise<unknown>;
   resolve: (v: unknown) => void;
   reject: (err: unknown) => void;
@@ -112,6 +114,11 @@ export function isFull(err: unknown): boolean {
   const e = err as { code?: unknown; message?: unknown };
   if (e?.code === 28 || e?.code === "ENOSPC" || e?.code === -30792) return true;
   return /ENOSPC|MDB_MAP_FULL|No space left/i.test(String(e?.message ?? ""));
+}
+
+/** A write refused before it reached LMDB: the disk is (nearly) full. */
+function noRoom(file: string): Error {
+  return Object.assign(new Error(`no space left on the disk holding ${file}`), { code: "ENOSPC" });
 }
 
 /** Free space kept beyond a stream chunk's own size (see hasRoom). */
@@ -392,7 +399,11 @@ export class DurableStore {
         resolve = res;
         reject = rej;
       });
-      p = { id, first: key, values: [], bytes: 0, done, resolve, reject };
+      // Checked before LMDB sees the write: a commit that fails for a full disk has left lmdb 3.5
+      // in a state where a later write could kill the process (see hasRoom). A refused group
+      // refuses its channel's de-duplication record of the turn too (putDedupe).
+      const refused = !this.hasRoom(Math.max(value.length, GROUP_BYTES));
+      p = { id, first: key, values: [], bytes: 0, done, resolve, reject, refused };
       this.pending.set(id, p);
       this.queueFlush();
     }
@@ -417,6 +428,10 @@ export class DurableStore {
 
   private writeGroup(p: Pending): void {
     this.pending.delete(p.id);
+    if (p.refused) {
+      p.reject(noRoom(this.file));
+      return;
+    }
     const key: GroupKey = [p.id, p.first, p.values.length, p.bytes];
     // Until committed, acknowledgements find it here (a value handed straight to a receiver, on
     // a channel of capacity 0, may be acknowledged before its group is committed).
@@ -504,10 +519,10 @@ export class DurableStore {
   }
 
   /**
-   * Whether the disk has room for `bytes` of a stream message (with a margin), checked before a
-   * message is opened and before each chunk: a message on a nearly full disk fails with
-   * StorageFull without writing into it. (lmdb 3.5 died with `malloc(): corrupted top size` when a
-   * commit of large chunks failed for a full disk while spilling pages; see the README.)
+   * Whether the disk has room for `bytes` (with a margin), checked before a stream message is
+   * opened, before each of its chunks and before each group of values: a write on a nearly full
+   * disk fails with StorageFull without reaching LMDB. (lmdb 3.5 died with `malloc(): corrupted
+   * top size` in writes after commits had failed for a full disk; see the README.)
    */
   hasRoom(bytes: number): boolean {
     try {
@@ -544,6 +559,8 @@ export class DurableStore {
   }
 
   putDedupe(id: number, cid: string, seq: number): Promise<unknown> {
+    // With the values of its turn, or not at all.
+    if (this.pending.get(id)?.refused) return Promise.reject(noRoom(this.file));
     return synced(this.dedupe.put([id, cid], seq));
   }
 

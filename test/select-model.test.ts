@@ -1350,6 +1350,21 @@ describe("select on one channel, by example", () => {
     assert.equal(got, "value v", "the receiver was told 'closed and drained' while v was still in the channel");
   });
 
+  test("a recv case offered 'closed' takes a value handed back before it commits", () => {
+    // Found by the random model (seed -1854412192): a receiver's connection closed after the
+    // channel did, its unacknowledged value went back, and a select that had been offered
+    // "closed" committed afterwards; it was told "closed" while the value sat in the channel.
+    const ch = new Channel<string>(0);
+    ch.close(() => {});
+    const a = kase(1, "recv");
+    ch.selectCase(a);
+    assert.deepEqual(a.log, ['offer {"closed":true}']);
+    ch.requeue(["v"]);
+    const r = ch.commitCase(a);
+    assert.deepEqual(r, { status: "done", outcome: { value: "v" } });
+    assert.equal(ch.stat().len, 0);
+  });
+
   test("a plain sender held by a select case fails when the channel closes", () => {
     const ch = new Channel<string>(0);
     let res = "pending";

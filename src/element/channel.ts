@@ -430,9 +430,16 @@ export class Channel<V> {
         res.s.w.done();
         outcome = { value: res.s.w.value };
         break;
-      case "closed":
-        outcome = { closed: true };
+      case "closed": {
+        // A value handed back since this offer was made (its receiver's connection closed): the
+        // channel is closed but not drained any more, and a receive now takes that value.
+        const v = this.buf.shift();
+        if (v !== undefined) {
+          this.numRecv++;
+          outcome = { value: v };
+        } else outcome = { closed: true };
         break;
+      }
       case "error":
         outcome = { error: res.error };
         break;

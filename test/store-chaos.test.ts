@@ -70,7 +70,10 @@ test("host killed or paused and a NATS node killed at random moments: every comp
         } catch (err) {
           if ((err as Error).name === "TimeoutError") {
             timeouts.push(Math.round(performance.now() - t0));
-            if (stop && new Set(got.map((v) => `${v.p}:${v.i}`)).size >= total()) return;
+            // Done once the producers are (the drain has begun) and every completed send is in: a
+            // send still in flight when `stop` is set may complete after this check.
+            const drained = drainUntil.at < Number.POSITIVE_INFINITY;
+            if (drained && new Set(got.map((v) => `${v.p}:${v.i}`)).size >= total()) return;
             continue;
           }
           consumerError = err;

@@ -7,21 +7,12 @@
 import assert from "node:assert/strict";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { type Chan, dial, select, Unsupported } from "../src/index.ts";
-import { type Daemon, killAll, runCli, startDaemon } from "./helpers/daemon.ts";
-import { crashAndRestart, dataDir, startOn } from "./helpers/durable.ts";
+import { type Daemon, runCli, startDaemon } from "./helpers/daemon.ts";
+import { crashAndRestart, dataDirs, startOn } from "./helpers/durable.ts";
 
-const dirs: { rm(): void }[] = [];
-after(async () => {
-  await killAll();
-  for (const d of dirs) d.rm();
-});
-function tmp(tag: string): string {
-  const t = dataDir(tag);
-  dirs.push(t);
-  return t.dir;
-}
+const tmp = dataDirs();
 
 describe("durable channel restart", () => {
   test("cap, closed flag, order, bytes and unacknowledged values survive kill -9", async () => {

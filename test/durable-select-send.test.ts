@@ -4,29 +4,20 @@
 // across kill -9 while selects are pending they fail with ServerGone and every select that
 // completed has its value in the store after the restart, in the channel it chose, once.
 import assert from "node:assert/strict";
-import { after, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import fc from "fast-check";
 import { type Chan, dial, select } from "../src/index.ts";
-import { type Daemon, killAll } from "./helpers/daemon.ts";
-import { crashAndRestart, dataDir, startOn } from "./helpers/durable.ts";
+import type { Daemon } from "./helpers/daemon.ts";
+import { crashAndRestart, dataDirs, startOn } from "./helpers/durable.ts";
+import { drain } from "./helpers/producers.ts";
 
-const dirs: { rm(): void }[] = [];
-after(async () => {
-  await killAll();
-  for (const d of dirs) d.rm();
-});
-function tmp(tag: string): string {
-  const t = dataDir(tag);
-  dirs.push(t);
-  return t.dir;
-}
+const tmp = dataDirs();
 
-async function drain<T>(ch: Chan<T>): Promise<T[]> {
+/** Closes `ch` and takes everything left in it. */
+async function closeAndDrain<T>(ch: Chan<T>): Promise<T[]> {
   await ch.close();
-  const out: T[] = [];
-  for await (const v of ch.iterate({ prefetch: 64 })) out.push(v);
-  return out;
+  return drain(ch);
 }
 
 describe("durable channel select send cases", () => {
@@ -70,9 +61,9 @@ describe("durable channel select send cases", () => {
       const a = (await c2.walk(`/${d.id}/a`).get()) as Chan<number>;
       const b = (await c2.walk(`/${d.id}/b`).get()) as Chan<number>;
       const full = (await c2.walk(`/${d.id}/full`).get()) as Chan<string>;
-      assert.deepEqual(await drain(a), chose[0]);
-      assert.deepEqual(await drain(b), chose[1]);
-      assert.deepEqual(await drain(full), ["x"]);
+      assert.deepEqual(await closeAndDrain(a), chose[0]);
+      assert.deepEqual(await closeAndDrain(b), chose[1]);
+      assert.deepEqual(await closeAndDrain(full), ["x"]);
     } finally {
       await c2.close();
       await d.stop();
@@ -125,8 +116,8 @@ describe("durable channel select send cases", () => {
         const c2 = await dial(d.url);
         try {
           const got = [
-            await drain((await c2.walk(`/${d.id}/a${round}`).get()) as Chan<string>),
-            await drain((await c2.walk(`/${d.id}/b${round}`).get()) as Chan<string>),
+            await closeAndDrain((await c2.walk(`/${d.id}/a${round}`).get()) as Chan<string>),
+            await closeAndDrain((await c2.walk(`/${d.id}/b${round}`).get()) as Chan<string>),
           ];
           const seen = new Map<string, number>();
           for (const [idx, vals] of got.entries()) {
@@ -139,7 +130,7 @@ describe("durable channel select send cases", () => {
           // Besides those, only the selects in flight at the crash (one per loop) may have happened.
           assert.ok(seen.size - done.size <= LOOPS, `${seen.size} stored, ${done.size} completed (seed ${seed})`);
           assert.deepEqual(
-            await drain((await c2.walk(`/${d.id}/full${round}`).get()) as Chan<string>),
+            await closeAndDrain((await c2.walk(`/${d.id}/full${round}`).get()) as Chan<string>),
             ["x"],
             "the blocked select stored nothing",
           );

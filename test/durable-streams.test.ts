@@ -7,23 +7,14 @@
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import type { Readable, Writable } from "node:stream";
-import { after, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Chan, dial, select } from "../src/index.ts";
-import { type Daemon, killAll, spawnCli } from "./helpers/daemon.ts";
-import { crashAndRestart, dataDir, startOn } from "./helpers/durable.ts";
+import { type Daemon, spawnCli } from "./helpers/daemon.ts";
+import { crashAndRestart, dataDirs, startOn } from "./helpers/durable.ts";
 import { readAll } from "./helpers/streams.ts";
 
-const dirs: { rm(): void }[] = [];
-after(async () => {
-  await killAll();
-  for (const d of dirs) d.rm();
-});
-function tmp(tag: string): string {
-  const t = dataDir(tag);
-  dirs.push(t);
-  return t.dir;
-}
+const tmp = dataDirs();
 
 /** Writes `data` in pieces of `piece` bytes, honouring backpressure; does not end the writer. */
 async function writeAll(w: Writable, data: Buffer, piece = 64 * 1024): Promise<void> {

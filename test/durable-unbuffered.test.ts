@@ -7,23 +7,14 @@
 // Across kill -9 every completed send (plain or a select case) was received or is back; blocked
 // operations fail with ServerGone. The CLI makes one with `mkchan --durable PATH 0`.
 import assert from "node:assert/strict";
-import { after, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import fc from "fast-check";
 import { type Chan, dial, select } from "../src/index.ts";
-import { type Daemon, killAll, runCli, spawnCli } from "./helpers/daemon.ts";
-import { crashAndRestart, dataDir, startOn } from "./helpers/durable.ts";
+import { type Daemon, runCli, spawnCli } from "./helpers/daemon.ts";
+import { crashAndRestart, dataDirs, startOn } from "./helpers/durable.ts";
 
-const dirs: { rm(): void }[] = [];
-after(async () => {
-  await killAll();
-  for (const d of dirs) d.rm();
-});
-function tmp(tag: string): string {
-  const t = dataDir(tag);
-  dirs.push(t);
-  return t.dir;
-}
+const tmp = dataDirs();
 
 describe("durable channel of capacity 0", () => {
   test("a send waits for a receiver; cap 0, closed flag and unacknowledged values survive kill -9", async () => {

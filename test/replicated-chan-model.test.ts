@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
 import { type Owner, ReplicatedChan } from "../src/daemon/replicated-chan.ts";
-import { FakeStream, settle } from "./helpers/fake-stream.ts";
+import { drainHost, FakeStream, settle } from "./helpers/fake-stream.ts";
 
 const cmd = fc.oneof(
   { weight: 4, arbitrary: fc.record({ t: fc.constant("send" as const), owner: fc.integer({ min: 0, max: 2 }) }) },
@@ -89,18 +89,7 @@ test("random operations and takeovers: completed sends acknowledged exactly once
       await settle();
       // Drain through a fresh host: every value still in the channel, acknowledged.
       host = await ReplicatedChan.resume(st.js, st.jsm, "S", cap, 3, `H${++gen}`);
-      const drainer = {};
-      for (;;) {
-        let got: { seq: number; bytes: Buffer } | undefined;
-        host.recv(drainer, ++opid, (err, v) => {
-          if (!err) got = v;
-        });
-        await settle();
-        if (!got) break;
-        const g = got as { seq: number; bytes: Buffer };
-        await host.ack(g.seq);
-        ackedOk.push(g.bytes.toString());
-      }
+      for (const g of await drainHost(host, () => ++opid)) ackedOk.push(g.bytes.toString());
       const counts = new Map<string, number>();
       for (const v of ackedOk) counts.set(v, (counts.get(v) ?? 0) + 1);
       for (const v of completed)

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
 import { type CaseOffer, type Owner, ReplicatedChan } from "../src/daemon/replicated-chan.ts";
-import { FakeStream, settle } from "./helpers/fake-stream.ts";
+import { drainHost, FakeStream, settle } from "./helpers/fake-stream.ts";
 
 const owner = fc.integer({ min: 0, max: 2 });
 const cmd = fc.oneof(
@@ -169,19 +169,8 @@ test("select cases on a replicated channel: losing sends stored nowhere, every c
       for (const o of owners) host.ownerGone(o);
       await settle();
       for (const id of released) assert.ok(!st.ids.has(id), `send case ${id} lost, yet it is in the log`);
-      const drainer = {};
       const drain = async () => {
-        for (;;) {
-          let got: { seq: number; bytes: Buffer } | undefined;
-          host.recv(drainer, ++opid, (err, v) => {
-            if (!err) got = v;
-          });
-          await settle();
-          if (!got) return;
-          const g = got as { seq: number; bytes: Buffer };
-          await host.ack(g.seq);
-          ackedOk.push(g.bytes.toString());
-        }
+        for (const g of await drainHost(host, () => ++opid)) ackedOk.push(g.bytes.toString());
       };
       // The live host hands out everything it holds: nothing stays stuck in a released reservation.
       const live = !host.lost;
@@ -190,17 +179,9 @@ test("select cases on a replicated channel: losing sends stored nowhere, every c
       host = await ReplicatedChan.resume(st.js, st.jsm, "S", cap, 3, `H${++gen}`);
       if (live) assert.equal(host.stat().len, 0, "the live host had handed out every value");
       let lastSeq = 0;
-      for (;;) {
-        let got: { seq: number; bytes: Buffer } | undefined;
-        host.recv(drainer, ++opid, (err, v) => {
-          if (!err) got = v;
-        });
-        await settle();
-        if (!got) break;
-        const g = got as { seq: number; bytes: Buffer };
+      for (const g of await drainHost(host, () => ++opid)) {
         assert.ok(g.seq > lastSeq, "drained in log order");
         lastSeq = g.seq;
-        await host.ack(g.seq);
         ackedOk.push(g.bytes.toString());
       }
       const counts = new Map<string, number>();

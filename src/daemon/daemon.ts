@@ -46,7 +46,7 @@ import { Session, TICK_MS } from "./session.js";
 import type { Store } from "./store.js";
 import type { StoreOptions } from "./store-config.js";
 import type { StoreHost } from "./store-host.js";
-import type { StoreServices, StoreServices as StoreSvcClass } from "./store-svc.js";
+import type { StoreServices } from "./store-svc.js";
 import { ServiceHost, type ServiceHostDeps, type ServiceRemote } from "./svc-host.js";
 
 export interface DaemonOptions {
@@ -359,7 +359,7 @@ export class Daemon {
     if (opts.store) {
       try {
         // Loaded only by daemons with a store: the NATS client alone is some 60 modules and MBs of RSS.
-        const [{ Store }, { StoreHost }, { StoreServices }] = await Promise.all([
+        const [{ Store }, { StoreHost }, { StoreServices: Services }] = await Promise.all([
           import("./store.js"),
           import("./store-host.js"),
           import("./store-svc.js"),
@@ -375,7 +375,7 @@ export class Daemon {
           },
           log: d.log,
         });
-        d.sharedSvcs = d.storeServices(StoreServices, store, cluster);
+        d.sharedSvcs = d.storeServices(Services, store, cluster);
       } catch (err) {
         await d.stop();
         throw err;
@@ -405,9 +405,9 @@ export class Daemon {
   }
 
   /** Services under /@ (DESIGN §3.7, §12): supervised by whichever daemon holds their lease. */
-  private storeServices(StoreServices: typeof StoreSvcClass, store: Store, cluster: ClusterNode): StoreServices {
+  private storeServices(Services: typeof StoreServices, store: Store, cluster: ClusterNode): StoreServices {
     const connect = this.connect;
-    return new StoreServices({
+    return new Services({
       store,
       me: { id: this.id, url: this.url },
       alive: (id) => {

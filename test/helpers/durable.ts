@@ -3,12 +3,30 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type Daemon, startDaemon } from "./daemon.ts";
+import { after } from "node:test";
+import { type Daemon, killAll, startDaemon } from "./daemon.ts";
 
 /** A fresh temporary data directory; `rm()` removes it. */
 export function dataDir(tag: string): { dir: string; rm(): void } {
   const dir = mkdtempSync(join(tmpdir(), `circuit-${tag}-`));
   return { dir, rm: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * A maker of data directories for one test file: after its tests, every daemon is killed and every
+ * directory it made is removed.
+ */
+export function dataDirs(): (tag: string) => string {
+  const dirs: { rm(): void }[] = [];
+  after(async () => {
+    await killAll();
+    for (const d of dirs) d.rm();
+  });
+  return (tag) => {
+    const t = dataDir(tag);
+    dirs.push(t);
+    return t.dir;
+  };
 }
 
 export function portOf(d: Daemon): number {

@@ -3,6 +3,7 @@
 // the host's model tests.
 
 import type { JetStreamClient, JetStreamManager, MsgHdrs } from "nats";
+import type { ReplicatedChan } from "../../src/daemon/replicated-chan.ts";
 
 export interface Rec {
   seq: number;
@@ -62,3 +63,23 @@ export class FakeStream {
 export const settle = async () => {
   for (let i = 0; i < 4; i++) await new Promise((r) => setImmediate(r));
 };
+
+/**
+ * Receives, one at a time and acknowledging each, every value `host` hands out to one receiver
+ * (`opid()` names each receive); returns them in the order received.
+ */
+export async function drainHost(host: ReplicatedChan, opid: () => number): Promise<{ seq: number; bytes: Buffer }[]> {
+  const owner = {};
+  const out: { seq: number; bytes: Buffer }[] = [];
+  for (;;) {
+    let got: { seq: number; bytes: Buffer } | undefined;
+    host.recv(owner, opid(), (err, v) => {
+      if (!err) got = v;
+    });
+    await settle();
+    if (!got) return out;
+    const g = got as { seq: number; bytes: Buffer };
+    await host.ack(g.seq);
+    out.push(g);
+  }
+}

@@ -138,14 +138,33 @@ export class Store {
     }
   }
 
-  /** The element at names, or null. */
+  /**
+   * The element at names, or null. The buckets allow direct gets, which any replica answers, and
+   * a replica may not have applied a create that has just completed (a service made here and
+   * looked up at once): so an answer of "nothing there" is asked again of the stream's leader.
+   */
   async entry(names: readonly string[]): Promise<TreeEntry | null> {
     try {
       const e = await this.tree.get(keyOf(names));
-      if (e?.operation !== "PUT" || e.value.length === 0) return null;
-      return JSON.parse(Buffer.from(e.value).toString()) as TreeEntry;
+      if (e?.operation === "PUT" && e.value.length > 0) return JSON.parse(Buffer.from(e.value).toString()) as TreeEntry;
+      const m = await this.lastAtLeader(TREE, keyOf(names));
+      return m ? (JSON.parse(Buffer.from(m.data).toString()) as TreeEntry) : null;
     } catch (err) {
       throw storeError(err, "a tree lookup");
+    }
+  }
+
+  /** The last message of key in bucket as its stream leader has it; null when none or deleted. */
+  private async lastAtLeader(bucket: string, key: string): Promise<{ data: Uint8Array; seq: number } | null> {
+    try {
+      const m = await this.jsm.streams.getMessage(`KV_${bucket}`, { last_by_subj: `$KV.${bucket}.${key}` });
+      const op = m.header?.get("KV-Operation");
+      if ((op && op !== "PUT") || m.data.length === 0) return null;
+      return { data: m.data, seq: m.seq };
+    } catch (err) {
+      if ((err as { code?: string })?.code === "404" || /no message found/i.test((err as Error)?.message ?? ""))
+        return null;
+      throw err;
     }
   }
 
@@ -202,13 +221,9 @@ export class Store {
    */
   async leaseAtLeader(names: readonly string[]): Promise<{ lease: Lease; revision: number } | null> {
     try {
-      const m = await this.jsm.streams.getMessage(`KV_${LEASES}`, { last_by_subj: `$KV.${LEASES}.${keyOf(names)}` });
-      const op = m.header?.get("KV-Operation");
-      if ((op && op !== "PUT") || m.data.length === 0) return null;
-      return { lease: JSON.parse(Buffer.from(m.data).toString()) as Lease, revision: m.seq };
+      const m = await this.lastAtLeader(LEASES, keyOf(names));
+      return m ? { lease: JSON.parse(Buffer.from(m.data).toString()) as Lease, revision: m.seq } : null;
     } catch (err) {
-      if ((err as { code?: string })?.code === "404" || /no message found/i.test((err as Error)?.message ?? ""))
-        return null;
       throw storeError(err, "a lease lookup");
     }
   }

@@ -1,6 +1,6 @@
 // The replicated channel's host state machine (src/daemon/replicated-chan.ts) under random
 // operations and takeovers, against a fake JetStream stream at the seam it talks through (publish
-// with "expected last sequence" and message ids, read back, purge). A takeover resumes a new host
+// with "expected last sequence", read back, purge). A takeover resumes a new host
 // from the log while the old one lingers and keeps trying to act. Whatever happens: a value whose
 // send completed is acknowledged exactly once in the end, no value is acknowledged twice, nothing
 // appears that nobody sent, and a host that was taken over appends nothing.
@@ -8,7 +8,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { type Owner, ReplicatedChan } from "../src/daemon/replicated-chan.ts";
+import { headers } from "nats";
+import { DEDUPE_MS, KEY_SPAN, type Owner, ReplicatedChan } from "../src/daemon/replicated-chan.ts";
+import { CARRY_MS } from "../src/wire/shapes.ts";
 import { drainHost, FakeStream, settle } from "./helpers/fake-stream.ts";
 
 const cmd = fc.oneof(
@@ -135,15 +137,146 @@ test("a host whose log another host took over stops its waiting receivers when i
   assert.ok(a.lost, "A changes nothing more");
 });
 
-test("an append answered 'duplicate' at sequence 0 (seen, not stored) does not complete the send", async () => {
+/** Sends `v` with id `id` on host `h`; resolves with the error, or "ok" once stored. */
+function sendOn(h: ReplicatedChan, id: string, v = id, owner: Owner = {}): Promise<unknown> {
+  return new Promise((res) =>
+    h.send(owner, Math.floor(Math.random() * 1e9), Buffer.from(v), id, (e) => res(e ?? "ok")),
+  );
+}
+
+const types = (st: FakeStream) => st.recs.map((r) => r.headers.get("C-T")).join("");
+
+test("sends that reach the host while appends are in flight share one record; keys keep their order", async () => {
   const st = new FakeStream();
-  const h = await ReplicatedChan.resume(st.js, st.jsm, "S", 4, 3, "H");
-  st.ids.set("id-y", 0);
-  let result: { code?: string } | undefined | "ok";
-  h.send({}, 1, Buffer.from("y"), "id-y", (e) => {
-    result = e ?? "ok";
-  });
+  const h = await ReplicatedChan.resume(st.js, st.jsm, "S", 64, 3, "H");
+  const sent = Array.from({ length: 40 }, (_, i) => sendOn(h, `id-${i}`, `v${i}`));
+  assert.deepEqual(await Promise.all(sent), Array(40).fill("ok"));
+  // Two appends go at once (one value each); the 38 sends that came meanwhile wait for the next.
+  assert.equal(types(st), "hbbb");
+  assert.equal(st.recs[3]?.headers.get("C-N"), "38");
+  const got = await drainHost(
+    h,
+    (() => {
+      let o = 100;
+      return () => ++o;
+    })(),
+  );
+  assert.deepEqual(
+    got.map((g) => g.bytes.toString()),
+    Array.from({ length: 40 }, (_, i) => `v${i}`),
+  );
+  const keys = got.map((g) => g.seq);
+  assert.deepEqual(
+    [...keys].sort((a, b) => a - b),
+    keys,
+    "keys in the order of the values",
+  );
+  assert.equal(keys[2], st.recs[3]!.seq * KEY_SPAN, "a key names the record and the place in it");
+  assert.equal(h.stat().numSend, 40);
+});
+
+test("a send retried while its first append is in flight waits for that append: stored once, or failed with it", async () => {
+  for (const outcome of ["stored", "refused"] as const) {
+    const st = new FakeStream();
+    const h = await ReplicatedChan.resume(st.js, st.jsm, "S", 4, 3, "H");
+    let open!: () => void;
+    st.gate = new Promise<void>((r) => {
+      open = r;
+    });
+    const first = sendOn(h, "id-y");
+    const retry = sendOn(h, "id-y");
+    await settle();
+    let early: unknown;
+    void Promise.race([first, retry]).then((x) => {
+      early = x;
+    });
+    await settle();
+    assert.equal(early, undefined, "neither is told anything before the append is answered");
+    if (outcome === "refused") st.last++; // another host appended meanwhile: this one is fenced
+    open();
+    const [a, b] = await Promise.all([first, retry]);
+    if (outcome === "stored") {
+      assert.deepEqual([a, b], ["ok", "ok"]);
+      assert.equal(h.stat().len, 1, "stored once");
+    } else {
+      assert.equal((a as { code?: string }).code, "Moved");
+      assert.equal((b as { code?: string }).code, "Moved", "the retry is not told 'stored' for a value that is not");
+    }
+  }
+});
+
+test("a send retried after its record was trimmed is stored once, by the same host and after a takeover", async () => {
+  const st = new FakeStream();
+  const a = await ReplicatedChan.resume(st.js, st.jsm, "S", 1024, 3, "HA");
+  assert.equal(await sendOn(a, "id-x", "x"), "ok");
+  let opid = 0;
+  // Receives and acknowledges what the host holds (leaving no receive waiting behind).
+  const drain = async (h: ReplicatedChan) => {
+    const out: string[] = [];
+    while (h.stat().len > 0) {
+      const v = await new Promise<{ seq: number; bytes: Buffer }>((res, rej) =>
+        h.recv({}, ++opid, (e, got) => (e || !got ? rej(e) : res(got))),
+      );
+      await h.ack(v.seq);
+      out.push(v.bytes.toString());
+    }
+    return out;
+  };
+  assert.deepEqual(await drain(a), ["x"]);
+  // Enough acknowledgements for a trim.
+  for (let round = 0; round < 3; round++) {
+    await Promise.all(Array.from({ length: 200 }, (_, i) => sendOn(a, `f-${round}-${i}`)));
+    assert.equal((await drain(a)).length, 200);
+  }
   await settle();
-  assert.notEqual(result, "ok", "not reported stored");
-  assert.equal((result as { code?: string }).code, "Moved", "the client asks again");
+  assert.ok(!st.recs.some((r) => r.headers.get("C-T") === "b" && r.seq <= 3), `x's record is trimmed: ${types(st)}`);
+  const d = st.recs.filter((r) => r.headers.get("C-T") === "d");
+  assert.equal(d.length, 1, `one record of trimmed ids: ${types(st)}`);
+  assert.equal(d[0]?.subject, ReplicatedChan.idsSubject("S"));
+  assert.equal(await sendOn(a, "id-x", "x"), "ok", "the same host still knows x");
+  assert.equal(a.stat().len, 0, "x is not stored again");
+  const b = await ReplicatedChan.resume(st.js, st.jsm, "S", 1024, 3, "HB");
+  assert.equal(await sendOn(b, "id-x", "x"), "ok", "a new host learns x from the d record");
+  assert.equal(b.stat().len, 0, "nor by the new host");
+  // Another trim keeps the d record (its own subject), while it is young.
+  for (let round = 0; round < 3; round++) {
+    await Promise.all(Array.from({ length: 200 }, (_, i) => sendOn(b, `g-${round}-${i}`)));
+    assert.equal((await drain(b)).length, 200);
+  }
+  await settle();
+  assert.equal(st.recs.filter((r) => r.headers.get("C-T") === "d").length, 2, types(st));
+  const c = await ReplicatedChan.resume(st.js, st.jsm, "S", 1024, 3, "HC");
+  assert.equal(await sendOn(c, "id-x", "x"), "ok");
+  assert.equal(c.stat().len, 0);
+  assert.ok(DEDUPE_MS > CARRY_MS, "ids are kept longer than any client retries");
+});
+
+test("a log written before batches (one value per `v` record, `a` acknowledgements by sequence) is read", async () => {
+  const st = new FakeStream();
+  const rec = (t: string, data: string, fields: Record<string, string> = {}) => {
+    const h = headers();
+    h.set("C-T", t);
+    h.set("C-H", "Hold");
+    for (const [k, v] of Object.entries(fields)) h.set(k, v);
+    st.recs.push({ seq: ++st.last, subject: "circuit.log.S", headers: h, data: Buffer.from(data) });
+  };
+  rec("h", "");
+  rec("v", "p", { "C-Id": "id-p" });
+  rec("v", "q", { "C-Id": "id-q" });
+  rec("v", "r", { "C-Id": "id-r" });
+  rec("a", "", { "C-S": "3" });
+  const h = await ReplicatedChan.resume(st.js, st.jsm, "S", 8, 3, "Hnew");
+  assert.equal(h.stat().len, 2, "q was acknowledged");
+  assert.equal(await sendOn(h, "id-p"), "ok", "a retry of p is not stored again");
+  assert.equal(await sendOn(h, "id-s", "s"), "ok");
+  let opid = 0;
+  const got = await drainHost(h, () => ++opid);
+  assert.deepEqual(
+    got.map((g) => g.bytes.toString()),
+    ["p", "r", "s"],
+  );
+  assert.equal(got[0]?.seq, 2 * KEY_SPAN);
+  const again = await ReplicatedChan.resume(st.js, st.jsm, "S", 8, 3, "Hthird");
+  assert.equal(again.stat().len, 0, "the new acknowledgements (by key) cover the old values too");
+  assert.ok(st.subjects.includes(ReplicatedChan.idsSubject("S")), "the stream took the d records' subject");
 });

@@ -8,15 +8,13 @@ import { randomBytes } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import { ChannelClosed, type CircuitError, ProtocolError, StoreUnavailable } from "../errors.js";
 import { decode } from "../wire/protocol.js";
-import type { ReplicatedChanStat } from "../wire/shapes.js";
+import { CARRY_MS, type ReplicatedChanStat } from "../wire/shapes.js";
 import type { IterateOptions, OpOptions } from "./chan.js";
 import type { Connection } from "./connection.js";
 import { type CaseChannel, ReplicatedCase } from "./replicated-select.js";
 import type { Router } from "./router.js";
 import type { SelectCase } from "./select.js";
 
-/** How long one operation keeps looking for a host before it gives up with the last error. */
-const CARRY_MS = 20_000;
 const RETRY_MS = 100;
 
 export type { ReplicatedChanStat };

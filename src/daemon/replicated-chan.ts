@@ -1,6 +1,7 @@
 // A replicated channel at /@/… as its host (the lease holder) runs it (DESIGN §12). The channel's
-// state is a log in a JetStream stream with R replicas: `v` records are values (with the sender's
-// id), `a` records acknowledge a delivered value, `c` closes, `h` marks a new host. The host keeps
+// state is a log in a JetStream stream with R replicas: `b` records are values (a batch: the
+// values whose sends reached the host while the appends before them were in flight, each with its
+// sender's id), `k` records acknowledge delivered values, `c` closes, `h` marks a new host. The host keeps
 // the buffer in memory as the log says it is and appends every change with JetStream's "expected
 // last sequence": once another host has appended its `h` record, this one's next append is refused
 // (fencing), and it stops at once, whatever it still believes. Appends it had in flight behind that
@@ -9,14 +10,35 @@
 // other, which every host reading the log applies; the new host finds them at its next append,
 // which is refused, or its next check (verify), and reads the log again.
 //
-// Sends complete when their `v` record is stored on a quorum (the publish ack). A value handed to
-// a receiver stays in the log until its `a` record is stored: if the host dies first, the next host
-// finds it unacknowledged and delivers it again.
+// Sends complete when their `b` record is stored on a quorum (the publish ack). A value handed to
+// a receiver stays in the log until its `k` record is stored: if the host dies first, the next host
+// finds it unacknowledged and delivers it again. A value is named by its key: its record's
+// sequence times KEY_SPAN plus its place in the record.
+//
+// A send retried across a takeover is stored once: the host knows the id of every value stored in
+// the last DEDUPE_MS (a client carries a send over to the next host for at most CARRY_MS from its
+// start). Ids of values in the log come back with the log; before acknowledged values' records are
+// trimmed, their ids go to a `d` record on a subject of their own, which the trims of the log leave
+// alone and which is dropped once older than DEDUPE_MS. (Logs written before batches have `v`
+// records of one value each and `a` acknowledgements by sequence; both are still read.)
 
+import { Packr } from "msgpackr";
 import { headers, type JetStreamClient, type JetStreamManager, type MsgHdrs } from "nats";
 import { ChannelAborted, ChannelClosed, CircuitError } from "../errors.js";
 import { Deque } from "../util/deque.js";
-import type { ReplicatedChanStat } from "../wire/shapes.js";
+import { CARRY_MS, type ReplicatedChanStat } from "../wire/shapes.js";
+
+/** Keys per record: a value's key is its record's sequence × KEY_SPAN + its place in the record. */
+export const KEY_SPAN = 1024;
+/** Bytes of values in one record, at most (one larger value goes alone). */
+const BATCH_BYTES = 256 * 1024;
+/** Value records in flight at once; sends arriving meanwhile join the next one. */
+const BATCHES_IN_FLIGHT = 2;
+/** How long the host remembers a stored send's id: past the longest a client retries a send. */
+export const DEDUPE_MS = CARRY_MS + 10_000;
+
+/** A batch record's data: the ids and the values, in order (MessagePack, two arrays). */
+const batchCodec = new Packr({ useRecords: false });
 
 /** A party to the channel: one client session on the host. */
 export type Owner = object;
@@ -24,6 +46,15 @@ export type Owner = object;
 interface Value {
   seq: number;
   bytes: Buffer;
+}
+
+/** Sends on their way into one record. */
+interface Batch {
+  ids: string[];
+  values: Buffer[];
+  bytes: number;
+  /** Told the value's key once the record is stored (0: stored before), or the failure. */
+  done: ((err: CircuitError | undefined, key: number) => void)[];
 }
 
 interface PendingSend {
@@ -75,7 +106,6 @@ export type CaseOutcome = { seq: number; value: Buffer } | { closed: true } | { 
 
 export type RStat = ReplicatedChanStat;
 
-/** The host lost the element (fenced or store failure): clients should ask again where it lives. */
 /** How many acknowledgements between two trims of the log. */
 export const TRIM_EVERY = 512;
 
@@ -97,8 +127,17 @@ export class ReplicatedChan {
   /** Values reserved for recv cases and room reserved for send cases: both count as occupied. */
   private reservedValues = 0;
   private reservedRoom = 0;
-  /** Ids of every value in the log: a send retried across a takeover is stored once. */
-  private readonly ids = new Set<string>();
+  /** Ids of the values stored in the last DEDUPE_MS, with when this host learned of each. */
+  private readonly ids = new Map<string, number>();
+  /** Ids of the values in the records being appended: a retry waits for that append. */
+  private readonly pendingIds = new Map<string, Batch>();
+  /** The next value record, filling while BATCHES_IN_FLIGHT are being appended. */
+  private batch: Batch | undefined;
+  private batchesInFlight = 0;
+  /** Value records not trimmed yet, with their ids (written to a `d` record before the trim). */
+  private readonly records = new Deque<{ seq: number; ids: string[] }>();
+  /** `d` records kept, with when this host wrote or read each. */
+  private readonly dedupeRecs = new Deque<{ seq: number; at: number }>();
   /** Appends in flight that will add a value. */
   private inflight = 0;
   private closed = false;
@@ -118,8 +157,6 @@ export class ReplicatedChan {
   /** Set once this host may change nothing any more. */
   lost: CircuitError | undefined;
   onLost: (err: CircuitError) => void = () => {};
-  /** A value's append was answered "duplicate" (its id was stored before, at `seq`). */
-  onDuplicate: (id: string, seq: number) => void = () => {};
   /**
    * Whether this host's lease is surely still its own. Values are handed out only while it is:
    * a host replaced unawares would otherwise hand out values from a buffer that is no longer true.
@@ -139,13 +176,17 @@ export class ReplicatedChan {
     return `circuit.log.${stream}`;
   }
 
-  /** Makes the stream of a new channel (R replicas, file storage, de-duplication by message id). */
+  /** The subject of the `d` records: ids of trimmed values, kept DEDUPE_MS. */
+  static idsSubject(stream: string): string {
+    return `circuit.ids.${stream}`;
+  }
+
+  /** Makes the stream of a new channel (R replicas, file storage). */
   static async createStream(jsm: JetStreamManager, stream: string, replicas: number): Promise<void> {
     await jsm.streams.add({
       name: stream,
-      subjects: [ReplicatedChan.subject(stream)],
+      subjects: [ReplicatedChan.subject(stream), ReplicatedChan.idsSubject(stream)],
       num_replicas: replicas,
-      duplicate_window: 120_000_000_000,
     });
   }
 
@@ -164,7 +205,15 @@ export class ReplicatedChan {
   ): Promise<ReplicatedChan> {
     for (let attempt = 0; ; attempt++) {
       const ch = new ReplicatedChan(js, stream, cap, replicas, hostId, Promise.resolve(jsm));
-      const info = await jsm.streams.info(stream);
+      let info = await jsm.streams.info(stream);
+      // A stream made before `d` records takes their subject too.
+      const idsSubject = ReplicatedChan.idsSubject(stream);
+      if (!info.config.subjects?.includes(idsSubject)) {
+        info = await jsm.streams.update(stream, {
+          ...info.config,
+          subjects: [...(info.config.subjects ?? []), idsSubject],
+        });
+      }
       const last = info.state.last_seq;
       if (info.state.messages > 0) await ch.replay(info.state.first_seq, last, waitMs);
       ch.expect = last;
@@ -190,7 +239,7 @@ export class ReplicatedChan {
       for await (const m of batch) {
         n++;
         at = m.seq;
-        this.apply(m.seq, m.headers, Buffer.from(m.data));
+        this.apply(m.seq, m.headers, m.data);
         if (at >= last) break;
       }
       if (n === 0)
@@ -199,17 +248,35 @@ export class ReplicatedChan {
   }
 
   /** Applies one log record read back on takeover. */
-  private apply(seq: number, h: MsgHdrs | undefined, data: Buffer): void {
+  private apply(seq: number, h: MsgHdrs | undefined, data: Uint8Array): void {
     const t = h?.get("C-T");
-    if (t === "v") {
-      this.buffer.push({ seq, bytes: data });
-      this.ids.add(h?.get("C-Id") ?? "");
+    const now = performance.now();
+    if (t === "b") {
+      const [ids, values] = batchCodec.unpack(data) as [string[], Uint8Array[]];
+      for (let i = 0; i < values.length; i++) {
+        const v = values[i] as Uint8Array;
+        this.buffer.push({ seq: seq * KEY_SPAN + i, bytes: Buffer.from(v.buffer, v.byteOffset, v.byteLength) });
+        this.ids.set(ids[i] ?? "", now);
+      }
+      this.records.push({ seq, ids });
+      this.numSend += values.length;
+    } else if (t === "v") {
+      // One value, as written before batches.
+      const id = h?.get("C-Id") ?? "";
+      this.buffer.push({ seq: seq * KEY_SPAN, bytes: Buffer.from(data) });
+      this.ids.set(id, now);
+      this.records.push({ seq, ids: [id] });
       this.numSend++;
-    } else if (t === "a") {
-      const acked = new Set((h?.get("C-S") ?? "").split(",").map(Number));
+    } else if (t === "k" || t === "a") {
+      // Keys, or (written before batches) sequences of one-value records.
+      const scale = t === "a" ? KEY_SPAN : 1;
+      const acked = new Set((h?.get("C-S") ?? "").split(",").map((x) => Number(x) * scale));
       // Acknowledged values leave the buffer wherever they are in it (they were delivered in order,
       // but a value put back by a receiver that gave up may be acknowledged later than its successors).
       this.numRecv += this.buffer.removeWhere((v) => acked.has(v.seq)).length;
+    } else if (t === "d") {
+      for (const id of batchCodec.unpack(data) as string[]) this.ids.set(id, now);
+      this.dedupeRecs.push({ seq, at: now });
     } else if (t === "c") {
       this.closed = true;
     }
@@ -219,7 +286,12 @@ export class ReplicatedChan {
    * Appends a record, expecting the stream to end where this host last left it. Rejects with Moved
    * when it does not (another host appended: this one is fenced) or the store failed.
    */
-  private append(t: string, data: Buffer | undefined, fields: Record<string, string> = {}): Promise<number> {
+  private append(
+    t: string,
+    data: Uint8Array | undefined,
+    fields: Record<string, string> = {},
+    subject = ReplicatedChan.subject(this.stream),
+  ): Promise<number> {
     if (this.lost) return Promise.reject(this.lost);
     const h = headers();
     h.set("C-T", t);
@@ -227,23 +299,10 @@ export class ReplicatedChan {
     h.set("C-H", this.hostId);
     for (const [k, v] of Object.entries(fields)) h.set(k, v);
     const expect = this.expect++;
-    const opts = { headers: h, expect: { lastSequence: expect }, ...(fields["C-Id"] ? { msgID: fields["C-Id"] } : {}) };
     this.appending++;
-    return this.js.publish(ReplicatedChan.subject(this.stream), data ?? new Uint8Array(0), opts).then(
+    return this.js.publish(subject, data ?? new Uint8Array(0), { headers: h, expect: { lastSequence: expect } }).then(
       (ack) => {
         this.appending--;
-        if (ack.duplicate && t === "v") {
-          this.onDuplicate(fields["C-Id"] ?? "", ack.seq);
-          // Sequence 0: the store has seen the id but not stored it yet (a proposal in flight, or
-          // one lost with a NATS leader): not done. The client asks again; the next host's replay
-          // finds it once it is stored.
-          if (ack.seq === 0) throw this.lose(new Moved(`log of ${this.stream}: a send is not confirmed yet`));
-          // Stored before: trimmed from the log since (its id is in JetStream's window), or stored
-          // by an earlier host after this one read the log. The send is done; this host's view is
-          // behind the log, so it stops and the next host reads the log again.
-          queueMicrotask(() => this.lose(new Moved(`log of ${this.stream} resynchronizes`)));
-          return 0;
-        }
         if (ack.seq !== expect + 1 || ack.duplicate) throw this.lose(new Moved(`log of ${this.stream} moved on`));
         return ack.seq;
       },
@@ -281,6 +340,9 @@ export class ReplicatedChan {
     this.lost = err;
     for (const s of this.senders.drain()) s.done(err);
     for (const r of this.receivers.drain()) r.done(err);
+    const b = this.batch;
+    this.batch = undefined;
+    if (b) this.settleBatch(b, err, 0);
     // Offered cases keep their reservation in name only: a commit here is refused with `lost`.
     for (const c of this.allCases()) this.tell(c, err);
     this.onLost(err);
@@ -291,7 +353,7 @@ export class ReplicatedChan {
     if (this.lost) return done(this.lost);
     if (this.aborted) return done(new ChannelAborted("the channel was scrubbed"));
     if (this.closed || this.closing) return done(new ChannelClosed("send on a closed channel"));
-    if (this.ids.has(id)) return done();
+    if (this.known(id, (err) => done(err))) return;
     this.senders.push({ owner, opid, bytes, id, done });
     this.pump();
   }
@@ -319,7 +381,7 @@ export class ReplicatedChan {
       this.ackFlush = new Promise<void>((resolve, reject) =>
         setImmediate(() => {
           this.ackBatch = undefined;
-          this.append("a", undefined, { "C-S": batch.join(",") }).then(() => {
+          this.append("k", undefined, { "C-S": batch.join(",") }).then(() => {
             this.acks += batch.length;
             this.trim();
             resolve();
@@ -335,29 +397,124 @@ export class ReplicatedChan {
    * Every TRIM_EVERY acknowledgements, drops the records before the oldest value still needed
    * (buffered or delivered unacknowledged): they are acknowledged values and their records. Only
    * while the lease is surely ours, so that no new host is reading the log meanwhile; never once
-   * closed (the close record must stay). A send retried after its record was trimmed is still
-   * stored once: JetStream's de-duplication window (2 min) knows its id.
+   * closed (the close record must stay). The ids of the values trimmed that were stored in the
+   * last DEDUPE_MS go to a `d` record first, on its own subject, which this purge leaves alone: a
+   * send retried after its record was trimmed is still stored once. `d` records older than
+   * DEDUPE_MS go too.
    */
   private trim(): void {
     if (this.acks < TRIM_EVERY || this.trimming || this.inflight > 0) return;
     if (this.closed || this.closing || this.lost || !this.fresh()) return;
-    let low = this.buffer.peek()?.seq ?? this.expect;
-    for (const seq of this.unacked.keys()) low = Math.min(low, seq);
+    let low = this.buffer.peek()?.seq ?? this.expect * KEY_SPAN;
+    for (const key of this.unacked.keys()) low = Math.min(low, key);
     for (const c of this.allCases()) if (c.v) low = Math.min(low, c.v.seq);
-    if (low <= this.trimmedTo) return;
+    // The record of the oldest value needed stays (with whatever else it holds).
+    const lowSeq = Math.floor(low / KEY_SPAN);
+    if (lowSeq <= this.trimmedTo) return;
     this.acks = 0;
     this.trimming = true;
-    this.jsm
-      .then((jsm) => jsm.streams.purge(this.stream, { seq: low }))
+    this.pruneIds();
+    const young: string[] = [];
+    while ((this.records.peek()?.seq ?? lowSeq) < lowSeq) {
+      for (const id of (this.records.shift() as { ids: string[] }).ids) if (this.ids.has(id)) young.push(id);
+    }
+    const cutoff = performance.now() - DEDUPE_MS;
+    let oldD = 0;
+    while ((this.dedupeRecs.peek()?.at ?? cutoff) < cutoff) oldD = (this.dedupeRecs.shift() as { seq: number }).seq;
+    const kept =
+      young.length === 0
+        ? Promise.resolve()
+        : this.append("d", batchCodec.pack(young), {}, ReplicatedChan.idsSubject(this.stream)).then((seq) => {
+            this.dedupeRecs.push({ seq, at: performance.now() });
+          });
+    kept
+      .then(() => this.jsm)
+      .then(async (jsm) => {
+        await jsm.streams.purge(this.stream, { filter: ReplicatedChan.subject(this.stream), seq: lowSeq });
+        if (oldD > 0)
+          await jsm.streams.purge(this.stream, { filter: ReplicatedChan.idsSubject(this.stream), seq: oldD + 1 });
+      })
       .then(
         () => {
-          this.trimmedTo = low;
+          this.trimmedTo = lowSeq;
         },
         () => {},
       )
       .finally(() => {
         this.trimming = false;
       });
+  }
+
+  /** Forgets the ids older than DEDUPE_MS (the map is in the order they were learned). */
+  private pruneIds(): void {
+    const cutoff = performance.now() - DEDUPE_MS;
+    for (const [id, at] of this.ids) {
+      if (at >= cutoff) break;
+      this.ids.delete(id);
+    }
+  }
+
+  /**
+   * Whether a send with this id was stored or is being stored: `done` is told once it is (at
+   * once, or when the append under way settles). A send retried after its client lost the
+   * answer is stored once.
+   */
+  private known(id: string, done: (err: CircuitError | undefined) => void): boolean {
+    if (id === "") return false;
+    if (this.ids.has(id)) {
+      done(undefined);
+      return true;
+    }
+    const b = this.pendingIds.get(id);
+    if (!b) return false;
+    b.done.push((err) => done(err));
+    return true;
+  }
+
+  /** Adds a value to the next record; `done` is told its key once stored (or the failure). */
+  private enqueue(id: string, bytes: Buffer, done: (err: CircuitError | undefined, key: number) => void): void {
+    let b = this.batch;
+    if (!b || b.ids.length >= KEY_SPAN || (b.bytes > 0 && b.bytes + bytes.length > BATCH_BYTES)) {
+      if (b) this.flush(true);
+      b = { ids: [], values: [], bytes: 0, done: [] };
+      this.batch = b;
+    }
+    b.ids.push(id);
+    b.values.push(bytes);
+    b.bytes += bytes.length;
+    b.done.push(done);
+    this.pendingIds.set(id, b);
+    this.flush(false);
+  }
+
+  /** Appends the next record if fewer than BATCHES_IN_FLIGHT are (or `force`: it is full). */
+  private flush(force: boolean): void {
+    const b = this.batch;
+    if (!b || (!force && this.batchesInFlight >= BATCHES_IN_FLIGHT)) return;
+    this.batch = undefined;
+    this.batchesInFlight++;
+    const n = b.ids.length;
+    this.append("b", batchCodec.pack([b.ids, b.values]), { "C-N": String(n) }).then(
+      (seq) => {
+        this.batchesInFlight--;
+        const now = performance.now();
+        for (const id of b.ids) this.ids.set(id, now);
+        this.records.push({ seq, ids: b.ids });
+        this.settleBatch(b, undefined, seq);
+        this.flush(false);
+      },
+      (err: CircuitError) => {
+        this.batchesInFlight--;
+        this.settleBatch(b, err, 0);
+      },
+    );
+  }
+
+  private settleBatch(b: Batch, err: CircuitError | undefined, seq: number): void {
+    for (const id of b.ids) if (this.pendingIds.get(id) === b) this.pendingIds.delete(id);
+    // The values' own callbacks come first, in order; retries that joined them after.
+    for (let i = 0; i < b.done.length; i++)
+      (b.done[i] as (e: CircuitError | undefined, k: number) => void)(err, err ? 0 : seq * KEY_SPAN + i);
   }
 
   /** A receive was withdrawn by its client: it stops waiting, or its value goes back to the head. */
@@ -505,24 +662,31 @@ export class ReplicatedChan {
     const id = c.id ?? "";
     const bytes = c.bytes ?? Buffer.alloc(0);
     // Committed before (the client asked again after losing the answer): stored once.
-    if (this.ids.has(id)) {
+    const again = await new Promise<CircuitError | undefined | false>((resolve) => {
+      if (!this.known(id, resolve)) resolve(false);
+    });
+    if (again !== false) {
       this.pump();
+      if (again) throw again;
       return null;
     }
-    this.ids.add(id);
+    await new Promise<void>((resolve, reject) => this.store(id, bytes, (err) => (err ? reject(err) : resolve())));
+    return null;
+  }
+
+  /** Stores a value (counted in flight meanwhile); `done` once it is in the log and the buffer. */
+  private store(id: string, bytes: Buffer, done: (err?: CircuitError) => void): void {
     this.inflight++;
-    try {
-      const seq = await this.append("v", bytes, { "C-Id": id });
-      if (seq > 0) {
-        this.numSend++;
-        this.buffer.push({ seq, bytes });
-      }
-      return null;
-    } finally {
+    this.enqueue(id, bytes, (err, key) => {
       this.inflight--;
+      if (!err) {
+        this.numSend++;
+        this.buffer.push({ seq: key, bytes });
+      }
+      done(err);
       this.pump();
       this.settleOnce();
-    }
+    });
   }
 
   /** Takes the first sender that `room` is for (not only made by its own select's recv cases). */
@@ -692,25 +856,9 @@ export class ReplicatedChan {
           this.offerCase(s.sel, "room");
           continue;
         }
-        this.inflight++;
-        this.ids.add(s.id);
-        this.append("v", s.bytes, { "C-Id": s.id }).then(
-          (seq) => {
-            this.inflight--;
-            // seq 0: a duplicate of a send stored (and taken) before; nothing new is buffered.
-            if (seq > 0) {
-              this.numSend++;
-              this.buffer.push({ seq, bytes: s.bytes });
-            }
-            s.done();
-            this.pump();
-            this.settleOnce();
-          },
-          (err: CircuitError) => {
-            this.inflight--;
-            s.done(err);
-          },
-        );
+        // A retry of a send stored meanwhile (or being stored) waits for that one.
+        if (this.known(s.id, (err) => s.done(err))) continue;
+        this.store(s.id, s.bytes, s.done);
         continue;
       }
       return;

@@ -161,11 +161,6 @@ export class StoreHost {
       );
       this.drop(key, h);
     };
-    ch.onDuplicate = (id, seq) =>
-      this.d.log.info(
-        { event: "duplicate-send", path: `/${names.join("/")}`, id, seq },
-        `/${names.join("/")}: send ${id} was stored before (at ${seq})`,
-      );
     this.hosted.set(key, h);
     const path = `/${names.join("/")}`;
     const from = claim.from;

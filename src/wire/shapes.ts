@@ -21,6 +21,12 @@ export interface ChanStat {
   bytes?: number;
 }
 
+/**
+ * How long a client keeps carrying an operation on a /@ element over to the next host, from the
+ * operation's start. A host remembers stored sends' ids for longer (a retried send is stored once).
+ */
+export const CARRY_MS = 20_000;
+
 /** A replicated channel's stat (DESIGN §12): a channel's, with its replicas and current host. */
 export interface ReplicatedChanStat extends Omit<ChanStat, "durable" | "bytes"> {
   replicas: number;

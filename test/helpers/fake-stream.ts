@@ -1,36 +1,37 @@
 // A stand-in for the one JetStream stream a replicated channel's host (src/daemon/replicated-chan.ts)
-// talks to: publish with "expected last sequence" and message ids, read back, purge. Shared by
-// the host's model tests.
+// talks to: publish with "expected last sequence", read back, purge (by subject). Shared by the
+// host's model tests.
 
+import { unpack } from "msgpackr";
 import type { JetStreamClient, JetStreamManager, MsgHdrs } from "nats";
 import type { ReplicatedChan } from "../../src/daemon/replicated-chan.ts";
 
 export interface Rec {
   seq: number;
+  subject: string;
   headers: MsgHdrs;
   data: Uint8Array;
-  id?: string;
 }
 
 /** One stream, as much of JetStream as ReplicatedChan uses. */
 export class FakeStream {
   recs: Rec[] = [];
   last = 0;
-  ids = new Map<string, number>();
   writers: string[] = [];
+  /** Ids of every value ever stored (read from the value records as they are appended). */
+  ids = new Set<string>();
+  subjects = ["circuit.log.S"];
+  /** While set, appends wait for it. */
+  gate: Promise<void> | undefined;
 
   js = {
-    publish: async (
-      _subj: string,
-      data: Uint8Array,
-      o: { headers: MsgHdrs; expect: { lastSequence: number }; msgID?: string },
-    ) => {
-      await Promise.resolve();
-      if (o.msgID && this.ids.has(o.msgID)) return { seq: this.ids.get(o.msgID), duplicate: true };
+    publish: async (subject: string, data: Uint8Array, o: { headers: MsgHdrs; expect: { lastSequence: number } }) => {
+      await (this.gate ?? Promise.resolve());
+      if (!this.subjects.includes(subject)) throw new Error(`no stream takes ${subject}`);
       if (o.expect.lastSequence !== this.last) throw new Error("wrong last sequence");
       const seq = ++this.last;
-      this.recs.push({ seq, headers: o.headers, data, id: o.msgID });
-      if (o.msgID) this.ids.set(o.msgID, seq);
+      this.recs.push({ seq, subject, headers: o.headers, data });
+      if (o.headers.get("C-T") === "b") for (const id of (unpack(data) as [string[]])[0]) this.ids.add(id);
       this.writers.push(o.headers.get("C-H"));
       return { seq, duplicate: false };
     },
@@ -49,15 +50,24 @@ export class FakeStream {
 
   jsm = {
     streams: {
-      info: async () => ({
-        state: { first_seq: this.recs[0]?.seq ?? this.last + 1, last_seq: this.last, messages: this.recs.length },
-      }),
-      purge: async (_s: string, o: { seq: number }) => {
-        this.recs = this.recs.filter((r) => r.seq >= o.seq);
+      info: async () => this.info(),
+      update: async (_s: string, c: { subjects: string[] }) => {
+        this.subjects = [...c.subjects];
+        return this.info();
+      },
+      purge: async (_s: string, o: { seq: number; filter?: string }) => {
+        this.recs = this.recs.filter((r) => r.seq >= o.seq || (o.filter !== undefined && r.subject !== o.filter));
         return { success: true, purged: 0 };
       },
     },
   } as unknown as JetStreamManager;
+
+  private info() {
+    return {
+      config: { subjects: [...this.subjects] },
+      state: { first_seq: this.recs[0]?.seq ?? this.last + 1, last_seq: this.last, messages: this.recs.length },
+    };
+  }
 }
 
 export const settle = async () => {

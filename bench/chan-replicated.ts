@@ -4,6 +4,8 @@
 // producers keep WINDOW operations in flight; both consumers keep PREFETCH outstanding. Then the
 // send (publish) p50 with one operation at a time, and the takeover time distribution: the hosting
 // daemon is killed with -9 and the time until a send completes through another daemon is measured.
+// For profiling: BENCH_MESSAGES sets the count, BENCH_TAKEOVERS=0 skips the takeovers (a daemon
+// killed with -9 writes no profile).
 import { performance } from "node:perf_hooks";
 import { AckPolicy, connect, type JetStreamClient } from "nats";
 import { startNatsCluster } from "../test/helpers/nats-cluster.ts";
@@ -14,10 +16,10 @@ const PAYLOAD_BYTES = 100;
 const CAP = 1024;
 const WINDOW = 64;
 const PREFETCH = 64;
-const MESSAGES = 30_000;
+const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 30_000);
 const SECONDS = 8;
 const LATENCY_ROUNDS = 500;
-const TAKEOVERS = 5;
+const TAKEOVERS = Number(process.env.BENCH_TAKEOVERS ?? 5);
 
 interface ReplChan {
   send(v: unknown): Promise<void>;

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
 import { headers } from "nats";
-import { DEDUPE_MS, KEY_SPAN, type Owner, ReplicatedChan } from "../src/daemon/replicated-chan.ts";
+import { DEDUPE_MS, KEY_SPAN, type Owner, ReplicatedChan, TRIM_EVERY } from "../src/daemon/replicated-chan.ts";
 import { CARRY_MS } from "../src/wire/shapes.ts";
 import { drainHost, FakeStream, settle } from "./helpers/fake-stream.ts";
 
@@ -203,6 +203,110 @@ test("a send retried while its first append is in flight waits for that append: 
       assert.equal((b as { code?: string }).code, "Moved", "the retry is not told 'stored' for a value that is not");
     }
   }
+});
+
+test("a retry of a send still waiting for its record, and sends after it: each value stored once, in order", async () => {
+  const st = new FakeStream();
+  const h = await ReplicatedChan.resume(st.js, st.jsm, "S", 16, 3, "H");
+  let open!: () => void;
+  st.gate = new Promise<void>((r) => {
+    open = r;
+  });
+  // a and b go at once; c waits for the next record, its retry waits with it, d joins that record.
+  const sends = [sendOn(h, "id-a", "a"), sendOn(h, "id-b", "b"), sendOn(h, "id-c", "c")];
+  const retry = sendOn(h, "id-c", "c");
+  sends.push(sendOn(h, "id-d", "d"));
+  await settle();
+  open();
+  assert.deepEqual(await Promise.all([...sends, retry]), ["ok", "ok", "ok", "ok", "ok"]);
+  assert.equal(types(st), "hbbb");
+  let opid = 0;
+  const got = await drainHost(h, () => ++opid);
+  assert.deepEqual(
+    got.map((g) => g.bytes.toString()),
+    ["a", "b", "c", "d"],
+  );
+  assert.equal(got[3]?.seq, st.recs[3]!.seq * KEY_SPAN + 1, "d is the second value of the third record");
+});
+
+test("trims under a steady stream of sends keep every value still needed (records being appended too)", async () => {
+  const st = new FakeStream();
+  const h = await ReplicatedChan.resume(st.js, st.jsm, "S", 1024, 3, "H");
+  // Appends take a few turns, as over a network: trims happen while value records are on their way.
+  st.lag = 2;
+  const owner = {};
+  let opid = 0;
+  let sent = 0;
+  let completed = 0;
+  const seen: string[] = [];
+  const acks: Promise<void>[] = [];
+  let most = 0;
+  const more = () => {
+    if (sent >= 3000) return;
+    const v = `v${sent++}`;
+    h.send(owner, ++opid, Buffer.from(v), v, (e) => {
+      assert.equal(e, undefined);
+      completed++;
+      more();
+    });
+  };
+  for (let i = 0; i < 40; i++) more();
+  while (seen.length < 2500) {
+    const g = await new Promise<{ seq: number; bytes: Buffer }>((res, rej) =>
+      h.recv(owner, ++opid, (e, v) => (e || !v ? rej(e) : res(v))),
+    );
+    seen.push(g.bytes.toString());
+    acks.push(h.ack(g.seq));
+    most = Math.max(most, st.recs.length);
+  }
+  await Promise.all(acks);
+  while (completed < 3000) await settle();
+  await settle();
+  assert.deepEqual(
+    seen,
+    Array.from({ length: 2500 }, (_, i) => `v${i}`),
+  );
+  assert.ok(most < 150, `trimmed as it went: at most ${most} records in the log`);
+  // A new host finds exactly the values not acknowledged, in order.
+  const again = await ReplicatedChan.resume(st.js, st.jsm, "S", 1024, 3, "H2");
+  const rest = await drainHost(again, () => ++opid);
+  assert.deepEqual(
+    rest.map((g) => g.bytes.toString()),
+    Array.from({ length: 500 }, (_, i) => `v${2500 + i}`),
+  );
+});
+
+test("a trim while value records are being appended keeps them", async () => {
+  const st = new FakeStream();
+  const h = await ReplicatedChan.resume(st.js, st.jsm, "S", 16, 3, "H");
+  st.lag = 2;
+  const owner = {};
+  let opid = 0;
+  const take = () =>
+    new Promise<{ seq: number; bytes: Buffer }>((res, rej) =>
+      h.recv(owner, ++opid, (e, v) => (e || !v ? rej(e) : res(v))),
+    );
+  for (let i = 0; i < TRIM_EVERY; i++) {
+    assert.equal(await sendOn(h, `id-${i}`), "ok");
+    const g = await take();
+    if (i < TRIM_EVERY - 1) await h.ack(g.seq);
+    else {
+      // The acknowledgement that triggers a trim is appended; two value records follow it while
+      // it is on its way, and the buffer is empty when the trim looks for the oldest value needed.
+      const acked = h.ack(g.seq);
+      await new Promise((r) => setImmediate(r));
+      const xy = [sendOn(h, "id-x", "x"), sendOn(h, "id-y", "y")];
+      await acked;
+      assert.deepEqual(await Promise.all(xy), ["ok", "ok"]);
+    }
+  }
+  for (let i = 0; i < 8; i++) await settle();
+  assert.ok(types(st).includes("d"), `a trim happened: ${types(st)}`);
+  const again = await ReplicatedChan.resume(st.js, st.jsm, "S", 16, 3, "H2");
+  assert.deepEqual(
+    (await drainHost(again, () => ++opid)).map((g) => g.bytes.toString()),
+    ["x", "y"],
+  );
 });
 
 test("a send retried after its record was trimmed is stored once, by the same host and after a takeover", async () => {

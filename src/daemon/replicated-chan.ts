@@ -53,8 +53,10 @@ interface Batch {
   ids: string[];
   values: Buffer[];
   bytes: number;
-  /** Told the value's key once the record is stored (0: stored before), or the failure. */
+  /** Each value's: told its key once the record is stored, or the failure. */
   done: ((err: CircuitError | undefined, key: number) => void)[];
+  /** Retries of these sends (their clients lost the answer): told when the values are. */
+  retries: ((err: CircuitError | undefined) => void)[];
 }
 
 interface PendingSend {
@@ -134,6 +136,8 @@ export class ReplicatedChan {
   /** The next value record, filling while BATCHES_IN_FLIGHT are being appended. */
   private batch: Batch | undefined;
   private batchesInFlight = 0;
+  /** The sequences the value records being appended will take. */
+  private readonly valueAppends = new Set<number>();
   /** Value records not trimmed yet, with their ids (written to a `d` record before the trim). */
   private readonly records = new Deque<{ seq: number; ids: string[] }>();
   /** `d` records kept, with when this host wrote or read each. */
@@ -403,9 +407,12 @@ export class ReplicatedChan {
    * DEDUPE_MS go too.
    */
   private trim(): void {
-    if (this.acks < TRIM_EVERY || this.trimming || this.inflight > 0) return;
+    if (this.acks < TRIM_EVERY || this.trimming) return;
     if (this.closed || this.closing || this.lost || !this.fresh()) return;
+    // Values on their way in go to records after the stream's end as this host knows it (expect),
+    // or to those being appended: neither is trimmed.
     let low = this.buffer.peek()?.seq ?? this.expect * KEY_SPAN;
+    for (const seq of this.valueAppends) low = Math.min(low, seq * KEY_SPAN);
     for (const key of this.unacked.keys()) low = Math.min(low, key);
     for (const c of this.allCases()) if (c.v) low = Math.min(low, c.v.seq);
     // The record of the oldest value needed stays (with whatever else it holds).
@@ -467,7 +474,7 @@ export class ReplicatedChan {
     }
     const b = this.pendingIds.get(id);
     if (!b) return false;
-    b.done.push((err) => done(err));
+    b.retries.push(done);
     return true;
   }
 
@@ -476,7 +483,7 @@ export class ReplicatedChan {
     let b = this.batch;
     if (!b || b.ids.length >= KEY_SPAN || (b.bytes > 0 && b.bytes + bytes.length > BATCH_BYTES)) {
       if (b) this.flush(true);
-      b = { ids: [], values: [], bytes: 0, done: [] };
+      b = { ids: [], values: [], bytes: 0, done: [], retries: [] };
       this.batch = b;
     }
     b.ids.push(id);
@@ -493,10 +500,14 @@ export class ReplicatedChan {
     if (!b || (!force && this.batchesInFlight >= BATCHES_IN_FLIGHT)) return;
     this.batch = undefined;
     this.batchesInFlight++;
+    // The sequence the record will take if stored: a trim meanwhile keeps it.
+    const at = this.expect + 1;
+    this.valueAppends.add(at);
     const n = b.ids.length;
     this.append("b", batchCodec.pack([b.ids, b.values]), { "C-N": String(n) }).then(
       (seq) => {
         this.batchesInFlight--;
+        this.valueAppends.delete(at);
         const now = performance.now();
         for (const id of b.ids) this.ids.set(id, now);
         this.records.push({ seq, ids: b.ids });
@@ -505,6 +516,7 @@ export class ReplicatedChan {
       },
       (err: CircuitError) => {
         this.batchesInFlight--;
+        this.valueAppends.delete(at);
         this.settleBatch(b, err, 0);
       },
     );
@@ -512,9 +524,9 @@ export class ReplicatedChan {
 
   private settleBatch(b: Batch, err: CircuitError | undefined, seq: number): void {
     for (const id of b.ids) if (this.pendingIds.get(id) === b) this.pendingIds.delete(id);
-    // The values' own callbacks come first, in order; retries that joined them after.
     for (let i = 0; i < b.done.length; i++)
       (b.done[i] as (e: CircuitError | undefined, k: number) => void)(err, err ? 0 : seq * KEY_SPAN + i);
+    for (const r of b.retries) r(err);
   }
 
   /** A receive was withdrawn by its client: it stops waiting, or its value goes back to the head. */

@@ -23,10 +23,13 @@ export class FakeStream {
   subjects = ["circuit.log.S"];
   /** While set, appends wait for it. */
   gate: Promise<void> | undefined;
+  /** Appends take this many turns of the event loop (in order), as over a network. */
+  lag = 0;
 
   js = {
     publish: async (subject: string, data: Uint8Array, o: { headers: MsgHdrs; expect: { lastSequence: number } }) => {
       await (this.gate ?? Promise.resolve());
+      for (let i = 0; i < this.lag; i++) await new Promise((r) => setImmediate(r));
       if (!this.subjects.includes(subject)) throw new Error(`no stream takes ${subject}`);
       if (o.expect.lastSequence !== this.last) throw new Error("wrong last sequence");
       const seq = ++this.last;

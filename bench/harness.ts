@@ -197,7 +197,8 @@ export class Procs {
       execArgv: [...(process.env.BENCH_ROLE_NODE_ARGS ?? "").split(" ").filter(Boolean), "--import", "tsx"],
       stdio: ["ignore", "pipe", "pipe", "ipc"],
     });
-    this.add(child, false);
+    // Profiled roles are stopped with SIGTERM (they exit on it, and --cpu-prof writes its profile).
+    this.add(child, Boolean(process.env.BENCH_ROLE_NODE_ARGS));
     return new RoleHandle(`${scenario}/${role}`, child, this.signal);
   }
 

@@ -10,6 +10,8 @@ const [scenarioName = "", roleName = "", argsJson = "{}", deadline = "60000"] = 
 // the deadline covers a parent that lives on but forgot us.
 process.on("disconnect", () => process.exit(3));
 setTimeout(() => process.exit(4), Number(deadline)).unref();
+// Stopped with SIGTERM: exit (rather than die by the signal) so that --cpu-prof writes its profile.
+process.on("SIGTERM", () => process.exit(0));
 
 const queue: Message[] = [];
 const waiters: { type: string; resolve: (m: Message) => void }[] = [];

@@ -18,7 +18,7 @@ export interface StreamPort {
 }
 
 /** Most bytes one SDATA frame carries: big enough that a stream moves in few frames and writes. */
-const SDATA_MAX = 256 * 1024;
+const SDATA_MAX = 1024 * 1024;
 
 /** The writable side of a stream message: bytes leave as the server grants credit. */
 export class StreamWriter extends Writable {

@@ -1,8 +1,10 @@
 // A stream message inside the daemon: bytes from its sender wait here until a receiver has taken the
 // message and granted credit. The pipe never holds more than the sender's window, so a sender is
-// paced by its slowest link.
+// paced by its slowest link. Until a receiver takes the message the window is a small one
+// (STREAM_WAITING_WINDOW): a channel full of stream messages holds little of each; once taken, it
+// grows to STREAM_WINDOW, so that a stream being read keeps several frames in flight.
 
-import { STREAM_WINDOW } from "../wire/protocol.js";
+import { STREAM_WAITING_WINDOW, STREAM_WINDOW } from "../wire/protocol.js";
 
 /** What a channel holds: an encoded value, or a stream message. */
 export type Item = Buffer | StreamPipe;
@@ -28,6 +30,8 @@ export class StreamPipe {
   private receiver: PipeReceiver | undefined;
   private credit = 0;
   private done = false;
+  /** Bytes the sender may have here: the waiting window, then the full one once a receiver takes it. */
+  private window = STREAM_WAITING_WINDOW;
   /**
    * Told once the message is over: `whole` if its end marker reached the receiver; `lost` if it
    * did not because the receiver's connection is gone (not because it stopped reading).
@@ -38,13 +42,13 @@ export class StreamPipe {
     readonly id: number,
     private sender: PipeSender | undefined,
   ) {
-    sender?.credit(STREAM_WINDOW);
+    sender?.credit(STREAM_WAITING_WINDOW);
   }
 
   /** Bytes from the sender. Returns false if it sent more than its window allowed. */
   write(chunk: Buffer): boolean {
     if (this.done || this.finished) return true;
-    if (this.bytes + chunk.length > STREAM_WINDOW) return false;
+    if (this.bytes + chunk.length > this.window) return false;
     // Kept as it is when it is most of the buffer it lies in; a small piece of a big read buffer is
     // copied, or a trickle of tiny chunks could each pin a whole read buffer.
     this.chunks.push(chunk.length * 2 >= chunk.buffer.byteLength ? chunk : Buffer.from(chunk));
@@ -72,6 +76,10 @@ export class StreamPipe {
   /** A receiver took the message. */
   attach(r: PipeReceiver): void {
     this.receiver = r;
+    if (this.window < STREAM_WINDOW) {
+      this.sender?.credit(STREAM_WINDOW - this.window);
+      this.window = STREAM_WINDOW;
+    }
     this.pump();
   }
 

@@ -153,8 +153,13 @@ export const ALL_CASES = 0xffffffff;
 export const DEFAULT_MAX_VALUE = 16 * 1024 * 1024;
 /** A frame may carry a maximal value plus its header fields. */
 export const FRAME_SLACK = 64 * 1024;
-/** Bytes a stream sender may have in flight before the daemon grants more. */
-export const STREAM_WINDOW = 256 * 1024;
+/**
+ * Bytes a stream may have in flight on each hop while it is being read: the sender's to the daemon,
+ * the daemon's to the reader. Big enough that a fast stream keeps several 1 MiB frames moving.
+ */
+export const STREAM_WINDOW = 4 * 1024 * 1024;
+/** Bytes a stream message may hold in the daemon before a receiver has taken it (a buffered one). */
+export const STREAM_WAITING_WINDOW = 256 * 1024;
 
 // Values: bigints stay bigints, Dates stay Dates, byte arrays stay byte arrays, and no record
 // extension (so any MessagePack implementation can read the bytes).

@@ -276,6 +276,30 @@ test("trims under a steady stream of sends keep every value still needed (record
   );
 });
 
+test("a close goes into the log after the sends admitted before it", async () => {
+  const st = new FakeStream();
+  const h = await ReplicatedChan.resume(st.js, st.jsm, "S", 8, 3, "H");
+  let open!: () => void;
+  st.gate = new Promise<void>((r) => {
+    open = r;
+  });
+  // a and b are being appended; c waits for the next record when the close comes.
+  const sends = [sendOn(h, "id-a", "a"), sendOn(h, "id-b", "b"), sendOn(h, "id-c", "c")];
+  await settle();
+  const closed = h.close();
+  open();
+  assert.deepEqual(await Promise.all(sends), ["ok", "ok", "ok"]);
+  await closed;
+  assert.equal(types(st), "hbbbc");
+  const again = await ReplicatedChan.resume(st.js, st.jsm, "S", 8, 3, "H2");
+  assert.equal(again.stat().closed, true);
+  let opid = 0;
+  assert.deepEqual(
+    (await drainHost(again, () => ++opid)).map((g) => g.bytes.toString()),
+    ["a", "b", "c"],
+  );
+});
+
 test("a trim while value records are being appended keeps them", async () => {
   const st = new FakeStream();
   const h = await ReplicatedChan.resume(st.js, st.jsm, "S", 16, 3, "H");

@@ -797,6 +797,8 @@ export class ReplicatedChan {
       if (s.sel) this.offerCase(s.sel, "error");
       else s.done(new ChannelClosed("channel closed while sending"));
     }
+    // Sends admitted before the close go into the log before its record.
+    this.flush(true);
     await this.append("c", undefined);
     this.closed = true;
     this.pump();

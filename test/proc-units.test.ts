@@ -6,6 +6,7 @@ import { describe, test } from "node:test";
 import { ProcOutput, TAIL_BYTES } from "../src/daemon/proc-output.ts";
 import { parseNetTcp, parseStat, parseStatusRss } from "../src/daemon/procfs.ts";
 import type { PipeReceiver } from "../src/daemon/stream-pipe.ts";
+import { STREAM_WINDOW } from "../src/wire/protocol.ts";
 import { signalName } from "../src/wire/signals.ts";
 
 describe("procfs parsers", () => {
@@ -105,8 +106,11 @@ describe("process output fan-out", () => {
     const fast = reader(out, 1);
     const slow = reader(out, 2);
     fast.pipe.grant(1 << 30);
-    // The pipes' windows (256 KiB each) fill; the slow reader grants nothing.
-    for (let i = 0; i < 10 && !src.isPaused(); i++) src.write(Buffer.alloc(64 * 1024));
+    // The slow reader's pipe window (STREAM_WINDOW, a reader being attached) fills: it grants nothing.
+    const most = STREAM_WINDOW / (64 * 1024) + 10;
+    let wrote = 0;
+    for (; wrote < most && !src.isPaused(); wrote++) src.write(Buffer.alloc(64 * 1024));
+    assert.ok(wrote >= STREAM_WINDOW / (64 * 1024), `paused only once the window is full (${wrote} chunks)`);
     assert.equal(src.isPaused(), true, "the slowest reader paces the source");
     // Node resumes a child's stdio when the child exits; the next chunk pauses it again.
     src.resume();

@@ -146,6 +146,9 @@ export class SessionChannels {
           },
         };
         this.pendingSends.set(id, { el, w });
+        // Should the send meet a waiting receiver now, its answer leaves before the value does:
+        // the sender (often about to receive the reply) moves on one write sooner.
+        this.conn.prime();
         el.chan.send(w);
         return;
       }
@@ -256,6 +259,7 @@ export class SessionChannels {
           },
         };
         this.pendingSends.set(id, { el, w });
+        this.conn.prime(); // as for SEND
         el.chan.send(w);
         return;
       }

@@ -178,6 +178,17 @@ export class FrameConn {
     this.queued();
   }
 
+  /**
+   * Takes this turn's place in the order of writes now, before any frame is queued: connections
+   * write in the order they were first given a frame in a turn, so a caller that knows which answer
+   * matters most can put it first.
+   */
+  prime(): void {
+    if (this.ended || this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(this.flushSoon);
+  }
+
   private queued(): void {
     if (this.writer.length >= FLUSH_AT) this.flush();
     else if (!this.scheduled) {

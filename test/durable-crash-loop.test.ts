@@ -8,10 +8,9 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import fc from "fast-check";
 import { type Chan, type Client, dial } from "../src/index.ts";
 import { type Daemon, killAll } from "./helpers/daemon.ts";
-import { crashAndRestart, dataDir, startOn } from "./helpers/durable.ts";
+import { crashAndRestart, dataDir, killDelays, startOn } from "./helpers/durable.ts";
 
 const KILLS = 20;
 const WINDOW = 8;
@@ -60,11 +59,7 @@ for (const [cap, kills] of [
 }
 
 async function crashLoop(cap: number, kills: number): Promise<void> {
-  const seed = Number(process.env.DURABLE_SEED ?? Date.now() % 1_000_000);
-  const delays = fc.sample(fc.array(fc.integer({ min: 30, max: 600 }), { minLength: kills, maxLength: kills }), {
-    seed,
-    numRuns: 1,
-  })[0] as number[];
+  const { seed, delays } = killDelays(kills, 30, 600);
   let d: Daemon = await startOn(tmp.dir);
   const path = `/${d.id}/q${cap}`;
   const opts = { reconnectMs: 30_000 };

@@ -6,10 +6,9 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import fc from "fast-check";
 import { type Chan, dial, select } from "../src/index.ts";
 import type { Daemon } from "./helpers/daemon.ts";
-import { crashAndRestart, dataDirs, startOn } from "./helpers/durable.ts";
+import { crashAndRestart, dataDirs, killDelays, startOn } from "./helpers/durable.ts";
 import { drain } from "./helpers/producers.ts";
 
 const tmp = dataDirs();
@@ -71,11 +70,7 @@ describe("durable channel select send cases", () => {
   });
 
   test("kill -9 while selects are pending: they fail with ServerGone, completed ones are stored once", async () => {
-    const seed = Number(process.env.DURABLE_SEED ?? Date.now() % 1_000_000);
-    const delays = fc.sample(fc.array(fc.integer({ min: 100, max: 700 }), { minLength: 3, maxLength: 3 }), {
-      seed,
-      numRuns: 1,
-    })[0] as number[];
+    const { seed, delays } = killDelays(3, 100, 700);
     const dir = tmp("sel-crash");
     let d: Daemon = await startOn(dir);
     const LOOPS = 6;

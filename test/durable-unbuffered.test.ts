@@ -9,10 +9,9 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import fc from "fast-check";
 import { type Chan, dial, select } from "../src/index.ts";
 import { type Daemon, runCli, spawnCli } from "./helpers/daemon.ts";
-import { crashAndRestart, dataDirs, startOn } from "./helpers/durable.ts";
+import { crashAndRestart, dataDirs, killDelays, startOn } from "./helpers/durable.ts";
 
 const tmp = dataDirs();
 
@@ -70,11 +69,7 @@ describe("durable channel of capacity 0", () => {
   });
 
   test("kill -9 at random moments: every completed send was received or is back; blocked ops fail with ServerGone", async () => {
-    const seed = Number(process.env.DURABLE_SEED ?? Date.now() % 1_000_000);
-    const delays = fc.sample(fc.array(fc.integer({ min: 100, max: 600 }), { minLength: 3, maxLength: 3 }), {
-      seed,
-      numRuns: 1,
-    })[0] as number[];
+    const { seed, delays } = killDelays(3, 100, 600);
     const dir = tmp("unbuf-crash");
     let d: Daemon = await startOn(dir);
     try {

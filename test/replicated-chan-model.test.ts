@@ -11,7 +11,7 @@ import fc from "fast-check";
 import { headers } from "nats";
 import { DEDUPE_MS, KEY_SPAN, type Owner, ReplicatedChan, TRIM_EVERY } from "../src/daemon/replicated-chan.ts";
 import { CARRY_MS } from "../src/wire/shapes.ts";
-import { drainHost, FakeStream, settle } from "./helpers/fake-stream.ts";
+import { drainHost, FakeStream, settle, takeFrom } from "./helpers/fake-stream.ts";
 
 const cmd = fc.oneof(
   { weight: 4, arbitrary: fc.record({ t: fc.constant("send" as const), owner: fc.integer({ min: 0, max: 2 }) }) },
@@ -179,10 +179,7 @@ test("a send retried while its first append is in flight waits for that append: 
   for (const outcome of ["stored", "refused"] as const) {
     const st = new FakeStream();
     const h = await ReplicatedChan.resume(st.js, st.jsm, "S", 4, 3, "H");
-    let open!: () => void;
-    st.gate = new Promise<void>((r) => {
-      open = r;
-    });
+    const open = st.hold();
     const first = sendOn(h, "id-y");
     const retry = sendOn(h, "id-y");
     await settle();
@@ -208,10 +205,7 @@ test("a send retried while its first append is in flight waits for that append: 
 test("a retry of a send still waiting for its record, and sends after it: each value stored once, in order", async () => {
   const st = new FakeStream();
   const h = await ReplicatedChan.resume(st.js, st.jsm, "S", 16, 3, "H");
-  let open!: () => void;
-  st.gate = new Promise<void>((r) => {
-    open = r;
-  });
+  const open = st.hold();
   // a and b go at once; c waits for the next record, its retry waits with it, d joins that record.
   const sends = [sendOn(h, "id-a", "a"), sendOn(h, "id-b", "b"), sendOn(h, "id-c", "c")];
   const retry = sendOn(h, "id-c", "c");
@@ -252,9 +246,7 @@ test("trims under a steady stream of sends keep every value still needed (record
   };
   for (let i = 0; i < 40; i++) more();
   while (seen.length < 2500) {
-    const g = await new Promise<{ seq: number; bytes: Buffer }>((res, rej) =>
-      h.recv(owner, ++opid, (e, v) => (e || !v ? rej(e) : res(v))),
-    );
+    const g = await takeFrom(h, owner, ++opid);
     seen.push(g.bytes.toString());
     acks.push(h.ack(g.seq));
     most = Math.max(most, st.recs.length);
@@ -279,10 +271,7 @@ test("trims under a steady stream of sends keep every value still needed (record
 test("a close goes into the log after the sends admitted before it", async () => {
   const st = new FakeStream();
   const h = await ReplicatedChan.resume(st.js, st.jsm, "S", 8, 3, "H");
-  let open!: () => void;
-  st.gate = new Promise<void>((r) => {
-    open = r;
-  });
+  const open = st.hold();
   // a and b are being appended; c waits for the next record when the close comes.
   const sends = [sendOn(h, "id-a", "a"), sendOn(h, "id-b", "b"), sendOn(h, "id-c", "c")];
   await settle();
@@ -306,10 +295,7 @@ test("a trim while value records are being appended keeps them", async () => {
   st.lag = 2;
   const owner = {};
   let opid = 0;
-  const take = () =>
-    new Promise<{ seq: number; bytes: Buffer }>((res, rej) =>
-      h.recv(owner, ++opid, (e, v) => (e || !v ? rej(e) : res(v))),
-    );
+  const take = () => takeFrom(h, owner, ++opid);
   for (let i = 0; i < TRIM_EVERY; i++) {
     assert.equal(await sendOn(h, `id-${i}`), "ok");
     const g = await take();
@@ -342,9 +328,7 @@ test("a send retried after its record was trimmed is stored once, by the same ho
   const drain = async (h: ReplicatedChan) => {
     const out: string[] = [];
     while (h.stat().len > 0) {
-      const v = await new Promise<{ seq: number; bytes: Buffer }>((res, rej) =>
-        h.recv({}, ++opid, (e, got) => (e || !got ? rej(e) : res(got))),
-      );
+      const v = await takeFrom(h, {}, ++opid);
       await h.ack(v.seq);
       out.push(v.bytes.toString());
     }

@@ -135,8 +135,7 @@ export class ReplicatedChan {
   private readonly pendingIds = new Map<string, Batch>();
   /** The next value record, filling while BATCHES_IN_FLIGHT are being appended. */
   private batch: Batch | undefined;
-  private batchesInFlight = 0;
-  /** The sequences the value records being appended will take. */
+  /** The sequences the value records being appended will take (at most BATCHES_IN_FLIGHT but for full ones). */
   private readonly valueAppends = new Set<number>();
   /** Value records not trimmed yet, with their ids (written to a `d` record before the trim). */
   private readonly records = new Deque<{ seq: number; ids: string[] }>();
@@ -357,7 +356,7 @@ export class ReplicatedChan {
     if (this.lost) return done(this.lost);
     if (this.aborted) return done(new ChannelAborted("the channel was scrubbed"));
     if (this.closed || this.closing) return done(new ChannelClosed("send on a closed channel"));
-    if (this.known(id, (err) => done(err))) return;
+    if (this.known(id, done)) return;
     this.senders.push({ owner, opid, bytes, id, done });
     this.pump();
   }
@@ -497,16 +496,14 @@ export class ReplicatedChan {
   /** Appends the next record if fewer than BATCHES_IN_FLIGHT are (or `force`: it is full). */
   private flush(force: boolean): void {
     const b = this.batch;
-    if (!b || (!force && this.batchesInFlight >= BATCHES_IN_FLIGHT)) return;
+    if (!b || (!force && this.valueAppends.size >= BATCHES_IN_FLIGHT)) return;
     this.batch = undefined;
-    this.batchesInFlight++;
     // The sequence the record will take if stored: a trim meanwhile keeps it.
     const at = this.expect + 1;
     this.valueAppends.add(at);
     const n = b.ids.length;
     this.append("b", batchCodec.pack([b.ids, b.values]), { "C-N": String(n) }).then(
       (seq) => {
-        this.batchesInFlight--;
         this.valueAppends.delete(at);
         const now = performance.now();
         for (const id of b.ids) this.ids.set(id, now);
@@ -515,7 +512,6 @@ export class ReplicatedChan {
         this.flush(false);
       },
       (err: CircuitError) => {
-        this.batchesInFlight--;
         this.valueAppends.delete(at);
         this.settleBatch(b, err, 0);
       },
@@ -871,7 +867,7 @@ export class ReplicatedChan {
           continue;
         }
         // A retry of a send stored meanwhile (or being stored) waits for that one.
-        if (this.known(s.id, (err) => s.done(err))) continue;
+        if (this.known(s.id, s.done)) continue;
         this.store(s.id, s.bytes, s.done);
         continue;
       }

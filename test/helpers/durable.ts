@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after } from "node:test";
+import fc from "fast-check";
 import { type Daemon, killAll, startDaemon } from "./daemon.ts";
 
 /** A fresh temporary data directory; `rm()` removes it. */
@@ -58,4 +59,17 @@ export async function crashAndRestart(
       await new Promise((r) => setTimeout(r, 100));
     }
   }
+}
+
+/**
+ * `n` random delays (ms) from `min` to `max` for a crash test's kills, from a seed that
+ * DURABLE_SEED sets (the test reports it, so a failure can be run again the same way).
+ */
+export function killDelays(n: number, min: number, max: number): { seed: number; delays: number[] } {
+  const seed = Number(process.env.DURABLE_SEED ?? Date.now() % 1_000_000);
+  const delays = fc.sample(fc.array(fc.integer({ min, max }), { minLength: n, maxLength: n }), {
+    seed,
+    numRuns: 1,
+  })[0] as number[];
+  return { seed, delays };
 }

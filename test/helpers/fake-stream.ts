@@ -21,7 +21,7 @@ export class FakeStream {
   /** Ids of every value ever stored (read from the value records as they are appended). */
   ids = new Set<string>();
   subjects = ["circuit.log.S"];
-  /** While set, appends wait for it. */
+  /** While set, appends wait for it (see hold). */
   gate: Promise<void> | undefined;
   /** Appends take this many turns of the event loop (in order), as over a network. */
   lag = 0;
@@ -65,6 +65,15 @@ export class FakeStream {
     },
   } as unknown as JetStreamManager;
 
+  /** Holds every append from now on; the function returned lets them go. */
+  hold(): () => void {
+    let open!: () => void;
+    this.gate = new Promise<void>((r) => {
+      open = r;
+    });
+    return open;
+  }
+
   private info() {
     return {
       config: { subjects: [...this.subjects] },
@@ -95,4 +104,9 @@ export async function drainHost(host: ReplicatedChan, opid: () => number): Promi
     await host.ack(g.seq);
     out.push(g);
   }
+}
+
+/** One receive on `host` for `owner` (opid `opid`): resolves with the value handed out. */
+export function takeFrom(host: ReplicatedChan, owner: object, opid: number): Promise<{ seq: number; bytes: Buffer }> {
+  return new Promise((res, rej) => host.recv(owner, opid, (e, v) => (e || !v ? rej(e) : res(v))));
 }

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { repoRoot } from "./harness.ts";
 
 const runs = Number(process.argv[process.argv.indexOf("--runs") + 1]) || 15;
-const cli = join(repoRoot, "dist/cli/main.js");
+const cli = join(repoRoot, "dist/cli/circuit.cjs");
 const beforeAt = process.argv.indexOf("--before");
 const before = beforeAt > 0 ? process.argv[beforeAt + 1] : undefined;
 const appAt = process.argv.indexOf("--app");

@@ -296,7 +296,7 @@ export async function startCircuitDaemon(
 ): Promise<{ url: string; server: Spawned }> {
   // The built daemon, as users run it (`npm run bench` builds first); tsx's loader alone would
   // add about 40 MB to its memory.
-  const built = join(repoRoot, "dist", "cli", "main.js");
+  const built = join(repoRoot, "dist", "cli", "circuit.cjs");
   const entry = existsSync(built) ? [built] : ["--import", "tsx", "src/cli/main.ts"];
   // BENCH_DAEMON_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the daemon.
   const nodeArgs = (process.env.BENCH_DAEMON_NODE_ARGS ?? "").split(" ").filter(Boolean);

@@ -85,6 +85,9 @@ test("the tarball holds dist, docs, README and LICENSE: no sources, tests, maps,
     "dist/client.js",
     "dist/client.d.ts",
     "dist/cli/main.js",
+    // The command (package.json "bin") and the command line bundled for it.
+    "dist/cli/circuit.cjs",
+    "dist/cli/main.cjs",
     // The dashboard's page (`start --http`) is served from these.
     "dist/http/static/index.html",
     "dist/http/static/app.js",
@@ -94,7 +97,7 @@ test("the tarball holds dist, docs, README and LICENSE: no sources, tests, maps,
   }
   const stray = files.filter(
     (f) =>
-      !/^(dist\/.+\.(js|d\.ts)|dist\/http\/static\/[a-z]+\.(html|css)|docs\/[^/]+\.md|cjs\/[^/]+\.cjs|README\.md|LICENSE|package\.json)$/.test(
+      !/^(dist\/.+\.(js|d\.ts)|dist\/cli\/[a-z]+\.cjs|dist\/http\/static\/[a-z]+\.(html|css)|docs\/[^/]+\.md|cjs\/[^/]+\.cjs|README\.md|LICENSE|package\.json)$/.test(
         f,
       ) || /\.map$|\.key$|\.tgz$|^dist\/.*\.test\./.test(f),
   );

@@ -23,7 +23,7 @@ const WORK_MS = env("WORK_MS", 1);
 const COOLDOWN_MS = env("COOLDOWN_MS", 3000);
 const TIMEOUT_S = env("TIMEOUT_S", 180);
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-const CLI = `${ROOT}dist/cli/main.js`;
+const CLI = `${ROOT}dist/cli/circuit.cjs`;
 if (!existsSync(CLI)) throw new Error("run `npm ci` (or `npm run build`) first: the daemons are the built CLI");
 
 const t0 = Date.now();

@@ -109,13 +109,20 @@ process.stdout.on("error", (err: NodeJS.ErrnoException) => {
   if (err.code === "EPIPE") process.exit(0);
 });
 
-try {
-  await program.parseAsync(process.argv);
-  process.exitCode = 0;
-} catch (err) {
-  if (err instanceof CommanderError) {
-    process.exitCode = err.exitCode === 0 ? 0 : 2;
-  } else {
-    process.exitCode = report(err);
+/** Runs the command; the exit code is 0, or 2 for a usage error, or what report() says of a failure. */
+async function main(): Promise<void> {
+  try {
+    await program.parseAsync(process.argv);
+    // A command that reported its own failure (start) has set the code already.
+    process.exitCode ??= 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode === 0 ? 0 : 2;
+    } else {
+      process.exitCode = report(err);
+    }
   }
 }
+
+// No top-level await: the published command is this file bundled as CommonJS (scripts/bundle-cli.mjs).
+void main();

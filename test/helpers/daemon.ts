@@ -1,13 +1,14 @@
-// Real daemons and CLI processes for tests: everything runs the built `dist/cli/main.js` in its own
-// OS process, the way a user would. Every process spawned here is tracked, and whatever is still
-// running when a test file ends is killed, so a failing test never leaves a daemon behind.
+// Real daemons and CLI processes for tests: everything runs the built `dist/cli/circuit.cjs` (the
+// published command, package.json "bin") in its own OS process, the way a user would. Every process
+// spawned here is tracked, and whatever is still running when a test file ends is killed, so a
+// failing test never leaves a daemon behind.
 
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { fileURLToPath } from "node:url";
 
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
-export const CLI = fileURLToPath(new URL("../../dist/cli/main.js", import.meta.url));
+export const CLI = fileURLToPath(new URL("../../dist/cli/circuit.cjs", import.meta.url));
 
 /** Variables that would make a CLI under test dial something other than what the test says. */
 const AMBIENT = ["CIRCUIT", "CIRCUIT_KEY", "CIRCUIT_DISCOVER"];

@@ -1,0 +1,108 @@
+// The published command (dist/cli/circuit.cjs) compiles the bundled command line through V8's code
+// cache: one file per command in the user's cache directory, written when missing or refused,
+// never read from a directory others may write to, off with CIRCUIT_CACHE_DIR=off. Whatever the
+// cache holds, the command does the same thing.
+import assert from "node:assert/strict";
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { type Daemon, killAll, runCli, startDaemon } from "./helpers/daemon.ts";
+
+const tmp = mkdtempSync(join(tmpdir(), "circuit-cli-cache-"));
+const version = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string })
+  .version;
+let d: Daemon;
+let dialArgs: string[];
+let path: string;
+
+before(async () => {
+  d = await startDaemon();
+  dialArgs = ["-d", d.url.slice(0, d.url.lastIndexOf("/"))];
+  path = `/${d.url.slice(d.url.lastIndexOf("/") + 1)}/q`;
+  const r = await runCli([...dialArgs, "mkchan", path, "100"]);
+  assert.equal(r.code, 0, r.stderr);
+});
+
+after(async () => {
+  await killAll();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+/** `circuit send` then `circuit recv` of one value with this cache directory: the value comes back. */
+async function roundTrip(cacheDir: string, value: string): Promise<void> {
+  const env = { CIRCUIT_CACHE_DIR: cacheDir };
+  const s = await runCli([...dialArgs, "send", path], { input: value, env });
+  assert.equal(s.code, 0, s.stderr);
+  assert.equal(s.stderr, "");
+  const r = await runCli([...dialArgs, "recv", path], { env });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout.toString(), value);
+}
+
+const cacheFile = (dir: string, command: string) => join(dir, `${command}-${process.version}-${process.arch}.v8cache`);
+
+test("each command writes its cache once, readable only by its user, and runs the same from it", async () => {
+  const dir = join(tmp, "fresh", "circuit-ts");
+  await roundTrip(dir, "first");
+  assert.equal(statSync(dir).mode & 0o777, 0o700);
+  assert.deepEqual(
+    readdirSync(dir).sort(),
+    [cacheFile(dir, "recv"), cacheFile(dir, "send")].map((f) => f.slice(dir.length + 1)),
+  );
+  const sent = statSync(cacheFile(dir, "send"));
+  assert.equal(sent.mode & 0o777, 0o600);
+  assert.ok(sent.size > 10_000, `a cache of the functions send compiled (${sent.size} bytes)`);
+  // From the cache: the same results, and the cache is left as it is (accepted, not rewritten).
+  await roundTrip(dir, "second");
+  assert.equal(statSync(cacheFile(dir, "send")).mtimeMs, sent.mtimeMs);
+  const v = await runCli(["--version"], { env: { CIRCUIT_CACHE_DIR: dir } });
+  assert.equal(v.stdout.toString().trim(), version);
+});
+
+test("a cache V8 refuses (corrupt, or from another build) is replaced and the command still works", async () => {
+  const dir = join(tmp, "corrupt");
+  await roundTrip(dir, "before");
+  const garbage = Buffer.alloc(4096, 0x5a);
+  writeFileSync(cacheFile(dir, "send"), garbage, { mode: 0o600 });
+  await roundTrip(dir, "after");
+  assert.notDeepEqual(readFileSync(cacheFile(dir, "send")), garbage);
+  assert.ok(statSync(cacheFile(dir, "send")).size > 10_000);
+});
+
+test("a cache directory others may write to is neither read nor written; CIRCUIT_CACHE_DIR=off uses none", async () => {
+  const open = join(tmp, "open");
+  await roundTrip(open, "one");
+  const planted = Buffer.alloc(4096, 0x41);
+  writeFileSync(cacheFile(open, "send"), planted, { mode: 0o600 });
+  chmodSync(open, 0o777);
+  await roundTrip(open, "two");
+  // Untouched: not read (it would have been refused and replaced) and nothing new written.
+  assert.deepEqual(readFileSync(cacheFile(open, "send")), planted);
+  assert.deepEqual(
+    readdirSync(open).sort(),
+    ["recv", "send"].map((c) => cacheFile(open, c).slice(open.length + 1)),
+  );
+
+  const home = join(tmp, "home");
+  const s = await runCli([...dialArgs, "send", path], {
+    input: "three",
+    env: { CIRCUIT_CACHE_DIR: "off", XDG_CACHE_HOME: home, HOME: home },
+  });
+  assert.equal(s.code, 0, s.stderr);
+  assert.throws(() => readdirSync(home), /ENOENT/);
+  const r = await runCli([...dialArgs, "recv", path]);
+  assert.equal(r.stdout.toString(), "three");
+});
+
+test("circuit start through the published command: its ES modules load, a bad option exits 2 with one line", async () => {
+  const dir = join(tmp, "start");
+  const bad = await runCli(["start", "--max-value", "lots"], { env: { CIRCUIT_CACHE_DIR: dir } });
+  assert.equal(bad.code, 2);
+  assert.equal(bad.stderr, "circuit: --max-value takes a positive whole number\n");
+  // Again from the cache start's first run wrote.
+  const again = await runCli(["start", "--addr", "256.0.0.1:0"], { env: { CIRCUIT_CACHE_DIR: dir } });
+  assert.equal(again.code, 2, again.stderr);
+  assert.match(again.stderr, /^circuit: .+\n$/);
+  assert.ok(statSync(cacheFile(dir, "start")).size > 0);
+});

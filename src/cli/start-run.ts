@@ -14,7 +14,36 @@ import { StoreUnavailable } from "../errors.js";
 import type { Logger } from "../util/log.js";
 import { isLoopback, parseHostPort, parseUrl } from "../wire/url.js";
 import { keyOption, report, UsageError } from "./common.js";
-import type { StartOptions } from "./start.js";
+
+/** The options of `circuit start`, as commander parses them (src/cli/start.ts declares them). */
+export interface StartOptions {
+  addr: string;
+  join?: string[];
+  advertise?: string;
+  data?: string;
+  maxValue: string;
+  acceptKey?: string[];
+  insecure?: boolean;
+  handshakeMs: string;
+  idleMs: string;
+  maxConnections: string;
+  maxPending: string;
+  maxCredits: string;
+  maxStreams: string;
+  maxChannels: string;
+  maxSelectCases: string;
+  maxDepth: string;
+  maxName: string;
+  subBuffer: string;
+  maxUnsent: string;
+  fsRoot?: string;
+  cgroups: boolean;
+  store?: string;
+  storeTlsCa?: string;
+  storeCreds?: string;
+  logLevel: string;
+  http?: string;
+}
 
 /** Runs the daemon until it stops; a bad option or a failed start is reported here, with its exit code. */
 export async function runStart(o: StartOptions, g: { key?: string; discover?: string; json?: boolean }): Promise<void> {

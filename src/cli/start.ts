@@ -2,35 +2,7 @@
 
 import type { Command } from "commander";
 import { DEFAULT_LIMITS } from "../daemon/limits.js";
-
-export interface StartOptions {
-  addr: string;
-  join?: string[];
-  advertise?: string;
-  data?: string;
-  maxValue: string;
-  acceptKey?: string[];
-  insecure?: boolean;
-  handshakeMs: string;
-  idleMs: string;
-  maxConnections: string;
-  maxPending: string;
-  maxCredits: string;
-  maxStreams: string;
-  maxChannels: string;
-  maxSelectCases: string;
-  maxDepth: string;
-  maxName: string;
-  subBuffer: string;
-  maxUnsent: string;
-  fsRoot?: string;
-  cgroups: boolean;
-  store?: string;
-  storeTlsCa?: string;
-  storeCreds?: string;
-  logLevel: string;
-  http?: string;
-}
+import type { StartOptions } from "./start-run.js";
 
 function collect(v: string, prev: string[] | undefined): string[] {
   return [...(prev ?? []), v];

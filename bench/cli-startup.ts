@@ -1,8 +1,8 @@
-// `node --import tsx bench/cli-startup.ts [--runs N]`: what one `circuit …` command costs a shell
-// script: the wall clock from spawn to exit and the CPU time (user + system) it used, beside
+// `node --import tsx bench/cli-startup.ts [--runs N]`: what one `circuit …` command (the published
+// one, dist/cli/circuit.cjs) costs a shell script: the wall clock from spawn to exit and the CPU time (user + system) it used, beside
 // `node -e 0` (the floor any Node CLI pays) measured in the same rounds. `--before
 // PATH/dist/cli/main.js` adds another build's CLI (a checkout of an older commit) to the same rounds,
-// for a before/after figure; `--app DIR` (a project with circuit-ts installed) adds
+// its pair included, for a before/after figure; `--app DIR` (a project with circuit-ts installed) adds
 // `npx circuit --version` and `node_modules/.bin/circuit --version` run there, to show what npx
 // itself costs. Commands alternate round by round so that a busy stretch of the machine falls on
 // all of them alike; the table shows medians. Writes bench/results/cli-startup.json.
@@ -57,6 +57,13 @@ try {
     commands["before: circuit --version"] = { args: [before, "--version"] };
     commands["before: circuit send"] = { args: [before, "-d", dial, "send", `/${id}/q`], input: "hello" };
     commands["before: circuit ls /"] = { args: [before, "-d", dial, "ls", "/"] };
+    commands["before: pair"] = {
+      cmd: "bash",
+      args: [
+        "-c",
+        `"${node}" "${before}" -d ${dial} recv /${id}/pair > /dev/null & echo '"hi"' | "${node}" "${before}" -d ${dial} send /${id}/pair; wait`,
+      ],
+    };
   }
   if (app) {
     commands["npx circuit --version (app)"] = { cmd: "npx", args: ["--no-install", "circuit", "--version"], cwd: app };
@@ -92,6 +99,12 @@ try {
   console.log(`${"medians of".padEnd(32)}  wall    cpu`);
   for (const r of rows)
     console.log(`${r.name.padEnd(32)} ${String(r.wallMs).padStart(5)} ${String(r.cpuMs).padStart(6)} ms`);
+  const wall = (name: string) => rows.find((r) => r.name === name)?.wallMs ?? Number.NaN;
+  const floor = wall("pair: node -e 0 & node -e 0");
+  console.log(
+    `pair ÷ two node -e 0 (wall): ${(wall("pair: circuit recv & circuit send") / floor).toFixed(2)}× (issue #18: ≤ 1.5×)`,
+  );
+  if (before) console.log(`before: pair ÷ two node -e 0 (wall): ${(wall("before: pair") / floor).toFixed(2)}×`);
   const dir = join(repoRoot, "bench/results");
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, "cli-startup.json"), `${JSON.stringify({ runs, rows }, null, 2)}\n`);

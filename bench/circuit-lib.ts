@@ -1,6 +1,8 @@
-// The slice of the circuit library the benchmarks use, loaded from src/ at run time. Declaring
-// it here keeps the bench type-checkable while the library is being rewritten, and says exactly
-// which promises of DESIGN.md §9 the figures depend on.
+// The slice of the circuit library the benchmarks use, loaded at run time. Declaring it here keeps
+// the bench type-checkable while the library is being rewritten, and says exactly which promises
+// of DESIGN.md §9 the figures depend on.
+
+import { existsSync } from "node:fs";
 
 export interface BenchChan {
   send(value: unknown): Promise<void>;
@@ -20,7 +22,11 @@ export interface BenchClient {
   close(): Promise<void>;
 }
 
-const libUrl = new URL("../src/index.ts", import.meta.url).href;
+// The library as users run it: dist/, what tsc built (`npm run bench` builds first). BENCH_LIB=src
+// runs the sources through tsx instead (its transform differs: names kept on every closure).
+const built = new URL("../dist/index.js", import.meta.url);
+const libUrl =
+  process.env.BENCH_LIB !== "src" && existsSync(built) ? built.href : new URL("../src/index.ts", import.meta.url).href;
 
 export async function dialCircuit(url: string): Promise<BenchClient> {
   const lib = (await import(libUrl)) as { dial(url: string): Promise<BenchClient> };

@@ -5,6 +5,7 @@
 // measures both). Left out: `circuit start`'s work (start-run.js and the daemon behind it) stays the
 // ES modules tsc built, so the daemon shares one copy of every module with its start-up; and
 // msgpackr's native decoder, which a command handling a value or two does not load.
+import { chmodSync } from "node:fs";
 import { build } from "esbuild";
 
 await build({
@@ -22,3 +23,5 @@ await build({
   // A bundled module that needs import.meta would silently get an empty one: fail the build instead.
   logOverride: { "empty-import-meta": "error" },
 });
+// The command itself (tsc wrote it without the execute bit its "#!" line asks for).
+chmodSync(new URL("../dist/cli/circuit.cjs", import.meta.url), 0o755);

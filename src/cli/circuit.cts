@@ -22,14 +22,14 @@ const bundle = path.join(__dirname, "main.cjs");
 /** This user's cache directory, made if missing; undefined when there is none we may trust. */
 function cacheDir(): string | undefined {
   const env = process.env.CIRCUIT_CACHE_DIR;
-  if (env === "off") return undefined;
+  // Without user ids (Windows) there is no telling whose files these are: no cache.
+  if (env === "off" || process.getuid === undefined) return undefined;
   const xdg = process.env.XDG_CACHE_HOME;
   const dir = env || (xdg ? path.join(xdg, "circuit-ts") : path.join(os.homedir(), ".cache", "circuit-ts"));
   try {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     const st = fs.lstatSync(dir);
-    const uid = process.getuid?.();
-    if (!st.isDirectory() || (uid !== undefined && st.uid !== uid) || (st.mode & 0o022) !== 0) return undefined;
+    if (!st.isDirectory() || st.uid !== process.getuid?.() || (st.mode & 0o022) !== 0) return undefined;
     return dir;
   } catch {
     return undefined;

@@ -146,9 +146,14 @@ export class RoleHandle {
       if (i >= 0) this.waiters.splice(i, 1)[0]?.resolve(m);
       else this.queue.push(m);
     });
-    child.once("exit", (code, sig) => this.fail(new Error(describeExit(name, code, sig, this.output))));
+    // The deadline's listener goes when the process does: a scenario starts many roles on one signal.
+    const onAbort = () => this.fail(new Error(`${name}: deadline passed`));
+    signal.addEventListener("abort", onAbort, { once: true });
+    child.once("exit", (code, sig) => {
+      signal.removeEventListener("abort", onAbort);
+      this.fail(new Error(describeExit(name, code, sig, this.output)));
+    });
     child.once("error", (e) => this.fail(new Error(`${name}: ${e.message}`)));
-    signal.addEventListener("abort", () => this.fail(new Error(`${name}: deadline passed`)), { once: true });
   }
 
   get pid(): number {
@@ -219,9 +224,13 @@ export class Procs {
     child.stdout?.on("data", (d) => stdout.push(d));
     child.stderr?.on("data", (d) => stderr.push(d));
     const exited = new Promise<never>((_, reject) => {
-      child.once("exit", (code, sig) => reject(new Error(describeExit(name, code, sig, stderr))));
+      const onAbort = () => reject(new Error(`${name}: deadline passed`));
+      this.signal.addEventListener("abort", onAbort, { once: true });
+      child.once("exit", (code, sig) => {
+        this.signal.removeEventListener("abort", onAbort);
+        reject(new Error(describeExit(name, code, sig, stderr)));
+      });
       child.once("error", (e) => reject(new Error(`${name}: ${e.message}`)));
-      this.signal.addEventListener("abort", () => reject(new Error(`${name}: deadline passed`)), { once: true });
     });
     exited.catch(() => {});
     return { child, stdout, stderr, exited };

@@ -32,3 +32,21 @@ for (const size of [10, 65_535, 65_536, 300_000]) {
     assert.deepEqual(await wire((c) => c.batchBin(0x11, 9, v, 42)), await wire((c) => c.batch(0x11, 9, enc, 42)));
   });
 }
+
+for (const sizes of [[10], [100, 200], [40_000, 40_000], [65_536, 1, 300_000, 7]]) {
+  test(`sendParts of parts of ${sizes.join(", ")} bytes writes what send of them joined writes`, async () => {
+    const parts = sizes.map((n, k) => Buffer.alloc(n, k + 1));
+    assert.deepEqual(
+      await wire((c) => {
+        c.send(0x01, [5]);
+        c.sendParts(0x12, [77], parts);
+        c.send(0x02, [6]);
+      }),
+      await wire((c) => {
+        c.send(0x01, [5]);
+        c.send(0x12, [77], Buffer.concat(parts));
+        c.send(0x02, [6]);
+      }),
+    );
+  });
+}

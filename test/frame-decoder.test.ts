@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import fc from "fast-check";
-import { BATCH_BYTES, batchTail, FrameDecoder, FrameWriter, forEachEntry } from "../src/wire/frame.ts";
+import { BATCH_BYTES, batchTail, FrameDecoder, FrameWriter, forEachEntry, PASS_MIN } from "../src/wire/frame.ts";
 import { decode, encode, tail, u32 } from "../src/wire/protocol.ts";
 
 interface Frame {
@@ -467,5 +467,100 @@ describe("value codec", () => {
       ),
       { numRuns: 300 },
     );
+  });
+});
+
+describe("FrameDecoder pass-through (a stream's big data frames handed on in pieces)", () => {
+  const PASS = 0x33;
+  /** A frame of `type` with u32 field `id` and a tail of n bytes numbered from `seed`. */
+  function frame(type: number, id: number, n: number, seed: number): { bytes: Buffer; tail: Buffer } {
+    const tail = Buffer.alloc(n);
+    for (let i = 0; i < n; i++) tail[i] = (seed + i * 31) & 0xff;
+    const w = new FrameWriter();
+    w.frame(type, [id], tail);
+    return { bytes: w.take(), tail };
+  }
+
+  /** Pushes `wire` in chunks cut at `cuts`; returns what onFrame and onPiece saw, in order. */
+  function decode(wire: Buffer, cuts: number[]) {
+    const events: { kind: "frame" | "piece"; type?: number; id?: number; bytes: Buffer; last?: boolean }[] = [];
+    const dec = new FrameDecoder(64 * 1024 * 1024, (type, body) => events.push({ kind: "frame", type, bytes: body }));
+    dec.passThrough(PASS, (id, piece, last) => events.push({ kind: "piece", id, bytes: piece, last }));
+    let at = 0;
+    for (const c of [...cuts.filter((c) => c > 0 && c < wire.length)].sort((a, b) => a - b).concat(wire.length)) {
+      if (c > at) dec.push(wire.subarray(at, c));
+      at = c;
+    }
+    assert.equal(dec.buffered, 0);
+    return events;
+  }
+
+  test("every frame comes out in order: big ones of the type that arrive in parts as pieces that join to their tail", () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({
+            pass: fc.boolean(),
+            big: fc.boolean(),
+            n: fc.integer({ min: 0, max: 3 * PASS_MIN }),
+          }),
+          { minLength: 1, maxLength: 6 },
+        ),
+        fc.array(fc.integer({ min: 0, max: 1_000_000 }), { maxLength: 40 }),
+        (specs, cuts) => {
+          const frames = specs.map((s, k) => {
+            const n = s.big ? PASS_MIN + (s.n % PASS_MIN) : s.n % 2000;
+            return { ...frame(s.pass ? PASS : 0x10, k + 1, n, k), pass: s.pass && n >= PASS_MIN };
+          });
+          const wire = Buffer.concat(frames.map((f) => f.bytes));
+          const events = decode(
+            wire,
+            cuts.map((c) => c % (wire.length + 1)),
+          );
+          let e = 0;
+          for (const [k, f] of frames.entries()) {
+            // A frame that arrives whole in one push is handed on whole, whatever its type.
+            if (!f.pass || events[e]?.kind === "frame") {
+              const ev = events[e++];
+              assert.equal(ev?.kind, "frame");
+              assert.deepEqual(ev?.bytes, f.bytes.subarray(5));
+              continue;
+            }
+            const pieces: Buffer[] = [];
+            for (;;) {
+              const ev = events[e++];
+              assert.equal(ev?.kind, "piece", `frame ${k}: a piece`);
+              assert.equal(ev?.id, k + 1);
+              assert.ok((ev?.bytes.length ?? 0) > 0, "no empty piece");
+              pieces.push(ev?.bytes as Buffer);
+              if (ev?.last) break;
+            }
+            assert.deepEqual(Buffer.concat(pieces), f.tail);
+          }
+          assert.equal(e, events.length, "nothing else");
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  test("pieces are views of the pushed bytes: a big frame is never copied together", () => {
+    const f = frame(PASS, 9, 4 * PASS_MIN, 3);
+    const chunks: Buffer[] = [];
+    for (let at = 0; at < f.bytes.length; at += 65_536) chunks.push(Buffer.from(f.bytes.subarray(at, at + 65_536)));
+    const pieces: Buffer[] = [];
+    const dec = new FrameDecoder(64 * 1024 * 1024, () => assert.fail("no whole frame"));
+    dec.passThrough(PASS, (_id, piece) => pieces.push(piece));
+    for (const c of chunks) dec.push(c);
+    assert.deepEqual(Buffer.concat(pieces), f.tail);
+    // Every piece after the first lies in the buffer of its chunk.
+    for (const [i, p] of pieces.entries()) assert.equal(p.buffer, (chunks[i] as Buffer).buffer);
+  });
+
+  test("a frame over the limit is refused before anything of it is handed on", () => {
+    const dec = new FrameDecoder(PASS_MIN, () => {});
+    dec.passThrough(PASS, () => assert.fail("no piece"));
+    const big = frame(PASS, 1, 2 * PASS_MIN, 0).bytes;
+    assert.throws(() => dec.push(big.subarray(0, 64)), isProtocolError);
   });
 });

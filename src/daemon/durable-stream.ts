@@ -48,6 +48,11 @@ export class DurableStreamIn implements PipeReceiver {
     pipe.grant(WRITE_WINDOW);
   }
 
+  /** The pieces of one frame from the sender, stored as one chunk (as the frame was before it came in pieces). */
+  dataParts(chunks: Buffer[]): void {
+    this.data(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks));
+  }
+
   data(chunk: Buffer): void {
     if (this.over) return;
     if (this.durable.isDropped) {

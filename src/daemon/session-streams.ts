@@ -30,14 +30,21 @@ export class SessionStreams {
     private readonly nextPipeId: () => number,
   ) {}
 
+  /**
+   * Bytes of the client's stream `sid`: an SDATA frame, or a piece of a big one (`more`: the rest
+   * of its frame follows).
+   */
+  data(sid: number, bytes: Buffer, more = false): void {
+    const pipe = this.outStreams.get(sid);
+    if (pipe && !pipe.write(bytes, more)) throw new ProtocolError("stream data beyond its credit");
+  }
+
   /** SDATA, SFIN, SABORT (the client's streams) and SCREDIT, SDROP (ours to it). */
   frame(type: number, body: Buffer): void {
     switch (type) {
-      case T.SDATA: {
-        const pipe = this.outStreams.get(u32(body, 0));
-        if (pipe && !pipe.write(tail(body, 1))) throw new ProtocolError("stream data beyond its credit");
+      case T.SDATA:
+        this.data(u32(body, 0), tail(body, 1));
         return;
-      }
       case T.SFIN: {
         const sid = u32(body, 0);
         const pipe = this.outStreams.get(sid);
@@ -112,6 +119,8 @@ export class SessionStreams {
     this.inStreams.set(pipe.id, pipe);
     const recv: PipeReceiver = {
       data: (c) => this.conn.send(T.SDATA, [pipe.id], c),
+      // The pieces of a big frame from the sender go on as one frame, written from the pieces.
+      dataParts: (parts) => this.conn.sendParts(T.SDATA, [pipe.id], parts),
       fin: () => {
         this.inStreams.delete(pipe.id);
         this.conn.send(T.SFIN, [pipe.id]);

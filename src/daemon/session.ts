@@ -103,6 +103,8 @@ export class Session {
       maxSelectors: d.limits.pending,
     });
     conn.onFrame = (t, b) => this.frame(t, b);
+    // A stream's big SDATA frames come piece by piece as they arrive, never copied together.
+    conn.passThrough(T.SDATA, (sid, bytes, last) => this.streamData(sid, bytes, last));
     conn.onClose = () => this.cleanup();
     conn.onBadInput = (err) => {
       this.logClose(err);
@@ -119,15 +121,30 @@ export class Session {
       }
       this.dispatch(type, body);
     } catch (err) {
-      if (err instanceof CircuitError || err instanceof RangeError || err instanceof TypeError) {
-        this.fatal(err);
-      } else {
-        this.d.log.error(
-          { event: "session-error", peer: this.peer, stack: (err as Error)?.stack ?? String(err) },
-          `session error: ${(err as Error)?.message ?? err}`,
-        );
-        this.fatal(new ProtocolError("internal error"));
-      }
+      this.failed(err);
+    }
+  }
+
+  /** A piece of a big SDATA frame: the same as an SDATA frame of those bytes. */
+  private streamData(sid: number, bytes: Buffer, last: boolean): void {
+    try {
+      if (!this.handshaken) throw new ProtocolError("expected HELLO");
+      this.streams.data(sid, bytes, !last);
+    } catch (err) {
+      this.failed(err);
+    }
+  }
+
+  /** What a frame's handling threw ends the session: the client's fault with its reason, ours as an internal error. */
+  private failed(err: unknown): void {
+    if (err instanceof CircuitError || err instanceof RangeError || err instanceof TypeError) {
+      this.fatal(err);
+    } else {
+      this.d.log.error(
+        { event: "session-error", peer: this.peer, stack: (err as Error)?.stack ?? String(err) },
+        `session error: ${(err as Error)?.message ?? err}`,
+      );
+      this.fatal(new ProtocolError("internal error"));
     }
   }
 

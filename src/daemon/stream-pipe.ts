@@ -18,6 +18,8 @@ export interface PipeSender {
 
 export interface PipeReceiver {
   data(chunk: Buffer): void;
+  /** Several chunks that may go on as one (data() for each, when absent). */
+  dataParts?(chunks: Buffer[]): void;
   fin(): void;
   broken(reason: string): void;
 }
@@ -45,15 +47,19 @@ export class StreamPipe {
     sender?.credit(STREAM_WAITING_WINDOW);
   }
 
-  /** Bytes from the sender. Returns false if it sent more than its window allowed. */
-  write(chunk: Buffer): boolean {
+  /**
+   * Bytes from the sender; with `more`, further bytes of the same frame follow at once and the
+   * chunks go on together with them (a big frame arrives in pieces: FrameDecoder.passThrough).
+   * Returns false if it sent more than its window allowed.
+   */
+  write(chunk: Buffer, more = false): boolean {
     if (this.done || this.finished) return true;
     if (this.bytes + chunk.length > this.window) return false;
     // Kept as it is when it is most of the buffer it lies in; a small piece of a big read buffer is
     // copied, or a trickle of tiny chunks could each pin a whole read buffer.
     this.chunks.push(chunk.length * 2 >= chunk.buffer.byteLength ? chunk : Buffer.from(chunk));
     this.bytes += chunk.length;
-    this.pump();
+    if (!more) this.pump();
     return true;
   }
 
@@ -108,6 +114,7 @@ export class StreamPipe {
     const r = this.receiver;
     if (!r || this.done) return;
     let freed = 0;
+    const parts: Buffer[] = [];
     while (this.chunks.length > 0 && this.credit > 0) {
       let c = this.chunks[0] as Buffer;
       if (c.length > this.credit) {
@@ -119,8 +126,10 @@ export class StreamPipe {
       this.credit -= c.length;
       this.bytes -= c.length;
       freed += c.length;
-      r.data(c);
+      if (r.dataParts) parts.push(c);
+      else r.data(c);
     }
+    if (parts.length > 0) r.dataParts?.(parts);
     if (freed > 0) this.sender?.credit(freed);
     if (this.chunks.length === 0) {
       if (this.finished) {

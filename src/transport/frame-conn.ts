@@ -4,7 +4,14 @@
 
 import type { Duplex } from "node:stream";
 import { ProtocolError } from "../errors.js";
-import { binHeadBytes, FrameDecoder, FrameWriter, HEADER_BYTES, writeBinHead } from "../wire/frame.js";
+import {
+  binHeadBytes,
+  FrameDecoder,
+  FrameWriter,
+  HEADER_BYTES,
+  type PieceHandler,
+  writeBinHead,
+} from "../wire/frame.js";
 
 const FLUSH_AT = 256 * 1024;
 /**
@@ -91,6 +98,38 @@ export class FrameConn {
 
   get closed(): boolean {
     return this.ended;
+  }
+
+  /**
+   * Big frames of `type` (a stream's data: one u32 id field, then bytes) reach `onPiece` in pieces
+   * as they arrive rather than onFrame whole (FrameDecoder.passThrough).
+   */
+  passThrough(type: number, onPiece: PieceHandler): void {
+    this.decoder.passThrough(type, onPiece);
+  }
+
+  /**
+   * Queues one frame whose tail is `parts` one after another. Big ones leave from the parts
+   * themselves, in one write with the header (no copy): the caller must not change them.
+   */
+  sendParts(type: number, fields: readonly number[], parts: readonly Buffer[]): void {
+    if (this.ended) return;
+    if (parts.length === 1) return this.send(type, fields, parts[0]);
+    let total = 0;
+    for (const p of parts) total += p.length;
+    if (total < LARGE) return this.send(type, fields, Buffer.concat(parts, total));
+    this.flush();
+    if (this.ended) return;
+    const head = Buffer.allocUnsafe(HEADER_BYTES + 4 * fields.length);
+    head.writeUInt32BE(head.length - 4 + total, 0);
+    head[4] = type;
+    for (let i = 0; i < fields.length; i++) head.writeUInt32BE((fields[i] as number) >>> 0, HEADER_BYTES + 4 * i);
+    this.lastOutput = performance.now();
+    this.stream.cork();
+    this.writeOut(head, false);
+    for (const p of parts) this.writeOut(p, false);
+    this.stream.uncork();
+    this.overLimit();
   }
 
   /** Queues a frame; it is written at the end of this event-loop turn. */

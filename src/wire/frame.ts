@@ -63,12 +63,33 @@ export function batchTail(values: readonly Uint8Array[]): Buffer {
 
 export type FrameHandler = (type: number, body: Buffer) => void;
 
+/**
+ * Frames of the decoder's pass-through type (FrameDecoder.passThrough) whose tail is at least this
+ * big are handed on in pieces as their bytes arrive instead of being collected whole first.
+ */
+export const PASS_MIN = 128 * 1024;
+/** A passed-through frame's head: length prefix, type, and the one u32 field (its id). */
+const PASS_HEAD = HEADER_BYTES + 4;
+
+/**
+ * Where a pass-through frame's pieces go: `id` is its first u32 field, `piece` the next bytes of
+ * its tail (never empty; the pieces of one frame, in order, are its whole tail), `last` true for
+ * the frame's last piece.
+ */
+export type PieceHandler = (id: number, piece: Buffer, last: boolean) => void;
+
 export class FrameDecoder {
   private readonly parts: Buffer[] = [];
   private partBytes = 0;
   /** Total bytes (prefix included) of the frame being collected, or 0 while the prefix is unknown. */
   private need = 0;
   private failed = false;
+  /** The frame type handed on in pieces, and where they go (passThrough()). */
+  private passType = -1;
+  private onPiece: PieceHandler = () => {};
+  /** Tail bytes of the frame being passed through still to come, and its id. */
+  private passing = 0;
+  private passId = 0;
 
   constructor(
     private readonly maxFrame: number,
@@ -76,11 +97,29 @@ export class FrameDecoder {
   ) {}
 
   /**
-   * Feeds bytes; calls onFrame for every complete frame in order. Throws ProtocolError for a zero
-   * or oversized length prefix; after that the decoder refuses further input.
+   * Frames of `type` (whose body is one u32 field, then bytes that may be split anywhere: a stream's
+   * data) with a tail of PASS_MIN or more go to `onPiece` piece by piece as they arrive, each piece
+   * a view of the bytes pushed: a big frame is never copied together.
+   */
+  passThrough(type: number, onPiece: PieceHandler): void {
+    this.passType = type;
+    this.onPiece = onPiece;
+  }
+
+  /**
+   * Feeds bytes; calls onFrame for every complete frame in order (onPiece for the pieces of a
+   * pass-through frame, in their place in that order). Throws ProtocolError for a zero or
+   * oversized length prefix; after that the decoder refuses further input.
    */
   push(chunk: Buffer): void {
     if (this.failed) throw new ProtocolError("decoder already failed");
+    if (this.passing > 0) {
+      const n = Math.min(this.passing, chunk.length);
+      this.passing -= n;
+      this.onPiece(this.passId, n === chunk.length ? chunk : chunk.subarray(0, n), this.passing === 0);
+      if (n === chunk.length) return;
+      chunk = chunk.subarray(n);
+    }
     if (this.partBytes > 0) {
       this.parts.push(chunk);
       this.partBytes += chunk.length;
@@ -88,7 +127,16 @@ export class FrameDecoder {
         if (this.partBytes < 4) return;
         this.need = this.frameSize(this.peekLength());
       }
-      if (this.partBytes < this.need) return;
+      if (this.partBytes < this.need) {
+        if (this.partBytes >= PASS_HEAD && this.passes(this.need)) {
+          const start = Buffer.concat(this.parts, this.partBytes);
+          this.parts.length = 0;
+          this.partBytes = 0;
+          this.startPassing(start, this.need);
+          this.need = 0;
+        }
+        return;
+      }
       chunk = Buffer.concat(this.parts, this.partBytes);
       this.parts.length = 0;
       this.partBytes = 0;
@@ -98,7 +146,13 @@ export class FrameDecoder {
     const end = chunk.length;
     while (end - off >= 4) {
       const size = this.frameSize(chunk.readUInt32BE(off));
-      if (end - off < size) break;
+      if (end - off < size) {
+        if (end - off >= PASS_HEAD && size - PASS_HEAD >= PASS_MIN && chunk[off + 4] === this.passType) {
+          this.startPassing(off === 0 ? chunk : chunk.subarray(off), size);
+          return;
+        }
+        break;
+      }
       this.onFrame(chunk[off + 4] as number, chunk.subarray(off + HEADER_BYTES, off + size));
       off += size;
     }
@@ -113,6 +167,25 @@ export class FrameDecoder {
   /** Bytes held while waiting for the rest of a frame. */
   get buffered(): number {
     return this.partBytes;
+  }
+
+  /** Whether the frame of `size` bytes that the collected parts begin (PASS_HEAD bytes of it at least) is passed through. */
+  private passes(size: number): boolean {
+    if (size - PASS_HEAD < PASS_MIN) return false;
+    // The type byte follows the length prefix, in whichever part holds byte 4.
+    let at = 4;
+    for (const p of this.parts) {
+      if (at < p.length) return p[at] === this.passType;
+      at -= p.length;
+    }
+    return false;
+  }
+
+  /** `start` holds the first bytes (PASS_HEAD or more, fewer than `size`) of a pass-through frame. */
+  private startPassing(start: Buffer, size: number): void {
+    this.passId = start.readUInt32BE(HEADER_BYTES);
+    this.passing = size - start.length;
+    if (start.length > PASS_HEAD) this.onPiece(this.passId, start.subarray(PASS_HEAD), false);
   }
 
   private peekLength(): number {

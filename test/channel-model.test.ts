@@ -843,6 +843,39 @@ describe("Channel credits", () => {
     assert.equal(ch.stat().len, 0);
   });
 
+  test("holders take turns at the freed slots: two senders on a full buffer both keep getting credits", () => {
+    const ch = new Channel<string>(8);
+    const h1 = holder();
+    const h2 = holder();
+    // Both want the whole buffer; the first to ask takes it all.
+    ch.want(h1, 8);
+    ch.want(h2, 8);
+    assert.deepEqual([h1.granted, h2.granted], [8, 0]);
+    const sent = new Map([
+      [h1, 0],
+      [h2, 0],
+    ]);
+    /** Each sender spends every credit it holds. */
+    const spendAll = () => {
+      for (const [h, n] of sent) {
+        for (let k = n; k < h.granted; k++) assert.equal(ch.sendCredited(h, "v"), true);
+        sent.set(h, h.granted);
+      }
+    };
+    spendAll();
+    const r = receiver();
+    // The buffer is full; slots free two at a time, and each sender spends what it gets.
+    for (let round = 0; round < 12; round++) {
+      ch.recv(r, 2);
+      spendAll();
+    }
+    // Without turns the holder first in line took every freed slot and the other got none.
+    const after1 = h1.granted - 8;
+    assert.ok(h2.granted >= 8, `h2 got ${h2.granted} credits`);
+    assert.ok(Math.abs(after1 - h2.granted) <= 4, `shares after the start: ${after1} and ${h2.granted}`);
+    assert.equal(r.got.length, 24);
+  });
+
   test("credits are topped up in batches of a quarter of the want", () => {
     const ch = new Channel<string>(8);
     const h = holder();

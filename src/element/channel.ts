@@ -175,6 +175,8 @@ export class Channel<V> {
   private readonly trecv = new Deque<Tentative<V>>();
   private readonly reservations = new Map<SelectCase<V>, Reservation<V>>();
   private readonly holders = new Map<CreditHolder, Holding>();
+  /** Which holder grant() tops up first next time (they take turns). */
+  private grantTurn = 0;
   /** Where each queued plain sender and receiver stands, so cancelling is not a queue scan. */
   private readonly sendIndex = new Map<SendWaiter<V>, PlainSend<V>>();
   private readonly recvIndex = new Map<Receiver<V>, Set<PlainRecv<V>>>();
@@ -832,16 +834,25 @@ export class Channel<V> {
     if (this.closing || this.holders.size === 0 || this.liveSenders + this.tsend.length > 0) return;
     let free = this.cap - this.buf.length - this.reserved - this.selSlots;
     if (free <= 0) return;
-    for (const [holder, h] of this.holders) {
-      if (h.revoking || h.want <= h.held) continue;
-      // Top up in batches of at least a quarter of the want, not a frame per freed slot.
-      if (h.want - h.held < Math.max(1, h.want >> 2)) continue;
-      const g = Math.min(free, h.want - h.held);
-      h.held += g;
-      this.reserved += g;
-      free -= g;
-      holder.grant(g);
-      if (free === 0) break;
+    // Holders take turns at being topped up first: with several senders and few free slots, the
+    // first in line would otherwise take every slot, and the others would wait at the channel.
+    const n = this.holders.size;
+    const first = n > 1 ? this.grantTurn++ % n : 0;
+    for (let pass = 0; pass < 2 && free > 0; pass++) {
+      let i = 0;
+      for (const [holder, h] of this.holders) {
+        // The first pass takes holders from `first` on, the second the ones before it.
+        if (pass === 0 ? i++ < first : i++ >= first) continue;
+        if (h.revoking || h.want <= h.held) continue;
+        // Top up in batches of at least a quarter of the want, not a frame per freed slot.
+        if (h.want - h.held < Math.max(1, h.want >> 2)) continue;
+        const g = Math.min(free, h.want - h.held);
+        h.held += g;
+        this.reserved += g;
+        free -= g;
+        holder.grant(g);
+        if (free === 0) break;
+      }
     }
   }
 

@@ -41,6 +41,36 @@ describe("cluster keys", () => {
     assert.equal(again.code, 1, "keygen never overwrites a key");
   });
 
+  test("over TLS a 16 MiB stream message and a 16 MiB value arrive intact (big frames in 16 KiB records)", async () => {
+    const d = await startDaemon(["--key", k1]);
+    const key = readFileSync(k1, "utf8");
+    const base = d.url.replace(/\/X[0-9a-f]+$/, "");
+    const a = await dial(base, { key });
+    const b = await dial(base, { key });
+    try {
+      const size = 16 * 1024 * 1024;
+      const bytes = Buffer.alloc(size);
+      for (let i = 0; i < size; i += 4) bytes.writeUInt32BE((i * 2654435761) >>> 0, i);
+      const tx = await a.walk(`/${d.id}/big`).makeChan<unknown>(1);
+      const rx = await b.walk(`/${d.id}/big`).getChan<unknown>();
+      const w = tx.sendStream();
+      for (let off = 0; off < size; off += 1024 * 1024) w.write(bytes.subarray(off, off + 1024 * 1024));
+      w.end();
+      const got: Buffer[] = [];
+      for await (const chunk of (await rx.recv()) as AsyncIterable<Buffer>) got.push(chunk);
+      await w.sent;
+      assert.ok(Buffer.concat(got).equals(bytes), "the stream's bytes, in order");
+      const value = bytes.subarray(0, size - 5);
+      const sent = tx.send(value);
+      const back = (await rx.recv()) as Uint8Array;
+      await sent;
+      assert.ok(Buffer.from(back).equals(value), "the value's bytes");
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
   test("the right key works; no key or a wrong key fails fast with AuthFailed and learns nothing", async () => {
     const d = await startDaemon(["--key", k1]);
     try {

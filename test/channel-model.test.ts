@@ -876,22 +876,22 @@ describe("Channel credits", () => {
     assert.equal(r.got.length, 24);
   });
 
-  test("credits are topped up in batches of a quarter of the want", () => {
+  test("credits are topped up in batches of half the want", () => {
     const ch = new Channel<string>(8);
     const h = holder();
     const r = receiver();
     ch.want(h, 8);
     assert.deepEqual(h.grants, [8]);
-    assert.equal(ch.sendCredited(h, "a"), true);
-    ch.recv(r, 1);
-    // One slot free, but the holder still has 7 of 8: below a quarter short, no grant frame yet.
+    for (const v of ["a", "b", "c"]) assert.equal(ch.sendCredited(h, v), true);
+    ch.recv(r, 3);
+    // Three slots free, but the holder still has 5 of 8: less than half short, no grant frame yet.
     assert.deepEqual(h.grants, [8]);
-    assert.equal(ch.sendCredited(h, "b"), true);
-    // Two short of its want (a quarter of 8): topped up with the one free slot.
-    assert.deepEqual(h.grants, [8, 1]);
+    assert.equal(ch.sendCredited(h, "d"), true);
+    // Four short of its want (half of 8): topped up with the three free slots ("d" holds the fourth).
+    assert.deepEqual(h.grants, [8, 3]);
     assert.equal(ch.stat().len, 1);
 
-    // Below a want of 8 a quarter rounds down to nothing, so every used slot comes back at once.
+    // A want of 3 or less tops up every used slot at once (half rounds down to one).
     const small = new Channel<string>(8);
     const few = holder();
     small.want(few, 3);

@@ -844,8 +844,10 @@ export class Channel<V> {
         // The first pass takes holders from `first` on, the second the ones before it.
         if (pass === 0 ? i++ < first : i++ >= first) continue;
         if (h.revoking || h.want <= h.held) continue;
-        // Top up in batches of at least a quarter of the want, not a frame per freed slot.
-        if (h.want - h.held < Math.max(1, h.want >> 2)) continue;
+        // Top up in batches of at least half the want, not a frame per freed slot: with several
+        // senders taking turns, smaller batches ran each one dry more often (a send then waits
+        // at the channel, and every holder's credits are revoked).
+        if (h.want - h.held < Math.max(1, h.want >> 1)) continue;
         const g = Math.min(free, h.want - h.held);
         h.held += g;
         this.reserved += g;

@@ -17,8 +17,12 @@ export interface StreamPort {
   forgetReader(pid: number): void;
 }
 
-/** Most bytes one SDATA frame carries: big enough that a stream moves in few frames and writes. */
-const SDATA_MAX = 1024 * 1024;
+/**
+ * Most bytes one SDATA frame carries: big enough that a stream moves in few frames and writes
+ * (the daemon hands a big frame on in pieces as they arrive, so its size adds no wait there). Two
+ * frames fill the window (STREAM_WINDOW) of a stream being read.
+ */
+const SDATA_MAX = 2 * 1024 * 1024;
 
 /** The writable side of a stream message: bytes leave as the server grants credit. */
 export class StreamWriter extends Writable {

@@ -1,11 +1,12 @@
 // `node --import tsx bench/cli-startup.ts [--runs N]`: what one `circuit …` command (the published
-// one, dist/cli/circuit.cjs) costs a shell script: the wall clock from spawn to exit and the CPU time (user + system) it used, beside
-// `node -e 0` (the floor any Node CLI pays) measured in the same rounds. `--before
-// PATH/dist/cli/main.js` adds another build's CLI (a checkout of an older commit) to the same rounds,
-// its pair included, for a before/after figure; `--app DIR` (a project with circuit-ts installed) adds
-// `npx circuit --version` and `node_modules/.bin/circuit --version` run there, to show what npx
-// itself costs. Commands alternate round by round so that a busy stretch of the machine falls on
-// all of them alike; the table shows medians. Writes bench/results/cli-startup.json.
+// one, dist/cli/circuit.cjs) costs a shell script: the wall clock from spawn to exit and the CPU
+// time (user + system) it used, beside `node -e 0` (the floor any Node CLI pays) measured in the
+// same rounds. `--before PATH/dist/cli/main.js` adds another build's CLI (a checkout of an older
+// commit) to the same rounds, its pair included, for a before/after figure; `--app DIR` (a project
+// with circuit-ts installed) adds `npx circuit --version` and `node_modules/.bin/circuit --version`
+// run there, to show what npx itself costs. Commands alternate round by round so that a busy
+// stretch of the machine falls on all of them alike; the table shows medians. Writes
+// bench/results/cli-startup.json.
 import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";

@@ -118,24 +118,13 @@ export class FrameConn {
     let total = 0;
     for (const p of parts) total += p.length;
     if (total < LARGE) return this.send(type, fields, Buffer.concat(parts, total));
-    this.flush();
-    if (this.ended) return;
-    const head = Buffer.allocUnsafe(HEADER_BYTES + 4 * fields.length);
-    head.writeUInt32BE(head.length - 4 + total, 0);
-    head[4] = type;
-    for (let i = 0; i < fields.length; i++) head.writeUInt32BE((fields[i] as number) >>> 0, HEADER_BYTES + 4 * i);
-    this.lastOutput = performance.now();
-    this.stream.cork();
-    this.writeOut(head, false);
-    for (const p of parts) this.writeOut(p, false);
-    this.stream.uncork();
-    this.overLimit();
+    this.sendLarge(type, fields, false, parts, false);
   }
 
   /** Queues a frame; it is written at the end of this event-loop turn. */
   send(type: number, fields: readonly number[], tail?: Uint8Array): void {
     if (this.ended) return;
-    if (tail && tail.length >= LARGE) return this.sendLarge(type, fields, false, tail, false);
+    if (tail && tail.length >= LARGE) return this.sendLarge(type, fields, false, [tail], false);
     this.writer.frame(type, fields, tail);
     this.queued();
   }
@@ -147,7 +136,7 @@ export class FrameConn {
    */
   sendBin(type: number, fields: readonly number[], bytes: Uint8Array): void {
     if (this.ended) return;
-    if (bytes.length >= LARGE) return this.sendLarge(type, fields, false, bytes, true);
+    if (bytes.length >= LARGE) return this.sendLarge(type, fields, false, [bytes], true);
     const tail = Buffer.allocUnsafe(binHeadBytes(bytes.length) + bytes.length);
     tail.set(bytes, writeBinHead(tail, 0, bytes.length));
     this.send(type, fields, tail);
@@ -160,22 +149,31 @@ export class FrameConn {
   batch(type: number, key: number, value: Uint8Array, first?: number): void {
     if (this.ended) return;
     if (value.length >= LARGE)
-      return this.sendLarge(type, first === undefined ? [key] : [key, first], true, value, false);
+      return this.sendLarge(type, first === undefined ? [key] : [key, first], true, [value], false);
     this.writer.batch(type, key, value, first);
     this.queued();
   }
 
   /**
-   * Writes what is queued, then one frame whose tail leaves from `tail` itself (a batch entry with
-   * `entry`; with `bin`, `tail` is the content of a MessagePack bin whose head the header ends with).
+   * Writes what is queued, then one frame whose tail leaves from `tails` themselves, one after
+   * another (a batch entry with `entry`; with `bin`, the tail is the content of a MessagePack bin
+   * whose head the header ends with).
    */
-  private sendLarge(type: number, fields: readonly number[], entry: boolean, tail: Uint8Array, bin: boolean): void {
+  private sendLarge(
+    type: number,
+    fields: readonly number[],
+    entry: boolean,
+    tails: readonly Uint8Array[],
+    bin: boolean,
+  ): void {
     this.flush();
     if (this.ended) return;
-    const binHead = bin ? binHeadBytes(tail.length) : 0;
+    let tailBytes = 0;
+    for (const t of tails) tailBytes += t.length;
+    const binHead = bin ? binHeadBytes(tailBytes) : 0;
     const headBytes = HEADER_BYTES + 4 * fields.length + (entry ? 4 : 0) + binHead;
     const head = Buffer.allocUnsafe(headBytes);
-    head.writeUInt32BE(headBytes - 4 + tail.length, 0);
+    head.writeUInt32BE(headBytes - 4 + tailBytes, 0);
     head[4] = type;
     let o = HEADER_BYTES;
     for (const f of fields) {
@@ -183,14 +181,14 @@ export class FrameConn {
       o += 4;
     }
     if (entry) {
-      head.writeUInt32BE(binHead + tail.length, o);
+      head.writeUInt32BE(binHead + tailBytes, o);
       o += 4;
     }
-    if (bin) writeBinHead(head, o, tail.length);
+    if (bin) writeBinHead(head, o, tailBytes);
     this.lastOutput = performance.now();
     this.stream.cork();
     this.writeOut(head, false);
-    this.writeOut(tail, false);
+    for (const t of tails) this.writeOut(t, false);
     this.stream.uncork();
     this.overLimit();
   }
@@ -212,7 +210,7 @@ export class FrameConn {
   batchBin(type: number, key: number, bytes: Uint8Array, first?: number): void {
     if (this.ended) return;
     if (bytes.length >= LARGE)
-      return this.sendLarge(type, first === undefined ? [key] : [key, first], true, bytes, true);
+      return this.sendLarge(type, first === undefined ? [key] : [key, first], true, [bytes], true);
     this.writer.batchBin(type, key, bytes, first);
     this.queued();
   }

@@ -50,7 +50,7 @@ const comparisons: Comparison[] = [
   {
     title: `The same runs over their first ${WARM_TEXT} messages, while the fresh processes' code is still being compiled`,
     kind: "throughput",
-    ids: ["nats.pubsub.cold", "chan.throughput.cold"],
+    ids: ["nats.pubsub.cold", "chan.throughput.cold", "chan.cold.fresh", "chan.cold.warmed"],
     baseline: "nats.pubsub.cold",
   },
   {

@@ -6,6 +6,7 @@ export const scenarioModules: Record<string, () => Promise<Scenario>> = {
   relay: async () => (await import("./relay.ts")).scenario,
   nats: async () => (await import("./nats.ts")).scenario,
   "chan-throughput": async () => (await import("./chan-throughput.ts")).scenario,
+  "chan-cold": async () => (await import("./chan-cold.ts")).scenario,
   "chan-cross": async () => (await import("./chan-cross.ts")).scenario,
   "chan-2p2c": async () => (await import("./chan-2p2c.ts")).scenario,
   "chan-large": async () => (await import("./chan-large.ts")).scenario,

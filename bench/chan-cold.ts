@@ -7,16 +7,11 @@
 // is as fast as NATS's first messages, what the fresh run lacks is the processes' warm-up (their
 // code being compiled and optimised), not the protocol.
 
-import { scenario as throughput } from "./chan-throughput.ts";
+import { CAP, PREFETCH, scenario as throughput, throughputRun, WINDOW } from "./chan-throughput.ts";
 import { dialCircuit, getChan, openChan } from "./circuit-lib.ts";
 import type { RoleContext, Row, Scenario, ScenarioContext } from "./harness.ts";
-import { errorText, phaseRows, startCircuitDaemon, WARM_MESSAGES } from "./harness.ts";
+import { errorText, WARM_MESSAGES } from "./harness.ts";
 
-const CAP = 1024;
-const PREFETCH = 256;
-const WINDOW = 256;
-const MESSAGES = 500_000;
-const SECONDS = 10;
 /** Messages each warmed process moves before the measured run. */
 const WARM_UP = 300_000;
 
@@ -65,30 +60,12 @@ export const scenario: Scenario = {
       },
     ];
     for (const r of runs) {
-      const cold = { id: r.id, label: r.label };
-      const steady = { id: `${r.id}.steady`, label: `${r.label}, then` };
       try {
-        const { url } = await startCircuitDaemon(ctx.procs);
-        const name = `cold-${process.pid}-${Date.now().toString(36)}`;
-        const common = { url, name, warmUp: r.warmUp };
-        const consumer = ctx.procs.role("chan-cold", "consumer", {
-          ...common,
-          warm: WARM_MESSAGES,
-          count: MESSAGES,
-          prefetch: PREFETCH,
-          seconds: SECONDS,
-        });
-        await consumer.next("ready");
-        ctx.procs.role("chan-cold", "producer", {
-          ...common,
-          count: WARM_MESSAGES + MESSAGES,
-          seconds: SECONDS + 2,
-          window: WINDOW,
-        });
         // Only the first phase is this scenario's figure; chan-throughput reports the steady one.
-        rows.push(phaseRows(steady, cold, MESSAGES, await consumer.next("done"))[1] as Row);
+        const done = await throughputRun(ctx, "chan-cold", WINDOW, { warmUp: r.warmUp });
+        rows.push({ id: r.id, label: r.label, kind: "throughput", msgsPerSec: Number(done.coldRate) });
       } catch (e) {
-        rows.push({ ...cold, kind: "throughput", error: errorText(e) });
+        rows.push({ id: r.id, label: r.label, kind: "throughput", error: errorText(e) });
       }
     }
     return { rows };

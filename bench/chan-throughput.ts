@@ -7,16 +7,43 @@
 // first (fresh processes), then MESSAGES measured.
 import { performance } from "node:perf_hooks";
 import { checkPayload, dialCircuit, getChan, openChan } from "./circuit-lib.ts";
-import type { RoleContext, Scenario, ScenarioContext } from "./harness.ts";
+import type { Message, RoleContext, Scenario, ScenarioContext } from "./harness.ts";
 import { errorText, Phases, phaseRows, startCircuitDaemon, WARM_MESSAGES } from "./harness.ts";
 
 const PAYLOAD_BYTES = 100;
-const CAP = 1024;
-const PREFETCH = 256;
+export const CAP = 1024;
+export const PREFETCH = 256;
 const MESSAGES = 500_000;
 const SECONDS = 10;
 /** Sends the producer keeps in flight in the main run. */
-const WINDOW = 256;
+export const WINDOW = 256;
+
+/**
+ * One run on a fresh daemon: the consumer, then the producer keeping `window` sends in flight, each
+ * a process running `scenario`'s roles (this scenario's, or ones wrapping them) with `extra` args.
+ * Resolves with the consumer's "done" report.
+ */
+export async function throughputRun(
+  ctx: ScenarioContext,
+  scenario: string,
+  window: number,
+  extra: Record<string, unknown> = {},
+): Promise<Message> {
+  const { url } = await startCircuitDaemon(ctx.procs);
+  ctx.log(`${scenario} (window ${window}): daemon at ${url}`);
+  const name = `${scenario}-${process.pid}-${Date.now().toString(36)}`;
+  const common = { ...extra, url, name };
+  const consumer = ctx.procs.role(scenario, "consumer", {
+    ...common,
+    warm: WARM_MESSAGES,
+    count: MESSAGES,
+    prefetch: PREFETCH,
+    seconds: SECONDS,
+  });
+  await consumer.next("ready");
+  ctx.procs.role(scenario, "producer", { ...common, count: WARM_MESSAGES + MESSAGES, seconds: SECONDS + 2, window });
+  return consumer.next("done");
+}
 
 async function producerRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
   const client = await dialCircuit(String(args.url));
@@ -72,25 +99,7 @@ export const scenario: Scenario = {
       [serial, serialCold, 1],
     ] as const) {
       try {
-        const { url } = await startCircuitDaemon(ctx.procs);
-        ctx.log(`chan-throughput (window ${window}): daemon at ${url}`);
-        const name = `throughput-${process.pid}-${Date.now().toString(36)}`;
-        const common = { url, name };
-        const consumer = ctx.procs.role("chan-throughput", "consumer", {
-          ...common,
-          warm: WARM_MESSAGES,
-          count: MESSAGES,
-          prefetch: PREFETCH,
-          seconds: SECONDS,
-        });
-        await consumer.next("ready");
-        ctx.procs.role("chan-throughput", "producer", {
-          ...common,
-          count: WARM_MESSAGES + MESSAGES,
-          seconds: SECONDS + 2,
-          window,
-        });
-        rows.push(...phaseRows(m, c, MESSAGES, await consumer.next("done")));
+        rows.push(...phaseRows(m, c, MESSAGES, await throughputRun(ctx, "chan-throughput", window)));
       } catch (e) {
         rows.push(...phaseRows(m, c, MESSAGES, { error: errorText(e) }));
       }

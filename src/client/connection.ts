@@ -14,6 +14,7 @@ import {
   StreamBroken,
 } from "../errors.js";
 import type { FrameConn } from "../transport/frame-conn.js";
+import { Deque } from "../util/deque.js";
 import { binHeadBytes, forEachEntry } from "../wire/frame.js";
 import { DEFAULT_MAX_VALUE, decode, encode, PROTOCOL_VERSION, T, tail, u32 } from "../wire/protocol.js";
 import type { Push, Request, ServerHello } from "../wire/requests.js";
@@ -114,7 +115,7 @@ export class Connection {
   private gone: CircuitError | undefined;
   private closing = false;
   /** Operations waiting for the unsent bytes to fall under maxUnsent, in issue order. */
-  private readonly gate: Gated[] = [];
+  private readonly gate = new Deque<Gated>();
   private maxUnsent = DEFAULT_MAX_UNSENT;
   private admitting = false;
   /** Bytes of sends kept for a resend (they count toward maxUnsent). */
@@ -324,7 +325,7 @@ export class Connection {
   }
 
   /** Runs `op` once the unsent bytes are under the bound and everything held back before it has gone. */
-  private gated<R>(op: () => Promise<R>, signal?: AbortSignal, queue: Gated[] = this.gate): Promise<R> {
+  private gated<R>(op: () => Promise<R>, signal?: AbortSignal, queue: Deque<Gated> = this.gate): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       const entry: Gated = {
         run: () => {
@@ -338,8 +339,7 @@ export class Connection {
       };
       // Held back, nothing was sent: an abort withdraws it without a trace.
       const onAbort = () => {
-        const i = queue.indexOf(entry);
-        if (i >= 0) queue.splice(i, 1);
+        queue.remove(entry);
         reject(signal?.reason);
         this.admit();
       };
@@ -398,7 +398,7 @@ export class Connection {
     for (const k of st.kept.drain()) this.keptBytes -= keptSize(k);
     st.run = undefined;
     const err = new ChannelAborted("the channel was scrubbed");
-    for (const h of st.held.splice(0)) h.reject(err);
+    for (const h of st.held.drain()) h.reject(err);
     this.complete(st, 0xffffffff, err);
   }
 
@@ -884,7 +884,7 @@ export class Connection {
           this.keptBytes -= keptSize(k);
           this.settle(k.id, err);
         }
-        for (const h of st.held.splice(0)) h.reject(err);
+        for (const h of st.held.drain()) h.reject(err);
         this.complete(st, 0xffffffff, err);
         continue;
       }
@@ -975,7 +975,7 @@ export class Connection {
     this.selectors.clear();
     this.chans.clear();
     for (const st of this.states) {
-      for (const h of st.held.splice(0)) h.reject(err);
+      for (const h of st.held.drain()) h.reject(err);
       this.complete(st, 0xffffffff, err);
     }
     this.states.clear();

@@ -72,7 +72,7 @@ export interface ChanState {
    * server). Without this, a producer keeping many sends in flight against a full buffer sends
    * every later one as a blocking send of its own, and never gets back to credited sends.
    */
-  held: Gated[];
+  held: Deque<Gated>;
   releasing: boolean;
   /** A durable channel: a send completes only once the server has synced it (DESIGN §3.6). */
   durable: boolean;
@@ -105,7 +105,7 @@ export function newChanState(
     run: undefined,
     slab: NO_BYTES,
     slabUsed: 0,
-    held: [],
+    held: new Deque(),
     releasing: false,
     durable,
     completions: new Deque(),

@@ -39,6 +39,21 @@ export class Deque<T> {
     return this.size === 0 ? undefined : this.items[(this.head + this.size - 1) & (this.items.length - 1)];
   }
 
+  /** Removes the first item that is `v`, keeping the order of the rest; true if there was one. */
+  remove(v: T): boolean {
+    const mask = this.items.length - 1;
+    for (let i = 0; i < this.size; i++) {
+      if (this.items[(this.head + i) & mask] !== v) continue;
+      for (let j = i; j < this.size - 1; j++) {
+        this.items[(this.head + j) & mask] = this.items[(this.head + j + 1) & mask];
+      }
+      this.items[(this.head + this.size - 1) & mask] = undefined;
+      this.size--;
+      return true;
+    }
+    return false;
+  }
+
   /** Removes every item for which `pred` holds, keeping the order of the rest; returns them. */
   removeWhere(pred: (v: T) => boolean): T[] {
     const kept: T[] = [];

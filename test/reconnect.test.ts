@@ -4,47 +4,11 @@
 // reopen; a blocked receive and a blocked send complete. A relay between client and daemon cuts
 // every connection through it at moments the test picks (bounded in count).
 import assert from "node:assert/strict";
-import { connect, createServer, type Server, type Socket } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Chan, type Client, dial } from "../src/index.ts";
 import { type Daemon, killAll, startDaemon } from "./helpers/daemon.ts";
-
-/** A TCP relay to 127.0.0.1:`port`; cut() destroys every connection through it so far. */
-async function cuttingRelay(port: number): Promise<{ url: string; cut(): void; close(): void }> {
-  const pairs = new Set<[Socket, Socket]>();
-  const server: Server = createServer((down) => {
-    const up = connect(port, "127.0.0.1");
-    const pair: [Socket, Socket] = [down, up];
-    pairs.add(pair);
-    down.pipe(up);
-    up.pipe(down);
-    for (const s of pair) {
-      s.on("error", () => {});
-      s.on("close", () => {
-        down.destroy();
-        up.destroy();
-        pairs.delete(pair);
-      });
-    }
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const cut = () => {
-    for (const [a, b] of pairs) {
-      a.resetAndDestroy();
-      b.resetAndDestroy();
-    }
-    pairs.clear();
-  };
-  return {
-    url: `circuit://127.0.0.1:${(server.address() as { port: number }).port}`,
-    cut,
-    close: () => {
-      cut();
-      server.close();
-    },
-  };
-}
+import { cuttingRelay } from "./helpers/relay.ts";
 
 describe("reconnection after a broken connection", () => {
   let d: Daemon;

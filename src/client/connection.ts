@@ -68,6 +68,11 @@ export interface SelectSink {
 
 /** How many credits a sender asks for at most. */
 const MAX_WANT = 1024;
+/**
+ * Blocked sends, and receivers, a server takes from one connection at a time unless its HELLO
+ * says otherwise (the daemon's `--max-pending`): a client holds any more back itself, in order.
+ */
+const DEFAULT_SERVER_PENDING = 65_536;
 /** Default bound on bytes a connection holds that the operating system has not accepted yet. */
 export const DEFAULT_MAX_UNSENT = 4 * 1024 * 1024;
 /** How long close() lets ended stream writers finish before it cuts them. */
@@ -118,6 +123,15 @@ export class Connection {
   private readonly gate = new Deque<Gated>();
   private maxUnsent = DEFAULT_MAX_UNSENT;
   private admitting = false;
+  /** Blocked sends and receivers the server takes from this connection (its HELLO says). */
+  private serverPending = DEFAULT_SERVER_PENDING;
+  /** Blocking sends (SEND) at the server, not answered yet. */
+  private blockingOut = 0;
+  /** Blocking sends waiting here, in issue order, while serverPending of ours wait there. */
+  private readonly sendQueue = new Deque<Gated>();
+  private admittingSends = false;
+  /** Receivers opened while serverPending of ours were open there: their RECV waits, in order. */
+  private readonly recvWaiting = new Map<number, { handle: number; n: number }>();
   /** Bytes of sends kept for a resend (they count toward maxUnsent). */
   private keptBytes = 0;
   /** This client's id towards the server, the same across reconnections (sends are de-duplicated by it). */
@@ -288,6 +302,12 @@ export class Connection {
       return this.gated(() => this.send(st, bytes, signal, bin), signal);
     }
     if (this.mustHold(st)) return this.gated(() => this.send(st, bytes, signal, bin), signal, st.held);
+    if (
+      !(st.credits > 0 && st.blocking === 0) &&
+      ((this.sendQueue.length > 0 && !this.admittingSends) || this.blockingOut >= this.serverPending)
+    ) {
+      return this.queueBlocking(st, () => this.send(st, bytes, signal, bin), signal);
+    }
     const seq = (st.seq = (st.seq + 1) >>> 0 || 1);
     if (st.credits > 0 && st.blocking === 0) {
       st.credits--;
@@ -304,6 +324,7 @@ export class Connection {
     }
     const id = this.id();
     st.blocking++;
+    this.blockingOut++;
     const kept = keep(st, seq, bytes as Buffer, id, bin);
     this.keptBytes += bytes.length;
     if (bin) this.conn.sendBin(T.SEND, [id, st.handle, Math.min(st.cap, MAX_WANT), seq], bytes);
@@ -311,21 +332,72 @@ export class Connection {
     // After a reconnection the send goes again under another request id (kept.id).
     return this.wait(id, signal, () => this.conn.send(T.CANCEL, [kept.id])).then(
       () => {
-        st.blocking--;
-        this.forget(st, kept);
-        this.unhold(st);
+        this.answered(st, kept);
       },
       (err) => {
-        st.blocking--;
-        this.forget(st, kept);
-        this.unhold(st);
+        this.answered(st, kept);
         throw err;
       },
     );
   }
 
+  /** A blocking send of ours was answered: it no longer waits at the server. */
+  private answered(st: ChanState, kept: Kept): void {
+    st.blocking--;
+    this.blockingOut--;
+    this.forget(st, kept);
+    this.unhold(st);
+    this.admitSends();
+  }
+
+  /**
+   * Holds back a send that would block while serverPending of ours already wait at the server
+   * (more would be a protocol error there): it goes, in issue order, once one of them is answered.
+   * Until then it counts as the channel's blocking send, so later sends on the channel wait
+   * behind it as they would behind one at the server.
+   */
+  private queueBlocking(st: ChanState, op: () => Promise<void>, signal?: AbortSignal): Promise<void> {
+    st.blocking++;
+    const go = () => {
+      st.blocking--;
+      const was = st.releasing;
+      // Ahead of the sends held behind it on this channel.
+      st.releasing = true;
+      try {
+        return op();
+      } finally {
+        st.releasing = was;
+        this.unhold(st);
+      }
+    };
+    return this.gated(go, signal, this.sendQueue, () => {
+      st.blocking--;
+      this.unhold(st);
+    });
+  }
+
+  /** Lets held-back blocking sends go, in order, while fewer than serverPending of ours wait at the server. */
+  private admitSends(): void {
+    if (this.admittingSends) return;
+    this.admittingSends = true;
+    try {
+      while (this.sendQueue.length > 0 && (this.gone || this.blockingOut < this.serverPending)) {
+        const next = this.sendQueue.shift() as Gated;
+        if (this.gone) next.reject(this.gone);
+        else next.run();
+      }
+    } finally {
+      this.admittingSends = false;
+    }
+  }
+
   /** Runs `op` once the unsent bytes are under the bound and everything held back before it has gone. */
-  private gated<R>(op: () => Promise<R>, signal?: AbortSignal, queue: Deque<Gated> = this.gate): Promise<R> {
+  private gated<R>(
+    op: () => Promise<R>,
+    signal?: AbortSignal,
+    queue: Deque<Gated> = this.gate,
+    withdrawn?: () => void,
+  ): Promise<R> {
     return new Promise<R>((resolve, reject) => {
       const entry: Gated = {
         run: () => {
@@ -339,7 +411,7 @@ export class Connection {
       };
       // Held back, nothing was sent: an abort withdraws it without a trace.
       const onAbort = () => {
-        queue.remove(entry);
+        if (queue.remove(entry)) withdrawn?.();
         reject(signal?.reason);
         this.admit();
       };
@@ -438,13 +510,32 @@ export class Connection {
     this.sinks.set(rid, sink);
     const st = this.chans.get(handle);
     if (st) this.recvOn.set(rid, st);
-    this.conn.send(T.RECV, [rid, handle, 0, n]);
+    // The server takes serverPending receivers from one connection at a time: past that, this one
+    // opens there once one of ours has ended, in the order they were opened here.
+    if (this.recvWaiting.size > 0 || this.sinks.size - 1 - this.recvWaiting.size >= this.serverPending) {
+      this.recvWaiting.set(rid, { handle, n });
+    } else this.conn.send(T.RECV, [rid, handle, 0, n]);
     return rid;
+  }
+
+  /** Opens waiting receivers, in order, while fewer than serverPending of ours are open at the server. */
+  private admitRecvs(): void {
+    for (const [rid, w] of this.recvWaiting) {
+      if (this.gone || this.reconnecting || this.sinks.size - this.recvWaiting.size >= this.serverPending) return;
+      this.recvWaiting.delete(rid);
+      this.conn.send(T.RECV, [rid, this.recvOn.get(rid)?.handle ?? w.handle, 0, w.n]);
+    }
   }
 
   /** Acknowledges `ack` consumed values of rid and adds n credits. */
   moreRecv(rid: number, handle: number, ack: number, n: number): void {
     if (!this.sinks.has(rid)) return;
+    const waiting = this.recvWaiting.get(rid);
+    if (waiting) {
+      // Not open at the server yet: it will open with these credits too.
+      waiting.n += n;
+      return;
+    }
     this.conn.send(T.RECV, [rid, handle, ack, n]);
     // A consumer working through its prefetched values runs on microtasks and would not reach the
     // end-of-turn flush until it ran dry; the credit must leave now to keep the pipe full.
@@ -455,12 +546,20 @@ export class Connection {
   closeRecv(rid: number, ack: number): void {
     this.sinks.delete(rid);
     this.recvOn.delete(rid);
+    // One still waiting here was never opened there: nothing to close.
+    if (this.recvWaiting.delete(rid)) return;
     if (!this.gone) this.conn.send(T.RCLOSE, [rid, ack, 1]);
+    this.admitRecvs();
   }
 
   /** Like closeRecv, but resolves once the server has put the unconsumed values back. */
   closeRecvAndWait(rid: number, ack: number): Promise<void> {
     if (this.gone) return Promise.resolve();
+    if (this.recvWaiting.delete(rid)) {
+      this.sinks.delete(rid);
+      this.recvOn.delete(rid);
+      return Promise.resolve();
+    }
     return new Promise((resolve) => {
       // Values still in flight for rid are discarded here: the server requeues them.
       this.sinks.set(rid, { val: () => {}, stream: (r) => r.destroy(), end: () => resolve() });
@@ -667,6 +766,10 @@ export class Connection {
         this.serverId = h.id;
         this.url = h.url;
         this.maxValue = h.maxValue;
+        this.serverPending =
+          typeof h.pending === "number" && Number.isInteger(h.pending) && h.pending >= 1
+            ? h.pending
+            : DEFAULT_SERVER_PENDING;
         this.handshakeError = undefined;
         this.startHeartbeat();
         this.settle(0, undefined);
@@ -727,6 +830,7 @@ export class Connection {
         this.sinks.delete(rid);
         const t = tail(body, 1);
         sink.end(t.length > 0 ? fromWire(decode(t)) : undefined);
+        this.admitRecvs();
         return;
       }
       case T.SATTACH: {
@@ -832,6 +936,7 @@ export class Connection {
       if (!s.resume) {
         this.sinks.delete(rid);
         this.recvOn.delete(rid);
+        this.recvWaiting.delete(rid);
         s.end(lost);
       }
     }
@@ -864,6 +969,7 @@ export class Connection {
     }
     this.reconnecting = false;
     this.lastResume = performance.now();
+    this.admitRecvs();
     this.admit();
   }
 
@@ -897,21 +1003,20 @@ export class Connection {
         const id = this.id();
         const p = this.pending.get(k.id);
         this.pending.delete(k.id);
-        if (k.id === 0) st.blocking++;
+        if (k.id === 0) {
+          st.blocking++;
+          this.blockingOut++;
+        }
         // A credited send completes with its resend's answer.
         this.pending.set(
           id,
           p ?? {
             resolve: () => {
-              st.blocking--;
-              this.forget(st, k);
-              this.unhold(st);
+              this.answered(st, k);
               this.complete(st, k.seq);
             },
             reject: (err) => {
-              st.blocking--;
-              this.forget(st, k);
-              this.unhold(st);
+              this.answered(st, k);
               this.complete(st, k.seq, err);
             },
           },
@@ -924,10 +1029,12 @@ export class Connection {
     }
     for (const [rid, s] of this.sinks) {
       const st = this.recvOn.get(rid);
-      const n = s.resume?.() ?? 0;
+      const waiting = this.recvWaiting.get(rid);
+      const n = waiting ? 0 : (s.resume?.() ?? 0);
       if (!st || !this.chans.has(st.handle)) {
         this.sinks.delete(rid);
         this.recvOn.delete(rid);
+        this.recvWaiting.delete(rid);
         s.end(new ChannelAborted("the channel is gone"));
       } else if (n > 0) this.conn.send(T.RECV, [rid, st.handle, 0, n]);
     }
@@ -967,6 +1074,7 @@ export class Connection {
     for (const s of this.sinks.values()) s.end(err);
     this.sinks.clear();
     this.recvOn.clear();
+    this.recvWaiting.clear();
     for (const w of this.outStreams.values()) w.destroy(err);
     this.outStreams.clear();
     for (const r of this.inStreams.values()) r.destroy(err);
@@ -980,6 +1088,8 @@ export class Connection {
     }
     this.states.clear();
     this.keptBytes = 0;
+    this.blockingOut = 0;
+    this.admitSends();
     this.admit();
     this.resolveClosed(this.closing ? undefined : err);
   }

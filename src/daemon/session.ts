@@ -158,7 +158,13 @@ export class Session {
     this.conn.send(
       T.HELLO,
       [],
-      encode({ v: PROTOCOL_VERSION, id: this.d.id, url: this.d.url, maxValue: this.d.maxValue } satisfies ServerHello),
+      encode({
+        v: PROTOCOL_VERSION,
+        id: this.d.id,
+        url: this.d.url,
+        maxValue: this.d.maxValue,
+        pending: this.d.limits.pending,
+      } satisfies ServerHello),
     );
     const peer = h as { role?: unknown; id?: unknown; cid?: unknown };
     if (typeof peer.cid === "string" && peer.cid.length > 0 && peer.cid.length <= 64) {

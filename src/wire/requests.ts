@@ -25,6 +25,11 @@ export interface ServerHello {
   id: string;
   url: string;
   maxValue: number;
+  /**
+   * Blocked sends, and receivers, the server takes from one connection at a time (more is a
+   * protocol error); a client holds any more back itself. Absent from older servers: 65,536.
+   */
+  pending?: number;
 }
 /** PUSH tails: a released channel handle, and (to a client that watches) membership changes. */
 export type Push =

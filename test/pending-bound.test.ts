@@ -1,0 +1,154 @@
+// A daemon takes a bounded number of blocked sends and of receivers from one connection
+// (`--max-pending`, 65,536 by default; more is a protocol error that closes the connection). Its
+// HELLO says the bound, and the client holds the rest back itself, in issue order: a program that
+// starts more sends or receives at once than that gets them all done, none lost or reordered, and
+// an aborted one that was held back has not happened. Here the daemon's bound is 50.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { type Client, dial } from "../src/index.ts";
+import { type Daemon, killAll, startDaemon } from "./helpers/daemon.ts";
+import { cuttingRelay } from "./helpers/relay.ts";
+
+const BOUND = 50;
+let d: Daemon;
+let a: Client;
+let b: Client;
+let n = 0;
+const fresh = () => `/${d.id}/pending/t${++n}`;
+
+before(async () => {
+  d = await startDaemon(["--max-pending", String(BOUND)]);
+  a = await dial(d.url);
+  b = await dial(d.url);
+});
+
+after(async () => {
+  await a?.close();
+  await b?.close();
+  await killAll();
+});
+
+test("1,000 unbuffered sends started at once arrive in order; the connection stays up", async () => {
+  const path = fresh();
+  const rx = await b.walk(path).makeChan<number>(0);
+  const tx = await a.walk(path).getChan<number>();
+  const sends = Array.from({ length: 1000 }, (_, i) => tx.send(i));
+  const got: number[] = [];
+  for await (const v of rx.iterate({ prefetch: 8 })) {
+    got.push(v);
+    if (got.length === 1000) break;
+  }
+  await Promise.all(sends);
+  assert.deepEqual(
+    got,
+    Array.from({ length: 1000 }, (_, i) => i),
+  );
+  assert.equal((await tx.stat()).waitingSenders, 0);
+  assert.equal(d.stderr().includes("too many"), false, d.stderr());
+});
+
+test("one blocked send on each of 120 buffered channels, all full: every one completes", async () => {
+  const chans = await Promise.all(
+    Array.from({ length: 120 }, async () => {
+      const path = fresh();
+      const rx = await b.walk(path).makeChan<string>(1);
+      const tx = await a.walk(path).getChan<string>();
+      return { rx, tx };
+    }),
+  );
+  // The first send on each fills its buffer; the second and third block: at the server for up to
+  // 50 of them, here for the rest, in the order they were started. (So a send waits behind
+  // blocked sends on other channels once 50 are blocked: the receives below go round the
+  // channels, as the held-back sends do.)
+  const sends = chans.flatMap(({ tx }, i) => [tx.send(`${i}a`), tx.send(`${i}b`), tx.send(`${i}c`)]);
+  for (const round of ["a", "b", "c"]) {
+    for (const [i, { rx }] of chans.entries()) assert.equal(await rx.recv(), `${i}${round}`);
+  }
+  await Promise.all(sends);
+});
+
+test("1,000 receives started at once take 1,000 values in order; held-back ones aborted take none", async () => {
+  const path = fresh();
+  const rx = await b.walk(path).makeChan<number>(0);
+  const tx = await a.walk(path).getChan<number>();
+  const controllers = Array.from({ length: 1000 }, () => new AbortController());
+  const recvs = controllers.map((c) => rx.recv({ signal: c.signal }));
+  const settled = Promise.allSettled(recvs);
+  // Receives past the first 50 wait in the client; every fourth of them is withdrawn.
+  const withdrawn = new Set<number>();
+  for (let i = BOUND + 10; i < 1000; i += 4) {
+    withdrawn.add(i);
+    controllers[i]?.abort(new Error("withdrawn"));
+  }
+  const left = 1000 - withdrawn.size;
+  for (let i = 0; i < left; i++) await tx.send(i);
+  const results = await settled;
+  let next = 0;
+  for (const [i, r] of results.entries()) {
+    if (withdrawn.has(i)) {
+      assert.equal(r.status, "rejected");
+      assert.equal((r as PromiseRejectedResult).reason.message, "withdrawn");
+    } else {
+      assert.equal(r.status, "fulfilled", `receive ${i}`);
+      assert.equal((r as PromiseFulfilledResult<number>).value, next++, "blocked receivers are served in order");
+    }
+  }
+  assert.equal(next, left);
+  const st = await rx.stat();
+  assert.equal(st.waitingReceivers, 0);
+  assert.equal(st.len, 0);
+});
+
+test("an iteration opened while 50 receives are open starts once they end", async () => {
+  const path = fresh();
+  const rx = await b.walk(path).makeChan<number>(4);
+  const tx = await a.walk(path).getChan<number>();
+  const recvs = Array.from({ length: BOUND }, () => rx.recv());
+  const it = rx.iterate({ prefetch: 4 })[Symbol.asyncIterator]();
+  const first = it.next();
+  for (let i = 0; i < BOUND + 3; i++) await tx.send(i);
+  assert.deepEqual(
+    await Promise.all(recvs),
+    Array.from({ length: BOUND }, (_, i) => i),
+  );
+  assert.deepEqual(await first, { value: BOUND, done: false });
+  assert.deepEqual(await it.next(), { value: BOUND + 1, done: false });
+  assert.deepEqual(await it.next(), { value: BOUND + 2, done: false });
+  await it.return?.();
+});
+
+test("sends and receives held back here carry over a broken connection", async () => {
+  const relay = await cuttingRelay(Number(/:(\d+)\//.exec(d.url)?.[1]));
+  const c = await dial(`${relay.url}/${d.id}`);
+  try {
+    const pathS = fresh();
+    const pathR = fresh();
+    const sink = await b.walk(pathS).makeChan<number>(0);
+    const source = await b.walk(pathR).makeChan<number>(0);
+    const tx = await c.walk(pathS).getChan<number>();
+    const rx = await c.walk(pathR).getChan<number>();
+    // 70 blocked sends and 70 receivers: 50 of each at the server, 20 of each here.
+    const sends = Array.from({ length: 70 }, (_, i) => tx.send(i));
+    const recvs = Array.from({ length: 70 }, () => rx.recv());
+    await new Promise((r) => setTimeout(r, 200));
+    relay.cut();
+    const got: number[] = [];
+    for await (const v of sink.iterate()) {
+      got.push(v);
+      if (got.length === 70) break;
+    }
+    for (let i = 0; i < 70; i++) await source.send(100 + i);
+    await Promise.all(sends);
+    assert.deepEqual(
+      got,
+      Array.from({ length: 70 }, (_, i) => i),
+    );
+    assert.deepEqual(
+      await Promise.all(recvs),
+      Array.from({ length: 70 }, (_, i) => 100 + i),
+    );
+  } finally {
+    await c.close();
+    relay.close();
+  }
+});

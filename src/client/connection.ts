@@ -475,9 +475,10 @@ export class Connection {
   }
 
   private forget(st: ChanState, k: Kept): void {
-    const gone = st.kept.removeWhere((x) => x === k);
-    for (const g of gone) this.keptBytes -= keptSize(g);
-    if (gone.length > 0) this.admit();
+    // Answered in the order sent, as a rule: k is at the head, and goes as a shift would.
+    if (!st.kept.remove(k)) return;
+    this.keptBytes -= keptSize(k);
+    this.admit();
   }
 
   /** Lets held-back operations go, in order, while the unsent bytes stay under the bound. */

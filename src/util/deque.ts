@@ -39,19 +39,26 @@ export class Deque<T> {
     return this.size === 0 ? undefined : this.items[(this.head + this.size - 1) & (this.items.length - 1)];
   }
 
-  /** Removes the first item that is `v`, keeping the order of the rest; true if there was one. */
+  /**
+   * Removes the first item that is `v`, keeping the order of the rest; true if there was one.
+   * Costs its distance from the nearer end (nothing for the head, as a shift).
+   */
   remove(v: T): boolean {
     const mask = this.items.length - 1;
-    for (let i = 0; i < this.size; i++) {
-      if (this.items[(this.head + i) & mask] !== v) continue;
-      for (let j = i; j < this.size - 1; j++) {
-        this.items[(this.head + j) & mask] = this.items[(this.head + j + 1) & mask];
-      }
+    let i = 0;
+    while (i < this.size && this.items[(this.head + i) & mask] !== v) i++;
+    if (i === this.size) return false;
+    if (i < this.size >> 1) {
+      // Close the gap from the front: the items before it move up one.
+      for (let j = i; j > 0; j--) this.items[(this.head + j) & mask] = this.items[(this.head + j - 1) & mask];
+      this.items[this.head] = undefined;
+      this.head = (this.head + 1) & mask;
+    } else {
+      for (let j = i; j < this.size - 1; j++) this.items[(this.head + j) & mask] = this.items[(this.head + j + 1) & mask];
       this.items[(this.head + this.size - 1) & mask] = undefined;
-      this.size--;
-      return true;
     }
-    return false;
+    this.size--;
+    return true;
   }
 
   /** Removes every item for which `pred` holds, keeping the order of the rest; returns them. */

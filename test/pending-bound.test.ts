@@ -2,7 +2,8 @@
 // (`--max-pending`, 65,536 by default; more is a protocol error that closes the connection). Its
 // HELLO says the bound, and the client holds the rest back itself, in issue order: a program that
 // starts more sends or receives at once than that gets them all done, none lost or reordered, and
-// an aborted one that was held back has not happened. Here the daemon's bound is 50.
+// an aborted one that was held back has not happened. The same holds for stream messages being
+// sent (`--max-streams`, 1,024 by default). Here the daemon's bounds are 50 and 8.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { type Client, dial } from "../src/index.ts";
@@ -10,6 +11,7 @@ import { type Daemon, killAll, startDaemon } from "./helpers/daemon.ts";
 import { cuttingRelay } from "./helpers/relay.ts";
 
 const BOUND = 50;
+const STREAMS = 8;
 let d: Daemon;
 let a: Client;
 let b: Client;
@@ -17,7 +19,7 @@ let n = 0;
 const fresh = () => `/${d.id}/pending/t${++n}`;
 
 before(async () => {
-  d = await startDaemon(["--max-pending", String(BOUND)]);
+  d = await startDaemon(["--max-pending", String(BOUND), "--max-streams", String(STREAMS)]);
   a = await dial(d.url);
   b = await dial(d.url);
 });
@@ -151,4 +153,40 @@ test("sends and receives held back here carry over a broken connection", async (
     await c.close();
     relay.close();
   }
+});
+
+test("40 stream messages started at once with 8 streams allowed: all arrive whole, in order", async () => {
+  const path = fresh();
+  const rx = await b.walk(path).makeChan(0);
+  const tx = await a.walk(path).getChan();
+  const aborter = new AbortController();
+  const writers = Array.from({ length: 40 }, (_, i) => {
+    const w = tx.sendStream(i === 30 ? { signal: aborter.signal } : undefined);
+    // Past the first 8 they wait in the client, their bytes with them.
+    w.write(`message ${i}, `);
+    if (i !== 20) w.end(`end of ${i}`);
+    return w;
+  });
+  const outcomes = Promise.allSettled(writers.map((w) => w.sent));
+  // Two are withdrawn while they wait: one by its signal, one broken off by its writer.
+  aborter.abort(new Error("withdrawn"));
+  writers[20]?.destroy(new Error("given up"));
+  const got: string[] = [];
+  for await (const r of rx.iterate()) {
+    let text = "";
+    for await (const chunk of r as AsyncIterable<Buffer>) text += chunk.toString();
+    got.push(text);
+    if (got.length === 38) break;
+  }
+  const kept = Array.from({ length: 40 }, (_, i) => i).filter((i) => i !== 20 && i !== 30);
+  assert.deepEqual(
+    got,
+    kept.map((i) => `message ${i}, end of ${i}`),
+  );
+  const results = await outcomes;
+  assert.equal(results[30]?.status, "rejected");
+  assert.equal((results[30] as PromiseRejectedResult).reason.message, "withdrawn");
+  assert.equal(results[20]?.status, "rejected");
+  for (const i of kept) assert.equal(results[i]?.status, "fulfilled", `message ${i}`);
+  assert.equal((await rx.stat()).waitingSenders, 0);
 });

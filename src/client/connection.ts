@@ -6,7 +6,7 @@ import type { Readable } from "node:stream";
 import { finished } from "node:stream/promises";
 import {
   ChannelAborted,
-  type CircuitError,
+  CircuitError,
   fromWire,
   MessageTooLarge,
   ProtocolError,
@@ -73,6 +73,8 @@ const MAX_WANT = 1024;
  * says otherwise (the daemon's `--max-pending`): a client holds any more back itself, in order.
  */
 const DEFAULT_SERVER_PENDING = 65_536;
+/** Streams towards it a server takes from one connection unless its HELLO says otherwise (`--max-streams`). */
+const DEFAULT_SERVER_STREAMS = 1024;
 /** Default bound on bytes a connection holds that the operating system has not accepted yet. */
 export const DEFAULT_MAX_UNSENT = 4 * 1024 * 1024;
 /** How long close() lets ended stream writers finish before it cuts them. */
@@ -132,6 +134,10 @@ export class Connection {
   private admittingSends = false;
   /** Receivers opened while serverPending of ours were open there: their RECV waits, in order. */
   private readonly recvWaiting = new Map<number, { handle: number; n: number }>();
+  /** Streams towards the server it takes from this connection (its HELLO says). */
+  private serverStreams = DEFAULT_SERVER_STREAMS;
+  /** Stream messages started while serverStreams of ours were open there, by sid: their SOPEN waits, in order. */
+  private readonly streamWaiting = new Map<number, { id: number; handle: number; writer: StreamWriter }>();
   /** Bytes of sends kept for a resend (they count toward maxUnsent). */
   private keptBytes = 0;
   /** This client's id towards the server, the same across reconnections (sends are de-duplicated by it). */
@@ -578,9 +584,20 @@ export class Connection {
       writer.destroy(this.gone);
       return { writer, sent: Promise.reject(this.gone) };
     }
-    this.outStreams.set(sid, writer);
-    this.conn.send(T.SOPEN, [id, handle, sid]);
-    const taken = this.wait(id, signal, () => this.conn.send(T.CANCEL, [id])).then(
+    // The server takes serverStreams of ours at a time: past that, this one opens there once one of
+    // them has ended, in the order they were started (its bytes wait for credit until then).
+    if (this.streamWaiting.size > 0 || this.outStreams.size >= this.serverStreams) {
+      this.streamWaiting.set(sid, { id, handle, writer });
+    } else {
+      this.outStreams.set(sid, writer);
+      this.conn.send(T.SOPEN, [id, handle, sid]);
+    }
+    const cancel = () => {
+      // Not opened there yet: withdrawn here, and nothing happened.
+      if (this.streamWaiting.delete(sid)) this.settle(id, new CircuitError("Cancelled", "cancelled"));
+      else this.conn.send(T.CANCEL, [id]);
+    };
+    const taken = this.wait(id, signal, cancel).then(
       () => undefined,
       (err) => {
         writer.destroy(err);
@@ -658,7 +675,25 @@ export class Connection {
   }
 
   forgetStream(sid: number): void {
+    const waiting = this.streamWaiting.get(sid);
+    if (waiting) {
+      // Broken off before it opened at the server.
+      this.streamWaiting.delete(sid);
+      this.settle(waiting.id, new StreamBroken("sender destroyed the stream"));
+      return;
+    }
     this.outStreams.delete(sid);
+    this.admitStreams();
+  }
+
+  /** Opens waiting stream messages, in order, while fewer than serverStreams of ours are open at the server. */
+  private admitStreams(): void {
+    for (const [sid, w] of this.streamWaiting) {
+      if (this.gone || this.reconnecting || this.outStreams.size >= this.serverStreams) return;
+      this.streamWaiting.delete(sid);
+      this.outStreams.set(sid, w.writer);
+      this.conn.send(T.SOPEN, [w.id, w.handle, sid]);
+    }
   }
 
   forgetReader(pid: number): void {
@@ -680,7 +715,9 @@ export class Connection {
   async close(): Promise<void> {
     if (!this.gone && !this.closing) {
       this.closing = true;
-      const ending = [...this.outStreams.values()].filter((w) => w.writableEnded && !w.writableFinished);
+      const ending = [...this.outStreams.values(), ...[...this.streamWaiting.values()].map((w) => w.writer)].filter(
+        (w) => w.writableEnded && !w.writableFinished,
+      );
       if (ending.length > 0) {
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([
@@ -771,6 +808,10 @@ export class Connection {
           typeof h.pending === "number" && Number.isInteger(h.pending) && h.pending >= 1
             ? h.pending
             : DEFAULT_SERVER_PENDING;
+        this.serverStreams =
+          typeof h.streams === "number" && Number.isInteger(h.streams) && h.streams >= 1
+            ? h.streams
+            : DEFAULT_SERVER_STREAMS;
         this.handshakeError = undefined;
         this.startHeartbeat();
         this.settle(0, undefined);
@@ -868,6 +909,7 @@ export class Connection {
         const err = fromWire(decode(tail(body, 1)));
         this.outStreams.get(sid)?.destroy(new StreamBroken(err.message));
         this.outStreams.delete(sid);
+        this.admitStreams();
         return;
       }
       case T.OFFER:
@@ -943,6 +985,7 @@ export class Connection {
     }
     for (const w of this.outStreams.values()) w.destroy(lost);
     this.outStreams.clear();
+    for (const w of this.streamWaiting.values()) w.writer.destroy(lost);
     for (const r of this.inStreams.values()) r.destroy(lost);
     this.inStreams.clear();
     for (const sel of this.selectors.values()) sel.gone(lost);
@@ -1078,6 +1121,8 @@ export class Connection {
     this.recvWaiting.clear();
     for (const w of this.outStreams.values()) w.destroy(err);
     this.outStreams.clear();
+    for (const w of this.streamWaiting.values()) w.writer.destroy(err);
+    this.streamWaiting.clear();
     for (const r of this.inStreams.values()) r.destroy(err);
     this.inStreams.clear();
     for (const sel of this.selectors.values()) sel.gone(err);

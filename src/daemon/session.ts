@@ -164,6 +164,7 @@ export class Session {
         url: this.d.url,
         maxValue: this.d.maxValue,
         pending: this.d.limits.pending,
+        streams: this.d.limits.streams,
       } satisfies ServerHello),
     );
     const peer = h as { role?: unknown; id?: unknown; cid?: unknown };

@@ -54,7 +54,8 @@ export class Deque<T> {
       this.items[this.head] = undefined;
       this.head = (this.head + 1) & mask;
     } else {
-      for (let j = i; j < this.size - 1; j++) this.items[(this.head + j) & mask] = this.items[(this.head + j + 1) & mask];
+      for (let j = i; j < this.size - 1; j++)
+        this.items[(this.head + j) & mask] = this.items[(this.head + j + 1) & mask];
       this.items[(this.head + this.size - 1) & mask] = undefined;
     }
     this.size--;

@@ -30,6 +30,8 @@ export interface ServerHello {
    * protocol error); a client holds any more back itself. Absent from older servers: 65,536.
    */
   pending?: number;
+  /** Streams towards the server it takes from one connection at a time; absent from older servers: 1,024. */
+  streams?: number;
 }
 /** PUSH tails: a released channel handle, and (to a client that watches) membership changes. */
 export type Push =

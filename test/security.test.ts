@@ -350,8 +350,11 @@ describe("limits", () => {
     ]);
     const a = await startDaemon(["--join", d.url]);
     try {
-      const probe = async (f: (c: Awaited<ReturnType<typeof dial>>) => Promise<unknown>) => {
+      // `lawless`: the client ignores the bounds the daemon's HELLO gave it (an older or hostile
+      // client would), so that the daemon's own enforcement is what is seen.
+      const probe = async (f: (c: Awaited<ReturnType<typeof dial>>) => Promise<unknown>, lawless = false) => {
         const c = await dial(d.url);
+        if (lawless) Object.assign(await c.connFor(d.id), { serverPending: 1e9, serverStreams: 1e9 });
         try {
           return await f(c).then(
             () => "ok",
@@ -365,8 +368,19 @@ describe("limits", () => {
       const tooMany = await probe(async (c) => {
         const ch = await c.walk(`/${d.id}/p`).makeChan<number>(0);
         await Promise.all(Array.from({ length: 5 }, (_, i) => ch.send(i)));
-      });
+      }, true);
       assert.match(tooMany, /^ServerGone: .*too many pending/);
+      // The library keeps within the bound itself: the fifth waits in the client, and all five
+      // complete as a receiver takes them.
+      const kept = await probe(async (c) => {
+        const ch = await c.walk(`/${d.id}/p2`).makeChan<number>(0);
+        const sends = Promise.all(Array.from({ length: 5 }, (_, i) => ch.send(i)));
+        const got = [];
+        for (let i = 0; i < 5; i++) got.push(await ch.recv());
+        await sends;
+        assert.deepEqual(got, [0, 1, 2, 3, 4]);
+      });
+      assert.equal(kept, "ok");
       const credits = await probe(async (c) => {
         const ch = await c.walk(`/${d.id}/q`).makeChan<number>(0);
         for await (const _ of ch.iterate({ prefetch: 9 })) break;
@@ -377,7 +391,7 @@ describe("limits", () => {
         ch.sendStream();
         ch.sendStream();
         await ch.stat();
-      });
+      }, true);
       assert.match(streams, /^ServerGone: .*more than 1 open streams/);
       assert.match(await probe((c) => c.walk(`/${d.id}/a/b/c`).makeChan(1)), /^ProtocolError: path deeper than 3/);
       assert.match(

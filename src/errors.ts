@@ -176,7 +176,10 @@ export class BadAddress extends CircuitError {
   }
 }
 
-/** No live server has the free capacity a placement asks for (docs/design.md, placement). */
+/**
+ * No live server has the free capacity a placement asks for (docs/design.md, placement), or the
+ * server holds as many of this connection's channels as its --max-channels allows.
+ */
 export class NoCapacity extends CircuitError {
   constructor(message = "no live server has room for that request", options?: { cause?: unknown }) {
     super("NoCapacity", message, options);

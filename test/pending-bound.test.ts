@@ -2,11 +2,13 @@
 // (`--max-pending`, 65,536 by default; more is a protocol error that closes the connection). Its
 // HELLO says the bound, and the client holds the rest back itself, in issue order: a program that
 // starts more sends or receives at once than that gets them all done, none lost or reordered, and
-// an aborted one that was held back has not happened. The same holds for stream messages being
-// sent (`--max-streams`, 1,024 by default). Here the daemon's bounds are 50 and 8.
+// an aborted one that was held back has not happened. Selects count against the same bound; a
+// select with a default past it does not wait: its cases there count as not ready. The same holds
+// for stream messages being sent (`--max-streams`, 1,024 by default). Here the daemon's bounds are
+// 50 and 8.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { type Client, dial } from "../src/index.ts";
+import { type Client, dial, select } from "../src/index.ts";
 import { type Daemon, killAll, startDaemon } from "./helpers/daemon.ts";
 import { cuttingRelay } from "./helpers/relay.ts";
 
@@ -189,4 +191,133 @@ test("40 stream messages started at once with 8 streams allowed: all arrive whol
   assert.equal(results[20]?.status, "rejected");
   for (const i of kept) assert.equal(results[i]?.status, "fulfilled", `message ${i}`);
   assert.equal((await rx.stat()).waitingSenders, 0);
+});
+
+test("60 selects at once with 50 allowed: the rest register in order as earlier ones end; a default one does not wait", async () => {
+  const pairs = await Promise.all(
+    Array.from({ length: 60 }, async () => {
+      const path = fresh();
+      const tx = await b.walk(path).makeChan<number>(1);
+      const rx = await a.walk(path).getChan<number>();
+      return { tx, rx };
+    }),
+  );
+  const aborter = new AbortController();
+  const state: string[] = Array.from({ length: 60 }, () => "waiting");
+  const selects = pairs.map(({ rx }, i) =>
+    select([rx.recvCase()], i === 55 ? { signal: aborter.signal } : undefined).then(
+      (r) => {
+        state[i] = `took ${r.value}`;
+      },
+      (e: Error) => {
+        state[i] = `failed: ${e.message}`;
+      },
+    ),
+  );
+  const settle = () => new Promise((r) => setTimeout(r, 300));
+  // Select 55 waits in the client; it is withdrawn there.
+  aborter.abort(new Error("withdrawn"));
+  // Values for the ten held back: none is taken while 50 selects are open at the server.
+  for (let i = 50; i < 60; i++) await pairs[i]?.tx.send(i);
+  await settle();
+  assert.deepEqual(state.slice(50), [...Array(5).fill("waiting"), "failed: withdrawn", ...Array(4).fill("waiting")]);
+  // A select with a default whose case is ready, while 50 are open there: it returns at once, its
+  // case counted as not ready, and the value stays in the channel.
+  const extra = await b.walk(fresh()).makeChan<number>(1);
+  await extra.send(99);
+  const ex = await a.walk(extra.path).getChan<number>();
+  assert.equal((await select([ex.recvCase()], { default: true })).index, -1);
+  assert.equal((await ex.stat()).len, 1);
+  // Ten of the first fifty end: the nine still held back register, in order, and take their values.
+  for (let i = 0; i < 10; i++) await pairs[i]?.tx.send(i);
+  await settle();
+  assert.deepEqual(
+    state.slice(0, 10),
+    Array.from({ length: 10 }, (_, i) => `took ${i}`),
+  );
+  for (let i = 50; i < 60; i++) assert.equal(state[i], i === 55 ? "failed: withdrawn" : `took ${i}`, `select ${i}`);
+  assert.equal((await pairs[55]?.tx.stat())?.len, 1, "the withdrawn select took nothing");
+  for (let i = 10; i < 50; i++) await pairs[i]?.tx.send(i);
+  await Promise.all(selects);
+  for (let i = 10; i < 50; i++) assert.equal(state[i], `took ${i}`);
+  // With room again, the default select takes the ready value.
+  assert.deepEqual(await select([ex.recvCase()], { default: true }), { index: 0, value: 99 });
+  assert.equal(d.stderr().includes("too many"), false, d.stderr());
+});
+
+test("over a broken connection, selects open at the server fail (outcome unknown); ones held back here register on the new one", async () => {
+  const relay = await cuttingRelay(Number(/:(\d+)\//.exec(d.url)?.[1]));
+  const c = await dial(`${relay.url}/${d.id}`);
+  try {
+    const pairs = await Promise.all(
+      Array.from({ length: BOUND + 5 }, async () => {
+        const path = fresh();
+        const tx = await b.walk(path).makeChan<number>(1);
+        const rx = await c.walk(path).getChan<number>();
+        return { tx, rx };
+      }),
+    );
+    const outcomes = Promise.allSettled(pairs.map(({ rx }) => select([rx.recvCase()])));
+    await new Promise((r) => setTimeout(r, 200));
+    relay.cut();
+    for (const [i, { tx }] of pairs.entries()) await tx.send(i);
+    const results = await outcomes;
+    for (const [i, r] of results.entries()) {
+      if (i < BOUND) {
+        assert.equal(r.status, "rejected", `select ${i}`);
+        assert.equal((r as PromiseRejectedResult).reason.code, "ServerGone");
+      } else assert.deepEqual((r as PromiseFulfilledResult<unknown>).value, { index: 0, value: i }, `select ${i}`);
+    }
+  } finally {
+    await c.close();
+    relay.close();
+  }
+});
+
+test("sends carried over a broken connection beyond the bound (a channel filled meanwhile): 50 wait at the server, the rest here; all arrive in order", async () => {
+  const relay = await cuttingRelay(Number(/:(\d+)\//.exec(d.url)?.[1]));
+  const c = await dial(`${relay.url}/${d.id}`);
+  try {
+    const path = fresh();
+    const rx = await b.walk(path).makeChan<string>(200);
+    const tx = await c.walk(path).getChan<string>();
+    const pathY = fresh();
+    const ry = await b.walk(pathY).makeChan<number>(0);
+    const ty = await c.walk(pathY).getChan<number>();
+    // The first send gets the connection credits for the channel's buffer.
+    await tx.send("first");
+    assert.equal(await rx.recv(), "first");
+    // 120 sends leave c and are held in the relay, then lost with the connection: c keeps them.
+    relay.pause();
+    const sends = Array.from({ length: 120 }, (_, i) => tx.send(`c${i}`));
+    // And 50 unbuffered sends on another channel: with them, every send carried over waits here at
+    // first (the channel opened first goes first).
+    const blocked = Array.from({ length: BOUND }, (_, i) => ty.send(i));
+    await new Promise((r) => setTimeout(r, 100));
+    relay.cut();
+    // Meanwhile another client fills the channel, so every send c carries over blocks there.
+    await Promise.all(Array.from({ length: 200 }, (_, i) => rx.send(`b${i}`)));
+    relay.resume();
+    const got: string[] = [];
+    for await (const v of rx.iterate({ prefetch: 16 })) {
+      got.push(v);
+      if (got.length === 320) break;
+    }
+    await Promise.all(sends);
+    const gotY: number[] = [];
+    for (let i = 0; i < BOUND; i++) gotY.push(await ry.recv());
+    await Promise.all(blocked);
+    assert.deepEqual(
+      gotY,
+      Array.from({ length: BOUND }, (_, i) => i),
+    );
+    assert.deepEqual(got, [
+      ...Array.from({ length: 200 }, (_, i) => `b${i}`),
+      ...Array.from({ length: 120 }, (_, i) => `c${i}`),
+    ]);
+    assert.equal(d.stderr().includes("too many"), false, d.stderr());
+  } finally {
+    await c.close();
+    relay.close();
+  }
 });

@@ -414,6 +414,46 @@ describe("limits", () => {
     }
   });
 
+  test("--max-channels: an open past it fails with a clear error (durable ones too); the connection and the daemon go on", async () => {
+    const data = mkdtempSync(join(tmpdir(), "circuit-maxch-"));
+    const d = await startDaemon(["--max-channels", "2", "--data", data]);
+    const c = await dial(d.url);
+    try {
+      const a = await c.walk(`/${d.id}/a`).makeChan<number>(1);
+      await c.walk(`/${d.id}/b`).openChan<number>(1);
+      const refusal = (e: { code?: string; message?: string }) => {
+        assert.equal(e.code, "NoCapacity");
+        assert.match(String(e.message), /more than 2 open channels on this connection \(--max-channels\)/);
+        return true;
+      };
+      await assert.rejects(c.walk(`/${d.id}/c`).makeChan(1), refusal);
+      await assert.rejects(c.walk(`/${d.id}/c`).makeChan(1, { durable: true }), refusal);
+      await assert.rejects(c.walk(`/${d.id}/e`).openChan(1, { durable: true }), refusal);
+      // A third channel someone else made: this connection cannot take it either.
+      const other = await dial(d.url);
+      try {
+        await other.walk(`/${d.id}/f`).makeChan(1);
+        await assert.rejects(c.walk(`/${d.id}/f`).getChan(), refusal);
+        await assert.rejects(c.walk(`/${d.id}/f`).openChan(1), refusal);
+        // Nothing was made by the refused opens.
+        for (const n of ["c", "e"]) assert.equal(await other.walk(`/${d.id}/${n}`).get(), null, n);
+      } finally {
+        await other.close();
+      }
+      // The connection is whole: a channel it has open again is the same handle, not a third; the
+      // channels work, and so does the daemon.
+      const b = await c.walk(`/${d.id}/b`).getChan<number>();
+      await b.send(8);
+      assert.equal(await b.recv(), 8);
+      await a.send(7);
+      assert.equal(await a.recv(), 7);
+    } finally {
+      await c.close();
+      await d.stop();
+      rmSync(data, { recursive: true, force: true });
+    }
+  });
+
   test("discovery packets need the key's tag: a forged or tampered one is ignored", async () => {
     const { open, seal } = await import("../src/transport/discovery.ts");
     const k = Buffer.alloc(32, 7);

@@ -114,6 +114,8 @@ export class Connection {
   private readonly outStreams = new Map<number, StreamWriter>();
   private readonly inStreams = new Map<number, StreamReader>();
   private readonly selectors = new Map<number, SelectSink>();
+  /** Selects opened while serverPending of ours were open there (or while reconnecting): their SELECT waits, in order. */
+  private readonly selectWaiting = new Map<number, { poll: boolean; cases: unknown[]; sink: SelectSink }>();
   private nextId = 1;
   private heartbeat: NodeJS.Timeout | undefined;
   private where = "";
@@ -131,6 +133,12 @@ export class Connection {
   private blockingOut = 0;
   /** Blocking sends waiting here, in issue order, while serverPending of ours wait there. */
   private readonly sendQueue = new Deque<Gated>();
+  /**
+   * Sends carried over a reconnection past serverPending (credited ones go again as sends that may
+   * block): they go, in order, ahead of sendQueue, as ours at the server are answered. Each counts
+   * in blockingOut already.
+   */
+  private readonly resends = new Deque<() => void>();
   private admittingSends = false;
   /** Receivers opened while serverPending of ours were open there: their RECV waits, in order. */
   private readonly recvWaiting = new Map<number, { handle: number; n: number }>();
@@ -387,6 +395,14 @@ export class Connection {
     if (this.admittingSends) return;
     this.admittingSends = true;
     try {
+      while (
+        this.resends.length > 0 &&
+        !this.gone &&
+        !this.reconnecting &&
+        this.blockingOut - this.resends.length < this.serverPending
+      ) {
+        (this.resends.shift() as () => void)();
+      }
       while (this.sendQueue.length > 0 && (this.gone || this.blockingOut < this.serverPending)) {
         const next = this.sendQueue.shift() as Gated;
         if (this.gone) next.reject(this.gone);
@@ -642,24 +658,47 @@ export class Connection {
     return rid;
   }
 
-  /** Registers a selector's cases on this server. */
-  openSelect(sel: number, poll: boolean, cases: unknown[], sink: SelectSink): void {
+  /**
+   * Registers a selector's cases on this server. The server takes serverPending selects of ours at
+   * a time: past that, this one registers once one of ours there ends, in order; with `once` (a
+   * select with a default, which never waits) its cases here count as not ready instead.
+   */
+  openSelect(sel: number, poll: boolean, cases: unknown[], sink: SelectSink, once = false): void {
     if (this.gone) {
       const err = this.gone;
       queueMicrotask(() => sink.gone(err));
       return;
     }
+    if (this.reconnecting || this.selectWaiting.size > 0 || this.selectors.size >= this.serverPending) {
+      if (once && !this.reconnecting) queueMicrotask(() => sink.polled());
+      else this.selectWaiting.set(sel, { poll, cases, sink });
+      return;
+    }
+    this.registerSelect(sel, poll, cases, sink);
+  }
+
+  private registerSelect(sel: number, poll: boolean, cases: unknown[], sink: SelectSink): void {
     this.selectors.set(sel, sink);
     this.conn.send(T.SELECT, [Math.floor(sel / 2 ** 32), sel >>> 0, poll ? 1 : 0], encode({ cases }));
   }
 
-  /** Commits case idx, or releases every case here (ALL_CASES). */
+  /** Registers waiting selects, in order, while fewer than serverPending of ours are open at the server. */
+  private admitSelects(): void {
+    for (const [sel, w] of this.selectWaiting) {
+      if (this.gone || this.reconnecting || this.selectors.size >= this.serverPending) return;
+      this.selectWaiting.delete(sel);
+      this.registerSelect(sel, w.poll, w.cases, w.sink);
+    }
+  }
+
+  /** Commits case idx, or releases every case here (ALL_CASES); nothing for a select not registered here. */
   decide(sel: number, idx: number): void {
-    if (!this.gone) this.conn.send(T.DECIDE, [Math.floor(sel / 2 ** 32), sel >>> 0, idx]);
+    if (!this.gone && this.selectors.has(sel)) this.conn.send(T.DECIDE, [Math.floor(sel / 2 ** 32), sel >>> 0, idx]);
   }
 
   closeSelect(sel: number): void {
-    this.selectors.delete(sel);
+    if (this.selectWaiting.delete(sel)) return;
+    if (this.selectors.delete(sel)) this.admitSelects();
   }
 
   /** A reader for a stream message the server starts sending under pipe id `pid`. */
@@ -1014,12 +1053,16 @@ export class Connection {
     this.reconnecting = false;
     this.lastResume = performance.now();
     this.admitRecvs();
+    this.admitSelects();
+    this.admitSends();
     this.admit();
   }
 
   /** Carries channels, sends and receivers over to the new link; idempotent if a link breaks midway. */
   private async resume(): Promise<void> {
     this.chans.clear();
+    // Rebuilt below from the kept copies, which these were still among.
+    this.resends.drain();
     for (const st of [...this.states]) {
       const r = st.names ? await this.openAgain(st.names) : null;
       const { out: kept, delta } = unrun(st.kept.drain());
@@ -1067,8 +1110,14 @@ export class Connection {
         );
         k.id = id;
         st.kept.push(k);
-        if (k.bin) this.conn.sendBin(T.SEND, [id, st.handle, Math.min(st.cap, MAX_WANT), k.seq], k.bytes);
-        else this.conn.send(T.SEND, [id, st.handle, Math.min(st.cap, MAX_WANT), k.seq], k.bytes);
+        const handle = st.handle;
+        const go = () => {
+          if (k.bin) this.conn.sendBin(T.SEND, [id, handle, Math.min(st.cap, MAX_WANT), k.seq], k.bytes);
+          else this.conn.send(T.SEND, [id, handle, Math.min(st.cap, MAX_WANT), k.seq], k.bytes);
+        };
+        // Past the server's bound they wait here, and so does everything after them (in order).
+        if (this.resends.length > 0 || this.blockingOut > this.serverPending) this.resends.push(go);
+        else go();
       }
     }
     for (const [rid, s] of this.sinks) {
@@ -1127,6 +1176,8 @@ export class Connection {
     this.inStreams.clear();
     for (const sel of this.selectors.values()) sel.gone(err);
     this.selectors.clear();
+    for (const w of this.selectWaiting.values()) w.sink.gone(err);
+    this.selectWaiting.clear();
     this.chans.clear();
     for (const st of this.states) {
       for (const h of st.held.drain()) h.reject(err);
@@ -1135,6 +1186,7 @@ export class Connection {
     this.states.clear();
     this.keptBytes = 0;
     this.blockingOut = 0;
+    this.resends.drain();
     this.admitSends();
     this.admit();
     this.resolveClosed(this.closing ? undefined : err);

@@ -3,7 +3,15 @@
 // and stream messages sent into a channel. Values stay opaque bytes here.
 
 import { Channel, type CreditHolder, type Receiver, type SendWaiter } from "../element/channel.js";
-import { ChannelAborted, type CircuitError, NotFound, ProtocolError, toWire, WrongKind } from "../errors.js";
+import {
+  ChannelAborted,
+  type CircuitError,
+  NoCapacity,
+  NotFound,
+  ProtocolError,
+  toWire,
+  WrongKind,
+} from "../errors.js";
 import type { FrameConn } from "../transport/frame-conn.js";
 import { Deque } from "../util/deque.js";
 import { forEachEntry } from "../wire/frame.js";
@@ -365,12 +373,20 @@ export class SessionChannels {
     this.conn.send(T.PUSH, [], encode({ ev: "released", handle: h } satisfies Push));
   }
 
-  /** The client's handle for `el`, given now if it has none. */
+  /**
+   * Throws NoCapacity if `el` (a channel about to be made, when undefined) would need a handle and
+   * this connection has as many as --max-channels allows: the open fails, the connection goes on.
+   */
+  roomFor(el?: ChannelLike): void {
+    if ((el === undefined || !this.handleOf.has(el)) && this.handles.size >= this.limits.handles)
+      throw new NoCapacity(`more than ${this.limits.handles} open channels on this connection (--max-channels)`);
+  }
+
+  /** The client's handle for `el`, given now if it has none (NoCapacity past --max-channels). */
   handleFor(el: ChannelLike): number {
     let h = this.handleOf.get(el);
     if (h === undefined) {
-      if (this.handles.size >= this.limits.handles)
-        throw new ProtocolError("too many open channels on this connection");
+      this.roomFor(el);
       h = this.nextHandle++;
       this.handleOf.set(el, h);
       this.handles.set(h, { el, holder: new Holder(this.conn, h) });

@@ -261,13 +261,10 @@ export class Session {
           return reply({ kind: el.kind });
         }
         case "mkchan": {
+          // Room for its handle first: a refused open makes nothing.
+          this.channels.roomFor();
           if (r.durable === true) {
-            this.d
-              .makeDurableChan(this.path(r.path), r.cap)
-              .then(
-                (el) => reply({ kind: "chan", cap: el.chan.cap, handle: this.channels.handleFor(el), durable: true }),
-                fail,
-              );
+            this.replyDurable(this.d.makeDurableChan(this.path(r.path), r.cap), reply, fail);
             return;
           }
           const el = this.d.makeChan(this.path(r.path), r.cap);
@@ -280,14 +277,10 @@ export class Session {
           const found = this.d.element(names);
           if (found && found.kind !== "chan")
             throw new WrongKind(`${formatPath(names)} holds a ${found.kind}, not a channel`);
+          this.channels.roomFor(found ?? undefined);
           if (!found && r.durable === true) {
             // Placed at once, answered once synced (Daemon.makeDurableChan).
-            this.d
-              .makeDurableChan(names, r.cap)
-              .then(
-                (el) => reply({ kind: "chan", cap: el.chan.cap, handle: this.channels.handleFor(el), durable: true }),
-                fail,
-              );
+            this.replyDurable(this.d.makeDurableChan(names, r.cap), reply, fail);
             return;
           }
           const el = found ?? this.d.makeChan(names, r.cap);
@@ -380,6 +373,15 @@ export class Session {
       if (err instanceof CircuitError || err instanceof RangeError || err instanceof TypeError) fail(err);
       else throw err;
     }
+  }
+
+  /** Answers a durable mkchan/openchan once its channel is placed and synced. */
+  private replyDurable(made: Promise<ChanElement>, reply: (v: unknown) => void, fail: (err: unknown) => void): void {
+    made
+      // handleFor can still refuse (another open took the last handle meanwhile): that fails the
+      // request, as any other failure here does.
+      .then((el) => reply({ kind: "chan", cap: el.chan.cap, handle: this.channels.handleFor(el), durable: true }))
+      .catch(fail);
   }
 
   private path(p: unknown): string[] {

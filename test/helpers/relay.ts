@@ -2,10 +2,22 @@
 // of what a connection that breaks while its server lives carries over.
 import { connect, createServer, type Server, type Socket } from "node:net";
 
-/** A TCP relay to 127.0.0.1:`port`; cut() destroys every connection through it so far. */
-export async function cuttingRelay(port: number): Promise<{ url: string; cut(): void; close(): void }> {
+export interface CuttingRelay {
+  url: string;
+  /** Destroys every connection through the relay so far (what they had not forwarded is lost). */
+  cut(): void;
+  /** Stops forwarding from clients: their bytes wait in the relay, and new connections wait to be joined. */
+  pause(): void;
+  /** Forwards again and joins the connections that waited. */
+  resume(): void;
+  close(): void;
+}
+
+/** A TCP relay to 127.0.0.1:`port`. */
+export async function cuttingRelay(port: number): Promise<CuttingRelay> {
   const pairs = new Set<[Socket, Socket]>();
-  const server: Server = createServer((down) => {
+  let waiting: Socket[] | undefined;
+  const join = (down: Socket) => {
     const up = connect(port, "127.0.0.1");
     const pair: [Socket, Socket] = [down, up];
     pairs.add(pair);
@@ -19,6 +31,12 @@ export async function cuttingRelay(port: number): Promise<{ url: string; cut(): 
         pairs.delete(pair);
       });
     }
+  };
+  const server: Server = createServer((down) => {
+    if (!waiting) return join(down);
+    down.on("error", () => {});
+    down.pause();
+    waiting.push(down);
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const cut = () => {
@@ -31,8 +49,23 @@ export async function cuttingRelay(port: number): Promise<{ url: string; cut(): 
   return {
     url: `circuit://127.0.0.1:${(server.address() as { port: number }).port}`,
     cut,
+    pause: () => {
+      waiting ??= [];
+      for (const [down, up] of pairs) {
+        down.unpipe(up);
+        down.pause();
+      }
+    },
+    resume: () => {
+      const joining = waiting ?? [];
+      waiting = undefined;
+      for (const [down, up] of pairs) down.pipe(up);
+      for (const down of joining) if (!down.destroyed) join(down);
+    },
     close: () => {
       cut();
+      for (const down of waiting ?? []) down.destroy();
+      waiting = undefined;
       server.close();
     },
   };

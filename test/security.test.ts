@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { AuthFailed, type Chan, dial, ServerGone } from "../src/index.ts";
+import { AuthFailed, type Chan, dial, ServerGone, select } from "../src/index.ts";
 import { killAll, runCli, startDaemon } from "./helpers/daemon.ts";
 
 after(killAll);
@@ -333,7 +333,7 @@ describe("limits", () => {
     }
   });
 
-  test("each limit has a flag: pending operations, credits, streams, depth, name length, subscription buffer", async () => {
+  test("each limit has a flag: pending operations, credits, streams, select cases, depth, name length, subscription buffer", async () => {
     const d = await startDaemon([
       "--max-pending",
       "4",
@@ -341,6 +341,8 @@ describe("limits", () => {
       "8",
       "--max-streams",
       "1",
+      "--max-select-cases",
+      "2",
       "--max-depth",
       "3",
       "--max-name",
@@ -354,7 +356,10 @@ describe("limits", () => {
       // client would), so that the daemon's own enforcement is what is seen.
       const probe = async (f: (c: Awaited<ReturnType<typeof dial>>) => Promise<unknown>, lawless = false) => {
         const c = await dial(d.url);
-        if (lawless) Object.assign(await c.connFor(d.id), { serverPending: 1e9, serverStreams: 1e9 });
+        if (lawless) {
+          const bounds = { serverPending: 1e9, serverStreams: 1e9, creditBound: 1e9, selectCaseBound: 1e9 };
+          Object.assign(await c.connFor(d.id), bounds);
+        }
         try {
           return await f(c).then(
             () => "ok",
@@ -384,8 +389,50 @@ describe("limits", () => {
       const credits = await probe(async (c) => {
         const ch = await c.walk(`/${d.id}/q`).makeChan<number>(0);
         for await (const _ of ch.iterate({ prefetch: 9 })) break;
-      });
+      }, true);
       assert.match(credits, /^ServerGone: .*more than 8 receives/);
+      // The library holds a prefetch to the server's --max-credits (its HELLO says): 20 values come
+      // through an iterate({ prefetch: 9 }) and the connection stays.
+      const prefetched = await probe(async (c) => {
+        const ch = await c.walk(`/${d.id}/q2`).makeChan<number>(4);
+        const sends = (async () => {
+          for (let i = 0; i < 20; i++) await ch.send(i);
+          await ch.close();
+        })();
+        const got = [];
+        for await (const v of ch.iterate({ prefetch: 9 })) got.push(v);
+        await sends;
+        assert.deepEqual(
+          got,
+          Array.from({ length: 20 }, (_, i) => i),
+        );
+      });
+      assert.equal(prefetched, "ok");
+      // Select cases: the daemon cuts a connection whose select has more than --max-select-cases
+      // on it; the library refuses such a select itself, before anything is sent.
+      const names = (p: string) => ["x", "y", "z"].map((n) => `/${d.id}/${p}${n}`);
+      const threeCases = (p: string) => async (c: Awaited<ReturnType<typeof dial>>) => {
+        const chans = await Promise.all(names(p).map((n) => c.walk(n).makeChan<number>(1)));
+        await chans[2]?.send(3);
+        return { chans, result: await select(chans.map((ch) => ch.recvCase())) };
+      };
+      assert.match(await probe(threeCases("l"), true), /^ServerGone: .*a select has 1 to 2 cases/);
+      assert.equal(
+        await probe(async (c) => {
+          await assert.rejects(threeCases("k")(c), (e: Error) => {
+            assert.equal(e.name, "RangeError");
+            assert.match(
+              e.message,
+              /3 cases of this select are on server X[0-9a-f]+, which takes at most 2 \(its --max-select-cases\)/,
+            );
+            return true;
+          });
+          // The connection goes on: two of the cases, as a select the server takes.
+          const [x, , z] = await Promise.all(names("k").map((n) => c.walk(n).getChan<number>()));
+          assert.deepEqual(await select([x!.recvCase(), z!.recvCase()]), { index: 1, value: 3 });
+        }),
+        "ok",
+      );
       const streams = await probe(async (c) => {
         const ch = await c.walk(`/${d.id}/s`).makeChan(0);
         ch.sendStream();

@@ -17,7 +17,8 @@ export interface OpOptions {
 export interface IterateOptions extends OpOptions {
   /**
    * How many receives to keep outstanding (default 1). N outstanding receives are N blocked
-   * receivers on the channel: values they take leave the channel's buffer at once.
+   * receivers on the channel: values they take leave the channel's buffer at once. At most 65,536,
+   * and at most the server's `--max-credits` (a larger prefetch is held to it).
    */
   prefetch?: number;
 }
@@ -248,8 +249,11 @@ class RecvIterator<T> implements AsyncIterableIterator<T> {
     private readonly signal?: AbortSignal,
     private readonly onFinish?: () => void,
   ) {
-    this.batch = Math.max(1, prefetch >> 1);
-    this.rid = c.openRecv(st.handle, prefetch, {
+    // A server lets one receiver have --max-credits values outstanding or unacknowledged: the
+    // prefetch is held to that (here, and again on a new connection, whose server may say otherwise).
+    const window = () => Math.min(prefetch, c.creditBound);
+    this.batch = Math.max(1, window() >> 1);
+    this.rid = c.openRecv(st.handle, window(), {
       val: (frame, start, end) => this.arrive(frame, start, end),
       stream: (r) => this.arrive(r, 0, 0),
       end: (err) => {
@@ -264,7 +268,7 @@ class RecvIterator<T> implements AsyncIterableIterator<T> {
         this.queue.clear();
         this.consumed = 0;
         this.given = false;
-        return prefetch;
+        return window();
       },
     });
     signal?.addEventListener("abort", this.onAbort, { once: true });

@@ -75,6 +75,10 @@ const MAX_WANT = 1024;
 const DEFAULT_SERVER_PENDING = 65_536;
 /** Streams towards it a server takes from one connection unless its HELLO says otherwise (`--max-streams`). */
 const DEFAULT_SERVER_STREAMS = 1024;
+/** Receives outstanding plus unacknowledged values per receiver unless its HELLO says otherwise (`--max-credits`). */
+const DEFAULT_SERVER_CREDITS = 65_536;
+/** Cases of one select a server takes unless its HELLO says otherwise (`--max-select-cases`). */
+const DEFAULT_SERVER_SELECT_CASES = 1024;
 /** Default bound on bytes a connection holds that the operating system has not accepted yet. */
 export const DEFAULT_MAX_UNSENT = 4 * 1024 * 1024;
 /** How long close() lets ended stream writers finish before it cuts them. */
@@ -88,6 +92,11 @@ const RECONNECT_MS = 5000;
 /** The most a caller may ask a connection to keep trying (ConnectOptions.reconnectMs). */
 export const MAX_RECONNECT_MS = 600_000;
 const RECONNECT_EVERY_MS = 100;
+
+/** A bound a server's HELLO gives: a whole number from 1, else (absent, from an older server) the default. */
+function bound(v: unknown, otherwise: number): number {
+  return typeof v === "number" && Number.isInteger(v) && v >= 1 ? v : otherwise;
+}
 
 function tooLarge(size: number, max: number): MessageTooLarge {
   return new MessageTooLarge(`value of ${size} bytes exceeds the limit of ${max}`);
@@ -144,6 +153,13 @@ export class Connection {
   private readonly recvWaiting = new Map<number, { handle: number; n: number }>();
   /** Streams towards the server it takes from this connection (its HELLO says). */
   private serverStreams = DEFAULT_SERVER_STREAMS;
+  /**
+   * Receives outstanding plus values handed out and not acknowledged that the server lets one
+   * receiver have (its HELLO says): an iterator's prefetch is held to it.
+   */
+  creditBound = DEFAULT_SERVER_CREDITS;
+  /** Cases of one select the server takes (its HELLO says). */
+  selectCaseBound = DEFAULT_SERVER_SELECT_CASES;
   /** Stream messages started while serverStreams of ours were open there, by sid: their SOPEN waits, in order. */
   private readonly streamWaiting = new Map<number, { id: number; handle: number; writer: StreamWriter }>();
   /** Bytes of sends kept for a resend (they count toward maxUnsent). */
@@ -843,14 +859,10 @@ export class Connection {
         this.serverId = h.id;
         this.url = h.url;
         this.maxValue = h.maxValue;
-        this.serverPending =
-          typeof h.pending === "number" && Number.isInteger(h.pending) && h.pending >= 1
-            ? h.pending
-            : DEFAULT_SERVER_PENDING;
-        this.serverStreams =
-          typeof h.streams === "number" && Number.isInteger(h.streams) && h.streams >= 1
-            ? h.streams
-            : DEFAULT_SERVER_STREAMS;
+        this.serverPending = bound(h.pending, DEFAULT_SERVER_PENDING);
+        this.serverStreams = bound(h.streams, DEFAULT_SERVER_STREAMS);
+        this.creditBound = bound(h.credits, DEFAULT_SERVER_CREDITS);
+        this.selectCaseBound = bound(h.selectCases, DEFAULT_SERVER_SELECT_CASES);
         this.handshakeError = undefined;
         this.startHeartbeat();
         this.settle(0, undefined);

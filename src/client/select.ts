@@ -102,6 +102,18 @@ export function select(cases: readonly SelectCase[], opts: SelectOptions = {}): 
   if (!Array.isArray(cases) || cases.length === 0)
     return Promise.reject(new TypeError("select needs at least one case"));
   if (cases.length > 1024) return Promise.reject(new RangeError("select takes at most 1024 cases"));
+  // A server takes --max-select-cases cases of one select; more would cost the whole connection.
+  const onServer = new Map<Connection, number>();
+  for (const c of cases) if (c?.conn) onServer.set(c.conn, (onServer.get(c.conn) ?? 0) + 1);
+  for (const [conn, n] of onServer) {
+    if (n > conn.selectCaseBound) {
+      return Promise.reject(
+        new RangeError(
+          `${n} cases of this select are on server ${conn.serverId}, which takes at most ${conn.selectCaseBound} (its --max-select-cases)`,
+        ),
+      );
+    }
+  }
   if (opts.signal?.aborted) return Promise.reject(opts.signal.reason);
   return new Promise<Outcome>((resolve, reject) => new Selection(cases, opts, resolve, reject).start());
 }
@@ -256,7 +268,12 @@ class Selection {
     if ((this.state === "committing" || this.state === "locked") && mine.includes(this.chosen)) {
       return this.finish(undefined, err);
     }
-    if (this.live.size === 0) return this.finish(undefined, new ServerGone("every server of this select is gone"));
+    if (this.live.size === 0) {
+      return this.finish(
+        undefined,
+        new ServerGone(`every server of this select is gone (the last: ${err.message})`, { cause: err }),
+      );
+    }
     this.schedule();
   }
 

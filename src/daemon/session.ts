@@ -165,6 +165,8 @@ export class Session {
         maxValue: this.d.maxValue,
         pending: this.d.limits.pending,
         streams: this.d.limits.streams,
+        credits: this.d.limits.credits,
+        selectCases: this.d.limits.selectCases,
       } satisfies ServerHello),
     );
     const peer = h as { role?: unknown; id?: unknown; cid?: unknown };

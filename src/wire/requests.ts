@@ -32,6 +32,13 @@ export interface ServerHello {
   pending?: number;
   /** Streams towards the server it takes from one connection at a time; absent from older servers: 1,024. */
   streams?: number;
+  /**
+   * Receives one receiver id may have outstanding plus values handed to it and not acknowledged
+   * (more is a protocol error); a client keeps its prefetch within it. Absent from older servers: 65,536.
+   */
+  credits?: number;
+  /** Cases of one select the server takes (more is a protocol error); absent from older servers: 1,024. */
+  selectCases?: number;
 }
 /** PUSH tails: a released channel handle, and (to a client that watches) membership changes. */
 export type Push =

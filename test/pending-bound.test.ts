@@ -2,7 +2,8 @@
 // (`--max-pending`, 65,536 by default; more is a protocol error that closes the connection). Its
 // HELLO says the bound, and the client holds the rest back itself, in issue order: a program that
 // starts more sends or receives at once than that gets them all done, none lost or reordered, and
-// an aborted one that was held back has not happened. Selects count against the same bound; a
+// an aborted one that was held back has not happened. Selects count against the same bound, and so
+// does a stream message (a send until a receiver takes it, though its bytes have ended); a
 // select with a default past it does not wait: its cases there count as not ready. The same holds
 // for stream messages being sent (`--max-streams`, 1,024 by default). Here the daemon's bounds are
 // 50 and 8.
@@ -191,6 +192,51 @@ test("40 stream messages started at once with 8 streams allowed: all arrive whol
   assert.equal(results[20]?.status, "rejected");
   for (const i of kept) assert.equal(results[i]?.status, "fulfilled", `message ${i}`);
   assert.equal((await rx.stat()).waitingSenders, 0);
+});
+
+test("stream messages count as blocked sends until taken: 70 small ones waiting, then 20 sends; all arrive", async () => {
+  const streamPath = fresh();
+  const sendPath = fresh();
+  const srx = await b.walk(streamPath).makeChan(0);
+  const stx = await a.walk(streamPath).getChan();
+  const rx = await b.walk(sendPath).makeChan<number>(0);
+  const tx = await a.walk(sendPath).getChan<number>();
+  // Each message ends at once: its stream closes, but its send waits for a receiver at the server.
+  const writers = Array.from({ length: 70 }, (_, i) => {
+    const w = stx.sendStream();
+    w.end(`message ${i}`);
+    return w;
+  });
+  const t0 = Date.now();
+  while ((await srx.stat()).waitingSenders < BOUND) {
+    assert.ok(Date.now() - t0 < 10_000, "stream messages never reached the server");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  // The daemon now holds BOUND blocked sends of this connection: the library keeps the rest here.
+  assert.equal((await srx.stat()).waitingSenders, BOUND);
+  const sends = Array.from({ length: 20 }, (_, i) => tx.send(i));
+  const texts: string[] = [];
+  for await (const r of srx.iterate()) {
+    let text = "";
+    for await (const chunk of r as AsyncIterable<Buffer>) text += chunk.toString();
+    texts.push(text);
+    if (texts.length === 70) break;
+  }
+  const got: number[] = [];
+  for await (const v of rx.iterate()) {
+    got.push(v);
+    if (got.length === 20) break;
+  }
+  assert.deepEqual(
+    texts,
+    Array.from({ length: 70 }, (_, i) => `message ${i}`),
+  );
+  assert.deepEqual(
+    got,
+    Array.from({ length: 20 }, (_, i) => i),
+  );
+  await Promise.all([...writers.map((w) => w.sent), ...sends]);
+  assert.equal(d.stderr().includes("too many"), false, d.stderr());
 });
 
 test("60 selects at once with 50 allowed: the rest register in order as earlier ones end; a default one does not wait", async () => {

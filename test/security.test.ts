@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { finished } from "node:stream/promises";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { AuthFailed, type Chan, dial, ServerGone, select } from "../src/index.ts";
@@ -386,6 +387,23 @@ describe("limits", () => {
         assert.deepEqual(got, [0, 1, 2, 3, 4]);
       });
       assert.equal(kept, "ok");
+      // A stream message is a blocked send until taken, though its bytes have ended: the fifth
+      // waiting one is one too many as well.
+      const streamSends = await probe(async (c) => {
+        const ch = await c.walk(`/${d.id}/ps`).makeChan(0);
+        for (let i = 1; i <= 5; i++) {
+          const w = ch.sendStream();
+          w.end(`message ${i}`);
+          // Its stream ended (SFIN sent) before the next opens: --max-streams here is 1.
+          await finished(w);
+          const t0 = Date.now();
+          while ((await ch.stat()).waitingSenders < i) {
+            assert.ok(Date.now() - t0 < 5000);
+            await sleep(10);
+          }
+        }
+      }, true);
+      assert.match(streamSends, /^ServerGone: .*too many pending/);
       const credits = await probe(async (c) => {
         const ch = await c.walk(`/${d.id}/q`).makeChan<number>(0);
         for await (const _ of ch.iterate({ prefetch: 9 })) break;

@@ -160,6 +160,11 @@ export class Connection {
   creditBound = DEFAULT_SERVER_CREDITS;
   /** Cases of one select the server takes (its HELLO says). */
   selectCaseBound = DEFAULT_SERVER_SELECT_CASES;
+  /**
+   * Request ids of our stream messages open at the server and not answered: each counts in
+   * blockingOut (the server holds it as a blocked send until a receiver takes it).
+   */
+  private readonly streamSends = new Set<number>();
   /** Stream messages started while serverStreams of ours were open there, by sid: their SOPEN waits, in order. */
   private readonly streamWaiting = new Map<number, { id: number; handle: number; writer: StreamWriter }>();
   /** Bytes of sends kept for a resend (they count toward maxUnsent). */
@@ -378,6 +383,7 @@ export class Connection {
     this.forget(st, kept);
     this.unhold(st);
     this.admitSends();
+    this.admitStreams();
   }
 
   /**
@@ -616,22 +622,22 @@ export class Connection {
       writer.destroy(this.gone);
       return { writer, sent: Promise.reject(this.gone) };
     }
-    // The server takes serverStreams of ours at a time: past that, this one opens there once one of
-    // them has ended, in the order they were started (its bytes wait for credit until then).
-    if (this.streamWaiting.size > 0 || this.outStreams.size >= this.serverStreams) {
-      this.streamWaiting.set(sid, { id, handle, writer });
-    } else {
-      this.outStreams.set(sid, writer);
-      this.conn.send(T.SOPEN, [id, handle, sid]);
-    }
+    // The server takes serverStreams of ours at a time, and counts a stream message as a blocked
+    // send until it is taken: past either bound, this one opens there once there is room, in the
+    // order they were started (its bytes wait for credit until then).
+    if (this.streamWaiting.size > 0 || !this.roomForStream()) this.streamWaiting.set(sid, { id, handle, writer });
+    else this.openStreamSend(id, handle, sid, writer);
     const cancel = () => {
       // Not opened there yet: withdrawn here, and nothing happened.
       if (this.streamWaiting.delete(sid)) this.settle(id, new CircuitError("Cancelled", "cancelled"));
       else this.conn.send(T.CANCEL, [id]);
     };
     const taken = this.wait(id, signal, cancel).then(
-      () => undefined,
+      () => {
+        this.streamSendAnswered(id);
+      },
       (err) => {
+        this.streamSendAnswered(id);
         writer.destroy(err);
         throw err;
       },
@@ -741,13 +747,32 @@ export class Connection {
     this.admitStreams();
   }
 
-  /** Opens waiting stream messages, in order, while fewer than serverStreams of ours are open at the server. */
+  /** Whether the server takes one more stream message of ours now (streams open, and sends pending). */
+  private roomForStream(): boolean {
+    return this.outStreams.size < this.serverStreams && this.blockingOut < this.serverPending;
+  }
+
+  private openStreamSend(id: number, handle: number, sid: number, writer: StreamWriter): void {
+    this.outStreams.set(sid, writer);
+    this.streamSends.add(id);
+    this.blockingOut++;
+    this.conn.send(T.SOPEN, [id, handle, sid]);
+  }
+
+  /** A stream message's send was answered (taken, failed or withdrawn): it no longer waits at the server. */
+  private streamSendAnswered(id: number): void {
+    if (!this.streamSends.delete(id)) return;
+    this.blockingOut--;
+    this.admitSends();
+    this.admitStreams();
+  }
+
+  /** Opens waiting stream messages, in order, while the server has room for them. */
   private admitStreams(): void {
     for (const [sid, w] of this.streamWaiting) {
-      if (this.gone || this.reconnecting || this.outStreams.size >= this.serverStreams) return;
+      if (this.gone || this.reconnecting || !this.roomForStream()) return;
       this.streamWaiting.delete(sid);
-      this.outStreams.set(sid, w.writer);
-      this.conn.send(T.SOPEN, [w.id, w.handle, sid]);
+      this.openStreamSend(w.id, w.handle, sid, w.writer);
     }
   }
 
@@ -1198,6 +1223,7 @@ export class Connection {
     this.states.clear();
     this.keptBytes = 0;
     this.blockingOut = 0;
+    this.streamSends.clear();
     this.resends.drain();
     this.admitSends();
     this.admit();

@@ -122,7 +122,7 @@ export class SessionChannels {
         const want = u32(body, 2);
         const seq = u32(body, 3);
         const v = this.value(tail(body, 4));
-        if (this.pendingSends.size >= this.limits.pending) throw new ProtocolError("too many pending operations");
+        this.roomForSend();
         if (this.isStored(el, seq)) {
           // A resend of a value stored before this client's connection broke: stored once (on a
           // durable channel, answered once what was written before it is synced).
@@ -251,6 +251,7 @@ export class SessionChannels {
         const el = this.sendable(id, u32(body, 1));
         if (!el) return;
         const sid = u32(body, 2);
+        this.roomForSend();
         if (el.durable) {
           this.storeStream(id, el, sid);
           return;
@@ -283,9 +284,6 @@ export class SessionChannels {
    */
   private storeStream(id: number, el: ChanElement, sid: number): void {
     const durable = el.durable as DurableChan;
-    if (this.pendingSends.size + this.storing.size >= this.limits.pending) {
-      throw new ProtocolError("too many pending operations");
-    }
     const pipe = this.streams.accept(sid);
     const s = new DurableStreamIn(durable, pipe, (end) => {
       // Not there any more if the send was cancelled (answered already).
@@ -317,6 +315,16 @@ export class SessionChannels {
       el.chan.send(w);
     });
     this.storing.set(id, s);
+  }
+
+  /**
+   * A send that may wait (SEND, or SOPEN: a stream message is a send until a receiver takes it,
+   * however long ago its bytes ended) is one more of this connection's pending operations.
+   */
+  private roomForSend(): void {
+    if (this.pendingSends.size + this.storing.size >= this.limits.pending) {
+      throw new ProtocolError("too many pending operations");
+    }
   }
 
   private value(v: Buffer): Buffer {

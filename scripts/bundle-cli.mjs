@@ -3,8 +3,9 @@
 // built by tsc from src/cli/circuit.cts) compiles through V8's code cache. A command then starts
 // without resolving, reading and linking some 70 ES modules and two packages (bench/cli-startup.ts
 // measures both). Left out: `circuit start`'s work (start-run.js and the daemon behind it) stays the
-// ES modules tsc built, so the daemon shares one copy of every module with its start-up; and
-// msgpackr's native decoder, which a command handling a value or two does not load.
+// ES modules tsc built, so the daemon shares one copy of every module with its start-up (and
+// `circuit start` itself runs main.js, not this bundle: see src/cli/circuit.cts); and msgpackr's
+// native decoder, which a command handling a value or two does not load.
 import { chmodSync } from "node:fs";
 import { build } from "esbuild";
 

@@ -95,14 +95,18 @@ test("a cache directory others may write to is neither read nor written; CIRCUIT
   assert.equal(r.stdout.toString(), "three");
 });
 
-test("circuit start through the published command: its ES modules load, a bad option exits 2 with one line", async () => {
+test("circuit start through the published command runs the ES modules, not the bundle: a bad option exits 2 with one line", async () => {
   const dir = join(tmp, "start");
   const bad = await runCli(["start", "--max-value", "lots"], { env: { CIRCUIT_CACHE_DIR: dir } });
   assert.equal(bad.code, 2);
   assert.equal(bad.stderr, "circuit: --max-value takes a positive whole number\n");
-  // Again from the cache start's first run wrote.
   const again = await runCli(["start", "--addr", "256.0.0.1:0"], { env: { CIRCUIT_CACHE_DIR: dir } });
   assert.equal(again.code, 2, again.stderr);
   assert.match(again.stderr, /^circuit: .+\n$/);
-  assert.ok(statSync(cacheFile(dir, "start")).size > 0);
+  // The daemon keeps no bundle in its memory: start compiled none, so it wrote no cache.
+  assert.throws(() => statSync(cacheFile(dir, "start")), /ENOENT/);
+  // A command that dials still runs from the bundle and its cache.
+  const ls = await runCli(["-d", d.url, "ls", "/"], { env: { CIRCUIT_CACHE_DIR: dir } });
+  assert.equal(ls.code, 0, ls.stderr);
+  assert.ok(statSync(cacheFile(dir, "ls")).size > 0);
 });

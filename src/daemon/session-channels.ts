@@ -46,18 +46,89 @@ function takenBack(unacked: Deque<Buffer>): Buffer[] {
   return unacked.drain().filter((v) => v !== STREAM_TAKEN);
 }
 
+/**
+ * Holds receivers' credits back while the connection is backed up (a client on a slow link, with a
+ * prefetch of big values): a receiver that finds it so after taking a value withdraws the rest of
+ * its receives from the channel, and they go back in, in the order receivers were held, once the
+ * bytes already queued have left. The values meanwhile stay in their channels (their senders wait,
+ * as for any slow receiver), and the connection is never cut as one that does not read.
+ */
+class Pacer {
+  private readonly held = new Set<SessionReceiver>();
+  private waiting = false;
+  constructor(private readonly conn: FrameConn) {}
+
+  get backedUp(): boolean {
+    return this.conn.backedUp;
+  }
+
+  hold(r: SessionReceiver): void {
+    this.held.add(r);
+    this.wait();
+  }
+
+  private wait(): void {
+    if (this.waiting) return;
+    this.waiting = true;
+    // Rejected when the connection closes: its receivers are withdrawn then (SessionChannels.close).
+    this.conn.written().then(
+      () => this.release(),
+      () => {},
+    );
+  }
+
+  forget(r: SessionReceiver): void {
+    this.held.delete(r);
+  }
+
+  private release(): void {
+    this.waiting = false;
+    for (const r of this.held) {
+      if (this.backedUp) break;
+      this.held.delete(r);
+      // May take values, find the connection backed up again and be held again (at the end).
+      r.resume();
+    }
+    if (this.held.size > 0) this.wait();
+  }
+}
+
 /** A receiver id of this session: its blocked receives and the values handed to it, unacked. */
 class SessionReceiver implements Receiver<Item> {
   readonly unacked = new Deque<Buffer>();
   ended = false;
-  /** Receives outstanding (credits not yet used). */
+  /** Closed by the client, or its session or channel gone: it takes nothing more. */
+  withdrawn = false;
+  /** Receives outstanding (credits not yet used), `held` of them kept out of the channel. */
   credits = 0;
+  private held = 0;
   constructor(
     private readonly conn: FrameConn,
     private readonly streams: SessionStreams,
+    private readonly pacer: Pacer,
     readonly rid: number,
     readonly el: ChannelLike,
   ) {}
+  /** n more receives: into the channel, unless the connection is backed up. */
+  want(n: number): void {
+    if (this.held > 0 || this.pacer.backedUp) {
+      this.held += n;
+      this.pacer.hold(this);
+    } else this.el.chan.recv(this, n);
+  }
+  /** The connection has room again: the receives held back go into the channel. */
+  resume(): void {
+    const n = this.held;
+    this.held = 0;
+    if (n > 0 && !this.withdrawn && !this.ended) this.el.chan.recv(this, n);
+  }
+  /** Takes nothing more: its receives leave the channel and none is held. */
+  withdraw(): void {
+    this.withdrawn = true;
+    this.held = 0;
+    this.pacer.forget(this);
+    this.el.chan.cancelRecv(this);
+  }
   /** The client acknowledged its first n unacknowledged values: a durable channel forgets them. */
   ack(n: number): void {
     const durable = this.el.kind === "chan" ? this.el.durable : undefined;
@@ -76,6 +147,14 @@ class SessionReceiver implements Receiver<Item> {
     } else if (Buffer.isBuffer(v)) {
       this.unacked.push(v);
       this.conn.batch(T.VAL, this.rid, v);
+      if (this.pacer.backedUp && !this.withdrawn) {
+        // No more for now: the rest of its receives wait here (the channel allows re-entry).
+        const n = this.el.chan.cancelRecv(this);
+        if (n > 0) {
+          this.held += n;
+          this.pacer.hold(this);
+        }
+      }
     } else {
       // A stream message cannot be taken back once bytes have flowed; it still takes its place
       // among the items the client acknowledges (it counts every item it was handed), so that an
@@ -102,6 +181,7 @@ export class SessionChannels {
   private readonly pendingSends = new Map<number, { el: ChannelLike; w: SendWaiter<Item> }>();
   /** Stream messages being stored into durable channels, by request id (until they enter it). */
   private readonly storing = new Map<number, DurableStreamIn>();
+  private readonly pacer: Pacer;
 
   constructor(
     private readonly conn: FrameConn,
@@ -110,7 +190,9 @@ export class SessionChannels {
     private readonly maxValue: number,
     /** The client's id from HELLO: sends are de-duplicated per cid (PROTOCOL: send sequence numbers). */
     private readonly cid: () => string | undefined,
-  ) {}
+  ) {
+    this.pacer = new Pacer(conn);
+  }
 
   /** SEND, CSEND, RELEASE, CANCEL, RECV, RCLOSE and SOPEN. */
   frame(type: number, body: Buffer): void {
@@ -219,7 +301,7 @@ export class SessionChannels {
             return;
           }
           if (this.receivers.size >= this.limits.pending) throw new ProtocolError("too many receivers");
-          r = new SessionReceiver(this.conn, this.streams, rid, el);
+          r = new SessionReceiver(this.conn, this.streams, this.pacer, rid, el);
           this.receivers.set(rid, r);
         }
         r.ack(ack);
@@ -228,7 +310,7 @@ export class SessionChannels {
           if (r.credits + r.unacked.length > this.limits.credits) {
             throw new ProtocolError(`more than ${this.limits.credits} receives outstanding or unacknowledged`);
           }
-          r.el.chan.recv(r, n);
+          r.want(n);
         }
         return;
       }
@@ -240,7 +322,7 @@ export class SessionChannels {
         if (r) {
           this.receivers.delete(rid);
           r.ack(ack);
-          r.el.chan.cancelRecv(r);
+          r.withdraw();
           r.el.chan.requeue(takenBack(r.unacked));
         }
         if (!quiet) this.conn.send(T.REND, [rid]);
@@ -377,7 +459,11 @@ export class SessionChannels {
     this.handleOf.delete(el);
     this.handles.delete(h);
     // Its receivers have ended; values they hold unacked cannot go back into a scrubbed channel.
-    for (const [rid, r] of this.receivers) if (r.el === el) this.receivers.delete(rid);
+    for (const [rid, r] of this.receivers) {
+      if (r.el !== el) continue;
+      this.receivers.delete(rid);
+      r.withdraw();
+    }
     this.conn.send(T.PUSH, [], encode({ ev: "released", handle: h } satisfies Push));
   }
 
@@ -446,7 +532,7 @@ export class SessionChannels {
     this.storing.clear();
     this.pendingSends.clear();
     for (const r of this.receivers.values()) {
-      r.el.chan.cancelRecv(r);
+      r.withdraw();
       r.el.chan.requeue(takenBack(r.unacked));
     }
     this.receivers.clear();

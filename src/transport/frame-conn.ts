@@ -234,6 +234,15 @@ export class FrameConn {
     }
   }
 
+  /**
+   * More than half the bound on unsent bytes waits here: whoever chooses when to send (a daemon
+   * handing values to receivers) should hold back until written() settles, short of the bound,
+   * where a peer is cut off as one that does not read.
+   */
+  get backedUp(): boolean {
+    return this.unsent > this.maxUnsent / 2;
+  }
+
   /** Bytes queued here or in the stream that the operating system has not accepted yet. */
   get unsent(): number {
     return this.writer.length + this.flushedBytes - this.acceptedBytes;

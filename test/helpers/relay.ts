@@ -70,3 +70,38 @@ export async function cuttingRelay(port: number): Promise<CuttingRelay> {
     },
   };
 }
+
+/**
+ * A TCP relay to 127.0.0.1:`port` that passes the daemon's bytes on to the client at about
+ * `bytesPerSecond` (a slow link); the client's bytes pass at once.
+ */
+export async function slowRelay(port: number, bytesPerSecond: number): Promise<{ url: string; close(): void }> {
+  const socks = new Set<Socket>();
+  const server: Server = createServer((down) => {
+    const up = connect(port, "127.0.0.1");
+    down.pipe(up);
+    // A chunk from the daemon, then a pause as long as the link would take to carry it.
+    up.on("data", (chunk: Buffer) => {
+      down.write(chunk);
+      up.pause();
+      setTimeout(() => up.resume(), (chunk.length / bytesPerSecond) * 1000);
+    });
+    for (const s of [down, up]) {
+      socks.add(s);
+      s.on("error", () => {});
+      s.on("close", () => {
+        down.destroy();
+        up.destroy();
+        socks.delete(s);
+      });
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  return {
+    url: `circuit://127.0.0.1:${(server.address() as { port: number }).port}`,
+    close() {
+      for (const s of socks) s.destroy();
+      server.close();
+    },
+  };
+}

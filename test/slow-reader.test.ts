@@ -1,0 +1,61 @@
+// A client on a slow link that asks for many big values at once (a prefetch of 32 values of
+// 1 MiB, 32 MiB, against a daemon that cuts off a peer with more than 8 MiB unsent to it as one
+// that does not read) is not cut off: the daemon hands values to its receivers only while the
+// bytes already queued for the connection are under half that bound, and the rest stay in the
+// channel meanwhile. Every value arrives once, in order, at the link's pace.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { type Client, dial } from "../src/index.ts";
+import { type Daemon, killAll, startDaemon } from "./helpers/daemon.ts";
+import { slowRelay } from "./helpers/relay.ts";
+
+const MIB = 1024 * 1024;
+let d: Daemon;
+let producer: Client;
+
+before(async () => {
+  d = await startDaemon(["--max-unsent", String(8 * MIB), "--max-value", String(2 * MIB)]);
+  producer = await dial(d.url);
+});
+
+after(async () => {
+  await producer?.close();
+  await killAll();
+});
+
+test("a prefetch of 32 MiB over an 8 MB/s link, 8 MiB unsent allowed: 24 values of 1 MiB arrive once each, in order", async () => {
+  const port = Number(new URL(d.url.replace("circuit:", "http:")).port);
+  const relay = await slowRelay(port, 8e6);
+  const consumer = await dial(relay.url);
+  try {
+    const path = `/${d.id}/slow`;
+    const tx = await producer.walk(path).makeChan<Uint8Array>(32);
+    const rx = await consumer.walk(path).getChan<Uint8Array>();
+    const sends = (async () => {
+      for (let i = 0; i < 24; i++) await tx.send(new Uint8Array(MIB).fill(i));
+    })();
+    const t0 = Date.now();
+    const got: number[] = [];
+    for await (const v of rx.iterate({ prefetch: 32 })) {
+      assert.equal(v.length, MIB);
+      assert.equal(v[MIB - 1], v[0]);
+      got.push(v[0] as number);
+      if (got.length === 24) break;
+    }
+    const took = Date.now() - t0;
+    await sends;
+    assert.deepEqual(
+      got,
+      Array.from({ length: 24 }, (_, i) => i),
+    );
+    // At the link's pace (24 MiB at 8 MB/s is about 3 s), not faster: the relay did hold it back.
+    assert.ok(took > 2000, `took ${took} ms`);
+    const st = await tx.stat();
+    assert.equal(st.len, 0);
+    assert.equal(st.numRecv, 24);
+    assert.doesNotMatch(d.stderr(), /not reading/);
+  } finally {
+    await consumer.close();
+    relay.close();
+  }
+});

@@ -59,3 +59,45 @@ test("a prefetch of 32 MiB over an 8 MB/s link, 8 MiB unsent allowed: 24 values 
     relay.close();
   }
 });
+
+test("twelve receivers waiting on one slow connection, 48 MiB sent to them at once: every value arrives once", async () => {
+  const port = Number(new URL(d.url.replace("circuit:", "http:")).port);
+  const relay = await slowRelay(port, 16e6);
+  const consumer = await dial(relay.url);
+  try {
+    const names = Array.from({ length: 12 }, (_, i) => `/${d.id}/many${i}`);
+    const txs = await Promise.all(names.map((n) => producer.walk(n).makeChan<Uint8Array>(4)));
+    const rxs = await Promise.all(names.map((n) => consumer.walk(n).getChan<Uint8Array>()));
+    const receiving = Promise.all(
+      rxs.map(async (rx) => {
+        const firsts: number[] = [];
+        for await (const v of rx.iterate({ prefetch: 4 })) {
+          assert.equal(v[MIB - 1], v[0]);
+          firsts.push(v[0] as number);
+          if (firsts.length === 4) break;
+        }
+        return firsts;
+      }),
+    );
+    // Every receiver waits in its channel before any value is sent: each value sent now could be
+    // handed over at once, on every channel.
+    for (const tx of txs) {
+      const t0 = Date.now();
+      while ((await tx.stat()).waitingReceivers < 4) {
+        assert.ok(Date.now() - t0 < 5000, "receivers never waited");
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    }
+    const value = (c: number, i: number) => new Uint8Array(MIB).fill(c * 4 + i);
+    await Promise.all(txs.map((tx, c) => Promise.all([0, 1, 2, 3].map((i) => tx.send(value(c, i))))));
+    assert.deepEqual(
+      await receiving,
+      Array.from({ length: 12 }, (_, c) => [0, 1, 2, 3].map((i) => c * 4 + i)),
+    );
+    for (const tx of txs) assert.equal((await tx.stat()).numRecv, 4);
+    assert.doesNotMatch(d.stderr(), /not reading/);
+  } finally {
+    await consumer.close();
+    relay.close();
+  }
+});

@@ -56,7 +56,26 @@ function takenBack(unacked: Deque<Buffer>): Buffer[] {
 class Pacer {
   private readonly held = new Set<SessionReceiver>();
   private waiting = false;
-  constructor(private readonly conn: FrameConn) {}
+  private holding = false;
+  constructor(
+    private readonly conn: FrameConn,
+    /** Every receiver of the connection. */
+    private readonly receivers: () => Iterable<SessionReceiver>,
+  ) {}
+
+  /**
+   * The connection has just become backed up (a value was handed over): every receiver's receives
+   * leave the channels, not only that one's, so that each value past the mark is the only one.
+   */
+  holdAll(): void {
+    if (this.holding) return;
+    this.holding = true;
+    try {
+      for (const r of this.receivers()) r.holdBack();
+    } finally {
+      this.holding = false;
+    }
+  }
 
   get backedUp(): boolean {
     return this.conn.backedUp;
@@ -116,6 +135,16 @@ class SessionReceiver implements Receiver<Item> {
       this.pacer.hold(this);
     } else this.el.chan.recv(this, n);
   }
+  /** No more for now: its receives in the channel wait here instead (the channel allows re-entry). */
+  holdBack(): void {
+    if (this.withdrawn || this.ended) return;
+    const n = this.el.chan.cancelRecv(this);
+    if (n > 0) {
+      this.held += n;
+      this.pacer.hold(this);
+    }
+  }
+
   /** The connection has room again: the receives held back go into the channel. */
   resume(): void {
     const n = this.held;
@@ -147,14 +176,7 @@ class SessionReceiver implements Receiver<Item> {
     } else if (Buffer.isBuffer(v)) {
       this.unacked.push(v);
       this.conn.batch(T.VAL, this.rid, v);
-      if (this.pacer.backedUp && !this.withdrawn) {
-        // No more for now: the rest of its receives wait here (the channel allows re-entry).
-        const n = this.el.chan.cancelRecv(this);
-        if (n > 0) {
-          this.held += n;
-          this.pacer.hold(this);
-        }
-      }
+      if (this.pacer.backedUp) this.pacer.holdAll();
     } else {
       // A stream message cannot be taken back once bytes have flowed; it still takes its place
       // among the items the client acknowledges (it counts every item it was handed), so that an
@@ -191,7 +213,7 @@ export class SessionChannels {
     /** The client's id from HELLO: sends are de-duplicated per cid (PROTOCOL: send sequence numbers). */
     private readonly cid: () => string | undefined,
   ) {
-    this.pacer = new Pacer(conn);
+    this.pacer = new Pacer(conn, () => this.receivers.values());
   }
 
   /** SEND, CSEND, RELEASE, CANCEL, RECV, RCLOSE and SOPEN. */

@@ -12,14 +12,17 @@ import { until } from "./helpers/wait.ts";
 
 after(killAll);
 
-/** Three daemons joined into one circuit, and a client per daemon that sees all three. */
+/** Three daemons joined into one circuit, each of which sees all three. */
 async function circuit3(): Promise<Daemon[]> {
   const a = await startDaemon();
   const b = await startDaemon(["--join", a.url]);
   const c = await startDaemon(["--join", a.url]);
-  const probe = await dial(a.url);
-  await until("three members", 10_000, async () => (await probe.servers()).length === 3);
-  await probe.close();
+  // Each of them knows the other two (B hears of C only through gossip, a moment after A does).
+  for (const d of [a, b, c]) {
+    const probe = await dial(d.url);
+    await until(`three members seen from ${d.id}`, 10_000, async () => (await probe.servers()).length === 3);
+    await probe.close();
+  }
   return [a, b, c];
 }
 
@@ -43,6 +46,9 @@ describe("client failover", () => {
       assert.ok(feedB?.kind === "chan" && feedC?.kind === "chan");
 
       const blocked = onB.recv({ signal: AbortSignal.timeout(30_000) });
+      // Awaited below; should a step before that throw, the close in `finally` fails it, and the
+      // step's own error is the one to see (it is logged in `catch`).
+      blocked.catch(() => {});
       const seen: number[] = [];
       const iterating = (async () => {
         for await (const v of onC.iterate({ prefetch: 4 })) seen.push(v);
@@ -60,6 +66,7 @@ describe("client failover", () => {
       const selB = await client.walk(`/${b.id}/sel`).makeChan<string>(0);
       const selC = await client.walk(`/${c.id}/sel`).makeChan<string>(0);
       const selecting = select<string>([selB.recvCase(), selC.recvCase()], { signal: AbortSignal.timeout(30_000) });
+      selecting.catch(() => {});
       // A process on C printing a numbered line every 50 ms, read live across the move.
       const proc = await client
         .walk(`/${c.id}/ticker`)
@@ -73,6 +80,7 @@ describe("client failover", () => {
         for await (const chunk of proc.stdout) printed += chunk;
       })();
 
+      for (const p of [iterating, feeding, reading]) p.catch(() => {});
       await until("iteration under way", 10_000, () => seen.length > 20);
       await until("output under way", 10_000, () => printed.length > 0);
       a.kill("SIGKILL");
@@ -119,6 +127,7 @@ describe("client failover", () => {
         Array.from({ length: N }, (_, i) => i),
       );
     } catch (err) {
+      console.log("failover test failed:", err);
       // Membership events (a member declared dead or left) are what tell a failure here apart.
       for (const d of [a, b, c]) {
         const events = d

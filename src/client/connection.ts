@@ -362,8 +362,7 @@ export class Connection {
     this.blockingOut++;
     const kept = keep(st, seq, bytes as Buffer, id, bin);
     this.keptBytes += bytes.length;
-    if (bin) this.conn.sendBin(T.SEND, [id, st.handle, Math.min(st.cap, MAX_WANT), seq], bytes);
-    else this.conn.send(T.SEND, [id, st.handle, Math.min(st.cap, MAX_WANT), seq], bytes);
+    this.sendFrame(id, st.handle, st.cap, seq, bytes, bin);
     // After a reconnection the send goes again under another request id (kept.id).
     return this.wait(id, signal, () => this.conn.send(T.CANCEL, [kept.id])).then(
       () => {
@@ -374,6 +373,12 @@ export class Connection {
         throw err;
       },
     );
+  }
+
+  /** A SEND frame: a send that may block, asking for credits up to the channel's capacity. */
+  private sendFrame(id: number, handle: number, cap: number, seq: number, bytes: Uint8Array, bin = false): void {
+    if (bin) this.conn.sendBin(T.SEND, [id, handle, Math.min(cap, MAX_WANT), seq], bytes);
+    else this.conn.send(T.SEND, [id, handle, Math.min(cap, MAX_WANT), seq], bytes);
   }
 
   /** A blocking send of ours was answered: it no longer waits at the server. */
@@ -1148,10 +1153,7 @@ export class Connection {
         k.id = id;
         st.kept.push(k);
         const handle = st.handle;
-        const go = () => {
-          if (k.bin) this.conn.sendBin(T.SEND, [id, handle, Math.min(st.cap, MAX_WANT), k.seq], k.bytes);
-          else this.conn.send(T.SEND, [id, handle, Math.min(st.cap, MAX_WANT), k.seq], k.bytes);
-        };
+        const go = () => this.sendFrame(id, handle, st.cap, k.seq, k.bytes, k.bin);
         // Past the server's bound they wait here, and so does everything after them (in order).
         if (this.resends.length > 0 || this.blockingOut > this.serverPending) this.resends.push(go);
         else go();

@@ -48,10 +48,11 @@ function takenBack(unacked: Deque<Buffer>): Buffer[] {
 
 /**
  * Holds receivers' credits back while the connection is backed up (a client on a slow link, with a
- * prefetch of big values): a receiver that finds it so after taking a value withdraws the rest of
- * its receives from the channel, and they go back in, in the order receivers were held, once the
- * bytes already queued have left. The values meanwhile stay in their channels (their senders wait,
- * as for any slow receiver), and the connection is never cut as one that does not read.
+ * prefetch of big values): once a value handed over leaves it so, every receiver of the connection
+ * withdraws its receives from their channels, and they go back in, in the order receivers were
+ * held, once the bytes already queued have left. The values meanwhile stay in their channels
+ * (their senders wait, as for any slow receiver), and the connection is never cut as one that
+ * does not read.
  */
 class Pacer {
   private readonly held = new Set<SessionReceiver>();
@@ -77,10 +78,6 @@ class Pacer {
     }
   }
 
-  get backedUp(): boolean {
-    return this.conn.backedUp;
-  }
-
   hold(r: SessionReceiver): void {
     this.held.add(r);
     this.wait();
@@ -103,7 +100,7 @@ class Pacer {
   private release(): void {
     this.waiting = false;
     for (const r of this.held) {
-      if (this.backedUp) break;
+      if (this.conn.backedUp) break;
       this.held.delete(r);
       // May take values, find the connection backed up again and be held again (at the end).
       r.resume();
@@ -130,7 +127,7 @@ class SessionReceiver implements Receiver<Item> {
   ) {}
   /** n more receives: into the channel, unless the connection is backed up. */
   want(n: number): void {
-    if (this.held > 0 || this.pacer.backedUp) {
+    if (this.held > 0 || this.conn.backedUp) {
       this.held += n;
       this.pacer.hold(this);
     } else this.el.chan.recv(this, n);
@@ -176,7 +173,7 @@ class SessionReceiver implements Receiver<Item> {
     } else if (Buffer.isBuffer(v)) {
       this.unacked.push(v);
       this.conn.batch(T.VAL, this.rid, v);
-      if (this.pacer.backedUp) this.pacer.holdAll();
+      if (this.conn.backedUp) this.pacer.holdAll();
     } else {
       // A stream message cannot be taken back once bytes have flowed; it still takes its place
       // among the items the client acknowledges (it counts every item it was handed), so that an

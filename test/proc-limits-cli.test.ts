@@ -97,7 +97,7 @@ describe("mkproc limits from the command line", () => {
     try {
       const [line] = (await Promise.race([
         once(proc.stdout, "data"),
-        new Promise((_, reject) => setTimeout(() => reject(new Error("no URL within 15 s")), 15_000)),
+        new Promise((_, reject) => setTimeout(() => reject(new Error("no URL within 15 s")), 15_000).unref()),
       ])) as [Buffer];
       const url = line.toString().split("\n")[0] as string;
       const id = url.slice(url.lastIndexOf("/") + 1);

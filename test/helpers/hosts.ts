@@ -116,7 +116,8 @@ export class Hosts {
       (p) => new Promise<void>((r) => (p.exitCode !== null || p.signalCode !== null ? r() : p.once("exit", () => r()))),
     );
     for (const p of this.procs) p.kill("SIGKILL");
-    await Promise.race([Promise.all(gone), sleep(5000)]);
+    // Unref'd: once they are gone, this wait must not hold the test file open for the rest of it.
+    await Promise.race([Promise.all(gone), sleep(5000, undefined, { ref: false })]);
     this.removeSync();
   }
 

@@ -1,7 +1,7 @@
 // Cluster keys: only holders of the key can talk to a keyed circuit, nobody can alter its traffic,
 // and a daemon without a key serves loopback only.
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -10,6 +10,7 @@ import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { AuthFailed, type Chan, dial, ServerGone, select } from "../src/index.ts";
 import { killAll, runCli, startDaemon } from "./helpers/daemon.ts";
+import { until } from "./helpers/wait.ts";
 
 after(killAll);
 
@@ -476,6 +477,63 @@ describe("limits", () => {
     } finally {
       await a.stop();
       await d.stop();
+    }
+  });
+
+  test("--max-streams: a process's stdin or an upload past it fails alone with NoCapacity; ending one makes room", async () => {
+    const root = mkdtempSync(join(tmpdir(), "circuit-maxstreams-"));
+    const d = await startDaemon(["--max-streams", "2", "--fs-root", root]);
+    const c = await dial(d.url);
+    try {
+      const cat = async (name: string) => {
+        const p = await c.walk(`/${d.id}/${name}`).makeProc({ path: "cat" });
+        let out = "";
+        p.stdout.setEncoding("utf8").on("data", (s: string) => (out += s));
+        return { p, out: () => out };
+      };
+      // Two stdins open (each has carried a line through its process): the bound.
+      const [a, b, x] = await Promise.all([cat("a"), cat("b"), cat("x")]);
+      for (const [k, q] of [a, b].entries()) {
+        q.p.stdin.write(`line ${k}\n`);
+        await until(`stdin ${k} reaches its process`, 5000, () => q.out() === `line ${k}\n`);
+      }
+      const refusal = (e: { code?: string; message?: string }) => {
+        assert.equal(e.code, "NoCapacity");
+        assert.match(String(e.message), /has 2 byte streams open, the most the server takes \(--max-streams\)/);
+        return true;
+      };
+      // A third stdin fails, and so does an upload; neither leaves anything behind.
+      const third = new Promise<Error>((r) => x.p.stdin.once("error", r));
+      x.p.stdin.write("never\n");
+      refusal(await third);
+      const srv = await c.walk(`/${d.id}`).get();
+      assert.ok(srv && "writeFile" in srv);
+      const up = srv.writeFile("up.txt");
+      up.on("error", () => {});
+      up.end("upload\n");
+      await assert.rejects(up.done, refusal);
+      assert.deepEqual(readdirSync(root), [], "no file, and no temporary file");
+      // The connection goes on: ending one stdin makes room for an upload, then for another stdin.
+      a.p.stdin.end();
+      assert.equal((await a.p.wait()).exitCode, 0);
+      const up2 = srv.writeFile("up.txt");
+      up2.end("upload\n");
+      await up2.done;
+      assert.equal(readFileSync(join(root, "up.txt"), "utf8"), "upload\n");
+      const y = await cat("y");
+      y.p.stdin.end("after\n");
+      await y.p.wait();
+      await until("the new stdin reaches its process", 5000, () => y.out() === "after\n");
+      b.p.stdin.end();
+      await b.p.wait();
+      assert.equal(b.out(), "line 1\n");
+      // The process whose stdin was refused still runs (it waits for input it will never get).
+      assert.equal((await x.p.peek()).phase, "running");
+      await x.p.scrub();
+    } finally {
+      await c.close();
+      await d.stop();
+      rmSync(root, { recursive: true, force: true });
     }
   });
 

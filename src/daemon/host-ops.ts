@@ -269,7 +269,14 @@ async function writeFile(
     await fh.close().catch(() => {});
     await unlink(tmp).catch(() => {});
   };
-  const pipe = s.acceptStream(sid);
+  let pipe: StreamPipe;
+  try {
+    pipe = s.acceptStream(sid);
+  } catch (err) {
+    // Refused (the connection has --max-streams open): the temporary file goes too.
+    await abandon();
+    throw err;
+  }
   pipe.attach({
     data: (c) => {
       chain = chain.then(async () => {

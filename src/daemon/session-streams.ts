@@ -2,7 +2,7 @@
 // coming from its client under the client's stream ids, and pipes going to it (stream messages it
 // receives, process output, downloads) under daemon-wide pipe ids, each with its credit.
 
-import { ProtocolError } from "../errors.js";
+import { NoCapacity, ProtocolError } from "../errors.js";
 import type { FrameConn } from "../transport/frame-conn.js";
 import { encode, T, tail, u32 } from "../wire/protocol.js";
 import { type PipeReceiver, type PipeSender, StreamPipe } from "./stream-pipe.js";
@@ -85,9 +85,19 @@ export class SessionStreams {
    * request naming `sid`): its SDATA/SFIN/SABORT land in the returned pipe, which grants the
    * client credit.
    */
-  accept(sid: number): StreamPipe {
+  accept(sid: number, requested = false): StreamPipe {
     if (this.outStreams.has(sid)) throw new ProtocolError("stream id in use");
-    if (this.outStreams.size >= this.maxStreams) throw new ProtocolError(`more than ${this.maxStreams} open streams`);
+    if (this.outStreams.size >= this.maxStreams) {
+      // A request's stream (a process's stdin, an upload) may stay open as long as its user likes,
+      // so the client does not wait for room for one: that request alone fails, and says why. A
+      // stream message past the bound is a client that ignored the bound HELLO gave it.
+      if (requested) {
+        throw new NoCapacity(
+          `this connection has ${this.maxStreams} byte streams open, the most the server takes (--max-streams): end one first`,
+        );
+      }
+      throw new ProtocolError(`more than ${this.maxStreams} open streams`);
+    }
     const pipe = new StreamPipe(this.nextPipeId(), this.pipeSender(sid));
     this.outStreams.set(sid, pipe);
     return pipe;

@@ -236,7 +236,7 @@ export class Session {
    * SOPEN: its SDATA/SFIN/SABORT [sid] land in the returned pipe, which grants the client credit.
    */
   acceptStream(sid: number): StreamPipe {
-    return this.streams.accept(sid);
+    return this.streams.accept(sid, true);
   }
 
   private request(id: number, req: unknown): void {

@@ -481,11 +481,14 @@ describe("FrameDecoder pass-through (a stream's big data frames handed on in pie
     return { bytes: w.take(), tail };
   }
 
-  /** Pushes `wire` in chunks cut at `cuts`; returns what onFrame and onPiece saw, in order. */
-  function decode(wire: Buffer, cuts: number[]) {
+  /**
+   * Pushes `wire` in chunks cut at `cuts` through a decoder passing through frames of `min` bytes
+   * or more; returns what onFrame and onPiece saw, in order.
+   */
+  function decode(wire: Buffer, cuts: number[], min = PASS_MIN) {
     const events: { kind: "frame" | "piece"; type?: number; id?: number; bytes: Buffer; last?: boolean }[] = [];
     const dec = new FrameDecoder(64 * 1024 * 1024, (type, body) => events.push({ kind: "frame", type, bytes: body }));
-    dec.passThrough(PASS, (id, piece, last) => events.push({ kind: "piece", id, bytes: piece, last }));
+    dec.passThrough(PASS, (id, piece, last) => events.push({ kind: "piece", id, bytes: piece, last }), min);
     let at = 0;
     for (const c of [...cuts.filter((c) => c > 0 && c < wire.length)].sort((a, b) => a - b).concat(wire.length)) {
       if (c > at) dec.push(wire.subarray(at, c));
@@ -496,6 +499,11 @@ describe("FrameDecoder pass-through (a stream's big data frames handed on in pie
   }
 
   test("every frame comes out in order: big ones of the type that arrive in parts as pieces that join to their tail", () => {
+    // The daemon's bound (PASS_MIN), and the client's (8 KiB).
+    for (const min of [PASS_MIN, 8 * 1024]) everyFrameInOrder(min);
+  });
+
+  function everyFrameInOrder(min: number): void {
     fc.assert(
       fc.property(
         fc.array(
@@ -509,13 +517,14 @@ describe("FrameDecoder pass-through (a stream's big data frames handed on in pie
         fc.array(fc.integer({ min: 0, max: 1_000_000 }), { maxLength: 40 }),
         (specs, cuts) => {
           const frames = specs.map((s, k) => {
-            const n = s.big ? PASS_MIN + (s.n % PASS_MIN) : s.n % 2000;
-            return { ...frame(s.pass ? PASS : 0x10, k + 1, n, k), pass: s.pass && n >= PASS_MIN };
+            const n = s.big ? min + (s.n % PASS_MIN) : s.n % 2000;
+            return { ...frame(s.pass ? PASS : 0x10, k + 1, n, k), pass: s.pass && n >= min };
           });
           const wire = Buffer.concat(frames.map((f) => f.bytes));
           const events = decode(
             wire,
             cuts.map((c) => c % (wire.length + 1)),
+            min,
           );
           let e = 0;
           for (const [k, f] of frames.entries()) {
@@ -542,7 +551,7 @@ describe("FrameDecoder pass-through (a stream's big data frames handed on in pie
       ),
       { numRuns: 200 },
     );
-  });
+  }
 
   test("pieces are views of the pushed bytes: a big frame is never copied together", () => {
     const f = frame(PASS, 9, 4 * PASS_MIN, 3);

@@ -199,6 +199,10 @@ export class Connection {
         conn.destroy(err instanceof Error ? err : new ProtocolError(String(err)));
       }
     };
+    // A stream's SDATA frames of 8 KiB or more reach its reader piece by piece as they arrive, as
+    // views of the bytes read, never copied together first: the daemon passes a big stream on in
+    // frames of what each of its reads brought (up to 64 KiB), most of which straddle two of ours.
+    conn.passThrough(T.SDATA, (pid, bytes) => this.inStreams.get(pid)?.data(bytes), 8 * 1024);
     conn.onClose = (err) => this.linkClosed(conn, err);
     conn.onDrain = () => this.admit();
   }

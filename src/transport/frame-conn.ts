@@ -104,8 +104,8 @@ export class FrameConn {
    * Big frames of `type` (a stream's data: one u32 id field, then bytes) reach `onPiece` in pieces
    * as they arrive rather than onFrame whole (FrameDecoder.passThrough).
    */
-  passThrough(type: number, onPiece: PieceHandler): void {
-    this.decoder.passThrough(type, onPiece);
+  passThrough(type: number, onPiece: PieceHandler, min?: number): void {
+    this.decoder.passThrough(type, onPiece, min);
   }
 
   /**

@@ -86,6 +86,7 @@ export class FrameDecoder {
   private failed = false;
   /** The frame type handed on in pieces, and where they go (passThrough()). */
   private passType = -1;
+  private passMin = PASS_MIN;
   private onPiece: PieceHandler = () => {};
   /** Tail bytes of the frame being passed through still to come, and its id. */
   private passing = 0;
@@ -98,12 +99,13 @@ export class FrameDecoder {
 
   /**
    * Frames of `type` (whose body is one u32 field, then bytes that may be split anywhere: a stream's
-   * data) with a tail of PASS_MIN or more go to `onPiece` piece by piece as they arrive, each piece
-   * a view of the bytes pushed: a big frame is never copied together.
+   * data) with a tail of `min` (PASS_MIN) or more go to `onPiece` piece by piece as they arrive,
+   * each piece a view of the bytes pushed: a big frame is never copied together.
    */
-  passThrough(type: number, onPiece: PieceHandler): void {
+  passThrough(type: number, onPiece: PieceHandler, min = PASS_MIN): void {
     this.passType = type;
     this.onPiece = onPiece;
+    this.passMin = Math.max(1, min);
   }
 
   /**
@@ -147,7 +149,7 @@ export class FrameDecoder {
     while (end - off >= 4) {
       const size = this.frameSize(chunk.readUInt32BE(off));
       if (end - off < size) {
-        if (end - off >= PASS_HEAD && size - PASS_HEAD >= PASS_MIN && chunk[off + 4] === this.passType) {
+        if (end - off >= PASS_HEAD && size - PASS_HEAD >= this.passMin && chunk[off + 4] === this.passType) {
           this.startPassing(off === 0 ? chunk : chunk.subarray(off), size);
           return;
         }
@@ -171,7 +173,7 @@ export class FrameDecoder {
 
   /** Whether the frame of `size` bytes that the collected parts begin (PASS_HEAD bytes of it at least) is passed through. */
   private passes(size: number): boolean {
-    if (size - PASS_HEAD < PASS_MIN) return false;
+    if (size - PASS_HEAD < this.passMin) return false;
     // The type byte follows the length prefix, in whichever part holds byte 4.
     let at = 4;
     for (const p of this.parts) {

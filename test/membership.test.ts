@@ -1,4 +1,3 @@
-// test-runner: alone (failure-detection bounds)
 // Membership (src/cluster/membership.ts): the SWIM/Lifeguard rules checked on one instance fed
 // literal messages and a hand-driven clock, then whole clusters in the simulation
 // (src/cluster/sim.ts) — joins, silent, paused, crashed, restarted and leaving members,

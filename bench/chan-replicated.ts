@@ -37,14 +37,26 @@ interface Lib {
 }
 const lib = async () => (await import(new URL("../src/index.ts", import.meta.url).href)) as Lib;
 
-async function windowed(count: number, seconds: number, op: () => Promise<unknown>): Promise<number> {
+/** Seconds past its own time limit after which a role says it is stuck, with its counts, rather than hang. */
+const STALL_SECONDS = 15;
+
+async function windowed(
+  count: number,
+  seconds: number,
+  op: () => Promise<unknown>,
+  progress: { issued: number; completed: number },
+): Promise<number> {
   const ring: (Promise<unknown> | undefined)[] = new Array(WINDOW);
   const stopAt = performance.now() + seconds * 1000;
   let sent = 0;
+  const counted = () => {
+    progress.completed++;
+  };
   while (sent < count && performance.now() < stopAt) {
     const i = sent % WINDOW;
     const older = ring[i];
-    ring[i] = op();
+    ring[i] = op().then(counted);
+    progress.issued++;
     if (older) await older;
     sent++;
   }
@@ -81,8 +93,16 @@ async function producerRole(args: Record<string, unknown>, ctx: RoleContext): Pr
     send = () => js.publish(String(args.subject), payload);
     done = () => nc.close();
   }
-  const sent = await windowed(Number(args.count), Number(args.seconds), send);
+  // A run that stalls says how far it got (and the scenario fails with that), instead of waiting
+  // for the role's deadline.
+  const progress = { issued: 0, completed: 0 };
+  const stall = setTimeout(
+    () => ctx.report("sent", { stalled: true, ...progress }),
+    (Number(args.seconds) + STALL_SECONDS) * 1000,
+  );
+  const sent = await windowed(Number(args.count), Number(args.seconds), send, progress);
   const lat = await serialLatency(send);
+  clearTimeout(stall);
   ctx.report("sent", { sent, lat });
   await done();
 }
@@ -95,6 +115,10 @@ async function consumerRole(args: Record<string, unknown>, ctx: RoleContext): Pr
   const arrive = () => {
     if (n++ === 0) first = performance.now();
   };
+  const stall = setTimeout(
+    () => ctx.report("done", { stalled: true, received: n }),
+    (Number(args.seconds) + 10 + STALL_SECONDS) * 1000,
+  );
   if (args.kind === "circuit") {
     const c = await (await lib()).dial(String(args.url));
     const ch = (await c.walk(String(args.path)).get()) as ReplChan;
@@ -122,6 +146,7 @@ async function consumerRole(args: Record<string, unknown>, ctx: RoleContext): Pr
     }
     await nc.close();
   }
+  clearTimeout(stall);
   ctx.report("done", { received: n, seconds: (performance.now() - first) / 1000 });
 }
 
@@ -130,7 +155,14 @@ async function pair(ctx: ScenarioContext, args: Record<string, unknown>, count: 
   await consumer.next("ready");
   const producer = ctx.procs.role("chan-replicated", "producer", { ...args, count, seconds: SECONDS });
   const sent = await producer.next("sent");
+  if (sent.stalled) {
+    const done = await consumer.next("done");
+    throw new Error(
+      `stalled: ${sent.issued} sends issued, ${sent.completed} completed; ${done.received} received of ${count}`,
+    );
+  }
   const done = await consumer.next("done");
+  if (done.stalled) throw new Error(`stalled: ${done.received} received of ${count}, ${sent.sent} sent`);
   return { sent, done };
 }
 

@@ -1,7 +1,7 @@
 // Cluster keys: only holders of the key can talk to a keyed circuit, nobody can alter its traffic,
 // and a daemon without a key serves loopback only.
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -482,14 +482,16 @@ describe("limits", () => {
 
   test("--max-streams: a process's stdin or an upload past it fails alone with NoCapacity; ending one makes room", async () => {
     const root = mkdtempSync(join(tmpdir(), "circuit-maxstreams-"));
+    // Where the processes put what their stdin brings (their output is not read: reading it would
+    // be byte streams of this connection too).
+    const outs = mkdtempSync(join(tmpdir(), "circuit-maxstreams-out-"));
     const d = await startDaemon(["--max-streams", "2", "--fs-root", root]);
     const c = await dial(d.url);
     try {
       const cat = async (name: string) => {
-        const p = await c.walk(`/${d.id}/${name}`).makeProc({ path: "cat" });
-        let out = "";
-        p.stdout.setEncoding("utf8").on("data", (s: string) => (out += s));
-        return { p, out: () => out };
+        const file = join(outs, name);
+        const p = await c.walk(`/${d.id}/${name}`).makeProc({ path: "sh", args: ["-c", `exec cat > ${file}`] });
+        return { p, out: () => (existsSync(file) ? readFileSync(file, "utf8") : "") };
       };
       // Two stdins open (each has carried a line through its process): the bound.
       const [a, b, x] = await Promise.all([cat("a"), cat("b"), cat("x")]);
@@ -523,13 +525,62 @@ describe("limits", () => {
       const y = await cat("y");
       y.p.stdin.end("after\n");
       await y.p.wait();
-      await until("the new stdin reaches its process", 5000, () => y.out() === "after\n");
+      assert.equal(y.out(), "after\n");
       b.p.stdin.end();
       await b.p.wait();
       assert.equal(b.out(), "line 1\n");
       // The process whose stdin was refused still runs (it waits for input it will never get).
       assert.equal((await x.p.peek()).phase, "running");
       await x.p.scrub();
+    } finally {
+      await c.close();
+      await d.stop();
+      rmSync(root, { recursive: true, force: true });
+      rmSync(outs, { recursive: true, force: true });
+    }
+  });
+
+  test("--max-streams bounds what a connection reads too: process output or a file read past it fails alone with NoCapacity", async () => {
+    const root = mkdtempSync(join(tmpdir(), "circuit-maxout-"));
+    writeFileSync(join(root, "f.txt"), "file\n");
+    const d = await startDaemon(["--max-streams", "2", "--fs-root", root]);
+    const c = await dial(d.url);
+    try {
+      const refusal = (e: { code?: string; message?: string }) => {
+        assert.equal(e.code, "NoCapacity");
+        assert.match(String(e.message), /is reading 2 byte streams, the most the server takes \(--max-streams\)/);
+        return true;
+      };
+      const readAll = async (r: NodeJS.ReadableStream) => {
+        let out = "";
+        for await (const b of r) out += b;
+        return out;
+      };
+      // Two outputs streaming (one attached as the process starts): the bound.
+      const talk = { path: "sh", args: ["-c", "echo up; exec sleep 30"] };
+      const a = await c.walk(`/${d.id}/a`).makeProc(talk, { stdout: true });
+      const b = await c.walk(`/${d.id}/b`).makeProc(talk);
+      const outs = [a, b].map((p) => {
+        const o = { got: "", ended: false };
+        p.stdout.setEncoding("utf8").on("data", (x: string) => (o.got += x));
+        p.stdout.on("end", () => (o.ended = true));
+        return o;
+      });
+      for (const [i, o] of outs.entries()) await until(`output ${i} streams`, 5000, () => o.got === "up\n");
+      // A third: a file read, another process's output, a process started with its output attached.
+      const srv = await c.walk(`/${d.id}`).get();
+      assert.ok(srv && "readFile" in srv);
+      await assert.rejects(readAll(srv.readFile("f.txt")), refusal);
+      const x = await c.walk(`/${d.id}/x`).makeProc(talk);
+      await assert.rejects(readAll(x.stdout), refusal);
+      await assert.rejects(c.walk(`/${d.id}/y`).makeProc(talk, { stdout: true }), refusal);
+      assert.equal(await c.walk(`/${d.id}/y`).get(), null, "the refused process was never started");
+      // One output ends: the file can be read, and the connection goes on.
+      await a.scrub();
+      await until("the scrubbed process's output ends", 5000, () => outs[0]?.ended === true);
+      assert.equal(await readAll(srv.readFile("f.txt")), "file\n");
+      await x.scrub();
+      await b.scrub();
     } finally {
       await c.close();
       await d.stop();

@@ -198,6 +198,13 @@ async function readFile(d: HostOpsHost, s: StreamSession, root: FsRoot, rel: unk
     closed = true;
     void fh.close().catch(() => {});
   };
+  try {
+    // Attached below, in this same turn.
+    s.roomForOutput(1);
+  } catch (err) {
+    await fh.close().catch(() => {});
+    throw err;
+  }
   // The pipe grants its first window from inside its constructor, so pump is hoisted and reads
   // `pipe` only once a read has completed.
   const pipe: StreamPipe = new StreamPipe(d.nextPipeId(), {

@@ -102,6 +102,7 @@ export function procRequest(
       if (r.fd !== 1 && r.fd !== 2) throw new ProtocolError("read takes fd 1 or 2");
       const rid = int(r.rid);
       if (!proc) throw new NotFound(`${formatPath(names)}: the process has exited and its element is gone`);
+      s.roomForOutput(1);
       s.attachStream(rid, proc.read(r.fd, d.nextPipeId()));
       return reply(null);
     }
@@ -138,6 +139,8 @@ function makeProc(
   const tied = r.tied === undefined || r.tied === null ? undefined : r.tied;
   if (tied !== undefined && (typeof tied !== "string" || !d.isLive(tied)))
     throw new ServerGone(`server ${String(tied)} is not in this circuit`);
+  // Room for the outputs it is to stream before anything starts (attached below, this same turn).
+  s.roomForOutput((rid1 === undefined ? 0 : 1) + (rid2 === undefined ? 0 : 1));
   const started = d.procs.start(cmd, d.id);
   if ("failed" in started) {
     void started.failed.then(fail);

@@ -11,7 +11,12 @@ import { type PipeReceiver, type PipeSender, StreamPipe } from "./stream-pipe.js
 export interface StreamSession {
   /** Its connection: closed once the client is gone (a wait or a file transfer then stops). */
   readonly conn: { readonly closed: boolean };
-  /** Hands `pipe` to the client's receiver `rid` (SATTACH), then streams it. */
+  /**
+   * Fails with NoCapacity unless the client may read n more byte streams that requests open
+   * (--max-streams): called before the request starts anything.
+   */
+  roomForOutput(n: number): void;
+  /** Hands `pipe` to the client's receiver `rid` (SATTACH), then streams it; it counts until it ends. */
   attachStream(rid: number, pipe: StreamPipe): void;
   /** A byte stream the client sends under its stream id `sid` (process stdin, a file upload). */
   acceptStream(sid: number): StreamPipe;
@@ -22,6 +27,8 @@ export class SessionStreams {
   private readonly outStreams = new Map<number, StreamPipe>();
   /** Streams this session's client is receiving, by pipe id. */
   private readonly inStreams = new Map<number, StreamPipe>();
+  /** Those of them its requests opened (process output, file reads): --max-streams bounds these. */
+  private readonly requested = new Set<number>();
 
   constructor(
     private readonly conn: FrameConn,
@@ -71,6 +78,7 @@ export class SessionStreams {
         const p = this.inStreams.get(pid);
         if (p) {
           this.inStreams.delete(pid);
+          this.requested.delete(pid);
           p.drop("receiver stopped reading");
         }
         return;
@@ -118,6 +126,21 @@ export class SessionStreams {
     return this.nextPipeId();
   }
 
+  /** See StreamSession.roomForOutput. */
+  roomForOutput(n: number): void {
+    if (this.requested.size + n > this.maxStreams) {
+      throw new NoCapacity(
+        `this connection is reading ${this.requested.size} byte streams, the most the server takes (--max-streams): finish or destroy one first`,
+      );
+    }
+  }
+
+  /** attach() for a stream a request opened (after roomForOutput): it counts until it ends. */
+  attachRequested(rid: number, pipe: StreamPipe): void {
+    this.requested.add(pipe.id);
+    this.attach(rid, pipe);
+  }
+
   /** Hands `pipe` to the client's receiver `rid` (SATTACH), then streams it. */
   attach(rid: number, pipe: StreamPipe): void {
     this.conn.send(T.SATTACH, [rid, pipe.id]);
@@ -133,10 +156,12 @@ export class SessionStreams {
       dataParts: (parts) => this.conn.sendParts(T.SDATA, [pipe.id], parts),
       fin: () => {
         this.inStreams.delete(pipe.id);
+        this.requested.delete(pipe.id);
         this.conn.send(T.SFIN, [pipe.id]);
       },
       broken: (reason) => {
         this.inStreams.delete(pipe.id);
+        this.requested.delete(pipe.id);
         this.conn.send(T.SABORT, [pipe.id], encode({ code: "StreamBroken", message: reason }));
       },
     };
@@ -149,5 +174,6 @@ export class SessionStreams {
     this.outStreams.clear();
     for (const p of this.inStreams.values()) p.drop("receiver disconnected", true);
     this.inStreams.clear();
+    this.requested.clear();
   }
 }

@@ -228,7 +228,11 @@ export class Session {
 
   /** Hands `pipe` to the client's receiver `rid` (process output, a file read). */
   attachStream(rid: number, pipe: StreamPipe): void {
-    this.streams.attach(rid, pipe);
+    this.streams.attachRequested(rid, pipe);
+  }
+
+  roomForOutput(n: number): void {
+    this.streams.roomForOutput(n);
   }
 
   /**

@@ -1,90 +1,12 @@
 // Bad input against a live daemon: each gets a clear error (and a closed connection where the
 // stream can no longer be trusted), and the daemon keeps serving everyone else.
 import assert from "node:assert/strict";
-import * as net from "node:net";
 import { after, before, describe, test } from "node:test";
 import { type Client, dial, MessageTooLarge, NotFound, WrongKind } from "../src/index.ts";
-import { batchTail, FrameDecoder, FrameWriter } from "../src/wire/frame.ts";
-import { decode, encode, PROTOCOL_VERSION, T } from "../src/wire/protocol.ts";
+import { batchTail } from "../src/wire/frame.ts";
+import { decode, encode, T } from "../src/wire/protocol.ts";
 import { startDaemon } from "./helpers/daemon.ts";
-
-interface Frame {
-  type: number;
-  body: Buffer;
-}
-
-/** A hand-driven connection that speaks (or mis-speaks) the wire protocol. */
-class Raw {
-  readonly frames: Frame[] = [];
-  closed = false;
-  private readonly sock: net.Socket;
-  private readonly waiters: (() => void)[] = [];
-
-  constructor(port: number) {
-    this.sock = net.connect({ host: "127.0.0.1", port });
-    const dec = new FrameDecoder(64 * 1024 * 1024, (type, body) => {
-      this.frames.push({ type, body: Buffer.from(body) });
-      this.wake();
-    });
-    this.sock.on("data", (c) => dec.push(c));
-    this.sock.on("close", () => {
-      this.closed = true;
-      this.wake();
-    });
-    this.sock.on("error", () => {});
-  }
-
-  write(bytes: Buffer | Uint8Array): void {
-    this.sock.write(bytes);
-  }
-
-  frame(type: number, fields: number[], tail?: Uint8Array): void {
-    const w = new FrameWriter();
-    w.frame(type, fields, tail);
-    this.write(w.take());
-  }
-
-  async hello(): Promise<void> {
-    this.frame(T.HELLO, [], encode({ v: PROTOCOL_VERSION, role: "client" }));
-    const f = await this.next();
-    assert.equal(f?.type, T.HELLO);
-  }
-
-  request(id: number, req: unknown): void {
-    this.frame(T.REQ, [id], encode(req));
-  }
-
-  /** The next frame, or undefined once the connection closed. */
-  async next(timeoutMs = 5000): Promise<Frame | undefined> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.frames.length === 0 && !this.closed) {
-      if (Date.now() > deadline) throw new Error("no frame within the deadline");
-      await new Promise<void>((r) => {
-        this.waiters.push(r);
-        setTimeout(r, 50);
-      });
-    }
-    return this.frames.shift();
-  }
-
-  /** Reads until the connection closes; returns the error frames seen. */
-  async untilClosed(timeoutMs = 5000): Promise<{ code: string; message: string }[]> {
-    const errs = [];
-    for (;;) {
-      const f = await this.next(timeoutMs);
-      if (!f) return errs;
-      if (f.type === T.ERR) errs.push(decode(f.body.subarray(4)) as { code: string; message: string });
-    }
-  }
-
-  destroy(): void {
-    this.sock.destroy();
-  }
-
-  private wake(): void {
-    for (const w of this.waiters.splice(0)) w();
-  }
-}
+import { type Frame, Raw } from "./helpers/raw.ts";
 
 describe("bad input", () => {
   let d: Awaited<ReturnType<typeof startDaemon>>;

@@ -26,6 +26,7 @@ export interface StartOptions {
   insecure?: boolean;
   handshakeMs: string;
   idleMs: string;
+  forgetClientsMs: string;
   maxConnections: string;
   maxPending: string;
   maxCredits: string;
@@ -87,6 +88,7 @@ async function serve(o: StartOptions, g: { key?: string; discover?: string; json
     return Number(v);
   };
   const idleMs = whole("--idle-ms", o.idleMs);
+  const forgetClientsMs = whole("--forget-clients-ms", o.forgetClientsMs);
   const maxConnections = whole("--max-connections", o.maxConnections);
   const limits = {
     pending: whole("--max-pending", o.maxPending),
@@ -149,6 +151,7 @@ async function serve(o: StartOptions, g: { key?: string; discover?: string; json
       acceptKeys,
       handshakeMs,
       idleMs,
+      forgetClientsMs,
       maxConnections,
       limits,
       discover,

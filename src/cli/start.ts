@@ -24,6 +24,11 @@ export function register(program: Command): void {
     .option("--insecure", "allow non-loopback addresses (the daemon's, its nameservers') without a cluster key")
     .option("--handshake-ms <ms>", "close connections that have not authenticated by then", "10000")
     .option("--idle-ms <ms>", "close client connections that send nothing for this long", "60000")
+    .option(
+      "--forget-clients-ms <ms>",
+      "keep the send records of a client gone without its goodbye this long, for it to resend (at least its reconnection time)",
+      "660000",
+    )
     .option("--max-connections <n>", "most connections served at once", "4096")
     .option("--max-pending <n>", "blocked operations one connection may have", String(DEFAULT_LIMITS.pending))
     .option("--max-credits <n>", "receives one receiver may have outstanding", String(DEFAULT_LIMITS.credits))

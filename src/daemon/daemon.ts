@@ -79,6 +79,12 @@ export interface DaemonOptions {
   handshakeMs?: number;
   /** A client connection that sends nothing for this long is closed. Default 60 s. */
   idleMs?: number;
+  /**
+   * How long the send records (de-duplication by sequence number) of a client whose last
+   * connection closed without its goodbye are kept for it to come back and resend. Default 11
+   * minutes: longer than the longest a client tries to reconnect (MAX_RECONNECT_MS, 10 minutes).
+   */
+  forgetClientsMs?: number;
   /** Most connections served at once. Default 4096. */
   maxConnections?: number;
   /** Bounds on what peers may make this daemon hold (defaults in src/daemon/limits.ts). */
@@ -125,6 +131,11 @@ export interface FeedEntry {
 }
 
 const FEED_KEEP = 200;
+/**
+ * How long a vanished client's send records are kept by default: longer than the longest a client
+ * tries to reconnect (the client's MAX_RECONNECT_MS, 10 minutes).
+ */
+export const FORGET_CLIENTS_MS = 11 * 60_000;
 
 /** What /metrics reports of one daemon, sampled when scraped. */
 export interface MetricsSample {
@@ -195,6 +206,12 @@ export class Daemon {
   private readonly sessions = new Set<Session>();
   /** Open client sessions by the client id they gave in HELLO (a reconnecting client ends its old one). */
   readonly clientSessions = new Map<string, Session>();
+  /**
+   * Clients whose last connection closed, with when: their send records (ChanElement.stored, and a
+   * durable channel's) go once they have been away forgetClientsMs.
+   */
+  private readonly vanished = new Map<string, number>();
+  private readonly forgetClientsMs: number;
   private readonly watchers = new Set<Session>();
   private readonly subs = new Set<SubElement>();
   private readonly nameservers = new Set<DnsElement>();
@@ -271,10 +288,12 @@ export class Daemon {
     );
     this.maxConnections = opts.maxConnections ?? 4096;
     const idleMs = opts.idleMs ?? 60_000;
+    this.forgetClientsMs = opts.forgetClientsMs ?? FORGET_CLIENTS_MS;
     this.reaper = setInterval(
       () => {
         const now = performance.now();
         for (const s of this.sessions) s.tick(now, idleMs);
+        this.forgetVanished(now);
       },
       Math.min(TICK_MS, idleMs),
     );
@@ -616,6 +635,33 @@ export class Daemon {
     return el;
   }
 
+  /** A client said HELLO with its id: its send records stay while it is connected. */
+  clientBack(cid: string): void {
+    this.vanished.delete(cid);
+  }
+
+  /** A client's last connection closed: its send records go if it stays away. */
+  clientVanished(cid: string): void {
+    this.vanished.set(cid, performance.now());
+  }
+
+  /**
+   * Drops the send records of clients away for forgetClientsMs: a client that vanished without
+   * its goodbye (a new id per connection, say) would otherwise leave one record per channel it
+   * sent on, for as long as the channel lives.
+   */
+  private forgetVanished(now: number): void {
+    if (this.vanished.size === 0) return;
+    const gone: string[] = [];
+    for (const [cid, at] of this.vanished) if (now - at >= this.forgetClientsMs) gone.push(cid);
+    if (gone.length === 0) return;
+    for (const cid of gone) this.vanished.delete(cid);
+    for (const [, el] of this.tree.walk([])) {
+      if (el.kind !== "chan" || !el.stored) continue;
+      for (const cid of gone) if (el.stored.delete(cid)) el.durable?.dropDedupe(cid);
+    }
+  }
+
   /** Puts every durable channel of the store back at its anchor (start-up). */
   private restoreChannels(): void {
     if (!this.store) return;
@@ -626,6 +672,8 @@ export class Daemon {
       if (rec.closed) el.chan.restoreClosed();
       const stored = this.store.dedupeOf(id);
       if (stored.size > 0) el.stored = stored;
+      // Their clients have not come back yet: as if they had just vanished.
+      for (const cid of stored.keys()) this.vanished.set(cid, performance.now());
       this.tree.set(rec.names, el, formatPath(names));
     }
   }

@@ -31,6 +31,10 @@ export interface SessionHost extends ProcHost, HostOpsHost, DnsHost {
   readonly limits: Readonly<Limits>;
   /** Open client sessions by the client id they gave in HELLO. */
   readonly clientSessions: Map<string, Session>;
+  /** A client said HELLO with its id. */
+  clientBack(cid: string): void;
+  /** A client's last connection closed. */
+  clientVanished(cid: string): void;
   /** @internal Circuit-wide anchors (/@), when the daemon has a store. */
   readonly shared: StoreHost | undefined;
   /** @internal Services under /@ (store-svc.ts), when started with --store. */
@@ -176,6 +180,7 @@ export class Session {
       this.d.clientSessions.get(peer.cid)?.conn.destroy();
       this.cid = peer.cid;
       this.d.clientSessions.set(peer.cid, this);
+      this.d.clientBack(peer.cid);
     }
     if (peer.role === "server") {
       if (typeof peer.id !== "string") throw new ProtocolError("a server HELLO names the server");
@@ -452,7 +457,13 @@ export class Session {
     if (this.gone) return;
     this.gone = true;
     clearTimeout(this.timer);
-    if (this.cid !== undefined && this.d.clientSessions.get(this.cid) === this) this.d.clientSessions.delete(this.cid);
+    if (this.cid !== undefined && this.d.clientSessions.get(this.cid) === this) {
+      this.d.clientSessions.delete(this.cid);
+      // Its last connection: without its goodbye it may come back and resend, for a while
+      // (Daemon.forgetVanished). With it, the records on the channels it holds go now (below), and
+      // any it left on others through earlier connections go after that while too.
+      this.d.clientVanished(this.cid);
+    }
     this.channels.cleanup(this.bye);
     this.streams.cleanup();
     this.selects.cleanup();

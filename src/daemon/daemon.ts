@@ -81,8 +81,9 @@ export interface DaemonOptions {
   idleMs?: number;
   /**
    * How long the send records (de-duplication by sequence number) of a client whose last
-   * connection closed without its goodbye are kept for it to come back and resend. Default 11
-   * minutes: longer than the longest a client tries to reconnect (MAX_RECONNECT_MS, 10 minutes).
+   * connection closed are kept for it to come back and resend (a client that says goodbye has those
+   * of the channels it holds dropped at once). Default 11 minutes: longer than the longest a client
+   * tries to reconnect (MAX_RECONNECT_MS, 10 minutes).
    */
   forgetClientsMs?: number;
   /** Most connections served at once. Default 4096. */

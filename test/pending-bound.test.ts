@@ -8,10 +8,22 @@
 // for stream messages being sent (`--max-streams`, 1,024 by default). Here the daemon's bounds are
 // 50 and 8.
 import assert from "node:assert/strict";
+import type { Readable } from "node:stream";
 import { after, before, test } from "node:test";
 import { type Client, dial, select } from "../src/index.ts";
 import { type Daemon, killAll, startDaemon } from "./helpers/daemon.ts";
 import { cuttingRelay } from "./helpers/relay.ts";
+import { readAll } from "./helpers/streams.ts";
+
+/** The next n stream messages received on `ch`, each read whole as text. */
+async function messages(ch: { iterate(): AsyncIterable<unknown> }, n: number): Promise<string[]> {
+  const out: string[] = [];
+  for await (const r of ch.iterate()) {
+    out.push((await readAll(r as Readable)).toString());
+    if (out.length === n) break;
+  }
+  return out;
+}
 
 const BOUND = 50;
 const STREAMS = 8;
@@ -174,13 +186,7 @@ test("40 stream messages started at once with 8 streams allowed: all arrive whol
   // Two are withdrawn while they wait: one by its signal, one broken off by its writer.
   aborter.abort(new Error("withdrawn"));
   writers[20]?.destroy(new Error("given up"));
-  const got: string[] = [];
-  for await (const r of rx.iterate()) {
-    let text = "";
-    for await (const chunk of r as AsyncIterable<Buffer>) text += chunk.toString();
-    got.push(text);
-    if (got.length === 38) break;
-  }
+  const got = await messages(rx, 38);
   const kept = Array.from({ length: 40 }, (_, i) => i).filter((i) => i !== 20 && i !== 30);
   assert.deepEqual(
     got,
@@ -215,13 +221,7 @@ test("stream messages count as blocked sends until taken: 70 small ones waiting,
   // The daemon now holds BOUND blocked sends of this connection: the library keeps the rest here.
   assert.equal((await srx.stat()).waitingSenders, BOUND);
   const sends = Array.from({ length: 20 }, (_, i) => tx.send(i));
-  const texts: string[] = [];
-  for await (const r of srx.iterate()) {
-    let text = "";
-    for await (const chunk of r as AsyncIterable<Buffer>) text += chunk.toString();
-    texts.push(text);
-    if (texts.length === 70) break;
-  }
+  const texts = await messages(srx, 70);
   const got: number[] = [];
   for await (const v of rx.iterate()) {
     got.push(v);

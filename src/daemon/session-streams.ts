@@ -77,8 +77,7 @@ export class SessionStreams {
         const pid = u32(body, 0);
         const p = this.inStreams.get(pid);
         if (p) {
-          this.inStreams.delete(pid);
-          this.requested.delete(pid);
+          this.ended(pid);
           p.drop("receiver stopped reading");
         }
         return;
@@ -155,17 +154,21 @@ export class SessionStreams {
       // The pieces of a big frame from the sender go on as one frame, written from the pieces.
       dataParts: (parts) => this.conn.sendParts(T.SDATA, [pipe.id], parts),
       fin: () => {
-        this.inStreams.delete(pipe.id);
-        this.requested.delete(pipe.id);
+        this.ended(pipe.id);
         this.conn.send(T.SFIN, [pipe.id]);
       },
       broken: (reason) => {
-        this.inStreams.delete(pipe.id);
-        this.requested.delete(pipe.id);
+        this.ended(pipe.id);
         this.conn.send(T.SABORT, [pipe.id], encode({ code: "StreamBroken", message: reason }));
       },
     };
     pipe.attach(recv);
+  }
+
+  /** The stream to the client under pipe id `pid` is over: it counts no more. */
+  private ended(pid: number): void {
+    this.inStreams.delete(pid);
+    this.requested.delete(pid);
   }
 
   /** The connection is gone: streams from the client break off, streams to it are dropped. */

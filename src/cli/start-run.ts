@@ -47,15 +47,24 @@ export interface StartOptions {
 }
 
 /** Runs the daemon until it stops; a bad option or a failed start is reported here, with its exit code. */
-export async function runStart(o: StartOptions, g: { key?: string; discover?: string; json?: boolean }): Promise<void> {
+export async function runStart(
+  o: StartOptions,
+  g: { key?: string; discover?: string; json?: boolean },
+  /** Called once the daemon is up, just before its URL is written. */
+  ready: () => void = () => {},
+): Promise<void> {
   try {
-    await serve(o, g);
+    await serve(o, g, ready);
   } catch (err) {
     process.exitCode = report(err);
   }
 }
 
-async function serve(o: StartOptions, g: { key?: string; discover?: string; json?: boolean }): Promise<void> {
+async function serve(
+  o: StartOptions,
+  g: { key?: string; discover?: string; json?: boolean },
+  ready: () => void,
+): Promise<void> {
   const discover = g.discover ?? process.env.CIRCUIT_DISCOVER?.trim();
   if (discover) {
     try {
@@ -182,6 +191,7 @@ async function serve(o: StartOptions, g: { key?: string; discover?: string; json
   const stop = () => void d.stop();
   process.once("SIGTERM", stop);
   process.once("SIGINT", stop);
+  ready();
   // The first line is the URL (with --json, one line of JSON holding it), whatever else follows.
   process.stdout.write(g.json ? `${JSON.stringify({ url: d.url, id: d.id })}\n` : `${d.url}\n`);
   await d.done;

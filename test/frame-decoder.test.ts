@@ -5,7 +5,15 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import fc from "fast-check";
-import { BATCH_BYTES, batchTail, FrameDecoder, FrameWriter, forEachEntry, PASS_MIN } from "../src/wire/frame.ts";
+import {
+  BATCH_BYTES,
+  batchTail,
+  FrameDecoder,
+  FrameWriter,
+  forEachEntry,
+  GATHER_HEAD,
+  PASS_MIN,
+} from "../src/wire/frame.ts";
 import { decode, encode, tail, u32 } from "../src/wire/protocol.ts";
 
 interface Frame {
@@ -571,5 +579,101 @@ describe("FrameDecoder pass-through (a stream's big data frames handed on in pie
     dec.passThrough(PASS, () => assert.fail("no piece"));
     const big = frame(PASS, 1, 2 * PASS_MIN, 0).bytes;
     assert.throws(() => dec.push(big.subarray(0, 64)), isProtocolError);
+  });
+});
+
+describe("FrameDecoder gather (a big value's frame handed over whole, in the pieces it arrived in)", () => {
+  const GATHER = [0x11, 0x12];
+  const MIN = 128 * 1024;
+  /** A frame of `type` with two u32 fields and a tail of n bytes numbered from `seed`. */
+  function frame(type: number, n: number, seed: number): Buffer {
+    const tail = Buffer.alloc(n);
+    for (let i = 0; i < n; i++) tail[i] = (seed + i * 17) & 0xff;
+    const w = new FrameWriter();
+    w.frame(type, [seed, n], tail);
+    return w.take();
+  }
+
+  /** Pushes `wire` cut at `cuts`; returns what onFrame and the gather handler saw, in order. */
+  function decode(wire: Buffer, cuts: number[]) {
+    const events: { kind: "frame" | "gathered"; type: number; body: Buffer; pieces: Buffer[] }[] = [];
+    const dec = new FrameDecoder(64 * 1024 * 1024, (type, body) =>
+      events.push({ kind: "frame", type, body: Buffer.from(body), pieces: [] }),
+    );
+    dec.gather(
+      GATHER,
+      (type, pieces, size) => {
+        const body = Buffer.concat(pieces);
+        assert.equal(body.length, size, "size is the pieces' total");
+        events.push({ kind: "gathered", type, body, pieces });
+      },
+      MIN,
+    );
+    let at = 0;
+    for (const c of [...cuts.filter((c) => c > 0 && c < wire.length)].sort((a, b) => a - b).concat(wire.length)) {
+      if (c > at) dec.push(wire.subarray(at, c));
+      at = c;
+    }
+    assert.equal(dec.buffered, 0);
+    return events;
+  }
+
+  test("every frame comes out once and in order; big ones of the gathered types that arrived in parts as pieces", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.record({ type: fc.constantFrom(0x11, 0x12, 0x20), big: fc.boolean(), n: fc.nat(3 * MIN) }), {
+          minLength: 1,
+          maxLength: 5,
+        }),
+        fc.array(fc.nat(2_000_000), { maxLength: 40 }),
+        (specs, cuts) => {
+          const frames = specs.map((f, k) => frame(f.type, f.big ? MIN + (f.n % (2 * MIN)) : f.n % 3000, k));
+          const wire = Buffer.concat(frames);
+          const events = decode(
+            wire,
+            cuts.map((c) => c % (wire.length + 1)),
+          );
+          assert.equal(events.length, frames.length);
+          for (const [k, f] of frames.entries()) {
+            const ev = events[k];
+            assert.equal(ev?.type, f[4]);
+            assert.deepEqual(ev?.body, f.subarray(5), `frame ${k} byte for byte`);
+            if (ev?.kind === "gathered") {
+              assert.ok(GATHER.includes(ev.type) && f.length - 4 >= MIN, "only big frames of the types");
+              assert.ok((ev.pieces[0]?.length ?? 0) >= GATHER_HEAD, "the first piece holds the head");
+              for (const p of ev.pieces) assert.ok(p.length > 0, "no empty piece");
+            }
+          }
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+
+  test("a big frame read 64 KiB at a time is never copied together: its pieces are views of the reads", () => {
+    const big = frame(0x11, 1024 * 1024, 5);
+    const wire = Buffer.concat([big, frame(0x20, 10, 6)]);
+    const chunks: Buffer[] = [];
+    for (let at = 0; at < wire.length; at += 65_536) chunks.push(Buffer.from(wire.subarray(at, at + 65_536)));
+    const seen: { type: number; pieces?: Buffer[]; body?: Buffer }[] = [];
+    const dec = new FrameDecoder(64 * 1024 * 1024, (type, body) => seen.push({ type, body }));
+    dec.gather(GATHER, (type, pieces) => seen.push({ type, pieces }), MIN);
+    for (const c of chunks) dec.push(c);
+    assert.equal(seen.length, 2);
+    const pieces = seen[0]?.pieces as Buffer[];
+    assert.deepEqual(Buffer.concat(pieces), big.subarray(5));
+    for (const [i, p] of pieces.entries()) assert.equal(p.buffer, (chunks[i] as Buffer).buffer, `piece ${i}`);
+    assert.deepEqual(seen[1]?.body, frame(0x20, 10, 6).subarray(5), "the frame after it, from the last read");
+  });
+
+  test("a big frame that came in tiny reads is copied together and handed to onFrame", () => {
+    const big = frame(0x11, MIN, 1);
+    let whole: Buffer | undefined;
+    const dec = new FrameDecoder(64 * 1024 * 1024, (_type, body) => {
+      whole = Buffer.from(body);
+    });
+    dec.gather(GATHER, () => assert.fail("not gathered"), MIN);
+    for (let at = 0; at < big.length; at += 1000) dec.push(big.subarray(at, at + 1000));
+    assert.deepEqual(whole, big.subarray(5));
   });
 });

@@ -215,9 +215,15 @@ class SimSession {
         sim.observe(type, fields, tail, this);
         link.sendDown(type, fields, tail);
       },
+      sendParts: (type, fields, parts) => {
+        const tail = Buffer.concat(parts);
+        sim.observe(type, fields, tail, this);
+        link.sendDown(type, fields, tail);
+      },
       element: (handle) => sim.element(host, handle),
       requeue: (el, values) => {
-        const vals = values.map(str);
+        // The model's values are small: whole buffers, never pieces.
+        const vals = values.map((v) => str(v as Buffer));
         this.selectRequeued.push(...vals);
         this.sim.requeued(vals, this.sim.indexOf(el));
         el.chan.requeue(values);

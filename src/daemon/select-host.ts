@@ -5,18 +5,24 @@ import type { CommitResult, Offer, Outcome, SelectCase } from "../element/channe
 import { ProtocolError, toWire } from "../errors.js";
 import { ALL_CASES, decode, encode, F, T, tail, u32 } from "../wire/protocol.js";
 import type { ChannelLike, Item } from "./elements.js";
+import { Pieces } from "./pieces.js";
 import { StreamPipe } from "./stream-pipe.js";
+
+/** A value a recv case took: its encoded bytes, a big one perhaps in pieces. */
+type Value = Buffer | Pieces;
 
 /** What the select host needs from its session. */
 export interface SelectSession {
   send(type: number, fields: number[], tail?: Uint8Array): void;
+  /** Sends a frame whose tail is `parts` one after another. */
+  sendParts(type: number, fields: number[], parts: readonly Buffer[]): void;
   element(handle: number): ChannelLike;
   /** Starts streaming a stream message to this client under its pipe id. */
   openInStream(pipe: StreamPipe): void;
   /** Puts values this client never acknowledged back at the head of `el`, in their order. */
-  requeue(el: ChannelLike, values: Buffer[]): void;
+  requeue(el: ChannelLike, values: Value[]): void;
   /** The client acknowledged a value a recv case took (a durable channel forgets it then). */
-  ack?(el: ChannelLike, value: Buffer): void;
+  ack?(el: ChannelLike, value: Value): void;
   /** A pipe reading out a durable channel's stored stream message, if `value` is one's marker. */
   storedStream?(el: ChannelLike, value: Buffer): StreamPipe | undefined;
   maxValue: number;
@@ -61,7 +67,7 @@ export class SelectHost {
    * The value each selector's recv case took, until the client acknowledges it (its DECIDE ALL,
    * sent once the select has resolved): if the connection drops first, it goes back to its channel.
    */
-  private readonly unacked = new Map<number, { el: ChannelLike; value: Buffer }>();
+  private readonly unacked = new Map<number, { el: ChannelLike; value: Value }>();
 
   constructor(private readonly s: SelectSession) {}
 
@@ -184,7 +190,8 @@ export class SelectHost {
       this.s.openInStream(o.value);
     } else if (o.value !== undefined) {
       if (c.op === "recv") this.unacked.set(c.selector, { el: c.el, value: o.value });
-      this.send(type, [...head, flags | F.VALUE, 0], o.value);
+      if (o.value instanceof Pieces) this.s.sendParts(type, [...head, flags | F.VALUE, 0], o.value.parts);
+      else this.send(type, [...head, flags | F.VALUE, 0], o.value);
     } else this.send(type, [...head, flags, 0]);
   }
 
@@ -208,7 +215,7 @@ export class SelectHost {
    */
   cleanup(): void {
     for (const sel of [...this.selectors.keys()]) this.releaseAll(sel);
-    const back = new Map<ChannelLike, Buffer[]>();
+    const back = new Map<ChannelLike, Value[]>();
     for (const { el, value } of this.unacked.values()) {
       const list = back.get(el);
       if (list) list.push(value);

@@ -22,7 +22,12 @@ import { markerOf } from "./durable-store.js";
 import { DurableStreamIn, readStored } from "./durable-stream.js";
 import type { ChanElement, ChannelLike, Item } from "./elements.js";
 import type { Limits } from "./limits.js";
+import { Pieces } from "./pieces.js";
 import type { SessionStreams } from "./session-streams.js";
+import { StreamPipe } from "./stream-pipe.js";
+
+/** A value's encoded bytes: one buffer, or for a big one the pieces it arrived in. */
+type Value = Buffer | Pieces;
 
 /** A session's credit holding on one channel. */
 class Holder implements CreditHolder {
@@ -41,8 +46,18 @@ class Holder implements CreditHolder {
 /** Stands in `unacked` for a stream message handed out: acknowledged like a value, never put back. */
 const STREAM_TAKEN = Buffer.alloc(0);
 
+/** The value in `pieces` (a frame body's) from byte `from` of the body, `size` bytes long in all. */
+function valueIn(pieces: readonly Buffer[], from: number, size: number): Pieces {
+  return new Pieces([(pieces[0] as Buffer).subarray(from), ...pieces.slice(1)], size - from);
+}
+
+/** `v` in one buffer if `joined`, else as it is. */
+function whole(v: Value, joined: boolean): Value {
+  return joined && v instanceof Pieces ? v.join() : v;
+}
+
 /** Values handed out and not acknowledged, to put back in their channel (without stream messages). */
-function takenBack(unacked: Deque<Buffer>): Buffer[] {
+function takenBack(unacked: Deque<Value>): Value[] {
   return unacked.drain().filter((v) => v !== STREAM_TAKEN);
 }
 
@@ -111,7 +126,7 @@ class Pacer {
 
 /** A receiver id of this session: its blocked receives and the values handed to it, unacked. */
 class SessionReceiver implements Receiver<Item> {
-  readonly unacked = new Deque<Buffer>();
+  readonly unacked = new Deque<Value>();
   ended = false;
   /** Closed by the client, or its session or channel gone: it takes nothing more. */
   withdrawn = false;
@@ -159,8 +174,9 @@ class SessionReceiver implements Receiver<Item> {
   ack(n: number): void {
     const durable = this.el.kind === "chan" ? this.el.durable : undefined;
     for (let i = 0; i < n && this.unacked.length > 0; i++) {
-      const v = this.unacked.shift() as Buffer;
-      if (v !== STREAM_TAKEN) durable?.ack(v);
+      const v = this.unacked.shift();
+      // A durable channel's values are whole buffers (joined before they were stored).
+      if (v !== STREAM_TAKEN && Buffer.isBuffer(v)) durable?.ack(v);
     }
   }
   take(v: Item): void {
@@ -173,6 +189,11 @@ class SessionReceiver implements Receiver<Item> {
     } else if (Buffer.isBuffer(v)) {
       this.unacked.push(v);
       this.conn.batch(T.VAL, this.rid, v);
+      if (this.conn.backedUp) this.pacer.holdAll();
+    } else if (v instanceof Pieces) {
+      // Written from its pieces, as they arrived: never copied into one buffer here.
+      this.unacked.push(v);
+      this.conn.batchParts(T.VAL, this.rid, v.parts, v.length);
       if (this.conn.backedUp) this.pacer.holdAll();
     } else {
       // A stream message cannot be taken back once bytes have flowed; it still takes its place
@@ -216,70 +237,13 @@ export class SessionChannels {
   /** SEND, CSEND, RELEASE, CANCEL, RECV, RCLOSE and SOPEN. */
   frame(type: number, body: Buffer): void {
     switch (type) {
-      case T.SEND: {
-        const id = u32(body, 0);
-        const el = this.sendable(id, u32(body, 1));
-        if (!el) return;
-        const want = u32(body, 2);
-        const seq = u32(body, 3);
-        const v = this.value(tail(body, 4));
-        this.roomForSend();
-        if (this.isStored(el, seq)) {
-          // A resend of a value stored before this client's connection broke: stored once (on a
-          // durable channel, answered once what was written before it is synced).
-          if (el.durable) el.durable.whenSynced().then(() => this.conn.send(T.RES, [id]));
-          else this.conn.send(T.RES, [id]);
-          return;
-        }
-        const w: SendWaiter<Item> = {
-          value: v,
-          done: (err) => {
-            this.pendingSends.delete(id);
-            if (err) this.error(id, err);
-            else if (el.durable) {
-              // In the buffer (capacity 0: with its receiver); complete once synced. Its
-              // de-duplication record goes in the same transaction as the value (this same turn).
-              this.markStored(el, seq);
-              el.durable.whenSent(v).then(
-                () => {
-                  this.conn.send(T.RES, [id]);
-                  if (want > 0) el.chan.want(this.holderFor(el), want);
-                },
-                (e) => this.error(id, e),
-              );
-            } else {
-              this.markStored(el, seq);
-              this.conn.send(T.RES, [id]);
-              if (want > 0) el.chan.want(this.holderFor(el), want);
-            }
-          },
-        };
-        this.pendingSends.set(id, { el, w });
-        // Should the send meet a waiting receiver now, its answer leaves before the value does:
-        // the sender (often about to receive the reply) moves on one write sooner.
-        this.conn.prime();
-        el.chan.send(w);
+      case T.SEND:
+        this.blockingSend(u32(body, 0), u32(body, 1), u32(body, 2), u32(body, 3), tail(body, 4));
         return;
-      }
       case T.CSEND: {
-        const h = this.handles.get(u32(body, 0));
-        if (!h) throw new NotFound("unknown channel handle");
-        const first = u32(body, 1);
-        const values: Buffer[] = [];
-        forEachEntry(body, 2, (start, end) => values.push(this.value(body.subarray(start, end))));
-        if (!h.el.chan.sendCreditedMany(h.holder, values)) throw new ProtocolError("credited send without credit");
-        const last = (first + values.length - 1) >>> 0;
-        if (h.el.kind === "chan") this.markStored(h.el, last);
-        const durable = h.el.kind === "chan" ? h.el.durable : undefined;
-        if (durable) {
-          // A credited send into a durable channel completes with its CACK, sent once synced: no
-          // round trip beyond the sync. If the store fails, CNAK fails the batch instead.
-          const handle = u32(body, 0);
-          durable.whenStoredAll(values).then(
-            () => this.conn.send(T.CACK, [handle, last]),
-            (err) => this.conn.send(T.CNAK, [handle, last], encode(toWire(err))),
-          );
-        } else this.conn.send(T.CACK, [u32(body, 0), last]);
+        const values: Value[] = [];
+        forEachEntry(body, 2, (start, end) => values.push(body.subarray(start, end)));
+        this.creditedSend(u32(body, 0), u32(body, 1), values);
         return;
       }
       case T.RELEASE: {
@@ -301,8 +265,8 @@ export class SessionChannels {
         const p = this.pendingSends.get(id);
         if (p?.el.chan.cancelSend(p.w)) {
           this.pendingSends.delete(id);
-          if (!Buffer.isBuffer(p.w.value)) p.w.value.drop("send cancelled");
-          else if (p.el.kind === "chan") p.el.durable?.discardStream(p.w.value);
+          if (p.w.value instanceof StreamPipe) p.w.value.drop("send cancelled");
+          else if (p.el.kind === "chan" && Buffer.isBuffer(p.w.value)) p.el.durable?.discardStream(p.w.value);
           this.conn.send(T.ERR, [id], encode({ code: "Cancelled", message: "cancelled" }));
         }
         return;
@@ -379,6 +343,88 @@ export class SessionChannels {
   }
 
   /**
+   * A big SEND or CSEND frame whose bytes came over several reads (FrameConn.gather), as those
+   * pieces: its value stays in them, never copied into one buffer here.
+   */
+  framePieces(type: number, pieces: Buffer[], size: number): void {
+    const head = pieces[0] as Buffer;
+    if (type === T.SEND) {
+      this.blockingSend(u32(head, 0), u32(head, 1), u32(head, 2), u32(head, 3), valueIn(pieces, 16, size));
+      return;
+    }
+    // A big credited send is a batch of one entry filling the frame; anything else is taken whole.
+    if (size < 12 || 12 + head.readUInt32BE(8) !== size) {
+      this.frame(type, Buffer.concat(pieces, size));
+      return;
+    }
+    this.creditedSend(u32(head, 0), u32(head, 1), [valueIn(pieces, 12, size)]);
+  }
+
+  /** SEND: a send that may block, answered with RES (or ERR) once it has happened. */
+  private blockingSend(id: number, handle: number, want: number, seq: number, bytes: Value): void {
+    const el = this.sendable(id, handle);
+    if (!el) return;
+    // A durable channel stores whole buffers.
+    const v = whole(this.value(bytes), el.durable !== undefined);
+    this.roomForSend();
+    if (this.isStored(el, seq)) {
+      // A resend of a value stored before this client's connection broke: stored once (on a
+      // durable channel, answered once what was written before it is synced).
+      if (el.durable) el.durable.whenSynced().then(() => this.conn.send(T.RES, [id]));
+      else this.conn.send(T.RES, [id]);
+      return;
+    }
+    const w: SendWaiter<Item> = {
+      value: v,
+      done: (err) => {
+        this.pendingSends.delete(id);
+        if (err) this.error(id, err);
+        else if (el.durable) {
+          // In the buffer (capacity 0: with its receiver); complete once synced. Its
+          // de-duplication record goes in the same transaction as the value (this same turn).
+          this.markStored(el, seq);
+          el.durable.whenSent(v as Buffer).then(
+            () => {
+              this.conn.send(T.RES, [id]);
+              if (want > 0) el.chan.want(this.holderFor(el), want);
+            },
+            (e) => this.error(id, e),
+          );
+        } else {
+          this.markStored(el, seq);
+          this.conn.send(T.RES, [id]);
+          if (want > 0) el.chan.want(this.holderFor(el), want);
+        }
+      },
+    };
+    this.pendingSends.set(id, { el, w });
+    // Should the send meet a waiting receiver now, its answer leaves before the value does:
+    // the sender (often about to receive the reply) moves on one write sooner.
+    this.conn.prime();
+    el.chan.send(w);
+  }
+
+  /** CSEND: sends on credit, numbered from `first`, acknowledged together with one CACK. */
+  private creditedSend(handle: number, first: number, raw: Value[]): void {
+    const h = this.handles.get(handle);
+    if (!h) throw new NotFound("unknown channel handle");
+    const durable = h.el.kind === "chan" ? h.el.durable : undefined;
+    // A durable channel stores whole buffers.
+    const values = raw.map((v) => whole(this.value(v), durable !== undefined));
+    if (!h.el.chan.sendCreditedMany(h.holder, values)) throw new ProtocolError("credited send without credit");
+    const last = (first + values.length - 1) >>> 0;
+    if (h.el.kind === "chan") this.markStored(h.el, last);
+    if (durable) {
+      // A credited send into a durable channel completes with its CACK, sent once synced: no
+      // round trip beyond the sync. If the store fails, CNAK fails the batch instead.
+      durable.whenStoredAll(values as Buffer[]).then(
+        () => this.conn.send(T.CACK, [handle, last]),
+        (err) => this.conn.send(T.CNAK, [handle, last], encode(toWire(err))),
+      );
+    } else this.conn.send(T.CACK, [handle, last]);
+  }
+
+  /**
    * SOPEN into a durable channel: the message is stored as it arrives (durable-stream.ts) and,
    * once whole and synced, enters the channel as a send of its marker; answered when that send
    * completes (the marker is stored in the buffer, or for capacity 0 with its receiver).
@@ -428,7 +474,7 @@ export class SessionChannels {
     }
   }
 
-  private value(v: Buffer): Buffer {
+  private value(v: Value): Value {
     if (v.length > this.maxValue) throw new ProtocolError(`value of ${v.length} bytes exceeds the limit`);
     return v;
   }
@@ -544,8 +590,8 @@ export class SessionChannels {
     }
     for (const { el, w } of this.pendingSends.values()) {
       if (!el.chan.cancelSend(w)) continue;
-      if (!Buffer.isBuffer(w.value)) w.value.breakOff("sender disconnected");
-      else if (el.kind === "chan") el.durable?.discardStream(w.value);
+      if (w.value instanceof StreamPipe) w.value.breakOff("sender disconnected");
+      else if (el.kind === "chan" && Buffer.isBuffer(w.value)) el.durable?.discardStream(w.value);
     }
     for (const s of this.storing.values()) s.abort("sender disconnected");
     this.storing.clear();

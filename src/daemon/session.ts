@@ -19,6 +19,9 @@ import { isStorePath, storeRequest } from "./store-ops.js";
 import type { StoreServices } from "./store-svc.js";
 import type { StreamPipe } from "./stream-pipe.js";
 
+/** SEND and CSEND frames of this many bytes or more that arrive over several reads stay in their pieces. */
+const GATHER_MIN = 128 * 1024;
+
 /**
  * What a session needs of its daemon: the Daemon, seen through this interface so that the session
  * and the request handlers it delegates to do not import daemon.ts (which imports them). Answers
@@ -92,11 +95,13 @@ export class Session {
     this.channels = new SessionChannels(conn, this.streams, d.limits, d.maxValue, () => this.cid);
     this.selects = new SelectHost({
       send: (type, fields, t) => conn.send(type, fields, t),
+      sendParts: (type, fields, parts) => conn.sendParts(type, fields, parts),
       element: (handle) => this.channels.el(handle),
       openInStream: (pipe) => this.streams.openIn(pipe),
       requeue: (el, values) => el.chan.requeue(values),
       ack: (el, value) => {
-        if (el.kind === "chan") el.durable?.ack(value);
+        // A durable channel's values are whole buffers (SessionChannels joins pieces before storing).
+        if (el.kind === "chan" && Buffer.isBuffer(value)) el.durable?.ack(value);
       },
       storedStream: (el, value) =>
         el.kind === "chan" && el.durable && markerOf(value)
@@ -109,6 +114,9 @@ export class Session {
     conn.onFrame = (t, b) => this.frame(t, b);
     // A stream's big SDATA frames come piece by piece as they arrive, never copied together.
     conn.passThrough(T.SDATA, (sid, bytes, last) => this.streamData(sid, bytes, last));
+    // A big value's SEND or CSEND frame comes whole, in the pieces it arrived in: the value is
+    // kept and passed on in them, never copied into a buffer of its own here.
+    conn.gather([T.SEND, T.CSEND], (type, pieces, size) => this.framePieces(type, pieces, size), GATHER_MIN);
     conn.onClose = () => this.cleanup();
     conn.onBadInput = (err) => {
       this.logClose(err);
@@ -124,6 +132,16 @@ export class Session {
         return;
       }
       this.dispatch(type, body);
+    } catch (err) {
+      this.failed(err);
+    }
+  }
+
+  /** A big SEND or CSEND frame in pieces: handled as frame() would handle it whole. */
+  private framePieces(type: number, pieces: Buffer[], size: number): void {
+    try {
+      if (!this.handshaken) throw new ProtocolError("expected HELLO");
+      this.channels.framePieces(type, pieces, size);
     } catch (err) {
       this.failed(err);
     }

@@ -5,9 +5,10 @@
 // grows to STREAM_WINDOW, so that a stream being read keeps several frames in flight.
 
 import { STREAM_WAITING_WINDOW, STREAM_WINDOW } from "../wire/protocol.js";
+import type { Pieces } from "./pieces.js";
 
-/** What a channel holds: an encoded value, or a stream message. */
-export type Item = Buffer | StreamPipe;
+/** What a channel holds: an encoded value (a big one perhaps in pieces), or a stream message. */
+export type Item = Buffer | Pieces | StreamPipe;
 
 export interface PipeSender {
   /** The sender may send n more bytes. */

@@ -8,6 +8,7 @@ import {
   binHeadBytes,
   FrameDecoder,
   FrameWriter,
+  type GatherHandler,
   HEADER_BYTES,
   type PieceHandler,
   writeBinHead,
@@ -109,6 +110,14 @@ export class FrameConn {
   }
 
   /**
+   * Big frames of `types` that arrive over several reads reach `onGathered` as the pieces they
+   * arrived in rather than onFrame in one buffer (FrameDecoder.gather).
+   */
+  gather(types: readonly number[], onGathered: GatherHandler, min: number): void {
+    this.decoder.gather(types, onGathered, min);
+  }
+
+  /**
    * Queues one frame whose tail is `parts` one after another. Big ones leave from the parts
    * themselves, in one write with the header (no copy): the caller must not change them.
    */
@@ -204,6 +213,17 @@ export class FrameConn {
       this.finish(new ProtocolError(`peer is not reading: over ${this.maxUnsent} bytes unsent`));
       this.stream.destroy();
     }
+  }
+
+  /**
+   * Queues a value whose bytes are `parts` one after another as an entry of a batch frame: a big
+   * one as a batch frame of its own, written from the parts themselves (the caller must not change
+   * them), a small one copied in like batch().
+   */
+  batchParts(type: number, key: number, parts: readonly Buffer[], length: number): void {
+    if (this.ended) return;
+    if (length >= LARGE) return this.sendLarge(type, [key], true, parts, false);
+    this.batch(type, key, parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts as Buffer[], length));
   }
 
   /** Queues `bytes`, encoded as a MessagePack bin, as an entry of a batch frame. */

@@ -478,6 +478,16 @@ describe("value codec", () => {
   });
 });
 
+/** Pushes `wire` into `dec` in chunks cut at `cuts` (in any order, out-of-range ones ignored); nothing may be left over. */
+function pushCut(dec: FrameDecoder, wire: Buffer, cuts: number[]): void {
+  let at = 0;
+  for (const c of [...cuts.filter((c) => c > 0 && c < wire.length)].sort((a, b) => a - b).concat(wire.length)) {
+    if (c > at) dec.push(wire.subarray(at, c));
+    at = c;
+  }
+  assert.equal(dec.buffered, 0);
+}
+
 describe("FrameDecoder pass-through (a stream's big data frames handed on in pieces)", () => {
   const PASS = 0x33;
   /** A frame of `type` with u32 field `id` and a tail of n bytes numbered from `seed`. */
@@ -497,12 +507,7 @@ describe("FrameDecoder pass-through (a stream's big data frames handed on in pie
     const events: { kind: "frame" | "piece"; type?: number; id?: number; bytes: Buffer; last?: boolean }[] = [];
     const dec = new FrameDecoder(64 * 1024 * 1024, (type, body) => events.push({ kind: "frame", type, bytes: body }));
     dec.passThrough(PASS, (id, piece, last) => events.push({ kind: "piece", id, bytes: piece, last }), min);
-    let at = 0;
-    for (const c of [...cuts.filter((c) => c > 0 && c < wire.length)].sort((a, b) => a - b).concat(wire.length)) {
-      if (c > at) dec.push(wire.subarray(at, c));
-      at = c;
-    }
-    assert.equal(dec.buffered, 0);
+    pushCut(dec, wire, cuts);
     return events;
   }
 
@@ -609,12 +614,7 @@ describe("FrameDecoder gather (a big value's frame handed over whole, in the pie
       },
       MIN,
     );
-    let at = 0;
-    for (const c of [...cuts.filter((c) => c > 0 && c < wire.length)].sort((a, b) => a - b).concat(wire.length)) {
-      if (c > at) dec.push(wire.subarray(at, c));
-      at = c;
-    }
-    assert.equal(dec.buffered, 0);
+    pushCut(dec, wire, cuts);
     return events;
   }
 

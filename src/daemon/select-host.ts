@@ -5,11 +5,8 @@ import type { CommitResult, Offer, Outcome, SelectCase } from "../element/channe
 import { ProtocolError, toWire } from "../errors.js";
 import { ALL_CASES, decode, encode, F, T, tail, u32 } from "../wire/protocol.js";
 import type { ChannelLike, Item } from "./elements.js";
-import { Pieces } from "./pieces.js";
+import { Pieces, type Value } from "./pieces.js";
 import { StreamPipe } from "./stream-pipe.js";
-
-/** A value a recv case took: its encoded bytes, a big one perhaps in pieces. */
-type Value = Buffer | Pieces;
 
 /** What the select host needs from its session. */
 export interface SelectSession {

@@ -22,12 +22,9 @@ import { markerOf } from "./durable-store.js";
 import { DurableStreamIn, readStored } from "./durable-stream.js";
 import type { ChanElement, ChannelLike, Item } from "./elements.js";
 import type { Limits } from "./limits.js";
-import { Pieces } from "./pieces.js";
+import { Pieces, type Value } from "./pieces.js";
 import type { SessionStreams } from "./session-streams.js";
 import { StreamPipe } from "./stream-pipe.js";
-
-/** A value's encoded bytes: one buffer, or for a big one the pieces it arrived in. */
-type Value = Buffer | Pieces;
 
 /** A session's credit holding on one channel. */
 class Holder implements CreditHolder {
@@ -405,12 +402,12 @@ export class SessionChannels {
   }
 
   /** CSEND: sends on credit, numbered from `first`, acknowledged together with one CACK. */
-  private creditedSend(handle: number, first: number, raw: Value[]): void {
+  private creditedSend(handle: number, first: number, values: Value[]): void {
     const h = this.handles.get(handle);
     if (!h) throw new NotFound("unknown channel handle");
     const durable = h.el.kind === "chan" ? h.el.durable : undefined;
-    // A durable channel stores whole buffers.
-    const values = raw.map((v) => whole(this.value(v), durable !== undefined));
+    // Checked in place; a durable channel stores whole buffers.
+    for (let i = 0; i < values.length; i++) values[i] = whole(this.value(values[i] as Value), durable !== undefined);
     if (!h.el.chan.sendCreditedMany(h.holder, values)) throw new ProtocolError("credited send without credit");
     const last = (first + values.length - 1) >>> 0;
     if (h.el.kind === "chan") this.markStored(h.el, last);

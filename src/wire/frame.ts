@@ -165,14 +165,12 @@ export class FrameDecoder {
         return;
       }
       if (this.need >= this.gatherMin && this.gathered()) {
-        if (this.partBytes === this.need) {
-          this.partBytes = 0;
-          this.need = 0;
-          return;
-        }
-        chunk = chunk.subarray(chunk.length - (this.partBytes - this.need));
+        // What follows the gathered frame lies in this chunk, the last part.
+        const over = this.partBytes - this.need;
         this.partBytes = 0;
         this.need = 0;
+        if (over === 0) return;
+        chunk = chunk.subarray(chunk.length - over);
       } else {
         chunk = Buffer.concat(this.parts, this.partBytes);
         this.parts.length = 0;
@@ -233,7 +231,7 @@ export class FrameDecoder {
       if (at < p.length) return p[at] as number;
       at -= p.length;
     }
-    return -1;
+    return Number.NaN;
   }
 
   /** Bytes held while waiting for the rest of a frame. */
@@ -243,14 +241,8 @@ export class FrameDecoder {
 
   /** Whether the frame of `size` bytes that the collected parts begin (PASS_HEAD bytes of it at least) is passed through. */
   private passes(size: number): boolean {
-    if (size - PASS_HEAD < this.passMin) return false;
     // The type byte follows the length prefix, in whichever part holds byte 4.
-    let at = 4;
-    for (const p of this.parts) {
-      if (at < p.length) return p[at] === this.passType;
-      at -= p.length;
-    }
-    return false;
+    return size - PASS_HEAD >= this.passMin && this.byteAt(4) === this.passType;
   }
 
   /** `start` holds the first bytes (PASS_HEAD or more, fewer than `size`) of a pass-through frame. */

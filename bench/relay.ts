@@ -2,7 +2,8 @@
 // frames and writes coalesced per event-loop turn. No broker can beat a Node process that only
 // moves frames, so this is the ceiling for a Node daemon on this machine. Two relays are measured:
 // one that walks frame boundaries and re-batches each frame (what a daemon must at least do) and
-// one that pipes bytes blindly.
+// one that pipes bytes blindly. Round trips are measured through the byte pipe, and through a hub
+// that does only what Go's rendezvous over two unbuffered channels needs (the floor of that pattern).
 import { once } from "node:events";
 import { connect, createServer, type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
@@ -257,6 +258,122 @@ async function pingerRole(args: Record<string, unknown>, ctx: RoleContext): Prom
   ctx.report("done", latencySummary(samples));
 }
 
+// The message pattern of a ping-pong over two unbuffered channels with Go's semantics, through a
+// hub that does nothing else: a send is done only once a receiver has taken the value, and a
+// receive is a request made when the program asks for the next value. Per round the hub reads 4
+// frames and writes 4 (the relay: 2 and 2), each client writes 2 and reads 2 (the relay's ends: 1
+// and 1). Frames: [u32 length][type][channel][value]; a value frame is FRAME_BYTES long.
+const RZ_SEND = 1; // c→hub: a value for channel ch (a send)
+const RZ_RECV = 2; // c→hub: receive once from channel ch
+const RZ_VALUE = 3; // hub→c: the value a receive took
+const RZ_DONE = 4; // hub→c: your send on ch was taken
+
+function rzFrame(type: number, ch: number, value?: Uint8Array): Buffer {
+  const n = value ? value.length : 0;
+  const b = Buffer.allocUnsafe(6 + n);
+  b.writeUInt32BE(2 + n, 0);
+  b[4] = type;
+  b[5] = ch;
+  if (value) b.set(value, 6);
+  return b;
+}
+
+/** Matches sends with receives on two channels, one frame per event each way. */
+async function hubRole(_args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
+  const { server, port } = await listen();
+  const sends: ({ from: Socket; value: Buffer } | undefined)[] = [undefined, undefined];
+  const recvs: (Socket | undefined)[] = [undefined, undefined];
+  server.on("connection", (s: Socket) => {
+    s.setNoDelay(true);
+    s.on("error", () => {});
+    s.on(
+      "data",
+      frameSplitter((buf, start, end) => {
+        const type = buf[start + 4];
+        const ch = buf[start + 5] as number;
+        if (type === RZ_SEND) {
+          const value = buf.subarray(start + 6, end);
+          const to = recvs[ch];
+          if (to) {
+            recvs[ch] = undefined;
+            to.write(rzFrame(RZ_VALUE, ch, value));
+            s.write(rzFrame(RZ_DONE, ch));
+          } else sends[ch] = { from: s, value: Buffer.from(value) };
+        } else if (type === RZ_RECV) {
+          const parked = sends[ch];
+          if (parked) {
+            sends[ch] = undefined;
+            s.write(rzFrame(RZ_VALUE, ch, parked.value));
+            parked.from.write(rzFrame(RZ_DONE, ch));
+          } else recvs[ch] = s;
+        }
+      }),
+    );
+  });
+  ctx.report("ready", { port });
+}
+
+/** Receives on channel 0 and sends what it got on channel 1, forever. */
+async function rzPongRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
+  const socket = await dialPort(Number(args.port));
+  socket.on("error", () => {});
+  socket.on(
+    "data",
+    frameSplitter((buf, start, end) => {
+      const type = buf[start + 4];
+      if (type === RZ_VALUE) socket.write(rzFrame(RZ_SEND, 1, buf.subarray(start + 6, end)));
+      else if (type === RZ_DONE) socket.write(rzFrame(RZ_RECV, 0));
+    }),
+  );
+  socket.write(rzFrame(RZ_RECV, 0));
+  ctx.report("ready");
+}
+
+/** A round: send on channel 0; once that send is done, receive from channel 1. */
+async function rzPingRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
+  const socket = await dialPort(Number(args.port));
+  const value = Buffer.alloc(FRAME_BYTES - 6, 0x61);
+  let back: (() => void) | undefined;
+  socket.on(
+    "data",
+    frameSplitter((buf, start) => {
+      const type = buf[start + 4];
+      if (type === RZ_DONE) socket.write(rzFrame(RZ_RECV, 1));
+      else if (type === RZ_VALUE) back?.();
+    }),
+  );
+  const round = (): Promise<void> =>
+    new Promise((resolve) => {
+      back = resolve;
+      socket.write(rzFrame(RZ_SEND, 0, value));
+    });
+  for (let i = 0; i < PING_WARMUP; i++) await round();
+  const samples = new Float64Array(PING_ROUNDS);
+  for (let i = 0; i < PING_ROUNDS; i++) {
+    const t = performance.now();
+    await round();
+    samples[i] = performance.now() - t;
+  }
+  ctx.report("done", latencySummary(samples));
+}
+
+async function rendezvous(procs: Procs): Promise<Row> {
+  const id = "relay.rendezvous";
+  const label = "raw TCP hub, Go rendezvous pattern (done + recv request)";
+  try {
+    const hub = procs.role("relay", "hub", {});
+    const { port } = await hub.next("ready");
+    const pong = procs.role("relay", "rzPong", { port });
+    await pong.next("ready");
+    const ping = procs.role("relay", "rzPing", { port });
+    return latencyRow(id, label, await ping.next("done"));
+  } catch (e) {
+    return latencyRow(id, label, { error: errorText(e) });
+  } finally {
+    await procs.closeAll();
+  }
+}
+
 async function pingPong(procs: Procs): Promise<Row> {
   const id = "relay.pingpong";
   const label = "raw TCP relay ping-pong (byte pipe both ways)";
@@ -313,7 +430,18 @@ export const scenario: Scenario = {
     }
     ctx.log("relay: measuring ping-pong through the relay");
     rows.push(await pingPong(ctx.procs));
+    ctx.log("relay: measuring the rendezvous pattern through a bare hub");
+    rows.push(await rendezvous(ctx.procs));
     return { rows };
   },
-  roles: { relay: relayRole, producer: producerRole, consumer: consumerRole, echo: echoRole, pinger: pingerRole },
+  roles: {
+    relay: relayRole,
+    producer: producerRole,
+    consumer: consumerRole,
+    echo: echoRole,
+    pinger: pingerRole,
+    hub: hubRole,
+    rzPong: rzPongRole,
+    rzPing: rzPingRole,
+  },
 };

@@ -233,6 +233,18 @@ async function echoRole(args: Record<string, unknown>, ctx: RoleContext): Promis
   ctx.report("ready");
 }
 
+/** Runs PING_WARMUP rounds, then times PING_ROUNDS of them one after another. */
+async function timeRounds(round: () => Promise<void>): Promise<ReturnType<typeof latencySummary>> {
+  for (let i = 0; i < PING_WARMUP; i++) await round();
+  const samples = new Float64Array(PING_ROUNDS);
+  for (let i = 0; i < PING_ROUNDS; i++) {
+    const t = performance.now();
+    await round();
+    samples[i] = performance.now() - t;
+  }
+  return latencySummary(samples);
+}
+
 /** One frame out, wait for it to come back, PING_ROUNDS times after PING_WARMUP. */
 async function pingerRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
   const socket = await dialPort(Number(args.port));
@@ -248,14 +260,7 @@ async function pingerRole(args: Record<string, unknown>, ctx: RoleContext): Prom
       back = resolve;
       socket.write(frame);
     });
-  for (let i = 0; i < PING_WARMUP; i++) await round();
-  const samples = new Float64Array(PING_ROUNDS);
-  for (let i = 0; i < PING_ROUNDS; i++) {
-    const t = performance.now();
-    await round();
-    samples[i] = performance.now() - t;
-  }
-  ctx.report("done", latencySummary(samples));
+  ctx.report("done", await timeRounds(round));
 }
 
 // The message pattern of a ping-pong over two unbuffered channels with Go's semantics, through a
@@ -332,29 +337,23 @@ async function rzPongRole(args: Record<string, unknown>, ctx: RoleContext): Prom
 /** A round: send on channel 0; once that send is done, receive from channel 1. */
 async function rzPingRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
   const socket = await dialPort(Number(args.port));
-  const value = Buffer.alloc(FRAME_BYTES - 6, 0x61);
+  const send = rzFrame(RZ_SEND, 0, Buffer.alloc(FRAME_BYTES - 6, 0x61));
+  const recv = rzFrame(RZ_RECV, 1);
   let back: (() => void) | undefined;
   socket.on(
     "data",
     frameSplitter((buf, start) => {
       const type = buf[start + 4];
-      if (type === RZ_DONE) socket.write(rzFrame(RZ_RECV, 1));
+      if (type === RZ_DONE) socket.write(recv);
       else if (type === RZ_VALUE) back?.();
     }),
   );
   const round = (): Promise<void> =>
     new Promise((resolve) => {
       back = resolve;
-      socket.write(rzFrame(RZ_SEND, 0, value));
+      socket.write(send);
     });
-  for (let i = 0; i < PING_WARMUP; i++) await round();
-  const samples = new Float64Array(PING_ROUNDS);
-  for (let i = 0; i < PING_ROUNDS; i++) {
-    const t = performance.now();
-    await round();
-    samples[i] = performance.now() - t;
-  }
-  ctx.report("done", latencySummary(samples));
+  ctx.report("done", await timeRounds(round));
 }
 
 async function rendezvous(procs: Procs): Promise<Row> {

@@ -286,6 +286,11 @@ export class Membership {
     return r ? view(r) : undefined;
   }
 
+  /** What we believe of `id`'s state (get(id)?.state without building a view: simulations ask it n² times). */
+  stateOf(id: string): MemberState | undefined {
+    return this.recs.get(id)?.state;
+  }
+
   // ---- inputs -------------------------------------------------------------------------------
 
   /**

@@ -33,8 +33,8 @@ export async function throughputRun(
   scenario: string,
   window: number,
   extra: Record<string, unknown> = {},
-  seconds = SECONDS,
 ): Promise<Message> {
+  const seconds = window === 1 ? SERIAL_SECONDS : SECONDS;
   const { url } = await startCircuitDaemon(ctx.procs);
   ctx.log(`${scenario} (window ${window}): daemon at ${url}`);
   const name = `${scenario}-${process.pid}-${Date.now().toString(36)}`;
@@ -105,8 +105,7 @@ export const scenario: Scenario = {
       [serial, serialCold, 1],
     ] as const) {
       try {
-        const seconds = window === 1 ? SERIAL_SECONDS : SECONDS;
-        rows.push(...phaseRows(m, c, MESSAGES, await throughputRun(ctx, "chan-throughput", window, {}, seconds)));
+        rows.push(...phaseRows(m, c, MESSAGES, await throughputRun(ctx, "chan-throughput", window)));
       } catch (e) {
         rows.push(...phaseRows(m, c, MESSAGES, { error: errorText(e) }));
       }

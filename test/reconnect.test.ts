@@ -9,6 +9,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { type Chan, type Client, dial } from "../src/index.ts";
 import { type Daemon, killAll, startDaemon } from "./helpers/daemon.ts";
 import { cuttingRelay } from "./helpers/relay.ts";
+import { within } from "./helpers/wait.ts";
 
 describe("reconnection after a broken connection", () => {
   let d: Daemon;
@@ -25,9 +26,11 @@ describe("reconnection after a broken connection", () => {
     await killAll();
   });
 
-  test("sends through 10 cuts: every completed send stored exactly once, in order", async () => {
+  test("sends through 10 cuts, 60–180 ms apart: the client rides through every one; every completed send stored exactly once, in order", async () => {
+    // The sends go on until the tenth cut: each link breaks soon after it was re-established, but
+    // each carried answers first, so none of the breaks counts towards giving the server up.
     const N = 4000;
-    const mine = await direct.walk(`/${d.id}/cut/sends`).makeChan<number>(N);
+    const mine = await direct.walk(`/${d.id}/cut/sends`).makeChan<number>(200_000);
     const client = await dial(relay.url);
     try {
       const ch = (await client.walk(`/${d.id}/cut/sends`).get()) as Chan<number>;
@@ -40,21 +43,24 @@ describe("reconnection after a broken connection", () => {
         }
       })();
       const ring: Promise<void>[] = [];
-      for (let k = 0; k < N; k++) {
-        ring.push(ch.send(k));
+      let sent = 0;
+      for (; (sent < N || cuts < 10) && sent < 150_000; sent++) {
+        ring.push(ch.send(sent));
         if (ring.length >= 32) await ring.shift();
-        if (k % 50 === 0) await sleep(2); // spread the sends over the cuts
+        if (sent % 50 === 0) await sleep(2); // spread the sends over the cuts
       }
       await Promise.all(ring);
       await cutter;
       assert.equal(cuts, 10);
-      assert.equal((await mine.stat()).len, N);
+      assert.ok(relay.joined() >= 8, `${relay.joined()} connections: the client reconnected after the cuts`);
+      assert.equal((await mine.stat()).len, sent);
       await mine.close();
       const got: number[] = [];
-      for await (const v of mine.iterate({ prefetch: 64 })) got.push(v);
-      assert.deepEqual(
-        got,
-        Array.from({ length: N }, (_, k) => k),
+      for await (const v of mine.iterate({ prefetch: 256 })) got.push(v);
+      assert.equal(got.length, sent);
+      assert.ok(
+        got.every((v, k) => v === k),
+        "every value once, in order",
       );
     } finally {
       await client.close();
@@ -99,6 +105,31 @@ describe("reconnection after a broken connection", () => {
       );
       assert.ok(seen.length - M <= 3 * 4, `${seen.length - M} values seen twice`);
     } finally {
+      await client.close();
+    }
+  });
+
+  test("a link cut right after every reconnection, before the server says anything, is given up after five: ServerGone", async () => {
+    const client = await dial(relay.url);
+    try {
+      const ch = await client.walk(`/${d.id}/cut/flap`).makeChan<string>(0);
+      const blocked = ch.recv();
+      blocked.catch(() => {});
+      const before = relay.joined();
+      relay.flap(300);
+      relay.cut();
+      const t0 = performance.now();
+      await assert.rejects(
+        within(10_000, blocked, "the blocked recv fails"),
+        (e: Error) => e.name === "ServerGone" && /lost connection/.test(e.message),
+      );
+      const took = performance.now() - t0;
+      const joins = relay.joined() - before;
+      await sleep(1000);
+      assert.equal(relay.joined() - before, joins, "no more attempts once given up");
+      assert.ok(joins >= 1 && joins <= 12, `${joins} reconnections in ${Math.round(took)} ms`);
+    } finally {
+      relay.flap(undefined);
       await client.close();
     }
   });

@@ -175,7 +175,7 @@ export class Connection {
   private reconnecting = false;
   /** Why fail() gave the connection up: it is not re-established then. */
   private failing: CircuitError | undefined;
-  /** When the last reconnection completed, and how many breaks came soon after one. */
+  /** When the last reconnection completed, and how many links in a row broke soon after one with nothing heard. */
   private lastResume = Number.NEGATIVE_INFINITY;
   private rebreaks = 0;
   private conn!: FrameConn;
@@ -1030,9 +1030,12 @@ export class Connection {
       return;
     }
     if (this.closing || this.failing || !this.serverId) return this.teardown(this.failing ?? cause);
-    // A link that breaks again and again right after being re-established is given up.
+    // A link that breaks again and again right after being re-established, each time before the
+    // server sent anything on it, is given up. One that lasted 5 s or brought answers was working,
+    // and is re-established however often it breaks (a flapping network).
     const now = performance.now();
-    this.rebreaks = now - this.lastResume < RECONNECT_MS ? this.rebreaks + 1 : 0;
+    const silentBreak = now - this.lastResume < RECONNECT_MS && conn.lastInput <= this.lastResume;
+    this.rebreaks = silentBreak ? this.rebreaks + 1 : 0;
     // (A caller who asked to ride through restarts expects breaks: only each outage is bounded.)
     if (this.rebreaks >= (this.opts.reconnectMs !== undefined ? 1000 : 5)) return this.teardown(cause);
     void this.reconnect(cause);

@@ -10,6 +10,10 @@ export interface CuttingRelay {
   pause(): void;
   /** Forwards again and joins the connections that waited. */
   resume(): void;
+  /** From now on every connection joined is cut `ms` after it was joined (undefined: no more). */
+  flap(ms: number | undefined): void;
+  /** How many client connections have been joined to the daemon so far. */
+  joined(): number;
   close(): void;
 }
 
@@ -17,10 +21,20 @@ export interface CuttingRelay {
 export async function cuttingRelay(port: number): Promise<CuttingRelay> {
   const pairs = new Set<[Socket, Socket]>();
   let waiting: Socket[] | undefined;
+  let flapMs: number | undefined;
+  let joined = 0;
   const join = (down: Socket) => {
     const up = connect(port, "127.0.0.1");
     const pair: [Socket, Socket] = [down, up];
     pairs.add(pair);
+    joined++;
+    if (flapMs !== undefined) {
+      setTimeout(() => {
+        if (!pairs.delete(pair)) return;
+        down.resetAndDestroy();
+        up.resetAndDestroy();
+      }, flapMs).unref();
+    }
     down.pipe(up);
     up.pipe(down);
     for (const s of pair) {
@@ -62,7 +76,12 @@ export async function cuttingRelay(port: number): Promise<CuttingRelay> {
       for (const [down, up] of pairs) down.pipe(up);
       for (const down of joining) if (!down.destroyed) join(down);
     },
+    flap: (ms) => {
+      flapMs = ms;
+    },
+    joined: () => joined,
     close: () => {
+      flapMs = undefined;
       cut();
       for (const down of waiting ?? []) down.destroy();
       waiting = undefined;

@@ -23,18 +23,18 @@ export async function cuttingRelay(port: number): Promise<CuttingRelay> {
   let waiting: Socket[] | undefined;
   let flapMs: number | undefined;
   let joined = 0;
+  /** Resets both sides of one connection (what they had not forwarded is lost). */
+  const sever = (pair: [Socket, Socket]) => {
+    if (!pairs.delete(pair)) return;
+    pair[0].resetAndDestroy();
+    pair[1].resetAndDestroy();
+  };
   const join = (down: Socket) => {
     const up = connect(port, "127.0.0.1");
     const pair: [Socket, Socket] = [down, up];
     pairs.add(pair);
     joined++;
-    if (flapMs !== undefined) {
-      setTimeout(() => {
-        if (!pairs.delete(pair)) return;
-        down.resetAndDestroy();
-        up.resetAndDestroy();
-      }, flapMs).unref();
-    }
+    if (flapMs !== undefined) setTimeout(() => sever(pair), flapMs).unref();
     down.pipe(up);
     up.pipe(down);
     for (const s of pair) {
@@ -54,11 +54,7 @@ export async function cuttingRelay(port: number): Promise<CuttingRelay> {
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const cut = () => {
-    for (const [a, b] of pairs) {
-      a.resetAndDestroy();
-      b.resetAndDestroy();
-    }
-    pairs.clear();
+    for (const pair of pairs) sever(pair);
   };
   return {
     url: `circuit://127.0.0.1:${(server.address() as { port: number }).port}`,

@@ -1,16 +1,20 @@
 #!/usr/bin/env node
-// Lists the test files and hands them to node's test runner through tsx. Node 20's runner finds no
-// .ts files by itself and then exits 0, so an empty list is an error here, and every test gets a
-// timeout so that a hang fails instead of blocking CI.
+// Lists the test files and hands them to node's test runner. Node 20's runner finds no .ts files by
+// itself and then exits 0, so an empty list is an error here, and every test gets a timeout so
+// that a hang fails instead of blocking CI. The TypeScript is compiled once, up front, by esbuild
+// (test-loader/compile.mjs), and each test process loads that JavaScript through small module hooks
+// (test-loader/hooks.mjs) instead of loading a compiler of its own.
 //
-// Two phases. Files whose first line says `// test-runner: alone (why)` measure time, memory or
-// failure detection, or load the machine themselves (a NATS cluster, a browser, namespaces): on a
-// 2-core machine two of them side by side make each other's bounds meaningless, so they run one at
-// a time, after the others. The others run two at a time (TEST_CONCURRENCY sets how many; 1 runs
-// every file alone).
+// Two phases. Files whose first line says `// test-runner: alone (why)` measure what a neighbour
+// would disturb (CPU shares, the daemon's CPU figures, latency under attack) or starve the machine
+// on purpose: they run one at a time, after the others. The others run two at a time
+// (TEST_CONCURRENCY sets how many; 1 runs every file alone), those whose first line says
+// `// test-runner: heavy (why)` first: they take longest or load the machine most, and started
+// last they would leave one core idle at the end while they finish.
 import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { compile } from "./test-loader/compile.mjs";
 
 const root = new URL("..", import.meta.url).pathname;
 const filter = process.argv.slice(2);
@@ -32,21 +36,27 @@ if (files.length === 0) {
   process.exit(1);
 }
 const reporter = process.env.CI ? ["--test-reporter=tap"] : ["--test-reporter=spec"];
-const alone = (f) => readFileSync(f, "utf8").startsWith("// test-runner: alone");
-const shared = files.filter((f) => !alone(f));
-const solo = files.filter(alone);
+const marker = (f) => /^\/\/ test-runner: (\w+)/.exec(readFileSync(f, "utf8"))?.[1];
+const solo = files.filter((f) => marker(f) === "alone");
+const shared = [
+  ...files.filter((f) => marker(f) === "heavy"),
+  ...files.filter((f) => marker(f) !== "alone" && marker(f) !== "heavy"),
+];
 const concurrency = process.env.TEST_CONCURRENCY ?? "2";
 
 function run(list, n) {
   if (list.length === 0) return 0;
   const r = spawnSync(
     process.execPath,
-    ["--import", "tsx", "--test", "--test-timeout=60000", `--test-concurrency=${n}`, ...reporter, ...list],
+    ["--import", loader, "--test", "--test-timeout=60000", `--test-concurrency=${n}`, ...reporter, ...list],
     { stdio: "inherit", cwd: root },
   );
   return r.status ?? 1;
 }
 
+const loader = join(root, "scripts/test-loader/register.mjs");
+const tc = performance.now();
+const compiled = await compile();
 const t0 = performance.now();
 const a = run(shared, concurrency);
 const t1 = performance.now();
@@ -54,7 +64,8 @@ const b = run(solo, 1);
 const t2 = performance.now();
 const s = (ms) => `${(ms / 1000).toFixed(0)} s`;
 console.log(
-  `run-tests: ${shared.length} files ${concurrency} at a time in ${s(t1 - t0)} (${a === 0 ? "passed" : "FAILED"}), ` +
+  `run-tests: ${compiled} TypeScript files compiled in ${s(t0 - tc)}, ` +
+    `${shared.length} files ${concurrency} at a time in ${s(t1 - t0)} (${a === 0 ? "passed" : "FAILED"}), ` +
     `${solo.length} files alone in ${s(t2 - t1)} (${b === 0 ? "passed" : "FAILED"})`,
 );
 process.exit(a || b);

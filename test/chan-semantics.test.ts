@@ -1,4 +1,4 @@
-// test-runner: alone (checks that an operation is still pending after a few ms)
+// test-runner: heavy (checks that an operation is still pending after a few ms)
 // Go channel semantics across real processes: a daemon in its own process, clients here and in
 // child processes.
 import assert from "node:assert/strict";

@@ -1,4 +1,4 @@
-// test-runner: alone (timeouts measured)
+// test-runner: heavy (timeouts measured)
 // The built \`circuit\` command line, driven the way a user drives it: one OS process per command
 // against real daemons on 127.0.0.1 port 0. Blocking is shown by a process that is still running;
 // every wait is bounded, and every process a test spawns is killed when the file ends. (--timeout and peek)

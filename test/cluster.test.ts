@@ -1,4 +1,4 @@
-// test-runner: alone (failure-detection bounds)
+// test-runner: alone (failure-detection bounds, some of them under CPU burners it starts itself)
 // Many servers, one circuit: real daemons on 127.0.0.1 join each other; kill -9, SIGSTOP, stop and
 // restart them; views, subscriptions and blocked clients behave as DESIGN.md §6 says.
 import assert from "node:assert/strict";

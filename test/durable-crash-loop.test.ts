@@ -1,4 +1,4 @@
-// test-runner: alone (kill -9 at random moments under load)
+// test-runner: heavy (kill -9 at random moments under load)
 // Durable channels under a crash loop (DESIGN §3.6): two producers and a consumer keep working on a
 // durable channel (capacity 64, then capacity 0) while the daemon is killed with -9 at random moments (kill points drawn by
 // fast-check, seed printed) and restarted on the same --data and port; the clients ride through

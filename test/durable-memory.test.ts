@@ -1,4 +1,4 @@
-// test-runner: alone (memory bounds)
+// test-runner: heavy (memory bounds)
 // A 2 GiB backlog through a durable channel (DESIGN §3.6): 2,048 values of 1 MiB go in while no one
 // receives, then come out in order; the daemon's own memory (RssAnon: its heap and buffers, not the
 // file pages it maps from the store, which the kernel may reclaim at will) stays under a bound the

@@ -1,4 +1,4 @@
-// test-runner: alone (restart timing)
+// test-runner: heavy (restart timing)
 // Durable channels across a kill -9 and a restart on the same --data (DESIGN §3.6), through the
 // library and the CLI: cap, closed flag, order and bytes come back; values delivered and not
 // acknowledged are back at the head; a channel scrubbed before the crash stays gone; without

@@ -1,4 +1,4 @@
-// test-runner: alone (kill -9 at random moments)
+// test-runner: heavy (kill -9 at random moments)
 // `select` send cases into durable channels (DESIGN §3.1 select, §3.6): the case happens only once
 // its value is on stable storage; a case that lost, or a select that was aborted, stores nothing;
 // across kill -9 while selects are pending they fail with ServerGone and every select that

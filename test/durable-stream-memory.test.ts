@@ -1,4 +1,4 @@
-// test-runner: alone (memory bounds)
+// test-runner: heavy (memory bounds)
 // A 1 GiB stream message through a durable channel (DESIGN §3.1 streams, §3.6): it is stored chunk
 // by chunk as it arrives, `sent` resolves once all of it is synced, and it is read back whole from
 // the store; the daemon's own memory (RssAnon: heap and buffers, not the store's file pages it maps)

@@ -1,4 +1,4 @@
-// test-runner: alone (kill -9 and restart timing)
+// test-runner: heavy (kill -9 and restart timing)
 // Stream messages in durable channels (DESIGN §3.1 streams, §3.6): a message is stored chunk by
 // chunk as it arrives and `sent` resolves only once the whole of it is synced; a receiver reads it
 // back as a Readable (recv, iterate, select); after kill -9 a completed message is back whole and

@@ -1,4 +1,4 @@
-// test-runner: alone (kill -9 at random moments)
+// test-runner: heavy (kill -9 at random moments)
 // Durable channels of capacity 0 (DESIGN §3.1, §3.6): unbuffered — a send waits for a receiver and
 // completes once the value is with it (handed over) and on stable storage; the store keeps it, as
 // a value handed out and not yet acknowledged, until the receiver acknowledges it. So the channel

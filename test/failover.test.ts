@@ -1,4 +1,4 @@
-// test-runner: alone (failover within the failure-detection bound)
+// test-runner: heavy (failover within the failure-detection bound)
 // Client failover (DESIGN §6): a client dialled into server A keeps working when A dies. Its
 // blocked receive on B's channel and its iteration over C's channel complete with the right values,
 // nothing lost or duplicated; it moves to another member (serverId changes, a "failover" event),

@@ -1,4 +1,4 @@
-// test-runner: alone (memory bounds)
+// test-runner: heavy (memory bounds)
 // Handles of scrubbed elements are released (DESIGN §3.1): a connection can make and scrub
 // channels forever with flat daemon memory, and a handle another connection's scrub released
 // answers ChannelAborted, as the scrubbed channel did.

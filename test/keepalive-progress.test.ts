@@ -1,4 +1,4 @@
-// test-runner: alone (keepalive timing)
+// test-runner: heavy (keepalive timing)
 // The client's keepalive never declares a live server dead while the connection makes progress
 // (DESIGN §3.1): here a throttling relay between client and daemon lets our output drain slowly,
 // so the daemon's answers to our pings wait behind many seconds of our own values. The server is

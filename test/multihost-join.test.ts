@@ -1,4 +1,4 @@
-// test-runner: alone (network namespaces and timed partitions)
+// test-runner: heavy (network namespaces and timed partitions)
 // Joins that go wrong across hosts (helpers/hosts.ts): a join to an address where nothing
 // answers, and a join with another cluster key. Each must say why on stderr, once.
 import assert from "node:assert/strict";

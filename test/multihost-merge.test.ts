@@ -1,4 +1,4 @@
-// test-runner: alone (network namespaces and timed partitions)
+// test-runner: heavy (network namespaces and timed partitions)
 // `circuit join` across hosts (helpers/hosts.ts): two separate circuits, told of each other by one
 // `circuit join`, become one view on every member of both.
 import assert from "node:assert/strict";

@@ -1,4 +1,4 @@
-// test-runner: alone (network namespaces and timed partitions)
+// test-runner: heavy (network namespaces and timed partitions)
 // Three hosts (helpers/hosts.ts), daemons on wildcard addresses: one host's link is cut at the
 // switch and restored. The others drop it (a @leave subscription on A reports it), and once the
 // link is back it rejoins and every view converges to all three again.

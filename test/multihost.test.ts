@@ -1,4 +1,4 @@
-// test-runner: alone (network namespaces and timed partitions)
+// test-runner: heavy (network namespaces and timed partitions)
 // A circuit deployed the way an operator would on three machines (network namespaces on a bridge,
 // see helpers/hosts.ts): daemons bound to the wildcard addresses [::] and 0.0.0.0 with a cluster
 // key, each joining the first by its address — B over IPv6, C over IPv4. Each must advertise an

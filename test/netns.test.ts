@@ -1,4 +1,4 @@
-// test-runner: alone (network namespaces and timed partitions)
+// test-runner: heavy (network namespaces and timed partitions)
 // Multi-machine behaviour on hosts this test makes itself: network namespaces joined by veth pairs
 // to a bridge in a hub namespace, all removed afterwards. Multicast discovery, a silent member
 // (its link cut) and a partition that heals. Nothing here touches the host's own interfaces.

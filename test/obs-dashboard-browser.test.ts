@@ -1,4 +1,4 @@
-// test-runner: alone (a browser)
+// test-runner: heavy (a browser)
 // The dashboard in a real browser (Debian's chromium driven by playwright-core): one daemon of a
 // 3-daemon circuit shows every server, a channel made after the page opened (with its len)
 // within 2 s, a process's output as it is written, and a server killed -9 going away; a keyed

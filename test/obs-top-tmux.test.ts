@@ -1,4 +1,4 @@
-// test-runner: alone (a real terminal's timing)
+// test-runner: heavy (a real terminal's timing)
 // `circuit top` in a real terminal (tmux: send-keys and capture-pane): it shows every server,
 // redraws in place as the circuit changes, re-sorts on a key, and `q` leaves the terminal as it
 // was (alternate screen gone, cursor shown, exit 0). `--once` prints one plain snapshot.

@@ -1,4 +1,4 @@
-// test-runner: alone (failure-detection bounds)
+// test-runner: heavy (failure-detection bounds)
 // Processes across servers: a client dialled into one server runs and watches processes on
 // another, and when that server dies its waiters and readers get ServerGone. Plus the examples
 // (wait-all, wait-first, watchbot), run the way the README says.

@@ -1,4 +1,4 @@
-// test-runner: alone (kill -9 timing)
+// test-runner: heavy (kill -9 timing)
 // No orphans (DESIGN.md §3.2): the processes a daemon started — every descendant, including ones
 // that called setsid — are gone within 5 s of a `kill -9` of the daemon (its watchdog kills them),
 // with cgroups and without; a daemon restarted on the same --data kills what its predecessor left

@@ -1,4 +1,4 @@
-// test-runner: alone (process timing)
+// test-runner: heavy (process timing)
 // Processes (DESIGN.md §3.2) through the library against a real daemon: real OS processes, live
 // output with backpressure, interactive stdin, signals, scrub, the kept tail, bad commands.
 import assert from "node:assert/strict";

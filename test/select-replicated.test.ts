@@ -1,4 +1,4 @@
-// test-runner: alone (a NATS cluster, leases with a 3 s TTL and a timed takeover)
+// test-runner: heavy (a NATS cluster, leases with a 3 s TTL and a timed takeover)
 // select over /@ replicated channels mixed with ordinary channels on other daemons (DESIGN §3.1,
 // §12; docs/select.md, "Replicated channels"), end to end: a 3-node JetStream cluster and three
 // daemons with --store; the /@ channels are hosted by daemon C, the ordinary ones live on A and B,

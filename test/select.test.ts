@@ -1,4 +1,4 @@
-// test-runner: alone (idle checks after releases on other connections)
+// test-runner: heavy (idle checks after releases on other connections)
 // select across machines, end to end: real daemons joined into one circuit, channels spread over
 // them, clients dialled into different servers (DESIGN.md §3.1, §9; docs/select.md).
 import assert from "node:assert/strict";
@@ -460,7 +460,7 @@ describe("select over channels on three servers", () => {
     let err = "";
     p.stdout.setEncoding("utf8").on("data", (s: string) => (out += s));
     p.stderr.setEncoding("utf8").on("data", (s: string) => (err += s));
-    const timer = setTimeout(() => p.kill("SIGKILL"), 30_000);
+    const timer = setTimeout(() => p.kill("SIGKILL"), 50_000);
     const [code] = (await once(p, "exit")) as [number | null];
     clearTimeout(timer);
     assert.equal(code, 0, `${out}\n${err}`);

@@ -1,4 +1,4 @@
-// test-runner: alone (memory bounds and kill timing)
+// test-runner: heavy (memory bounds and kill timing)
 // "A completed send is in the channel" for large values (DESIGN §3.1): a producer process sends
 // 300 values of 1 MiB with 4 in flight and exits at once; every value arrives, in order, and the
 // producer's memory stays bounded — on a quiet machine and beside two CPU burners.

@@ -1,4 +1,4 @@
-// test-runner: alone (memory bounds and kill timing)
+// test-runner: heavy (memory bounds and kill timing)
 // "A completed send is in the channel" (DESIGN §3.1): a producer that exits the moment its sends
 // have completed loses nothing — small values, 1 MiB values, stream messages — and its memory stays
 // bounded while it sends. Every producer is a real OS process that calls process.exit() right after.

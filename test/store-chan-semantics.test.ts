@@ -1,4 +1,4 @@
-// test-runner: alone (a NATS cluster, leases with a 3 s TTL and timed takeovers)
+// test-runner: heavy (a NATS cluster, leases with a 3 s TTL and timed takeovers)
 // Go channel semantics on a replicated channel (DESIGN §3.1, §12) through the library, with the
 // daemons and the 3-node JetStream cluster in their own processes; the last test takes the store
 // away and shows that /@ fails clearly while ordinary channels keep working.

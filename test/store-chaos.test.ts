@@ -1,4 +1,4 @@
-// test-runner: alone (a NATS cluster, leases with a 3 s TTL and timed takeovers)
+// test-runner: alone (kills NATS nodes: the daemons it starts wait for JetStream to elect new leaders, which a busy neighbour stretches past their bounds)
 // Chaos on a replicated channel (DESIGN §12, issue #14): producers and a consumer work on /@/q
 // (R = 3) while, at random moments, the hosting daemon is killed with -9 or stopped with SIGSTOP,
 // and a NATS node is killed (once together with the host). Bounded in events and time. At the end

@@ -1,4 +1,4 @@
-// test-runner: alone (a NATS cluster, leases with a 3 s TTL and timed takeovers)
+// test-runner: heavy (a NATS cluster, leases with a 3 s TTL and timed takeovers)
 // Circuit-wide anchors from the command line (DESIGN §12): daemons started with --store share one
 // /@ tree kept in a 3-node JetStream cluster; without --store, /@ does not exist.
 

@@ -1,4 +1,4 @@
-// test-runner: alone (a NATS cluster, leases with a 3 s TTL and timed takeovers)
+// test-runner: heavy (a NATS cluster, leases with a 3 s TTL and timed takeovers)
 // Fencing (DESIGN §12): a host that lost its lease while paused can change nothing when it wakes.
 // Every record a host appends to a channel's log carries "expected last sequence" and the host's ID,
 // so the log itself shows who wrote what: after the new host's takeover record, none by the old one.

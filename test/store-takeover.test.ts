@@ -1,4 +1,4 @@
-// test-runner: alone (a NATS cluster, leases with a 3 s TTL and timed takeovers)
+// test-runner: heavy (a NATS cluster, leases with a 3 s TTL and timed takeovers)
 // Takeover of a replicated channel (DESIGN §12): the daemon hosting /@/… is killed with -9 while
 // clients (in this process, dialled into other daemons) have a receive blocked and sends going on;
 // another daemon takes the lease over and resumes the channel from its log. The blocked receive is

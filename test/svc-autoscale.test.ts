@@ -1,4 +1,4 @@
-// test-runner: alone (autoscale timing)
+// test-runner: heavy (autoscale timing)
 // Autoscaling a service (DESIGN.md §3.7) on a channel's backlog: up at once when the backlog
 // grows, not down while the backlog keeps coming back within the cool-down (no flapping), down to
 // min once it has stayed low for a whole cool-down; and on the replicas' average CPU. Real

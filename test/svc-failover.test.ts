@@ -1,4 +1,4 @@
-// test-runner: alone (failover within the failure-detection bound)
+// test-runner: heavy (failover within the failure-detection bound)
 // A service keeps its replicas across servers (DESIGN.md §3.7): three replicas spread over three
 // daemons, one daemon killed -9, its replica started on a live server within the failure-detection
 // bound plus start-up; when the supervising daemon dies, the replicas it placed elsewhere go too.

@@ -1,4 +1,4 @@
-// test-runner: alone (backoff timing)
+// test-runner: heavy (backoff timing)
 // Supervision of a service (DESIGN.md §3.7): a crashing command is started again after delays that
 // double, and past the restart intensity the service stops and says why; the restart policy
 // decides what an exit means. Real processes on a real daemon, through the library.

@@ -1,4 +1,4 @@
-// test-runner: alone (a NATS cluster, supervision takeovers timed against failure detection)
+// test-runner: heavy (a NATS cluster, supervision takeovers timed against failure detection)
 // A service at /@ survives the death of the daemon that supervises it (DESIGN §3.7, §12): three
 // replicas over three daemons; the supervising daemon is killed -9; another daemon takes the lease
 // over, adopts the replicas still running (same PIDs) and starts the dead daemon's elsewhere; the

@@ -1,4 +1,4 @@
-// test-runner: alone (three servers and a burst of 20,000 jobs)
+// test-runner: heavy (three servers and a burst of 20,000 jobs)
 // examples/worker-pool, run the way the README says (smaller, so that it stays well within the
 // per-file bound on a loaded machine): the pool scales up on the burst, survives the kill -9 of a
 // server, processes every job and scales back down to one worker.

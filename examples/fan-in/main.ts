@@ -1,6 +1,8 @@
 // Fan-in: one consumer selects over three queues that live on three different servers, prints what
 // arrives from which server, and gives up once nothing has arrived for IDLE_MS. A producer process
-// per queue, each dialled into the server that hosts its queue, feeds it.
+// per queue, each dialled into the server that hosts its queue, feeds it. The idle clock starts with
+// the first message: until then it waits up to FIRST_MS, since the producers are whole processes
+// that take a moment to start (seconds on a busy machine).
 // Usage: node --import tsx examples/fan-in/main.ts [URL] [COUNT] [IDLE_MS]
 // With no URL it starts a circuit of three daemons on free loopback ports and stops it at the end.
 import { spawn } from "node:child_process";
@@ -11,6 +13,7 @@ import type { Message } from "./producer.ts";
 
 const here = new URL(".", import.meta.url).pathname;
 const [given, count = "5", idle = "3000"] = process.argv.slice(2);
+const FIRST_MS = 30_000;
 
 const daemons: Daemon[] = [];
 if (!given) {
@@ -52,10 +55,11 @@ const producers = queues.map((q, i) => {
 let got = 0;
 let open = queues.map((_, i) => i);
 while (open.length > 0) {
+  const wait = got === 0 ? Math.max(FIRST_MS, Number(idle)) : Number(idle);
   try {
     const r = await select(
       open.map((i) => (queues[i] as Chan<Message>).recvCase()),
-      { signal: AbortSignal.timeout(Number(idle)) },
+      { signal: AbortSignal.timeout(wait) },
     );
     const q = open[r.index] as number;
     if (r.closed) {
@@ -66,7 +70,7 @@ while (open.length > 0) {
     console.log(`got "${r.value?.text}" from q${q} on ${hostOf[q]} (${r.value?.producer})`);
   } catch (err) {
     if ((err as Error).name !== "TimeoutError") throw err;
-    console.log(`no message for ${idle} ms; giving up after ${got} messages`);
+    console.log(`no message for ${wait} ms; giving up after ${got} messages`);
     break;
   }
 }

@@ -2,10 +2,16 @@
 // msgpackr included) bundled into dist/cli/main.cjs, which dist/cli/circuit.cjs (package.json "bin",
 // built by tsc from src/cli/circuit.cts) compiles through V8's code cache. A command then starts
 // without resolving, reading and linking some 70 ES modules and two packages (bench/cli-startup.ts
-// measures both). Left out: `circuit start`'s work (start-run.js and the daemon behind it) stays the
-// ES modules tsc built, so the daemon shares one copy of every module with its start-up (and
-// `circuit start` itself runs main.js, not this bundle: see src/cli/circuit.cts); and msgpackr's
-// native decoder, which a command handling a value or two does not load.
+// measures both). Left out: `circuit start`'s work (start-run.js and the daemon behind it), which
+// a command handling a value or two does not need, and msgpackr's native decoder.
+//
+// `circuit start` has a bundle of its own, dist/cli/serve.cjs: the same command line with the
+// daemon in it, so that a daemon starts without loading some 140 ES modules one by one (0.15–0.2 s
+// of CPU of about 0.5 s, README, Performance). Packages with native parts or loaded only on demand
+// (lmdb, msgpackr's native decoder, the NATS client, pino, prom-client) stay outside it, loaded
+// from node_modules as usual. Three places in the daemon's code read import.meta.url; in the bundle
+// it is the bundle's own URL, and those places name their files from dist/'s root ("../http/",
+// "../daemon/") so that both locations lead to the same files.
 import { chmodSync } from "node:fs";
 import { build } from "esbuild";
 
@@ -22,6 +28,26 @@ await build({
   legalComments: "inline",
   logLevel: "warning",
   // A bundled module that needs import.meta would silently get an empty one: fail the build instead.
+  logOverride: { "empty-import-meta": "error" },
+});
+await build({
+  entryPoints: [new URL("../dist/cli/main.js", import.meta.url).pathname],
+  outfile: new URL("../dist/cli/serve.cjs", import.meta.url).pathname,
+  bundle: true,
+  platform: "node",
+  format: "cjs",
+  target: "node20",
+  conditions: ["require"],
+  external: ["lmdb", "msgpackr-extract", "nats", "pino", "prom-client"],
+  define: { "import.meta.url": "__bundleUrl", "import.meta.resolve": "__bundleResolve" },
+  banner: {
+    // "use strict" first, as esbuild would put it: the banner comes before esbuild's own.
+    js:
+      '"use strict";\nvar __bundleUrl = require("node:url").pathToFileURL(__filename).href;\n' +
+      'var __bundleResolve = (s) => require("node:url").pathToFileURL(require.resolve(s)).href;',
+  },
+  legalComments: "inline",
+  logLevel: "warning",
   logOverride: { "empty-import-meta": "error" },
 });
 // The command itself (tsc wrote it without the execute bit its "#!" line asks for).

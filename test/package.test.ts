@@ -85,9 +85,10 @@ test("the tarball holds dist, docs, README and LICENSE: no sources, tests, maps,
     "dist/client.js",
     "dist/client.d.ts",
     "dist/cli/main.js",
-    // The command (package.json "bin") and the command line bundled for it.
+    // The command (package.json "bin"), the command line bundled for it, and the bundle `start` runs.
     "dist/cli/circuit.cjs",
     "dist/cli/main.cjs",
+    "dist/cli/serve.cjs",
     // The dashboard's page (`start --http`) is served from these.
     "dist/http/static/index.html",
     "dist/http/static/app.js",

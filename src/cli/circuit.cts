@@ -87,9 +87,10 @@ function runBundle(): void {
 }
 
 if (commandName() === "start") {
-  // `circuit start` runs for as long as its daemon: it loads the command line as the ES modules the
-  // bundle was made from (main.js, next to this file), as it loads the daemon's, so that one copy of
-  // each module serves both and the bundle's source does not stay in the daemon's memory (an idle
-  // daemon 2.6 MB smaller; its start-up is not what is waited for). Either way it is the same code.
-  void import("./main.js");
+  // `circuit start` runs for as long as its daemon: it runs serve.cjs, the command line bundled with
+  // the daemon (scripts/bundle-cli.mjs), through Node's own loader and without a code cache. One
+  // copy of each module serves the start-up and the daemon, and the daemon starts without loading
+  // some 140 ES modules one by one; a code cache would save little more and keep its compiled
+  // functions in the daemon's memory.
+  require("./serve.cjs");
 } else runBundle();

@@ -188,7 +188,8 @@ export class ProcGuard {
     const self = fileURLToPath(import.meta.url);
     // Under tsx (tests, examples) this file is the .ts source and so is the watchdog.
     const ts = self.endsWith(".ts");
-    const script = join(self, "..", ts ? "watchdog.ts" : "watchdog.js");
+    // Through "../daemon/": the same from dist/daemon/ and from `circuit start`'s bundle in dist/cli/.
+    const script = join(self, "..", "..", "daemon", ts ? "watchdog.ts" : "watchdog.js");
     // tsx resolved from here, not from the daemon's working directory.
     const args = [
       ...(ts ? ["--import", import.meta.resolve("tsx")] : []),

@@ -35,7 +35,8 @@ const STATIC: Record<string, { file: string; type: string }> = {
   "/app.css": { file: "app.css", type: "text/css; charset=utf-8" },
 };
 
-const staticDir = new URL("./static/", import.meta.url);
+// "../http/" and not "./": the same from dist/http/ and from `circuit start`'s bundle in dist/cli/.
+const staticDir = new URL("../http/static/", import.meta.url);
 /** Pages watching at once (each holds an event stream), and HTTP connections in all. */
 const MAX_STREAMS = 64;
 const MAX_CONNECTIONS = 256;

@@ -1,3 +1,4 @@
+// test-runner: alone (a time bound on 200,000 sends: beside a busy neighbour on a slow stretch it took 14.3 s of its 12)
 // Many sends started at once without awaiting them, as `Promise.all(items.map((x) => ch.send(x)))`
 // does: the sends beyond the channel's credits wait in the client, in order, and leave as room
 // comes. Those queues are rings (util/deque.ts): as arrays, where a shift moves every element

@@ -15,29 +15,29 @@
 import { chmodSync } from "node:fs";
 import { build } from "esbuild";
 
-await build({
+/** What both bundles share: the command line from what tsc built, as one CommonJS file for Node 20. */
+const common = {
   entryPoints: [new URL("../dist/cli/main.js", import.meta.url).pathname],
-  outfile: new URL("../dist/cli/main.cjs", import.meta.url).pathname,
   bundle: true,
   platform: "node",
   format: "cjs",
   target: "node20",
   // The packages' CommonJS builds (msgpackr's ES build reads import.meta, empty in CommonJS).
   conditions: ["require"],
-  external: ["./start-run.js", "msgpackr-extract"],
   legalComments: "inline",
   logLevel: "warning",
   // A bundled module that needs import.meta would silently get an empty one: fail the build instead.
   logOverride: { "empty-import-meta": "error" },
+};
+
+await build({
+  ...common,
+  outfile: new URL("../dist/cli/main.cjs", import.meta.url).pathname,
+  external: ["./start-run.js", "msgpackr-extract"],
 });
 await build({
-  entryPoints: [new URL("../dist/cli/main.js", import.meta.url).pathname],
+  ...common,
   outfile: new URL("../dist/cli/serve.cjs", import.meta.url).pathname,
-  bundle: true,
-  platform: "node",
-  format: "cjs",
-  target: "node20",
-  conditions: ["require"],
   external: ["lmdb", "msgpackr-extract", "nats", "pino", "prom-client"],
   define: { "import.meta.url": "__bundleUrl", "import.meta.resolve": "__bundleResolve" },
   banner: {
@@ -46,9 +46,6 @@ await build({
       '"use strict";\nvar __bundleUrl = require("node:url").pathToFileURL(__filename).href;\n' +
       'var __bundleResolve = (s) => require("node:url").pathToFileURL(require.resolve(s)).href;',
   },
-  legalComments: "inline",
-  logLevel: "warning",
-  logOverride: { "empty-import-meta": "error" },
 });
 // The command itself (tsc wrote it without the execute bit its "#!" line asks for).
 chmodSync(new URL("../dist/cli/circuit.cjs", import.meta.url), 0o755);

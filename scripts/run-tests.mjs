@@ -12,24 +12,14 @@
 // `// test-runner: heavy (why)` first: they take longest or load the machine most, and started
 // last they would leave one core idle at the end while they finish.
 import { spawnSync } from "node:child_process";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { compile } from "./test-loader/compile.mjs";
+import { compile, list } from "./test-loader/compile.mjs";
 
 const root = new URL("..", import.meta.url).pathname;
 const filter = process.argv.slice(2);
 
-function list(dir) {
-  const out = [];
-  for (const name of readdirSync(dir)) {
-    const p = join(dir, name);
-    if (statSync(p).isDirectory()) out.push(...list(p));
-    else if (name.endsWith(".test.ts")) out.push(p);
-  }
-  return out;
-}
-
-let files = list(join(root, "test")).sort();
+let files = list(join(root, "test"), (name) => name.endsWith(".test.ts")).sort();
 if (filter.length > 0) files = files.filter((f) => filter.some((s) => f.includes(s)));
 if (files.length === 0) {
   console.error("run-tests: no test files found");

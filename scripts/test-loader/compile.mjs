@@ -6,7 +6,7 @@
 import { mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 
-export const CACHE = new URL("../../node_modules/.cache/circuit-tests", import.meta.url).pathname;
+const CACHE = new URL("../../node_modules/.cache/circuit-tests", import.meta.url).pathname;
 const ROOT = new URL("../..", import.meta.url).pathname;
 const tsconfigRaw = readFileSync(join(ROOT, "tsconfig.json"), "utf8");
 
@@ -20,12 +20,13 @@ export function cached(path) {
   return join(CACHE, path.replace(/ts$/, "js"));
 }
 
-function list(dir) {
+/** The files under `dir`, at any depth, whose names pass `keep`. */
+export function list(dir, keep) {
   const out = [];
   for (const name of readdirSync(dir)) {
     const p = join(dir, name);
-    if (statSync(p).isDirectory()) out.push(...list(p));
-    else if (/\.m?ts$/.test(name) && !name.endsWith(".d.ts")) out.push(p);
+    if (statSync(p).isDirectory()) out.push(...list(p, keep));
+    else if (keep(name)) out.push(p);
   }
   return out;
 }
@@ -36,7 +37,8 @@ function list(dir) {
  */
 export async function compile() {
   const { transform } = await import("esbuild");
-  const files = ["src", "test", "examples", "bench"].flatMap((d) => list(join(ROOT, d)));
+  const ts = (name) => /\.m?ts$/.test(name) && !name.endsWith(".d.ts");
+  const files = ["src", "test", "examples", "bench"].flatMap((d) => list(join(ROOT, d), ts));
   await Promise.all(
     files.map(async (path) => {
       const out = await transform(readFileSync(path, "utf8"), options(path));

@@ -2,7 +2,9 @@
 // 1 MiB, 32 MiB, against a daemon that cuts off a peer with more than 8 MiB unsent to it as one
 // that does not read) is not cut off: the daemon hands values to its receivers only while the
 // bytes already queued for the connection are under half that bound, and the rest stay in the
-// channel meanwhile. Every value arrives once, in order, at the link's pace.
+// channel meanwhile. Every value arrives once, in order, at the link's pace. Stream messages read
+// at once on such a link are paced the same way: their bytes wait in the daemon (and their senders
+// for credit) while the connection is backed up.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { type Client, dial } from "../src/index.ts";
@@ -95,6 +97,44 @@ test("twelve receivers waiting on one slow connection, 48 MiB sent to them at on
       Array.from({ length: 12 }, (_, c) => [0, 1, 2, 3].map((i) => c * 4 + i)),
     );
     for (const tx of txs) assert.equal((await tx.stat()).numRecv, 4);
+    assert.doesNotMatch(d.stderr(), /not reading/);
+  } finally {
+    await consumer.close();
+    relay.close();
+  }
+});
+
+test("eight stream messages of 4 MiB read at once over a 16 MB/s link, 8 MiB unsent allowed: each arrives whole, the reader not cut off", async () => {
+  const port = Number(new URL(d.url.replace("circuit:", "http:")).port);
+  const relay = await slowRelay(port, 16e6);
+  const consumer = await dial(relay.url);
+  try {
+    const size = 4 * MIB;
+    const names = Array.from({ length: 8 }, (_, i) => `/${d.id}/streams${i}`);
+    const txs = await Promise.all(names.map((n) => producer.walk(n).makeChan<unknown>(1)));
+    const rxs = await Promise.all(names.map((n) => consumer.walk(n).getChan<unknown>()));
+    // Each reader grants its whole window at once, so the daemon could queue up to eight windows
+    // for this one connection: far past the 8 MiB bound, unless it holds the streams' bytes back.
+    const reading = Promise.all(
+      rxs.map(async (rx, c) => {
+        const r = await rx.recvStream();
+        let n = 0;
+        for await (const chunk of r) {
+          for (let i = 0; i < (chunk as Buffer).length; i += 65536)
+            assert.equal((chunk as Buffer)[i], c, `stream ${c} at byte ${n + i}`);
+          n += (chunk as Buffer).length;
+        }
+        return n;
+      }),
+    );
+    await Promise.all(
+      txs.map(async (tx, c) => {
+        const w = tx.sendStream();
+        w.end(Buffer.alloc(size, c));
+        await w.sent;
+      }),
+    );
+    assert.deepEqual(await reading, Array(8).fill(size));
     assert.doesNotMatch(d.stderr(), /not reading/);
   } finally {
     await consumer.close();

@@ -20,7 +20,7 @@ export interface StreamPort {
 /**
  * Most bytes one SDATA frame carries: big enough that a stream moves in few frames and writes
  * (the daemon hands a big frame on in pieces as they arrive, so its size adds no wait there). Two
- * frames fill the window (STREAM_WINDOW) of a stream being read.
+ * frames fill half the window (STREAM_WINDOW) of a stream being read.
  */
 const SDATA_MAX = 2 * 1024 * 1024;
 

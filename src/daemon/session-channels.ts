@@ -22,6 +22,7 @@ import { markerOf } from "./durable-store.js";
 import { DurableStreamIn, readStored } from "./durable-stream.js";
 import type { ChanElement, ChannelLike, Item } from "./elements.js";
 import type { Limits } from "./limits.js";
+import type { PacedReceiver, Pacer } from "./pacer.js";
 import { Pieces, type Value } from "./pieces.js";
 import type { SessionStreams } from "./session-streams.js";
 import { StreamPipe } from "./stream-pipe.js";
@@ -58,71 +59,8 @@ function takenBack(unacked: Deque<Value>): Value[] {
   return unacked.drain().filter((v) => v !== STREAM_TAKEN);
 }
 
-/**
- * Holds receivers' credits back while the connection is backed up (a client on a slow link, with a
- * prefetch of big values): once a value handed over leaves it so, every receiver of the connection
- * withdraws its receives from their channels, and they go back in, in the order receivers were
- * held, once the bytes already queued have left. The values meanwhile stay in their channels
- * (their senders wait, as for any slow receiver), and the connection is never cut as one that
- * does not read.
- */
-class Pacer {
-  private readonly held = new Set<SessionReceiver>();
-  private waiting = false;
-  private holding = false;
-  constructor(
-    private readonly conn: FrameConn,
-    /** Every receiver of the connection. */
-    private readonly receivers: () => Iterable<SessionReceiver>,
-  ) {}
-
-  /**
-   * The connection has just become backed up (a value was handed over): every receiver's receives
-   * leave the channels, not only that one's, so that each value past the mark is the only one.
-   */
-  holdAll(): void {
-    if (this.holding) return;
-    this.holding = true;
-    try {
-      for (const r of this.receivers()) r.holdBack();
-    } finally {
-      this.holding = false;
-    }
-  }
-
-  hold(r: SessionReceiver): void {
-    this.held.add(r);
-    this.wait();
-  }
-
-  private wait(): void {
-    if (this.waiting) return;
-    this.waiting = true;
-    // Rejected when the connection closes: its receivers are withdrawn then (SessionChannels.close).
-    this.conn.written().then(
-      () => this.release(),
-      () => {},
-    );
-  }
-
-  forget(r: SessionReceiver): void {
-    this.held.delete(r);
-  }
-
-  private release(): void {
-    this.waiting = false;
-    for (const r of this.held) {
-      if (this.conn.backedUp) break;
-      this.held.delete(r);
-      // May take values, find the connection backed up again and be held again (at the end).
-      r.resume();
-    }
-    if (this.held.size > 0) this.wait();
-  }
-}
-
 /** A receiver id of this session: its blocked receives and the values handed to it, unacked. */
-class SessionReceiver implements Receiver<Item> {
+class SessionReceiver implements Receiver<Item>, PacedReceiver {
   readonly unacked = new Deque<Value>();
   ended = false;
   /** Closed by the client, or its session or channel gone: it takes nothing more. */
@@ -228,7 +166,8 @@ export class SessionChannels {
     /** The client's id from HELLO: sends are de-duplicated per cid (PROTOCOL: send sequence numbers). */
     private readonly cid: () => string | undefined,
   ) {
-    this.pacer = new Pacer(conn, () => this.receivers.values());
+    this.pacer = streams.pacer;
+    this.pacer.receivers = () => this.receivers.values();
   }
 
   /** SEND, CSEND, RELEASE, CANCEL, RECV, RCLOSE and SOPEN. */

@@ -5,6 +5,7 @@
 import { NoCapacity, ProtocolError } from "../errors.js";
 import type { FrameConn } from "../transport/frame-conn.js";
 import { encode, T, tail, u32 } from "../wire/protocol.js";
+import { Pacer } from "./pacer.js";
 import { type PipeReceiver, type PipeSender, StreamPipe } from "./stream-pipe.js";
 
 /** What a request handler (proc-ops, host-ops) needs of the session it answers. */
@@ -29,13 +30,17 @@ export class SessionStreams {
   private readonly inStreams = new Map<number, StreamPipe>();
   /** Those of them its requests opened (process output, file reads): --max-streams bounds these. */
   private readonly requested = new Set<number>();
+  /** What goes to the client waits here while its connection is backed up (channel values too). */
+  readonly pacer: Pacer;
 
   constructor(
     private readonly conn: FrameConn,
     /** Most streams the client may have open towards us (Limits.streams). */
     private readonly maxStreams: number,
     private readonly nextPipeId: () => number,
-  ) {}
+  ) {
+    this.pacer = new Pacer(conn);
+  }
 
   /**
    * Bytes of the client's stream `sid`: an SDATA frame, or a piece of a big one (`more`: the rest
@@ -150,6 +155,12 @@ export class SessionStreams {
   openIn(pipe: StreamPipe): void {
     this.inStreams.set(pipe.id, pipe);
     const recv: PipeReceiver = {
+      // Its bytes wait in the pipe (and its sender for credit) while the connection is backed up.
+      blocked: () => {
+        if (!this.conn.backedUp) return false;
+        this.pacer.hold(pipe);
+        return true;
+      },
       data: (c) => this.conn.send(T.SDATA, [pipe.id], c),
       // The pieces of a big frame from the sender go on as one frame, written from the pieces.
       dataParts: (parts) => this.conn.sendParts(T.SDATA, [pipe.id], parts),
@@ -167,6 +178,8 @@ export class SessionStreams {
 
   /** The stream to the client under pipe id `pid` is over: it counts no more. */
   private ended(pid: number): void {
+    const p = this.inStreams.get(pid);
+    if (p) this.pacer.forget(p);
     this.inStreams.delete(pid);
     this.requested.delete(pid);
   }

@@ -23,6 +23,11 @@ export interface PipeReceiver {
   dataParts?(chunks: Buffer[]): void;
   fin(): void;
   broken(reason: string): void;
+  /**
+   * True while the receiver's connection has too much queued to take more: the pipe keeps its
+   * bytes (and the sender its credit) until resume(). The receiver arranges that call.
+   */
+  blocked?(): boolean;
 }
 
 export class StreamPipe {
@@ -96,6 +101,11 @@ export class StreamPipe {
     this.pump();
   }
 
+  /** The receiver that was blocked may take bytes again. */
+  resume(): void {
+    this.pump();
+  }
+
   /** Nobody will read this message (scrubbed, dropped, or `lost`: the receiver's connection is gone). */
   drop(reason: string, lost = false): void {
     if (this.done) return;
@@ -114,6 +124,7 @@ export class StreamPipe {
   private pump(): void {
     const r = this.receiver;
     if (!r || this.done) return;
+    if (this.chunks.length > 0 && this.credit > 0 && r.blocked?.()) return;
     let freed = 0;
     const parts: Buffer[] = [];
     while (this.chunks.length > 0 && this.credit > 0) {

@@ -20,21 +20,14 @@ import {
   WrongKind,
 } from "../src/index.ts";
 import { startDaemon } from "./helpers/daemon.ts";
+import { state as settledIn } from "./helpers/wait.ts";
 
 const fixture = new URL("./fixtures/chan-client.ts", import.meta.url).pathname;
 let n = 0;
 const fresh = () => `t${++n}`;
 
-/** Resolves to "pending" if p has not settled within ms. */
-async function state(p: Promise<unknown>, ms = 200): Promise<"pending" | "resolved" | "rejected"> {
-  return Promise.race([
-    p.then(
-      () => "resolved" as const,
-      () => "rejected" as const,
-    ),
-    sleep(ms).then(() => "pending" as const),
-  ]);
-}
+/** How `p` stands after 200 ms (or `ms`). */
+const state = (p: Promise<unknown>, ms = 200) => settledIn(p, ms);
 
 /** A client in a child process; resolves once it printed `line`. */
 function child(url: string, path: string, mode: string, arg: string, line: string): Promise<ChildProcess> {

@@ -899,6 +899,127 @@ describe("Channel credits", () => {
     assert.deepEqual(few.grants, [3, 1, 1, 1]);
   });
 
+  test("a holder out of credit that waits (CWAIT) counts as a waiting sender and gets the next free slots first", () => {
+    const ch = new Channel<string>(8);
+    const a = holder();
+    const b = holder();
+    ch.want(a, 8);
+    ch.want(b, 8);
+    assert.deepEqual([a.granted, b.granted], [8, 0]);
+    // a spends every credit: the buffer is full.
+    for (let k = 0; k < 8; k++) assert.equal(ch.sendCredited(a, "a"), true);
+    assert.equal(ch.stat().waitingSenders, 0);
+    const waitNo = ch.holderWaits(a, true);
+    assert.ok(waitNo !== undefined && waitNo > 0, `waiting: ${waitNo}`);
+    assert.equal(ch.stat().waitingSenders, 1);
+    // b's turn would be next (holders take turns), but the waiting holder comes first.
+    const r = receiver();
+    ch.recv(r, 4);
+    assert.deepEqual([a.granted, b.granted], [12, 0]);
+    assert.equal(ch.stat().waitingSenders, 0);
+    // Nobody was revoked: no send that may block was needed.
+    assert.deepEqual([a.revokes, b.revokes], [0, 0]);
+    // A wait said while credit is still held is ignored (the grant is on its way).
+    assert.equal(ch.holderWaits(a, true), 0);
+    assert.equal(ch.stat().waitingSenders, 0);
+  });
+
+  test("a waiting holder whose send is cancelled (CWAIT 0) no longer counts, and gets no priority", () => {
+    const ch = new Channel<string>(2);
+    const a = holder();
+    ch.want(a, 2);
+    for (let k = 0; k < 2; k++) assert.equal(ch.sendCredited(a, "a"), true);
+    assert.ok((ch.holderWaits(a, true) ?? 0) > 0);
+    assert.equal(ch.stat().waitingSenders, 1);
+    assert.equal(ch.holderWaits(a, false), 0);
+    assert.equal(ch.stat().waitingSenders, 0);
+    // Still a holder: freed slots top it up as usual.
+    const r = receiver();
+    ch.recv(r, 2);
+    assert.equal(a.granted, 4);
+  });
+
+  test("a sender blocking at the channel revokes a waiting holder too, and a dropped holder's CWAIT is refused", () => {
+    const ch = new Channel<string>(2);
+    const a = holder();
+    const idle = holder();
+    ch.want(a, 2);
+    ch.want(idle, 2); // holds nothing
+    for (let k = 0; k < 2; k++) assert.equal(ch.sendCredited(a, "a"), true);
+    assert.ok((ch.holderWaits(a, true) ?? 0) > 0);
+    const w = sender("w");
+    ch.send(w);
+    // The waiting holder holds nothing but is revoked (its send goes on as one that may block);
+    // the idle one holding nothing is dropped without a frame.
+    assert.deepEqual([a.revokes, idle.revokes], [1, 0]);
+    assert.equal(ch.holderWaits(idle, true), undefined);
+    assert.equal(ch.stat().waitingSenders, 1);
+    ch.release(a);
+    // Not a holder any more: its CWAIT is refused (the session answers REVOKE).
+    assert.equal(ch.holderWaits(a, true), undefined);
+    // While a sender waits at the channel, a holder that says it waits is revoked at once.
+    const c = new Channel<string>(1);
+    const x = holder();
+    c.want(x, 1);
+    assert.equal(c.sendCredited(x, "x"), true);
+    const blocked = sender("b");
+    c.send(blocked);
+    assert.equal(x.revokes, 0); // held nothing, and was dropped
+    const y = holder();
+    c.want(y, 1);
+    assert.equal(c.holderWaits(y, true), 0);
+    assert.equal(y.revokes, 1);
+  });
+
+  test("a waiting holder kept from free room by an idle holder's credits gets them revoked (holderStuck)", () => {
+    const ch = new Channel<string>(8);
+    const busy = holder();
+    const idle = holder();
+    ch.want(idle, 4);
+    ch.want(busy, 4);
+    assert.deepEqual([idle.granted, busy.granted], [4, 4]);
+    for (let k = 0; k < 4; k++) assert.equal(ch.sendCredited(busy, "v"), true);
+    // The buffer holds 4 of 8, but the idle holder keeps the other 4: no grant for the busy one.
+    const waitNo = ch.holderWaits(busy, true) ?? 0;
+    assert.ok(waitNo > 0);
+    assert.equal(busy.granted, 4);
+    // A stale wait number does nothing.
+    ch.holderStuck(busy, waitNo + 1);
+    assert.deepEqual([idle.revokes, busy.revokes], [0, 0]);
+    ch.holderStuck(busy, waitNo);
+    assert.deepEqual([idle.revokes, busy.revokes], [1, 1]);
+    // Both release; the busy one's send, now one that may block, goes into the free room.
+    ch.release(idle);
+    ch.release(busy);
+    const w = sender("w");
+    ch.send(w);
+    assert.equal(w.result, "ok");
+    assert.equal(ch.stat().len, 5);
+    // With nobody else holding credit, a wait on a full buffer stays a wait.
+    const full = new Channel<string>(2);
+    const only = holder();
+    full.want(only, 2);
+    for (let k = 0; k < 2; k++) assert.equal(full.sendCredited(only, "v"), true);
+    const n = full.holderWaits(only, true) ?? 0;
+    full.holderStuck(only, n);
+    assert.equal(only.revokes, 0);
+    assert.equal(full.stat().waitingSenders, 1);
+  });
+
+  test("close revokes a waiting holder, and settles once it releases", () => {
+    const ch = new Channel<string>(1);
+    const a = holder();
+    ch.want(a, 1);
+    assert.equal(ch.sendCredited(a, "v"), true);
+    assert.ok((ch.holderWaits(a, true) ?? 0) > 0);
+    const s = settledFlag();
+    ch.close(s.fn);
+    assert.equal(a.revokes, 1);
+    assert.equal(s.called, 0);
+    ch.release(a);
+    assert.equal(s.called, 1);
+  });
+
   test("a sender that would block makes holders give back their credits, then proceeds", () => {
     const ch = new Channel<string>(2);
     const h1 = holder();

@@ -19,22 +19,15 @@ import {
 } from "../src/index.ts";
 import { killAll } from "./helpers/daemon.ts";
 import { type StoreCircuit, startStoreCircuit } from "./helpers/store.ts";
+import { state as settledIn } from "./helpers/wait.ts";
 
 after(killAll);
 
 let n = 0;
 const fresh = () => `/@/sem/q${++n}`;
 
-/** Resolves to "pending" if p has not settled within ms. */
-async function state(p: Promise<unknown>, ms = 300): Promise<"pending" | "resolved" | "rejected"> {
-  return Promise.race([
-    p.then(
-      () => "resolved" as const,
-      () => "rejected" as const,
-    ),
-    sleep(ms).then(() => "pending" as const),
-  ]);
-}
+/** How `p` stands after 300 ms (or `ms`). */
+const state = (p: Promise<unknown>, ms = 300) => settledIn(p, ms);
 
 describe("a replicated channel keeps Go's semantics", () => {
   let sc: StoreCircuit;

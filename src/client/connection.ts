@@ -160,6 +160,8 @@ export class Connection {
   creditBound = DEFAULT_SERVER_CREDITS;
   /** Cases of one select the server takes (its HELLO says). */
   selectCaseBound = DEFAULT_SERVER_SELECT_CASES;
+  /** The server keeps a credit holder that holds nothing until it revokes it (ServerHello.grantWait). */
+  private grantWait = false;
   /**
    * Request ids of our stream messages open at the server and not answered: each counts in
    * blockingOut (the server holds it as a blocked send until a receiver takes it).
@@ -295,7 +297,7 @@ export class Connection {
       // to prevent): the bytes are read when their turn comes (documented: do not change them
       // before the send completes).
       if (this.mustWait()) return this.gated(() => this.sendValue(st, value, signal), signal);
-      if (this.mustHold(st)) return this.gated(() => this.sendValue(st, value, signal), signal, st.held);
+      if (this.mustHold(st)) return this.hold(st, () => this.sendValue(st, value, signal), signal);
       // Credited: encoded straight into the outgoing batch and the kept copy, with no buffer of
       // their own.
       if (st.credits > 0 && st.blocking === 0 && !this.gone && !signal?.aborted) {
@@ -327,7 +329,32 @@ export class Connection {
 
   /** True if a send on `st` must wait in the client behind one of ours that waits for room (ChanState.held). */
   private mustHold(st: ChanState): boolean {
-    return st.cap > 0 && !st.releasing && (st.blocking > 0 || st.held.length > 0);
+    return st.cap > 0 && !st.releasing && (st.blocking > 0 || st.held.length > 0 || this.waitsForGrant(st));
+  }
+
+  /** Holds a send on `st` back (mustHold), telling the server if it waits for credit. */
+  private hold(st: ChanState, op: () => Promise<void>, signal?: AbortSignal): Promise<void> {
+    const p = this.gated(op, signal, st.held, () => {
+      // Cancelled: if nothing waits for credit any more, the server should not count us waiting.
+      if (st.held.length === 0 && st.waitSaid) this.sayWait(st, false);
+    });
+    if (this.waitsForGrant(st) && !st.waitSaid) this.sayWait(st, true);
+    return p;
+  }
+
+  private sayWait(st: ChanState, waits: boolean): void {
+    st.waitSaid = waits;
+    this.conn.send(T.CWAIT, [st.handle, waits ? 1 : 0]);
+  }
+
+  /**
+   * True while the channel's sends wait here for the server's next GRANT: we are a credit holder
+   * out of credit (the buffer is full), and the server keeps us one until it revokes us, so the
+   * slots freed next come to us without a send that may block (which would take every sender's
+   * credits back, round trips each).
+   */
+  private waitsForGrant(st: ChanState): boolean {
+    return st.holding && st.credits === 0 && st.blocking === 0 && this.grantWait && !this.gone;
   }
 
   /**
@@ -340,7 +367,7 @@ export class Connection {
     if (this.mustWait()) {
       return this.gated(() => this.send(st, bytes, signal, bin), signal);
     }
-    if (this.mustHold(st)) return this.gated(() => this.send(st, bytes, signal, bin), signal, st.held);
+    if (this.mustHold(st)) return this.hold(st, () => this.send(st, bytes, signal, bin), signal);
     if (
       !(st.credits > 0 && st.blocking === 0) &&
       ((this.sendQueue.length > 0 && !this.admittingSends) || this.blockingOut >= this.serverPending)
@@ -478,7 +505,7 @@ export class Connection {
     if (st.releasing) return;
     st.releasing = true;
     try {
-      while (st.held.length > 0 && st.blocking === 0) {
+      while (st.held.length > 0 && st.blocking === 0 && !this.waitsForGrant(st)) {
         const next = st.held.shift() as Gated;
         if (this.gone) next.reject(this.gone);
         else next.run();
@@ -486,6 +513,7 @@ export class Connection {
     } finally {
       st.releasing = false;
     }
+    if (st.held.length > 0 && !st.waitSaid && this.waitsForGrant(st)) this.sayWait(st, true);
   }
 
   /** True if a send must be held back: the bound is reached, others wait before it, or the link is being re-established. */
@@ -897,6 +925,7 @@ export class Connection {
         this.serverStreams = bound(h.streams, DEFAULT_SERVER_STREAMS);
         this.creditBound = bound(h.credits, DEFAULT_SERVER_CREDITS);
         this.selectCaseBound = bound(h.selectCases, DEFAULT_SERVER_SELECT_CASES);
+        this.grantWait = h.grantWait === true;
         this.handshakeError = undefined;
         this.startHeartbeat();
         this.settle(0, undefined);
@@ -934,14 +963,23 @@ export class Connection {
       }
       case T.GRANT: {
         const st = this.chans.get(u32(body, 0));
-        if (st) st.credits += u32(body, 1);
+        if (!st) return;
+        st.credits += u32(body, 1);
+        st.holding = true;
+        st.waitSaid = false;
+        this.unhold(st);
         return;
       }
       case T.REVOKE: {
         const h = u32(body, 0);
         const st = this.chans.get(h);
-        if (st) st.credits = 0;
         this.conn.send(T.RELEASE, [h]);
+        if (!st) return;
+        st.credits = 0;
+        st.holding = false;
+        st.waitSaid = false;
+        // Sends waiting for a grant go on as sends that may block, after the RELEASE.
+        this.unhold(st);
         return;
       }
       case T.VAL: {
@@ -1105,6 +1143,8 @@ export class Connection {
     this.admitSelects();
     this.admitSends();
     this.admit();
+    // Sends that waited for a grant on the old link go on (the new one starts with no credit).
+    for (const st of this.states) this.unhold(st);
   }
 
   /** Carries channels, sends and receivers over to the new link; idempotent if a link breaks midway. */
@@ -1132,6 +1172,8 @@ export class Connection {
       }
       st.handle = r.handle;
       st.credits = 0;
+      st.holding = false;
+      st.waitSaid = false;
       this.chans.set(st.handle, st);
       for (const k of kept) {
         // Everything not acknowledged goes again, in order, as sends that may block; the server

@@ -54,6 +54,10 @@ export interface ChanState {
   handle: number;
   cap: number;
   credits: number;
+  /** The server counts us a credit holder (a GRANT came, no REVOKE since). */
+  holding: boolean;
+  /** We told the server (CWAIT) that a send waits here for its next GRANT. */
+  waitSaid: boolean;
   /** Sends in flight that may block; while any is, credits are not used (issue order). */
   blocking: number;
   /** The anchor path, to open the channel again after a reconnection (none: not resumable). */
@@ -98,6 +102,8 @@ export function newChanState(
     handle,
     cap,
     credits: 0,
+    holding: false,
+    waitSaid: false,
     blocking: 0,
     names,
     seq: 0,

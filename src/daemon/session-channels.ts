@@ -27,6 +27,13 @@ import { Pieces, type Value } from "./pieces.js";
 import type { SessionStreams } from "./session-streams.js";
 import { StreamPipe } from "./stream-pipe.js";
 
+/**
+ * How long a credit holder waits for a grant (CWAIT) while other holders keep slots they do not
+ * use, before they are all revoked (Channel.holderStuck): an active sender spends its credits well
+ * within it, so the wait is for slots an idle one keeps.
+ */
+const GRANT_WAIT_MS = 5;
+
 /** A session's credit holding on one channel. */
 class Holder implements CreditHolder {
   constructor(
@@ -170,7 +177,7 @@ export class SessionChannels {
     this.pacer.receivers = () => this.receivers.values();
   }
 
-  /** SEND, CSEND, RELEASE, CANCEL, RECV, RCLOSE and SOPEN. */
+  /** SEND, CSEND, RELEASE, CWAIT, CANCEL, RECV, RCLOSE and SOPEN. */
   frame(type: number, body: Buffer): void {
     switch (type) {
       case T.SEND:
@@ -187,6 +194,21 @@ export class SessionChannels {
         // A released handle's channel has settled: it holds no credits of ours any more.
         if (h) h.el.chan.release(h.holder);
         else this.el(u32(body, 0));
+        return;
+      }
+      case T.CWAIT: {
+        const handle = u32(body, 0);
+        const h = this.handles.get(handle);
+        // A released handle's channel has settled: nothing waits for its credit.
+        if (!h) {
+          this.el(handle);
+          return;
+        }
+        const chan = h.el.chan;
+        const waitNo = chan.holderWaits(h.holder, u32(body, 1) !== 0);
+        // No holder any more (dropped while it held nothing): revoked, its send goes as a SEND.
+        if (waitNo === undefined) this.conn.send(T.REVOKE, [handle]);
+        else if (waitNo > 0) setTimeout(() => chan.holderStuck(h.holder, waitNo), GRANT_WAIT_MS);
         return;
       }
       case T.CANCEL: {

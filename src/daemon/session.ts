@@ -189,6 +189,7 @@ export class Session {
         streams: this.d.limits.streams,
         credits: this.d.limits.credits,
         selectCases: this.d.limits.selectCases,
+        grantWait: true,
       } satisfies ServerHello),
     );
     const peer = h as { role?: unknown; id?: unknown; cid?: unknown };
@@ -224,6 +225,7 @@ export class Session {
       case T.SEND:
       case T.CSEND:
       case T.RELEASE:
+      case T.CWAIT:
       case T.CANCEL:
       case T.RECV:
       case T.RCLOSE:

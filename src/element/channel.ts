@@ -137,6 +137,10 @@ interface Holding {
   held: number;
   want: number;
   revoking: boolean;
+  /** Out of credit with a send waiting for more (holderWaits): a waiting sender until granted. */
+  waiting: boolean;
+  /** Counts its waits, so that holderStuck acts on the wait it was meant for. */
+  waitNo: number;
 }
 
 interface PlainSend<V> {
@@ -502,12 +506,47 @@ export class Channel<V> {
     if (this.closing || this.cap === 0) return;
     let h = this.holders.get(holder);
     if (!h) {
-      h = { held: 0, want: 0, revoking: false };
+      h = { held: 0, want: 0, revoking: false, waiting: false, waitNo: 0 };
       this.holders.set(holder, h);
     }
     if (h.revoking) return;
     h.want = Math.max(0, Math.min(n, this.cap));
     this.grant();
+  }
+
+  /**
+   * The holder has used every credit and has a send waiting for the next grant (`waits`), or no
+   * longer has one (its send was cancelled): it counts as a waiting sender meanwhile, and free slots
+   * go to waiting holders first. Ignored while it still holds credit (a grant is on its way to it).
+   * Returns undefined if it is no holder here (dropped when revocation found it holding nothing):
+   * it should send as one that may block. Otherwise the number of the wait that goes on (0: none,
+   * granted at once or not waiting), to pass to holderStuck a short while later.
+   */
+  holderWaits(holder: CreditHolder, waits: boolean): number | undefined {
+    const h = this.holders.get(holder);
+    if (!h) return undefined;
+    if (h.revoking) return 0;
+    const was = h.waiting;
+    h.waiting = waits && h.held === 0;
+    if (!h.waiting) return 0;
+    if (!was) h.waitNo++;
+    // A sender waits at the channel: every holder is revoked, this one too (it sends as one that
+    // may block, behind that sender).
+    if (this.liveSenders + this.tsend.length > 0) this.revokeAll();
+    else this.grant();
+    return h.waiting ? h.waitNo : 0;
+  }
+
+  /**
+   * The holder's wait `waitNo` (holderWaits) has lasted a while. If it goes on while other holders
+   * keep slots reserved that they have not used, the buffer has room this sender cannot have:
+   * as for a sender waiting at the channel, every holder is revoked (an idle holder must not keep
+   * a busy one waiting, as Go's send on a channel with room does not wait).
+   */
+  holderStuck(holder: CreditHolder, waitNo: number): void {
+    const h = this.holders.get(holder);
+    if (!h?.waiting || h.revoking || h.waitNo !== waitNo || this.reserved === 0) return;
+    this.revokeAll();
   }
 
   /**
@@ -538,9 +577,15 @@ export class Channel<V> {
       aborted: this.aborted,
       numSend: this.numSend,
       numRecv: this.numRecv,
-      waitingSenders: this.liveSenders + this.tsend.length,
+      waitingSenders: this.liveSenders + this.tsend.length + this.waitingHolders(),
       waitingReceivers,
     };
+  }
+
+  private waitingHolders(): number {
+    let n = 0;
+    for (const h of this.holders.values()) if (h.waiting) n++;
+    return n;
   }
 
   /**
@@ -829,7 +874,7 @@ export class Channel<V> {
     else this.grant();
   }
 
-  /** Tops up credit holders from the free slots, in batches. */
+  /** Tops up credit holders from the free slots, in batches: the ones waiting for credit first. */
   private grant(): void {
     if (this.closing || this.holders.size === 0 || this.liveSenders + this.tsend.length > 0) return;
     let free = this.cap - this.buf.length - this.reserved - this.selSlots;
@@ -838,18 +883,20 @@ export class Channel<V> {
     // first in line would otherwise take every slot, and the others would wait at the channel.
     const n = this.holders.size;
     const first = n > 1 ? this.grantTurn++ % n : 0;
-    for (let pass = 0; pass < 2 && free > 0; pass++) {
+    // Passes 0 and 1 take the holders waiting for credit, 2 and 3 the others; the even pass those
+    // from `first` on, the odd one those before it.
+    for (let pass = 0; pass < 4 && free > 0; pass++) {
+      const waiting = pass < 2;
       let i = 0;
       for (const [holder, h] of this.holders) {
-        // The first pass takes holders from `first` on, the second the ones before it.
-        if (pass === 0 ? i++ < first : i++ >= first) continue;
-        if (h.revoking || h.want <= h.held) continue;
+        if (pass % 2 === 0 ? i++ < first : i++ >= first) continue;
+        if (h.waiting !== waiting || h.revoking || h.want <= h.held) continue;
         // Top up in batches of at least half the want, not a frame per freed slot: with several
-        // senders taking turns, smaller batches ran each one dry more often (a send then waits
-        // at the channel, and every holder's credits are revoked).
+        // senders taking turns, smaller batches ran each one dry more often.
         if (h.want - h.held < Math.max(1, h.want >> 1)) continue;
         const g = Math.min(free, h.want - h.held);
         h.held += g;
+        h.waiting = false;
         this.reserved += g;
         free -= g;
         holder.grant(g);
@@ -869,11 +916,14 @@ export class Channel<V> {
   private revokeAll(): void {
     for (const [holder, h] of this.holders) {
       if (h.revoking) continue;
-      if (h.held === 0) {
+      // One holding nothing is dropped, unless a send of its waits for a grant: that is revoked
+      // too, to send as one that may block (ServerHello.grantWait).
+      if (h.held === 0 && !h.waiting) {
         this.holders.delete(holder);
         continue;
       }
       h.revoking = true;
+      h.waiting = false;
       h.want = 0;
       holder.revoke();
     }

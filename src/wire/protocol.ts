@@ -43,8 +43,15 @@
 //                                        channel could not store them (StorageFull).
 //   GRANT      s→c  [handle, n]          n more credits.
 //   REVOKE     s→c  [handle]             give back unused credits (another sender waits, or the
-//                                        channel is closing); answered by RELEASE.
+//                                        channel is closing); answered by RELEASE. A server whose
+//                                        HELLO says grantWait revokes a holder holding none if it
+//                                        said CWAIT, and answers a CWAIT from one it no longer
+//                                        counts a holder with REVOKE.
 //   RELEASE    c→s  [handle]             the answer to REVOKE: the client now holds no credits.
+//   CWAIT      c→s  [handle, waits]      (to a grantWait server) waits 1: every credit is spent and a
+//                                        send waits in the client for the next GRANT, which it gets
+//                                        before holders that still have credit; it counts as a
+//                                        waiting sender meanwhile. waits 0: that send was cancelled.
 // Channel receives (a receiver id `rid` is a request id; each credit is one blocked receive)
 //   RECV       c→s  [rid, handle, ack, n]  ack the first `ack` undelivered-to-user values of rid
 //                                          and add n receive credits (creates rid on first use).
@@ -111,6 +118,7 @@ export const T = {
   CSEND: 0x11,
   CACK: 0x15,
   CNAK: 0x16,
+  CWAIT: 0x17,
   GRANT: 0x12,
   REVOKE: 0x13,
   RELEASE: 0x14,

@@ -39,6 +39,12 @@ export interface ServerHello {
   credits?: number;
   /** Cases of one select the server takes (more is a protocol error); absent from older servers: 1,024. */
   selectCases?: number;
+  /**
+   * True: a sender that has spent every credit may say so (CWAIT) and wait for the next GRANT
+   * instead of sending a send that may block; the server answers with GRANT, or with REVOKE when
+   * it no longer counts it a holder. Absent from older servers, which know no CWAIT.
+   */
+  grantWait?: boolean;
 }
 /** PUSH tails: a released channel handle, and (to a client that watches) membership changes. */
 export type Push =

@@ -41,11 +41,15 @@ export class Raw {
     this.write(w.take());
   }
 
-  /** HELLO as a client (with `cid`, a client id: its sends are de-duplicated by sequence number). */
-  async hello(cid?: string): Promise<void> {
+  /**
+   * HELLO as a client (with `cid`, a client id: its sends are de-duplicated by sequence number);
+   * returns the server's HELLO map.
+   */
+  async hello(cid?: string): Promise<Record<string, unknown>> {
     this.frame(T.HELLO, [], encode({ v: PROTOCOL_VERSION, role: "client", ...(cid ? { cid } : {}) }));
     const f = await this.next();
     assert.equal(f?.type, T.HELLO);
+    return decode((f as Frame).body) as Record<string, unknown>;
   }
 
   request(id: number, req: unknown): void {

@@ -38,3 +38,14 @@ export async function within<T>(ms: number, p: Promise<T>, what: string | (() =>
     clearTimeout(timer);
   }
 }
+
+/** How `p` stands after `ms`: "pending" if it has not settled by then. */
+export async function state(p: Promise<unknown>, ms: number): Promise<"pending" | "resolved" | "rejected"> {
+  return Promise.race([
+    p.then(
+      () => "resolved" as const,
+      () => "rejected" as const,
+    ),
+    sleep(ms).then(() => "pending" as const),
+  ]);
+}

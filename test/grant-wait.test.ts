@@ -1,0 +1,236 @@
+// A credit holder that has spent every credit waits for the next grant (CWAIT) instead of sending a
+// send that may block, which would take every sender's credits back: what the daemon says on the
+// wire, and what a program sees through the client library, with producers in their own processes.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
+import { after, before, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { type Chan, ChannelClosed, type Client, dial } from "../src/index.ts";
+import { batchTail } from "../src/wire/frame.ts";
+import { decode, encode, T } from "../src/wire/protocol.ts";
+import { startDaemon } from "./helpers/daemon.ts";
+import { type Frame, Raw } from "./helpers/raw.ts";
+import { state as settledIn, until } from "./helpers/wait.ts";
+
+const fixture = new URL("./fixtures/chan-client.ts", import.meta.url).pathname;
+
+/** How `p` stands after 200 ms (or `ms`). */
+const state = (p: Promise<unknown>, ms = 200) => settledIn(p, ms);
+
+/** The next frame of `r` that is not a TICK (heartbeat). */
+async function nextFrame(r: Raw, ms = 3000): Promise<Frame> {
+  for (;;) {
+    const f = await r.next(ms);
+    assert.ok(f, "the connection closed");
+    if (f.type !== T.TICK) return f;
+  }
+}
+
+/** No frame but heartbeats arrives on `r` within `ms`. */
+async function quiet(r: Raw, ms: number): Promise<void> {
+  await sleep(ms);
+  const seen = r.frames.filter((f) => f.type !== T.TICK).map((f) => f.type);
+  assert.deepEqual(seen, []);
+}
+
+const u32 = (f: Frame, i: number) => f.body.readUInt32BE(4 * i);
+
+describe("waiting for a grant (CWAIT)", () => {
+  let d: Awaited<ReturnType<typeof startDaemon>>;
+  let port: number;
+  let a: Client;
+  let b: Client;
+  let n = 0;
+  const path = () => `/${d.id}/gw${++n}`;
+
+  before(async () => {
+    d = await startDaemon();
+    port = Number(new URL(d.url.replace("circuit:", "http:")).port);
+    a = await dial(d.url);
+    b = await dial(d.url);
+  });
+  after(async () => {
+    await a?.close();
+    await b?.close();
+    await d?.stop();
+  });
+
+  /** A raw connection holding credits on a new channel of capacity `cap`: [raw, handle, channel path]. */
+  async function rawHolder(cap: number, want: number): Promise<[Raw, number, string, number]> {
+    const p = path();
+    const r = new Raw(port);
+    const hello = await r.hello();
+    assert.equal(hello.grantWait, true, "the server's HELLO offers grantWait");
+    r.request(1, { op: "mkchan", path: p.split("/").slice(1), cap });
+    const res = await nextFrame(r);
+    assert.equal(res.type, T.RES);
+    const { handle } = decode(res.body.subarray(4)) as { handle: number };
+    // One send that may block, asking for credits afterwards.
+    r.frame(T.SEND, [2, handle, want, 1], encode("v1"));
+    const done = await nextFrame(r);
+    assert.deepEqual([done.type, u32(done, 0)], [T.RES, 2]);
+    const grant = await nextFrame(r);
+    assert.deepEqual([grant.type, u32(grant, 0)], [T.GRANT, handle]);
+    return [r, handle, p, u32(grant, 1)];
+  }
+
+  test("on the wire: a waiting holder is counted, gets the freed slots first, and is revoked for a blocked sender", async () => {
+    const [r, handle, p, granted] = await rawHolder(4, 4);
+    assert.equal(granted, 3);
+    try {
+      r.frame(T.CSEND, [handle, 2], batchTail([encode("v2"), encode("v3"), encode("v4")]));
+      const ack = await nextFrame(r);
+      assert.deepEqual([ack.type, u32(ack, 0), u32(ack, 1)], [T.CACK, handle, 4]);
+      const ch = await b.walk(p).getChan<string>();
+      assert.equal((await ch.stat()).waitingSenders, 0);
+      // Every credit spent on a full buffer: the holder says it waits, and is told nothing yet.
+      r.frame(T.CWAIT, [handle, 1]);
+      await quiet(r, 150);
+      assert.equal((await ch.stat()).waitingSenders, 1);
+      // A value taken: the slot is granted to it at once (a holder not waiting gets credit only
+      // once it is half its want short); the next freed slot too.
+      assert.equal(await ch.recv(), "v1");
+      const more = await nextFrame(r);
+      assert.deepEqual([more.type, u32(more, 0), u32(more, 1)], [T.GRANT, handle, 1]);
+      assert.equal((await ch.stat()).waitingSenders, 0);
+      assert.equal(await ch.recv(), "v2");
+      const next = await nextFrame(r);
+      assert.deepEqual([next.type, u32(next, 0), u32(next, 1)], [T.GRANT, handle, 1]);
+      r.frame(T.CSEND, [handle, 5], batchTail([encode("v5"), encode("v6")]));
+      assert.equal((await nextFrame(r)).type, T.CACK);
+      // It waits again; another connection's send must block, so the waiting holder is revoked
+      // (it holds nothing, but its send now goes as one that may block, behind that sender).
+      r.frame(T.CWAIT, [handle, 1]);
+      await quiet(r, 100);
+      const other = ch.send("other");
+      const revoke = await nextFrame(r);
+      assert.deepEqual([revoke.type, u32(revoke, 0)], [T.REVOKE, handle]);
+      r.frame(T.RELEASE, [handle]);
+      // No longer a holder: a CWAIT now is answered with REVOKE at once.
+      r.frame(T.CWAIT, [handle, 1]);
+      const again = await nextFrame(r);
+      assert.deepEqual([again.type, u32(again, 0)], [T.REVOKE, handle]);
+      r.frame(T.RELEASE, [handle]);
+      r.frame(T.SEND, [3, handle, 0, 7], encode("v7"));
+      const got = [];
+      for (let i = 0; i < 6; i++) got.push(await ch.recv());
+      assert.deepEqual(got, ["v3", "v4", "v5", "v6", "other", "v7"]);
+      await other;
+      const res = await nextFrame(r);
+      assert.deepEqual([res.type, u32(res, 0)], [T.RES, 3]);
+    } finally {
+      r.destroy();
+    }
+  });
+
+  test("on the wire: an idle holder's unused credits do not keep a waiting holder out of free room", async () => {
+    // The raw connection takes 4 of 8 slots and never uses them.
+    const [idle, handle, p] = await rawHolder(8, 4);
+    try {
+      const ch = await a.walk(p).getChan<number>();
+      // The busy sender takes the 3 slots left (1 holds idle's value, 4 are reserved for it) and
+      // is granted the last 2 of them after its first send.
+      for (let i = 0; i < 3; i++) assert.equal(await state(ch.send(i), 3000), "resolved", `send ${i}`);
+      await quiet(idle, 100);
+      // Out of credit, the next send waits for a grant; the free room is idle's, so idle is
+      // revoked (Go's send on a buffer with room does not wait for a receiver).
+      const fourth = ch.send(3);
+      const revoke = await nextFrame(idle);
+      assert.deepEqual([revoke.type, u32(revoke, 0)], [T.REVOKE, handle]);
+      idle.frame(T.RELEASE, [handle]);
+      assert.equal(await state(fourth, 3000), "resolved");
+      // With idle's slots back, the buffer fills to its capacity, and no further.
+      for (let i = 4; i < 7; i++) assert.equal(await state(ch.send(i), 3000), "resolved", `send ${i}`);
+      const ninth = ch.send(7);
+      assert.equal(await state(ninth), "pending");
+      assert.equal((await ch.stat()).len, 8);
+      const rx = await b.walk(p).getChan<string | number>();
+      const got = [];
+      for (let i = 0; i < 9; i++) got.push(await rx.recv());
+      await ninth;
+      assert.deepEqual(got, ["v1", 0, 1, 2, 3, 4, 5, 6, 7]);
+    } finally {
+      idle.destroy();
+    }
+  });
+
+  test("on the wire: CWAIT on a handle never given closes the connection", async () => {
+    const r = new Raw(port);
+    await r.hello();
+    r.frame(T.CWAIT, [999, 1]);
+    const errs = await r.untilClosed();
+    assert.ok(r.closed);
+    assert.equal(errs[0]?.code, "NotFound");
+  });
+
+  test("a send waiting for a grant is cancelled by its signal and delivers nothing; close fails the next one", async () => {
+    const p = path();
+    const x = await a.walk(p).makeChan<number>(4);
+    const y = (await b.walk(p).get()) as Chan<number>;
+    for (let i = 0; i < 4; i++) await x.send(i);
+    const ac = new AbortController();
+    const fifth = x.send(4, { signal: ac.signal });
+    assert.equal(await state(fifth), "pending");
+    await until("the waiting send is counted", 3000, async () => (await y.stat()).waitingSenders === 1);
+    ac.abort();
+    await assert.rejects(fifth, { name: "AbortError" });
+    await until("the cancelled send is no longer counted", 3000, async () => (await y.stat()).waitingSenders === 0);
+    const got = [];
+    for (let i = 0; i < 4; i++) got.push(await y.recv());
+    assert.deepEqual(got, [0, 1, 2, 3]);
+    await assert.rejects(y.recv({ signal: AbortSignal.timeout(200) }), { name: "TimeoutError" });
+    // Full again, a send waits for a grant; the close fails it.
+    for (let i = 10; i < 14; i++) await x.send(i);
+    const blocked = x.send(14);
+    assert.equal(await state(blocked), "pending");
+    await y.close();
+    await assert.rejects(blocked, ChannelClosed);
+    const rest = [];
+    for (let i = 0; i < 4; i++) rest.push(await y.recv());
+    assert.deepEqual(rest, [10, 11, 12, 13]);
+    await assert.rejects(y.recv(), ChannelClosed);
+  });
+
+  test("two producer processes and two consumers: every value once, each producer's in order", async () => {
+    const p = path();
+    const x = await a.walk(p).makeChan<[number, number]>(64);
+    const y = (await b.walk(p).get()) as Chan<[number, number]>;
+    const N = 20_000;
+    const procs = [0, 1].map(() =>
+      spawn(process.execPath, ["--import", "tsx", fixture, d.url, p, "produce", String(N)], {
+        stdio: ["ignore", "pipe", "inherit"],
+      }),
+    );
+    try {
+      const seen = new Map<number, number>();
+      let total = 0;
+      const consume = async (c: Chan<[number, number]>) => {
+        // Each consumer sees each producer's values in increasing order.
+        const last = new Map<number, number>();
+        for await (const [pid, i] of c.iterate({ prefetch: 32 })) {
+          assert.ok(i > (last.get(pid) ?? -1), `producer ${pid}: ${i} after ${last.get(pid)}`);
+          last.set(pid, i);
+          seen.set(pid, (seen.get(pid) ?? 0) + 1);
+          if (++total === 2 * N) await y.close();
+        }
+      };
+      const deadline = AbortSignal.timeout(120_000);
+      await Promise.race([
+        Promise.all([consume(x), consume(y)]),
+        once(deadline, "abort").then(() => assert.fail(`only ${total} of ${2 * N} values within 120 s`)),
+      ]);
+      assert.equal(total, 2 * N);
+      assert.deepEqual(
+        [...seen.values()].sort((m, k) => m - k),
+        [N, N],
+      );
+      for (const pr of procs) {
+        if (pr.exitCode === null) await once(pr, "exit");
+        assert.equal(pr.exitCode, 0);
+      }
+    } finally {
+      for (const pr of procs) if (pr.exitCode === null) pr.kill("SIGKILL");
+    }
+  });
+});

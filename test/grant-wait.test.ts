@@ -88,17 +88,26 @@ describe("waiting for a grant (CWAIT)", () => {
       r.frame(T.CWAIT, [handle, 1]);
       await quiet(r, 150);
       assert.equal((await ch.stat()).waitingSenders, 1);
-      // A value taken: the slot is granted to it at once (a holder not waiting gets credit only
-      // once it is half its want short); the next freed slot too.
+      // A value taken: the slot is granted to it at once, as it waits (a holder not waiting gets
+      // credit only once it is half its want short).
       assert.equal(await ch.recv(), "v1");
       const more = await nextFrame(r);
       assert.deepEqual([more.type, u32(more, 0), u32(more, 1)], [T.GRANT, handle, 1]);
       assert.equal((await ch.stat()).waitingSenders, 0);
+      r.frame(T.CSEND, [handle, 5], batchTail([encode("v5")]));
+      const ack5 = await nextFrame(r);
+      assert.deepEqual([ack5.type, u32(ack5, 1)], [T.CACK, 5]);
+      // The next freed slot is granted, but not told while the holder does not wait for it...
       assert.equal(await ch.recv(), "v2");
+      await quiet(r, 150);
+      // ...and told at once when it says it waits.
+      r.frame(T.CWAIT, [handle, 1]);
       const next = await nextFrame(r);
       assert.deepEqual([next.type, u32(next, 0), u32(next, 1)], [T.GRANT, handle, 1]);
-      r.frame(T.CSEND, [handle, 5], batchTail([encode("v5"), encode("v6")]));
-      assert.equal((await nextFrame(r)).type, T.CACK);
+      assert.equal((await ch.stat()).waitingSenders, 0);
+      r.frame(T.CSEND, [handle, 6], batchTail([encode("v6")]));
+      const ack6 = await nextFrame(r);
+      assert.deepEqual([ack6.type, u32(ack6, 1)], [T.CACK, 6]);
       // It waits again; another connection's send must block, so the waiting holder is revoked
       // (it holds nothing, but its send now goes as one that may block, behind that sender).
       r.frame(T.CWAIT, [handle, 1]);
@@ -119,6 +128,35 @@ describe("waiting for a grant (CWAIT)", () => {
       await other;
       const res = await nextFrame(r);
       assert.deepEqual([res.type, u32(res, 0)], [T.RES, 3]);
+    } finally {
+      r.destroy();
+    }
+  });
+
+  test("on the wire: a holder that still has credit is told a grant with the acknowledgement of its next batch", async () => {
+    const [r, handle, p, granted] = await rawHolder(8, 8);
+    assert.equal(granted, 7);
+    try {
+      r.frame(T.CSEND, [handle, 2], batchTail([encode("v2"), encode("v3"), encode("v4")]));
+      const ack = await nextFrame(r);
+      assert.deepEqual([ack.type, u32(ack, 1)], [T.CACK, 4]);
+      // Four values taken: the holder, four credits short of its want, is granted the slot freed
+      // first (then it is less than half short), which it is not told yet (it still has four).
+      const ch = await b.walk(p).getChan<string>();
+      for (const v of ["v1", "v2", "v3", "v4"]) assert.equal(await ch.recv(), v);
+      await quiet(r, 150);
+      assert.equal((await ch.stat()).len, 0);
+      // Its next batch is acknowledged, and the grant comes in the same write, with the three
+      // slots that batch left free.
+      r.frame(T.CSEND, [handle, 5], batchTail([encode("v5")]));
+      const ack5 = await nextFrame(r);
+      assert.deepEqual([ack5.type, u32(ack5, 1)], [T.CACK, 5]);
+      const grant = await nextFrame(r, 100);
+      assert.deepEqual([grant.type, u32(grant, 0), u32(grant, 1)], [T.GRANT, handle, 4]);
+      // It holds 7 again: 7 more sends complete without a receiver, the 8th would need one.
+      r.frame(T.CSEND, [handle, 6], batchTail(["a", "b", "c", "d", "e", "f", "g"].map((v) => encode(v))));
+      assert.equal((await nextFrame(r)).type, T.CACK);
+      assert.equal((await ch.stat()).len, 8);
     } finally {
       r.destroy();
     }

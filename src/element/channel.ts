@@ -80,7 +80,8 @@ export interface Receiver<V> {
 
 /** A connection that can hold reserved buffer slots. */
 export interface CreditHolder {
-  grant(n: number): void;
+  /** n more credits; `waited`: the holder had said it waits for them (holderWaits). */
+  grant(n: number, waited: boolean): void;
   /** Asks the holder to give back its unused credits with `release`. */
   revoke(): void;
 }
@@ -899,7 +900,7 @@ export class Channel<V> {
         h.waiting = false;
         this.reserved += g;
         free -= g;
-        holder.grant(g);
+        holder.grant(g, waiting);
         if (free === 0) break;
       }
     }

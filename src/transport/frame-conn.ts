@@ -254,6 +254,11 @@ export class FrameConn {
     }
   }
 
+  /** True if frames are queued to be written at the end of this turn. */
+  get queuing(): boolean {
+    return this.writer.length > 0;
+  }
+
   /**
    * More than half the bound on unsent bytes waits here: whoever chooses when to send (a daemon
    * handing values to receivers) should hold back until written() settles, short of the bound,

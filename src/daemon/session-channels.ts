@@ -48,8 +48,8 @@ class Holder implements CreditHolder {
    * A grant is told at once to a client that waits for it, to one that does not know it holds
    * credits, or when other frames go to it this turn anyway. Otherwise the client still holds
    * credit and is sending: the GRANT goes with the CACK of its next batch (tell), which spares a
-   * write of a frame of its own (two producers on a full buffer: about a third of the daemon's
-   * writes were lone GRANTs).
+   * write of a frame of its own (two producers on a full buffer: over half of the daemon's writes
+   * were a lone GRANT or CACK).
    */
   grant(n: number, waited: boolean): void {
     this.untold += n;
@@ -403,7 +403,10 @@ export class SessionChannels {
           this.conn.send(T.CACK, [handle, last]);
           h.holder.tell();
         },
-        (err) => this.conn.send(T.CNAK, [handle, last], encode(toWire(err))),
+        (err) => {
+          this.conn.send(T.CNAK, [handle, last], encode(toWire(err)));
+          h.holder.tell();
+        },
       );
     } else {
       this.conn.send(T.CACK, [handle, last]);

@@ -230,6 +230,36 @@ describe("waiting for a grant (CWAIT)", () => {
     await assert.rejects(y.recv(), ChannelClosed);
   });
 
+  test("a producer killed with -9 while it waits for a grant: no longer counted, the buffer holds exactly what it sent, in order", async () => {
+    const p = path();
+    const x = await a.walk(p).makeChan<[number, number]>(64);
+    // It fills the buffer, then its sends wait for a grant that a receiver would bring.
+    const pr = spawn(process.execPath, ["--import", "tsx", fixture, d.url, p, "produce", "1000"], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    try {
+      await until("the buffer is full and the producer waits", 15_000, async () => {
+        const st = await x.stat();
+        return st.len === 64 && st.waitingSenders === 1;
+      });
+      // A random moment of its wait.
+      await sleep(Math.floor(Math.random() * 200));
+      pr.kill("SIGKILL");
+      await once(pr, "exit");
+      await until("the killed producer is no longer counted", 5000, async () => (await x.stat()).waitingSenders === 0);
+      const got: number[] = [];
+      for (let i = 0; i < 64; i++) got.push((await x.recv())[1]);
+      assert.deepEqual(
+        got,
+        Array.from({ length: 64 }, (_, i) => i),
+      );
+      await assert.rejects(x.recv({ signal: AbortSignal.timeout(300) }), { name: "TimeoutError" });
+      assert.equal((await x.stat()).len, 0);
+    } finally {
+      if (pr.exitCode === null && pr.signalCode === null) pr.kill("SIGKILL");
+    }
+  });
+
   test("two producer processes and two consumers: every value once, each producer's in order", async () => {
     const p = path();
     const x = await a.walk(p).makeChan<[number, number]>(64);

@@ -36,6 +36,13 @@ async function quiet(r: Raw, ms: number): Promise<void> {
 
 const u32 = (f: Frame, i: number) => f.body.readUInt32BE(4 * i);
 
+/** Sends `values` on credit from sequence number `seq`, and checks the CACK that answers them. */
+async function csendAcked(r: Raw, handle: number, seq: number, values: string[]): Promise<void> {
+  r.frame(T.CSEND, [handle, seq], batchTail(values.map((v) => encode(v))));
+  const ack = await nextFrame(r);
+  assert.deepEqual([ack.type, u32(ack, 0), u32(ack, 1)], [T.CACK, handle, seq + values.length - 1]);
+}
+
 describe("waiting for a grant (CWAIT)", () => {
   let d: Awaited<ReturnType<typeof startDaemon>>;
   let port: number;
@@ -79,9 +86,7 @@ describe("waiting for a grant (CWAIT)", () => {
     const [r, handle, p, granted] = await rawHolder(4, 4);
     assert.equal(granted, 3);
     try {
-      r.frame(T.CSEND, [handle, 2], batchTail([encode("v2"), encode("v3"), encode("v4")]));
-      const ack = await nextFrame(r);
-      assert.deepEqual([ack.type, u32(ack, 0), u32(ack, 1)], [T.CACK, handle, 4]);
+      await csendAcked(r, handle, 2, ["v2", "v3", "v4"]);
       const ch = await b.walk(p).getChan<string>();
       assert.equal((await ch.stat()).waitingSenders, 0);
       // Every credit spent on a full buffer: the holder says it waits, and is told nothing yet.
@@ -94,9 +99,7 @@ describe("waiting for a grant (CWAIT)", () => {
       const more = await nextFrame(r);
       assert.deepEqual([more.type, u32(more, 0), u32(more, 1)], [T.GRANT, handle, 1]);
       assert.equal((await ch.stat()).waitingSenders, 0);
-      r.frame(T.CSEND, [handle, 5], batchTail([encode("v5")]));
-      const ack5 = await nextFrame(r);
-      assert.deepEqual([ack5.type, u32(ack5, 1)], [T.CACK, 5]);
+      await csendAcked(r, handle, 5, ["v5"]);
       // The next freed slot is granted, but not told while the holder does not wait for it...
       assert.equal(await ch.recv(), "v2");
       await quiet(r, 150);
@@ -105,9 +108,7 @@ describe("waiting for a grant (CWAIT)", () => {
       const next = await nextFrame(r);
       assert.deepEqual([next.type, u32(next, 0), u32(next, 1)], [T.GRANT, handle, 1]);
       assert.equal((await ch.stat()).waitingSenders, 0);
-      r.frame(T.CSEND, [handle, 6], batchTail([encode("v6")]));
-      const ack6 = await nextFrame(r);
-      assert.deepEqual([ack6.type, u32(ack6, 1)], [T.CACK, 6]);
+      await csendAcked(r, handle, 6, ["v6"]);
       // It waits again; another connection's send must block, so the waiting holder is revoked
       // (it holds nothing, but its send now goes as one that may block, behind that sender).
       r.frame(T.CWAIT, [handle, 1]);
@@ -137,9 +138,7 @@ describe("waiting for a grant (CWAIT)", () => {
     const [r, handle, p, granted] = await rawHolder(8, 8);
     assert.equal(granted, 7);
     try {
-      r.frame(T.CSEND, [handle, 2], batchTail([encode("v2"), encode("v3"), encode("v4")]));
-      const ack = await nextFrame(r);
-      assert.deepEqual([ack.type, u32(ack, 1)], [T.CACK, 4]);
+      await csendAcked(r, handle, 2, ["v2", "v3", "v4"]);
       // Four values taken: the holder, four credits short of its want, is granted the slot freed
       // first (then it is less than half short), which it is not told yet (it still has four).
       const ch = await b.walk(p).getChan<string>();
@@ -148,9 +147,7 @@ describe("waiting for a grant (CWAIT)", () => {
       assert.equal((await ch.stat()).len, 0);
       // Its next batch is acknowledged, and the grant comes in the same write, with the three
       // slots that batch left free.
-      r.frame(T.CSEND, [handle, 5], batchTail([encode("v5")]));
-      const ack5 = await nextFrame(r);
-      assert.deepEqual([ack5.type, u32(ack5, 1)], [T.CACK, 5]);
+      await csendAcked(r, handle, 5, ["v5"]);
       const grant = await nextFrame(r, 100);
       assert.deepEqual([grant.type, u32(grant, 0), u32(grant, 1)], [T.GRANT, handle, 4]);
       // It holds 7 again: 7 more sends complete without a receiver, the 8th would need one.

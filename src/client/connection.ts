@@ -338,8 +338,13 @@ export class Connection {
       // Cancelled: if nothing waits for credit any more, the server should not count us waiting.
       if (st.held.length === 0 && st.waitSaid) this.sayWait(st, false);
     });
-    if (this.waitsForGrant(st) && !st.waitSaid) this.sayWait(st, true);
+    this.sayIfWaiting(st);
     return p;
+  }
+
+  /** Tells the server (CWAIT 1, once per grant) if a send of ours waits here for its next GRANT. */
+  private sayIfWaiting(st: ChanState): void {
+    if (st.held.length > 0 && !st.waitSaid && this.waitsForGrant(st)) this.sayWait(st, true);
   }
 
   private sayWait(st: ChanState, waits: boolean): void {
@@ -513,7 +518,7 @@ export class Connection {
     } finally {
       st.releasing = false;
     }
-    if (st.held.length > 0 && !st.waitSaid && this.waitsForGrant(st)) this.sayWait(st, true);
+    this.sayIfWaiting(st);
   }
 
   /** True if a send must be held back: the bound is reached, others wait before it, or the link is being re-established. */

@@ -395,23 +395,19 @@ export class SessionChannels {
     if (!h.el.chan.sendCreditedMany(h.holder, values)) throw new ProtocolError("credited send without credit");
     const last = (first + values.length - 1) >>> 0;
     if (h.el.kind === "chan") this.markStored(h.el, last);
+    // The answer carries the grants not told yet (Holder.grant).
+    const answer = (type: number, tail?: Uint8Array) => {
+      this.conn.send(type, [handle, last], tail);
+      h.holder.tell();
+    };
     if (durable) {
       // A credited send into a durable channel completes with its CACK, sent once synced: no
       // round trip beyond the sync. If the store fails, CNAK fails the batch instead.
       durable.whenStoredAll(values as Buffer[]).then(
-        () => {
-          this.conn.send(T.CACK, [handle, last]);
-          h.holder.tell();
-        },
-        (err) => {
-          this.conn.send(T.CNAK, [handle, last], encode(toWire(err)));
-          h.holder.tell();
-        },
+        () => answer(T.CACK),
+        (err) => answer(T.CNAK, encode(toWire(err))),
       );
-    } else {
-      this.conn.send(T.CACK, [handle, last]);
-      h.holder.tell();
-    }
+    } else answer(T.CACK);
   }
 
   /**

@@ -41,7 +41,9 @@
 //   CNAK       s→c  [handle, seq]        tail {code, message}: the credited sends of this handle
 //                                        through seq (not acknowledged before) failed: a durable
 //                                        channel could not store them (StorageFull).
-//   GRANT      s→c  [handle, n]          n more credits.
+//   GRANT      s→c  [handle, n]          n more credits. To a client that still holds credit the
+//                                        server may tell them late: with its next CACK, on CWAIT,
+//                                        or before a REVOKE.
 //   REVOKE     s→c  [handle]             give back unused credits (another sender waits, or the
 //                                        channel is closing); answered by RELEASE. A server whose
 //                                        HELLO says grantWait revokes a holder holding none if it

@@ -28,6 +28,10 @@ const common = {
   logLevel: "warning",
   // A bundled module that needs import.meta would silently get an empty one: fail the build instead.
   logOverride: { "empty-import-meta": "error" },
+  // Without the comments and indentation (names are kept, so stack traces still name functions):
+  // V8 keeps a bundle's whole source in memory, and one comment outside Latin-1 (a dash, an arrow)
+  // makes it two bytes a character. An idle daemon measured 1.5 MB smaller and started sooner.
+  minifyWhitespace: true,
 };
 
 await build({

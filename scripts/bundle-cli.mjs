@@ -9,9 +9,9 @@
 // daemon in it, so that a daemon starts without loading some 140 ES modules one by one (0.15–0.2 s
 // of CPU of about 0.5 s, README, Performance). Packages with native parts or loaded only on demand
 // (lmdb, msgpackr's native decoder, the NATS client, pino, prom-client) stay outside it, loaded
-// from node_modules as usual. Three places in the daemon's code read import.meta.url; in the bundle
-// it is the bundle's own URL, and those places name their files from dist/'s root ("../http/",
-// "../daemon/") so that both locations lead to the same files.
+// from node_modules as usual. A few places read import.meta.url; in a bundle it is the bundle's own
+// URL, and the daemon's name their files from dist/'s root ("../http/", "../daemon/") so that both
+// locations lead to the same files.
 import { chmodSync } from "node:fs";
 import { build } from "esbuild";
 
@@ -32,6 +32,14 @@ const common = {
   // V8 keeps a bundle's whole source in memory, and one comment outside Latin-1 (a dash, an arrow)
   // makes it two bytes a character. An idle daemon measured 1.5 MB smaller and started sooner.
   minifyWhitespace: true,
+  // import.meta in the bundled code: the bundle's own file.
+  define: { "import.meta.url": "__bundleUrl", "import.meta.resolve": "__bundleResolve" },
+  banner: {
+    // "use strict" first, as esbuild would put it: the banner comes before esbuild's own.
+    js:
+      '"use strict";\nvar __bundleUrl = require("node:url").pathToFileURL(__filename).href;\n' +
+      'var __bundleResolve = (s) => require("node:url").pathToFileURL(require.resolve(s)).href;',
+  },
 };
 
 await build({
@@ -43,13 +51,6 @@ await build({
   ...common,
   outfile: new URL("../dist/cli/serve.cjs", import.meta.url).pathname,
   external: ["lmdb", "msgpackr-extract", "nats", "pino", "prom-client"],
-  define: { "import.meta.url": "__bundleUrl", "import.meta.resolve": "__bundleResolve" },
-  banner: {
-    // "use strict" first, as esbuild would put it: the banner comes before esbuild's own.
-    js:
-      '"use strict";\nvar __bundleUrl = require("node:url").pathToFileURL(__filename).href;\n' +
-      'var __bundleResolve = (s) => require("node:url").pathToFileURL(require.resolve(s)).href;',
-  },
 });
 // The command itself (tsc wrote it without the execute bit its "#!" line asks for).
 chmodSync(new URL("../dist/cli/circuit.cjs", import.meta.url), 0o755);

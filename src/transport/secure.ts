@@ -4,9 +4,20 @@
 
 import { createHash, createHmac, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import * as net from "node:net";
-import * as tls from "node:tls";
+import type * as Tls from "node:tls";
 import { AuthFailed } from "../errors.js";
+
+let tlsModule: typeof Tls | undefined;
+/**
+ * node:tls, loaded on first use: a circuit without a key never needs it, and loading it costs a
+ * process about 1 MB and 1.5 ms of start-up (every `circuit` command, every daemon and client).
+ */
+function tls(): typeof Tls {
+  tlsModule ??= createRequire(import.meta.url)("node:tls") as typeof Tls;
+  return tlsModule;
+}
 
 export const PSK_CIPHER = "PSK-AES256-GCM-SHA384";
 const KEY_BYTES = 32;
@@ -97,7 +108,7 @@ export function createListener(
   onRefused?: (peer: string, reason: string) => void,
 ): net.Server {
   if (!ring) return net.createServer({ noDelay: true }, onConnection);
-  const server = tls.createServer(
+  const server = tls().createServer(
     {
       ...tlsBase,
       handshakeTimeout: handshakeMs,
@@ -125,7 +136,7 @@ export function peerAddress(sock: { remoteAddress?: string; remotePort?: number 
 export function connectTo(host: string, port: number, key: Buffer | undefined): net.Socket {
   if (!key) return net.connect({ host, port, noDelay: true });
   const identity = keyId(key);
-  const sock = tls.connect({
+  const sock = tls().connect({
     ...tlsBase,
     host,
     port,
@@ -139,7 +150,8 @@ export function connectTo(host: string, port: number, key: Buffer | undefined): 
 
 /** The event after which frames may flow: 'secureConnect' for TLS, 'connect' for TCP. */
 export function readyEvent(sock: net.Socket): string {
-  return sock instanceof tls.TLSSocket ? "secureConnect" : "connect";
+  // Not loaded yet: no socket is a TLS one.
+  return tlsModule !== undefined && sock instanceof tlsModule.TLSSocket ? "secureConnect" : "connect";
 }
 
 /** Turns a handshake failure into AuthFailed with a reason a person can act on. */

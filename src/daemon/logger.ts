@@ -3,8 +3,7 @@
 // synchronous: events are rare (never one per message), and a line must not be lost when the
 // daemon exits right after writing it.
 
-import { createRequire } from "node:module";
-import type Pino from "pino";
+import pino from "pino";
 import { LOG_LEVELS, type LogFields, type Logger, type LogLevel } from "../util/log.js";
 
 export interface LoggerOptions {
@@ -48,15 +47,7 @@ export function formatText(json: string): string {
   return `${t} ${SHOWN[String(level)] ?? String(level)} ${String(msg ?? "")}${fields ? `  ${fields}` : ""}\n`;
 }
 
-// Loaded on first use: every CLI command imports the daemon's modules, and only `start` logs.
-let pinoLib: typeof Pino | undefined;
-const loadPino = (): typeof Pino => {
-  pinoLib ??= createRequire(import.meta.url)("pino") as typeof Pino;
-  return pinoLib;
-};
-
 export function createLogger(opts: LoggerOptions = {}): Logger {
-  const pino = loadPino();
   const pretty = opts.pretty ?? process.stderr.isTTY === true;
   const write = opts.write;
   const dest = write

@@ -34,7 +34,8 @@ export function dialUrl(g: GlobalOptions): string {
 export async function withClient<T>(g: GlobalOptions, fn: (c: Client) => Promise<T>): Promise<T> {
   // The client library is loaded only by commands that dial (not by --help, keygen, completion…).
   // A command handles a value or two: msgpackr's native string decoder, which pays off over
-  // millions of values, would cost more to load (tens of ms) than it saves. `circuit start` keeps it.
+  // millions of values, would cost more to load (tens of ms) than it saves. (`circuit start` runs
+  // serve.cjs, which is built without it: scripts/bundle-cli.mjs.)
   process.env.MSGPACKR_NATIVE_ACCELERATION_DISABLED ??= "true";
   const [{ dial }, { parseGroup }] = await Promise.all([import("../client/client.js"), import("../client/keys.js")]);
   let target: string | { discover: string };

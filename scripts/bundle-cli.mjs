@@ -8,9 +8,10 @@
 // `circuit start` has a bundle of its own, dist/cli/serve.cjs: the same command line with the
 // daemon in it, so that a daemon starts without loading some 140 ES modules one by one (0.15–0.2 s
 // of CPU of about 0.5 s, README, Performance). Packages with native parts or loaded only on demand
-// (lmdb, msgpackr's native decoder, the NATS client, prom-client) stay outside it, loaded from
-// node_modules as usual; pino, which every daemon loads to log, is in it (its 29 files resolved and
-// read one by one took about 30 ms; a daemon now starts about 9 ms sooner). A few places read
+// (lmdb, the NATS client, prom-client) stay outside it, loaded from node_modules as usual; pino,
+// which every daemon loads to log, is in it (its 29 files resolved and read one by one took about
+// 30 ms; a daemon now starts about 9 ms sooner), and msgpackr's native decoder is left out
+// (withoutNativeMsgpack, below). A few places read
 // import.meta.url; in a bundle it is the bundle's own URL, and the daemon's name their files from
 // dist/'s root ("../http/", "../daemon/") so that both locations lead to the same files.
 import { chmodSync } from "node:fs";

@@ -13,7 +13,6 @@
 
 import * as fs from "node:fs";
 import { createRequire } from "node:module";
-import * as os from "node:os";
 import * as path from "node:path";
 import * as vm from "node:vm";
 
@@ -25,7 +24,9 @@ function cacheDir(): string | undefined {
   // Without user ids (Windows) there is no telling whose files these are: no cache.
   if (env === "off" || process.getuid === undefined) return undefined;
   const xdg = process.env.XDG_CACHE_HOME;
-  const dir = env || (xdg ? path.join(xdg, "circuit-ts") : path.join(os.homedir(), ".cache", "circuit-ts"));
+  // $HOME is what os.homedir() reads first; node:os loads only when it is not set.
+  const home = (): string => process.env.HOME || (require("node:os") as typeof import("node:os")).homedir();
+  const dir = env || (xdg ? path.join(xdg, "circuit-ts") : path.join(home(), ".cache", "circuit-ts"));
   try {
     fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     const st = fs.lstatSync(dir);

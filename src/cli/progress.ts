@@ -3,6 +3,7 @@
 // and wiped when it ends. Piped or redirected, nothing is written.
 
 import { fstatSync } from "node:fs";
+import { monotonicMs } from "../util/clock.js";
 
 const size = (n: number): string => {
   const u = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -17,7 +18,7 @@ const size = (n: number): string => {
 
 export class Progress {
   private bytes = 0;
-  private readonly t0 = performance.now();
+  private readonly t0 = monotonicMs();
   private last = 0;
   private shown = false;
   private readonly on: boolean;
@@ -59,7 +60,7 @@ export class Progress {
 
   private draw(force: boolean): void {
     if (!this.on) return;
-    const now = performance.now();
+    const now = monotonicMs();
     if (now - this.t0 < 300 || (!force && now - this.last < 100)) return;
     this.last = now;
     this.shown = true;

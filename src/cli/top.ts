@@ -6,6 +6,7 @@
 import type { Command } from "commander";
 import type { Client } from "../client/client.js";
 import type { ServerHandle, ServerObservation } from "../client/server-handle.js";
+import { monotonicMs } from "../util/clock.js";
 import { type GlobalOptions, pathArg, printJson, UsageError, withClient } from "./common.js";
 
 interface TopOptions {
@@ -47,7 +48,7 @@ async function sample(c: Client, under: string): Promise<Sample> {
         }
       }),
   );
-  return { at: performance.now(), servers };
+  return { at: monotonicMs(), servers };
 }
 
 function rows(now: Sample, before: Sample | undefined, under: string): Row[] {

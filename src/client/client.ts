@@ -2,8 +2,8 @@
 
 import { EventEmitter, on } from "node:events";
 import { AuthFailed, type CircuitError, NotFound, ServerGone } from "../errors.js";
-import { discoverServer, parseGroup } from "../transport/discovery.js";
 import { loadKey, parseKey } from "../transport/secure.js";
+import { monotonicMs } from "../util/clock.js";
 import { parsePath } from "../wire/path.js";
 import { checkLimits } from "../wire/proc-limits.js";
 import { DEFAULT_URL, parseUrl } from "../wire/url.js";
@@ -84,6 +84,15 @@ async function connectUrl(url: string, o: Omit<ConnectOptions, "host" | "port">)
 }
 
 /**
+ * Finds a server by multicast discovery. Loaded only here: the discovery code brings node:dgram,
+ * which a client dialling a URL (every command of the CLI) has no use for.
+ */
+async function discover(group: string, key: Buffer | undefined, timeoutMs: number): Promise<string> {
+  const { discoverServer, parseGroup } = await import("../transport/discovery.js");
+  return discoverServer(parseGroup(group), key, timeoutMs);
+}
+
+/**
  * Connects to a circuit: by URL, by a list of URLs (an array, or one string with commas; the
  * first that answers is the dial-in server), or `{ discover: "GROUP:PORT" }` to take the first
  * server that announces itself there. Fails with ServerGone if nobody answers, Timeout past the
@@ -107,7 +116,7 @@ export async function dial(
   const urls =
     typeof target === "string" || Array.isArray(target)
       ? parseUrlList(target as string | string[])
-      : [await discoverServer(parseGroup((target as { discover: string }).discover), key, opts.timeoutMs ?? 5000)];
+      : [await discover((target as { discover: string }).discover, key, opts.timeoutMs ?? 5000)];
   const o = {
     key,
     signal: opts.signal,
@@ -238,8 +247,8 @@ export class Client extends EventEmitter implements AsyncDisposable {
   private async failover(dead: Connection, reason: CircuitError | undefined): Promise<void> {
     if (this.closing) return this.resolveClosed(undefined);
     this.view.delete(dead.serverId);
-    const deadline = performance.now() + FAILOVER_MS;
-    while (!this.closing && performance.now() < deadline) {
+    const deadline = monotonicMs() + FAILOVER_MS;
+    while (!this.closing && monotonicMs() < deadline) {
       const candidates = [...this.view.values()].sort(
         (a, b) => Number(this.conns.has(b.id)) - Number(this.conns.has(a.id)),
       );

@@ -14,6 +14,7 @@ import {
   StreamBroken,
 } from "../errors.js";
 import type { FrameConn } from "../transport/frame-conn.js";
+import { monotonicMs } from "../util/clock.js";
 import { Deque } from "../util/deque.js";
 import { binHeadBytes, forEachEntry } from "../wire/frame.js";
 import { DEFAULT_MAX_VALUE, decode, encode, PROTOCOL_VERSION, T, tail, u32 } from "../wire/protocol.js";
@@ -1076,7 +1077,7 @@ export class Connection {
     // A link that breaks again and again right after being re-established, each time before the
     // server sent anything on it, is given up. One that lasted 5 s or brought answers was working,
     // and is re-established however often it breaks (a flapping network).
-    const now = performance.now();
+    const now = monotonicMs();
     const silentBreak = now - this.lastResume < RECONNECT_MS && conn.lastInput <= this.lastResume;
     this.rebreaks = silentBreak ? this.rebreaks + 1 : 0;
     // (A caller who asked to ride through restarts expects breaks: only each outage is bounded.)
@@ -1123,11 +1124,11 @@ export class Connection {
     this.selectors.clear();
     const id = this.serverId;
     const patient = this.opts.reconnectMs !== undefined;
-    const deadline = performance.now() + (this.opts.reconnectMs ?? RECONNECT_MS);
+    const deadline = monotonicMs() + (this.opts.reconnectMs ?? RECONNECT_MS);
     for (;;) {
       if (this.failing || this.closing) return this.teardown(this.failing ?? cause);
       try {
-        await this.connectLink(undefined, Math.max(100, deadline - performance.now()));
+        await this.connectLink(undefined, Math.max(100, deadline - monotonicMs()));
         if (this.serverId !== id) {
           return this.teardown(new ServerGone(`${this.where} now serves ${this.serverId}`));
         }
@@ -1138,12 +1139,12 @@ export class Connection {
         // Nothing listens there any more: the server is gone. (Any other failure, even one that
         // looks like a refused key, may be the network still breaking: the key worked before.)
         const code = ((err as { cause?: NodeJS.ErrnoException }).cause ?? (err as NodeJS.ErrnoException)).code;
-        if ((code === "ECONNREFUSED" && !patient) || performance.now() >= deadline) return this.teardown(cause);
+        if ((code === "ECONNREFUSED" && !patient) || monotonicMs() >= deadline) return this.teardown(cause);
         await new Promise((r) => setTimeout(r, RECONNECT_EVERY_MS));
       }
     }
     this.reconnecting = false;
-    this.lastResume = performance.now();
+    this.lastResume = monotonicMs();
     this.admitRecvs();
     this.admitSelects();
     this.admitSends();

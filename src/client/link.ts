@@ -7,6 +7,7 @@ import type { Duplex } from "node:stream";
 import { AuthFailed, type CircuitError, ProtocolError, ServerGone, Timeout } from "../errors.js";
 import { FrameConn } from "../transport/frame-conn.js";
 import { authError, connectTo, readyEvent } from "../transport/secure.js";
+import { monotonicMs } from "../util/clock.js";
 import { DEFAULT_MAX_VALUE, encode, FRAME_SLACK, PROTOCOL_VERSION, T } from "../wire/protocol.js";
 import type { ClientHello } from "../wire/requests.js";
 import { formatHost } from "../wire/url.js";
@@ -136,10 +137,10 @@ export interface KeepaliveTarget {
  * stopped process, a cut cable) is gone. Returns the (unref'd) timer to clear.
  */
 export function startKeepalive(target: KeepaliveTarget): NodeJS.Timeout {
-  let lastTick = performance.now();
+  let lastTick = monotonicMs();
   let listeningSince = lastTick;
   const timer = setInterval(() => {
-    const now = performance.now();
+    const now = monotonicMs();
     const conn = target.link();
     // After a stall of our own (a blocked event loop, a starved CPU) we were not listening:
     // the server's silence counts only from when we are back, and gets a ping at once.

@@ -7,6 +7,7 @@
 import { randomBytes } from "node:crypto";
 import { setMaxListeners } from "node:events";
 import { ChannelClosed, type CircuitError, ProtocolError, StoreUnavailable } from "../errors.js";
+import { monotonicMs } from "../util/clock.js";
 import { decode } from "../wire/protocol.js";
 import { CARRY_MS, type ReplicatedChanStat } from "../wire/shapes.js";
 import type { IterateOptions, OpOptions } from "./chan.js";
@@ -55,11 +56,11 @@ export class ReplicatedChan<T = unknown> implements AsyncIterable<T> {
    * this one dies. Resolves with the host's answer and the connection that gave it.
    */
   private async op(req: Record<string, unknown>, signal?: AbortSignal): Promise<{ r: unknown; conn: Connection }> {
-    const deadline = performance.now() + CARRY_MS;
+    const deadline = monotonicMs() + CARRY_MS;
     let last: unknown;
     for (let hops = 0; ; hops++) {
       if (signal?.aborted) throw signal.reason;
-      if (performance.now() > deadline) throw last ?? new StoreUnavailable(`no daemon hosts ${this.path}`);
+      if (monotonicMs() > deadline) throw last ?? new StoreUnavailable(`no daemon hosts ${this.path}`);
       let conn: Connection;
       try {
         conn = await this.router.connFor(this.host);

@@ -2,6 +2,7 @@
 // and scaled by the server that hosts the service.
 
 import { StoreUnavailable } from "../errors.js";
+import { monotonicMs } from "../util/clock.js";
 import type { Request } from "../wire/requests.js";
 import { checkServiceSpec, type ServiceSpec, type ServiceStat } from "../wire/svc-spec.js";
 import type { OpOptions } from "./chan.js";
@@ -28,11 +29,11 @@ export function direct(c: Connection): ServiceRequester {
 export function viaStore(router: Router): ServiceRequester {
   let host = "";
   return async (req, signal) => {
-    const deadline = performance.now() + CARRY_MS;
+    const deadline = monotonicMs() + CARRY_MS;
     let last: unknown;
     for (let hops = 0; ; hops++) {
       if (signal?.aborted) throw signal.reason;
-      if (performance.now() > deadline) throw last ?? new StoreUnavailable("no daemon supervises the service");
+      if (monotonicMs() > deadline) throw last ?? new StoreUnavailable("no daemon supervises the service");
       let r: unknown;
       try {
         r = await (await router.connFor(host)).request(req, signal);

@@ -2,6 +2,7 @@
 // other servers. The daemon sees only the resulting view and its join/leave events.
 
 import { AuthFailed, type CircuitError, ProtocolError, ServerGone, Timeout } from "../errors.js";
+import { monotonicMs } from "../util/clock.js";
 import type { Logger } from "../util/log.js";
 import type { SwimConfig } from "./config.js";
 import { DEFAULT_SWIM } from "./config.js";
@@ -44,7 +45,7 @@ export class ClusterNode {
   constructor(private readonly o: ClusterNodeOptions) {
     const config = { ...DEFAULT_SWIM, ...o.config };
     this.membership = new Membership({ id: o.id, addr: o.url, meta: o.meta }, config, {
-      now: () => performance.now(),
+      now: () => monotonicMs(),
       random: Math.random,
     });
     this.joins = new JoinTracker({
@@ -63,7 +64,7 @@ export class ClusterNode {
       onConnectionLost: (id) => this.after(() => this.membership.connectionLost(id)),
       onSeed: (addr, outcome) =>
         this.after(() => {
-          if (this.joins.outcome(addr, outcome, performance.now())) this.membership.cancelJoin(addr);
+          if (this.joins.outcome(addr, outcome, monotonicMs())) this.membership.cancelJoin(addr);
         }),
     });
     this.timer = setInterval(() => this.after(() => this.tick()), TICK_MS);
@@ -75,7 +76,7 @@ export class ClusterNode {
    * change in how the join fares is logged once.
    */
   join(url: string): void {
-    this.joins.add(url, performance.now());
+    this.joins.add(url, monotonicMs());
     this.after(() => this.membership.join(url));
   }
 
@@ -87,7 +88,7 @@ export class ClusterNode {
    */
   joinNow(url: string, timeoutMs: number): Promise<JoinResult> {
     return new Promise((resolve, reject) => {
-      this.joins.once(url, performance.now(), timeoutMs, {
+      this.joins.once(url, monotonicMs(), timeoutMs, {
         resolve,
         reject: (kind, message) => reject(joinError(kind, message)),
       });
@@ -132,7 +133,7 @@ export class ClusterNode {
 
   private tick(): void {
     this.membership.tick();
-    if (this.joins.pending > 0) for (const url of this.joins.tick(performance.now())) this.membership.cancelJoin(url);
+    if (this.joins.pending > 0) for (const url of this.joins.tick(monotonicMs())) this.membership.cancelJoin(url);
   }
 
   /** Applies an input, then carries out what the state machine decided. */

@@ -20,6 +20,7 @@ import type { FrameConn } from "../transport/frame-conn.js";
 import { FrameConn as Conn } from "../transport/frame-conn.js";
 import { memoryPair } from "../transport/memory-pair.js";
 import { createListener, KeyRing } from "../transport/secure.js";
+import { monotonicMs, wallMsAt } from "../util/clock.js";
 import { type LogFields, type Logger, lineLogger } from "../util/log.js";
 import { VERSION } from "../version.js";
 import { badName, formatPath } from "../wire/path.js";
@@ -292,7 +293,7 @@ export class Daemon {
     this.forgetClientsMs = opts.forgetClientsMs ?? FORGET_CLIENTS_MS;
     this.reaper = setInterval(
       () => {
-        const now = performance.now();
+        const now = monotonicMs();
         for (const s of this.sessions) s.tick(now, idleMs);
         this.forgetVanished(now);
       },
@@ -554,7 +555,7 @@ export class Daemon {
   }
 
   private joinedAt(perfMs: number): string {
-    return new Date(performance.timeOrigin + perfMs).toISOString();
+    return new Date(wallMsAt(perfMs)).toISOString();
   }
 
   nextPipeId(): number {
@@ -643,7 +644,7 @@ export class Daemon {
 
   /** A client's last connection closed: its send records go if it stays away. */
   clientVanished(cid: string): void {
-    this.vanished.set(cid, performance.now());
+    this.vanished.set(cid, monotonicMs());
   }
 
   /**
@@ -674,7 +675,7 @@ export class Daemon {
       const stored = this.store.dedupeOf(id);
       if (stored.size > 0) el.stored = stored;
       // Their clients have not come back yet: as if they had just vanished.
-      for (const cid of stored.keys()) this.vanished.set(cid, performance.now());
+      for (const cid of stored.keys()) this.vanished.set(cid, monotonicMs());
       this.tree.set(rec.names, el, formatPath(names));
     }
   }
@@ -724,7 +725,7 @@ export class Daemon {
     // A suspect server may be dead: only when no server is beyond doubt is one chosen.
     const alive = all.filter((m) => m.state === "alive");
     const members = alive.length > 0 ? alive : all;
-    const now = performance.now();
+    const now = monotonicMs();
     return members.map((m) => {
       const load = m.id === this.id && this.meter ? this.meter.current() : loadOf(m.meta);
       const seen = load?.seq ?? 0;
@@ -743,7 +744,7 @@ export class Daemon {
     // holds until that server has published twice since, our own figures included.
     const load = server === this.id ? this.meter?.current() : loadOf(this.cluster?.get(server)?.meta);
     const list = this.pending.get(server) ?? [];
-    list.push({ req, seq: load?.seq ?? 0, at: performance.now() });
+    list.push({ req, seq: load?.seq ?? 0, at: monotonicMs() });
     this.pending.set(server, list);
   }
 

@@ -27,6 +27,7 @@ import { dirname, join } from "node:path";
 import type { Database, RootDatabase } from "lmdb";
 import { Packr } from "msgpackr";
 import { type CircuitError, StorageFull } from "../errors.js";
+import { monotonicMs } from "../util/clock.js";
 
 /** A durable channel as the store keeps it. */
 export interface ChanRecord {
@@ -341,9 +342,9 @@ export class DurableStore {
   private timed(op: string, p: Promise<unknown>): Promise<unknown> {
     const report = this.onOp;
     if (!report) return p;
-    const t0 = performance.now();
+    const t0 = monotonicMs();
     void p.then(
-      () => report(op, (performance.now() - t0) / 1000),
+      () => report(op, (monotonicMs() - t0) / 1000),
       () => {},
     );
     return p;

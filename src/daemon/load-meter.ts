@@ -4,6 +4,7 @@
 import * as os from "node:os";
 import { DEFAULT_LOAD, type LoadConfig } from "../cluster/config.js";
 import type { ServerLoad } from "../cluster/placement.js";
+import { monotonicMs } from "../util/clock.js";
 
 export interface LoadSource {
   /** What this server's running processes use (last samples) and reserve. */
@@ -70,7 +71,7 @@ export class LoadMeter {
   /** A process started or ended: publish soon (rate-limited), so placements see it. */
   nudge(): void {
     if (this.soon) return;
-    const wait = Math.max(0, this.publishedAt + this.cfg.minPublishMs - performance.now());
+    const wait = Math.max(0, this.publishedAt + this.cfg.minPublishMs - monotonicMs());
     this.soon = setTimeout(() => {
       this.soon = undefined;
       this.maybePublish(true);
@@ -95,7 +96,7 @@ export class LoadMeter {
   private maybePublish(force: boolean): void {
     const l = this.current();
     const p = this.published;
-    const now = performance.now();
+    const now = monotonicMs();
     if (p && now - this.publishedAt < this.cfg.minPublishMs) return;
     const moved =
       !p ||

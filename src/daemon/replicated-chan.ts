@@ -25,6 +25,7 @@
 import { Packr } from "msgpackr";
 import { headers, type JetStreamClient, type JetStreamManager, type MsgHdrs } from "nats";
 import { ChannelAborted, ChannelClosed, CircuitError } from "../errors.js";
+import { monotonicMs } from "../util/clock.js";
 import { Deque } from "../util/deque.js";
 import { CARRY_MS, type ReplicatedChanStat } from "../wire/shapes.js";
 
@@ -253,7 +254,7 @@ export class ReplicatedChan {
   /** Applies one log record read back on takeover. */
   private apply(seq: number, h: MsgHdrs | undefined, data: Uint8Array): void {
     const t = h?.get("C-T");
-    const now = performance.now();
+    const now = monotonicMs();
     if (t === "b") {
       const [ids, values] = batchCodec.unpack(data) as [string[], Uint8Array[]];
       for (let i = 0; i < values.length; i++) {
@@ -424,14 +425,14 @@ export class ReplicatedChan {
     while ((this.records.peek()?.seq ?? lowSeq) < lowSeq) {
       for (const id of (this.records.shift() as { ids: string[] }).ids) if (this.ids.has(id)) young.push(id);
     }
-    const cutoff = performance.now() - DEDUPE_MS;
+    const cutoff = monotonicMs() - DEDUPE_MS;
     let oldD = 0;
     while ((this.dedupeRecs.peek()?.at ?? cutoff) < cutoff) oldD = (this.dedupeRecs.shift() as { seq: number }).seq;
     const kept =
       young.length === 0
         ? Promise.resolve()
         : this.append("d", batchCodec.pack(young), {}, ReplicatedChan.idsSubject(this.stream)).then((seq) => {
-            this.dedupeRecs.push({ seq, at: performance.now() });
+            this.dedupeRecs.push({ seq, at: monotonicMs() });
           });
     kept
       .then(() => this.jsm)
@@ -453,7 +454,7 @@ export class ReplicatedChan {
 
   /** Forgets the ids older than DEDUPE_MS (the map is in the order they were learned). */
   private pruneIds(): void {
-    const cutoff = performance.now() - DEDUPE_MS;
+    const cutoff = monotonicMs() - DEDUPE_MS;
     for (const [id, at] of this.ids) {
       if (at >= cutoff) break;
       this.ids.delete(id);
@@ -505,7 +506,7 @@ export class ReplicatedChan {
     this.append("b", batchCodec.pack([b.ids, b.values]), { "C-N": String(n) }).then(
       (seq) => {
         this.valueAppends.delete(at);
-        const now = performance.now();
+        const now = monotonicMs();
         for (const id of b.ids) this.ids.set(id, now);
         this.records.push({ seq, ids: b.ids });
         this.settleBatch(b, undefined, seq);

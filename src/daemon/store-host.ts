@@ -6,6 +6,7 @@
 
 import { randomBytes } from "node:crypto";
 import { NotFound, StoreUnavailable, WrongKind } from "../errors.js";
+import { monotonicMs } from "../util/clock.js";
 import type { Logger } from "../util/log.js";
 import { singleFlight } from "../util/single-flight.js";
 import { Moved, type Owner, ReplicatedChan } from "./replicated-chan.js";
@@ -74,13 +75,13 @@ export class StoreHost {
    * its streams elect new leaders); with no NATS server reachable, fails at once.
    */
   private async acquireRetrying(names: string[]): Promise<Where> {
-    const deadline = performance.now() + this.d.store.config.requestMs;
+    const deadline = monotonicMs() + this.d.store.config.requestMs;
     for (;;) {
       if (!this.d.store.connected) throw new StoreUnavailable("the store is unreachable: no NATS server answers");
       try {
         return await this.bounded(names);
       } catch (err) {
-        if (!(err instanceof StoreUnavailable) || performance.now() > deadline || !this.d.store.connected) throw err;
+        if (!(err instanceof StoreUnavailable) || monotonicMs() > deadline || !this.d.store.connected) throw err;
         this.d.log.warn(
           { event: "takeover-retry", path: `/${names.join("/")}`, reason: err.message },
           `taking over /${names.join("/")} again: ${err.message}`,
@@ -153,7 +154,7 @@ export class StoreHost {
     h.timer.unref();
     // A margin of one renewal below the lease: the store's clock for the lease starts later than ours.
     const margin = this.d.store.config.leaseMs - this.d.store.config.renewMs;
-    ch.fresh = () => performance.now() - h.renewedAt < margin;
+    ch.fresh = () => monotonicMs() - h.renewedAt < margin;
     ch.onLost = (err) => {
       this.d.log.warn(
         { event: "host-lost", path: `/${names.join("/")}`, reason: err.message },
@@ -174,12 +175,12 @@ export class StoreHost {
     if (!h || this.stopped || h.renewing) return;
     // Past its lease without a renewal the store confirmed, this host may have been replaced
     // unawares: it stops serving (a receive waiting here would wait on a stale buffer forever).
-    if (performance.now() - h.renewedAt > this.d.store.config.leaseMs - this.d.store.config.renewMs) {
+    if (monotonicMs() - h.renewedAt > this.d.store.config.leaseMs - this.d.store.config.renewMs) {
       h.ch.lose(new Moved("lease not renewed in time"));
       return;
     }
     h.renewing = true;
-    const asked = performance.now();
+    const asked = monotonicMs();
     let rev: number | null;
     try {
       rev = await this.d.store.renewLease(h.names, this.d.me, h.revision);

@@ -12,6 +12,7 @@
 // supervisor stops a replica it did not start only after renewing its lease again (svc-host.ts).
 
 import { AnchorBusy, NotFound, StoreUnavailable, Unsupported, WrongKind } from "../errors.js";
+import { monotonicMs } from "../util/clock.js";
 import type { Logger } from "../util/log.js";
 import { singleFlight } from "../util/single-flight.js";
 import type { FullServiceSpec } from "../wire/svc-spec.js";
@@ -71,14 +72,14 @@ export class StoreServices {
     await this.d.store.create(names, { kind: "svc", spec, desired });
     // Kept in the store now: if taking its lease is slow (a NATS node elects leaders), asked again
     // for a while; should that fail too, the sweeps of the daemons supervise it soon after.
-    const deadline = performance.now() + this.d.store.config.requestMs;
+    const deadline = monotonicMs() + this.d.store.config.requestMs;
     for (;;) {
       try {
         await this.where(names);
         return;
       } catch (err) {
         if (!(err instanceof StoreUnavailable) || !this.d.store.connected) throw err;
-        if (performance.now() > deadline) {
+        if (monotonicMs() > deadline) {
           this.d.log.warn(
             { event: "svc-takeover-failed", path: `/${names.join("/")}`, reason: err.message },
             `/${names.join("/")} is stored but not supervised yet: ${err.message}`,
@@ -180,11 +181,11 @@ export class StoreServices {
 
   private async renewOnce(key: string, h: Hosted, confirm: boolean): Promise<boolean> {
     const cfg = this.d.store.config;
-    if (performance.now() - h.renewedAt > cfg.leaseMs - cfg.renewMs) {
+    if (monotonicMs() - h.renewedAt > cfg.leaseMs - cfg.renewMs) {
       this.lose(key, h, "lease not renewed in time");
       return false;
     }
-    const asked = performance.now();
+    const asked = monotonicMs();
     let rev: number | null;
     try {
       rev = await this.d.store.renewLease(h.names, this.d.me, h.revision);

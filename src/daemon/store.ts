@@ -13,6 +13,7 @@ import {
   type NatsConnection,
 } from "nats";
 import { AnchorBusy, CircuitError, StoreUnavailable } from "../errors.js";
+import { monotonicMs } from "../util/clock.js";
 import type { Logger } from "../util/log.js";
 import type { FullServiceSpec } from "../wire/svc-spec.js";
 import { DEFAULT_STORE_CONFIG, parseStoreUrl, type StoreConfig, type StoreOptions } from "./store-config.js";
@@ -117,7 +118,7 @@ export class Store {
       throw new StoreUnavailable(`cannot reach the store at ${o.url}: ${(err as Error).message}`);
     }
     // A JetStream cluster that has just started elects its leaders first: keep asking a while.
-    const deadline = performance.now() + config.startMs;
+    const deadline = monotonicMs() + config.startMs;
     for (;;) {
       try {
         const js = nc.jetstream({ timeout: config.requestMs });
@@ -128,7 +129,7 @@ export class Store {
         void st.watchStatus();
         return st;
       } catch (err) {
-        if (performance.now() + 500 < deadline) {
+        if (monotonicMs() + 500 < deadline) {
           await new Promise((r) => setTimeout(r, 500));
           continue;
         }
@@ -273,7 +274,7 @@ export class Store {
     log: Logger,
   ): Promise<{ revision: number; leasedAt: number; from?: string } | { moved: string }> {
     const cur = await this.lease(names);
-    const leasedAt = performance.now();
+    const leasedAt = monotonicMs();
     let revision: number | null;
     if (!cur) revision = await this.takeLease(names, me);
     else if (cur.lease.id === me.id || !alive(cur.lease.id)) revision = await this.takeLease(names, me, cur.revision);

@@ -17,6 +17,7 @@ import type { Candidate, PlaceRequest } from "../cluster/placement.js";
 import { choose } from "../cluster/placement.js";
 import { Supervisor } from "../element/supervisor.js";
 import { CircuitError } from "../errors.js";
+import { monotonicMs, wallMsAt } from "../util/clock.js";
 import type { Logger } from "../util/log.js";
 import type { ProcCommand, ProcStat } from "../wire/shapes.js";
 import type { FullServiceSpec, ReplicaStat, ServiceStat } from "../wire/svc-spec.js";
@@ -107,7 +108,7 @@ export class ServiceHost {
   private gen = 0;
   private readonly timer: NodeJS.Timeout;
   private readonly metricTimer: NodeJS.Timeout | undefined;
-  private readonly t0 = performance.now();
+  private readonly t0 = monotonicMs();
   private closed = false;
   private reading = false;
   private readonly stops = new Set<Promise<void>>();
@@ -180,7 +181,7 @@ export class ServiceHost {
   }
 
   private now(): number {
-    return performance.now() - this.t0;
+    return monotonicMs() - this.t0;
   }
 
   /**
@@ -225,9 +226,7 @@ export class ServiceHost {
       replicas,
       desired: this.sup.desired,
       state: this.sup.state,
-      lastEvent: e
-        ? { at: new Date(performance.timeOrigin + this.t0 + e.at).toISOString(), kind: e.kind, message: e.message }
-        : null,
+      lastEvent: e ? { at: new Date(wallMsAt(this.t0 + e.at)).toISOString(), kind: e.kind, message: e.message } : null,
       ...(this.shared ? { supervisor: this.shared.supervisor } : {}),
     };
   }
@@ -341,7 +340,7 @@ export class ServiceHost {
       this.dnsAgain = true;
       return;
     }
-    if (!final && performance.now() < this.dnsRetryAt) return;
+    if (!final && monotonicMs() < this.dnsRetryAt) return;
     this.dnsBusy = true;
     try {
       do {
@@ -368,7 +367,7 @@ export class ServiceHost {
           `service ${this.path}: cannot update ${dns.nameserver}: ${(err as Error).message}`,
         );
       this.dnsFailing = true;
-      this.dnsRetryAt = performance.now() + 2000;
+      this.dnsRetryAt = monotonicMs() + 2000;
       this.published = new Map([...this.published.keys()].map((k) => [k, ["?"]]));
     } finally {
       this.dnsBusy = false;

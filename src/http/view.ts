@@ -7,6 +7,7 @@ import type { Client } from "../client/client.js";
 import { dial } from "../client/client.js";
 import type { ServerHandle, ServerObservation } from "../client/server-handle.js";
 import type { Daemon } from "../daemon/daemon.js";
+import { monotonicMs } from "../util/clock.js";
 
 /** Samples of rate history kept per channel (one a second). */
 const HISTORY = 60;
@@ -120,7 +121,7 @@ export class CircuitView {
               tails: true,
               signal: AbortSignal.timeout(Math.max(1500, this.periodMs)),
             });
-      const now = performance.now();
+      const now = monotonicMs();
       this.absorb(id, obs, st.obs ? (now - st.at) / 1000 : 0);
       st.obs = obs;
       st.at = now;

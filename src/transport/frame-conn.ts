@@ -4,6 +4,7 @@
 
 import type { Duplex } from "node:stream";
 import { ProtocolError } from "../errors.js";
+import { monotonicMs } from "../util/clock.js";
 import {
   binHeadBytes,
   FrameDecoder,
@@ -42,12 +43,12 @@ export class FrameConn {
   private readonly writer = new FrameWriter();
   private readonly decoder: FrameDecoder;
   private scheduled = false;
-  /** When the peer last sent anything (performance.now()). */
-  lastInput = performance.now();
-  /** When we last wrote anything (performance.now()). */
-  lastOutput = performance.now();
-  /** When the operating system last accepted bytes we wrote (performance.now()). */
-  lastDrain = performance.now();
+  /** When the peer last sent anything (monotonicMs()). */
+  lastInput = monotonicMs();
+  /** When we last wrote anything (monotonicMs()). */
+  lastOutput = monotonicMs();
+  /** When the operating system last accepted bytes we wrote (monotonicMs()). */
+  lastDrain = monotonicMs();
   /** Called whenever the operating system has accepted more of our bytes. */
   onDrain: () => void = () => {};
   private readonly maxUnsent: number;
@@ -72,7 +73,7 @@ export class FrameConn {
     this.maxUnsent = opts.maxUnsent ?? Number.POSITIVE_INFINITY;
     stream.on("data", (chunk: Buffer) => {
       if (this.ended) return;
-      this.lastInput = performance.now();
+      this.lastInput = monotonicMs();
       try {
         this.decoder.push(chunk);
       } catch (err) {
@@ -194,7 +195,7 @@ export class FrameConn {
       o += 4;
     }
     if (bin) writeBinHead(head, o, tailBytes);
-    this.lastOutput = performance.now();
+    this.lastOutput = monotonicMs();
     this.stream.cork();
     this.writeOut(head, false);
     for (const t of tails) this.writeOut(t, false);
@@ -293,7 +294,7 @@ export class FrameConn {
 
   flush(): void {
     if (this.writer.length === 0 || this.ended) return;
-    this.lastOutput = performance.now();
+    this.lastOutput = monotonicMs();
     const bw = this.batchWaiter;
     this.batchWaiter = undefined;
     this.batchDone = undefined;
@@ -332,7 +333,7 @@ export class FrameConn {
     if (!w || err) return;
     if (w.lent) this.writer.recycle();
     this.acceptedBytes = w.end;
-    this.lastDrain = performance.now();
+    this.lastDrain = monotonicMs();
     const ws = this.waiters;
     while (ws.length > 0 && (ws[0] as { end: number }).end <= w.end) (ws.shift() as { resolve(): void }).resolve();
     this.onDrain();

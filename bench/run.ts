@@ -56,10 +56,11 @@ const comparisons: Comparison[] = [
   {
     title:
       "Throughput across servers: producer dialled into server A, channel hosted on server B, consumer " +
-      "dialled into B (two daemons in one circuit), vs the single-server run above",
+      "dialled into B (two daemons in one circuit), vs the producer dialled into B on the same daemons in the " +
+      "same round (chan-throughput's run of the round beside them)",
     kind: "throughput",
-    ids: ["chan.throughput", "chan.cross"],
-    baseline: "chan.throughput",
+    ids: ["chan.throughput", "chan.cross.single", "chan.cross"],
+    baseline: "chan.cross.single",
     versus: "single",
     target: {
       id: "chan.cross",

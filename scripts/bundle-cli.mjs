@@ -16,6 +16,7 @@
 // dist/'s root ("../http/", "../daemon/") so that both locations lead to the same files.
 import { chmodSync } from "node:fs";
 import { build } from "esbuild";
+import { stampBundle } from "./bundle-stamp.mjs";
 
 /** What both bundles share: the command line from what tsc built, as one CommonJS file for Node 20. */
 const common = {
@@ -68,6 +69,8 @@ await build({
   external: ["./start-run.js", "msgpackr-extract"],
   plugins: [lazyChildProcess],
 });
+// Its stamp, which each command's code cache must match (scripts/bundle-stamp.mjs).
+stampBundle(new URL("../dist/cli/main.cjs", import.meta.url).pathname);
 /**
  * msgpackr's native string decoder left out of a bundle: msgpackr tries `require("msgpackr-extract")`
  * and decodes in JavaScript when that gives nothing. It pays off only for messages with much string

@@ -3,11 +3,23 @@
 // never read from a directory others may write to, off with CIRCUIT_CACHE_DIR=off. Whatever the
 // cache holds, the command does the same thing.
 import assert from "node:assert/strict";
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import {
+  chmodSync,
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { type Daemon, killAll, runCli, startDaemon } from "./helpers/daemon.ts";
+import { stampBundle } from "../scripts/bundle-stamp.mjs";
+import { CLI, type Daemon, killAll, runCli, startDaemon } from "./helpers/daemon.ts";
 
 const tmp = mkdtempSync(join(tmpdir(), "circuit-cli-cache-"));
 const version = (JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string })
@@ -68,6 +80,36 @@ test("a cache V8 refuses (corrupt, or from another build) is replaced and the co
   await roundTrip(dir, "after");
   assert.notDeepEqual(readFileSync(cacheFile(dir, "send")), garbage);
   assert.ok(statSync(cacheFile(dir, "send")).size > 10_000);
+});
+
+test("a bundle changed at the same length (a new version string) does not run the old one's cache", () => {
+  // V8 checks a cache against the source's length only: each cache begins with the stamp of the
+  // bundle it came from (scripts/bundle-stamp.mjs), and one from another bundle is not used.
+  const bin = join(tmp, "bin");
+  mkdirSync(bin);
+  for (const f of ["circuit.cjs", "main.cjs"]) copyFileSync(join(CLI, "..", f), join(bin, f));
+  const dir = join(tmp, "upgrade", "circuit-ts");
+  const run = () =>
+    spawnSync(process.execPath, [join(bin, "circuit.cjs"), "--version"], {
+      env: { ...process.env, CIRCUIT_CACHE_DIR: dir },
+      encoding: "utf8",
+    });
+  assert.equal(run().stdout.trim(), version);
+  assert.equal(run().stdout.trim(), version);
+  const main = join(bin, "main.cjs");
+  const stamp = /([0-9a-f]{32})\n$/.exec(readFileSync(main, "latin1"))?.[1] as string;
+  assert.equal(readFileSync(cacheFile(dir, "none")).toString("latin1", 0, 32), stamp);
+  // The next version, the same length: the rebuilt bundle gets a stamp of its own.
+  const next = version.replace(/\d/g, "9");
+  const before = readFileSync(main, "latin1");
+  assert.ok(before.includes(`"${version}"`));
+  writeFileSync(main, before.replace(`"${version}"`, `"${next}"`), "latin1");
+  const newStamp = stampBundle(main);
+  assert.equal(readFileSync(main).length, Buffer.byteLength(before, "latin1"));
+  assert.notEqual(newStamp, stamp);
+  assert.equal(run().stdout.trim(), next);
+  assert.equal(readFileSync(cacheFile(dir, "none")).toString("latin1", 0, 32), newStamp);
+  assert.equal(run().stdout.trim(), next);
 });
 
 test("a cache directory others may write to is neither read nor written; CIRCUIT_CACHE_DIR=off uses none", async () => {

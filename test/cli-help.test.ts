@@ -52,6 +52,32 @@ test("a mistyped command or option gets one line naming the nearest one, exit 2"
   assert.equal(r.stderr, "circuit: unknown command 'frobnicate'\n");
 });
 
+test("a command line builds only the command it names, and every command answers under its own name", async () => {
+  // `circuit --help` builds every command; `circuit NAME --help` builds only NAME (src/cli/main.ts),
+  // so a command registered under another name than the one it is found by would be unknown here.
+  const all = await runCli(["--help"]);
+  assert.equal(all.code, 0);
+  const names = [...all.stdout.toString().matchAll(/^ {2}([a-z@]+) /gm)]
+    .map((m) => m[1] as string)
+    .filter((n) => n !== "help");
+  assert.ok(names.length >= 28, `commands listed: ${names.join(" ")}`);
+  for (let i = 0; i < names.length; i += 4) {
+    await Promise.all(
+      names.slice(i, i + 4).map(async (name) => {
+        const r = await runCli([...dialArgs, "--json", name, "--help"]);
+        assert.equal(r.code, 0, `circuit ${name} --help: exit ${r.code}, stderr ${r.stderr}`);
+        assert.match(r.stdout.toString(), new RegExp(`^Usage: circuit ${name} `), name);
+      }),
+    );
+  }
+  // A global option's value is not taken for the command; a registrar's own name is no command.
+  const v = await runCli(["--key", "send", "ls", "--help"]);
+  assert.match(v.stdout.toString(), /^Usage: circuit ls /);
+  const r = await runCli(["mksub"]);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /^circuit: unknown command 'mksub'/);
+});
+
 test("a refused dial says how to get a daemon; keygen onto an existing file says so in one line", async () => {
   const r = await runCli(["-d", "circuit://127.0.0.1:9", "ls", "/"]);
   assert.equal(r.code, 1);

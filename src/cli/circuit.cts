@@ -6,9 +6,10 @@
 //
 // The cache is V8's own bytes for this bundle, one file per command, Node version and architecture, in
 // $CIRCUIT_CACHE_DIR, else $XDG_CACHE_HOME/circuit-ts, else ~/.cache/circuit-ts. V8 checks it
-// against the source and its own version and flags, and refuses it when they differ (another
-// build of the bundle, other flags): the command then compiles as usual and writes the cache
-// again when it exits. Code is run from the cache only from a directory that belongs to this user
+// against its own version and flags and the source's length, and refuses it when they differ; the
+// cache also begins with the bundle's stamp (stampOf), and one from another bundle is not used,
+// whatever its length. The command then compiles as usual and writes the cache again when it
+// exits. Code is run from the cache only from a directory that belongs to this user
 // and that nobody else may write to; CIRCUIT_CACHE_DIR=off turns the cache off.
 
 import * as fs from "node:fs";
@@ -46,22 +47,35 @@ function commandName(): string {
   return process.argv.slice(2).find((a) => /^[a-z]{2,12}$/.test(a)) ?? "none";
 }
 
+/**
+ * The stamp on the bundle's last line (scripts/bundle-stamp.mjs): 32 hex digits of a hash of the
+ * rest of it. V8 checks a code cache against the source's length only, so each cache begins with
+ * the stamp of the bundle it was made from, and one made from another bundle is not used.
+ */
+function stampOf(source: string): string | undefined {
+  return /\n\/\/# circuit-bundle ([0-9a-f]{32})\n$/.exec(source.slice(-64))?.[1];
+}
+
 /** Compiles the bundle (through the code cache when there is one) and runs the command in it. */
 function runBundle(): void {
-  const dir = cacheDir();
+  // The bundle's first line is main.js's "#!": a comment inside the wrapper, so line numbers hold.
+  const source = fs.readFileSync(bundle, "utf8").replace(/^#!/, "//");
+  const stamp = stampOf(source);
+  const dir = stamp && cacheDir();
   const cacheFile = dir && path.join(dir, `${commandName()}-${process.version}-${process.arch}.v8cache`);
   let cachedData: Buffer | undefined;
-  if (cacheFile) {
+  if (cacheFile && stamp) {
     try {
       const st = fs.lstatSync(cacheFile);
-      if (st.isFile() && st.uid === process.getuid?.()) cachedData = fs.readFileSync(cacheFile);
+      if (st.isFile() && st.uid === process.getuid?.()) {
+        const data = fs.readFileSync(cacheFile);
+        if (data.toString("latin1", 0, stamp.length) === stamp) cachedData = data.subarray(stamp.length);
+      }
     } catch {
       // No cache yet: this run writes one.
     }
   }
 
-  // The bundle's first line is main.js's "#!": a comment inside the wrapper, so line numbers hold.
-  const source = fs.readFileSync(bundle, "utf8").replace(/^#!/, "//");
   const script = new vm.Script(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {
     filename: bundle,
     cachedData,
@@ -75,7 +89,9 @@ function runBundle(): void {
     process.once("exit", () => {
       const tmp = `${cacheFile}.${process.pid}`;
       try {
-        fs.writeFileSync(tmp, script.createCachedData(), { mode: 0o600 });
+        fs.writeFileSync(tmp, Buffer.concat([Buffer.from(stamp as string, "latin1"), script.createCachedData()]), {
+          mode: 0o600,
+        });
         fs.renameSync(tmp, cacheFile);
       } catch {
         fs.rmSync(tmp, { force: true });

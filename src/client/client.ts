@@ -2,6 +2,7 @@
 
 import { EventEmitter, on } from "node:events";
 import { AuthFailed, type CircuitError, NotFound, ServerGone } from "../errors.js";
+import { parseGroup } from "../transport/group.js";
 import { loadKey, parseKey } from "../transport/secure.js";
 import { monotonicMs } from "../util/clock.js";
 import { parsePath } from "../wire/path.js";
@@ -88,8 +89,9 @@ async function connectUrl(url: string, o: Omit<ConnectOptions, "host" | "port">)
  * which a client dialling a URL (every command of the CLI) has no use for.
  */
 async function discover(group: string, key: Buffer | undefined, timeoutMs: number): Promise<string> {
-  const { discoverServer, parseGroup } = await import("../transport/discovery.js");
-  return discoverServer(parseGroup(group), key, timeoutMs);
+  const g = parseGroup(group);
+  const { discoverServer } = await import("../transport/discovery.js");
+  return discoverServer(g, key, timeoutMs);
 }
 
 /**

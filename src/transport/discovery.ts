@@ -8,9 +8,7 @@ import * as dgram from "node:dgram";
 import { Timeout } from "../errors.js";
 import { decode, encode } from "../wire/protocol.js";
 import { parseUrl } from "../wire/url.js";
-import { type GroupAddr, parseGroup } from "./group.js";
-
-export { type GroupAddr, parseGroup };
+import type { GroupAddr } from "./group.js";
 
 export const ANNOUNCE_MS = 1000;
 const TAG_BYTES = 32;

@@ -189,9 +189,23 @@ function encodeBytes(v: Uint8Array): Buffer {
   return out;
 }
 
+/** Bytes decoded by msgpackr from which on it is made to let go of them afterwards (decode). */
+const RELEASE_AFTER = 64 * 1024;
+/** MessagePack's nil, for decode to read after a big value. */
+const NIL = Buffer.from([0xc0]);
+
+/** The big-endian u32 at bytes[at] (four bytes there). */
+function readU32(bytes: Uint8Array, at: number): number {
+  return (
+    (bytes[at] as number) * 0x1000000 +
+    (((bytes[at + 1] as number) << 16) | ((bytes[at + 2] as number) << 8) | (bytes[at + 3] as number))
+  );
+}
+
 /** Decodes the one value in bytes[at, end) (default: to the end; `at` skips header fields). */
 export function decode(bytes: Uint8Array, at = 0, end = bytes.length): unknown {
-  // A whole-message bin is handed back as a view of the bytes, without the general decoder.
+  // A whole-message bin (8, 16 or 32) is handed back as a view of the bytes, without the general
+  // decoder.
   const t = bytes[at];
   const n = end - at;
   if (t === 0xc4 && n === 2 + (bytes[at + 1] as number))
@@ -199,7 +213,14 @@ export function decode(bytes: Uint8Array, at = 0, end = bytes.length): unknown {
   if (t === 0xc5 && n >= 3 && n === 3 + (((bytes[at + 1] as number) << 8) | (bytes[at + 2] as number))) {
     return Buffer.from(bytes.buffer, bytes.byteOffset + at + 3, n - 3);
   }
-  return packr.unpack(at === 0 && end === bytes.length ? bytes : bytes.subarray(at, end));
+  if (t === 0xc6 && n >= 5 && n === 5 + readU32(bytes, at + 1)) {
+    return Buffer.from(bytes.buffer, bytes.byteOffset + at + 5, n - 5);
+  }
+  const value = packr.unpack(at === 0 && end === bytes.length ? bytes : bytes.subarray(at, end));
+  // msgpackr keeps a view of the last bytes it read until it reads others: a big frame would stay
+  // in memory for as long as no other value is decoded. One byte read after it lets it go.
+  if (n >= RELEASE_AFTER) packr.unpack(NIL);
+  return value;
 }
 
 /** Reads the u32 field at index i of a frame body. */

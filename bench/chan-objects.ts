@@ -1,0 +1,217 @@
+// Scenario `chan-objects`: what the other throughput rows leave out, values that are objects. One
+// producer → one consumer, each message a small record made for it (a sequence number, a sensor
+// name, a time, a reading, a flag, two tags) that the consumer gets back as an object and checks
+// (every field, and the sequence without a gap). Circuit carries it as MessagePack (checked by the
+// client first: DESIGN §3.1); beside it NATS pub/sub with nats.js's JSON codec, the way a NATS
+// program sends objects. Every role is its own process; both are measured the same way as
+// chan-2p2c: the producer runs flat out, and the figure is what the consumer took between a mark
+// WARM_MS after the start and a second one WINDOW_MS later.
+import { performance } from "node:perf_hooks";
+import { setTimeout as sleep } from "node:timers/promises";
+import { JSONCodec } from "nats";
+import { dialCircuit, getChan, openChan } from "./circuit-lib.ts";
+import type { RoleContext, RoleHandle, Row, Scenario, ScenarioContext } from "./harness.ts";
+import { errorText, startCircuitDaemon } from "./harness.ts";
+import { dialNats, ensureNatsServer, startNatsServer } from "./nats.ts";
+
+const CAP = 1024;
+const PREFETCH = 256;
+const WINDOW = 256;
+const WARM_MS = 1500;
+const WINDOW_MS = 3000;
+/** Producers stop by themselves after this, whatever happens to the orchestrator. */
+const LIMIT_MS = 15_000;
+const NATS_FLUSH_EVERY = 10_000;
+const SUBJECT = "bench.objects";
+
+interface Reading {
+  seq: number;
+  sensor: string;
+  at: number;
+  reading: number;
+  ok: boolean;
+  tags: string[];
+}
+
+const BASE_TIME = 1_765_000_000_000;
+
+/** The record sent as message `seq` (a new object each time, as a program would make). */
+function reading(seq: number): Reading {
+  return {
+    seq,
+    sensor: "boiler-7",
+    at: BASE_TIME + seq,
+    reading: 20 + (seq % 100) / 8,
+    ok: seq % 3 !== 0,
+    tags: ["site-3", "floor-2"],
+  };
+}
+
+/**
+ * Counts the records that arrive, checking each field against what message `seq` must be; a record
+ * out of order or changed fails the role. Records skipped (NATS core drops messages for a consumer
+ * that falls too far behind) are counted and reported with the marks.
+ */
+function checker(ctx: RoleContext): { arrive(v: unknown): void } {
+  let n = 0;
+  let next = 0;
+  let lost = 0;
+  let fault: string | undefined;
+  void (async () => {
+    for (const mark of ["mark0", "mark1"]) {
+      await ctx.next(mark);
+      if (fault) ctx.report("error", { message: fault });
+      else ctx.report(mark, { n, t: performance.now(), lost });
+    }
+  })();
+  return {
+    arrive(v: unknown) {
+      n++;
+      const r = v as Reading;
+      if (fault !== undefined) return;
+      const want = reading(r.seq);
+      if (
+        !(r.seq >= next) ||
+        r.sensor !== want.sensor ||
+        r.at !== want.at ||
+        r.reading !== want.reading ||
+        r.ok !== want.ok ||
+        r.tags.length !== 2 ||
+        r.tags[0] !== "site-3" ||
+        r.tags[1] !== "floor-2"
+      ) {
+        fault = `message ${next} expected, got ${JSON.stringify(v)}`;
+        return;
+      }
+      lost += r.seq - next;
+      next = r.seq + 1;
+    },
+  };
+}
+
+/** Runs `send(seq)` flat out until told to stop (or LIMIT_MS). */
+async function produce(ctx: RoleContext, send: (seq: number) => Promise<void> | undefined): Promise<void> {
+  const stopAt = performance.now() + LIMIT_MS;
+  let stop = false;
+  void ctx.next("stop").then(() => {
+    stop = true;
+  });
+  for (let seq = 0; !stop; seq++) {
+    const p = send(seq);
+    if (p) await p;
+    if ((seq & 1023) === 0 && performance.now() > stopAt) break;
+  }
+  ctx.report("stopped");
+}
+
+async function chanProducerRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
+  const client = await dialCircuit(String(args.url));
+  const ch = await getChan(client, String(args.name));
+  const ring: (Promise<void> | undefined)[] = new Array(WINDOW);
+  await produce(ctx, (seq) => {
+    const i = seq % WINDOW;
+    const older = ring[i];
+    ring[i] = ch.send(reading(seq));
+    return older;
+  });
+}
+
+async function chanConsumerRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
+  const client = await dialCircuit(String(args.url));
+  const ch = await openChan(client, String(args.name), CAP);
+  const c = checker(ctx);
+  ctx.report("ready");
+  for await (const v of ch.iterate({ prefetch: PREFETCH })) c.arrive(v);
+}
+
+async function natsPublisherRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
+  const nc = await dialNats(args.port);
+  const jc = JSONCodec<Reading>();
+  await produce(ctx, (seq) => {
+    nc.publish(SUBJECT, jc.encode(reading(seq)));
+    return (seq + 1) % NATS_FLUSH_EVERY === 0 ? nc.flush() : undefined;
+  });
+}
+
+async function natsSubscriberRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
+  const nc = await dialNats(args.port);
+  const jc = JSONCodec<Reading>();
+  const c = checker(ctx);
+  nc.subscribe(SUBJECT, {
+    callback: (err, msg) => {
+      if (!err) c.arrive(jc.decode(msg.data));
+    },
+  });
+  await nc.flush();
+  ctx.report("ready");
+}
+
+/** Starts the producer, marks the consumer twice, and reports what it took in between. */
+async function measure(
+  ctx: ScenarioContext,
+  consumer: RoleHandle,
+  startProducer: () => RoleHandle,
+): Promise<{ rate: number; seconds: number; messages: number; lost: number }> {
+  const producer = startProducer();
+  await sleep(WARM_MS, undefined, { signal: ctx.signal });
+  consumer.send("mark0");
+  const a = (await consumer.next("mark0")) as unknown as { n: number; t: number; lost: number };
+  await sleep(WINDOW_MS, undefined, { signal: ctx.signal });
+  consumer.send("mark1");
+  const b = (await consumer.next("mark1")) as unknown as { n: number; t: number; lost: number };
+  producer.send("stop");
+  const seconds = (b.t - a.t) / 1000;
+  return { rate: (b.n - a.n) / seconds, seconds, messages: b.n - a.n, lost: b.lost };
+}
+
+function row(
+  id: string,
+  label: string,
+  r: { rate: number; seconds: number; messages: number; lost: number } | { error: string },
+): Row {
+  if ("error" in r) return { id, label, kind: "throughput", error: r.error };
+  const out: Row = { id, label, kind: "throughput", msgsPerSec: r.rate, messages: r.messages, seconds: r.seconds };
+  if (r.lost > 0) out.note = `${r.lost} messages never arrived`;
+  return out;
+}
+
+export const scenario: Scenario = {
+  name: "chan-objects",
+  description: `1 producer → 1 consumer of small records (objects), ${WINDOW_MS / 1000} s measured after ${WARM_MS / 1000} s: circuit chan cap ${CAP} (MessagePack) vs NATS pub/sub (JSON codec)`,
+  budgetMs: 40_000,
+  prepare: ensureNatsServer,
+  async run(ctx: ScenarioContext) {
+    const rows: Row[] = [];
+    const natsLabel = "NATS pub/sub, JSONCodec objects";
+    try {
+      const port = await startNatsServer(ctx.procs);
+      const sub = ctx.procs.role("chan-objects", "natsSubscriber", { port });
+      await sub.next("ready");
+      const r = await measure(ctx, sub, () => ctx.procs.role("chan-objects", "natsPublisher", { port }));
+      rows.push(row("nats.objects", natsLabel, r));
+    } catch (e) {
+      rows.push(row("nats.objects", natsLabel, { error: errorText(e) }));
+    }
+    await ctx.procs.closeAll();
+    const chanLabel = `circuit chan cap ${CAP}, objects, ${WINDOW} sends in flight → iterate(${PREFETCH})`;
+    try {
+      const { url } = await startCircuitDaemon(ctx.procs);
+      const name = `objects-${process.pid}-${Date.now().toString(36)}`;
+      const consumer = ctx.procs.role("chan-objects", "chanConsumer", { url, name });
+      await consumer.next("ready");
+      const r = await measure(ctx, consumer, () => ctx.procs.role("chan-objects", "chanProducer", { url, name }));
+      // A channel loses nothing: a gap is a failure here, not a note.
+      if (r.lost > 0) throw new Error(`${r.lost} messages never arrived`);
+      rows.push(row("chan.objects", chanLabel, r));
+    } catch (e) {
+      rows.push(row("chan.objects", chanLabel, { error: errorText(e) }));
+    }
+    return { rows };
+  },
+  roles: {
+    chanProducer: chanProducerRole,
+    chanConsumer: chanConsumerRole,
+    natsPublisher: natsPublisherRole,
+    natsSubscriber: natsSubscriberRole,
+  },
+};

@@ -52,10 +52,21 @@ export interface NatsCluster {
   stop(): Promise<void>;
 }
 
-function waitPort(port: number, ms: number): Promise<void> {
+/** A node that exited before it listened (most often: another process took its port meanwhile). */
+class ExitedEarly extends Error {}
+
+/**
+ * Waits until `port` takes connections; fails at once, with the last of its stderr, if `proc` exits
+ * first, and after `ms` if it neither listens nor exits.
+ */
+function waitListening(proc: ChildProcess, port: number, ms: number, stderr: () => string): Promise<void> {
   const deadline = performance.now() + ms;
   return new Promise((resolve, reject) => {
     const attempt = () => {
+      if (!running(proc)) {
+        reject(new ExitedEarly(`nats-server for port ${port} exited before it listened: ${stderr()}`));
+        return;
+      }
       const s = net.connect(port, "127.0.0.1");
       s.once("connect", () => {
         s.destroy();
@@ -64,7 +75,7 @@ function waitPort(port: number, ms: number): Promise<void> {
       s.once("error", () => {
         s.destroy();
         if (performance.now() > deadline)
-          reject(new Error(`nats-server on port ${port} did not listen within ${ms} ms`));
+          reject(new Error(`nats-server on port ${port} did not listen within ${ms} ms: ${stderr()}`));
         else setTimeout(attempt, 50);
       });
     };
@@ -94,8 +105,23 @@ async function jetStreamReady(ports: number[], ms: number): Promise<void> {
   }
 }
 
-/** Starts `size` nats-server nodes (default 3) clustered on loopback, JetStream on, and waits until each listens. */
+/**
+ * Starts `size` nats-server nodes (default 3) clustered on loopback, JetStream on, and waits until
+ * each listens. The ports are free when chosen but closed again before nats-server binds them, and a
+ * connection made meanwhile by another test may take one as its local port: a node that exits before
+ * it listens makes the whole cluster start again on fresh ports (three tries).
+ */
 export async function startNatsCluster(size = 3): Promise<NatsCluster> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(size);
+    } catch (err) {
+      if (!(err instanceof ExitedEarly) || attempt >= 3) throw err;
+    }
+  }
+}
+
+async function startOnce(size: number): Promise<NatsCluster> {
   const bin = natsServerPath();
   const dir = mkdtempSync(join(tmpdir(), "circuit-nats-"));
   const ports = await Promise.all(Array.from({ length: size }, async () => [await freePort(), await freePort()]));
@@ -132,10 +158,14 @@ export async function startNatsCluster(size = 3): Promise<NatsCluster> {
           routes,
         ];
         const p = spawn(bin, args, { stdio: ["ignore", "ignore", "pipe"] });
-        p.stderr?.resume();
+        // The last lines it wrote, for an error that says why it did not come up.
+        let tail = "";
+        p.stderr?.setEncoding("utf8").on("data", (d: string) => {
+          tail = (tail + d).slice(-600);
+        });
         p.once("error", () => {});
         node.proc = p;
-        await waitPort(port as number, 10_000);
+        await waitListening(p, port as number, 10_000, () => tail.trim().split("\n").slice(-2).join(" | "));
       },
     };
     return node;

@@ -1,7 +1,8 @@
 // Scenario `scale`: one daemon holding many idle channels and many idle client connections. It
 // reports the daemon's RSS idle, the memory each idle channel and each idle client costs, and one
 // client's ping-pong p50 quiet and then with the crowd connected (every connection a real TCP
-// connection, opened from a few processes).
+// connection, opened from a few processes); last, what a value waiting in a channel's buffer costs
+// (one channel filled with BUFFERED values of 100 bytes).
 import { setTimeout as sleep } from "node:timers/promises";
 import { dialCircuit } from "./circuit-lib.ts";
 import type { RoleContext, Scenario, ScenarioContext } from "./harness.ts";
@@ -13,6 +14,9 @@ const CROWD_PROCESSES = 4;
 /** The idle RSS is measured this long after the daemon started. */
 const IDLE_MS = 15_000;
 const PING_ROUNDS = 3_000;
+/** Values put in one channel's buffer (its capacity, the largest there is) for the memory per buffered value. */
+const BUFFERED = 1_000_000;
+const BUFFERED_BYTES = 100;
 const PING_WARMUP = 300;
 
 interface PeekableServer {
@@ -43,6 +47,28 @@ async function channelsRole(args: Record<string, unknown>, ctx: RoleContext): Pr
   // The handles are released with the connection: the channels stay, idle.
   await client.close();
   ctx.report("done");
+}
+
+/** Fills a channel of capacity BUFFERED with BUFFERED values of BUFFERED_BYTES, 256 sends in flight. */
+async function fillRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
+  const client = await dialCircuit(String(args.url));
+  const ch = (await client.walk(`/${client.serverId}/scale/buffered`).makeChan(BUFFERED)) as unknown as {
+    send(v: unknown): Promise<void>;
+    stat(): Promise<{ len: number }>;
+  };
+  const value = new Uint8Array(BUFFERED_BYTES);
+  const ring: (Promise<void> | undefined)[] = new Array(256);
+  for (let i = 0; i < BUFFERED; i++) {
+    const older = ring[i % 256];
+    ring[i % 256] = ch.send(value);
+    if (older) await older;
+  }
+  await Promise.all(ring);
+  const { len } = await ch.stat();
+  if (len !== BUFFERED) throw new Error(`${len} values in the buffer, not ${BUFFERED}`);
+  // The connection stays: the values stay in the channel either way, and the scenario ends the daemon.
+  ctx.report("done");
+  await new Promise(() => {});
 }
 
 async function crowdRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
@@ -98,6 +124,10 @@ export const scenario: Scenario = {
       await Promise.all(crowds.map((c) => c.next("ready")));
       const rss3 = await daemonRss(url);
       const c = await pingPong(ctx, url, "crowd");
+      const filler = ctx.procs.role("scale", "fill", { url }, 60_000);
+      await filler.next("done");
+      const rss4 = await daemonRss(url);
+      const perBuffered = (rss4 - rss3) / BUFFERED;
       Object.assign(info, {
         startRssBytes: rssStart,
         idleRssBytes: rss0,
@@ -105,12 +135,14 @@ export const scenario: Scenario = {
         perChannelBytes: (rss2 - rss1) / CHANNELS,
         perClientBytes: (rss3 - rss2) / CLIENTS,
         crowdRssBytes: rss3,
+        perBufferedValueBytes: perBuffered,
       });
       const mb = (b: number): string => `${(b / 1e6).toFixed(1)} MB`;
       const note =
         `daemon RSS just started ${mb(rssStart)}, idle ${mb(rss0)} (${IDLE_MS / 1000} s after its start), with ${CHANNELS} channels ${mb(rss2)}, with ${CLIENTS} clients too ${mb(rss3)}; ` +
         `≈ ${((rss2 - rss1) / CHANNELS / 1024).toFixed(2)} KiB per idle channel, ` +
-        `≈ ${((rss3 - rss2) / CLIENTS / 1024).toFixed(1)} KiB per idle client`;
+        `≈ ${((rss3 - rss2) / CLIENTS / 1024).toFixed(1)} KiB per idle client; ` +
+        `≈ ${perBuffered.toFixed(0)} B per ${BUFFERED_BYTES}-byte value waiting in a buffer (${BUFFERED.toLocaleString("en-US")} in one channel)`;
       ctx.log(`scale: ${note}`);
       return {
         rows: [
@@ -129,5 +161,5 @@ export const scenario: Scenario = {
       };
     }
   },
-  roles: { channels: channelsRole, crowd: crowdRole },
+  roles: { channels: channelsRole, crowd: crowdRole, fill: fillRole },
 };

@@ -49,6 +49,18 @@ test("a whole-message bin of any size comes back as a view of the frame, and let
   }
 });
 
+test("bytes that fail to decode are not held either", async () => {
+  // A map header claiming more entries than follow: msgpackr reads into it, then finds it short.
+  let bytes: Buffer | undefined = Buffer.allocUnsafeSlow(200_000);
+  bytes.fill(0xa0); // empty strings: keys and values of the map
+  bytes[0] = 0xdf;
+  bytes.writeUInt32BE(1_000_000, 1);
+  const ref = new WeakRef(bytes.buffer);
+  assert.throws(() => decode(bytes as Buffer));
+  bytes = undefined;
+  assert.equal(await collected(ref), true);
+});
+
 test("a bin whose length disagrees with the frame is refused by the general decoder", () => {
   // bin 32 claiming 70,000 bytes where 69,999 follow.
   const b = Buffer.alloc(5 + 69_999);

@@ -189,7 +189,7 @@ function encodeBytes(v: Uint8Array): Buffer {
   return out;
 }
 
-/** Bytes decoded by msgpackr from which on it is made to let go of them afterwards (decode). */
+/** Values of this many bytes or more that msgpackr decodes are followed by a decode of NIL (decode). */
 const RELEASE_AFTER = 64 * 1024;
 /** MessagePack's nil, for decode to read after a big value. */
 const NIL = Buffer.from([0xc0]);
@@ -216,11 +216,14 @@ export function decode(bytes: Uint8Array, at = 0, end = bytes.length): unknown {
   if (t === 0xc6 && n >= 5 && n === 5 + readU32(bytes, at + 1)) {
     return Buffer.from(bytes.buffer, bytes.byteOffset + at + 5, n - 5);
   }
-  const value = packr.unpack(at === 0 && end === bytes.length ? bytes : bytes.subarray(at, end));
-  // msgpackr keeps a view of the last bytes it read until it reads others: a big frame would stay
-  // in memory for as long as no other value is decoded. One byte read after it lets it go.
-  if (n >= RELEASE_AFTER) packr.unpack(NIL);
-  return value;
+  try {
+    return packr.unpack(at === 0 && end === bytes.length ? bytes : bytes.subarray(at, end));
+  } finally {
+    // msgpackr keeps a view of the last bytes it read until it reads others (even when they were
+    // not valid): a big frame would stay in memory for as long as nothing else is decoded. One
+    // byte read after it lets it go.
+    if (n >= RELEASE_AFTER) packr.unpack(NIL);
+  }
 }
 
 /** Reads the u32 field at index i of a frame body. */

@@ -1,25 +1,17 @@
 // Scenario `chan-2p2c`: two producers and two competing consumers on one buffered circuit channel
 // (each value goes to exactly one consumer), beside a NATS queue group with two subscribers fed by
 // two publishers, every role its own process. Both are measured the same way: the producers run
-// flat out, the consumers count what they take, and the figure is everything taken between a
-// mark WARM_MS after the start and a second mark WINDOW_MS later (the orchestrator sends both
-// marks to the two consumers at the same moment).
+// flat out, the consumers count what they take, and the figure is everything taken between two
+// marks (bench/marked.ts).
 import { performance } from "node:perf_hooks";
-import { setTimeout as sleep } from "node:timers/promises";
+import { CAP, PREFETCH, WINDOW } from "./chan-throughput.ts";
 import { checkPayload, dialCircuit, getChan, openChan } from "./circuit-lib.ts";
-import type { RoleContext, RoleHandle, Row, Scenario, ScenarioContext } from "./harness.ts";
+import type { RoleContext, Row, Scenario, ScenarioContext } from "./harness.ts";
 import { errorText, startCircuitDaemon } from "./harness.ts";
-import { dialNats, ensureNatsServer, startNatsServer } from "./nats.ts";
+import { LIMIT_MS, markedRow, measureMarked, WARM_MS, WINDOW_MS } from "./marked.ts";
+import { dialNats, ensureNatsServer, NATS_FLUSH_EVERY, startNatsServer } from "./nats.ts";
 
 const PAYLOAD_BYTES = 100;
-const CAP = 1024;
-const PREFETCH = 256;
-const WINDOW = 256;
-const WARM_MS = 1500;
-const WINDOW_MS = 3000;
-/** Producers stop by themselves after this, whatever happens to the orchestrator. */
-const LIMIT_MS = 15_000;
-const NATS_FLUSH_EVERY = 10_000;
 
 /** Counts arrivals and answers the orchestrator's marks with the count and the time. */
 function counter(ctx: RoleContext): { arrive(): void } {
@@ -101,40 +93,6 @@ async function natsSubscriberRole(args: Record<string, unknown>, ctx: RoleContex
   ctx.report("ready");
 }
 
-/** Starts the producers, marks the consumers twice, and sums what they took in between. */
-async function measure(
-  ctx: ScenarioContext,
-  consumers: RoleHandle[],
-  startProducers: () => RoleHandle[],
-): Promise<{ rate: number; seconds: number; messages: number }> {
-  const producers = startProducers();
-  await sleep(WARM_MS, undefined, { signal: ctx.signal });
-  for (const c of consumers) c.send("mark0");
-  const m0 = await Promise.all(consumers.map((c) => c.next("mark0")));
-  await sleep(WINDOW_MS, undefined, { signal: ctx.signal });
-  for (const c of consumers) c.send("mark1");
-  const m1 = await Promise.all(consumers.map((c) => c.next("mark1")));
-  for (const p of producers) p.send("stop");
-  let messages = 0;
-  let seconds = 0;
-  for (let i = 0; i < consumers.length; i++) {
-    const a = m0[i] as unknown as { n: number; t: number };
-    const b = m1[i] as unknown as { n: number; t: number };
-    messages += b.n - a.n;
-    seconds = Math.max(seconds, (b.t - a.t) / 1000);
-  }
-  return { rate: messages / seconds, seconds, messages };
-}
-
-function row(
-  id: string,
-  label: string,
-  r: { rate: number; seconds: number; messages: number } | { error: string },
-): Row {
-  if ("error" in r) return { id, label, kind: "throughput", error: r.error };
-  return { id, label, kind: "throughput", msgsPerSec: r.rate, messages: r.messages, seconds: r.seconds };
-}
-
 export const scenario: Scenario = {
   name: "chan-2p2c",
   description: `2 producers → 2 competing consumers, ${PAYLOAD_BYTES} B, ${WINDOW_MS / 1000} s measured after ${WARM_MS / 1000} s: circuit chan cap ${CAP} vs NATS queue group`,
@@ -147,12 +105,12 @@ export const scenario: Scenario = {
       const port = await startNatsServer(ctx.procs);
       const subs = [0, 1].map(() => ctx.procs.role("chan-2p2c", "natsSubscriber", { port }));
       await Promise.all(subs.map((s) => s.next("ready")));
-      const r = await measure(ctx, subs, () =>
+      const r = await measureMarked(ctx, subs, () =>
         [0, 1].map(() => ctx.procs.role("chan-2p2c", "natsPublisher", { port })),
       );
-      rows.push(row(nats.id, nats.label, r));
+      rows.push(markedRow(nats.id, nats.label, r));
     } catch (e) {
-      rows.push(row(nats.id, nats.label, { error: errorText(e) }));
+      rows.push(markedRow(nats.id, nats.label, { error: errorText(e) }));
     }
     await ctx.procs.closeAll();
     const chan = {
@@ -166,12 +124,12 @@ export const scenario: Scenario = {
       await first.next("ready");
       const second = ctx.procs.role("chan-2p2c", "chanConsumer", { url, name });
       await second.next("ready");
-      const r = await measure(ctx, [first, second], () =>
+      const r = await measureMarked(ctx, [first, second], () =>
         [0, 1].map(() => ctx.procs.role("chan-2p2c", "chanProducer", { url, name })),
       );
-      rows.push(row(chan.id, chan.label, r));
+      rows.push(markedRow(chan.id, chan.label, r));
     } catch (e) {
-      rows.push(row(chan.id, chan.label, { error: errorText(e) }));
+      rows.push(markedRow(chan.id, chan.label, { error: errorText(e) }));
     }
     return { rows };
   },

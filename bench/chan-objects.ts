@@ -4,24 +4,17 @@
 // (every field, and the sequence without a gap). Circuit carries it as MessagePack (checked by the
 // client first: DESIGN §3.1); beside it NATS pub/sub with nats.js's JSON codec, the way a NATS
 // program sends objects. Every role is its own process; both are measured the same way as
-// chan-2p2c: the producer runs flat out, and the figure is what the consumer took between a mark
-// WARM_MS after the start and a second one WINDOW_MS later.
+// chan-2p2c: the producer runs flat out, and the figure is what the consumer took between two
+// marks (bench/marked.ts).
 import { performance } from "node:perf_hooks";
-import { setTimeout as sleep } from "node:timers/promises";
 import { JSONCodec } from "nats";
+import { CAP, PREFETCH, WINDOW } from "./chan-throughput.ts";
 import { dialCircuit, getChan, openChan } from "./circuit-lib.ts";
-import type { RoleContext, RoleHandle, Row, Scenario, ScenarioContext } from "./harness.ts";
+import type { RoleContext, Row, Scenario, ScenarioContext } from "./harness.ts";
 import { errorText, startCircuitDaemon } from "./harness.ts";
-import { dialNats, ensureNatsServer, startNatsServer } from "./nats.ts";
+import { LIMIT_MS, type Marked, markedRow, measureMarked, WARM_MS, WINDOW_MS } from "./marked.ts";
+import { dialNats, ensureNatsServer, NATS_FLUSH_EVERY, startNatsServer } from "./nats.ts";
 
-const CAP = 1024;
-const PREFETCH = 256;
-const WINDOW = 256;
-const WARM_MS = 1500;
-const WINDOW_MS = 3000;
-/** Producers stop by themselves after this, whatever happens to the orchestrator. */
-const LIMIT_MS = 15_000;
-const NATS_FLUSH_EVERY = 10_000;
 const SUBJECT = "bench.objects";
 
 interface Reading {
@@ -146,33 +139,9 @@ async function natsSubscriberRole(args: Record<string, unknown>, ctx: RoleContex
   ctx.report("ready");
 }
 
-/** Starts the producer, marks the consumer twice, and reports what it took in between. */
-async function measure(
-  ctx: ScenarioContext,
-  consumer: RoleHandle,
-  startProducer: () => RoleHandle,
-): Promise<{ rate: number; seconds: number; messages: number; lost: number }> {
-  const producer = startProducer();
-  await sleep(WARM_MS, undefined, { signal: ctx.signal });
-  consumer.send("mark0");
-  const a = (await consumer.next("mark0")) as unknown as { n: number; t: number; lost: number };
-  await sleep(WINDOW_MS, undefined, { signal: ctx.signal });
-  consumer.send("mark1");
-  const b = (await consumer.next("mark1")) as unknown as { n: number; t: number; lost: number };
-  producer.send("stop");
-  const seconds = (b.t - a.t) / 1000;
-  return { rate: (b.n - a.n) / seconds, seconds, messages: b.n - a.n, lost: b.lost };
-}
-
-function row(
-  id: string,
-  label: string,
-  r: { rate: number; seconds: number; messages: number; lost: number } | { error: string },
-): Row {
-  if ("error" in r) return { id, label, kind: "throughput", error: r.error };
-  const out: Row = { id, label, kind: "throughput", msgsPerSec: r.rate, messages: r.messages, seconds: r.seconds };
-  if (r.lost > 0) out.note = `${r.lost} messages never arrived`;
-  return out;
+/** What never arrived at the consumer, from its answer to the second mark (checker). */
+function lost(r: Marked): number {
+  return Number((r.last[0] as { lost?: number } | undefined)?.lost ?? 0);
 }
 
 export const scenario: Scenario = {
@@ -187,10 +156,10 @@ export const scenario: Scenario = {
       const port = await startNatsServer(ctx.procs);
       const sub = ctx.procs.role("chan-objects", "natsSubscriber", { port });
       await sub.next("ready");
-      const r = await measure(ctx, sub, () => ctx.procs.role("chan-objects", "natsPublisher", { port }));
-      rows.push(row("nats.objects", natsLabel, r));
+      const r = await measureMarked(ctx, [sub], () => [ctx.procs.role("chan-objects", "natsPublisher", { port })]);
+      rows.push(markedRow("nats.objects", natsLabel, r, lost(r) > 0 ? `${lost(r)} messages never arrived` : undefined));
     } catch (e) {
-      rows.push(row("nats.objects", natsLabel, { error: errorText(e) }));
+      rows.push(markedRow("nats.objects", natsLabel, { error: errorText(e) }));
     }
     await ctx.procs.closeAll();
     const chanLabel = `circuit chan cap ${CAP}, objects, ${WINDOW} sends in flight → iterate(${PREFETCH})`;
@@ -199,12 +168,14 @@ export const scenario: Scenario = {
       const name = `objects-${process.pid}-${Date.now().toString(36)}`;
       const consumer = ctx.procs.role("chan-objects", "chanConsumer", { url, name });
       await consumer.next("ready");
-      const r = await measure(ctx, consumer, () => ctx.procs.role("chan-objects", "chanProducer", { url, name }));
+      const r = await measureMarked(ctx, [consumer], () => [
+        ctx.procs.role("chan-objects", "chanProducer", { url, name }),
+      ]);
       // A channel loses nothing: a gap is a failure here, not a note.
-      if (r.lost > 0) throw new Error(`${r.lost} messages never arrived`);
-      rows.push(row("chan.objects", chanLabel, r));
+      if (lost(r) > 0) throw new Error(`${lost(r)} messages never arrived`);
+      rows.push(markedRow("chan.objects", chanLabel, r));
     } catch (e) {
-      rows.push(row("chan.objects", chanLabel, { error: errorText(e) }));
+      rows.push(markedRow("chan.objects", chanLabel, { error: errorText(e) }));
     }
     return { rows };
   },

@@ -15,7 +15,7 @@ const PUBSUB_SECONDS = 8;
 // The publisher awaits a PING/PONG every this many messages: without it a tight publish loop
 // buffers every message in the client before the first byte leaves; far more often and the
 // round trips starve the pipe. 10,000 was NATS's best setting on the machine this was written on.
-const FLUSH_EVERY = 10_000;
+export const NATS_FLUSH_EVERY = 10_000;
 const RR_WARMUP = 500;
 const RR_ROUNDS = 5_000;
 const RR_SECONDS = 8;
@@ -163,7 +163,7 @@ async function pubsub(procs: Procs): Promise<Row[]> {
       port,
       subject,
       count: WARM_MESSAGES + PUBSUB_MESSAGES,
-      flushEvery: FLUSH_EVERY,
+      flushEvery: NATS_FLUSH_EVERY,
       seconds: PUBSUB_SECONDS + 2,
     });
     const done = await sub.next("done");

@@ -1,0 +1,53 @@
+// Measuring over a window between two marks, for scenarios whose producers run flat out until told
+// to stop (chan-2p2c, chan-objects): the figure is everything the consumers took between a mark
+// WARM_MS after the producers start and a second mark WINDOW_MS later, the orchestrator sending
+// both marks to every consumer at the same moment. A consumer answers each mark ("mark0",
+// "mark1") with `{ n, t }`: what it has taken so far and when (its performance.now()).
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Message, RoleHandle, Row, ScenarioContext } from "./harness.ts";
+
+export const WARM_MS = 1500;
+export const WINDOW_MS = 3000;
+/** Producers stop by themselves after this, whatever happens to the orchestrator. */
+export const LIMIT_MS = 15_000;
+
+export interface Marked {
+  rate: number;
+  seconds: number;
+  messages: number;
+  /** Each consumer's answer to the second mark (a scenario's own fields beside n and t). */
+  last: Message[];
+}
+
+/** Starts the producers, marks the consumers twice, sums what they took in between, and stops the producers. */
+export async function measureMarked(
+  ctx: ScenarioContext,
+  consumers: RoleHandle[],
+  startProducers: () => RoleHandle[],
+): Promise<Marked> {
+  const producers = startProducers();
+  await sleep(WARM_MS, undefined, { signal: ctx.signal });
+  for (const c of consumers) c.send("mark0");
+  const m0 = await Promise.all(consumers.map((c) => c.next("mark0")));
+  await sleep(WINDOW_MS, undefined, { signal: ctx.signal });
+  for (const c of consumers) c.send("mark1");
+  const m1 = await Promise.all(consumers.map((c) => c.next("mark1")));
+  for (const p of producers) p.send("stop");
+  let messages = 0;
+  let seconds = 0;
+  for (let i = 0; i < consumers.length; i++) {
+    const a = m0[i] as unknown as { n: number; t: number };
+    const b = m1[i] as unknown as { n: number; t: number };
+    messages += b.n - a.n;
+    seconds = Math.max(seconds, (b.t - a.t) / 1000);
+  }
+  return { rate: messages / seconds, seconds, messages, last: m1 };
+}
+
+/** The throughput row of a marked measurement (or of its failure). */
+export function markedRow(id: string, label: string, r: Marked | { error: string }, note?: string): Row {
+  if ("error" in r) return { id, label, kind: "throughput", error: r.error };
+  const row: Row = { id, label, kind: "throughput", msgsPerSec: r.rate, messages: r.messages, seconds: r.seconds };
+  if (note) row.note = note;
+  return row;
+}

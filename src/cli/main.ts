@@ -137,8 +137,9 @@ const VALUED = new Set(["-d", "--dial", "--discover", "--key"]);
 /**
  * The command a line names, if it is one of ours that needs no other: only that command is then
  * built, which spares it building the other commands' parsers (registration 3.7–4.3 ms instead of
- * 6.0–6.3 ms here; most of what is left is commander's own code running for the first time). No command word, an unknown one (its suggestion needs every name), `help` and
- * `completion` (which writes every command's options) build them all.
+ * 6.0–6.3 ms here; most of what is left is commander's own code running for the first time). No
+ * command word, an unknown one (its suggestion needs every name), `help` and `completion` (which
+ * writes every command's options) build them all.
  */
 function onlyCommand(argv: readonly string[]): ((program: Command) => void) | undefined {
   for (let i = 2; i < argv.length; i++) {

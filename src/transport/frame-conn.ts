@@ -5,6 +5,7 @@
 import type { Duplex } from "node:stream";
 import { ProtocolError } from "../errors.js";
 import { monotonicMs } from "../util/clock.js";
+import { keepFreedMemory } from "../util/malloc-hint.js";
 import {
   binHeadBytes,
   FrameDecoder,
@@ -69,6 +70,7 @@ export class FrameConn {
     readonly stream: Duplex,
     opts: FrameConnOptions,
   ) {
+    keepFreedMemory();
     this.decoder = new FrameDecoder(opts.maxFrame, (t, b) => this.onFrame(t, b));
     this.maxUnsent = opts.maxUnsent ?? Number.POSITIVE_INFINITY;
     stream.on("data", (chunk: Buffer) => {

@@ -102,6 +102,33 @@ describe("FrameDecoder", () => {
     assert.equal(dec.buffered, 0);
   });
 
+  test("only a frame split across pushes is copied: the frames after it in the last push are views of that push", () => {
+    const got: { type: number; body: Buffer }[] = [];
+    const dec = new FrameDecoder(1024, (type, body) => got.push({ type, body }));
+    const bytes = hex(FRAME_A + FRAME_B + FRAME_A);
+    const cut = 6; // inside the first frame
+    // Each push in memory of its own, so that "a view of it" is telling.
+    const first = Buffer.allocUnsafeSlow(cut);
+    bytes.copy(first, 0, 0, cut);
+    const second = Buffer.allocUnsafeSlow(bytes.length - cut);
+    bytes.copy(second, 0, cut);
+    dec.push(first);
+    dec.push(second);
+    assert.deepEqual(
+      got.map((f) => ({ type: f.type, body: f.body.toString("hex") })),
+      [
+        { type: 0x02, body: "aabbcc" },
+        { type: 0x21, body: "" },
+        { type: 0x02, body: "aabbcc" },
+      ],
+    );
+    assert.notEqual(got[0]?.body.buffer, second.buffer, "the split frame is copied together");
+    const last = got[2]?.body as Buffer;
+    assert.equal(last.buffer, second.buffer, "a whole frame in the push is read in place");
+    assert.equal(last.byteOffset, second.byteOffset + second.length - 3);
+    assert.equal(dec.buffered, 0);
+  });
+
   test("ignores empty chunks", () => {
     const { dec, frames } = collector();
     const bytes = hex(FRAME_A);

@@ -86,6 +86,16 @@ const comparisons: Comparison[] = [
     ids: ["nats.objects", "chan.objects"],
     baseline: "nats.objects",
   },
+  ...[1, 16, 256].map(
+    (k): Comparison => ({
+      title:
+        `${k} KiB values, one producer → one consumer, bytes per second at the consumer taken over 3 s after ` +
+        "1.5 s (the consumer checks each value's length, sequence and ends)",
+      kind: "bandwidth",
+      ids: [`nats.size.${k}k`, `chan.size.${k}k`],
+      baseline: `nats.size.${k}k`,
+    }),
+  ),
   {
     title:
       "16 MiB values, one producer → one consumer through a middle process, bytes per second at the consumer " +

@@ -8,10 +8,11 @@ import { CAP, PREFETCH, WINDOW } from "./chan-throughput.ts";
 import { checkPayload, dialCircuit, getChan, openChan } from "./circuit-lib.ts";
 import type { RoleContext, Row, Scenario, ScenarioContext } from "./harness.ts";
 import { errorText, startCircuitDaemon } from "./harness.ts";
-import { LIMIT_MS, markedRow, measureMarked, WARM_MS, WINDOW_MS } from "./marked.ts";
+import { markedRow, measureMarked, produce, WARM_MS, WINDOW_MS } from "./marked.ts";
 import { dialNats, ensureNatsServer, NATS_FLUSH_EVERY, startNatsServer } from "./nats.ts";
 
-const PAYLOAD_BYTES = 100;
+export const PAYLOAD_BYTES = 100;
+const QUEUE_SUBJECT = "bench.queue";
 
 /** Counts arrivals and answers the orchestrator's marks with the count and the time. */
 function counter(ctx: RoleContext): { arrive(): void } {
@@ -34,19 +35,12 @@ async function chanProducerRole(args: Record<string, unknown>, ctx: RoleContext)
   const ch = await getChan(client, String(args.name));
   const payload = new Uint8Array(PAYLOAD_BYTES);
   const ring: (Promise<void> | undefined)[] = new Array(WINDOW);
-  const stopAt = performance.now() + LIMIT_MS;
-  let stop = false;
-  void ctx.next("stop").then(() => {
-    stop = true;
-  });
-  for (let sent = 0; !stop; sent++) {
-    const i = sent % WINDOW;
+  await produce(ctx, (seq) => {
+    const i = seq % WINDOW;
     const older = ring[i];
     ring[i] = ch.send(payload);
-    if (older) await older;
-    if ((sent & 1023) === 0 && performance.now() > stopAt) break;
-  }
-  ctx.report("stopped");
+    return older;
+  });
 }
 
 async function chanConsumerRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
@@ -65,26 +59,18 @@ async function chanConsumerRole(args: Record<string, unknown>, ctx: RoleContext)
 async function natsPublisherRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
   const nc = await dialNats(args.port);
   const payload = new Uint8Array(PAYLOAD_BYTES);
-  const stopAt = performance.now() + LIMIT_MS;
-  let stop = false;
-  void ctx.next("stop").then(() => {
-    stop = true;
+  await produce(ctx, (seq) => {
+    nc.publish(QUEUE_SUBJECT, payload);
+    return (seq + 1) % NATS_FLUSH_EVERY === 0 ? nc.flush() : undefined;
   });
-  for (let sent = 1; !stop; sent++) {
-    nc.publish("bench.queue", payload);
-    if (sent % NATS_FLUSH_EVERY === 0) {
-      await nc.flush();
-      if (performance.now() > stopAt) break;
-    }
-  }
-  ctx.report("stopped");
 }
 
 async function natsSubscriberRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
   const nc = await dialNats(args.port);
   const c = counter(ctx);
-  nc.subscribe("bench.queue", {
-    queue: "workers",
+  // `alone`: a plain subscription (a single subscriber: chan-fanin), not a queue group's member.
+  nc.subscribe(QUEUE_SUBJECT, {
+    queue: args.alone ? undefined : "workers",
     callback: (err) => {
       if (!err) c.arrive();
     },
@@ -93,45 +79,69 @@ async function natsSubscriberRole(args: Record<string, unknown>, ctx: RoleContex
   ctx.report("ready");
 }
 
+/** A row's id and label. */
+interface RowName {
+  id: string;
+  label: string;
+}
+
+/**
+ * `producers` producers → `consumers` consumers of one channel (each value taken once), beside
+ * NATS with as many publishers and subscribers (a queue group when there are several), every role a
+ * process of `scenario` (whose roles are these); returns NATS's row and circuit's.
+ */
+export async function manyToMany(
+  ctx: ScenarioContext,
+  scenario: string,
+  producers: number,
+  consumers: number,
+  nats: RowName,
+  chan: RowName,
+): Promise<Row[]> {
+  const rows: Row[] = [];
+  const each = (n: number) => Array.from({ length: n }, (_, i) => i);
+  try {
+    const port = await startNatsServer(ctx.procs);
+    const alone = consumers === 1;
+    const subs = each(consumers).map(() => ctx.procs.role(scenario, "natsSubscriber", { port, alone }));
+    await Promise.all(subs.map((s) => s.next("ready")));
+    const r = await measureMarked(ctx, subs, () =>
+      each(producers).map(() => ctx.procs.role(scenario, "natsPublisher", { port })),
+    );
+    rows.push(markedRow(nats.id, nats.label, r));
+  } catch (e) {
+    rows.push(markedRow(nats.id, nats.label, { error: errorText(e) }));
+  }
+  await ctx.procs.closeAll();
+  try {
+    const { url } = await startCircuitDaemon(ctx.procs);
+    const name = `${scenario}-${process.pid}-${Date.now().toString(36)}`;
+    // One at a time: the first makes the channel, the others find it.
+    const takers = [];
+    for (let i = 0; i < consumers; i++) {
+      const c = ctx.procs.role(scenario, "chanConsumer", { url, name });
+      await c.next("ready");
+      takers.push(c);
+    }
+    const r = await measureMarked(ctx, takers, () =>
+      each(producers).map(() => ctx.procs.role(scenario, "chanProducer", { url, name })),
+    );
+    rows.push(markedRow(chan.id, chan.label, r));
+  } catch (e) {
+    rows.push(markedRow(chan.id, chan.label, { error: errorText(e) }));
+  }
+  return rows;
+}
+
 export const scenario: Scenario = {
   name: "chan-2p2c",
   description: `2 producers → 2 competing consumers, ${PAYLOAD_BYTES} B, ${WINDOW_MS / 1000} s measured after ${WARM_MS / 1000} s: circuit chan cap ${CAP} vs NATS queue group`,
   budgetMs: 60_000,
   prepare: ensureNatsServer,
   async run(ctx: ScenarioContext) {
-    const rows: Row[] = [];
     const nats = { id: "nats.queue", label: "NATS queue group, 2 publishers → 2 subscribers" };
-    try {
-      const port = await startNatsServer(ctx.procs);
-      const subs = [0, 1].map(() => ctx.procs.role("chan-2p2c", "natsSubscriber", { port }));
-      await Promise.all(subs.map((s) => s.next("ready")));
-      const r = await measureMarked(ctx, subs, () =>
-        [0, 1].map(() => ctx.procs.role("chan-2p2c", "natsPublisher", { port })),
-      );
-      rows.push(markedRow(nats.id, nats.label, r));
-    } catch (e) {
-      rows.push(markedRow(nats.id, nats.label, { error: errorText(e) }));
-    }
-    await ctx.procs.closeAll();
-    const chan = {
-      id: "chan.2p2c",
-      label: `circuit chan cap ${CAP}, 2 producers (${WINDOW} in flight) → 2 iterate(${PREFETCH})`,
-    };
-    try {
-      const { url } = await startCircuitDaemon(ctx.procs);
-      const name = `2p2c-${process.pid}-${Date.now().toString(36)}`;
-      const first = ctx.procs.role("chan-2p2c", "chanConsumer", { url, name });
-      await first.next("ready");
-      const second = ctx.procs.role("chan-2p2c", "chanConsumer", { url, name });
-      await second.next("ready");
-      const r = await measureMarked(ctx, [first, second], () =>
-        [0, 1].map(() => ctx.procs.role("chan-2p2c", "chanProducer", { url, name })),
-      );
-      rows.push(markedRow(chan.id, chan.label, r));
-    } catch (e) {
-      rows.push(markedRow(chan.id, chan.label, { error: errorText(e) }));
-    }
-    return { rows };
+    const label = `circuit chan cap ${CAP}, 2 producers (${WINDOW} in flight) → 2 iterate(${PREFETCH})`;
+    return { rows: await manyToMany(ctx, "chan-2p2c", 2, 2, nats, { id: "chan.2p2c", label }) };
   },
   roles: {
     chanProducer: chanProducerRole,

@@ -14,7 +14,7 @@ import { CAP, PREFETCH, WINDOW } from "./chan-throughput.ts";
 import { dialCircuit, getChan, openChan } from "./circuit-lib.ts";
 import type { RoleContext, Row, Scenario, ScenarioContext } from "./harness.ts";
 import { errorText, startCircuitDaemon } from "./harness.ts";
-import { LIMIT_MS, type Marked, measureMarked, WARM_MS, WINDOW_MS } from "./marked.ts";
+import { type Marked, measureMarked, produce, WARM_MS, WINDOW_MS } from "./marked.ts";
 import { dialNats, ensureNatsServer, NATS_FLUSH_EVERY, startNatsServer } from "./nats.ts";
 
 export const SIZES = [1024, 16 * 1024, 256 * 1024];
@@ -78,21 +78,6 @@ function checker(ctx: RoleContext, size: number): { arrive(v: unknown): void } {
       next = seq + 1;
     },
   };
-}
-
-/** Runs `send(seq)` flat out until told to stop (or LIMIT_MS). */
-async function produce(ctx: RoleContext, send: (seq: number) => Promise<void> | undefined): Promise<void> {
-  const stopAt = performance.now() + LIMIT_MS;
-  let stop = false;
-  void ctx.next("stop").then(() => {
-    stop = true;
-  });
-  for (let seq = 0; !stop; seq++) {
-    const p = send(seq);
-    if (p) await p;
-    if ((seq & 63) === 0 && performance.now() > stopAt) break;
-  }
-  ctx.report("stopped");
 }
 
 async function chanProducerRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {

@@ -1,10 +1,12 @@
 // Measuring over a window between two marks, for scenarios whose producers run flat out until told
-// to stop (chan-2p2c, chan-objects): the figure is everything the consumers took between a mark
-// WARM_MS after the producers start and a second mark WINDOW_MS later, the orchestrator sending
-// both marks to every consumer at the same moment. A consumer answers each mark ("mark0",
+// to stop (chan-2p2c, chan-fanin, chan-objects, chan-sizes): the figure is everything the
+// consumers took between a mark WARM_MS after every producer has started sending and a second
+// mark WINDOW_MS later, the orchestrator sending both marks to every consumer at the same moment.
+// A producer says "running" as it starts (produce() does); a consumer answers each mark ("mark0",
 // "mark1") with `{ n, t }`: what it has taken so far and when (its performance.now()).
+import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Message, RoleHandle, Row, ScenarioContext } from "./harness.ts";
+import type { Message, RoleContext, RoleHandle, Row, ScenarioContext } from "./harness.ts";
 
 export const WARM_MS = 1500;
 export const WINDOW_MS = 3000;
@@ -26,6 +28,8 @@ export async function measureMarked(
   startProducers: () => RoleHandle[],
 ): Promise<Marked> {
   const producers = startProducers();
+  // Eight processes starting at once take seconds here: the warm-up counts from the last one.
+  await Promise.all(producers.map((p) => p.next("running")));
   await sleep(WARM_MS, undefined, { signal: ctx.signal });
   for (const c of consumers) c.send("mark0");
   const m0 = await Promise.all(consumers.map((c) => c.next("mark0")));
@@ -50,4 +54,23 @@ export function markedRow(id: string, label: string, r: Marked | { error: string
   const row: Row = { id, label, kind: "throughput", msgsPerSec: r.rate, messages: r.messages, seconds: r.seconds };
   if (note) row.note = note;
   return row;
+}
+
+/**
+ * A producer's loop: says "running", then runs `send(seq)` for seq = 0, 1, … flat out, awaiting
+ * what it returns, until told to stop (or LIMIT_MS).
+ */
+export async function produce(ctx: RoleContext, send: (seq: number) => Promise<void> | undefined): Promise<void> {
+  const stopAt = performance.now() + LIMIT_MS;
+  let stop = false;
+  void ctx.next("stop").then(() => {
+    stop = true;
+  });
+  ctx.report("running");
+  for (let seq = 0; !stop; seq++) {
+    const p = send(seq);
+    if (p) await p;
+    if ((seq & 63) === 0 && performance.now() > stopAt) break;
+  }
+  ctx.report("stopped");
 }

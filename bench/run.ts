@@ -80,6 +80,14 @@ const comparisons: Comparison[] = [
   },
   {
     title:
+      "Eight producers → one consumer (workers reporting to one collector), 100-byte messages, everything " +
+      "taken over 3 s after 1.5 s",
+    kind: "throughput",
+    ids: ["nats.fanin", "chan.fanin"],
+    baseline: "nats.fanin",
+  },
+  {
+    title:
       "Values that are objects: one producer → one consumer of small records (6 fields, made per message; the " +
       "consumer checks each), everything taken over 3 s after 1.5 s; circuit's MessagePack beside NATS's JSON codec",
     kind: "throughput",

@@ -3,44 +3,22 @@
 // two publishers, every role its own process. Both are measured the same way: the producers run
 // flat out, the consumers count what they take, and the figure is everything taken between two
 // marks (bench/marked.ts).
-import { performance } from "node:perf_hooks";
 import { CAP, PREFETCH, WINDOW } from "./chan-throughput.ts";
 import { checkPayload, dialCircuit, getChan, openChan } from "./circuit-lib.ts";
 import type { RoleContext, Row, Scenario, ScenarioContext } from "./harness.ts";
 import { errorText, startCircuitDaemon } from "./harness.ts";
-import { markedRow, measureMarked, produce, WARM_MS, WINDOW_MS } from "./marked.ts";
+import { counter, InFlight, markedRow, measureMarked, produce, WARM_MS, WINDOW_MS } from "./marked.ts";
 import { dialNats, ensureNatsServer, NATS_FLUSH_EVERY, startNatsServer } from "./nats.ts";
 
 export const PAYLOAD_BYTES = 100;
 const QUEUE_SUBJECT = "bench.queue";
 
-/** Counts arrivals and answers the orchestrator's marks with the count and the time. */
-function counter(ctx: RoleContext): { arrive(): void } {
-  let n = 0;
-  void (async () => {
-    for (const mark of ["mark0", "mark1"]) {
-      await ctx.next(mark);
-      ctx.report(mark, { n, t: performance.now() });
-    }
-  })();
-  return {
-    arrive() {
-      n++;
-    },
-  };
-}
-
 async function chanProducerRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
   const client = await dialCircuit(String(args.url));
   const ch = await getChan(client, String(args.name));
   const payload = new Uint8Array(PAYLOAD_BYTES);
-  const ring: (Promise<void> | undefined)[] = new Array(WINDOW);
-  await produce(ctx, (seq) => {
-    const i = seq % WINDOW;
-    const older = ring[i];
-    ring[i] = ch.send(payload);
-    return older;
-  });
+  const sends = new InFlight(WINDOW);
+  await produce(ctx, () => sends.add(ch.send(payload)));
 }
 
 async function chanConsumerRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {

@@ -6,13 +6,12 @@
 // program sends objects. Every role is its own process; both are measured the same way as
 // chan-2p2c: the producer runs flat out, and the figure is what the consumer took between two
 // marks (bench/marked.ts).
-import { performance } from "node:perf_hooks";
 import { JSONCodec } from "nats";
 import { CAP, PREFETCH, WINDOW } from "./chan-throughput.ts";
 import { dialCircuit, getChan, openChan } from "./circuit-lib.ts";
 import type { RoleContext, Row, Scenario, ScenarioContext } from "./harness.ts";
 import { errorText, startCircuitDaemon } from "./harness.ts";
-import { type Marked, markedRow, measureMarked, produce, WARM_MS, WINDOW_MS } from "./marked.ts";
+import { InFlight, lostOf, markedRow, measureMarked, produce, sequenceChecker, WARM_MS, WINDOW_MS } from "./marked.ts";
 import { dialNats, ensureNatsServer, NATS_FLUSH_EVERY, startNatsServer } from "./nats.ts";
 
 const SUBJECT = "bench.objects";
@@ -40,64 +39,36 @@ function reading(seq: number): Reading {
   };
 }
 
-/**
- * Counts the records that arrive, checking each field against what message `seq` must be; a record
- * out of order or changed fails the role. Records skipped (NATS core drops messages for a consumer
- * that falls too far behind) are counted and reported with the marks.
- */
-function checker(ctx: RoleContext): { arrive(v: unknown): void } {
-  let n = 0;
-  let next = 0;
-  let lost = 0;
-  let fault: string | undefined;
-  void (async () => {
-    for (const mark of ["mark0", "mark1"]) {
-      await ctx.next(mark);
-      if (fault) ctx.report("error", { message: fault });
-      else ctx.report(mark, { n, t: performance.now(), lost });
-    }
-  })();
-  return {
-    arrive(v: unknown) {
-      n++;
-      const r = v as Reading;
-      if (fault !== undefined) return;
-      const want = reading(r.seq);
-      if (
-        !(r.seq >= next) ||
-        r.sensor !== want.sensor ||
-        r.at !== want.at ||
-        r.reading !== want.reading ||
-        r.ok !== want.ok ||
-        r.tags.length !== 2 ||
-        r.tags[0] !== "site-3" ||
-        r.tags[1] !== "floor-2"
-      ) {
-        fault = `message ${next} expected, got ${JSON.stringify(v)}`;
-        return;
-      }
-      lost += r.seq - next;
-      next = r.seq + 1;
-    },
-  };
+/** Message `v`'s sequence number, once its every field is what that message's must be (sequenceChecker). */
+function readingSeq(v: unknown): number | string {
+  const r = v as Reading;
+  const want = reading(r.seq);
+  if (
+    typeof r.seq !== "number" ||
+    r.sensor !== want.sensor ||
+    r.at !== want.at ||
+    r.reading !== want.reading ||
+    r.ok !== want.ok ||
+    r.tags.length !== 2 ||
+    r.tags[0] !== "site-3" ||
+    r.tags[1] !== "floor-2"
+  ) {
+    return `got ${JSON.stringify(v)}`;
+  }
+  return r.seq;
 }
 
 async function chanProducerRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
   const client = await dialCircuit(String(args.url));
   const ch = await getChan(client, String(args.name));
-  const ring: (Promise<void> | undefined)[] = new Array(WINDOW);
-  await produce(ctx, (seq) => {
-    const i = seq % WINDOW;
-    const older = ring[i];
-    ring[i] = ch.send(reading(seq));
-    return older;
-  });
+  const sends = new InFlight(WINDOW);
+  await produce(ctx, (seq) => sends.add(ch.send(reading(seq))));
 }
 
 async function chanConsumerRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
   const client = await dialCircuit(String(args.url));
   const ch = await openChan(client, String(args.name), CAP);
-  const c = checker(ctx);
+  const c = sequenceChecker(ctx, readingSeq);
   ctx.report("ready");
   for await (const v of ch.iterate({ prefetch: PREFETCH })) c.arrive(v);
 }
@@ -114,7 +85,7 @@ async function natsPublisherRole(args: Record<string, unknown>, ctx: RoleContext
 async function natsSubscriberRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
   const nc = await dialNats(args.port);
   const jc = JSONCodec<Reading>();
-  const c = checker(ctx);
+  const c = sequenceChecker(ctx, readingSeq);
   nc.subscribe(SUBJECT, {
     callback: (err, msg) => {
       if (!err) c.arrive(jc.decode(msg.data));
@@ -122,11 +93,6 @@ async function natsSubscriberRole(args: Record<string, unknown>, ctx: RoleContex
   });
   await nc.flush();
   ctx.report("ready");
-}
-
-/** What never arrived at the consumer, from its answer to the second mark (checker). */
-function lost(r: Marked): number {
-  return Number((r.last[0] as { lost?: number } | undefined)?.lost ?? 0);
 }
 
 export const scenario: Scenario = {
@@ -142,7 +108,9 @@ export const scenario: Scenario = {
       const sub = ctx.procs.role("chan-objects", "natsSubscriber", { port });
       await sub.next("ready");
       const r = await measureMarked(ctx, [sub], () => [ctx.procs.role("chan-objects", "natsPublisher", { port })]);
-      rows.push(markedRow("nats.objects", natsLabel, r, lost(r) > 0 ? `${lost(r)} messages never arrived` : undefined));
+      rows.push(
+        markedRow("nats.objects", natsLabel, r, lostOf(r) > 0 ? `${lostOf(r)} messages never arrived` : undefined),
+      );
     } catch (e) {
       rows.push(markedRow("nats.objects", natsLabel, { error: errorText(e) }));
     }
@@ -157,7 +125,7 @@ export const scenario: Scenario = {
         ctx.procs.role("chan-objects", "chanProducer", { url, name }),
       ]);
       // A channel loses nothing: a gap is a failure here, not a note.
-      if (lost(r) > 0) throw new Error(`${lost(r)} messages never arrived`);
+      if (lostOf(r) > 0) throw new Error(`${lostOf(r)} messages never arrived`);
       rows.push(markedRow("chan.objects", chanLabel, r));
     } catch (e) {
       rows.push(markedRow("chan.objects", chanLabel, { error: errorText(e) }));

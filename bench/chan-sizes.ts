@@ -9,12 +9,20 @@
 // channel holds up to BUFFER_BYTES (at most CAP values) and the consumer prefetches a quarter of
 // that; the NATS publisher flushes (a round trip to the server) every FLUSH_BYTES, the bytes of
 // NATS_FLUSH_EVERY 100-byte messages, the interval the 100-byte rows use.
-import { performance } from "node:perf_hooks";
 import { CAP, PREFETCH, WINDOW } from "./chan-throughput.ts";
 import { dialCircuit, getChan, openChan } from "./circuit-lib.ts";
 import type { RoleContext, Row, Scenario, ScenarioContext } from "./harness.ts";
 import { errorText, startCircuitDaemon } from "./harness.ts";
-import { type Marked, measureMarked, produce, WARM_MS, WINDOW_MS } from "./marked.ts";
+import {
+  InFlight,
+  lostOf,
+  type Marked,
+  measureMarked,
+  produce,
+  sequenceChecker,
+  WARM_MS,
+  WINDOW_MS,
+} from "./marked.ts";
 import { dialNats, ensureNatsServer, NATS_FLUSH_EVERY, startNatsServer } from "./nats.ts";
 
 export const SIZES = [1024, 16 * 1024, 256 * 1024];
@@ -43,41 +51,13 @@ function stamp(b: Uint8Array, seq: number): void {
   b[b.length - 1] = seq & 0xff;
 }
 
-/**
- * Counts the values that arrive, checking each is `size` bytes stamped with the next sequence
- * number (NATS core may skip some for a consumer that falls behind: counted as lost); answers the
- * marks with what it took, in values and bytes.
- */
-function checker(ctx: RoleContext, size: number): { arrive(v: unknown): void } {
-  let n = 0;
-  let next = 0;
-  let lost = 0;
-  let fault: string | undefined;
-  void (async () => {
-    for (const mark of ["mark0", "mark1"]) {
-      await ctx.next(mark);
-      if (fault) ctx.report("error", { message: fault });
-      else ctx.report(mark, { n, t: performance.now(), lost });
-    }
-  })();
-  return {
-    arrive(v: unknown) {
-      n++;
-      if (fault !== undefined) return;
-      if (!(v instanceof Uint8Array) || v.length !== size) {
-        fault = `message ${next}: expected ${size} bytes, got ${v instanceof Uint8Array ? `${v.length} bytes` : typeof v}`;
-        return;
-      }
-      const seq =
-        ((v[0] as number) | ((v[1] as number) << 8) | ((v[2] as number) << 16) | ((v[3] as number) << 24)) >>> 0;
-      if (seq < next || v[size - 1] !== (seq & 0xff)) {
-        fault = `message ${next} expected, got one stamped ${seq} ending in ${v[size - 1]}`;
-        return;
-      }
-      lost += seq - next;
-      next = seq + 1;
-    },
-  };
+/** Value `v`'s sequence number, once it is `size` bytes stamped with it at both ends (sequenceChecker). */
+function stampedSeq(v: unknown, size: number): number | string {
+  if (!(v instanceof Uint8Array) || v.length !== size) {
+    return `expected ${size} bytes, got ${v instanceof Uint8Array ? `${v.length} bytes` : typeof v}`;
+  }
+  const seq = ((v[0] as number) | ((v[1] as number) << 8) | ((v[2] as number) << 16) | ((v[3] as number) << 24)) >>> 0;
+  return v[size - 1] === (seq & 0xff) ? seq : `stamped ${seq} but ending in ${v[size - 1]}`;
 }
 
 async function chanProducerRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
@@ -89,16 +69,13 @@ async function chanProducerRole(args: Record<string, unknown>, ctx: RoleContext)
   // seq - window (as it does right after making send seq), every send up to it is complete, so
   // with twice `window` buffers the one stamped for a send was last taken by a completed one.
   const bufs = Array.from({ length: 2 * window }, () => new Uint8Array(size));
-  const ring: (Promise<void> | undefined)[] = new Array(window);
+  const sends = new InFlight(window);
   await produce(ctx, (seq) => {
     const b = bufs[seq % (2 * window)] as Uint8Array;
     stamp(b, seq);
-    const i = seq % window;
-    const older = ring[i];
-    ring[i] = ch.send(b);
-    return older;
+    return sends.add(ch.send(b));
   });
-  await Promise.all(ring);
+  await sends.all();
 }
 
 async function chanConsumerRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
@@ -106,7 +83,7 @@ async function chanConsumerRole(args: Record<string, unknown>, ctx: RoleContext)
   const { cap, prefetch } = shape(size);
   const client = await dialCircuit(String(args.url));
   const ch = await openChan(client, String(args.name), cap);
-  const c = checker(ctx, size);
+  const c = sequenceChecker(ctx, (v) => stampedSeq(v, size));
   ctx.report("ready");
   for await (const v of ch.iterate({ prefetch })) c.arrive(v);
 }
@@ -130,7 +107,8 @@ async function natsPublisherRole(args: Record<string, unknown>, ctx: RoleContext
 
 async function natsSubscriberRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
   const nc = await dialNats(args.port);
-  const c = checker(ctx, Number(args.size));
+  const size = Number(args.size);
+  const c = sequenceChecker(ctx, (v) => stampedSeq(v, size));
   nc.subscribe(SUBJECT, {
     callback: (err, msg) => {
       if (!err) c.arrive(msg.data);
@@ -138,11 +116,6 @@ async function natsSubscriberRole(args: Record<string, unknown>, ctx: RoleContex
   });
   await nc.flush();
   ctx.report("ready");
-}
-
-/** What never arrived at the consumer, from its answer to the second mark (checker). */
-function lost(r: Marked): number {
-  return Number((r.last[0] as { lost?: number } | undefined)?.lost ?? 0);
 }
 
 export function sizeText(size: number): string {
@@ -183,7 +156,13 @@ export const scenario: Scenario = {
           ctx.procs.role("chan-sizes", "natsPublisher", { port, size }),
         ]);
         rows.push(
-          sizeRow(`nats.size.${k}k`, natsLabel, size, r, lost(r) > 0 ? `${lost(r)} messages never arrived` : undefined),
+          sizeRow(
+            `nats.size.${k}k`,
+            natsLabel,
+            size,
+            r,
+            lostOf(r) > 0 ? `${lostOf(r)} messages never arrived` : undefined,
+          ),
         );
       } catch (e) {
         rows.push(sizeRow(`nats.size.${k}k`, natsLabel, size, { error: errorText(e) }));
@@ -200,7 +179,7 @@ export const scenario: Scenario = {
           ctx.procs.role("chan-sizes", "chanProducer", { url, name, size }),
         ]);
         // A channel loses nothing: a gap is a failure here, not a note.
-        if (lost(r) > 0) throw new Error(`${lost(r)} messages never arrived`);
+        if (lostOf(r) > 0) throw new Error(`${lostOf(r)} messages never arrived`);
         rows.push(sizeRow(`chan.size.${k}k`, chanLabel, size, r));
       } catch (e) {
         rows.push(sizeRow(`chan.size.${k}k`, chanLabel, size, { error: errorText(e) }));

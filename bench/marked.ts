@@ -74,3 +74,91 @@ export async function produce(ctx: RoleContext, send: (seq: number) => Promise<v
   }
   ctx.report("stopped");
 }
+
+/**
+ * A consumer's answers to the marks: `{ n, t }` with what `taken()` says then (and `lost`, values
+ * known never to have arrived), or the role's failure if `fault()` names one by then.
+ */
+function answerMarks(
+  ctx: RoleContext,
+  taken: () => { n: number; lost?: number },
+  fault = (): string | undefined => undefined,
+): void {
+  void (async () => {
+    for (const mark of ["mark0", "mark1"]) {
+      await ctx.next(mark);
+      const why = fault();
+      if (why) ctx.report("error", { message: why });
+      else ctx.report(mark, { ...taken(), t: performance.now() });
+    }
+  })();
+}
+
+/** Counts what a consumer takes, for the marks. */
+export function counter(ctx: RoleContext): { arrive(): void } {
+  let n = 0;
+  answerMarks(ctx, () => ({ n }));
+  return {
+    arrive() {
+      n++;
+    },
+  };
+}
+
+/**
+ * Counts what a consumer takes, each value carrying a sequence number: `seqOf(v)` checks the value
+ * and returns its number, or says what is wrong with it. A wrong value, or one out of order, fails
+ * the role at the next mark; numbers skipped (NATS core drops messages for a consumer that falls
+ * too far behind) are counted as lost and reported with the marks (lostOf).
+ */
+export function sequenceChecker(
+  ctx: RoleContext,
+  seqOf: (v: unknown) => number | string,
+): { arrive(v: unknown): void } {
+  let n = 0;
+  let next = 0;
+  let lost = 0;
+  let fault: string | undefined;
+  answerMarks(
+    ctx,
+    () => ({ n, lost }),
+    () => fault,
+  );
+  return {
+    arrive(v: unknown) {
+      n++;
+      if (fault !== undefined) return;
+      const seq = seqOf(v);
+      if (typeof seq === "string") fault = `message ${next}: ${seq}`;
+      else if (!(seq >= next)) fault = `message ${next} expected, got message ${seq}`;
+      else {
+        lost += seq - next;
+        next = seq + 1;
+      }
+    },
+  };
+}
+
+/** What never arrived at the (first) consumer, from its answer to the second mark (sequenceChecker). */
+export function lostOf(r: Marked): number {
+  return Number((r.last[0] as { lost?: number } | undefined)?.lost ?? 0);
+}
+
+/** A producer's sends in flight, at most `window`: add() returns the one made `window` sends before, to await. */
+export class InFlight {
+  private readonly ring: (Promise<void> | undefined)[];
+  private n = 0;
+  constructor(readonly window: number) {
+    this.ring = new Array(window);
+  }
+  add(p: Promise<void>): Promise<void> | undefined {
+    const i = this.n++ % this.window;
+    const older = this.ring[i];
+    this.ring[i] = p;
+    return older;
+  }
+  /** Settles once every send added has. */
+  all(): Promise<unknown> {
+    return Promise.all(this.ring);
+  }
+}

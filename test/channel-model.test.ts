@@ -939,7 +939,7 @@ describe("Channel credits", () => {
     assert.equal(a.granted, 4);
   });
 
-  test("a sender blocking at the channel revokes a waiting holder too, and a dropped holder's CWAIT is refused", () => {
+  test("a waiting holder keeps its turn among blocked senders: a slot freed is its as one credit, then it is revoked", () => {
     const ch = new Channel<string>(2);
     const a = holder();
     const idle = holder();
@@ -949,26 +949,69 @@ describe("Channel credits", () => {
     assert.ok((ch.holderWaits(a, true) ?? 0) > 0);
     const w = sender("w");
     ch.send(w);
-    // The waiting holder holds nothing but is revoked (its send goes on as one that may block);
-    // the idle one holding nothing is dropped without a frame.
-    assert.deepEqual([a.revokes, idle.revokes], [1, 0]);
+    // The waiting holder reserves nothing and waited first: it is not revoked, and waits on. The
+    // idle one holding nothing is dropped without a frame; its CWAIT without a want is refused.
+    assert.deepEqual([a.revokes, idle.revokes], [0, 0]);
     assert.equal(ch.holderWaits(idle, true), undefined);
-    assert.equal(ch.stat().waitingSenders, 1);
+    assert.equal(ch.stat().waitingSenders, 2);
+    // The slot freed next is a's: one credit (its send's turn), and since w still waits, a revoke.
+    const r = receiver();
+    ch.recv(r, 1);
+    assert.deepEqual(a.grants, [2, 1]);
+    assert.equal(a.revokes, 1);
+    assert.equal(w.result, undefined);
+    assert.equal(ch.sendCredited(a, "a3"), true);
     ch.release(a);
-    // Not a holder any more: its CWAIT is refused (the session answers REVOKE).
-    assert.equal(ch.holderWaits(a, true), undefined);
-    // While a sender waits at the channel, a holder that says it waits is revoked at once.
+    // The next is w's.
+    ch.recv(r, 1);
+    assert.equal(w.result, "ok");
+    ch.recv(r, 2);
+    assert.deepEqual(r.got, ["a", "a", "a3", "w"]);
+    // A holder that begins to wait after a blocked sender waits behind it.
     const c = new Channel<string>(1);
     const x = holder();
     c.want(x, 1);
     assert.equal(c.sendCredited(x, "x"), true);
-    const blocked = sender("b");
-    c.send(blocked);
+    const b = sender("b");
+    c.send(b);
     assert.equal(x.revokes, 0); // held nothing, and was dropped
+    // Asking with a want (ServerHello.grantAsk) makes it a holder again, waiting behind b.
+    assert.ok((c.holderWaits(x, true, 1) ?? 0) > 0);
+    assert.equal(c.stat().waitingSenders, 2);
+    const rx = receiver();
+    c.recv(rx, 1);
+    assert.equal(b.result, "ok");
+    assert.deepEqual(x.grants, [1]);
+    c.recv(rx, 1);
+    assert.deepEqual(x.grants, [1, 1]);
+    assert.deepEqual(rx.got, ["x", "b"]);
+    // Asking on a closing channel is refused: the send goes as one that may block, and fails.
+    c.close(() => {});
     const y = holder();
-    c.want(y, 1);
-    assert.equal(c.holderWaits(y, true), 0);
-    assert.equal(y.revokes, 1);
+    assert.equal(c.holderWaits(y, true, 1), undefined);
+  });
+
+  test("several holders waiting for credit are served in the order they began to wait", () => {
+    const ch = new Channel<string>(4);
+    const hs = [holder(), holder(), holder()];
+    ch.want(hs[0] as ReturnType<typeof holder>, 4);
+    for (let k = 0; k < 4; k++) assert.equal(ch.sendCredited(hs[0] as ReturnType<typeof holder>, "v"), true);
+    // They ask in the order 2, 0, 1 (a new connection, one out of credit, another new one).
+    for (const i of [2, 0, 1]) assert.ok((ch.holderWaits(hs[i] as ReturnType<typeof holder>, true, 4) ?? 0) > 0);
+    assert.equal(ch.stat().waitingSenders, 3);
+    const r = receiver();
+    for (const want of [
+      [0, 0, 1],
+      [1, 0, 1],
+      [1, 1, 1],
+    ]) {
+      ch.recv(r, 1);
+      assert.deepEqual(
+        hs.map((h) => h.grants.length - (h === hs[0] ? 1 : 0)),
+        want,
+      );
+    }
+    assert.equal(ch.stat().waitingSenders, 0);
   });
 
   test("a waiting holder kept from free room by an idle holder's credits gets them revoked (holderStuck)", () => {
@@ -987,14 +1030,13 @@ describe("Channel credits", () => {
     ch.holderStuck(busy, waitNo + 1);
     assert.deepEqual([idle.revokes, busy.revokes], [0, 0]);
     ch.holderStuck(busy, waitNo);
-    assert.deepEqual([idle.revokes, busy.revokes], [1, 1]);
-    // Both release; the busy one's send, now one that may block, goes into the free room.
+    // The idle one is revoked; the busy one reserves nothing, and waits on.
+    assert.deepEqual([idle.revokes, busy.revokes], [1, 0]);
+    assert.equal(ch.stat().waitingSenders, 1);
+    // Once the idle one has released, the free room is the busy one's.
     ch.release(idle);
-    ch.release(busy);
-    const w = sender("w");
-    ch.send(w);
-    assert.equal(w.result, "ok");
-    assert.equal(ch.stat().len, 5);
+    assert.deepEqual(busy.grants, [4, 4]);
+    assert.equal(ch.stat().waitingSenders, 0);
     // With nobody else holding credit, a wait on a full buffer stays a wait.
     const full = new Channel<string>(2);
     const only = holder();
@@ -1170,8 +1212,10 @@ describe("Channel credits", () => {
 
 // ---------------------------------------------------------------------------------------------
 // Random operations with credit holders, checked by invariants: a reserved slot counts as full, no
-// sender waits for room that nobody holds, a waiting sender gets every reservation revoked, close
-// settles exactly when the last revoked holder has released, nothing is lost or duplicated.
+// sender waits for room that nobody holds, a waiting sender gets every reservation revoked, a holder
+// waiting for credit (CWAIT, or asking for it with a want) takes its turn among the blocked senders
+// in the order they began to wait, close settles exactly when the last revoked holder has released,
+// nothing is lost or duplicated.
 
 const HOLDERS = 2;
 
@@ -1183,6 +1227,8 @@ type CreditOp =
   | { k: "release"; h: number }
   | { k: "drop"; h: number }
   | { k: "cancelSend"; pick: number }
+  | { k: "wait"; h: number; waits: boolean; ask: boolean }
+  | { k: "stuck"; h: number }
   | { k: "close" }
   | { k: "scrub" };
 
@@ -1199,6 +1245,13 @@ const creditOpArb: fc.Arbitrary<CreditOp> = fc.oneof(
   { weight: 4, arbitrary: fc.integer({ min: 0, max: HOLDERS - 1 }).map((h) => ({ k: "release" as const, h })) },
   { weight: 1, arbitrary: fc.integer({ min: 0, max: HOLDERS - 1 }).map((h) => ({ k: "drop" as const, h })) },
   { weight: 1, arbitrary: fc.nat().map((pick) => ({ k: "cancelSend" as const, pick })) },
+  {
+    weight: 4,
+    arbitrary: fc
+      .record({ h: fc.integer({ min: 0, max: HOLDERS - 1 }), waits: fc.boolean(), ask: fc.boolean() })
+      .map(({ h, waits, ask }) => ({ k: "wait" as const, h, waits: waits || ask, ask })),
+  },
+  { weight: 2, arbitrary: fc.integer({ min: 0, max: HOLDERS - 1 }).map((h) => ({ k: "stuck" as const, h })) },
   { weight: 1, arbitrary: fc.constant({ k: "close" as const }) },
   { weight: 1, arbitrary: fc.constant({ k: "scrub" as const }) },
 );
@@ -1207,6 +1260,11 @@ interface TrackedHolder extends CreditHolder {
   held: number;
   revokePending: boolean;
   seq: number;
+  /** Waiting for credit (holderWaits said so), since `waitTick`. */
+  waiting: boolean;
+  waitTick: number;
+  /** What holderWaits last answered. */
+  waitNo: number;
 }
 
 function runCredits(cap: number, ops: readonly CreditOp[]): void {
@@ -1217,21 +1275,44 @@ function runCredits(cap: number, ops: readonly CreditOp[]): void {
   let settledCalls = 0;
   let closeCalls = 0;
   let expectedNumSend = 0;
+  /** Orders the waits: plain sends and holders' waits take a tick when they begin. */
+  let tick = 0;
+  const sendTicks: number[] = [];
 
   const holders: TrackedHolder[] = Array.from({ length: HOLDERS }, () => {
     const h: TrackedHolder = {
       held: 0,
       revokePending: false,
       seq: 0,
-      grant(n: number) {
+      waiting: false,
+      waitTick: 0,
+      waitNo: 0,
+      grant(n: number, waited: boolean) {
         if (!(Number.isInteger(n) && n > 0)) violations.push(`grant(${n})`);
         if (closeBegan) violations.push("grant after close began");
+        if (waited !== h.waiting)
+          violations.push(`grant(${n}, waited ${waited}) to a holder ${h.waiting ? "" : "not "}waiting`);
+        if (h.waiting) {
+          // Go's order: no plain sender still waiting began to wait before this holder.
+          for (let j = 0; j < sendResults.length; j++) {
+            if (sendResults[j] === undefined && (sendTicks[j] as number) < h.waitTick) {
+              violations.push(
+                `a holder waiting since ${h.waitTick} served before send ${j} waiting since ${sendTicks[j]}`,
+              );
+            }
+          }
+          // Served while plain senders wait: one credit, its send's turn.
+          if (n !== 1 && sendResults.some((r) => r === undefined)) violations.push(`grant(${n}) of a turn`);
+        }
+        h.waiting = false;
         h.held += n;
       },
       revoke() {
         if (h.revokePending) violations.push("revoke twice before a release");
-        if (h.held === 0) violations.push("revoke of a holder without credits");
+        // One that holds nothing is revoked only if it waits for credit, when the channel closes.
+        if (h.held === 0 && !(h.waiting && closeBegan)) violations.push("revoke of a holder without credits");
         h.revokePending = true;
+        h.waiting = false;
       },
     };
     return h;
@@ -1271,6 +1352,7 @@ function runCredits(cap: number, ops: readonly CreditOp[]): void {
     else ch.release(h);
     h.held = 0;
     h.revokePending = false;
+    h.waiting = false;
   };
 
   const check = (step: string) => {
@@ -1278,8 +1360,13 @@ function runCredits(cap: number, ops: readonly CreditOp[]): void {
     const s = ch.stat();
     const totalHeld = holders.reduce((a, h) => a + h.held, 0);
     assert.ok(s.len + totalHeld <= cap, `${step}: len ${s.len} + reserved ${totalHeld} > cap ${cap}`);
-    if (s.waitingSenders > 0) {
-      assert.equal(s.len + totalHeld, cap, `${step}: a sender waits although a slot is free`);
+    const waitingHolders = holders.filter((h) => h.waiting).length;
+    const plainWaiting = sendResults.filter((r) => r === undefined).length;
+    assert.equal(s.waitingSenders, plainWaiting + waitingHolders, `${step}: waiting senders`);
+    if (s.waitingSenders > 0) assert.equal(s.len + totalHeld, cap, `${step}: a sender waits although a slot is free`);
+    // (A holder may wait for credit while a receiver waits, if another holder keeps every slot:
+    // holderStuck revokes that one a short while later.)
+    if (plainWaiting > 0) {
       assert.equal(s.waitingReceivers, 0, `${step}: senders and receivers both wait`);
       for (const h of holders) {
         if (h.held > 0) assert.ok(h.revokePending, `${step}: a sender waits and a holder keeps its credits`);
@@ -1308,10 +1395,21 @@ function runCredits(cap: number, ops: readonly CreditOp[]): void {
         else {
           delivered.add(value);
           expectedNumSend++;
+          // Go's order: no holder still waiting began to wait before this send, if it went into
+          // the buffer. (One handed straight to a receiver met it while every slot was reserved:
+          // the waiting holder has no value here to hand over.)
+          for (const h of log.includes(value) ? [] : holders) {
+            if (h.waiting && h.waitTick < (sendTicks[i] as number)) {
+              violations.push(
+                `send ${i} waiting since ${sendTicks[i]} served before a holder waiting since ${h.waitTick}`,
+              );
+            }
+          }
         }
       },
     };
     sendWaiters.push(w);
+    sendTicks.push(++tick);
     ch.send(w);
   };
 
@@ -1348,6 +1446,42 @@ function runCredits(cap: number, ops: readonly CreditOp[]): void {
       case "release":
         releaseHolder(holders[op.h] as TrackedHolder, false);
         break;
+      case "wait": {
+        // A holder out of credit says it waits (or that its send was cancelled); with `ask`, one
+        // that may hold nothing here asks for credit with a want.
+        const h = holders[op.h] as TrackedHolder;
+        const t = ++tick;
+        const was = h.waiting;
+        const held = h.held;
+        // It waits from now on, if it may (it may be granted before holderWaits returns).
+        if (op.waits && !was && h.held === 0 && !h.revokePending) {
+          h.waiting = true;
+          h.waitTick = t;
+        }
+        const r = ch.holderWaits(h, op.waits, op.ask ? 3 : undefined);
+        if (r === undefined) {
+          h.waiting = false;
+          if (op.ask && !closeBegan) violations.push("an ask refused on an open channel");
+        } else if (r > 0) {
+          h.waitNo = r;
+          if (!h.waiting) violations.push("waits, but was not expected to");
+        } else {
+          if (was && op.waits && h.held === held)
+            violations.push("a waiting holder said it waits and was told it does not");
+          h.waiting = false;
+        }
+        break;
+      }
+      case "stuck": {
+        // The wait goes on a while (the session's timer): other holders' credits are taken back.
+        const h = holders[op.h] as TrackedHolder;
+        const before = holders.filter((o) => o.held > 0 && !o.revokePending);
+        ch.holderStuck(h, h.waitNo);
+        if (h.waiting) {
+          for (const o of before) if (!o.revokePending) violations.push("a holder kept its credits past holderStuck");
+        }
+        break;
+      }
       case "drop":
         releaseHolder(holders[op.h] as TrackedHolder, true);
         break;

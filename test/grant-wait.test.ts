@@ -4,10 +4,11 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
+import { connect, createServer } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Chan, ChannelClosed, type Client, dial } from "../src/index.ts";
-import { batchTail } from "../src/wire/frame.ts";
+import { batchTail, FrameDecoder } from "../src/wire/frame.ts";
 import { decode, encode, T } from "../src/wire/protocol.ts";
 import { startDaemon } from "./helpers/daemon.ts";
 import { type Frame, Raw } from "./helpers/raw.ts";
@@ -35,6 +36,41 @@ async function quiet(r: Raw, ms: number): Promise<void> {
 }
 
 const u32 = (f: Frame, i: number) => f.body.readUInt32BE(4 * i);
+
+/**
+ * A TCP relay to 127.0.0.1:`port` that counts the frames clients send through it, by type.
+ */
+async function countingRelay(port: number): Promise<{ url: string; sent: Map<number, number>; close(): void }> {
+  const sent = new Map<number, number>();
+  const socks = new Set<import("node:net").Socket>();
+  const server = createServer((c) => {
+    const s = connect({ host: "127.0.0.1", port });
+    const dec = new FrameDecoder(64 * 1024 * 1024, (type) => sent.set(type, (sent.get(type) ?? 0) + 1));
+    c.on("data", (b) => {
+      dec.push(b);
+      s.write(b);
+    });
+    s.pipe(c);
+    for (const x of [c, s]) {
+      socks.add(x);
+      x.on("error", () => {});
+      x.on("close", () => {
+        c.destroy();
+        s.destroy();
+      });
+    }
+  });
+  server.listen(0, "127.0.0.1");
+  await once(server, "listening");
+  return {
+    url: `circuit://127.0.0.1:${(server.address() as { port: number }).port}`,
+    sent,
+    close() {
+      for (const x of socks) x.destroy();
+      server.close();
+    },
+  };
+}
 
 /** Sends `values` on credit from sequence number `seq`, and checks the CACK that answers them. */
 async function csendAcked(r: Raw, handle: number, seq: number, values: string[]): Promise<void> {
@@ -69,6 +105,7 @@ describe("waiting for a grant (CWAIT)", () => {
     const r = new Raw(port);
     const hello = await r.hello();
     assert.equal(hello.grantWait, true, "the server's HELLO offers grantWait");
+    assert.equal(hello.grantAsk, true, "the server's HELLO offers grantAsk");
     r.request(1, { op: "mkchan", path: p.split("/").slice(1), cap });
     const res = await nextFrame(r);
     assert.equal(res.type, T.RES);
@@ -82,7 +119,7 @@ describe("waiting for a grant (CWAIT)", () => {
     return [r, handle, p, u32(grant, 1)];
   }
 
-  test("on the wire: a waiting holder is counted, gets the freed slots first, and is revoked for a blocked sender", async () => {
+  test("on the wire: a waiting holder is counted, gets the freed slots first, and keeps its turn before a later blocked sender", async () => {
     const [r, handle, p, granted] = await rawHolder(4, 4);
     assert.equal(granted, 3);
     try {
@@ -109,26 +146,59 @@ describe("waiting for a grant (CWAIT)", () => {
       assert.deepEqual([next.type, u32(next, 0), u32(next, 1)], [T.GRANT, handle, 1]);
       assert.equal((await ch.stat()).waitingSenders, 0);
       await csendAcked(r, handle, 6, ["v6"]);
-      // It waits again; another connection's send must block, so the waiting holder is revoked
-      // (it holds nothing, but its send now goes as one that may block, behind that sender).
+      // It waits again, holding nothing. Another connection's send must block: the holder is not
+      // revoked (it reserves nothing) but waits on, before that sender, which came later.
       r.frame(T.CWAIT, [handle, 1]);
       await quiet(r, 100);
       const other = ch.send("other");
+      await until("both wait", 3000, async () => (await ch.stat()).waitingSenders === 2);
+      await quiet(r, 100);
+      // The slot freed next is the holder's: one credit, then REVOKE, as a sender still waits.
+      assert.equal(await ch.recv(), "v3");
+      const one = await nextFrame(r);
+      assert.deepEqual([one.type, u32(one, 0), u32(one, 1)], [T.GRANT, handle, 1]);
       const revoke = await nextFrame(r);
       assert.deepEqual([revoke.type, u32(revoke, 0)], [T.REVOKE, handle]);
+      assert.equal(await state(other), "pending");
+      await csendAcked(r, handle, 7, ["v7"]);
       r.frame(T.RELEASE, [handle]);
-      // No longer a holder: a CWAIT now is answered with REVOKE at once.
+      // The next slot is the other sender's.
+      assert.equal(await ch.recv(), "v4");
+      await other;
+      // No longer a holder: a CWAIT without a want is answered with REVOKE at once...
       r.frame(T.CWAIT, [handle, 1]);
       const again = await nextFrame(r);
       assert.deepEqual([again.type, u32(again, 0)], [T.REVOKE, handle]);
       r.frame(T.RELEASE, [handle]);
-      r.frame(T.SEND, [3, handle, 0, 7], encode("v7"));
+      // ...one with a want (grantAsk) makes it a holder that waits for credit.
+      r.frame(T.CWAIT, [handle, 1, 4]);
+      await quiet(r, 100);
+      assert.equal((await ch.stat()).waitingSenders, 1);
+      assert.equal(await ch.recv(), "v5");
+      const asked = await nextFrame(r);
+      assert.deepEqual([asked.type, u32(asked, 0), u32(asked, 1)], [T.GRANT, handle, 1]);
+      await csendAcked(r, handle, 8, ["v8"]);
       const got = [];
-      for (let i = 0; i < 6; i++) got.push(await ch.recv());
-      assert.deepEqual(got, ["v3", "v4", "v5", "v6", "other", "v7"]);
-      await other;
-      const res = await nextFrame(r);
-      assert.deepEqual([res.type, u32(res, 0)], [T.RES, 3]);
+      for (let i = 0; i < 4; i++) got.push(await ch.recv());
+      assert.deepEqual(got, ["v6", "v7", "other", "v8"]);
+      // The slots freed were granted to it (told late, as it did not wait); the close takes them
+      // back, and completes once it has released them.
+      const closed = ch.close();
+      let back = await nextFrame(r);
+      for (; back.type === T.GRANT; back = await nextFrame(r)) assert.equal(u32(back, 0), handle);
+      assert.deepEqual([back.type, u32(back, 0)], [T.REVOKE, handle]);
+      assert.equal(await state(closed), "pending");
+      r.frame(T.RELEASE, [handle]);
+      await closed;
+      // On a closed channel an ask is refused, and the send that may block fails.
+      r.frame(T.CWAIT, [handle, 1, 4]);
+      const refused = await nextFrame(r);
+      assert.deepEqual([refused.type, u32(refused, 0)], [T.REVOKE, handle]);
+      r.frame(T.RELEASE, [handle]);
+      r.frame(T.SEND, [3, handle, 4, 9], encode("v9"));
+      const err = await nextFrame(r);
+      assert.deepEqual([err.type, u32(err, 0)], [T.ERR, 3]);
+      assert.equal((decode(err.body.subarray(4)) as { code: string }).code, "ChannelClosed");
     } finally {
       r.destroy();
     }
@@ -187,6 +257,39 @@ describe("waiting for a grant (CWAIT)", () => {
       assert.deepEqual(got, ["v1", 0, 1, 2, 3, 4, 5, 6, 7]);
     } finally {
       idle.destroy();
+    }
+  });
+
+  test("a producer whose credits a blocked sender took asks for credit and waits its turn: no sends that may block, Go's order kept", async () => {
+    const p = path();
+    const x = await a.walk(p).makeChan<string>(8);
+    const relay = await countingRelay(port);
+    const pc = await dial(relay.url);
+    try {
+      const pch = (await pc.walk(p).get()) as Chan<string>;
+      // Its first send may block (it holds no credit yet); the next seven go on credit.
+      for (let i = 0; i < 8; i++) await pch.send(`p${i}`);
+      assert.equal(relay.sent.get(T.SEND), 1);
+      // Another connection's send blocks on the full buffer: every reservation goes back.
+      const q = x.send("q");
+      await until("q waits", 3000, async () => (await x.stat()).waitingSenders === 1);
+      // The producer's next sends: it asks for credit (CWAIT with its want) and waits behind q.
+      const later = Array.from({ length: 20 }, (_, i) => pch.send(`p${i + 8}`));
+      await until("the producer waits too", 3000, async () => (await x.stat()).waitingSenders === 2);
+      const got: string[] = [];
+      for (let i = 0; i < 29; i++) got.push(await x.recv());
+      await Promise.all([q, ...later]);
+      assert.deepEqual(got, [
+        ...Array.from({ length: 8 }, (_, i) => `p${i}`),
+        "q",
+        ...Array.from({ length: 20 }, (_, i) => `p${i + 8}`),
+      ]);
+      // Without asking, they would have gone as sends that may block, one at a time.
+      assert.equal(relay.sent.get(T.SEND), 1);
+      assert.ok((relay.sent.get(T.CWAIT) ?? 0) >= 1);
+    } finally {
+      await pc.close();
+      relay.close();
     }
   });
 

@@ -163,6 +163,8 @@ export class Connection {
   selectCaseBound = DEFAULT_SERVER_SELECT_CASES;
   /** The server keeps a credit holder that holds nothing until it revokes it (ServerHello.grantWait). */
   private grantWait = false;
+  /** A sender holding no credit may ask the server for some and wait for it (ServerHello.grantAsk). */
+  private grantAsk = false;
   /**
    * Request ids of our stream messages open at the server and not answered: each counts in
    * blockingOut (the server holds it as a blocked send until a receiver takes it).
@@ -350,17 +352,27 @@ export class Connection {
 
   private sayWait(st: ChanState, waits: boolean): void {
     st.waitSaid = waits;
-    this.conn.send(T.CWAIT, [st.handle, waits ? 1 : 0]);
+    if (this.grantAsk) this.conn.send(T.CWAIT, [st.handle, waits ? 1 : 0, Math.min(st.cap, MAX_WANT)]);
+    else this.conn.send(T.CWAIT, [st.handle, waits ? 1 : 0]);
   }
 
   /**
    * True while the channel's sends wait here for the server's next GRANT: we are a credit holder
    * out of credit (the buffer is full), and the server keeps us one until it revokes us, so the
    * slots freed next come to us without a send that may block (which would take every sender's
-   * credits back, round trips each).
+   * credits back, round trips each). Or we hold no credit and ask for it (ChanState.asking): with
+   * several producers on a full buffer, each would otherwise keep one send that may block in
+   * flight, and keep the others from credit (a sender waiting at the channel gets every holder
+   * revoked).
    */
   private waitsForGrant(st: ChanState): boolean {
-    return st.holding && st.credits === 0 && st.blocking === 0 && this.grantWait && !this.gone;
+    return (
+      (st.holding || (st.asking && this.grantAsk)) &&
+      st.credits === 0 &&
+      st.blocking === 0 &&
+      this.grantWait &&
+      !this.gone
+    );
   }
 
   /**
@@ -397,6 +409,8 @@ export class Connection {
     const id = this.id();
     st.blocking++;
     this.blockingOut++;
+    // The server knows our want now: without credit, later sends ask for it.
+    st.asking = true;
     const kept = keep(st, seq, bytes as Buffer, id, bin);
     this.keptBytes += bytes.length;
     this.sendFrame(id, st.handle, st.cap, seq, bytes, bin);
@@ -932,6 +946,7 @@ export class Connection {
         this.creditBound = bound(h.credits, DEFAULT_SERVER_CREDITS);
         this.selectCaseBound = bound(h.selectCases, DEFAULT_SERVER_SELECT_CASES);
         this.grantWait = h.grantWait === true;
+        this.grantAsk = this.grantWait && h.grantAsk === true;
         this.handshakeError = undefined;
         this.startHeartbeat();
         this.settle(0, undefined);
@@ -982,6 +997,9 @@ export class Connection {
         this.conn.send(T.RELEASE, [h]);
         if (!st) return;
         st.credits = 0;
+        // Our credits taken back: ask for more, waiting our turn. Revoked while holding none: the
+        // server refused our asking (the channel is closing), the next send goes as one that may block.
+        st.asking = st.holding;
         st.holding = false;
         st.waitSaid = false;
         // Sends waiting for a grant go on as sends that may block, after the RELEASE.

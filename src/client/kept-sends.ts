@@ -58,6 +58,13 @@ export interface ChanState {
   holding: boolean;
   /** We told the server (CWAIT) that a send waits here for its next GRANT. */
   waitSaid: boolean;
+  /**
+   * Without credit, ask for some (CWAIT with a want) and wait for it rather than send a send that
+   * may block (ServerHello.grantAsk): set once a send that may block has gone (the server knows
+   * our want) and after a REVOKE of our credits; cleared when the server refuses (a REVOKE while
+   * we hold none), so that the next send goes as one that may block.
+   */
+  asking: boolean;
   /** Sends in flight that may block; while any is, credits are not used (issue order). */
   blocking: number;
   /** The anchor path, to open the channel again after a reconnection (none: not resumable). */
@@ -104,6 +111,7 @@ export function newChanState(
     credits: 0,
     holding: false,
     waitSaid: false,
+    asking: false,
     blocking: 0,
     names,
     seq: 0,

@@ -228,8 +228,11 @@ export class SessionChannels {
         const chan = h.el.chan;
         // Credits granted and not told yet are what it waits for.
         h.holder.tell();
-        const waitNo = chan.holderWaits(h.holder, u32(body, 1) !== 0);
-        // No holder any more (dropped while it held nothing): revoked, its send goes as a SEND.
+        // A third field: the want of a client that asks for credit while it holds none (grantAsk).
+        const want = body.length >= 12 ? u32(body, 2) : undefined;
+        const waitNo = chan.holderWaits(h.holder, u32(body, 1) !== 0, want);
+        // No holder (dropped while it held nothing, or the channel is closing): revoked, its send
+        // goes as a SEND.
         if (waitNo === undefined) this.conn.send(T.REVOKE, [handle]);
         else if (waitNo > 0) setTimeout(() => chan.holderStuck(h.holder, waitNo), GRANT_WAIT_MS);
         return;

@@ -190,6 +190,7 @@ export class Session {
         credits: this.d.limits.credits,
         selectCases: this.d.limits.selectCases,
         grantWait: true,
+        grantAsk: true,
       } satisfies ServerHello),
     );
     const peer = h as { role?: unknown; id?: unknown; cid?: unknown };

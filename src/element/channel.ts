@@ -142,6 +142,15 @@ interface Holding {
   waiting: boolean;
   /** Counts its waits, so that holderStuck acts on the wait it was meant for. */
   waitNo: number;
+  /** Where its current wait stands among the senders' (the channel's seq when it began). */
+  wseq: number;
+}
+
+/** A waiting holder's place in the queue of waits (stale once the holder stops waiting). */
+interface HolderWait {
+  holder: CreditHolder;
+  h: Holding;
+  seq: number;
 }
 
 interface PlainSend<V> {
@@ -180,6 +189,8 @@ export class Channel<V> {
   private readonly trecv = new Deque<Tentative<V>>();
   private readonly reservations = new Map<SelectCase<V>, Reservation<V>>();
   private readonly holders = new Map<CreditHolder, Holding>();
+  /** Holders waiting for credit, in the order they began to wait (entries of past waits are skipped). */
+  private readonly waits = new Deque<HolderWait>();
   /** Which holder grant() tops up first next time (they take turns). */
   private grantTurn = 0;
   /** Where each queued plain sender and receiver stands, so cancelling is not a queue scan. */
@@ -351,7 +362,7 @@ export class Channel<V> {
     for (const s of this.drainSenders()) s.w.done(new ChannelClosed("send on closed channel"));
     this.voidSends(new ChannelClosed("send on closed channel"));
     this.settledCbs.push(settled);
-    this.revokeAll();
+    this.revokeAll(true);
     this.maybeSettle();
     this.pump();
   }
@@ -382,7 +393,7 @@ export class Channel<V> {
       this.buf.drain();
       this.selSlots = 0;
       this.bufHeld = 0;
-      this.revokeAll();
+      this.revokeAll(true);
       // Select cases still waiting get an offer that fails, so their selects end.
       this.pump();
     }
@@ -507,7 +518,7 @@ export class Channel<V> {
     if (this.closing || this.cap === 0) return;
     let h = this.holders.get(holder);
     if (!h) {
-      h = { held: 0, want: 0, revoking: false, waiting: false, waitNo: 0 };
+      h = { held: 0, want: 0, revoking: false, waiting: false, waitNo: 0, wseq: 0 };
       this.holders.set(holder, h);
     }
     if (h.revoking) return;
@@ -517,24 +528,38 @@ export class Channel<V> {
 
   /**
    * The holder has used every credit and has a send waiting for the next grant (`waits`), or no
-   * longer has one (its send was cancelled): it counts as a waiting sender meanwhile, and free slots
-   * go to waiting holders first. Ignored while it still holds credit (a grant is on its way to it).
-   * Returns undefined if it is no holder here (dropped when revocation found it holding nothing):
-   * it should send as one that may block. Otherwise the number of the wait that goes on (0: none,
-   * granted at once or not waiting), to pass to holderStuck a short while later.
+   * longer has one (its send was cancelled). A waiting holder is a blocked sender: it counts as one,
+   * and takes its turn with the plain senders in the order they began to wait: a slot that frees
+   * while plain senders wait goes to whichever waited first (to a holder as a grant of one credit,
+   * after which it waits again behind them); with none waiting, free slots go to waiting holders
+   * first, in batches. Ignored while it still holds credit (a grant is on its way to it).
+   *
+   * `want` (a connection that holds no credit here asks for some, ServerHello.grantAsk): it
+   * becomes a holder that waits, as one out of credit would. Without it, or while the channel is
+   * closing, a connection that is no holder here (dropped when revocation found it holding nothing)
+   * gets undefined: it should send as one that may block.
+   *
+   * Otherwise returns the number of the wait that goes on (0: none, granted at once or not
+   * waiting), to pass to holderStuck a short while later.
    */
-  holderWaits(holder: CreditHolder, waits: boolean): number | undefined {
-    const h = this.holders.get(holder);
-    if (!h) return undefined;
+  holderWaits(holder: CreditHolder, waits: boolean, want?: number): number | undefined {
+    let h = this.holders.get(holder);
+    if (!h) {
+      if (!waits) return 0;
+      if (want === undefined || this.closing || this.cap === 0) return undefined;
+      h = { held: 0, want: Math.max(1, Math.min(want, this.cap)), revoking: false, waiting: false, waitNo: 0, wseq: 0 };
+      this.holders.set(holder, h);
+    }
     if (h.revoking) return 0;
     const was = h.waiting;
     h.waiting = waits && h.held === 0;
     if (!h.waiting) return 0;
-    if (!was) h.waitNo++;
-    // A sender waits at the channel: every holder is revoked, this one too (it sends as one that
-    // may block, behind that sender).
-    if (this.liveSenders + this.tsend.length > 0) this.revokeAll();
-    else this.grant();
+    if (!was) {
+      h.waitNo++;
+      h.wseq = ++this.seq;
+      this.queueWait({ holder, h, seq: h.wseq });
+    }
+    this.pump();
     return h.waiting ? h.waitNo : 0;
   }
 
@@ -587,6 +612,37 @@ export class Channel<V> {
     let n = 0;
     for (const h of this.holders.values()) if (h.waiting) n++;
     return n;
+  }
+
+  private queueWait(w: HolderWait): void {
+    // Entries of waits that ended stay until they reach the head; sweep them if they pile up.
+    if (this.waits.length >= 2 * this.holders.size + 16) this.waits.removeWhere((e) => !this.isWaiting(e));
+    this.waits.push(w);
+  }
+
+  private isWaiting(e: HolderWait): boolean {
+    return e.h.waiting && e.h.wseq === e.seq && this.holders.get(e.holder) === e.h;
+  }
+
+  /** The holder that has waited longest for credit, dropping entries of waits that ended. */
+  private headWait(): HolderWait | undefined {
+    let e = this.waits.peek();
+    while (e && !this.isWaiting(e)) {
+      this.waits.shift();
+      e = this.waits.peek();
+    }
+    return e;
+  }
+
+  /** Grants the longest-waiting holder up to n credits (it no longer waits). */
+  private grantWaiting(n: number): number {
+    const e = this.waits.shift() as HolderWait;
+    const g = Math.min(n, Math.max(1, e.h.want - e.h.held));
+    e.h.held += g;
+    e.h.waiting = false;
+    this.reserved += g;
+    e.holder.grant(g, true);
+    return g;
   }
 
   /**
@@ -805,6 +861,13 @@ export class Channel<V> {
       while (!this.closing && this.buf.length + this.bufHeld + this.reserved + this.selSlots < this.cap) {
         const S = this.firstSender();
         if (!S) break;
+        const W = this.headWait();
+        if (W && W.seq < S.seq) {
+          // A holder waited before this sender: the slot is its (one credit; it waits again after).
+          this.grantWaiting(1);
+          progressed = true;
+          continue;
+        }
         if ("w" in S) {
           this.shiftSender();
           this.buf.push(S.w.value);
@@ -880,27 +943,26 @@ export class Channel<V> {
     if (this.closing || this.holders.size === 0 || this.liveSenders + this.tsend.length > 0) return;
     let free = this.cap - this.buf.length - this.reserved - this.selSlots;
     if (free <= 0) return;
-    // Holders take turns at being topped up first: with several senders and few free slots, the
+    // Waiting holders first, in the order they began to wait, as blocked senders are served.
+    while (free > 0 && this.headWait()) free -= this.grantWaiting(free);
+    // The others take turns at being topped up first: with several senders and few free slots, the
     // first in line would otherwise take every slot, and the others would wait at the channel.
     const n = this.holders.size;
     const first = n > 1 ? this.grantTurn++ % n : 0;
-    // Passes 0 and 1 take the holders waiting for credit, 2 and 3 the others; the even pass those
-    // from `first` on, the odd one those before it.
-    for (let pass = 0; pass < 4 && free > 0; pass++) {
-      const waiting = pass < 2;
+    // Pass 0 takes the holders from `first` on, pass 1 those before it.
+    for (let pass = 0; pass < 2 && free > 0; pass++) {
       let i = 0;
       for (const [holder, h] of this.holders) {
-        if (pass % 2 === 0 ? i++ < first : i++ >= first) continue;
-        if (h.waiting !== waiting || h.revoking || h.want <= h.held) continue;
+        if (pass === 0 ? i++ < first : i++ >= first) continue;
+        if (h.waiting || h.revoking || h.want <= h.held) continue;
         // Top up in batches of at least half the want, not a frame per freed slot: with several
         // senders taking turns, smaller batches ran each one dry more often.
         if (h.want - h.held < Math.max(1, h.want >> 1)) continue;
         const g = Math.min(free, h.want - h.held);
         h.held += g;
-        h.waiting = false;
         this.reserved += g;
         free -= g;
-        holder.grant(g, waiting);
+        holder.grant(g, false);
         if (free === 0) break;
       }
     }
@@ -914,13 +976,17 @@ export class Channel<V> {
     for (const r of ended) r.end(err);
   }
 
-  private revokeAll(): void {
+  /**
+   * Takes every reservation back: a sender waits at the channel (Go's send would not wait for slots
+   * nobody uses), or with `final` the channel is closing. A holder holding nothing is dropped, or if
+   * it waits for credit keeps waiting in its turn (it reserves nothing); with `final` it is revoked
+   * too, so that its send goes on as one that may block, and fails.
+   */
+  private revokeAll(final = false): void {
     for (const [holder, h] of this.holders) {
       if (h.revoking) continue;
-      // One holding nothing is dropped, unless a send of its waits for a grant: that is revoked
-      // too, to send as one that may block (ServerHello.grantWait).
-      if (h.held === 0 && !h.waiting) {
-        this.holders.delete(holder);
+      if (h.held === 0 && !(h.waiting && final)) {
+        if (!h.waiting) this.holders.delete(holder);
         continue;
       }
       h.revoking = true;

@@ -46,14 +46,20 @@
 //                                        or before a REVOKE.
 //   REVOKE     s→c  [handle]             give back unused credits (another sender waits, or the
 //                                        channel is closing); answered by RELEASE. A server whose
-//                                        HELLO says grantWait revokes a holder holding none if it
-//                                        said CWAIT, and answers a CWAIT from one it no longer
-//                                        counts a holder with REVOKE.
+//                                        HELLO says grantWait revokes a holder that holds none and
+//                                        said CWAIT only when the channel closes, and answers a
+//                                        CWAIT it cannot take (from one it does not count a holder,
+//                                        without a want; or the channel is closing) with REVOKE.
 //   RELEASE    c→s  [handle]             the answer to REVOKE: the client now holds no credits.
-//   CWAIT      c→s  [handle, waits]      (to a grantWait server) waits 1: every credit is spent and a
-//                                        send waits in the client for the next GRANT, which it gets
-//                                        before holders that still have credit; it counts as a
-//                                        waiting sender meanwhile. waits 0: that send was cancelled.
+//   CWAIT      c→s  [handle, waits, want?]  (to a grantWait server) waits 1: every credit is spent
+//                                        and a send waits in the client for the next GRANT; it
+//                                        counts as a blocked sender meanwhile and is served in its
+//                                        turn among them (Go's order): before holders that still
+//                                        have credit, and, while sends that may block wait, as one
+//                                        of them, with a GRANT of 1 then a REVOKE. waits 0: that
+//                                        send was cancelled. `want` (to a server whose HELLO says
+//                                        grantAsk): the client holds no credit and asks for up to
+//                                        that many; it becomes a holder waiting as above.
 // Channel receives (a receiver id `rid` is a request id; each credit is one blocked receive)
 //   RECV       c→s  [rid, handle, ack, n]  ack the first `ack` undelivered-to-user values of rid
 //                                          and add n receive credits (creates rid on first use).

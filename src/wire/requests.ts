@@ -45,6 +45,14 @@ export interface ServerHello {
    * it no longer counts it a holder. Absent from older servers, which know no CWAIT.
    */
   grantWait?: boolean;
+  /**
+   * True: a sender that holds no credit may ask for some and wait for it (CWAIT 1 with its want as
+   * a third field) instead of sending a send that may block; it then waits as a holder out of
+   * credit does, in its turn among the blocked senders. The server answers with GRANT, or with
+   * REVOKE if it cannot (the channel is closing), and the send goes as one that may block.
+   * Absent from older servers, which answer such a CWAIT with REVOKE.
+   */
+  grantAsk?: boolean;
 }
 /** PUSH tails: a released channel handle, and (to a client that watches) membership changes. */
 export type Push =

@@ -330,6 +330,34 @@ describe("waiting for a grant (CWAIT)", () => {
     await assert.rejects(y.recv(), ChannelClosed);
   });
 
+  test("byte values held for a grant: they go in order once room comes; close fails those still held", async () => {
+    const p = path();
+    const x = await a.walk(p).makeChan<Uint8Array>(4);
+    const y = (await b.walk(p).get()) as Chan<Uint8Array>;
+    const bytes = (i: number) => new Uint8Array([i, i + 1, i + 2]);
+    for (let i = 0; i < 4; i++) await x.send(bytes(i));
+    // Eight more wait here for credit (held), in the order they were sent.
+    const held = Array.from({ length: 8 }, (_, i) => x.send(bytes(10 + i)));
+    assert.equal(await state(held[0] as Promise<void>), "pending");
+    const got = [];
+    for (let i = 0; i < 8; i++) got.push([...(await y.recv())]);
+    await Promise.all(held.slice(0, 4));
+    assert.deepEqual(
+      got,
+      [...[0, 1, 2, 3], ...[10, 11, 12, 13]].map((i) => [i, i + 1, i + 2]),
+    );
+    // The buffer holds 14..17; two more wait, and the close fails them.
+    await Promise.all(held);
+    const late = [x.send(bytes(20)), x.send(bytes(21))];
+    assert.equal(await state(late[0] as Promise<void>), "pending");
+    await y.close();
+    for (const l of late) await assert.rejects(l, ChannelClosed);
+    const rest = [];
+    for (let i = 0; i < 4; i++) rest.push((await y.recv())[0]);
+    assert.deepEqual(rest, [14, 15, 16, 17]);
+    await assert.rejects(y.recv(), ChannelClosed);
+  });
+
   test("a producer killed with -9 while it waits for a grant: no longer counted, the buffer holds exactly what it sent, in order", async () => {
     const p = path();
     const x = await a.walk(p).makeChan<[number, number]>(64);

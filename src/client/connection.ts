@@ -103,6 +103,20 @@ function tooLarge(size: number, max: number): MessageTooLarge {
   return new MessageTooLarge(`value of ${size} bytes exceeds the limit of ${max}`);
 }
 
+/** A small byte value's send held back (ChanState.held) without an abort signal: one object, no closures. */
+class HeldBin implements Gated {
+  constructor(
+    private readonly c: Connection,
+    private readonly st: ChanState,
+    private readonly value: Uint8Array,
+    private readonly resolve: () => void,
+    readonly reject: (err: unknown) => void,
+  ) {}
+  run(): void {
+    this.c.runHeldBin(this.st, this.value, this.resolve, this.reject);
+  }
+}
+
 export class Connection {
   serverId = "";
   url = "";
@@ -300,15 +314,17 @@ export class Connection {
       // to prevent): the bytes are read when their turn comes (documented: do not change them
       // before the send completes).
       if (this.mustWait()) return this.gated(() => this.sendValue(st, value, signal), signal);
-      if (this.mustHold(st)) return this.hold(st, () => this.sendValue(st, value, signal), signal);
-      // Credited: encoded straight into the outgoing batch and the kept copy, with no buffer of
-      // their own.
+      if (this.mustHold(st)) {
+        if (signal) return this.hold(st, () => this.sendValue(st, value, signal), signal);
+        // One object (HeldBin) until its turn, then on credit with the promise it was given
+        // (several producers on one full buffer hold nearly every send until a grant).
+        return new Promise<void>((resolve, reject) => {
+          st.held.push(new HeldBin(this, st, value, resolve, reject));
+          this.sayIfWaiting(st);
+        });
+      }
       if (st.credits > 0 && st.blocking === 0 && !this.gone && !signal?.aborted) {
-        const seq = (st.seq = (st.seq + 1) >>> 0 || 1);
-        st.credits--;
-        this.conn.batchBin(T.CSEND, st.handle, value, seq);
-        this.keptBytes += keepCredited(st, seq, value, true);
-        return this.synced(st, seq);
+        return new Promise<void>((resolve, reject) => this.creditedBin(st, value, resolve, reject));
       }
     }
     if (value instanceof Uint8Array) {
@@ -328,6 +344,33 @@ export class Connection {
       return Promise.reject(err);
     }
     return this.send(st, bytes, signal);
+  }
+
+  /**
+   * A small byte value sent on a credit: encoded straight into the outgoing batch and the kept
+   * copy, with no buffer of its own; it completes with the CACK that acknowledges it.
+   */
+  private creditedBin(
+    st: ChanState,
+    value: Uint8Array,
+    resolve: () => void,
+    reject: (err: CircuitError) => void,
+  ): void {
+    const seq = (st.seq = (st.seq + 1) >>> 0 || 1);
+    st.credits--;
+    this.conn.batchBin(T.CSEND, st.handle, value, seq);
+    this.keptBytes += keepCredited(st, seq, value, true);
+    st.completions.push({ seq, resolve, reject });
+  }
+
+  /**
+   * A HeldBin's turn: on credit there and then if it may, else a send again (held again if it must).
+   * @internal
+   */
+  runHeldBin(st: ChanState, value: Uint8Array, resolve: () => void, reject: (err: unknown) => void): void {
+    if (st.credits > 0 && st.blocking === 0 && !this.gone && !this.mustWait()) {
+      this.creditedBin(st, value, resolve, reject);
+    } else this.sendValue(st, value).then(resolve, reject);
   }
 
   /** True if a send on `st` must wait in the client behind one of ours that waits for room (ChanState.held). */
@@ -499,23 +542,27 @@ export class Connection {
     withdrawn?: () => void,
   ): Promise<R> {
     return new Promise<R>((resolve, reject) => {
+      if (!signal) {
+        queue.push({ run: () => op().then(resolve, reject), reject });
+        return;
+      }
       const entry: Gated = {
         run: () => {
-          signal?.removeEventListener("abort", onAbort);
+          signal.removeEventListener("abort", onAbort);
           op().then(resolve, reject);
         },
         reject: (err) => {
-          signal?.removeEventListener("abort", onAbort);
+          signal.removeEventListener("abort", onAbort);
           reject(err);
         },
       };
       // Held back, nothing was sent: an abort withdraws it without a trace.
       const onAbort = () => {
         if (queue.remove(entry)) withdrawn?.();
-        reject(signal?.reason);
+        reject(signal.reason);
         this.admit();
       };
-      signal?.addEventListener("abort", onAbort, { once: true });
+      signal.addEventListener("abort", onAbort, { once: true });
       queue.push(entry);
     });
   }
@@ -558,7 +605,6 @@ export class Connection {
     }
   }
 
-  /** A blocking send is answered: its copy goes (credited ones before it went with their CACK). */
   /**
    * The server let go of a scrubbed channel's handle (after every send on it was answered): so do
    * we, and a reconnection will not try to open it again.

@@ -88,6 +88,14 @@ const comparisons: Comparison[] = [
   },
   {
     title:
+      "One producer → eight competing consumers (a work queue and its workers, each value taken once), " +
+      "100-byte messages, everything taken over 3 s after 1.5 s",
+    kind: "throughput",
+    ids: ["nats.fanout", "chan.fanout"],
+    baseline: "nats.fanout",
+  },
+  {
+    title:
       "Values that are objects: one producer → one consumer of small records (6 fields, made per message; the " +
       "consumer checks each), everything taken over 3 s after 1.5 s; circuit's MessagePack beside NATS's JSON codec",
     kind: "throughput",

@@ -10,6 +10,7 @@ export const scenarioModules: Record<string, () => Promise<Scenario>> = {
   "chan-cross": async () => (await import("./chan-cross.ts")).scenario,
   "chan-2p2c": async () => (await import("./chan-2p2c.ts")).scenario,
   "chan-fanin": async () => (await import("./chan-fanin.ts")).scenario,
+  "chan-fanout": async () => (await import("./chan-fanout.ts")).scenario,
   "chan-objects": async () => (await import("./chan-objects.ts")).scenario,
   "chan-sizes": async () => (await import("./chan-sizes.ts")).scenario,
   "chan-large": async () => (await import("./chan-large.ts")).scenario,

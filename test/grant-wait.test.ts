@@ -293,6 +293,32 @@ describe("waiting for a grant (CWAIT)", () => {
     }
   });
 
+  test("on the wire: an ask on a handle a scrub released is refused, and the send that may block fails", async () => {
+    const [r, handle, p] = await rawHolder(2, 2);
+    try {
+      const ch = await b.walk(p).getChan<string>();
+      const scrubbed = ch.scrub();
+      const revoke = await nextFrame(r);
+      assert.deepEqual([revoke.type, u32(revoke, 0)], [T.REVOKE, handle]);
+      r.frame(T.RELEASE, [handle]);
+      await scrubbed;
+      // The handle is released; an ask sent before the client learnt of it gets REVOKE.
+      const push = await nextFrame(r);
+      assert.equal(push.type, T.PUSH);
+      assert.deepEqual(decode(push.body), { ev: "released", handle });
+      r.frame(T.CWAIT, [handle, 1, 2]);
+      const refused = await nextFrame(r);
+      assert.deepEqual([refused.type, u32(refused, 0)], [T.REVOKE, handle]);
+      r.frame(T.RELEASE, [handle]);
+      r.frame(T.SEND, [3, handle, 2, 2], encode("late"));
+      const err = await nextFrame(r);
+      assert.deepEqual([err.type, u32(err, 0)], [T.ERR, 3]);
+      assert.equal((decode(err.body.subarray(4)) as { code: string }).code, "ChannelAborted");
+    } finally {
+      r.destroy();
+    }
+  });
+
   test("on the wire: CWAIT on a handle never given closes the connection", async () => {
     const r = new Raw(port);
     await r.hello();

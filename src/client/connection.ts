@@ -616,6 +616,11 @@ export class Connection {
     this.states.delete(st);
     for (const k of st.kept.drain()) this.keptBytes -= keptSize(k);
     st.run = undefined;
+    // Later sends through a Chan that kept this state go as sends that may block, which the
+    // server fails (ChannelAborted): nothing would answer a CWAIT on a released handle.
+    st.credits = 0;
+    st.holding = false;
+    st.asking = false;
     const err = new ChannelAborted("the channel was scrubbed");
     for (const h of st.held.drain()) h.reject(err);
     this.complete(st, 0xffffffff, err);

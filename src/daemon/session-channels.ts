@@ -220,16 +220,19 @@ export class SessionChannels {
       case T.CWAIT: {
         const handle = u32(body, 0);
         const h = this.handles.get(handle);
-        // A released handle's channel has settled: nothing waits for its credit.
+        // A third field: the want of a client that asks for credit while it holds none (grantAsk).
+        const want = body.length >= 12 ? u32(body, 2) : undefined;
+        // A released handle's channel has settled: no credit will come. A client that asked (it
+        // sent this before it learnt of the release) is refused, so that its send goes as a SEND
+        // (which fails with ChannelAborted) rather than wait for ever.
         if (!h) {
           this.el(handle);
+          if (want !== undefined && u32(body, 1) !== 0) this.conn.send(T.REVOKE, [handle]);
           return;
         }
         const chan = h.el.chan;
         // Credits granted and not told yet are what it waits for.
         h.holder.tell();
-        // A third field: the want of a client that asks for credit while it holds none (grantAsk).
-        const want = body.length >= 12 ? u32(body, 2) : undefined;
         const waitNo = chan.holderWaits(h.holder, u32(body, 1) !== 0, want);
         // No holder (dropped while it held nothing, or the channel is closing): revoked, its send
         // goes as a SEND.

@@ -140,14 +140,13 @@ export class Store {
   }
 
   /**
-   * The element at names, or null. The buckets allow direct gets, which any replica answers, and
-   * a replica may not have applied a create that has just completed (a service made here and
-   * looked up at once): so an answer of "nothing there" is asked again of the stream's leader.
+   * The element at names, or null, as the tree stream's leader has it. The buckets allow direct
+   * gets, which any replica answers, and a replica may not have applied a change that has just
+   * completed: a create (a service made here and looked up at once answered "nothing there") or
+   * a removal (a channel scrubbed and looked up at once through another daemon was still there).
    */
   async entry(names: readonly string[]): Promise<TreeEntry | null> {
     try {
-      const e = await this.tree.get(keyOf(names));
-      if (e?.operation === "PUT" && e.value.length > 0) return JSON.parse(Buffer.from(e.value).toString()) as TreeEntry;
       const m = await this.lastAtLeader(TREE, keyOf(names));
       return m ? (JSON.parse(Buffer.from(m.data).toString()) as TreeEntry) : null;
     } catch (err) {

@@ -111,20 +111,42 @@ export async function manyToMany(
   return rows;
 }
 
-export const scenario: Scenario = {
-  name: "chan-2p2c",
-  description: `2 producers → 2 competing consumers, ${PAYLOAD_BYTES} B, ${WINDOW_MS / 1000} s measured after ${WARM_MS / 1000} s: circuit chan cap ${CAP} vs NATS queue group`,
-  budgetMs: 60_000,
-  prepare: ensureNatsServer,
-  async run(ctx: ScenarioContext) {
-    const nats = { id: "nats.queue", label: "NATS queue group, 2 publishers → 2 subscribers" };
-    const label = `circuit chan cap ${CAP}, 2 producers (${WINDOW} in flight) → 2 iterate(${PREFETCH})`;
-    return { rows: await manyToMany(ctx, "chan-2p2c", 2, 2, nats, { id: "chan.2p2c", label }) };
-  },
-  roles: {
-    chanProducer: chanProducerRole,
-    chanConsumer: chanConsumerRole,
-    natsPublisher: natsPublisherRole,
-    natsSubscriber: natsSubscriberRole,
-  },
+const roles = {
+  chanProducer: chanProducerRole,
+  chanConsumer: chanConsumerRole,
+  natsPublisher: natsPublisherRole,
+  natsSubscriber: natsSubscriberRole,
 };
+
+/**
+ * A scenario of `producers` producers and `consumers` competing consumers (manyToMany) beside
+ * NATS (`versus`), with the rows named `nats` and `chan`.
+ */
+export function manyToManyScenario(
+  name: string,
+  shape: string,
+  versus: string,
+  producers: number,
+  consumers: number,
+  nats: RowName,
+  chan: RowName,
+): Scenario {
+  return {
+    name,
+    description: `${shape}, ${PAYLOAD_BYTES} B, ${WINDOW_MS / 1000} s measured after ${WARM_MS / 1000} s: circuit chan cap ${CAP} vs ${versus}`,
+    budgetMs: 60_000,
+    prepare: ensureNatsServer,
+    run: async (ctx: ScenarioContext) => ({ rows: await manyToMany(ctx, name, producers, consumers, nats, chan) }),
+    roles,
+  };
+}
+
+export const scenario = manyToManyScenario(
+  "chan-2p2c",
+  "2 producers → 2 competing consumers",
+  "NATS queue group",
+  2,
+  2,
+  { id: "nats.queue", label: "NATS queue group, 2 publishers → 2 subscribers" },
+  { id: "chan.2p2c", label: `circuit chan cap ${CAP}, 2 producers (${WINDOW} in flight) → 2 iterate(${PREFETCH})` },
+);

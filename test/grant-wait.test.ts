@@ -4,14 +4,14 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { once } from "node:events";
-import { connect, createServer } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Chan, ChannelClosed, type Client, dial } from "../src/index.ts";
-import { batchTail, FrameDecoder } from "../src/wire/frame.ts";
+import { batchTail } from "../src/wire/frame.ts";
 import { decode, encode, T } from "../src/wire/protocol.ts";
 import { startDaemon } from "./helpers/daemon.ts";
 import { type Frame, Raw } from "./helpers/raw.ts";
+import { countingRelay } from "./helpers/relay.ts";
 import { state as settledIn, until } from "./helpers/wait.ts";
 
 const fixture = new URL("./fixtures/chan-client.ts", import.meta.url).pathname;
@@ -38,38 +38,18 @@ async function quiet(r: Raw, ms: number): Promise<void> {
 const u32 = (f: Frame, i: number) => f.body.readUInt32BE(4 * i);
 
 /**
- * A TCP relay to 127.0.0.1:`port` that counts the frames clients send through it, by type.
+ * `r` asks for credit on `handle` and is refused (REVOKE), releases, and its send that may block
+ * (request id 3, sequence number `seq`) then fails with `code`.
  */
-async function countingRelay(port: number): Promise<{ url: string; sent: Map<number, number>; close(): void }> {
-  const sent = new Map<number, number>();
-  const socks = new Set<import("node:net").Socket>();
-  const server = createServer((c) => {
-    const s = connect({ host: "127.0.0.1", port });
-    const dec = new FrameDecoder(64 * 1024 * 1024, (type) => sent.set(type, (sent.get(type) ?? 0) + 1));
-    c.on("data", (b) => {
-      dec.push(b);
-      s.write(b);
-    });
-    s.pipe(c);
-    for (const x of [c, s]) {
-      socks.add(x);
-      x.on("error", () => {});
-      x.on("close", () => {
-        c.destroy();
-        s.destroy();
-      });
-    }
-  });
-  server.listen(0, "127.0.0.1");
-  await once(server, "listening");
-  return {
-    url: `circuit://127.0.0.1:${(server.address() as { port: number }).port}`,
-    sent,
-    close() {
-      for (const x of socks) x.destroy();
-      server.close();
-    },
-  };
+async function askRefusedThenFails(r: Raw, handle: number, want: number, seq: number, code: string): Promise<void> {
+  r.frame(T.CWAIT, [handle, 1, want]);
+  const refused = await nextFrame(r);
+  assert.deepEqual([refused.type, u32(refused, 0)], [T.REVOKE, handle]);
+  r.frame(T.RELEASE, [handle]);
+  r.frame(T.SEND, [3, handle, want, seq], encode(`v${seq}`));
+  const err = await nextFrame(r);
+  assert.deepEqual([err.type, u32(err, 0)], [T.ERR, 3]);
+  assert.equal((decode(err.body.subarray(4)) as { code: string }).code, code);
 }
 
 /** Sends `values` on credit from sequence number `seq`, and checks the CACK that answers them. */
@@ -191,14 +171,7 @@ describe("waiting for a grant (CWAIT)", () => {
       r.frame(T.RELEASE, [handle]);
       await closed;
       // On a closed channel an ask is refused, and the send that may block fails.
-      r.frame(T.CWAIT, [handle, 1, 4]);
-      const refused = await nextFrame(r);
-      assert.deepEqual([refused.type, u32(refused, 0)], [T.REVOKE, handle]);
-      r.frame(T.RELEASE, [handle]);
-      r.frame(T.SEND, [3, handle, 4, 9], encode("v9"));
-      const err = await nextFrame(r);
-      assert.deepEqual([err.type, u32(err, 0)], [T.ERR, 3]);
-      assert.equal((decode(err.body.subarray(4)) as { code: string }).code, "ChannelClosed");
+      await askRefusedThenFails(r, handle, 4, 9, "ChannelClosed");
     } finally {
       r.destroy();
     }
@@ -306,14 +279,7 @@ describe("waiting for a grant (CWAIT)", () => {
       const push = await nextFrame(r);
       assert.equal(push.type, T.PUSH);
       assert.deepEqual(decode(push.body), { ev: "released", handle });
-      r.frame(T.CWAIT, [handle, 1, 2]);
-      const refused = await nextFrame(r);
-      assert.deepEqual([refused.type, u32(refused, 0)], [T.REVOKE, handle]);
-      r.frame(T.RELEASE, [handle]);
-      r.frame(T.SEND, [3, handle, 2, 2], encode("late"));
-      const err = await nextFrame(r);
-      assert.deepEqual([err.type, u32(err, 0)], [T.ERR, 3]);
-      assert.equal((decode(err.body.subarray(4)) as { code: string }).code, "ChannelAborted");
+      await askRefusedThenFails(r, handle, 2, 2, "ChannelAborted");
     } finally {
       r.destroy();
     }

@@ -1,6 +1,7 @@
 // A TCP relay between a client and a daemon that can cut every connection through it, for tests
 // of what a connection that breaks while its server lives carries over.
 import { connect, createServer, type Server, type Socket } from "node:net";
+import { FrameDecoder } from "../../src/wire/frame.ts";
 
 export interface CuttingRelay {
   url: string;
@@ -87,20 +88,17 @@ export async function cuttingRelay(port: number): Promise<CuttingRelay> {
 }
 
 /**
- * A TCP relay to 127.0.0.1:`port` that passes the daemon's bytes on to the client at about
- * `bytesPerSecond` (a slow link); the client's bytes pass at once.
+ * A TCP relay to 127.0.0.1:`port`: each client connection (`down`) gets one to the daemon (`up`),
+ * and `wire` says how bytes pass between them; either side closing closes both.
  */
-export async function slowRelay(port: number, bytesPerSecond: number): Promise<{ url: string; close(): void }> {
+async function pairRelay(
+  port: number,
+  wire: (down: Socket, up: Socket) => void,
+): Promise<{ url: string; close(): void }> {
   const socks = new Set<Socket>();
   const server: Server = createServer((down) => {
     const up = connect(port, "127.0.0.1");
-    down.pipe(up);
-    // A chunk from the daemon, then a pause as long as the link would take to carry it.
-    up.on("data", (chunk: Buffer) => {
-      down.write(chunk);
-      up.pause();
-      setTimeout(() => up.resume(), (chunk.length / bytesPerSecond) * 1000);
-    });
+    wire(down, up);
     for (const s of [down, up]) {
       socks.add(s);
       s.on("error", () => {});
@@ -119,4 +117,34 @@ export async function slowRelay(port: number, bytesPerSecond: number): Promise<{
       server.close();
     },
   };
+}
+
+/**
+ * A TCP relay to 127.0.0.1:`port` that passes the daemon's bytes on to the client at about
+ * `bytesPerSecond` (a slow link); the client's bytes pass at once.
+ */
+export function slowRelay(port: number, bytesPerSecond: number): Promise<{ url: string; close(): void }> {
+  return pairRelay(port, (down, up) => {
+    down.pipe(up);
+    // A chunk from the daemon, then a pause as long as the link would take to carry it.
+    up.on("data", (chunk: Buffer) => {
+      down.write(chunk);
+      up.pause();
+      setTimeout(() => up.resume(), (chunk.length / bytesPerSecond) * 1000);
+    });
+  });
+}
+
+/** A TCP relay to 127.0.0.1:`port` that counts the frames clients send through it, by type (`sent`). */
+export async function countingRelay(port: number): Promise<{ url: string; sent: Map<number, number>; close(): void }> {
+  const sent = new Map<number, number>();
+  const relay = await pairRelay(port, (down, up) => {
+    const dec = new FrameDecoder(64 * 1024 * 1024, (type) => sent.set(type, (sent.get(type) ?? 0) + 1));
+    down.on("data", (b: Buffer) => {
+      dec.push(b);
+      up.write(b);
+    });
+    up.pipe(down);
+  });
+  return { ...relay, sent };
 }

@@ -380,6 +380,102 @@ describe("waiting for a grant (CWAIT)", () => {
     }
   });
 
+  test("eight producer processes on a full channel, three killed with -9 at random moments: every completed send arrives once, each producer's values a prefix in order", async () => {
+    const p = path();
+    const x = await a.walk(p).makeChan<[number, number]>(64);
+    const y = (await b.walk(p).get()) as Chan<[number, number]>;
+    const N = 4000;
+    const procs = Array.from({ length: 8 }, () =>
+      spawn(process.execPath, ["--import", "tsx", fixture, d.url, p, "produce-report", String(N)], {
+        stdio: ["ignore", "pipe", "inherit"],
+      }),
+    );
+    // The last "ok I" each producer printed: its sends up to I completed.
+    const completed = new Map<number, number>();
+    const done = new Set<number>();
+    for (const pr of procs) {
+      const pid = pr.pid as number;
+      completed.set(pid, -1);
+      let partial = "";
+      pr.stdout.on("data", (chunk: Buffer) => {
+        const lines = (partial + chunk.toString()).split("\n");
+        partial = lines.pop() ?? "";
+        for (const l of lines) {
+          if (l === "done") done.add(pid);
+          else if (l.startsWith("ok ")) completed.set(pid, Number(l.slice(3)));
+        }
+      });
+    }
+    const killed = new Set<number>();
+    try {
+      const received = new Map<number, number[]>();
+      let total = 0;
+      const consume = async (c: Chan<[number, number]>) => {
+        // Each consumer sees each producer's values in increasing order.
+        const last = new Map<number, number>();
+        for await (const [pid, i] of c.iterate({ prefetch: 32 })) {
+          assert.ok(i > (last.get(pid) ?? -1), `producer ${pid}: ${i} after ${last.get(pid)}`);
+          last.set(pid, i);
+          const got = received.get(pid) ?? [];
+          got.push(i);
+          received.set(pid, got);
+          total++;
+        }
+      };
+      const consumers = Promise.all([consume(x), consume(y)]);
+      // Awaited below; if an assertion fails first, the close in `finally` ends them quietly.
+      consumers.catch(() => {});
+      // Three of them, each at a random point of its sending (a random count of completed sends,
+      // then up to 20 ms more): the buffer is full, sends wait for grants, batches are on their way.
+      await Promise.all(
+        procs.slice(0, 3).map(async (pr) => {
+          const pid = pr.pid as number;
+          const at = Math.floor(Math.random() * (N / 2));
+          await until(`producer ${pid} completes ${at} sends`, 60_000, () => (completed.get(pid) as number) >= at, 2);
+          await sleep(Math.floor(Math.random() * 20));
+          assert.equal(pr.exitCode, null, `producer ${pid} finished before its kill`);
+          killed.add(pid);
+          pr.kill("SIGKILL");
+          await once(pr, "exit");
+        }),
+      );
+      const survivors = procs.slice(3);
+      await until("the survivors finish", 120_000, async () => survivors.every((pr) => done.has(pr.pid as number)));
+      // Everything that is coming has been sent; the buffer drains into the two consumers.
+      let seen = -1;
+      await until("the channel is drained", 30_000, async () => {
+        const st = await x.stat();
+        const settled = st.len === 0 && total === seen;
+        seen = total;
+        return settled;
+      });
+      await x.close();
+      await consumers;
+      for (const pr of procs) {
+        const pid = pr.pid as number;
+        const got = (received.get(pid) ?? []).sort((m, k) => m - k);
+        // No value twice, none skipped: a prefix of what it sent (a killed producer's last batch
+        // may or may not have reached the daemon).
+        assert.deepEqual(
+          got,
+          Array.from({ length: got.length }, (_, i) => i),
+          `producer ${pid}: values are not 0..${got.length - 1} once each`,
+        );
+        const ok = completed.get(pid) as number;
+        if (killed.has(pid)) {
+          assert.ok(got.length >= ok + 1, `killed producer ${pid}: send ${ok} completed, only ${got.length} arrived`);
+        } else {
+          assert.equal(ok, N - 1);
+          assert.equal(got.length, N, `producer ${pid}: ${got.length} of ${N} arrived`);
+        }
+      }
+    } finally {
+      for (const pr of procs) if (pr.exitCode === null && pr.signalCode === null) pr.kill("SIGKILL");
+      // Ends the consumers if an assertion failed before the close above (a second close is refused).
+      await x.close().catch(() => {});
+    }
+  });
+
   test("two producer processes and two consumers: every value once, each producer's in order", async () => {
     const p = path();
     const x = await a.walk(p).makeChan<[number, number]>(64);

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { type Chan, ChannelClosed, type Client, dial } from "../src/index.ts";
 import { batchTail } from "../src/wire/frame.ts";
 import { decode, encode, T } from "../src/wire/protocol.ts";
-import { startDaemon } from "./helpers/daemon.ts";
+import { onLines, startDaemon } from "./helpers/daemon.ts";
 import { type Frame, Raw } from "./helpers/raw.ts";
 import { countingRelay } from "./helpers/relay.ts";
 import { state as settledIn, until } from "./helpers/wait.ts";
@@ -50,6 +50,22 @@ async function askRefusedThenFails(r: Raw, handle: number, want: number, seq: nu
   const err = await nextFrame(r);
   assert.deepEqual([err.type, u32(err, 0)], [T.ERR, 3]);
   assert.equal((decode(err.body.subarray(4)) as { code: string }).code, code);
+}
+
+/**
+ * Iterates `c` (prefetch 32) until it is closed and drained, checking that each producer's values
+ * [PID, I] come in increasing order, and passes each to `each`.
+ */
+async function takeInOrder(
+  c: Chan<[number, number]>,
+  each: (pid: number, i: number) => void | Promise<void>,
+): Promise<void> {
+  const last = new Map<number, number>();
+  for await (const [pid, i] of c.iterate({ prefetch: 32 })) {
+    assert.ok(i > (last.get(pid) ?? -1), `producer ${pid}: ${i} after ${last.get(pid)}`);
+    last.set(pid, i);
+    await each(pid, i);
+  }
 }
 
 /** Sends `values` on credit from sequence number `seq`, and checks the CACK that answers them. */
@@ -396,32 +412,22 @@ describe("waiting for a grant (CWAIT)", () => {
     for (const pr of procs) {
       const pid = pr.pid as number;
       completed.set(pid, -1);
-      let partial = "";
-      pr.stdout.on("data", (chunk: Buffer) => {
-        const lines = (partial + chunk.toString()).split("\n");
-        partial = lines.pop() ?? "";
-        for (const l of lines) {
-          if (l === "done") done.add(pid);
-          else if (l.startsWith("ok ")) completed.set(pid, Number(l.slice(3)));
-        }
+      onLines(pr, (l) => {
+        if (l === "done") done.add(pid);
+        else if (l.startsWith("ok ")) completed.set(pid, Number(l.slice(3)));
       });
     }
     const killed = new Set<number>();
     try {
       const received = new Map<number, number[]>();
       let total = 0;
-      const consume = async (c: Chan<[number, number]>) => {
-        // Each consumer sees each producer's values in increasing order.
-        const last = new Map<number, number>();
-        for await (const [pid, i] of c.iterate({ prefetch: 32 })) {
-          assert.ok(i > (last.get(pid) ?? -1), `producer ${pid}: ${i} after ${last.get(pid)}`);
-          last.set(pid, i);
+      const consume = (c: Chan<[number, number]>) =>
+        takeInOrder(c, (pid, i) => {
           const got = received.get(pid) ?? [];
           got.push(i);
           received.set(pid, got);
           total++;
-        }
-      };
+        });
       const consumers = Promise.all([consume(x), consume(y)]);
       // Awaited below; if an assertion fails first, the close in `finally` ends them quietly.
       consumers.catch(() => {});
@@ -489,16 +495,11 @@ describe("waiting for a grant (CWAIT)", () => {
     try {
       const seen = new Map<number, number>();
       let total = 0;
-      const consume = async (c: Chan<[number, number]>) => {
-        // Each consumer sees each producer's values in increasing order.
-        const last = new Map<number, number>();
-        for await (const [pid, i] of c.iterate({ prefetch: 32 })) {
-          assert.ok(i > (last.get(pid) ?? -1), `producer ${pid}: ${i} after ${last.get(pid)}`);
-          last.set(pid, i);
+      const consume = (c: Chan<[number, number]>) =>
+        takeInOrder(c, async (pid) => {
           seen.set(pid, (seen.get(pid) ?? 0) + 1);
           if (++total === 2 * N) await y.close();
-        }
-      };
+        });
       const deadline = AbortSignal.timeout(120_000);
       await Promise.race([
         Promise.all([consume(x), consume(y)]),

@@ -8,7 +8,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { after, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Client, dial } from "../src/index.ts";
-import { type Daemon, exited, killAll, ROOT, running, startDaemon } from "./helpers/daemon.ts";
+import { type Daemon, exited, killAll, killEach, onLines, ROOT, running, startDaemon } from "./helpers/daemon.ts";
 
 const fixture = new URL("./fixtures/chan-client.ts", import.meta.url).pathname;
 
@@ -22,8 +22,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const c of children) if (running(c)) c.kill("SIGKILL");
-  await Promise.all([...children].map(exited));
+  await killEach(children);
   await client?.close();
   await killAll();
 });
@@ -48,12 +47,7 @@ function start(path: string, mode: string, arg: string, onLine: (l: string) => v
     stdio: ["ignore", "pipe", "inherit"],
   });
   children.add(proc);
-  let buf = "";
-  proc.stdout?.setEncoding("utf8").on("data", (s: string) => {
-    const lines = (buf + s).split("\n");
-    buf = lines.pop() as string;
-    for (const l of lines) onLine(l);
-  });
+  onLines(proc, onLine);
   return proc;
 }
 

@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { after, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Chan, type Client, dial } from "../src/index.ts";
-import { type Daemon, exited, killAll, ROOT, running, startDaemon } from "./helpers/daemon.ts";
+import { type Daemon, exited, killAll, killEach, onLines, ROOT, running, startDaemon } from "./helpers/daemon.ts";
 
 const fixture = new URL("./fixtures/select-consumer.mjs", import.meta.url).pathname;
 
@@ -20,8 +20,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const c of children) if (running(c)) c.kill("SIGKILL");
-  await Promise.all([...children].map(exited));
+  await killEach(children);
   await client?.close();
   await killAll();
 });
@@ -43,18 +42,12 @@ function consumer(paths: string[]): Consumer {
   });
   children.add(proc);
   const c: Consumer = { proc, got: [], killed: false, started: false, ready: Promise.resolve() };
-  let buf = "";
   c.ready = new Promise((resolve) => {
-    proc.stdout?.setEncoding("utf8").on("data", (s: string) => {
-      buf += s;
-      const lines = buf.split("\n");
-      buf = lines.pop() as string;
-      for (const l of lines) {
-        if (l === "ready") {
-          c.started = true;
-          resolve();
-        } else c.got.push(Number(l));
-      }
+    onLines(proc, (l) => {
+      if (l === "ready") {
+        c.started = true;
+        resolve();
+      } else c.got.push(Number(l));
     });
     proc.once("exit", () => resolve());
   });

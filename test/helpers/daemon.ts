@@ -30,9 +30,14 @@ process.once("exit", () => {
 
 /** SIGKILLs every process spawned here that is still running and waits until they are gone. */
 export async function killAll(): Promise<void> {
-  const procs = [...live];
-  for (const p of procs) p.kill("SIGKILL");
-  await Promise.all(procs.map(exited));
+  await killEach(live);
+}
+
+/** SIGKILLs each of `procs` that is still running and waits until they are gone. */
+export async function killEach(procs: Iterable<ChildProcess>): Promise<void> {
+  const alive = [...procs].filter(running);
+  for (const p of alive) p.kill("SIGKILL");
+  await Promise.all(alive.map(exited));
 }
 
 /** Resolves when `proc` has exited (at once if it already has). */
@@ -43,6 +48,19 @@ export function exited(proc: ChildProcess): Promise<{ code: number | null; signa
   return new Promise((resolve) => {
     proc.once("exit", (code, signal) => resolve({ code, signal }));
     proc.once("error", () => resolve({ code: proc.exitCode, signal: proc.signalCode }));
+  });
+}
+
+/**
+ * Calls `f` with each line `proc` writes to its stdout (piped), as it comes; a last line cut off by
+ * the process's death is dropped.
+ */
+export function onLines(proc: ChildProcess, f: (line: string) => void): void {
+  let partial = "";
+  proc.stdout?.setEncoding("utf8").on("data", (s: string) => {
+    const lines = (partial + s).split("\n");
+    partial = lines.pop() as string;
+    for (const l of lines) f(l);
   });
 }
 

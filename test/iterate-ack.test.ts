@@ -34,7 +34,7 @@ interface Consumer {
   /** Values it printed ("PID I"), in order. */
   got: string[];
   killed: boolean;
-  started: boolean;
+  /** It printed "ready" (or exited). */
   ready: Promise<void>;
 }
 
@@ -52,13 +52,11 @@ function start(path: string, mode: string, arg: string, onLine: (l: string) => v
 }
 
 function consumer(path: string): Consumer {
-  const c = { got: [], killed: false, started: false } as unknown as Consumer;
+  const c = { got: [], killed: false } as unknown as Consumer;
   c.ready = new Promise((resolve) => {
     c.proc = start(path, "consume", String(PREFETCH), (l) => {
-      if (l === "ready") {
-        c.started = true;
-        resolve();
-      } else c.got.push(l);
+      if (l === "ready") resolve();
+      else c.got.push(l);
     });
     c.proc.once("exit", () => resolve());
   });

@@ -22,6 +22,13 @@ const SECONDS = 10;
 const SERIAL_SECONDS = 25;
 /** Sends the producer keeps in flight in the main run. */
 export const WINDOW = 256;
+/**
+ * The wide run: a window and a prefetch four times the main run's, on a channel of four times the
+ * capacity (400 KiB of 100-byte values), still far inside what the NATS run allows itself (its
+ * publisher flushes every 10,000 messages, and its subscriber takes whatever the server sends,
+ * with no window at all).
+ */
+export const WIDE = { window: 1024, prefetch: 1024, cap: 4096 } as const;
 
 /**
  * One run on a fresh daemon: the consumer, then the producer keeping `window` sends in flight, each
@@ -33,6 +40,7 @@ export async function throughputRun(
   scenario: string,
   window: number,
   extra: Record<string, unknown> = {},
+  shape: { prefetch: number; cap: number } = { prefetch: PREFETCH, cap: CAP },
 ): Promise<Message> {
   const seconds = window === 1 ? SERIAL_SECONDS : SECONDS;
   const { url } = await startCircuitDaemon(ctx.procs);
@@ -43,7 +51,8 @@ export async function throughputRun(
     ...common,
     warm: WARM_MESSAGES,
     count: MESSAGES,
-    prefetch: PREFETCH,
+    prefetch: shape.prefetch,
+    cap: shape.cap,
     seconds,
   });
   await consumer.next("ready");
@@ -76,7 +85,7 @@ async function producerRole(args: Record<string, unknown>, ctx: RoleContext): Pr
 
 async function consumerRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
   const client = await dialCircuit(String(args.url));
-  const ch = await openChan(client, String(args.name), CAP);
+  const ch = await openChan(client, String(args.name), Number(args.cap ?? CAP));
   const phases = new Phases(Number(args.warm), Number(args.count), Number(args.seconds) * 1000, ctx);
   ctx.report("ready");
   for await (const v of ch.iterate({ prefetch: Number(args.prefetch) })) {
@@ -89,7 +98,7 @@ async function consumerRole(args: Record<string, unknown>, ctx: RoleContext): Pr
 
 export const scenario: Scenario = {
   name: "chan-throughput",
-  description: `circuit chan cap ${CAP}, ${WARM_MESSAGES} + ${MESSAGES} × ${PAYLOAD_BYTES} B sends, iterate prefetch ${PREFETCH}, ≤ ${SECONDS} s (awaiting each send: ${SERIAL_SECONDS} s)`,
+  description: `circuit chan cap ${CAP}, ${WARM_MESSAGES} + ${MESSAGES} × ${PAYLOAD_BYTES} B sends, iterate prefetch ${PREFETCH}, ≤ ${SECONDS} s; the same with ${WIDE.window} in flight, prefetch ${WIDE.prefetch}, cap ${WIDE.cap}; awaiting each send: ${SERIAL_SECONDS} s`,
   budgetMs: 90_000,
   async run(ctx: ScenarioContext) {
     const main = {
@@ -99,13 +108,22 @@ export const scenario: Scenario = {
     const cold = { id: "chan.throughput.cold", label: `circuit chan, first ${WARM_MESSAGES / 1000}k messages` };
     const serial = { id: "chan.throughput.serial", label: "circuit chan, await each send before the next" };
     const serialCold = { id: "chan.throughput.serial.cold", label: "circuit chan, await each send, first 200k" };
+    const wide = {
+      id: "chan.throughput.wide",
+      label: `circuit chan cap ${WIDE.cap}, ${WIDE.window} sends in flight → iterate(${WIDE.prefetch})`,
+    };
+    const wideCold = {
+      id: "chan.throughput.wide.cold",
+      label: `circuit chan, ${WIDE.window} in flight → iterate(${WIDE.prefetch}), first ${WARM_MESSAGES / 1000}k`,
+    };
     const rows = [];
-    for (const [m, c, window] of [
-      [main, cold, WINDOW],
-      [serial, serialCold, 1],
+    for (const [m, c, window, shape] of [
+      [main, cold, WINDOW, { prefetch: PREFETCH, cap: CAP }],
+      [wide, wideCold, WIDE.window, WIDE],
+      [serial, serialCold, 1, { prefetch: PREFETCH, cap: CAP }],
     ] as const) {
       try {
-        rows.push(...phaseRows(m, c, MESSAGES, await throughputRun(ctx, "chan-throughput", window)));
+        rows.push(...phaseRows(m, c, MESSAGES, await throughputRun(ctx, "chan-throughput", window, {}, shape)));
       } catch (e) {
         rows.push(...phaseRows(m, c, MESSAGES, { error: errorText(e) }));
       }

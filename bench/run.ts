@@ -44,14 +44,27 @@ const comparisons: Comparison[] = [
       "Throughput, 100-byte messages, one producer → one consumer, measured at the consumer over " +
       `${MEASURED_TEXT} messages sent after the first ${WARM_TEXT}`,
     kind: "throughput",
-    ids: ["relay.framed", "relay.pipe", "nats.pubsub", "chan.throughput", "chan.throughput.serial"],
+    ids: [
+      "relay.framed",
+      "relay.pipe",
+      "nats.pubsub",
+      "chan.throughput",
+      "chan.throughput.wide",
+      "chan.throughput.serial",
+    ],
     baseline: "nats.pubsub",
     target: { id: "chan.throughput", text: "≥ 1.0× NATS pub/sub", met: (r) => r >= 1 },
   },
   {
     title: `The same runs over their first ${WARM_TEXT} messages, while the fresh processes' code is still being compiled`,
     kind: "throughput",
-    ids: ["nats.pubsub.cold", "chan.throughput.cold", "chan.cold.fresh", "chan.cold.warmed"],
+    ids: [
+      "nats.pubsub.cold",
+      "chan.throughput.cold",
+      "chan.throughput.wide.cold",
+      "chan.cold.fresh",
+      "chan.cold.warmed",
+    ],
     baseline: "nats.pubsub.cold",
   },
   {
@@ -157,6 +170,14 @@ const comparisons: Comparison[] = [
     baseline: "relay.pingpong",
     versus: "relay",
     target: { id: "chan.pingpong", text: "p50 ≤ 1.5× the raw relay's p50", met: (r) => r <= 1.5 },
+  },
+  {
+    title:
+      "Round trip on a busy server: the same ping-pong (3,000 rounds) while the server carries a steady " +
+      "100,000 values a second of 100 bytes from another producer process to another consumer process",
+    kind: "latency",
+    ids: ["nats.reqrep.load", "chan.pingpong.load"],
+    baseline: "nats.reqrep.load",
   },
   {
     title: "select, one of N recv cases ready, vs a plain recv; round trip with a reply, sequential",

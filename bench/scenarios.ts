@@ -16,6 +16,7 @@ export const scenarioModules: Record<string, () => Promise<Scenario>> = {
   "chan-large": async () => (await import("./chan-large.ts")).scenario,
   "chan-obs": async () => (await import("./chan-obs.ts")).scenario,
   "chan-pingpong": async () => (await import("./chan-pingpong.ts")).scenario,
+  "pingpong-load": async () => (await import("./pingpong-load.ts")).scenario,
   scale: async () => (await import("./scale.ts")).scenario,
   select: async () => (await import("./select.ts")).scenario,
   "chan-replicated": async () => (await import("./chan-replicated.ts")).scenario,

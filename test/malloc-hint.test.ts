@@ -70,7 +70,8 @@ test("three 16 MiB values freed by one collection are kept for the next ones", {
   const withConn = faultsPerBlock(true, process.env, 16, 3);
   const pages = (3 * 16 * 1024 * 1024) / 4096;
   assert.ok((withConn[0] as number) > pages / 2, `the first three are fresh memory: ${withConn.join(", ")}`);
-  for (const f of withConn.slice(1)) assert.ok(f < pages / 10, `with a connection: ${withConn.join(", ")} faults per round`);
+  for (const f of withConn.slice(1))
+    assert.ok(f < pages / 10, `with a connection: ${withConn.join(", ")} faults per round`);
 });
 
 test("malloc thresholds the user has set are left as they are", { skip: !glibc && "glibc only" }, () => {

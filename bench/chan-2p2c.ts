@@ -11,7 +11,7 @@ import { counter, InFlight, markedRow, measureMarked, produce, WARM_MS, WINDOW_M
 import { dialNats, ensureNatsServer, NATS_FLUSH_EVERY, startNatsServer } from "./nats.ts";
 
 export const PAYLOAD_BYTES = 100;
-const QUEUE_SUBJECT = "bench.queue";
+export const QUEUE_SUBJECT = "bench.queue";
 
 async function chanProducerRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
   const client = await dialCircuit(String(args.url));

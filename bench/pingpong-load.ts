@@ -5,14 +5,15 @@
 // the same nats-server carries the same stream as pub/sub. The producers offer the load at a fixed
 // rate, topped up every millisecond, so both servers are offered the same work; the figure is the
 // ping-pong's p50 and p99, and each row notes the rate the stream's consumer actually took while
-// the rounds ran.
+// the rounds ran. The stream's consumers are chan-2p2c's (an iterating consumer, a plain subscriber).
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
-import { CAP, PREFETCH, WINDOW } from "./chan-throughput.ts";
-import { checkPayload, dialCircuit, getChan, openChan } from "./circuit-lib.ts";
+import { QUEUE_SUBJECT } from "./chan-2p2c.ts";
+import { WINDOW } from "./chan-throughput.ts";
+import { dialCircuit, getChan } from "./circuit-lib.ts";
 import type { RoleContext, RoleHandle, Row, Scenario, ScenarioContext } from "./harness.ts";
-import { errorText, startCircuitDaemon } from "./harness.ts";
-import { counter, InFlight } from "./marked.ts";
+import { errorText, latencyRow, startCircuitDaemon } from "./harness.ts";
+import { InFlight } from "./marked.ts";
 import { dialNats, ensureNatsServer, startNatsServer } from "./nats.ts";
 
 const PAYLOAD_BYTES = 100;
@@ -25,7 +26,6 @@ const ROUNDS = 3000;
 const SECONDS = 12;
 /** A load producer stops by itself after this, whatever happens to the orchestrator. */
 const LOAD_LIMIT_MS = 40_000;
-const LOAD_SUBJECT = "bench.load";
 
 /**
  * Calls `send` LOAD_RATE times a second, topping up what is due every millisecond (awaiting what
@@ -62,39 +62,14 @@ async function chanLoadProducerRole(args: Record<string, unknown>, ctx: RoleCont
   await paced(ctx, () => sends.add(ch.send(payload)));
 }
 
-async function chanLoadConsumerRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
-  const client = await dialCircuit(String(args.url));
-  const ch = await openChan(client, String(args.name), CAP);
-  const c = counter(ctx);
-  ctx.report("ready");
-  let first = true;
-  for await (const v of ch.iterate({ prefetch: PREFETCH })) {
-    if (first) checkPayload(v, PAYLOAD_BYTES);
-    first = false;
-    c.arrive();
-  }
-}
-
 async function natsLoadPublisherRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
   const nc = await dialNats(args.port);
   const payload = new Uint8Array(PAYLOAD_BYTES);
   await paced(ctx, () => {
-    nc.publish(LOAD_SUBJECT, payload);
+    nc.publish(QUEUE_SUBJECT, payload);
     return undefined;
   });
   await nc.flush();
-}
-
-async function natsLoadSubscriberRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
-  const nc = await dialNats(args.port);
-  const c = counter(ctx);
-  nc.subscribe(LOAD_SUBJECT, {
-    callback: (err) => {
-      if (!err) c.arrive();
-    },
-  });
-  await nc.flush();
-  ctx.report("ready");
 }
 
 /**
@@ -123,17 +98,7 @@ async function underLoad(
   const rounds = Number(s.rounds);
   const notes = [`the stream carried ${Math.round(rate / 1000)} k values/s of ${LOAD_RATE / 1000} k offered`];
   if (rounds < ROUNDS) notes.push(`time limit after ${rounds} of ${ROUNDS} rounds`);
-  return {
-    ...row,
-    kind: "latency",
-    rounds,
-    p50Us: Number(s.p50Us),
-    p99Us: Number(s.p99Us),
-    meanUs: Number(s.meanUs),
-    minUs: Number(s.minUs),
-    maxUs: Number(s.maxUs),
-    note: notes.join("; "),
-  };
+  return latencyRow(row.id, row.label, s, notes.join("; "));
 }
 
 const NATS_ROW = {
@@ -150,7 +115,8 @@ async function run(ctx: ScenarioContext): Promise<{ rows: Row[] }> {
   const rounds = { warmup: WARMUP, rounds: ROUNDS, seconds: SECONDS };
   try {
     const port = await startNatsServer(ctx.procs);
-    const sub = ctx.procs.role("pingpong-load", "natsLoadSubscriber", { port });
+    // chan-2p2c's roles take the stream: a plain subscriber, and a consumer that makes the channel.
+    const sub = ctx.procs.role("chan-2p2c", "natsSubscriber", { port, alone: true });
     await sub.next("ready");
     rows.push(
       await underLoad(
@@ -173,7 +139,7 @@ async function run(ctx: ScenarioContext): Promise<{ rows: Row[] }> {
   try {
     const { url } = await startCircuitDaemon(ctx.procs);
     const tag = `${process.pid}-${Date.now().toString(36)}`;
-    const consumer = ctx.procs.role("pingpong-load", "chanLoadConsumer", { url, name: `load-${tag}` });
+    const consumer = ctx.procs.role("chan-2p2c", "chanConsumer", { url, name: `load-${tag}` });
     await consumer.next("ready");
     rows.push(
       await underLoad(
@@ -203,8 +169,6 @@ export const scenario: Scenario = {
   run,
   roles: {
     chanLoadProducer: chanLoadProducerRole,
-    chanLoadConsumer: chanLoadConsumerRole,
     natsLoadPublisher: natsLoadPublisherRole,
-    natsLoadSubscriber: natsLoadSubscriberRole,
   },
 };

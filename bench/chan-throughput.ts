@@ -29,6 +29,8 @@ export const WINDOW = 256;
  * with no window at all).
  */
 export const WIDE = { window: 1024, prefetch: 1024, cap: 4096 } as const;
+/** The consumer's side of the main run (and of every run that gives no other). */
+const MAIN_SHAPE = { prefetch: PREFETCH, cap: CAP } as const;
 
 /**
  * One run on a fresh daemon: the consumer, then the producer keeping `window` sends in flight, each
@@ -40,7 +42,7 @@ export async function throughputRun(
   scenario: string,
   window: number,
   extra: Record<string, unknown> = {},
-  shape: { prefetch: number; cap: number } = { prefetch: PREFETCH, cap: CAP },
+  shape: { prefetch: number; cap: number } = MAIN_SHAPE,
 ): Promise<Message> {
   const seconds = window === 1 ? SERIAL_SECONDS : SECONDS;
   const { url } = await startCircuitDaemon(ctx.procs);
@@ -118,9 +120,9 @@ export const scenario: Scenario = {
     };
     const rows = [];
     for (const [m, c, window, shape] of [
-      [main, cold, WINDOW, { prefetch: PREFETCH, cap: CAP }],
+      [main, cold, WINDOW, MAIN_SHAPE],
       [wide, wideCold, WIDE.window, WIDE],
-      [serial, serialCold, 1, { prefetch: PREFETCH, cap: CAP }],
+      [serial, serialCold, 1, MAIN_SHAPE],
     ] as const) {
       try {
         rows.push(...phaseRows(m, c, MESSAGES, await throughputRun(ctx, "chan-throughput", window, {}, shape)));

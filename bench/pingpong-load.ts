@@ -8,7 +8,7 @@
 // the rounds ran. The stream's consumers are chan-2p2c's (an iterating consumer, a plain subscriber).
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
-import { QUEUE_SUBJECT } from "./chan-2p2c.ts";
+import { PAYLOAD_BYTES, QUEUE_SUBJECT } from "./chan-2p2c.ts";
 import { WINDOW } from "./chan-throughput.ts";
 import { dialCircuit, getChan } from "./circuit-lib.ts";
 import type { RoleContext, RoleHandle, Row, Scenario, ScenarioContext } from "./harness.ts";
@@ -16,7 +16,6 @@ import { errorText, latencyRow, startCircuitDaemon } from "./harness.ts";
 import { InFlight } from "./marked.ts";
 import { dialNats, ensureNatsServer, startNatsServer } from "./nats.ts";
 
-const PAYLOAD_BYTES = 100;
 /** Values a second the stream's producer offers. */
 export const LOAD_RATE = 100_000;
 /** How long the stream runs before the ping-pong starts. */

@@ -398,6 +398,9 @@ export class SessionChannels {
     const durable = h.el.kind === "chan" ? h.el.durable : undefined;
     // Checked in place; a durable channel stores whole buffers.
     for (let i = 0; i < values.length; i++) values[i] = whole(this.value(values[i] as Value), durable !== undefined);
+    // The CACK leaves before the values go on to a receiver: a producer keeping a window of sends
+    // in flight refills it while this process makes its next write, instead of after it.
+    if (!durable) this.conn.prime();
     if (!h.el.chan.sendCreditedMany(h.holder, values)) throw new ProtocolError("credited send without credit");
     const last = (first + values.length - 1) >>> 0;
     if (h.el.kind === "chan") this.markStored(h.el, last);

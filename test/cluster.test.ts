@@ -3,7 +3,7 @@
 // restart them; views, subscriptions and blocked clients behave as DESIGN.md §6 says.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
@@ -14,6 +14,13 @@ import { type Daemon, killAll, runCli, startDaemon } from "./helpers/daemon.ts";
 import { until } from "./helpers/wait.ts";
 
 after(killAll);
+
+/** Times the process's main thread has gone to sleep and been woken (voluntary context switches). */
+function wakeups(pid: number): number {
+  const m = /^voluntary_ctxt_switches:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  assert.ok(m, "no voluntary_ctxt_switches in /proc/PID/status");
+  return Number(m[1]);
+}
 
 async function ids(c: Client): Promise<string[]> {
   return (await c.servers()).map((s) => s.id).sort();
@@ -200,6 +207,30 @@ describe("a circuit of several servers", () => {
       await c.close();
       await Promise.all([a.stop(), b.stop()]);
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a server on its own sleeps while idle, and once another joins it, a stopped joiner is declared dead", async () => {
+    const a = await startDaemon();
+    let b: Daemon | undefined;
+    const c = await dial(a.url);
+    try {
+      await sleep(1000);
+      const before = wakeups(a.pid);
+      await sleep(3000);
+      const woke = wakeups(a.pid) - before;
+      // The membership's 20 ms tick alone was 150 wake-ups in 3 s; left: the load meter's samples.
+      assert.ok(woke < 40, `a daemon on its own woke ${woke} times in 3 s`);
+      b = await startDaemon(["--join", a.url]);
+      const both = [a.id, b.id].sort().join();
+      await until("a sees b", 5000, async () => (await ids(c)).join() === both);
+      // Only probes, which need the ticks, notice a stopped server (its connections stay open).
+      process.kill(b.pid, "SIGSTOP");
+      await until("a declares the stopped b dead", 8000, async () => (await ids(c)).join() === a.id);
+    } finally {
+      if (b) process.kill(b.pid, "SIGCONT");
+      await c.close();
+      await Promise.all([a.stop(), b?.stop()]);
     }
   });
 

@@ -458,6 +458,27 @@ describe("Membership rules", () => {
     assert.equal(s.m.get(ping.to)?.state, "alive");
   });
 
+  test("alone and quiet it may go unticked: the gap is no stall, and a member heard of is probed at once", () => {
+    const s = single();
+    assert.equal(s.m.quiet, true, "on its own with nothing under way");
+    s.run(100);
+    s.advance(60_000); // its driver stopped ticking while it was quiet
+    s.hear("XA", [item("XA", 0, "alive")]);
+    assert.equal(s.m.quiet, false, "a member to probe");
+    s.out();
+    let ping: Outbound | undefined;
+    for (let i = 0; i < 20 && !ping; i++) {
+      s.advance(25);
+      s.m.tick();
+      ping = s.out().find((o) => o.msg.t === "ping");
+    }
+    assert.equal(ping?.to, "XA", "probed within 500 ms");
+    assert.equal(s.m.healthMultiplier, 1, "no stall counted");
+    const j = single();
+    j.m.join(addrOf("XB"));
+    assert.equal(j.m.quiet, false, "a join under way needs the ticks");
+  });
+
   test("malformed input is ignored, not thrown", () => {
     const s = withMembers(["XA"]);
     const bad: unknown[] = [

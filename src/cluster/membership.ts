@@ -188,6 +188,8 @@ export class Membership {
   private readonly awareness: Awareness;
   private lastTick: number | undefined;
   private stalledBefore = false;
+  /** We were quiet at the last tick: a driver may have stopped ticking since (not a stall). */
+  private quietAtLastTick = false;
   private nextProbeAt: number;
   private nextSyncAt: number;
   private nextReconnectAt: number;
@@ -440,10 +442,31 @@ export class Membership {
     }
   }
 
-  /** Runs due protocol steps; call every 20–50 ms (stallMs must comfortably exceed the interval). */
+  /**
+   * True while tick() has nothing to do until an input comes: no other member known (not even a
+   * dead one to reconnect to), no probe, relay, suspicion or join under way, not leaving. A driver
+   * may stop ticking meanwhile (a server on its own then sleeps); the gap before its next tick is
+   * not taken for a stall.
+   */
+  get quiet(): boolean {
+    return (
+      this.recs.size === 1 &&
+      this.probes.size === 0 &&
+      this.relays.size === 0 &&
+      this.suspicions.size === 0 &&
+      this.joining.size === 0 &&
+      !this.leaving
+    );
+  }
+
+  /**
+   * Runs due protocol steps; call every 20–50 ms (stallMs must comfortably exceed the interval)
+   * except while quiet.
+   */
   tick(): void {
     const now = this.env.now();
-    const stalled = this.lastTick !== undefined && now - this.lastTick > this.cfg.stallMs;
+    const stalled = this.lastTick !== undefined && !this.quietAtLastTick && now - this.lastTick > this.cfg.stallMs;
+    this.quietAtLastTick = this.quiet;
     if (stalled) this.stalled(now - (this.lastTick as number) - this.cfg.stallMs);
     // The tick right after a stall decides nothing: the answers we are waiting for may be in the
     // input that piled up meanwhile, which the driver delivers before our next tick. (Only an

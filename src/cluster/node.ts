@@ -39,7 +39,9 @@ function joinError(kind: JoinFailureKind, message: string): CircuitError {
 export class ClusterNode {
   readonly membership: Membership;
   readonly links: PeerLinks;
-  private readonly timer: NodeJS.Timeout;
+  /** Ticks the state machine while it has something to do (see schedule). */
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
   private readonly joins: JoinTracker;
 
   constructor(private readonly o: ClusterNodeOptions) {
@@ -67,8 +69,7 @@ export class ClusterNode {
           if (this.joins.outcome(addr, outcome, monotonicMs())) this.membership.cancelJoin(addr);
         }),
     });
-    this.timer = setInterval(() => this.after(() => this.tick()), TICK_MS);
-    this.timer.unref();
+    this.schedule();
   }
 
   /**
@@ -118,7 +119,9 @@ export class ClusterNode {
   }
 
   close(): void {
+    this.closed = true;
     clearInterval(this.timer);
+    this.timer = undefined;
     this.joins.close();
     this.links.close();
   }
@@ -153,6 +156,24 @@ export class ClusterNode {
     for (const e of this.membership.drainEvents()) {
       if (e.kind === "leave") this.links.forget(e.member.id);
       this.o.onEvent(e);
+    }
+    this.schedule();
+  }
+
+  /**
+   * Ticks every TICK_MS while the membership or a join has something to do, and not at all while
+   * this server is on its own with nothing under way: an idle server alone sleeps instead of
+   * waking 50 times a second. Any input (a message, a join, a hint from the links) comes through
+   * after(), which starts the ticks again.
+   */
+  private schedule(): void {
+    const idle = this.membership.quiet && this.joins.pending === 0;
+    if (idle && this.timer) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    } else if (!idle && !this.timer && !this.closed) {
+      this.timer = setInterval(() => this.after(() => this.tick()), TICK_MS);
+      this.timer.unref();
     }
   }
 }

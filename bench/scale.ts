@@ -3,6 +3,7 @@
 // client's ping-pong p50 quiet and then with the crowd connected (every connection a real TCP
 // connection, opened from a few processes); last, what a value waiting in a channel's buffer costs
 // (one channel filled with BUFFERED values of 100 bytes).
+import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { dialCircuit } from "./circuit-lib.ts";
 import type { RoleContext, Scenario, ScenarioContext } from "./harness.ts";
@@ -18,21 +19,45 @@ const PING_ROUNDS = 3_000;
 const BUFFERED = 1_000_000;
 const BUFFERED_BYTES = 100;
 const PING_WARMUP = 300;
+/** How long the daemon's CPU and wake-ups are counted while it sits idle, alone and then with the crowd. */
+const ACTIVITY_MS = 5_000;
 
 interface PeekableServer {
-  peek(): Promise<{ process: { rssBytes: number } }>;
+  peek(): Promise<{ process: { rssBytes: number; pid: number } }>;
 }
 
-/** The daemon's RSS, after a moment for its heap to settle. */
-async function daemonRss(url: string): Promise<number> {
+/** CPU time (ms) and wake-ups (voluntary context switches of its main thread) of process `pid` so far. */
+function activity(pid: number): { cpuMs: number; wakeups: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const m = /^voluntary_ctxt_switches:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return { cpuMs: (Number(f[11]) + Number(f[12])) * 10, wakeups: Number(m?.[1] ?? Number.NaN) };
+}
+
+/** The daemon's CPU per second and wake-ups per second over ACTIVITY_MS of what it is doing now. */
+async function idleRate(pid: number): Promise<{ cpuMsPerS: number; wakeupsPerS: number }> {
+  const a = activity(pid);
+  await sleep(ACTIVITY_MS);
+  const b = activity(pid);
+  const s = ACTIVITY_MS / 1000;
+  return { cpuMsPerS: (b.cpuMs - a.cpuMs) / s, wakeupsPerS: (b.wakeups - a.wakeups) / s };
+}
+
+/** The daemon's RSS, after a moment for its heap to settle, and its pid (`circuit start` runs it in a process of its own). */
+async function daemonRssPid(url: string): Promise<{ rss: number; pid: number }> {
   const client = await dialCircuit(url);
   try {
     await sleep(500);
     const srv = (await client.walk(`/${client.serverId}`).get()) as PeekableServer;
-    return (await srv.peek()).process.rssBytes;
+    const p = (await srv.peek()).process;
+    return { rss: p.rssBytes, pid: p.pid };
   } finally {
     await client.close();
   }
+}
+
+async function daemonRss(url: string): Promise<number> {
+  return (await daemonRssPid(url)).rss;
 }
 
 async function channelsRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
@@ -108,10 +133,12 @@ export const scenario: Scenario = {
     try {
       const started = performance.now();
       const { url } = await startCircuitDaemon(ctx.procs);
-      const rssStart = await daemonRss(url);
+      const { rss: rssStart, pid } = await daemonRssPid(url);
       // Idle: V8 gives back the young generation it grew while loading the code some seconds after
       // allocation calms down (its memory reducer), so "idle" is measured IDLE_MS after the start.
-      await sleep(Math.max(0, IDLE_MS - (performance.now() - started)));
+      // The last ACTIVITY_MS of that wait, with nothing connected, count what the daemon does alone.
+      await sleep(Math.max(0, IDLE_MS - ACTIVITY_MS - (performance.now() - started)));
+      const alone = await idleRate(pid);
       const rss0 = await daemonRss(url);
       const q = await pingPong(ctx, url, "quiet");
       const rss1 = await daemonRss(url);
@@ -123,6 +150,7 @@ export const scenario: Scenario = {
       );
       await Promise.all(crowds.map((c) => c.next("ready")));
       const rss3 = await daemonRss(url);
+      const withCrowd = await idleRate(pid);
       const c = await pingPong(ctx, url, "crowd");
       const filler = ctx.procs.role("scale", "fill", { url }, 60_000);
       await filler.next("done");
@@ -136,17 +164,29 @@ export const scenario: Scenario = {
         perClientBytes: (rss3 - rss2) / CLIENTS,
         crowdRssBytes: rss3,
         perBufferedValueBytes: perBuffered,
+        idleCpuMsPerS: alone.cpuMsPerS,
+        idleWakeupsPerS: alone.wakeupsPerS,
+        crowdIdleCpuMsPerS: withCrowd.cpuMsPerS,
+        crowdIdleWakeupsPerS: withCrowd.wakeupsPerS,
       });
+      const rate = (r: { cpuMsPerS: number; wakeupsPerS: number }): string =>
+        `${r.cpuMsPerS.toFixed(1)} ms CPU/s, ${r.wakeupsPerS.toFixed(1)} wake-ups/s`;
       const mb = (b: number): string => `${(b / 1e6).toFixed(1)} MB`;
       const note =
         `daemon RSS just started ${mb(rssStart)}, idle ${mb(rss0)} (${IDLE_MS / 1000} s after its start), with ${CHANNELS} channels ${mb(rss2)}, with ${CLIENTS} clients too ${mb(rss3)}; ` +
         `≈ ${((rss2 - rss1) / CHANNELS / 1024).toFixed(2)} KiB per idle channel, ` +
         `≈ ${((rss3 - rss2) / CLIENTS / 1024).toFixed(1)} KiB per idle client; ` +
-        `≈ ${perBuffered.toFixed(0)} B per ${BUFFERED_BYTES}-byte value waiting in a buffer (${BUFFERED.toLocaleString("en-US")} in one channel)`;
+        `≈ ${perBuffered.toFixed(0)} B per ${BUFFERED_BYTES}-byte value waiting in a buffer (${BUFFERED.toLocaleString("en-US")} in one channel); ` +
+        `sitting idle alone ${rate(alone)}, with the channels and idle clients ${rate(withCrowd)}`;
       ctx.log(`scale: ${note}`);
       return {
         rows: [
-          latencyRow(quiet.id, quiet.label, q, `daemon RSS just started ${mb(rssStart)}, idle ${mb(rss0)}`),
+          latencyRow(
+            quiet.id,
+            quiet.label,
+            q,
+            `daemon RSS just started ${mb(rssStart)}, idle ${mb(rss0)}; sitting idle alone ${rate(alone)}`,
+          ),
           latencyRow(crowd.id, crowd.label, c, note),
         ],
         info,

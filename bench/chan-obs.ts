@@ -4,21 +4,20 @@
 // stream stays open; default logging (JSON lines on stderr) in both. Runs alternate so that a
 // change in the machine's load hits both alike.
 
-import { readFileSync } from "node:fs";
 import { dialCircuit } from "./circuit-lib.ts";
 import type { Scenario } from "./harness.ts";
-import { errorText, phaseRows, type ScenarioContext, startCircuitDaemon, WARM_MESSAGES } from "./harness.ts";
+import {
+  cpuSeconds,
+  errorText,
+  phaseRows,
+  type ScenarioContext,
+  startCircuitDaemon,
+  WARM_MESSAGES,
+} from "./harness.ts";
 
 const MESSAGES = 500_000;
 let rounds = 0;
 const SECONDS = 10;
-
-/** User + system CPU seconds of process `pid` so far (from /proc; clock ticks of 1/100 s). */
-function cpuSeconds(pid: number | undefined): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(f[11]) + Number(f[12])) / 100;
-}
 
 async function watch(url: string, signal: AbortSignal): Promise<{ scrapes: number; events: number }> {
   let scrapes = 0;

@@ -2,7 +2,7 @@
 // deadlines, and the figures' shapes and units. Every role runs in its own OS process so that no
 // measurement shares an event loop with the thing it measures.
 import { type ChildProcess, fork } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -299,6 +299,13 @@ export function firstMatch(s: Spawned, stream: "stdout" | "stderr", re: RegExp):
  * Starts a circuit daemon on a free loopback port (with `extraArgs`, e.g. `--join URL`) and
  * resolves with its URL, which the daemon prints as its first stdout line.
  */
+/** User + system CPU seconds of process `pid` so far (from /proc; clock ticks of 1/100 s). */
+export function cpuSeconds(pid: number | undefined): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
 export async function startCircuitDaemon(
   procs: Procs,
   extraArgs: string[] = [],

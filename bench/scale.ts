@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { dialCircuit } from "./circuit-lib.ts";
 import type { RoleContext, Scenario, ScenarioContext } from "./harness.ts";
-import { errorText, latencyRow, startCircuitDaemon } from "./harness.ts";
+import { cpuSeconds, errorText, latencyRow, startCircuitDaemon } from "./harness.ts";
 
 const CHANNELS = 10_000;
 const CLIENTS = 1_000;
@@ -28,10 +28,8 @@ interface PeekableServer {
 
 /** CPU time (ms) and wake-ups (voluntary context switches of its main thread) of process `pid` so far. */
 function activity(pid: number): { cpuMs: number; wakeups: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   const m = /^voluntary_ctxt_switches:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
-  return { cpuMs: (Number(f[11]) + Number(f[12])) * 10, wakeups: Number(m?.[1] ?? Number.NaN) };
+  return { cpuMs: cpuSeconds(pid) * 1000, wakeups: Number(m?.[1] ?? Number.NaN) };
 }
 
 /** The daemon's CPU per second and wake-ups per second over ACTIVITY_MS of what it is doing now. */

@@ -13,7 +13,7 @@ const ROUNDS = 5_000;
 const SECONDS = 10;
 
 async function pongRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
-  const client = await dialCircuit(String(args.url));
+  const client = await dialCircuit(String(args.url), args.key);
   const ping = await openChan(client, `${String(args.name)}-ping`, 0);
   const pong = await openChan(client, `${String(args.name)}-pong`, 0);
   ctx.report("ready");
@@ -22,7 +22,7 @@ async function pongRole(args: Record<string, unknown>, ctx: RoleContext): Promis
 }
 
 async function pingRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
-  const client = await dialCircuit(String(args.url));
+  const client = await dialCircuit(String(args.url), args.key);
   const ping = await getChan(client, `${String(args.name)}-ping`);
   const pong = await getChan(client, `${String(args.name)}-pong`);
   const payload = new Uint8Array(PAYLOAD_BYTES);

@@ -63,7 +63,7 @@ export async function throughputRun(
 }
 
 async function producerRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
-  const client = await dialCircuit(String(args.url));
+  const client = await dialCircuit(String(args.url), args.key);
   // `server`: the channel is hosted by another server than the one dialled (bench/chan-cross.ts).
   const ch = await getChan(client, String(args.name), args.server === undefined ? undefined : String(args.server));
   const count = Number(args.count);
@@ -86,7 +86,7 @@ async function producerRole(args: Record<string, unknown>, ctx: RoleContext): Pr
 }
 
 async function consumerRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
-  const client = await dialCircuit(String(args.url));
+  const client = await dialCircuit(String(args.url), args.key);
   const ch = await openChan(client, String(args.name), Number(args.cap ?? CAP));
   const phases = new Phases(Number(args.warm), Number(args.count), Number(args.seconds) * 1000, ctx);
   ctx.report("ready");

@@ -28,9 +28,10 @@ const built = new URL("../dist/index.js", import.meta.url);
 const libUrl =
   process.env.BENCH_LIB !== "src" && existsSync(built) ? built.href : new URL("../src/index.ts", import.meta.url).href;
 
-export async function dialCircuit(url: string): Promise<BenchClient> {
-  const lib = (await import(libUrl)) as { dial(url: string): Promise<BenchClient> };
-  return lib.dial(url);
+/** Dials `url`; with `key` (a key file's path, or undefined), over TLS with that cluster key. */
+export async function dialCircuit(url: string, key?: unknown): Promise<BenchClient> {
+  const lib = (await import(libUrl)) as { dial(url: string, opts?: { key?: string }): Promise<BenchClient> };
+  return lib.dial(url, key === undefined ? undefined : { key: String(key) });
 }
 
 /** bench/NAME under `server` (default: the dial-in server). */

@@ -1,7 +1,7 @@
 // Shared plumbing for the benchmark scenarios: child processes that report over IPC, hard
 // deadlines, and the figures' shapes and units. Every role runs in its own OS process so that no
 // measurement shares an event loop with the thing it measures.
-import { type ChildProcess, fork } from "node:child_process";
+import { type ChildProcess, fork, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -193,15 +193,29 @@ export class Procs {
 
   constructor(private readonly signal: AbortSignal) {}
 
-  /** Forks `bench/role.ts` running `scenario`'s `role` in a fresh Node process. */
-  role(scenario: string, role: string, args: Record<string, unknown> = {}, deadlineMs = 60_000): RoleHandle {
+  /**
+   * Forks `bench/role.ts` running `scenario`'s `role` in a fresh Node process; with `netns`, in that
+   * network namespace (through `ip netns exec`, which the process becomes: its pid is the role's).
+   */
+  role(
+    scenario: string,
+    role: string,
+    args: Record<string, unknown> = {},
+    deadlineMs = 60_000,
+    netns?: string,
+  ): RoleHandle {
     this.checkDeadline(`${scenario}/${role}`);
-    const child = fork(roleEntry, [scenario, role, JSON.stringify(args), String(deadlineMs)], {
-      cwd: repoRoot,
-      // BENCH_ROLE_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles every role process.
-      execArgv: [...(process.env.BENCH_ROLE_NODE_ARGS ?? "").split(" ").filter(Boolean), "--import", "tsx"],
-      stdio: ["ignore", "pipe", "pipe", "ipc"],
-    });
+    // BENCH_ROLE_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles every role process.
+    const execArgv = [...(process.env.BENCH_ROLE_NODE_ARGS ?? "").split(" ").filter(Boolean), "--import", "tsx"];
+    const argv = [scenario, role, JSON.stringify(args), String(deadlineMs)];
+    const stdio: ["ignore", "pipe", "pipe", "ipc"] = ["ignore", "pipe", "pipe", "ipc"];
+    const child =
+      netns === undefined
+        ? fork(roleEntry, argv, { cwd: repoRoot, execArgv, stdio })
+        : spawn("ip", ["netns", "exec", netns, process.execPath, ...execArgv, roleEntry, ...argv], {
+            cwd: repoRoot,
+            stdio,
+          });
     // Profiled roles are stopped with SIGTERM (they exit on it, and --cpu-prof writes its profile).
     this.add(child, Boolean(process.env.BENCH_ROLE_NODE_ARGS));
     return new RoleHandle(`${scenario}/${role}`, child, this.signal);
@@ -309,6 +323,7 @@ export function cpuSeconds(pid: number | undefined): number {
 export async function startCircuitDaemon(
   procs: Procs,
   extraArgs: string[] = [],
+  where: { netns?: string; addr?: string } = {},
 ): Promise<{ url: string; server: Spawned }> {
   // The built daemon, as users run it (`npm run bench` builds first); tsx's loader alone would
   // add about 40 MB to its memory.
@@ -316,14 +331,11 @@ export async function startCircuitDaemon(
   const entry = existsSync(built) ? [built] : ["--import", "tsx", "src/cli/main.ts"];
   // BENCH_DAEMON_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the daemon.
   const nodeArgs = (process.env.BENCH_DAEMON_NODE_ARGS ?? "").split(" ").filter(Boolean);
-  const server = procs.spawn("circuit daemon", process.execPath, [
-    ...nodeArgs,
-    ...entry,
-    "start",
-    "--addr",
-    "127.0.0.1:0",
-    ...extraArgs,
-  ]);
+  const args = [...nodeArgs, ...entry, "start", "--addr", where.addr ?? "127.0.0.1:0", ...extraArgs];
+  const server =
+    where.netns === undefined
+      ? procs.spawn("circuit daemon", process.execPath, args)
+      : procs.spawn("circuit daemon", "ip", ["netns", "exec", where.netns, process.execPath, ...args]);
   const m = await firstMatch(server, "stdout", /^(circuit:\/\/\S+)/);
   return { url: m[1] as string, server };
 }

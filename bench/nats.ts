@@ -5,7 +5,8 @@ import { spawnSync } from "node:child_process";
 import { accessSync, constants } from "node:fs";
 import { delimiter, join } from "node:path";
 import { performance } from "node:perf_hooks";
-import { connect, type NatsConnection } from "nats";
+import { checkServerIdentity, type PeerCertificate } from "node:tls";
+import { connect, type NatsConnection, type TlsOptions } from "nats";
 import type { Procs, RoleContext, Row, Scenario, ScenarioContext } from "./harness.ts";
 import { errorText, firstMatch, latencySummary, Phases, phaseRows, WARM_MESSAGES } from "./harness.ts";
 
@@ -67,12 +68,30 @@ export async function ensureNatsServer(log: (line: string) => void): Promise<Rec
   return { natsServer: path, natsServerVersion: (v.stdout ?? "").trim() };
 }
 
-export async function dialNats(port: unknown): Promise<NatsConnection> {
-  return connect({ servers: `127.0.0.1:${Number(port)}`, reconnect: false });
+/**
+ * Connects to the server at `port` on `host` (default 127.0.0.1); with `ca` (a CA certificate
+ * file's path), over TLS checked against it.
+ */
+export async function dialNats(port: unknown, host?: unknown, ca?: unknown): Promise<NatsConnection> {
+  // nats.js names no server to TLS when dialling an IP address (Node then checks the certificate
+  // against "localhost"); it passes its tls options on to Node, so the certificate is checked
+  // against the address dialled instead.
+  const tls =
+    ca === undefined
+      ? undefined
+      : ({
+          caFile: String(ca),
+          checkServerIdentity: (_: string, cert: PeerCertificate) => checkServerIdentity(String(host), cert),
+        } as TlsOptions);
+  return connect({
+    servers: `${host === undefined ? "127.0.0.1" : String(host)}:${Number(port)}`,
+    reconnect: false,
+    ...(tls ? { tls } : {}),
+  });
 }
 
 async function publisherRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
-  const nc = await dialNats(args.port);
+  const nc = await dialNats(args.port, args.host, args.ca);
   const count = Number(args.count);
   const flushEvery = Number(args.flushEvery);
   const subject = String(args.subject);
@@ -92,7 +111,7 @@ async function publisherRole(args: Record<string, unknown>, ctx: RoleContext): P
 }
 
 async function subscriberRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
-  const nc = await dialNats(args.port);
+  const nc = await dialNats(args.port, args.host, args.ca);
   const phases = new Phases(Number(args.warm), Number(args.count), Number(args.seconds) * 1000, ctx);
   nc.subscribe(String(args.subject), {
     callback: (err) => {
@@ -108,7 +127,7 @@ async function subscriberRole(args: Record<string, unknown>, ctx: RoleContext): 
 }
 
 async function responderRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
-  const nc = await dialNats(args.port);
+  const nc = await dialNats(args.port, args.host, args.ca);
   nc.subscribe(String(args.subject), {
     callback: (err, msg) => {
       if (!err) msg.respond(msg.data);
@@ -119,7 +138,7 @@ async function responderRole(args: Record<string, unknown>, ctx: RoleContext): P
 }
 
 async function requesterRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
-  const nc = await dialNats(args.port);
+  const nc = await dialNats(args.port, args.host, args.ca);
   const subject = String(args.subject);
   const payload = new Uint8Array(PAYLOAD_BYTES);
   const stopAt = performance.now() + Number(args.seconds) * 1000;
@@ -136,11 +155,24 @@ async function requesterRole(args: Record<string, unknown>, ctx: RoleContext): P
   ctx.report("done", latencySummary(samples.subarray(0, done)));
 }
 
-export async function startNatsServer(procs: Procs): Promise<number> {
+/**
+ * Starts a nats-server on a free loopback port and resolves with the port; with `netns`, in that
+ * network namespace listening on every address, and with `tls`, serving TLS only with that
+ * certificate and key (files).
+ */
+export async function startNatsServer(
+  procs: Procs,
+  where: { netns?: string; tls?: { cert: string; key: string } } = {},
+): Promise<number> {
   const path = findExecutable("nats-server");
   if (!path) throw new Error("nats-server is not installed");
   // -p -1 lets the server pick a free port, which it logs; that avoids a probe-then-bind race.
-  const server = procs.spawn("nats-server", path, ["-a", "127.0.0.1", "-p", "-1"]);
+  const args = ["-a", where.netns === undefined ? "127.0.0.1" : "0.0.0.0", "-p", "-1"];
+  if (where.tls) args.push("--tls", "--tlscert", where.tls.cert, "--tlskey", where.tls.key);
+  const server =
+    where.netns === undefined
+      ? procs.spawn("nats-server", path, args)
+      : procs.spawn("nats-server", "ip", ["netns", "exec", where.netns, path, ...args]);
   const m = await firstMatch(server, "stderr", /Listening for client connections on [^\s:]+:(\d+)/);
   return Number(m[1]);
 }

@@ -83,6 +83,35 @@ const comparisons: Comparison[] = [
       perRun: true,
     },
   },
+  ...(["secured", "clear"] as const).flatMap((mode): Comparison[] => {
+    const how =
+      mode === "secured"
+        ? "secured as across machines: circuit with a cluster key (TLS 1.2, pre-shared key) vs NATS with TLS"
+        : "in the clear: circuit --insecure vs plain NATS";
+    const where =
+      "the server on another host (a network namespace joined to the clients' by a veth pair, MTU 1500, " +
+      `bound to 0.0.0.0), ${how}`;
+    return [
+      {
+        title: `Throughput with ${where}: chan-throughput's main run vs NATS pub/sub, after the first ${WARM_TEXT}`,
+        kind: "throughput",
+        ids: [`far.nats.${mode}`, `far.chan.${mode}`],
+        baseline: `far.nats.${mode}`,
+      },
+      {
+        title: `The same runs over their first ${WARM_TEXT} messages (${mode})`,
+        kind: "throughput",
+        ids: [`far.nats.${mode}.cold`, `far.chan.${mode}.cold`],
+        baseline: `far.nats.${mode}.cold`,
+      },
+      {
+        title: `Round trip with ${where}: chan-pingpong vs NATS request-reply`,
+        kind: "latency",
+        ids: [`far.nats.reqrep.${mode}`, `far.chan.pingpong.${mode}`],
+        baseline: `far.nats.reqrep.${mode}`,
+      },
+    ];
+  }),
   {
     title:
       "Two producers → two competing consumers (each value taken once), 100-byte messages, everything " +

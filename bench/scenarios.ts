@@ -8,6 +8,7 @@ export const scenarioModules: Record<string, () => Promise<Scenario>> = {
   "chan-throughput": async () => (await import("./chan-throughput.ts")).scenario,
   "chan-cold": async () => (await import("./chan-cold.ts")).scenario,
   "chan-cross": async () => (await import("./chan-cross.ts")).scenario,
+  "chan-far": async () => (await import("./chan-far.ts")).scenario,
   "chan-2p2c": async () => (await import("./chan-2p2c.ts")).scenario,
   "chan-fanin": async () => (await import("./chan-fanin.ts")).scenario,
   "chan-fanout": async () => (await import("./chan-fanout.ts")).scenario,

@@ -11,7 +11,7 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Message, Row, Scenario, ScenarioContext } from "./harness.ts";
+import type { Message, RoleHandle, Row, Scenario, ScenarioContext } from "./harness.ts";
 import { errorText, latencyRow, phaseRows, repoRoot, startCircuitDaemon, WARM_MESSAGES } from "./harness.ts";
 import { ensureNatsServer, findExecutable, NATS_FLUSH_EVERY, startNatsServer } from "./nats.ts";
 import { Link } from "./netns.ts";
@@ -125,6 +125,21 @@ export const scenario: Scenario = {
         tlsError = errorText(e);
       }
       ctx.log(`chan-far: near ${link.near} (${link.nearAddr}), far ${link.far} (${link.farAddr})`);
+      /**
+       * `scenario`'s role `first` in near and, once it reports ready, `second`; resolves with the
+       * "done" report of the one named `reporter`, and the second's handle.
+       */
+      const pair = async (
+        scenario: string,
+        first: [string, Record<string, unknown>],
+        second: [string, Record<string, unknown>],
+        reporter: "first" | "second",
+      ): Promise<{ done: Message; second: RoleHandle }> => {
+        const a = ctx.procs.role(scenario, first[0], first[1], 60_000, link.near);
+        await a.next("ready");
+        const b = ctx.procs.role(scenario, second[0], second[1], 60_000, link.near);
+        return { done: await (reporter === "first" ? a : b).next("done"), second: b };
+      };
       const rows: Row[] = [];
       for (const mode of ["secured", "clear"] as const) {
         const r = ids(mode);
@@ -139,93 +154,78 @@ export const scenario: Scenario = {
           const port = await startNatsServer(ctx.procs, { netns: link.far, tls: secured ? tls : undefined });
           return secured ? { port, ca: tls?.cert } : { port };
         };
-        // Throughput: circuit, then NATS, each on a fresh server.
-        try {
-          const url = await daemon();
-          const name = `far-${mode}-${process.pid}`;
-          const common = { url, name, key };
-          const consumer = ctx.procs.role(
-            "chan-throughput",
-            "consumer",
-            { ...common, warm: WARM_MESSAGES, count: MESSAGES, prefetch: PREFETCH, cap: CAP, seconds: SECONDS },
-            60_000,
-            link.near,
-          );
-          await consumer.next("ready");
-          const producer = ctx.procs.role(
-            "chan-throughput",
-            "producer",
-            { ...common, count: WARM_MESSAGES + MESSAGES, seconds: SECONDS + 2, window: WINDOW },
-            60_000,
-            link.near,
-          );
-          const done: Message = await consumer.next("done");
-          await producer.next("sent");
-          rows.push(...phaseRows(r.chan, r.chanCold, MESSAGES, done));
-        } catch (e) {
-          rows.push(...phaseRows(r.chan, r.chanCold, MESSAGES, { error: errorText(e) }));
-        }
-        await ctx.procs.closeAll();
-        try {
-          const { port, ca } = await nats();
-          const common = { port, host: link.farAddr, ca, subject: `bench.far.${mode}` };
-          const sub = ctx.procs.role(
-            "nats",
-            "subscriber",
-            { ...common, warm: WARM_MESSAGES, count: MESSAGES, seconds: SECONDS },
-            60_000,
-            link.near,
-          );
-          await sub.next("ready");
-          const pub = ctx.procs.role(
-            "nats",
-            "publisher",
-            { ...common, count: WARM_MESSAGES + MESSAGES, flushEvery: NATS_FLUSH_EVERY, seconds: SECONDS + 2 },
-            60_000,
-            link.near,
-          );
-          const done = await sub.next("done");
-          await Promise.race([pub.next("sent"), new Promise((res) => setTimeout(res, 1000))]).catch(() => {});
-          rows.push(...phaseRows(r.nats, r.natsCold, MESSAGES, done));
-        } catch (e) {
-          rows.push(...phaseRows(r.nats, r.natsCold, MESSAGES, { error: errorText(e) }));
-        }
-        await ctx.procs.closeAll();
-        // Round trips: circuit ping-pong, then NATS request-reply.
-        try {
-          const url = await daemon();
-          const common = { url, name: `far-pp-${mode}-${process.pid}`, key };
-          const b = ctx.procs.role("chan-pingpong", "pong", common, 60_000, link.near);
-          await b.next("ready");
-          const a = ctx.procs.role(
-            "chan-pingpong",
-            "ping",
-            { ...common, warmup: WARMUP, rounds: ROUNDS, seconds: SECONDS },
-            60_000,
-            link.near,
-          );
-          rows.push(pingRow(r.ping, await a.next("done")));
-        } catch (e) {
-          rows.push({ ...r.ping, kind: "latency", error: errorText(e) });
-        }
-        await ctx.procs.closeAll();
-        try {
-          const { port, ca } = await nats();
-          const common = { port, host: link.farAddr, ca, subject: `bench.far.rr.${mode}` };
-          const responder = ctx.procs.role("nats", "responder", common, 60_000, link.near);
-          await responder.next("ready");
-          const requester = ctx.procs.role(
-            "nats",
-            "requester",
-            { ...common, warmup: WARMUP, rounds: ROUNDS, seconds: SECONDS },
-            60_000,
-            link.near,
-          );
-          rows.push(pingRow(r.rr, await requester.next("done")));
-        } catch (e) {
-          rows.push({ ...r.rr, kind: "latency", error: errorText(e) });
-        }
-        await ctx.procs.closeAll();
+        /** Runs `measure` on fresh servers, then stops them; its rows, or `failed`'s with the error. */
+        const attempt = async (measure: () => Promise<Row[]>, failed: (error: string) => Row[]) => {
+          try {
+            rows.push(...(await measure()));
+          } catch (e) {
+            rows.push(...failed(errorText(e)));
+          }
+          await ctx.procs.closeAll();
+        };
+        // Throughput: circuit, then NATS; then round trips, the same.
+        await attempt(
+          async () => {
+            const url = await daemon();
+            const common = { url, name: `far-${mode}-${process.pid}`, key };
+            const { done, second } = await pair(
+              "chan-throughput",
+              [
+                "consumer",
+                { ...common, warm: WARM_MESSAGES, count: MESSAGES, prefetch: PREFETCH, cap: CAP, seconds: SECONDS },
+              ],
+              ["producer", { ...common, count: WARM_MESSAGES + MESSAGES, seconds: SECONDS + 2, window: WINDOW }],
+              "first",
+            );
+            await second.next("sent");
+            return phaseRows(r.chan, r.chanCold, MESSAGES, done);
+          },
+          (error) => phaseRows(r.chan, r.chanCold, MESSAGES, { error }),
+        );
+        await attempt(
+          async () => {
+            const common = { ...(await nats()), host: link.farAddr, subject: `bench.far.${mode}` };
+            const { done, second } = await pair(
+              "nats",
+              ["subscriber", { ...common, warm: WARM_MESSAGES, count: MESSAGES, seconds: SECONDS }],
+              [
+                "publisher",
+                { ...common, count: WARM_MESSAGES + MESSAGES, flushEvery: NATS_FLUSH_EVERY, seconds: SECONDS + 2 },
+              ],
+              "first",
+            );
+            await Promise.race([second.next("sent"), new Promise((res) => setTimeout(res, 1000))]).catch(() => {});
+            return phaseRows(r.nats, r.natsCold, MESSAGES, done);
+          },
+          (error) => phaseRows(r.nats, r.natsCold, MESSAGES, { error }),
+        );
+        const rounds = { warmup: WARMUP, rounds: ROUNDS, seconds: SECONDS };
+        await attempt(
+          async () => {
+            const common = { url: await daemon(), name: `far-pp-${mode}-${process.pid}`, key };
+            const { done } = await pair(
+              "chan-pingpong",
+              ["pong", common],
+              ["ping", { ...common, ...rounds }],
+              "second",
+            );
+            return [pingRow(r.ping, done)];
+          },
+          (error) => [{ ...r.ping, kind: "latency", error }],
+        );
+        await attempt(
+          async () => {
+            const common = { ...(await nats()), host: link.farAddr, subject: `bench.far.rr.${mode}` };
+            const { done } = await pair(
+              "nats",
+              ["responder", common],
+              ["requester", { ...common, ...rounds }],
+              "second",
+            );
+            return [pingRow(r.rr, done)];
+          },
+          (error) => [{ ...r.rr, kind: "latency", error }],
+        );
       }
       return { rows };
     } finally {

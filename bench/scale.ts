@@ -1,13 +1,17 @@
 // Scenario `scale`: one daemon holding many idle channels and many idle client connections. It
 // reports the daemon's RSS idle, the memory each idle channel and each idle client costs, and one
 // client's ping-pong p50 quiet and then with the crowd connected (every connection a real TCP
-// connection, opened from a few processes); last, what a value waiting in a channel's buffer costs
-// (one channel filled with BUFFERED values of 100 bytes).
-import { readFileSync } from "node:fs";
+// connection, opened from a few processes); then what a value waiting in a channel's buffer costs
+// (one channel filled with BUFFERED values of 100 bytes); last, what an idle client costs a fresh
+// daemon in the clear and one with a cluster key (TLS), each on a daemon of its own.
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { dialCircuit } from "./circuit-lib.ts";
 import type { RoleContext, Scenario, ScenarioContext } from "./harness.ts";
-import { cpuSeconds, errorText, latencyRow, startCircuitDaemon } from "./harness.ts";
+import { cpuSeconds, errorText, latencyRow, repoRoot, startCircuitDaemon } from "./harness.ts";
 
 const CHANNELS = 10_000;
 const CLIENTS = 1_000;
@@ -42,8 +46,8 @@ async function idleRate(pid: number): Promise<{ cpuMsPerS: number; wakeupsPerS: 
 }
 
 /** The daemon's RSS, after a moment for its heap to settle, and its pid (`circuit start` runs it in a process of its own). */
-async function daemonRssPid(url: string): Promise<{ rss: number; pid: number }> {
-  const client = await dialCircuit(url);
+async function daemonRssPid(url: string, key?: string): Promise<{ rss: number; pid: number }> {
+  const client = await dialCircuit(url, key);
   try {
     await sleep(500);
     const srv = (await client.walk(`/${client.serverId}`).get()) as PeekableServer;
@@ -54,8 +58,30 @@ async function daemonRssPid(url: string): Promise<{ rss: number; pid: number }> 
   }
 }
 
-async function daemonRss(url: string): Promise<number> {
-  return (await daemonRssPid(url)).rss;
+async function daemonRss(url: string, key?: string): Promise<number> {
+  return (await daemonRssPid(url, key)).rss;
+}
+
+/** How long a fresh daemon settles before the memory an idle client costs it is measured. */
+const FRESH_SETTLE_MS = 5_000;
+
+/**
+ * What an idle client costs a fresh daemon: CLIENTS connections from CROWD_PROCESSES processes,
+ * keyed (TLS with the cluster key in `keyFile`) or not; the daemon's RSS after, less before, per
+ * client. The daemon and the clients are stopped after.
+ */
+async function clientCost(ctx: ScenarioContext, keyFile?: string): Promise<number> {
+  const { url, server } = await startCircuitDaemon(ctx.procs, keyFile === undefined ? [] : ["--key", keyFile]);
+  await sleep(FRESH_SETTLE_MS);
+  const before = await daemonRss(url, keyFile);
+  const crowds = Array.from({ length: CROWD_PROCESSES }, () =>
+    ctx.procs.role("scale", "crowd", { url, key: keyFile, count: CLIENTS / CROWD_PROCESSES }, 120_000),
+  );
+  await Promise.all(crowds.map((c) => c.next("ready")));
+  const after = await daemonRss(url, keyFile);
+  for (const c of crowds) await ctx.procs.stop(c.child);
+  await ctx.procs.stop(server.child);
+  return (after - before) / CLIENTS;
 }
 
 async function channelsRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
@@ -96,7 +122,7 @@ async function fillRole(args: Record<string, unknown>, ctx: RoleContext): Promis
 
 async function crowdRole(args: Record<string, unknown>, ctx: RoleContext): Promise<void> {
   const clients = [];
-  for (let i = 0; i < Number(args.count); i++) clients.push(await dialCircuit(String(args.url)));
+  for (let i = 0; i < Number(args.count); i++) clients.push(await dialCircuit(String(args.url), args.key));
   ctx.report("ready", { clients: clients.length });
   await new Promise(() => {});
 }
@@ -119,8 +145,8 @@ async function pingPong(ctx: ScenarioContext, url: string, name: string): Promis
 
 export const scenario: Scenario = {
   name: "scale",
-  description: `one daemon, ${CHANNELS} idle channels and ${CLIENTS} idle connections: memory and ping-pong p50`,
-  budgetMs: 120_000,
+  description: `one daemon, ${CHANNELS} idle channels and ${CLIENTS} idle connections: memory and ping-pong p50; an idle client on a fresh daemon, in the clear and with a key`,
+  budgetMs: 180_000,
   async run(ctx: ScenarioContext) {
     const quiet = { id: "scale.quiet", label: "ping-pong p50, daemon otherwise idle" };
     const crowd = {
@@ -154,6 +180,22 @@ export const scenario: Scenario = {
       await filler.next("done");
       const rss4 = await daemonRss(url);
       const perBuffered = (rss4 - rss3) / BUFFERED;
+      await ctx.procs.closeAll();
+      // An idle client on a fresh daemon, in the clear and with a key (made for the run).
+      const dir = mkdtempSync(join(tmpdir(), "circuit-bench-scale-"));
+      let plainClient: number;
+      let keyedClient: number;
+      try {
+        const keyFile = join(dir, "cluster.key");
+        execFileSync(process.execPath, [join(repoRoot, "dist", "cli", "circuit.cjs"), "keygen", keyFile], {
+          stdio: ["ignore", "ignore", "pipe"],
+          timeout: 20_000,
+        });
+        plainClient = await clientCost(ctx);
+        keyedClient = await clientCost(ctx, keyFile);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
       Object.assign(info, {
         startRssBytes: rssStart,
         idleRssBytes: rss0,
@@ -162,6 +204,8 @@ export const scenario: Scenario = {
         perClientBytes: (rss3 - rss2) / CLIENTS,
         crowdRssBytes: rss3,
         perBufferedValueBytes: perBuffered,
+        freshPerClientBytes: plainClient,
+        freshPerKeyedClientBytes: keyedClient,
         idleCpuMsPerS: alone.cpuMsPerS,
         idleWakeupsPerS: alone.wakeupsPerS,
         crowdIdleCpuMsPerS: withCrowd.cpuMsPerS,
@@ -175,6 +219,7 @@ export const scenario: Scenario = {
         `≈ ${((rss2 - rss1) / CHANNELS / 1024).toFixed(2)} KiB per idle channel, ` +
         `≈ ${((rss3 - rss2) / CLIENTS / 1024).toFixed(1)} KiB per idle client; ` +
         `≈ ${perBuffered.toFixed(0)} B per ${BUFFERED_BYTES}-byte value waiting in a buffer (${BUFFERED.toLocaleString("en-US")} in one channel); ` +
+        `an idle client on a fresh daemon ≈ ${(plainClient / 1024).toFixed(1)} KiB, with a cluster key (TLS) ≈ ${(keyedClient / 1024).toFixed(1)} KiB; ` +
         `sitting idle alone ${rate(alone)}, with the channels and idle clients ${rate(withCrowd)}`;
       ctx.log(`scale: ${note}`);
       return {

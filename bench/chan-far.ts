@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Message, RoleHandle, Row, Scenario, ScenarioContext } from "./harness.ts";
-import { errorText, latencyRow, phaseRows, repoRoot, startCircuitDaemon, WARM_MESSAGES } from "./harness.ts";
+import { errorText, latencyRow, makeClusterKey, phaseRows, startCircuitDaemon, WARM_MESSAGES } from "./harness.ts";
 import { ensureNatsServer, findExecutable, NATS_FLUSH_EVERY, startNatsServer } from "./nats.ts";
 import { Link } from "./netns.ts";
 
@@ -112,10 +112,7 @@ export const scenario: Scenario = {
       try {
         link.up();
         keyFile = join(dir, "cluster.key");
-        execFileSync(process.execPath, [join(repoRoot, "dist", "cli", "circuit.cjs"), "keygen", keyFile], {
-          stdio: ["ignore", "ignore", "pipe"],
-          timeout: 20_000,
-        });
+        makeClusterKey(keyFile);
       } catch (e) {
         return { rows: failedRows(`setting up the link: ${errorText(e)}`) };
       }

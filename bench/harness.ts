@@ -1,7 +1,7 @@
 // Shared plumbing for the benchmark scenarios: child processes that report over IPC, hard
 // deadlines, and the figures' shapes and units. Every role runs in its own OS process so that no
 // measurement shares an event loop with the thing it measures.
-import { type ChildProcess, fork, spawn } from "node:child_process";
+import { type ChildProcess, execFileSync, fork, spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -338,6 +338,14 @@ export async function startCircuitDaemon(
       : procs.spawn("circuit daemon", "ip", ["netns", "exec", where.netns, process.execPath, ...args]);
   const m = await firstMatch(server, "stdout", /^(circuit:\/\/\S+)/);
   return { url: m[1] as string, server };
+}
+
+/** Writes a new cluster key to `file` with the built CLI's `circuit keygen`, as a user makes one. */
+export function makeClusterKey(file: string): void {
+  execFileSync(process.execPath, [join(repoRoot, "dist", "cli", "circuit.cjs"), "keygen", file], {
+    stdio: ["ignore", "ignore", "pipe"],
+    timeout: 20_000,
+  });
 }
 
 /** Races `p` against the scenario deadline so no wait outlives it. */

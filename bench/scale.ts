@@ -4,14 +4,13 @@
 // connection, opened from a few processes); then what a value waiting in a channel's buffer costs
 // (one channel filled with BUFFERED values of 100 bytes); last, what an idle client costs a fresh
 // daemon in the clear and one with a cluster key (TLS), each on a daemon of its own.
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { dialCircuit } from "./circuit-lib.ts";
 import type { RoleContext, Scenario, ScenarioContext } from "./harness.ts";
-import { cpuSeconds, errorText, latencyRow, repoRoot, startCircuitDaemon } from "./harness.ts";
+import { cpuSeconds, errorText, latencyRow, makeClusterKey, startCircuitDaemon } from "./harness.ts";
 
 const CHANNELS = 10_000;
 const CLIENTS = 1_000;
@@ -187,10 +186,7 @@ export const scenario: Scenario = {
       let keyedClient: number;
       try {
         const keyFile = join(dir, "cluster.key");
-        execFileSync(process.execPath, [join(repoRoot, "dist", "cli", "circuit.cjs"), "keygen", keyFile], {
-          stdio: ["ignore", "ignore", "pipe"],
-          timeout: 20_000,
-        });
+        makeClusterKey(keyFile);
         plainClient = await clientCost(ctx);
         keyedClient = await clientCost(ctx, keyFile);
       } finally {

@@ -309,10 +309,6 @@ export function firstMatch(s: Spawned, stream: "stdout" | "stderr", re: RegExp):
   });
 }
 
-/**
- * Starts a circuit daemon on a free loopback port (with `extraArgs`, e.g. `--join URL`) and
- * resolves with its URL, which the daemon prints as its first stdout line.
- */
 /** User + system CPU seconds of process `pid` so far (from /proc; clock ticks of 1/100 s). */
 export function cpuSeconds(pid: number | undefined): number {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
@@ -320,6 +316,11 @@ export function cpuSeconds(pid: number | undefined): number {
   return (Number(f[11]) + Number(f[12])) / 100;
 }
 
+/**
+ * Starts a circuit daemon on a free loopback port (with `extraArgs`, e.g. `--join URL`) and
+ * resolves with its URL, which the daemon prints as its first stdout line; with `where`, in that
+ * network namespace and on that address instead.
+ */
 export async function startCircuitDaemon(
   procs: Procs,
   extraArgs: string[] = [],

@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { dialCircuit } from "./circuit-lib.ts";
-import type { RoleContext, Scenario, ScenarioContext } from "./harness.ts";
+import type { RoleContext, RoleHandle, Scenario, ScenarioContext } from "./harness.ts";
 import { cpuSeconds, errorText, latencyRow, makeClusterKey, startCircuitDaemon } from "./harness.ts";
 
 const CHANNELS = 10_000;
@@ -61,6 +61,15 @@ async function daemonRss(url: string, key?: string): Promise<number> {
   return (await daemonRssPid(url, key)).rss;
 }
 
+/** CLIENTS idle clients of the daemon at `url` (keyed with `keyFile` if given), from CROWD_PROCESSES processes, once all are connected. */
+async function connectCrowd(ctx: ScenarioContext, url: string, keyFile?: string): Promise<RoleHandle[]> {
+  const crowds = Array.from({ length: CROWD_PROCESSES }, () =>
+    ctx.procs.role("scale", "crowd", { url, key: keyFile, count: CLIENTS / CROWD_PROCESSES }, 120_000),
+  );
+  await Promise.all(crowds.map((c) => c.next("ready")));
+  return crowds;
+}
+
 /** How long a fresh daemon settles before the memory an idle client costs it is measured. */
 const FRESH_SETTLE_MS = 5_000;
 
@@ -73,10 +82,7 @@ async function clientCost(ctx: ScenarioContext, keyFile?: string): Promise<numbe
   const { url, server } = await startCircuitDaemon(ctx.procs, keyFile === undefined ? [] : ["--key", keyFile]);
   await sleep(FRESH_SETTLE_MS);
   const before = await daemonRss(url, keyFile);
-  const crowds = Array.from({ length: CROWD_PROCESSES }, () =>
-    ctx.procs.role("scale", "crowd", { url, key: keyFile, count: CLIENTS / CROWD_PROCESSES }, 120_000),
-  );
-  await Promise.all(crowds.map((c) => c.next("ready")));
+  const crowds = await connectCrowd(ctx, url, keyFile);
   const after = await daemonRss(url, keyFile);
   for (const c of crowds) await ctx.procs.stop(c.child);
   await ctx.procs.stop(server.child);
@@ -168,10 +174,7 @@ export const scenario: Scenario = {
       const maker = ctx.procs.role("scale", "channels", { url, count: CHANNELS }, 120_000);
       await maker.next("done");
       const rss2 = await daemonRss(url);
-      const crowds = Array.from({ length: CROWD_PROCESSES }, () =>
-        ctx.procs.role("scale", "crowd", { url, count: CLIENTS / CROWD_PROCESSES }, 120_000),
-      );
-      await Promise.all(crowds.map((c) => c.next("ready")));
+      await connectCrowd(ctx, url);
       const rss3 = await daemonRss(url);
       const withCrowd = await idleRate(pid);
       const c = await pingPong(ctx, url, "crowd");

@@ -4,7 +4,8 @@
 // rest (or abort), sessions that end, closes and takeovers. Whatever happens: a send case that was
 // not committed is never in the log; every completed send (plain or case) is acknowledged exactly
 // once in the end; nothing is acknowledged twice; a value reserved and released goes back to its
-// place, and reserved room is not given to anyone else.
+// place, and reserved room is not given to anyone else; a receive is told "closed" only while the
+// channel holds no value (values handed back after the close, and reserved ones, included).
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
@@ -62,8 +63,17 @@ test("select cases on a replicated channel: losing sends stored nowhere, every c
       let selectors: Selector[] = [];
       let n = 0;
       let opid = 0;
+      // Recorded where the host calls back, asserted between commands (a throw there would land
+      // in the host's own code, or in a promise nobody awaits).
+      const violations: string[] = [];
+      /** A receive told "closed and drained": the channel holds no value then, reserved ones included. */
+      const toldClosed = (h: ReplicatedChan) => {
+        const len = h === host && !h.lost ? h.stat().len : 0;
+        if (len > 0) violations.push(`a receive was told "closed" while ${len} values were left`);
+      };
       const hold = (h: ReplicatedChan, o: number) => (err: unknown, got?: { seq: number; bytes: Buffer }) => {
         if (!err && got) held.push({ host: h, owner: o, seq: got.seq, v: got.bytes.toString() });
+        if ((err as { code?: string } | undefined)?.code === "ChannelClosed") toldClosed(h);
       };
       const endSelector = (s: Selector, except?: Case) => {
         for (const c of s.cases) {
@@ -128,6 +138,7 @@ test("select cases on a replicated channel: losing sends stored nowhere, every c
           s.host.commitCase(o, k.opid).then(
             (r) => {
               if (r && "seq" in r) held.push({ host: s.host, owner: s.owner, seq: r.seq, v: r.value.toString() });
+              if (r && "closed" in r) toldClosed(s.host);
               if (r === null && k.id) completed.add(k.id);
               if (r && "failed" in r && k.id) released.add(k.id);
             },
@@ -153,6 +164,7 @@ test("select cases on a replicated channel: losing sends stored nowhere, every c
           owners = [{}, {}, {}];
         }
         await settle();
+        assert.deepEqual(violations, []);
       }
       await settle();
       // End every select and keep every value taken: the host's view must then match the log's.
@@ -194,7 +206,7 @@ test("select cases on a replicated channel: losing sends stored nowhere, every c
         assert.equal(k, 1, `${v} acknowledged ${k} times`);
       }
     }),
-    { numRuns: 300 },
+    { numRuns: 1500, interruptAfterTimeLimit: 4000 },
   );
 });
 
@@ -375,4 +387,49 @@ test("capacity 0: a plain sender behind a select's own send case still meets tha
   assert.equal(recvOffer, "value", "the plain sender's value is reserved for the recv case");
   assert.equal(plainDone, true);
   assert.ok(!st.ids.has("own"), "the select's own send case was not stored");
+});
+
+test("a recv case offered 'closed' takes a value handed back since, or waits while another case holds it", async () => {
+  const st = new FakeStream();
+  const h = await ReplicatedChan.resume(st.js, st.jsm, "S", 2, 3, "H");
+  /** Registers a recv case of `owner`; returns what it has been offered so far (watched after). */
+  const recvCase = (owner: object, opid: number) => {
+    let offer: CaseOffer | undefined;
+    h.selectCase(owner, opid, "recv", undefined, { once: false }, (_e, o) => {
+      offer = o;
+      if (!o) h.watchCase(owner, opid, (_e2, later) => void (offer = later));
+    });
+    return () => offer;
+  };
+  const reader = {};
+  for (const v of ["v", "w"]) h.send({}, 0, Buffer.from(v), v, () => {});
+  await settle();
+  const got: string[] = [];
+  for (const opid of [1, 2]) h.recv(reader, opid, (_e, v) => void got.push(v?.bytes.toString() ?? "?"));
+  await settle();
+  assert.deepEqual(got, ["v", "w"]);
+  await h.close();
+  const a = {};
+  assert.equal(recvCase(a, 1)(), "closed", "closed and drained, nothing reserved");
+  const x = {};
+  assert.equal(recvCase(x, 1)(), "closed");
+  // The reader's session ends before it acknowledged: both values go back.
+  h.ownerGone(reader);
+  await settle();
+  // a's offer said "closed", but the channel is not drained any more: a takes the first value.
+  const r = await h.commitCase(a, 1);
+  assert.equal(r && "value" in r ? r.value.toString() : JSON.stringify(r), "v");
+  // The second value is reserved for b's case, after x's "closed" offer: x is not told "closed".
+  const b = {};
+  assert.equal(recvCase(b, 1)(), "value");
+  assert.deepEqual(await h.commitCase(x, 1), { failed: true }, "x was told 'closed' while w was held for b");
+  // x's client registers the case again: it waits, and is offered w once b gives it up.
+  const xOffer = recvCase(x, 2);
+  assert.equal(xOffer(), undefined, "w is held for b: x waits");
+  h.cancel(b, 1);
+  await settle();
+  assert.equal(xOffer(), "value");
+  const rx = await h.commitCase(x, 2);
+  assert.equal(rx && "value" in rx ? rx.value.toString() : JSON.stringify(rx), "w");
+  assert.equal(recvCase({}, 1)(), "closed", "drained again");
 });

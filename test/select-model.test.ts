@@ -1371,6 +1371,37 @@ describe("select on one channel, by example", () => {
     assert.equal(ch.stat().len, 0);
   });
 
+  test("a recv case offered 'closed' is not told so while a value handed back is held for another case", () => {
+    // Found by the random model (seed -485409326): the value handed back went to a later select's
+    // offer, the select offered "closed" committed and was told "closed", then the later select
+    // died, its value went back once more and left the channel after "closed and drained".
+    const ch = new Channel<string>(0);
+    ch.close(() => {});
+    const a = kase(1, "recv");
+    ch.selectCase(a);
+    assert.deepEqual(a.log, ['offer {"closed":true}']);
+    ch.requeue(["v"]);
+    const b = kase(2, "recv");
+    ch.selectCase(b);
+    assert.deepEqual(b.log, ['offer {"value":"v"}']);
+    assert.deepEqual(ch.commitCase(a), { status: "failed" }, "a was told 'closed' while v was held for b");
+    // b's selector gives the case up (it chose another, or died): v is a's now.
+    ch.releaseCase(b);
+    assert.deepEqual(a.log, ['offer {"closed":true}', 'offer {"value":"v"}']);
+    assert.deepEqual(ch.commitCase(a), { status: "done", outcome: { value: "v" } });
+    // Or b takes v: then a hears "closed" again, and may commit to it.
+    const c = kase(3, "recv");
+    ch.selectCase(c);
+    ch.requeue(["w"]);
+    const d = kase(4, "recv");
+    ch.selectCase(d);
+    assert.deepEqual(c.log, ['offer {"closed":true}']);
+    assert.deepEqual(ch.commitCase(c), { status: "failed" });
+    assert.deepEqual(ch.commitCase(d), { status: "done", outcome: { value: "w" } });
+    assert.deepEqual(c.log, ['offer {"closed":true}', 'offer {"closed":true}']);
+    assert.deepEqual(ch.commitCase(c), { status: "done", outcome: { closed: true } });
+  });
+
   test("a plain sender held by a select case fails when the channel closes", () => {
     const ch = new Channel<string>(0);
     let res = "pending";

@@ -652,8 +652,21 @@ export class ReplicatedChan {
       this.release(c);
       throw new ChannelAborted("the channel was scrubbed");
     }
-    if (c.offer === "value" && !this.fresh()) throw this.lose(new Moved("lease not confirmed in time"));
+    // A value handed back since a "closed" offer was made (its receiver went away without
+    // acknowledging it): the channel is closed but not drained any more, and the case takes it.
+    const back = c.offer === "closed" ? this.buffer.peek() : undefined;
+    if ((c.offer === "value" || back) && !this.fresh()) throw this.lose(new Moved("lease not confirmed in time"));
     this.dropCase(c);
+    if (back) {
+      this.buffer.shift();
+      this.unacked.set(back.seq, { v: back, owner, opid });
+      this.numRecv++;
+      this.pump();
+      return { seq: back.seq, value: back.bytes };
+    }
+    // Such a value held for another case decides whether this receive ends: not yet; the client
+    // registers the case again and it waits in line.
+    if (c.offer === "closed" && this.reservedValues > 0) return { failed: true };
     if (c.offer === "value" && c.v) {
       this.reservedValues--;
       this.unacked.set(c.v.seq, { v: c.v, owner, opid });

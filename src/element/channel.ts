@@ -455,6 +455,12 @@ export class Channel<V> {
         if (v !== undefined) {
           this.numRecv++;
           outcome = { value: v };
+        } else if (this.bufHeld > 0) {
+          // Such a value is held for another case's offer: this receive takes it if that offer is
+          // given up, and ends only once it is taken. Until then this offer is void; the case waits
+          // in its place for the next one (nothing here can make it at once: the buffer is empty).
+          this.requeueCase(c, res.seq);
+          return { status: "failed" };
         } else outcome = { closed: true };
         break;
       }

@@ -12,6 +12,7 @@ export const scenarioModules: Record<string, () => Promise<Scenario>> = {
   "chan-2p2c": async () => (await import("./chan-2p2c.ts")).scenario,
   "chan-fanin": async () => (await import("./chan-fanin.ts")).scenario,
   "chan-fanout": async () => (await import("./chan-fanout.ts")).scenario,
+  "chan-many": async () => (await import("./chan-many.ts")).scenario,
   "chan-objects": async () => (await import("./chan-objects.ts")).scenario,
   "chan-sizes": async () => (await import("./chan-sizes.ts")).scenario,
   "chan-large": async () => (await import("./chan-large.ts")).scenario,

@@ -289,7 +289,7 @@ class RecvIterator<T> implements AsyncIterableIterator<T> {
       this.consumed++;
     }
     if (this.consumed > 0 && this.ended === null && (this.consumed >= this.batch || this.queue.length === 0)) {
-      this.c.moreRecv(this.rid, this.st.handle, this.consumed, this.consumed);
+      this.c.moreRecv(this.rid, this.st.handle, this.consumed, this.consumed, this.queue.length > 0);
       this.consumed = 0;
     }
     if (this.queue.length > 0) return Promise.resolve(this.take());

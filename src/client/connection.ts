@@ -681,7 +681,7 @@ export class Connection {
   }
 
   /** Acknowledges `ack` consumed values of rid and adds n credits. */
-  moreRecv(rid: number, handle: number, ack: number, n: number): void {
+  moreRecv(rid: number, handle: number, ack: number, n: number, now: boolean): void {
     if (!this.sinks.has(rid)) return;
     const waiting = this.recvWaiting.get(rid);
     if (waiting) {
@@ -691,8 +691,12 @@ export class Connection {
     }
     this.conn.send(T.RECV, [rid, handle, ack, n]);
     // A consumer working through its prefetched values runs on microtasks and would not reach the
-    // end-of-turn flush until it ran dry; the credit must leave now to keep the pipe full.
-    this.conn.flush();
+    // end-of-turn flush until it ran dry: the credit of one that still has values to go through
+    // leaves `now`, to keep the pipe full. One that has run dry lets the microtasks already queued
+    // run first: the other receive loops that the same read woke hand their credit back meanwhile,
+    // and a program iterating many channels returns them all in one write, not in one write each.
+    if (now) this.conn.flush();
+    else this.conn.flushAfterMicrotasks();
   }
 
   /** Ends receiver rid: `ack` values were consumed; the rest go back to the channel. */

@@ -44,6 +44,8 @@ export class FrameConn {
   private readonly writer = new FrameWriter();
   private readonly decoder: FrameDecoder;
   private scheduled = false;
+  /** A flush waits for the microtasks queued before it (flushAfterMicrotasks). */
+  private microFlush = false;
   /** When the peer last sent anything (monotonicMs()). */
   lastInput = monotonicMs();
   /** When we last wrote anything (monotonicMs()). */
@@ -343,6 +345,22 @@ export class FrameConn {
 
   private readonly flushSoon = (): void => {
     this.scheduled = false;
+    this.flush();
+  };
+
+  /**
+   * Writes what is queued once the microtasks queued so far have run, not at the end of the turn:
+   * what they queue meanwhile leaves in the same write (several receive loops woken by one read,
+   * each handing credit back).
+   */
+  flushAfterMicrotasks(): void {
+    if (this.microFlush || this.ended) return;
+    this.microFlush = true;
+    queueMicrotask(this.flushMicro);
+  }
+
+  private readonly flushMicro = (): void => {
+    this.microFlush = false;
     this.flush();
   };
 

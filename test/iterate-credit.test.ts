@@ -1,0 +1,107 @@
+// When an iterating consumer hands credit back: a loop that still has prefetched values to go
+// through hands it back at once, mid-turn (the daemon can send more while the loop works on the
+// rest); loops that ran dry hand theirs back at the end of the turn, all in one write (a program
+// iterating many channels made one write per channel before: a system call and a wake-up of the
+// daemon each). Observed at the client's socket writes, against a daemon in its own process.
+import assert from "node:assert/strict";
+import { Socket } from "node:net";
+import { after, before, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { type Client, dial } from "../src/index.ts";
+import { T } from "../src/wire/protocol.ts";
+import { type Daemon, killAll, startDaemon } from "./helpers/daemon.ts";
+
+let d: Daemon;
+let consumer: Client;
+let producer: Client;
+/** What happened, in order: "v<i>" as the loop takes value i, "credit" for a socket write carrying RECV frames. */
+const events: string[] = [];
+/** RECV frames in each write that carried any. */
+const recvWrites: number[] = [];
+const write = Socket.prototype.write;
+
+/** RECV frames among the whole frames of `chunk` ([u32 length][u8 type][body] each). */
+function recvFrames(chunk: unknown): number {
+  if (!(chunk instanceof Uint8Array)) return 0;
+  const b = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  let n = 0;
+  for (let o = 0; o + 5 <= b.length; o += 4 + b.readUInt32BE(o)) if (b[o + 4] === T.RECV) n++;
+  return n;
+}
+
+before(async () => {
+  d = await startDaemon();
+  [consumer, producer] = await Promise.all([dial(d.url), dial(d.url)]);
+  Socket.prototype.write = function (this: Socket, chunk: unknown, ...rest: unknown[]) {
+    const n = recvFrames(chunk);
+    if (n > 0) {
+      recvWrites.push(n);
+      events.push("credit");
+    }
+    return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
+  } as typeof write;
+});
+
+after(async () => {
+  Socket.prototype.write = write;
+  await Promise.all([consumer?.close(), producer?.close()]);
+  await killAll();
+});
+
+/** Until `f()` holds (every 10 ms, at most 5 s). */
+async function until(f: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 500 && !f(); i++) await sleep(10);
+  assert.ok(f(), `timed out waiting for ${what}`);
+}
+
+test("loops over many channels that ran dry hand their credit back in one write", async () => {
+  const CHANNELS = 32;
+  const root = `/${consumer.serverId}/credit-many`;
+  const inboxes = await Promise.all(
+    Array.from({ length: CHANNELS }, (_, i) => consumer.walk(`${root}/${i}`).makeChan<number>(4)),
+  );
+  const outboxes = await Promise.all(inboxes.map((_, i) => producer.walk(`${root}/${i}`).getChan<number>()));
+  const got = new Array<number>(CHANNELS).fill(0);
+  const loops = inboxes.map(async (ch, i) => {
+    for await (const _ of ch.iterate({ prefetch: 4 })) got[i] = (got[i] as number) + 1;
+  });
+  // Every loop has asked for its values (its opening RECV frame); from here on, credits only.
+  await until(() => recvWrites.reduce((a, b) => a + b, 0) >= CHANNELS, "the loops to open");
+  await sleep(50);
+  recvWrites.length = 0;
+  // One value into each channel, in one turn (one write from the producer).
+  await Promise.all(outboxes.map((ch, i) => ch.send(i)));
+  await until(() => got.every((n) => n === 1), "every loop to get its value");
+  await until(() => recvWrites.reduce((a, b) => a + b, 0) >= CHANNELS, "the credits");
+  await sleep(50);
+  assert.equal(
+    recvWrites.reduce((a, b) => a + b, 0),
+    CHANNELS,
+    "one credit frame for each loop",
+  );
+  // The values arrive together, so the loops run dry in one turn: one write, a few if the
+  // daemon's write was read in pieces; one for each loop before.
+  assert.ok(recvWrites.length <= 4, `credits handed back in ${recvWrites.length} writes: ${recvWrites}`);
+  // Closed channels end the loops.
+  await Promise.all(outboxes.map((ch) => ch.close()));
+  await Promise.all(loops);
+});
+
+test("a loop with prefetched values still to go through hands credit back at once", async () => {
+  const path = `/${consumer.serverId}/credit-one`;
+  const inbox = await consumer.walk(path).makeChan<number>(8);
+  const outbox = await producer.walk(path).getChan<number>();
+  // Eight values waiting before the loop starts: it is handed all of them at once.
+  await Promise.all(Array.from({ length: 8 }, (_, i) => outbox.send(i)));
+  events.length = 0;
+  let taken = 0;
+  for await (const v of inbox.iterate({ prefetch: 8 })) {
+    events.push(`v${v}`);
+    if (++taken === 8) break;
+  }
+  // The first four taken, half the prefetch: their credit leaves before the loop goes on, while
+  // four values are still queued here (not at the end of the turn, after all eight).
+  const credit = events.indexOf("credit");
+  assert.ok(credit >= 0, `no credit written: ${events}`);
+  assert.ok(credit < events.indexOf("v7"), `the credit waited for the loop to run dry: ${events}`);
+});

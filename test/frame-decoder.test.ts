@@ -357,6 +357,70 @@ describe("batch frames", () => {
     ]);
   });
 
+  test("entries of several keys written in turns go one frame a key, before the next other frame", () => {
+    const w = new FrameWriter();
+    // Twice over: the second time with the frames kept aside from the first (their buffers reused).
+    for (let round = 0; round < 2; round++) roundRobin(w);
+  });
+
+  /** A producer sending round-robin over three channels (CSEND-like: a first sequence number). */
+  function roundRobin(w: FrameWriter): void {
+    for (let i = 0; i < 4; i++) for (const key of [5, 6, 7]) w.batch(0x11, key, hex(`${key}${i}`), 100 * key + i);
+    w.batch(0x21, 5, hex("aa")); // another type: a batch of its own
+    w.frame(0x12, [6, 1]); // another frame: everything before it goes first
+    w.batch(0x11, 6, hex("64"), 604);
+    w.batch(0x11, 5, hex("54"), 504);
+    const got = frames(w.take()).map((f) => [
+      f.type,
+      u32(f.body, 0),
+      f.type === 0x12 ? u32(f.body, 1) : f.type === 0x11 ? u32(f.body, 1) : -1,
+      f.type === 0x12 ? [] : entries(f.body, f.type === 0x11 ? 2 : 1),
+    ]);
+    assert.deepEqual(got, [
+      [0x11, 5, 500, ["50", "51", "52", "53"]],
+      [0x11, 6, 600, ["60", "61", "62", "63"]],
+      [0x11, 7, 700, ["70", "71", "72", "73"]],
+      [0x21, 5, -1, ["aa"]],
+      [0x12, 6, 1, []],
+      [0x11, 6, 604, ["64"]],
+      [0x11, 5, 504, ["54"]],
+    ]);
+  }
+
+  test("a frame of entries waiting beside the buffer stays within BATCH_BYTES too", () => {
+    const w = new FrameWriter();
+    const v = new Uint8Array(1000);
+    for (let i = 0; i < 200; i++) {
+      w.batch(0x11, 1, v, i);
+      w.batch(0x11, 2, v, 1000 + i);
+    }
+    const before = w.length;
+    const bytes = w.take();
+    assert.equal(bytes.length, before, "length counted the waiting frames exactly");
+    const seen = new Map<number, number[]>();
+    for (const f of frames(bytes)) {
+      assert.ok(f.body.length + 5 <= BATCH_BYTES, `a frame of ${f.body.length + 5} bytes`);
+      const key = u32(f.body, 0);
+      const n = entries(f.body, 2).length;
+      const firsts = seen.get(key) ?? [];
+      firsts.push(u32(f.body, 1), n);
+      seen.set(key, firsts);
+    }
+    // Each key's frames carry consecutive sequence numbers, all 200 entries, in order.
+    for (const [key, base] of [
+      [1, 0],
+      [2, 1000],
+    ] as const) {
+      const l = seen.get(key) ?? [];
+      let next = base;
+      for (let i = 0; i < l.length; i += 2) {
+        assert.equal(l[i], next);
+        next += l[i + 1] as number;
+      }
+      assert.equal(next, base + 200);
+    }
+  });
+
   test("a batch frame stays within BATCH_BYTES unless one entry alone is larger", () => {
     const w = new FrameWriter();
     const v = new Uint8Array(1000);

@@ -276,8 +276,28 @@ export class FrameDecoder {
 }
 
 /**
+ * Entries of one batch frame waiting beside the writer's buffer (FrameWriter.batch): `first` is its
+ * first entry's sequence number (CSEND), `bytes` its entries ([u32 length][bytes] each) so far.
+ */
+interface Staged {
+  type: number;
+  key: number;
+  first: number | undefined;
+  buf: Buffer;
+  n: number;
+}
+
+/**
  * Accumulates frames in one growing buffer. `take()` hands out the bytes written so far (a copy the
  * caller may keep) and starts over.
+ *
+ * Batch entries of one type and key go into one frame while no other kind of frame comes between
+ * them, even when entries for other keys do (a producer sending round-robin over many channels):
+ * while the frame written last is a batch, entries for other batches wait beside the buffer, one
+ * frame each, and are written after it, in the order their first entries came, before any other
+ * frame and before the bytes are handed out. So the entries of one key keep their order, and so
+ * does every frame that is not a batch entry; only entries of different keys written between two
+ * such frames may change places (they travel in the same write).
  */
 export class FrameWriter {
   private buf: Buffer;
@@ -286,6 +306,14 @@ export class FrameWriter {
   private batchAt = -1;
   private batchType = 0;
   private batchKey = 0;
+  /** Batch frames waiting to be written after the buffer's last one, in the order they began. */
+  private readonly staged: Staged[] = [];
+  /** The staged frame that takes further entries of a key (of its type; another type starts another). */
+  private readonly stagedBy = new Map<number, Staged>();
+  /** Staged frames written out, kept with their buffers for the next ones. */
+  private readonly spareStaged: Staged[] = [];
+  /** Bytes the staged frames will take in the buffer, headers included. */
+  private stagedBytes = 0;
   /** Buffers handed out by lend() and not yet given back, oldest first. */
   private readonly lent: Buffer[] = [];
   /** Buffers given back, ready for reuse. */
@@ -296,11 +324,12 @@ export class FrameWriter {
   }
 
   get length(): number {
-    return this.n;
+    return this.n + this.stagedBytes;
   }
 
   /** Appends one frame: type, u32 fields, then the tail bytes. */
   frame(type: number, fields: readonly number[], tail?: Uint8Array): void {
+    if (this.staged.length > 0) this.unstage();
     this.batchAt = -1;
     const tailLen = tail ? tail.length : 0;
     const len = 1 + 4 * fields.length + tailLen;
@@ -327,6 +356,12 @@ export class FrameWriter {
    * one. Frame order is kept: only the last frame ever grows.
    */
   batch(type: number, key: number, value: Uint8Array, first?: number): void {
+    const st = this.stage(type, key, value.length, first);
+    if (st) {
+      st.buf.set(value, st.n);
+      st.n += value.length;
+      return;
+    }
     this.entryHead(type, key, value.length, first);
     this.buf.set(value, this.n);
     this.n += value.length;
@@ -335,10 +370,73 @@ export class FrameWriter {
   /** Like batch(), with the entry being `bytes` encoded as a MessagePack bin (no copy made first). */
   batchBin(type: number, key: number, bytes: Uint8Array, first?: number): void {
     const n = bytes.length;
+    const st = this.stage(type, key, binHeadBytes(n) + n, first);
+    if (st) {
+      const o = st.n + writeBinHead(st.buf, st.n, n);
+      st.buf.set(bytes, o);
+      st.n = o + n;
+      return;
+    }
     this.entryHead(type, key, binHeadBytes(n) + n, first);
     const o = this.n + writeBinHead(this.buf, this.n, n);
     this.buf.set(bytes, o);
     this.n = o + n;
+  }
+
+  /**
+   * The staged frame that takes an entry of `size` bytes for type and key, its length prefix
+   * written and room made for the bytes; or undefined if the entry goes into the buffer (it
+   * belongs to the buffer's last frame, or no batch is open there).
+   */
+  private stage(type: number, key: number, size: number, first: number | undefined): Staged | undefined {
+    if (this.batchAt < 0 || (this.batchType === type && this.batchKey === key)) return undefined;
+    let st = this.stagedBy.get(key);
+    if (st && (st.type !== type || st.n + 4 + size > BATCH_BYTES - HEADER_BYTES - 8)) st = undefined;
+    if (!st) {
+      const head = HEADER_BYTES + (first === undefined ? 4 : 8);
+      st = this.spareStaged.pop();
+      if (st) {
+        st.type = type;
+        st.key = key;
+        st.first = first;
+      } else st = { type, key, first, buf: Buffer.allocUnsafe(Math.max(4096, 4 + size)), n: 0 };
+      this.staged.push(st);
+      this.stagedBy.set(key, st);
+      this.stagedBytes += head;
+    }
+    if (st.n + 4 + size > st.buf.length) {
+      let len = st.buf.length * 2;
+      while (len < st.n + 4 + size) len *= 2;
+      const next = Buffer.allocUnsafe(len);
+      st.buf.copy(next, 0, 0, st.n);
+      st.buf = next;
+    }
+    st.buf.writeUInt32BE(size, st.n);
+    st.n += 4;
+    this.stagedBytes += 4 + size;
+    return st;
+  }
+
+  /** Writes the staged frames into the buffer, in the order they began; none is open after them. */
+  private unstage(): void {
+    for (const st of this.staged) {
+      const head = st.first === undefined ? 4 : 8;
+      this.reserve(HEADER_BYTES + head + st.n);
+      const b = this.buf;
+      const at = this.n;
+      b.writeUInt32BE(1 + head + st.n, at);
+      b[at + 4] = st.type;
+      b.writeUInt32BE(st.key >>> 0, at + 5);
+      if (st.first !== undefined) b.writeUInt32BE(st.first >>> 0, at + 9);
+      b.set(st.n === st.buf.length ? st.buf : st.buf.subarray(0, st.n), at + HEADER_BYTES + head);
+      this.n = at + HEADER_BYTES + head + st.n;
+      st.n = 0;
+      if (this.spareStaged.length < 256 && st.buf.length <= BATCH_BYTES) this.spareStaged.push(st);
+    }
+    this.staged.length = 0;
+    this.stagedBy.clear();
+    this.stagedBytes = 0;
+    this.batchAt = -1;
   }
 
   /**
@@ -372,6 +470,7 @@ export class FrameWriter {
   }
 
   take(): Buffer {
+    if (this.staged.length > 0) this.unstage();
     const out = Buffer.from(this.buf.subarray(0, this.n));
     this.n = 0;
     this.batchAt = -1;
@@ -391,6 +490,7 @@ export class FrameWriter {
    * peer that reads slowly would hold a whole buffer for every few bytes waiting.
    */
   lend(): Buffer {
+    if (this.staged.length > 0) this.unstage();
     const out = this.buf.subarray(0, this.n);
     this.lent.push(this.buf);
     this.buf = this.spare.pop() ?? Buffer.allocUnsafeSlow(64 * 1024);

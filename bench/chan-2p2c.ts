@@ -7,7 +7,7 @@ import { CAP, PREFETCH, WINDOW } from "./chan-throughput.ts";
 import { checkPayload, dialCircuit, getChan, openChan } from "./circuit-lib.ts";
 import type { RoleContext, Row, Scenario, ScenarioContext } from "./harness.ts";
 import { errorText, startCircuitDaemon } from "./harness.ts";
-import { counter, InFlight, markedRow, measureMarked, produce, WARM_MS, WINDOW_MS } from "./marked.ts";
+import { counter, InFlight, type Marked, markedRow, measureMarked, produce, WARM_MS, WINDOW_MS } from "./marked.ts";
 import { dialNats, ensureNatsServer, NATS_FLUSH_EVERY, startNatsServer } from "./nats.ts";
 
 export const PAYLOAD_BYTES = 100;
@@ -57,6 +57,24 @@ async function natsSubscriberRole(args: Record<string, unknown>, ctx: RoleContex
   ctx.report("ready");
 }
 
+/**
+ * Starts a nats-server and `scenario`'s natsSubscriber roles (one a `subscribers` entry, with its
+ * args), waits until they subscribed, then measures with its natsPublisher roles (bench/marked.ts).
+ */
+export async function measureNats(
+  ctx: ScenarioContext,
+  scenario: string,
+  subscribers: Record<string, unknown>[],
+  publishers: Record<string, unknown>[],
+): Promise<Marked> {
+  const port = await startNatsServer(ctx.procs);
+  const subs = subscribers.map((a) => ctx.procs.role(scenario, "natsSubscriber", { ...a, port }));
+  await Promise.all(subs.map((s) => s.next("ready")));
+  return measureMarked(ctx, subs, () =>
+    publishers.map((a) => ctx.procs.role(scenario, "natsPublisher", { ...a, port })),
+  );
+}
+
 /** A row's id and label. */
 interface RowName {
   id: string;
@@ -79,12 +97,12 @@ export async function manyToMany(
   const rows: Row[] = [];
   const each = (n: number) => Array.from({ length: n }, (_, i) => i);
   try {
-    const port = await startNatsServer(ctx.procs);
     const alone = consumers === 1;
-    const subs = each(consumers).map(() => ctx.procs.role(scenario, "natsSubscriber", { port, alone }));
-    await Promise.all(subs.map((s) => s.next("ready")));
-    const r = await measureMarked(ctx, subs, () =>
-      each(producers).map(() => ctx.procs.role(scenario, "natsPublisher", { port })),
+    const r = await measureNats(
+      ctx,
+      scenario,
+      each(consumers).map(() => ({ alone })),
+      each(producers).map(() => ({})),
     );
     rows.push(markedRow(nats.id, nats.label, r));
   } catch (e) {

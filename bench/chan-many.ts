@@ -6,13 +6,13 @@
 // Every channel is fed by one producer and drained by one consumer, and every producer feeds every
 // consumer. Beside it NATS pub/sub over as many subjects, the publishers and subscribers sharing
 // them out the same way. Measured as chan-2p2c is (bench/marked.ts).
-import { PAYLOAD_BYTES } from "./chan-2p2c.ts";
+import { measureNats, PAYLOAD_BYTES } from "./chan-2p2c.ts";
 import { WINDOW } from "./chan-throughput.ts";
 import { checkPayload, dialCircuit, getChan, openChan } from "./circuit-lib.ts";
 import type { RoleContext, Row, Scenario, ScenarioContext } from "./harness.ts";
 import { errorText, startCircuitDaemon } from "./harness.ts";
 import { counter, InFlight, markedRow, measureMarked, produce, WARM_MS, WINDOW_MS } from "./marked.ts";
-import { dialNats, ensureNatsServer, NATS_FLUSH_EVERY, startNatsServer } from "./nats.ts";
+import { dialNats, ensureNatsServer, NATS_FLUSH_EVERY } from "./nats.ts";
 
 export const CHANNELS = 64;
 const PRODUCERS = 2;
@@ -98,11 +98,11 @@ export const scenario: Scenario = {
     };
     const roles = (n: number) => Array.from({ length: n }, (_, index) => index);
     try {
-      const port = await startNatsServer(ctx.procs);
-      const subs = roles(CONSUMERS).map((index) => ctx.procs.role("chan-many", "natsSubscriber", { port, index }));
-      await Promise.all(subs.map((s) => s.next("ready")));
-      const r = await measureMarked(ctx, subs, () =>
-        roles(PRODUCERS).map((index) => ctx.procs.role("chan-many", "natsPublisher", { port, index })),
+      const r = await measureNats(
+        ctx,
+        "chan-many",
+        roles(CONSUMERS).map((index) => ({ index })),
+        roles(PRODUCERS).map((index) => ({ index })),
       );
       rows.push(markedRow(nats.id, nats.label, r));
     } catch (e) {

@@ -1277,6 +1277,20 @@ function kase(selector: number, op: Op, value?: string): LoggedCase {
   };
 }
 
+/**
+ * A closed channel of capacity 0 whose recv case `a` was offered "closed", then a value "v" that a
+ * receiver had not acknowledged handed back into it (its connection closed).
+ */
+function closedThenHandedBack(): { ch: Channel<string>; a: LoggedCase } {
+  const ch = new Channel<string>(0);
+  ch.close(() => {});
+  const a = kase(1, "recv");
+  ch.selectCase(a);
+  assert.deepEqual(a.log, ['offer {"closed":true}']);
+  ch.requeue(["v"]);
+  return { ch, a };
+}
+
 describe("select on one channel, by example", () => {
   test("a commit on an offer whose pair is gone cannot complete another selector's unasked half", () => {
     const ch = new Channel<string>(0);
@@ -1360,12 +1374,7 @@ describe("select on one channel, by example", () => {
     // Found by the random model (seed -1854412192): a receiver's connection closed after the
     // channel did, its unacknowledged value went back, and a select that had been offered
     // "closed" committed afterwards; it was told "closed" while the value sat in the channel.
-    const ch = new Channel<string>(0);
-    ch.close(() => {});
-    const a = kase(1, "recv");
-    ch.selectCase(a);
-    assert.deepEqual(a.log, ['offer {"closed":true}']);
-    ch.requeue(["v"]);
+    const { ch, a } = closedThenHandedBack();
     const r = ch.commitCase(a);
     assert.deepEqual(r, { status: "done", outcome: { value: "v" } });
     assert.equal(ch.stat().len, 0);
@@ -1375,12 +1384,7 @@ describe("select on one channel, by example", () => {
     // Found by the random model (seed -485409326): the value handed back went to a later select's
     // offer, the select offered "closed" committed and was told "closed", then the later select
     // died, its value went back once more and left the channel after "closed and drained".
-    const ch = new Channel<string>(0);
-    ch.close(() => {});
-    const a = kase(1, "recv");
-    ch.selectCase(a);
-    assert.deepEqual(a.log, ['offer {"closed":true}']);
-    ch.requeue(["v"]);
+    const { ch, a } = closedThenHandedBack();
     const b = kase(2, "recv");
     ch.selectCase(b);
     assert.deepEqual(b.log, ['offer {"value":"v"}']);

@@ -276,15 +276,16 @@ export class FrameDecoder {
 }
 
 /**
- * Entries of one batch frame waiting beside the writer's buffer (FrameWriter.batch): `first` is its
- * first entry's sequence number (CSEND), `bytes` its entries ([u32 length][bytes] each) so far.
+ * A batch frame whose entries wait beside the writer's buffer (FrameWriter.batch): `first` is its
+ * first entry's sequence number (CSEND), `n` the bytes of its entries so far, `segs` where they
+ * lie in the writer's side buffer ([start, end) pairs, in order).
  */
 interface Staged {
   type: number;
   key: number;
   first: number | undefined;
-  buf: Buffer;
   n: number;
+  segs: number[];
 }
 
 /**
@@ -310,8 +311,11 @@ export class FrameWriter {
   private readonly staged: Staged[] = [];
   /** The staged frame that takes further entries of a key (of its type; another type starts another). */
   private readonly stagedBy = new Map<number, Staged>();
-  /** Staged frames written out, kept with their buffers for the next ones. */
+  /** Staged frames written out, kept for the next ones. */
   private readonly spareStaged: Staged[] = [];
+  /** The entries of the staged frames, one after another as they came (each frame knows its own). */
+  private side: Buffer | undefined;
+  private sideN = 0;
   /** Bytes the staged frames will take in the buffer, headers included. */
   private stagedBytes = 0;
   /** Buffers handed out by lend() and not yet given back, oldest first. */
@@ -356,10 +360,9 @@ export class FrameWriter {
    * one. Frame order is kept: only the last frame ever grows.
    */
   batch(type: number, key: number, value: Uint8Array, first?: number): void {
-    const st = this.stage(type, key, value.length, first);
-    if (st) {
-      st.buf.set(value, st.n);
-      st.n += value.length;
+    const o = this.stage(type, key, value.length, first);
+    if (o >= 0) {
+      (this.side as Buffer).set(value, o);
       return;
     }
     this.entryHead(type, key, value.length, first);
@@ -370,72 +373,83 @@ export class FrameWriter {
   /** Like batch(), with the entry being `bytes` encoded as a MessagePack bin (no copy made first). */
   batchBin(type: number, key: number, bytes: Uint8Array, first?: number): void {
     const n = bytes.length;
-    const st = this.stage(type, key, binHeadBytes(n) + n, first);
-    if (st) {
-      const o = st.n + writeBinHead(st.buf, st.n, n);
-      st.buf.set(bytes, o);
-      st.n = o + n;
+    const o = this.stage(type, key, binHeadBytes(n) + n, first);
+    if (o >= 0) {
+      const side = this.side as Buffer;
+      side.set(bytes, o + writeBinHead(side, o, n));
       return;
     }
     this.entryHead(type, key, binHeadBytes(n) + n, first);
-    const o = this.n + writeBinHead(this.buf, this.n, n);
-    this.buf.set(bytes, o);
-    this.n = o + n;
+    const at = this.n + writeBinHead(this.buf, this.n, n);
+    this.buf.set(bytes, at);
+    this.n = at + n;
   }
 
   /**
-   * The staged frame that takes an entry of `size` bytes for type and key, its length prefix
-   * written and room made for the bytes; or undefined if the entry goes into the buffer (it
+   * Where in the side buffer an entry of `size` bytes for type and key goes (its length prefix
+   * written before it, and counted in its staged frame); or -1 if it goes into the buffer (it
    * belongs to the buffer's last frame, or no batch is open there).
    */
-  private stage(type: number, key: number, size: number, first: number | undefined): Staged | undefined {
-    if (this.batchAt < 0 || (this.batchType === type && this.batchKey === key)) return undefined;
+  private stage(type: number, key: number, size: number, first: number | undefined): number {
+    if (this.batchAt < 0 || (this.batchType === type && this.batchKey === key)) return -1;
     let st = this.stagedBy.get(key);
     if (st && (st.type !== type || st.n + 4 + size > BATCH_BYTES - HEADER_BYTES - 8)) st = undefined;
     if (!st) {
-      const head = HEADER_BYTES + (first === undefined ? 4 : 8);
-      st = this.spareStaged.pop();
-      if (st) {
-        st.type = type;
-        st.key = key;
-        st.first = first;
-      } else st = { type, key, first, buf: Buffer.allocUnsafe(Math.max(4096, 4 + size)), n: 0 };
+      st = this.spareStaged.pop() ?? { type, key, first, n: 0, segs: [] };
+      st.type = type;
+      st.key = key;
+      st.first = first;
       this.staged.push(st);
       this.stagedBy.set(key, st);
-      this.stagedBytes += head;
+      this.stagedBytes += HEADER_BYTES + (first === undefined ? 4 : 8);
     }
-    if (st.n + 4 + size > st.buf.length) {
-      let len = st.buf.length * 2;
-      while (len < st.n + 4 + size) len *= 2;
+    const need = 4 + size;
+    let side = this.side;
+    if (!side || this.sideN + need > side.length) {
+      let len = side ? side.length * 2 : 16 * 1024;
+      while (len < this.sideN + need) len *= 2;
       const next = Buffer.allocUnsafe(len);
-      st.buf.copy(next, 0, 0, st.n);
-      st.buf = next;
+      side?.copy(next, 0, 0, this.sideN);
+      this.side = side = next;
     }
-    st.buf.writeUInt32BE(size, st.n);
-    st.n += 4;
-    this.stagedBytes += 4 + size;
-    return st;
+    const at = this.sideN;
+    side.writeUInt32BE(size, at);
+    // An entry right after the frame's last one (nothing else came between) extends its piece.
+    const segs = st.segs;
+    if (segs.length > 0 && segs[segs.length - 1] === at) segs[segs.length - 1] = at + need;
+    else segs.push(at, at + need);
+    this.sideN = at + need;
+    st.n += need;
+    this.stagedBytes += need;
+    return at + 4;
   }
 
   /** Writes the staged frames into the buffer, in the order they began; none is open after them. */
   private unstage(): void {
+    const side = this.side as Buffer;
     for (const st of this.staged) {
       const head = st.first === undefined ? 4 : 8;
       this.reserve(HEADER_BYTES + head + st.n);
       const b = this.buf;
-      const at = this.n;
+      let at = this.n;
       b.writeUInt32BE(1 + head + st.n, at);
       b[at + 4] = st.type;
       b.writeUInt32BE(st.key >>> 0, at + 5);
       if (st.first !== undefined) b.writeUInt32BE(st.first >>> 0, at + 9);
-      b.set(st.n === st.buf.length ? st.buf : st.buf.subarray(0, st.n), at + HEADER_BYTES + head);
-      this.n = at + HEADER_BYTES + head + st.n;
+      at += HEADER_BYTES + head;
+      const segs = st.segs;
+      for (let i = 0; i < segs.length; i += 2) at += side.copy(b, at, segs[i] as number, segs[i + 1] as number);
+      this.n = at;
+      segs.length = 0;
       st.n = 0;
-      if (this.spareStaged.length < 256 && st.buf.length <= BATCH_BYTES) this.spareStaged.push(st);
+      if (this.spareStaged.length < 256) this.spareStaged.push(st);
     }
     this.staged.length = 0;
     this.stagedBy.clear();
     this.stagedBytes = 0;
+    this.sideN = 0;
+    // As the buffer itself: a burst of big entries does not keep its memory.
+    if (side.length > 1024 * 1024) this.side = undefined;
     this.batchAt = -1;
   }
 

@@ -7,7 +7,7 @@ import { CAP, PREFETCH, WINDOW } from "./chan-throughput.ts";
 import { checkPayload, dialCircuit, getChan, openChan } from "./circuit-lib.ts";
 import type { RoleContext, Row, Scenario, ScenarioContext } from "./harness.ts";
 import { errorText, startCircuitDaemon } from "./harness.ts";
-import { counter, InFlight, type Marked, markedRow, measureMarked, produce, WARM_MS, WINDOW_MS } from "./marked.ts";
+import { counter, InFlight, markedRow, measureMarked, produce, WARM_MS, WINDOW_MS } from "./marked.ts";
 import { dialNats, ensureNatsServer, NATS_FLUSH_EVERY, startNatsServer } from "./nats.ts";
 
 export const PAYLOAD_BYTES = 100;
@@ -57,24 +57,6 @@ async function natsSubscriberRole(args: Record<string, unknown>, ctx: RoleContex
   ctx.report("ready");
 }
 
-/**
- * Starts a nats-server and `scenario`'s natsSubscriber roles (one a `subscribers` entry, with its
- * args), waits until they subscribed, then measures with its natsPublisher roles (bench/marked.ts).
- */
-export async function measureNats(
-  ctx: ScenarioContext,
-  scenario: string,
-  subscribers: Record<string, unknown>[],
-  publishers: Record<string, unknown>[],
-): Promise<Marked> {
-  const port = await startNatsServer(ctx.procs);
-  const subs = subscribers.map((a) => ctx.procs.role(scenario, "natsSubscriber", { ...a, port }));
-  await Promise.all(subs.map((s) => s.next("ready")));
-  return measureMarked(ctx, subs, () =>
-    publishers.map((a) => ctx.procs.role(scenario, "natsPublisher", { ...a, port })),
-  );
-}
-
 /** A row's id and label. */
 interface RowName {
   id: string;
@@ -84,7 +66,8 @@ interface RowName {
 /**
  * `producers` producers → `consumers` consumers of one channel (each value taken once), beside
  * NATS with as many publishers and subscribers (a queue group when there are several), every role a
- * process of `scenario` (whose roles are these); returns NATS's row and circuit's.
+ * process of `scenario` (whose roles are these, or ones taking the same args); returns NATS's row
+ * and circuit's. Each role is told its `index` among its kind (chan-many shares channels out by it).
  */
 export async function manyToMany(
   ctx: ScenarioContext,
@@ -97,12 +80,12 @@ export async function manyToMany(
   const rows: Row[] = [];
   const each = (n: number) => Array.from({ length: n }, (_, i) => i);
   try {
+    const port = await startNatsServer(ctx.procs);
     const alone = consumers === 1;
-    const r = await measureNats(
-      ctx,
-      scenario,
-      each(consumers).map(() => ({ alone })),
-      each(producers).map(() => ({})),
+    const subs = each(consumers).map((index) => ctx.procs.role(scenario, "natsSubscriber", { port, alone, index }));
+    await Promise.all(subs.map((s) => s.next("ready")));
+    const r = await measureMarked(ctx, subs, () =>
+      each(producers).map((index) => ctx.procs.role(scenario, "natsPublisher", { port, index })),
     );
     rows.push(markedRow(nats.id, nats.label, r));
   } catch (e) {
@@ -114,13 +97,13 @@ export async function manyToMany(
     const name = `${scenario}-${process.pid}-${Date.now().toString(36)}`;
     // One at a time: the first makes the channel, the others find it.
     const takers = [];
-    for (let i = 0; i < consumers; i++) {
-      const c = ctx.procs.role(scenario, "chanConsumer", { url, name });
+    for (let index = 0; index < consumers; index++) {
+      const c = ctx.procs.role(scenario, "chanConsumer", { url, name, index });
       await c.next("ready");
       takers.push(c);
     }
     const r = await measureMarked(ctx, takers, () =>
-      each(producers).map(() => ctx.procs.role(scenario, "chanProducer", { url, name })),
+      each(producers).map((index) => ctx.procs.role(scenario, "chanProducer", { url, name, index })),
     );
     rows.push(markedRow(chan.id, chan.label, r));
   } catch (e) {

@@ -1,17 +1,16 @@
 // Scenario `chan-many`: traffic spread over many channels at once, the shape of a service with a
 // queue per customer or per job type. CHANNELS buffered circuit channels on one daemon; PRODUCERS
 // producer processes, each sending 100-byte values round-robin over its share of the channels
-// (WINDOW sends in flight in all, so a few per channel: every frame it writes carries values for
+// (WINDOW sends in flight in all, so a few per channel: every write it makes carries values for
 // many channels); CONSUMERS consumer processes, each iterating its share (one iterate per channel).
 // Every channel is fed by one producer and drained by one consumer, and every producer feeds every
 // consumer. Beside it NATS pub/sub over as many subjects, the publishers and subscribers sharing
-// them out the same way. Measured as chan-2p2c is (bench/marked.ts).
-import { measureNats, PAYLOAD_BYTES } from "./chan-2p2c.ts";
+// them out the same way. Run and measured as chan-2p2c is (its manyToMany, bench/marked.ts).
+import { manyToMany, PAYLOAD_BYTES } from "./chan-2p2c.ts";
 import { WINDOW } from "./chan-throughput.ts";
 import { checkPayload, dialCircuit, getChan, openChan } from "./circuit-lib.ts";
-import type { RoleContext, Row, Scenario, ScenarioContext } from "./harness.ts";
-import { errorText, startCircuitDaemon } from "./harness.ts";
-import { counter, InFlight, markedRow, measureMarked, produce, WARM_MS, WINDOW_MS } from "./marked.ts";
+import type { RoleContext, Scenario, ScenarioContext } from "./harness.ts";
+import { counter, InFlight, produce, WARM_MS, WINDOW_MS } from "./marked.ts";
 import { dialNats, ensureNatsServer, NATS_FLUSH_EVERY } from "./nats.ts";
 
 export const CHANNELS = 64;
@@ -86,44 +85,22 @@ export const scenario: Scenario = {
   description: `${shape} (each producer round-robin over its ${CHANNELS / PRODUCERS}, each consumer iterating its ${CHANNELS / CONSUMERS}), ${PAYLOAD_BYTES} B, ${WINDOW_MS / 1000} s measured after ${WARM_MS / 1000} s: circuit chans cap ${CAP} vs NATS pub/sub over ${CHANNELS} subjects`,
   budgetMs: 60_000,
   prepare: ensureNatsServer,
-  async run(ctx: ScenarioContext) {
-    const rows: Row[] = [];
-    const nats = {
-      id: "nats.many",
-      label: `NATS pub/sub, ${CHANNELS} subjects, ${PRODUCERS} publishers → ${CONSUMERS} subscribers`,
-    };
-    const chan = {
-      id: "chan.many",
-      label: `circuit, ${CHANNELS} chans cap ${CAP}, ${PRODUCERS} producers (${WINDOW} in flight each) → ${CONSUMERS} consumers (iterate(${PREFETCH}) each chan)`,
-    };
-    const roles = (n: number) => Array.from({ length: n }, (_, index) => index);
-    try {
-      const r = await measureNats(
-        ctx,
-        "chan-many",
-        roles(CONSUMERS).map((index) => ({ index })),
-        roles(PRODUCERS).map((index) => ({ index })),
-      );
-      rows.push(markedRow(nats.id, nats.label, r));
-    } catch (e) {
-      rows.push(markedRow(nats.id, nats.label, { error: errorText(e) }));
-    }
-    await ctx.procs.closeAll();
-    try {
-      const { url } = await startCircuitDaemon(ctx.procs);
-      const name = `chan-many-${process.pid}-${Date.now().toString(36)}`;
-      // The consumers make the channels; the producers start once they have.
-      const takers = roles(CONSUMERS).map((index) => ctx.procs.role("chan-many", "chanConsumer", { url, name, index }));
-      await Promise.all(takers.map((t) => t.next("ready")));
-      const r = await measureMarked(ctx, takers, () =>
-        roles(PRODUCERS).map((index) => ctx.procs.role("chan-many", "chanProducer", { url, name, index })),
-      );
-      rows.push(markedRow(chan.id, chan.label, r));
-    } catch (e) {
-      rows.push(markedRow(chan.id, chan.label, { error: errorText(e) }));
-    }
-    return { rows };
-  },
+  run: async (ctx: ScenarioContext) => ({
+    rows: await manyToMany(
+      ctx,
+      "chan-many",
+      PRODUCERS,
+      CONSUMERS,
+      {
+        id: "nats.many",
+        label: `NATS pub/sub, ${CHANNELS} subjects, ${PRODUCERS} publishers → ${CONSUMERS} subscribers`,
+      },
+      {
+        id: "chan.many",
+        label: `circuit, ${CHANNELS} chans cap ${CAP}, ${PRODUCERS} producers (${WINDOW} in flight each) → ${CONSUMERS} consumers (iterate(${PREFETCH}) each chan)`,
+      },
+    ),
+  }),
   roles: {
     chanProducer: chanProducerRole,
     chanConsumer: chanConsumerRole,

@@ -356,8 +356,9 @@ export class FrameWriter {
 
   /**
    * Appends `value` as one entry ([u32 length][bytes]) of a batch frame `[type][key] entry...`:
-   * to the frame written last if that is a batch of the same type and key with room, else to a new
-   * one. Frame order is kept: only the last frame ever grows.
+   * to the frame written last if that is a batch of the same type and key with room; else, while
+   * that frame is a batch of another key, to the frame of this key waiting beside the buffer (see
+   * the class); else to a new one.
    */
   batch(type: number, key: number, value: Uint8Array, first?: number): void {
     const o = this.stage(type, key, value.length, first);
@@ -428,17 +429,9 @@ export class FrameWriter {
   private unstage(): void {
     const side = this.side as Buffer;
     for (const st of this.staged) {
-      const head = st.first === undefined ? 4 : 8;
-      this.reserve(HEADER_BYTES + head + st.n);
-      const b = this.buf;
-      let at = this.n;
-      b.writeUInt32BE(1 + head + st.n, at);
-      b[at + 4] = st.type;
-      b.writeUInt32BE(st.key >>> 0, at + 5);
-      if (st.first !== undefined) b.writeUInt32BE(st.first >>> 0, at + 9);
-      at += HEADER_BYTES + head;
+      let at = this.batchHead(st.type, st.key, st.first, st.n);
       const segs = st.segs;
-      for (let i = 0; i < segs.length; i += 2) at += side.copy(b, at, segs[i] as number, segs[i + 1] as number);
+      for (let i = 0; i < segs.length; i += 2) at += side.copy(this.buf, at, segs[i] as number, segs[i + 1] as number);
       this.n = at;
       segs.length = 0;
       st.n = 0;
@@ -469,18 +462,28 @@ export class FrameWriter {
       return;
     }
     const start = this.n;
-    const head = first === undefined ? 4 : 8;
-    this.reserve(HEADER_BYTES + head + 4 + size);
-    const b = this.buf;
-    b.writeUInt32BE(1 + head + 4 + size, start);
-    b[start + 4] = type;
-    b.writeUInt32BE(key >>> 0, start + 5);
-    if (first !== undefined) b.writeUInt32BE(first >>> 0, start + 9);
-    b.writeUInt32BE(size, start + 5 + head);
-    this.n = start + 9 + head;
+    const entry = this.batchHead(type, key, first, 4 + size);
+    this.buf.writeUInt32BE(size, entry);
+    this.n = entry + 4;
     this.batchAt = start;
     this.batchType = type;
     this.batchKey = key;
+  }
+
+  /**
+   * Writes the header of a batch frame whose entries take `bytes` (with `first`, its second
+   * field) at the end of the buffer, with room made for them; returns where they go.
+   */
+  private batchHead(type: number, key: number, first: number | undefined, bytes: number): number {
+    const at = this.n;
+    const head = first === undefined ? 4 : 8;
+    this.reserve(HEADER_BYTES + head + bytes);
+    const b = this.buf;
+    b.writeUInt32BE(1 + head + bytes, at);
+    b[at + 4] = type;
+    b.writeUInt32BE(key >>> 0, at + 5);
+    if (first !== undefined) b.writeUInt32BE(first >>> 0, at + 9);
+    return at + HEADER_BYTES + head;
   }
 
   take(): Buffer {

@@ -67,7 +67,7 @@ export async function dialLink(
   hooks: DialHooks,
 ): Promise<void> {
   const where = whereOf(opts);
-  const sock: Duplex = opts.connect?.() ?? connectTo(opts.host, opts.port, opts.key);
+  const sock: Duplex = opts.connect?.() ?? connectTo(opts.host, opts.port, opts.key, true);
   const conn = new FrameConn(sock, { maxFrame: DEFAULT_MAX_VALUE + FRAME_SLACK });
   hooks.attach(conn);
   let timer: NodeJS.Timeout | undefined;

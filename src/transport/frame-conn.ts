@@ -15,6 +15,7 @@ import {
   type PieceHandler,
   writeBinHead,
 } from "../wire/frame.js";
+import { adoptDirectReads } from "./direct-read.js";
 
 const FLUSH_AT = 256 * 1024;
 /**
@@ -75,7 +76,7 @@ export class FrameConn {
     keepFreedMemory();
     this.decoder = new FrameDecoder(opts.maxFrame, (t, b) => this.onFrame(t, b));
     this.maxUnsent = opts.maxUnsent ?? Number.POSITIVE_INFINITY;
-    stream.on("data", (chunk: Buffer) => {
+    const onBytes = (chunk: Buffer): void => {
       if (this.ended) return;
       this.lastInput = monotonicMs();
       try {
@@ -85,7 +86,8 @@ export class FrameConn {
         this.onBadInput(e);
         this.destroy(e);
       }
-    });
+    };
+    if (!adoptDirectReads(stream, onBytes)) stream.on("data", onBytes);
     stream.on("error", (err) => {
       this.closeError ??= err;
       this.finish(err);

@@ -8,6 +8,7 @@ import { createRequire } from "node:module";
 import * as net from "node:net";
 import type * as Tls from "node:tls";
 import { AuthFailed } from "../errors.js";
+import { directReadOptions } from "./direct-read.js";
 
 let tlsModule: typeof Tls | undefined;
 /**
@@ -132,19 +133,31 @@ export function peerAddress(sock: { remoteAddress?: string; remotePort?: number 
   return h.includes(":") ? `[${h}]:${sock.remotePort}` : `${h}:${sock.remotePort}`;
 }
 
-/** Opens a connection to a server, over TLS-PSK when a key is given. */
-export function connectTo(host: string, port: number, key: Buffer | undefined): net.Socket {
-  if (!key) return net.connect({ host, port, noDelay: true });
-  const identity = keyId(key);
-  const sock = tls().connect({
-    ...tlsBase,
-    host,
-    port,
-    pskCallback: () => ({ psk: key, identity }),
-    // PSK authenticates the server; there is no certificate to check.
-    checkServerIdentity: () => undefined,
-  });
-  sock.setNoDelay(true);
+/**
+ * Opens a connection to a server, over TLS-PSK when a key is given. With `direct`, its bytes are
+ * read into buffers of ours for a FrameConn to take over (direct-read.ts): no 'data' events.
+ */
+export function connectTo(host: string, port: number, key: Buffer | undefined, direct = false): net.Socket {
+  const reads = direct ? directReadOptions() : undefined;
+  const onread = reads?.onread;
+  let sock: net.Socket;
+  if (!key) sock = net.connect({ host, port, noDelay: true, onread });
+  else {
+    const identity = keyId(key);
+    // tls.connect takes `onread` as net.connect does (Node's documentation); its typings lack it.
+    const options: Tls.ConnectionOptions & { onread?: net.OnReadOpts } = {
+      ...tlsBase,
+      host,
+      port,
+      onread,
+      pskCallback: () => ({ psk: key, identity }),
+      // PSK authenticates the server; there is no certificate to check.
+      checkServerIdentity: () => undefined,
+    };
+    sock = tls().connect(options);
+    sock.setNoDelay(true);
+  }
+  reads?.bind(sock);
   return sock;
 }
 

@@ -45,7 +45,7 @@ for (const transport of ["memory", "tcp"] as const)
         const sink: RecvSink = {
           val: (frame, start, end) => {
             got.push(decode(frame.subarray(start, end)));
-            c.moreRecv(rid, handle, 1, 1, true);
+            c.moreRecv(rid, handle, 1, 1, "now");
             if (got.length === n) {
               c.closeRecv(rid, 0);
               resolve(got);

@@ -1,8 +1,10 @@
-// When an iterating consumer hands credit back: a loop that still has prefetched values to go
-// through hands it back at once, mid-turn (the daemon can send more while the loop works on the
-// rest); loops that ran dry hand theirs back at the end of the turn, all in one write (a program
-// iterating many channels made one write per channel before: a system call and a wake-up of the
-// daemon each). Observed at the client's socket writes, against a daemon in its own process.
+// When an iterating consumer hands credit back. Loops that ran dry hand theirs back together, all
+// in one write (a program iterating many channels made one write per channel before: a system
+// call and a wake-up of the daemon each). At half its prefetch, a loop that still has values to go
+// through hands it back at once if the connection's loops hold more values than it gives back (the
+// daemon can send more while they work), else with the write of its running dry or of the turn's
+// end (one write a read, not two). Observed at the client's socket writes, against a daemon in its
+// own process.
 import assert from "node:assert/strict";
 import { Socket } from "node:net";
 import { after, before, test } from "node:test";
@@ -87,21 +89,76 @@ test("loops over many channels that ran dry hand their credit back in one write"
   await Promise.all(loops);
 });
 
-test("a loop with prefetched values still to go through hands credit back at once", async () => {
-  const path = `/${consumer.serverId}/credit-one`;
+/** A fresh channel of capacity `cap` on the consumer's server with `n` values waiting in it. */
+async function filled(name: string, cap: number, n: number) {
+  const path = `/${consumer.serverId}/${name}`;
+  const inbox = await consumer.walk(path).makeChan<number>(cap);
+  const outbox = await producer.walk(path).getChan<number>();
+  await Promise.all(Array.from({ length: n }, (_, i) => outbox.send(i)));
+  return inbox;
+}
+
+test("a loop going through the values of one read hands credit back once, as it runs dry", async () => {
+  // Six values waiting before the loop starts: the daemon hands all six over in one write.
+  const path = `/${consumer.serverId}/credit-one-read`;
   const inbox = await consumer.walk(path).makeChan<number>(8);
   const outbox = await producer.walk(path).getChan<number>();
-  // Eight values waiting before the loop starts: it is handed all of them at once.
-  await Promise.all(Array.from({ length: 8 }, (_, i) => outbox.send(i)));
+  await Promise.all(Array.from({ length: 6 }, (_, i) => outbox.send(i)));
+  events.length = 0;
+  recvWrites.length = 0;
+  const loop = inbox.iterate({ prefetch: 8 })[Symbol.asyncIterator]();
+  for (let i = 0; i < 6; i++) events.push(`v${(await loop.next()).value}`);
+  // The loop asks for a seventh value and finds none: it has run dry.
+  const seventh = loop.next();
+  await sleep(50);
+  // Half the prefetch (four) was taken with two values still queued, fewer than the four it gives
+  // back: that credit went with the one written when the loop ran dry (two RECV frames in one
+  // write), not in a write of its own mid-loop (a system call and a wake-up of the daemon more).
+  // (The first write with a RECV frame opened the loop, before its first value.)
+  assert.equal(events[0], "credit", `${events}`);
+  const credit = events.indexOf("credit", 1);
+  assert.ok(credit > events.indexOf("v5"), `a credit was written before the loop ran dry: ${events}`);
+  assert.deepEqual(recvWrites, [1, 2], `RECV frames in each write: ${recvWrites}`);
+  await outbox.send(6);
+  assert.equal((await seventh).value, 6);
+  await loop.return?.();
+});
+
+test("a loop with values left to go through on a busy connection hands credit back at once", async () => {
+  // Another loop on the same connection holds twelve values it has not gone through yet.
+  const other = await filled("credit-busy-other", 16, 13);
+  const otherLoop = other.iterate({ prefetch: 16 })[Symbol.asyncIterator]();
+  await otherLoop.next();
+  const inbox = await filled("credit-busy", 8, 8);
   events.length = 0;
   let taken = 0;
   for await (const v of inbox.iterate({ prefetch: 8 })) {
     events.push(`v${v}`);
     if (++taken === 8) break;
   }
-  // The first four taken, half the prefetch: their credit leaves before the loop goes on, while
-  // four values are still queued here (not at the end of the turn, after all eight).
-  const credit = events.indexOf("credit");
+  // The first four taken, half the prefetch: with the connection's loops holding more values than
+  // that gives back, its credit leaves before the loop goes on (the daemon can send more meanwhile).
+  // (The first write with a RECV frame opened the loop.)
+  assert.equal(events[0], "credit", `${events}`);
+  const credit = events.indexOf("credit", 1);
+  assert.ok(credit >= 0, `no credit written: ${events}`);
+  assert.ok(credit < events.indexOf("v7"), `the credit waited for the loop to run dry: ${events}`);
+  await otherLoop.return?.();
+});
+
+test("a loop that waits between values hands its credit back at the end of the turn", async () => {
+  const inbox = await filled("credit-slow", 8, 8);
+  events.length = 0;
+  let taken = 0;
+  for await (const v of inbox.iterate({ prefetch: 8 })) {
+    events.push(`v${v}`);
+    if (++taken === 8) break;
+    // Work that leaves the turn (I/O, a timer) between values.
+    await new Promise((r) => setImmediate(r));
+  }
+  // (The first write with a RECV frame opened the loop.)
+  assert.equal(events[0], "credit", `${events}`);
+  const credit = events.indexOf("credit", 1);
   assert.ok(credit >= 0, `no credit written: ${events}`);
   assert.ok(credit < events.indexOf("v7"), `the credit waited for the loop to run dry: ${events}`);
 });

@@ -4,7 +4,7 @@ import { Readable, type Writable } from "node:stream";
 import { ChannelClosed, type CircuitError, ProtocolError, WrongKind } from "../errors.js";
 import { decode } from "../wire/protocol.js";
 import type { ChanStat } from "../wire/shapes.js";
-import type { ChanState, Connection } from "./connection.js";
+import type { ChanState, Connection, Flush } from "./connection.js";
 import type { SelectCase } from "./select.js";
 
 export type { ChanStat };
@@ -175,6 +175,9 @@ export class Chan<T = unknown> implements AsyncIterable<T>, AsyncDisposable {
  * as a Readable), kept in parallel rings so that an arrival allocates nothing.
  */
 class Inbox {
+  /** `tally.values` counts the items of every inbox sharing it (one connection's receive loops). */
+  constructor(private readonly tally: { values: number }) {}
+
   private items: (Buffer | Readable | undefined)[] = new Array(64);
   private starts = new Int32Array(64);
   private ends = new Int32Array(64);
@@ -191,6 +194,7 @@ class Inbox {
     this.starts[i] = start;
     this.ends[i] = end;
     this.length++;
+    this.tally.values++;
   }
 
   /** Removes the head; its item is returned and its range is left in `start`/`end`. */
@@ -202,6 +206,7 @@ class Inbox {
     this.end = this.ends[i] as number;
     this.head = (i + 1) & (this.items.length - 1);
     this.length--;
+    this.tally.values--;
     return item;
   }
 
@@ -232,7 +237,7 @@ class Inbox {
 }
 
 class RecvIterator<T> implements AsyncIterableIterator<T> {
-  private readonly queue = new Inbox();
+  private readonly queue: Inbox;
   private ended: CircuitError | undefined | null = null;
   private finished = false;
   /** Values handed to the caller and not yet acknowledged to the server. */
@@ -249,6 +254,7 @@ class RecvIterator<T> implements AsyncIterableIterator<T> {
     private readonly signal?: AbortSignal,
     private readonly onFinish?: () => void,
   ) {
+    this.queue = new Inbox(c.inboxes);
     // A server lets one receiver have --max-credits values outstanding or unacknowledged: the
     // prefetch is held to that (here, and again on a new connection, whose server may say otherwise).
     const window = () => Math.min(prefetch, c.creditBound);
@@ -289,7 +295,13 @@ class RecvIterator<T> implements AsyncIterableIterator<T> {
       this.consumed++;
     }
     if (this.consumed > 0 && this.ended === null && (this.consumed >= this.batch || this.queue.length === 0)) {
-      this.c.moreRecv(this.rid, this.st.handle, this.consumed, this.consumed, this.queue.length > 0);
+      // Credit goes back when half the prefetch has been taken, or when the loop has run dry. At
+      // half, with values still queued: at once if the connection's loops have more values left
+      // to go through than this gives back (the server should not wait for them to be gone
+      // through), else with the write of the turn's end, or of the loop running dry if that comes
+      // first (a loop taking a read's values on microtasks: one write a read, not two).
+      const flush: Flush = this.queue.length === 0 ? "soon" : this.c.inboxes.values > this.consumed ? "now" : "later";
+      this.c.moreRecv(this.rid, this.st.handle, this.consumed, this.consumed, flush);
       this.consumed = 0;
     }
     if (this.queue.length > 0) return Promise.resolve(this.take());

@@ -103,6 +103,12 @@ function tooLarge(size: number, max: number): MessageTooLarge {
   return new MessageTooLarge(`value of ${size} bytes exceeds the limit of ${max}`);
 }
 
+/**
+ * When credit handed back by a receive loop is written (Connection.moreRecv): at once, once the
+ * microtasks queued so far have run, or with the next write (at the latest at the turn's end).
+ */
+export type Flush = "now" | "soon" | "later";
+
 /** A small byte value's send held back (ChanState.held) without an abort signal: one object, no closures. */
 class HeldBin implements Gated {
   constructor(
@@ -173,6 +179,8 @@ export class Connection {
    * receiver have (its HELLO says): an iterator's prefetch is held to it.
    */
   creditBound = DEFAULT_SERVER_CREDITS;
+  /** Values that arrived for this connection's receive loops and were not handed out yet. */
+  readonly inboxes = { values: 0 };
   /** Cases of one select the server takes (its HELLO says). */
   selectCaseBound = DEFAULT_SERVER_SELECT_CASES;
   /** The server keeps a credit holder that holds nothing until it revokes it (ServerHello.grantWait). */
@@ -681,7 +689,7 @@ export class Connection {
   }
 
   /** Acknowledges `ack` consumed values of rid and adds n credits. */
-  moreRecv(rid: number, handle: number, ack: number, n: number, now: boolean): void {
+  moreRecv(rid: number, handle: number, ack: number, n: number, flush: Flush): void {
     if (!this.sinks.has(rid)) return;
     const waiting = this.recvWaiting.get(rid);
     if (waiting) {
@@ -690,13 +698,14 @@ export class Connection {
       return;
     }
     this.conn.send(T.RECV, [rid, handle, ack, n]);
-    // A consumer working through its prefetched values runs on microtasks and would not reach the
-    // end-of-turn flush until it ran dry: the credit of one that still has values to go through
-    // leaves `now`, to keep the pipe full. One that has run dry lets the microtasks already queued
-    // run first: the other receive loops that the same read woke hand their credit back meanwhile,
-    // and a program iterating many channels returns them all in one write, not in one write each.
-    if (now) this.conn.flush();
-    else this.conn.flushAfterMicrotasks();
+    // A consumer working through its prefetched values runs on microtasks and does not reach the
+    // end-of-turn flush until it runs dry: credit it gives while its loops still have much to go
+    // through leaves now, to keep the pipe full. One that has run dry lets the microtasks already
+    // queued run first (soon): the other receive loops that the same read woke hand their credit
+    // back meanwhile, and a program iterating many channels returns them all in one write, not in
+    // one write each. Later leaves it to the next of those writes, or the turn's end.
+    if (flush === "now") this.conn.flush();
+    else if (flush === "soon") this.conn.flushAfterMicrotasks();
   }
 
   /** Ends receiver rid: `ack` values were consumed; the rest go back to the channel. */

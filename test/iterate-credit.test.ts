@@ -124,41 +124,39 @@ test("a loop going through the values of one read hands credit back once, as it 
   await loop.return?.();
 });
 
+/** Takes the eight values waiting in `inbox` (prefetch 8), noting each; `between` runs after each but the last. */
+async function takeEight(inbox: Awaited<ReturnType<typeof filled>>, between?: () => Promise<void>): Promise<void> {
+  events.length = 0;
+  let taken = 0;
+  for await (const v of inbox.iterate({ prefetch: 8 })) {
+    events.push(`v${v}`);
+    if (++taken === 8) break;
+    await between?.();
+  }
+}
+
+/** The loop's first credit (after the write that opened it) left before it took its last value. */
+function creditBeforeLast(): void {
+  assert.equal(events[0], "credit", `${events}`);
+  const credit = events.indexOf("credit", 1);
+  assert.ok(credit >= 0, `no credit written: ${events}`);
+  assert.ok(credit < events.indexOf("v7"), `the credit waited for the loop to run dry: ${events}`);
+}
+
 test("a loop with values left to go through on a busy connection hands credit back at once", async () => {
   // Another loop on the same connection holds twelve values it has not gone through yet.
   const other = await filled("credit-busy-other", 16, 13);
   const otherLoop = other.iterate({ prefetch: 16 })[Symbol.asyncIterator]();
   await otherLoop.next();
-  const inbox = await filled("credit-busy", 8, 8);
-  events.length = 0;
-  let taken = 0;
-  for await (const v of inbox.iterate({ prefetch: 8 })) {
-    events.push(`v${v}`);
-    if (++taken === 8) break;
-  }
+  await takeEight(await filled("credit-busy", 8, 8));
   // The first four taken, half the prefetch: with the connection's loops holding more values than
   // that gives back, its credit leaves before the loop goes on (the daemon can send more meanwhile).
-  // (The first write with a RECV frame opened the loop.)
-  assert.equal(events[0], "credit", `${events}`);
-  const credit = events.indexOf("credit", 1);
-  assert.ok(credit >= 0, `no credit written: ${events}`);
-  assert.ok(credit < events.indexOf("v7"), `the credit waited for the loop to run dry: ${events}`);
+  creditBeforeLast();
   await otherLoop.return?.();
 });
 
 test("a loop that waits between values hands its credit back at the end of the turn", async () => {
-  const inbox = await filled("credit-slow", 8, 8);
-  events.length = 0;
-  let taken = 0;
-  for await (const v of inbox.iterate({ prefetch: 8 })) {
-    events.push(`v${v}`);
-    if (++taken === 8) break;
-    // Work that leaves the turn (I/O, a timer) between values.
-    await new Promise((r) => setImmediate(r));
-  }
-  // (The first write with a RECV frame opened the loop.)
-  assert.equal(events[0], "credit", `${events}`);
-  const credit = events.indexOf("credit", 1);
-  assert.ok(credit >= 0, `no credit written: ${events}`);
-  assert.ok(credit < events.indexOf("v7"), `the credit waited for the loop to run dry: ${events}`);
+  // Work that leaves the turn (I/O, a timer) between values.
+  await takeEight(await filled("credit-slow", 8, 8), () => new Promise((r) => setImmediate(r)));
+  creditBeforeLast();
 });

@@ -23,9 +23,8 @@ interface Sink {
   early: Buffer[];
 }
 
+/** Sockets made with directReadOptions that nothing has taken over yet. */
 const sinks = new WeakMap<object, Sink>();
-/** Sinks a FrameConn has taken over. */
-const adopted = new WeakSet<Sink>();
 
 /** The `onread` option for a socket that `adoptDirectReads` hands to whoever takes it over. */
 export function directReadOptions(): { onread: OnReadOpts; bind(sock: Duplex): void } {
@@ -63,8 +62,8 @@ export function directReadOptions(): { onread: OnReadOpts; bind(sock: Duplex): v
  */
 export function adoptDirectReads(stream: Duplex, deliver: (chunk: Buffer) => void): boolean {
   const sink = sinks.get(stream);
-  if (!sink || adopted.has(sink)) return false;
-  adopted.add(sink);
+  if (!sink) return false;
+  sinks.delete(stream);
   queueMicrotask(() => {
     for (const chunk of sink.early.splice(0)) deliver(chunk);
     sink.deliver = deliver;

@@ -4,7 +4,8 @@
 // publisher does: the main run keeps WINDOW sends outstanding and awaits the oldest. A second run
 // awaits every send before the next (one send per event-loop turn), shown beside it. The consumer
 // iterates with a prefetch. Compared with NATS pub/sub, measured the same way: WARM_MESSAGES
-// first (fresh processes), then MESSAGES measured.
+// first (fresh processes), then MESSAGES measured. A fourth run is the main one with the consumer
+// taking each value in a function (Chan.consume), as the NATS subscriber takes each message.
 import { performance } from "node:perf_hooks";
 import { checkPayload, dialCircuit, getChan, openChan } from "./circuit-lib.ts";
 import type { Message, RoleContext, Scenario, ScenarioContext } from "./harness.ts";
@@ -90,17 +91,34 @@ async function consumerRole(args: Record<string, unknown>, ctx: RoleContext): Pr
   const ch = await openChan(client, String(args.name), Number(args.cap ?? CAP));
   const phases = new Phases(Number(args.warm), Number(args.count), Number(args.seconds) * 1000, ctx);
   ctx.report("ready");
-  for await (const v of ch.iterate({ prefetch: Number(args.prefetch) })) {
-    if (phases.finished) break;
-    if (phases.received === 0) checkPayload(v, PAYLOAD_BYTES);
-    if (phases.arrive()) break;
+  if (args.consume) {
+    // The consume() run: each value handed to a function, as NATS's subscriber takes each message
+    // in its callback; stopped by an abort once the count is reached.
+    const stop = new AbortController();
+    const run = ch.consume(
+      (v) => {
+        if (phases.finished) return stop.abort();
+        if (phases.received === 0) checkPayload(v, PAYLOAD_BYTES);
+        if (phases.arrive()) stop.abort();
+      },
+      { prefetch: Number(args.prefetch), signal: stop.signal },
+    );
+    await run.catch((e: unknown) => {
+      if (!stop.signal.aborted) throw e;
+    });
+  } else {
+    for await (const v of ch.iterate({ prefetch: Number(args.prefetch) })) {
+      if (phases.finished) break;
+      if (phases.received === 0) checkPayload(v, PAYLOAD_BYTES);
+      if (phases.arrive()) break;
+    }
   }
   phases.finish("channel closed");
 }
 
 export const scenario: Scenario = {
   name: "chan-throughput",
-  description: `circuit chan cap ${CAP}, ${WARM_MESSAGES} + ${MESSAGES} × ${PAYLOAD_BYTES} B sends, iterate prefetch ${PREFETCH}, ≤ ${SECONDS} s; the same with ${WIDE.window} in flight, prefetch ${WIDE.prefetch}, cap ${WIDE.cap}; awaiting each send: ${SERIAL_SECONDS} s`,
+  description: `circuit chan cap ${CAP}, ${WARM_MESSAGES} + ${MESSAGES} × ${PAYLOAD_BYTES} B sends, iterate prefetch ${PREFETCH}, ≤ ${SECONDS} s; the same into consume(); the same with ${WIDE.window} in flight, prefetch ${WIDE.prefetch}, cap ${WIDE.cap}; awaiting each send: ${SERIAL_SECONDS} s`,
   budgetMs: 90_000,
   async run(ctx: ScenarioContext) {
     const main = {
@@ -118,14 +136,23 @@ export const scenario: Scenario = {
       id: "chan.throughput.wide.cold",
       label: `circuit chan, ${WIDE.window} in flight → iterate(${WIDE.prefetch}), first ${WARM_MESSAGES / 1000}k`,
     };
+    const viaConsume = {
+      id: "chan.throughput.consume",
+      label: `circuit chan cap ${CAP}, ${WINDOW} sends in flight → consume(prefetch ${PREFETCH})`,
+    };
+    const viaConsumeCold = {
+      id: "chan.throughput.consume.cold",
+      label: `circuit chan → consume(prefetch ${PREFETCH}), first ${WARM_MESSAGES / 1000}k`,
+    };
     const rows = [];
-    for (const [m, c, window, shape] of [
-      [main, cold, WINDOW, MAIN_SHAPE],
-      [wide, wideCold, WIDE.window, WIDE],
-      [serial, serialCold, 1, MAIN_SHAPE],
+    for (const [m, c, window, shape, extra] of [
+      [main, cold, WINDOW, MAIN_SHAPE, {}],
+      [viaConsume, viaConsumeCold, WINDOW, MAIN_SHAPE, { consume: true }],
+      [wide, wideCold, WIDE.window, WIDE, {}],
+      [serial, serialCold, 1, MAIN_SHAPE, {}],
     ] as const) {
       try {
-        rows.push(...phaseRows(m, c, MESSAGES, await throughputRun(ctx, "chan-throughput", window, {}, shape)));
+        rows.push(...phaseRows(m, c, MESSAGES, await throughputRun(ctx, "chan-throughput", window, extra, shape)));
       } catch (e) {
         rows.push(...phaseRows(m, c, MESSAGES, { error: errorText(e) }));
       }

@@ -8,6 +8,7 @@ export interface BenchChan {
   send(value: unknown): Promise<void>;
   recv(): Promise<unknown>;
   iterate(opts: { prefetch: number }): AsyncIterableIterator<unknown>;
+  consume(fn: (value: unknown) => unknown, opts: { prefetch: number; signal?: AbortSignal }): Promise<void>;
   close(): Promise<void>;
 }
 

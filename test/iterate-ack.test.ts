@@ -2,7 +2,8 @@
 // killed with SIGKILL at random moments: a value handed to a consumer is acknowledged only from a
 // later turn of its loop, so one that dies gives back what it had not acknowledged (prefetched
 // values, and the ones its loop got since its last acknowledgement). Nothing is lost; a value shows
-// up twice only if a killed consumer printed it among its last unacknowledged ones.
+// up twice only if a killed consumer printed it among its last unacknowledged ones. The same with
+// consumers that take each value in a function passed to Chan.consume.
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { after, before, test } from "node:test";
@@ -51,10 +52,10 @@ function start(path: string, mode: string, arg: string, onLine: (l: string) => v
   return proc;
 }
 
-function consumer(path: string): Consumer {
+function consumer(path: string, mode: string): Consumer {
   const c = { got: [], killed: false } as unknown as Consumer;
   c.ready = new Promise((resolve) => {
-    c.proc = start(path, "consume", String(PREFETCH), (l) => {
+    c.proc = start(path, mode, String(PREFETCH), (l) => {
       if (l === "ready") resolve();
       else c.got.push(l);
     });
@@ -63,12 +64,13 @@ function consumer(path: string): Consumer {
   return c;
 }
 
-test("iterating consumers killed -9 at random moments while four producer processes fill the channel lose no value", async () => {
+/** Consumers running fixture mode `mode` (iterate: consume; Chan.consume: consume-fn), killed and replaced. */
+async function killConsumers(mode: string, label: string): Promise<void> {
   const N = 6000;
   const PRODUCERS = 4;
   const KILLS = 6;
-  const x = await client.walk(`/${d.id}/iter-ack`).makeChan<[number, number]>(64);
-  const consumers = [consumer(x.path), consumer(x.path), consumer(x.path)];
+  const x = await client.walk(`/${d.id}/iter-ack-${mode}`).makeChan<[number, number]>(64);
+  const consumers = [consumer(x.path, mode), consumer(x.path, mode), consumer(x.path, mode)];
   await Promise.all(consumers.map((c) => c.ready));
   const producers = Array.from({ length: PRODUCERS }, () => start(x.path, "produce-report", String(N), () => {}));
   let producing = true;
@@ -88,7 +90,7 @@ test("iterating consumers killed -9 at random moments while four producer proces
     victim.killed = true;
     victim.proc.kill("SIGKILL");
     kills++;
-    consumers.push(consumer(x.path));
+    consumers.push(consumer(x.path, mode));
   }
   for (const p of await produced) assert.equal(p.code, 0, "a producer failed");
   await x.close();
@@ -127,5 +129,11 @@ test("iterating consumers killed -9 at random moments while four producer proces
   const st = await x.stat();
   assert.equal(st.len, 0);
   assert.equal(st.numRecv, PRODUCERS * N, "every value was received for good exactly once");
-  console.log(`# ${PRODUCERS * N} values, ${kills} kills of iterating consumers: 0 lost, ${again} seen again`);
-});
+  console.log(`# ${PRODUCERS * N} values, ${kills} kills of ${label} consumers: 0 lost, ${again} seen again`);
+}
+
+test("iterating consumers killed -9 at random moments while four producer processes fill the channel lose no value", () =>
+  killConsumers("consume", "iterating"));
+
+test("consume() consumers killed -9 at random moments while four producer processes fill the channel lose no value", () =>
+  killConsumers("consume-fn", "consume()"));

@@ -123,6 +123,28 @@ describe("a replicated channel keeps Go's semantics", () => {
     await ch.scrub();
   });
 
+  test("consume hands each value in order; a throw stops it and leaves the rest in the channel", async () => {
+    const ch = await ca.walk(fresh()).makeChan(8, { replicas: 3 });
+    for (let i = 0; i < 6; i++) await ch.send(i);
+    const got: unknown[] = [];
+    const stop = new Error("stop at 2");
+    await assert.rejects(
+      ch.consume(
+        (v) => {
+          got.push(v);
+          if (v === 2) throw stop;
+        },
+        { prefetch: 4 },
+      ),
+      (e) => e === stop,
+    );
+    await sleep(300);
+    await ch.close();
+    await ch.consume((v) => void got.push(v), { prefetch: 4 });
+    assert.deepEqual(got, [0, 1, 2, 3, 4, 5]);
+    await ch.scrub();
+  });
+
   test("a loop that breaks out of iterate leaves the values it did not take in the channel", async () => {
     const ch = await ca.walk(fresh()).makeChan(8, { replicas: 3 });
     for (let i = 0; i < 6; i++) await ch.send(i);

@@ -228,6 +228,15 @@ export class ReplicatedChan<T = unknown> implements AsyncIterable<T> {
     }
   }
 
+  /**
+   * Calls `fn` with each value until the channel is closed and drained, awaiting a promise it
+   * returns before the next (Chan.consume's contract, through iterate here).
+   */
+  async consume(fn: (value: T) => unknown, opts?: IterateOptions): Promise<void> {
+    if (typeof fn !== "function") throw new TypeError("consume needs a function");
+    for await (const v of this.iterate(opts)) await fn(v);
+  }
+
   [Symbol.asyncIterator](): AsyncIterator<T> {
     return this.iterate();
   }

@@ -39,6 +39,11 @@ export class Subscription implements AsyncIterable<string>, AsyncDisposable {
     return this.ch.iterate(opts);
   }
 
+  /** Calls `fn` with each message until the subscription ends (Chan.consume). */
+  consume(fn: (message: string) => unknown, opts?: IterateOptions): Promise<void> {
+    return this.ch.consume(fn, opts);
+  }
+
   [Symbol.asyncIterator](): AsyncIterator<string> {
     return this.ch.iterate();
   }

@@ -67,25 +67,30 @@ describe("reconnection after a broken connection", () => {
     }
   });
 
-  test("a blocked recv, a blocked unbuffered send and an iteration carry over a cut", async () => {
+  test("a blocked recv, a blocked unbuffered send, an iteration and a consume() run carry over a cut", async () => {
     const client = await dial(relay.url);
     try {
       const a = await client.walk(`/${d.id}/cut/a`).makeChan<string>(0);
       const b = await client.walk(`/${d.id}/cut/b`).makeChan<string>(0);
       const c = await client.walk(`/${d.id}/cut/c`).makeChan<number>(16);
+      const e = await client.walk(`/${d.id}/cut/e`).makeChan<number>(16);
       const blockedRecv = a.recv({ signal: AbortSignal.timeout(20_000) });
       const blockedSend = b.send("from the client", { signal: AbortSignal.timeout(20_000) });
       const seen: number[] = [];
       const iterating = (async () => {
         for await (const v of c.iterate({ prefetch: 4 })) seen.push(v);
       })();
+      const seenE: number[] = [];
+      const consuming = e.consume((v) => void seenE.push(v), { prefetch: 4 });
       const feedC = (await direct.walk(`/${d.id}/cut/c`).get()) as Chan<number>;
+      const feedE = (await direct.walk(`/${d.id}/cut/e`).get()) as Chan<number>;
       const M = 400;
       for (let k = 0; k < M; k++) {
-        await feedC.send(k);
+        await Promise.all([feedC.send(k), feedE.send(k)]);
         if (k === 100 || k === 250) relay.cut();
       }
       await feedC.close();
+      await feedE.close();
       await sleep(300);
       relay.cut();
       await sleep(300);
@@ -96,14 +101,21 @@ describe("reconnection after a broken connection", () => {
       assert.equal(await takeB.recv(), "from the client");
       await blockedSend;
       await iterating;
+      await consuming;
       // Every value arrived, first arrivals in order; a value seen twice is one that had been
       // handed out but not yet acknowledged when a cut came (at most the window per cut).
-      const first = [...new Set(seen)];
-      assert.deepEqual(
-        first,
-        Array.from({ length: M }, (_, k) => k),
-      );
-      assert.ok(seen.length - M <= 3 * 4, `${seen.length - M} values seen twice`);
+      for (const [how, got] of [
+        ["iterate", seen],
+        ["consume", seenE],
+      ] as const) {
+        const first = [...new Set(got)];
+        assert.deepEqual(
+          first,
+          Array.from({ length: M }, (_, k) => k),
+          how,
+        );
+        assert.ok(got.length - M <= 3 * 4, `${how}: ${got.length - M} values seen twice`);
+      }
     } finally {
       await client.close();
     }

@@ -25,6 +25,9 @@ after(async () => {
   await killAll();
 });
 
+/** from, from + 1, …, to - 1. */
+const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
+
 /** A fresh channel of `cap`, as the producer's and the consumer's handles. */
 async function chan(cap: number): Promise<{ tx: Chan<number>; rx: Chan<number> }> {
   const path = `/${d.id}/each${++n}`;
@@ -58,10 +61,7 @@ test("hands every value in order and resolves once the channel is closed and dra
   const run = rx.consume((v) => void got.push(v), { prefetch: 64 });
   await fill(tx, 5000, true);
   await run;
-  assert.deepEqual(
-    got,
-    Array.from({ length: 5000 }, (_, i) => i),
-  );
+  assert.deepEqual(got, range(0, 5000));
   const st = await tx.stat();
   assert.equal(st.len, 0);
   assert.equal(st.numRecv, 5000);
@@ -87,10 +87,7 @@ test("a function returning a promise is not called again until it settles", asyn
   await fill(tx, 600, true);
   await run;
   assert.equal(overlaps, 0, "the function ran twice at once");
-  assert.deepEqual(
-    got,
-    Array.from({ length: 600 }, (_, i) => i),
-  );
+  assert.deepEqual(got, range(0, 600));
 });
 
 test("a throw stops the run: it rejects with the error, and the values after it are back in the channel in order", async () => {
@@ -109,14 +106,8 @@ test("a throw stops the run: it rejects with the error, and the values after it 
     (e) => e === boom,
   );
   // The value it threw on was taken; the 62 prefetched after it, and the rest, were not.
-  assert.deepEqual(
-    got,
-    Array.from({ length: 38 }, (_, i) => i),
-  );
-  assert.deepEqual(
-    await rest(rx, tx),
-    Array.from({ length: 162 }, (_, i) => 38 + i),
-  );
+  assert.deepEqual(got, range(0, 38));
+  assert.deepEqual(await rest(rx, tx), range(38, 200));
 });
 
 test("a rejected promise stops the run the same way", async () => {
@@ -134,14 +125,8 @@ test("a rejected promise stops the run the same way", async () => {
     ),
     RangeError,
   );
-  assert.deepEqual(
-    got,
-    Array.from({ length: 11 }, (_, i) => i),
-  );
-  assert.deepEqual(
-    await rest(rx, tx),
-    Array.from({ length: 89 }, (_, i) => 11 + i),
-  );
+  assert.deepEqual(got, range(0, 11));
+  assert.deepEqual(await rest(rx, tx), range(11, 100));
 });
 
 test("an abort stops the run with the signal's reason; nothing is lost or taken twice", async () => {
@@ -159,14 +144,8 @@ test("an abort stops the run with the signal's reason; nothing is lost or taken 
   const sent = fill(tx, 3000, false);
   await assert.rejects(run, /enough/);
   await sent;
-  assert.deepEqual(
-    got,
-    Array.from({ length: 1000 }, (_, i) => i),
-  );
-  assert.deepEqual(
-    await rest(rx, tx),
-    Array.from({ length: 2000 }, (_, i) => 1000 + i),
-  );
+  assert.deepEqual(got, range(0, 1000));
+  assert.deepEqual(await rest(rx, tx), range(1000, 3000));
 });
 
 test("an abort while the function's promise is pending settles the run at once", async () => {
@@ -258,14 +237,8 @@ test("await using ends a run as a break ends a loop: it resolves and the values 
     while (got.length < 10) await sleep(5);
   }
   await run;
-  assert.deepEqual(
-    got,
-    Array.from({ length: 10 }, (_, i) => i),
-  );
-  assert.deepEqual(
-    await rest(rx, tx),
-    Array.from({ length: 40 }, (_, i) => 10 + i),
-  );
+  assert.deepEqual(got, range(0, 10));
+  assert.deepEqual(await rest(rx, tx), range(10, 50));
 });
 
 test("a subscription's consume() hands each event: the server there, then one that joins", async () => {

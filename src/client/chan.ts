@@ -259,6 +259,40 @@ class Inbox {
   }
 }
 
+/** What a receive loop (RecvIterator, RecvConsume) does with what its receiver gets. */
+interface Receiving {
+  /** A value (its bytes are frame[start, end)) or a stream message, in the channel's order. */
+  arrive(v: Buffer | Readable, start: number, end: number): void;
+  /** The channel ended (undefined or ChannelClosed: closed and drained). */
+  ended(err?: CircuitError): void;
+  /**
+   * The connection was re-established and the old session put every value it had handed us and
+   * we had not acknowledged back in the channel: drop the ones not handed out yet (they come
+   * again); one handed out and not yet acknowledged comes again too: it is seen twice (the
+   * documented window).
+   */
+  reset(): void;
+}
+
+/**
+ * Opens a receiver keeping `prefetch` receives outstanding, held to the server's --max-credits
+ * (here, and again on a new connection, whose server may say otherwise); returns its id and the
+ * credit it hands back at a time (half the window).
+ */
+function openReceiver(c: Connection, st: ChanState, prefetch: number, r: Receiving): [number, number] {
+  const window = () => Math.min(prefetch, c.creditBound);
+  const rid = c.openRecv(st.handle, window(), {
+    val: r.arrive,
+    stream: (m) => r.arrive(m, 0, 0),
+    end: (err) => r.ended(err),
+    resume: () => {
+      r.reset();
+      return window();
+    },
+  });
+  return [rid, Math.max(1, window() >> 1)];
+}
+
 class RecvIterator<T> implements AsyncIterableIterator<T> {
   private readonly queue: Inbox;
   private ended: CircuitError | undefined | null = null;
@@ -278,26 +312,16 @@ class RecvIterator<T> implements AsyncIterableIterator<T> {
     private readonly onFinish?: () => void,
   ) {
     this.queue = new Inbox(c.inboxes);
-    // A server lets one receiver have --max-credits values outstanding or unacknowledged: the
-    // prefetch is held to that (here, and again on a new connection, whose server may say otherwise).
-    const window = () => Math.min(prefetch, c.creditBound);
-    this.batch = Math.max(1, window() >> 1);
-    this.rid = c.openRecv(st.handle, window(), {
-      val: (frame, start, end) => this.arrive(frame, start, end),
-      stream: (r) => this.arrive(r, 0, 0),
-      end: (err) => {
+    [this.rid, this.batch] = openReceiver(c, st, prefetch, {
+      arrive: (v, start, end) => this.arrive(v, start, end),
+      ended: (err) => {
         this.ended = err;
         this.wake();
       },
-      // The connection was re-established and the old session put every value it had handed us
-      // and we had not acknowledged back in the channel: drop the ones not handed out yet (they
-      // come again) and receive with the whole window again. One handed out and not yet
-      // acknowledged comes again too: it is seen twice (the documented window).
-      resume: () => {
+      reset: () => {
         this.queue.clear();
         this.consumed = 0;
         this.given = false;
-        return window();
       },
     });
     signal?.addEventListener("abort", this.onAbort, { once: true });
@@ -438,22 +462,15 @@ class RecvConsume<T> {
       this.settle = { resolve, reject };
     });
     this.queue = new Inbox(c.inboxes);
-    // Held to the server's --max-credits, as RecvIterator's window.
-    const window = () => Math.min(prefetch, c.creditBound);
-    this.batch = Math.max(1, window() >> 1);
-    this.rid = c.openRecv(st.handle, window(), {
-      val: (frame, start, end) => this.arrive(frame, start, end),
-      stream: (r) => this.arrive(r, 0, 0),
-      end: (err) => {
+    [this.rid, this.batch] = openReceiver(c, st, prefetch, {
+      arrive: (v, start, end) => this.arrive(v, start, end),
+      ended: (err) => {
         this.ended = err;
         this.drained();
       },
-      // As RecvIterator's: what arrived and was not handed out comes again; so does a value handed
-      // out and not yet acknowledged (the documented window).
-      resume: () => {
+      reset: () => {
         this.queue.clear();
         this.consumed = 0;
-        return window();
       },
     });
     signal?.addEventListener("abort", this.onAbort, { once: true });

@@ -139,8 +139,8 @@ export class Chan<T = unknown> implements AsyncIterable<T>, AsyncDisposable {
    * returned is pending, the next values wait (prefetched, at most `prefetch`) and `fn` is not
    * called again. If `fn` throws or its promise rejects, or `signal` aborts, receiving stops and
    * the promise rejects with that error once the values prefetched and not handed to `fn` are back
-   * at the head of the channel. Each value costs no promise when `fn` returns none: the fast way to
-   * drain a busy channel (README, Performance).
+   * at the head of the channel. Each value costs no promise when `fn` returns none (README,
+   * Library).
    */
   consume(fn: (value: T) => unknown, opts?: IterateOptions): Promise<void> {
     if (typeof fn !== "function") return Promise.reject(new TypeError("consume needs a function"));

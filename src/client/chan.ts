@@ -2,6 +2,7 @@
 
 import { Readable, type Writable } from "node:stream";
 import { ChannelClosed, type CircuitError, ProtocolError, WrongKind } from "../errors.js";
+import { afterMicrotasks } from "../util/microtask.js";
 import { decode } from "../wire/protocol.js";
 import type { ChanStat } from "../wire/shapes.js";
 import type { ChanState, Connection, Flush } from "./connection.js";
@@ -507,7 +508,7 @@ class RecvConsume<T> {
     this.consumed++;
     if (!this.creditQueued) {
       this.creditQueued = true;
-      queueMicrotask(this.credit);
+      afterMicrotasks(this.credit);
     }
     let r: unknown;
     try {

@@ -6,6 +6,7 @@ import type { Duplex } from "node:stream";
 import { ProtocolError } from "../errors.js";
 import { monotonicMs } from "../util/clock.js";
 import { keepFreedMemory } from "../util/malloc-hint.js";
+import { afterMicrotasks } from "../util/microtask.js";
 import {
   binHeadBytes,
   FrameDecoder,
@@ -358,7 +359,7 @@ export class FrameConn {
   flushAfterMicrotasks(): void {
     if (this.microFlush || this.ended) return;
     this.microFlush = true;
-    queueMicrotask(this.flushMicro);
+    afterMicrotasks(this.flushMicro);
   }
 
   private readonly flushMicro = (): void => {

@@ -24,6 +24,24 @@ export interface IterateOptions extends OpOptions {
   prefetch?: number;
 }
 
+/** The prefetch `opts` ask for (default 1); a RangeError unless an integer from 1 to 65,536. */
+function prefetchOf(opts: IterateOptions | undefined): number {
+  const prefetch = opts?.prefetch ?? 1;
+  if (!Number.isInteger(prefetch) || prefetch < 1 || prefetch > 65536) {
+    throw new RangeError("prefetch must be an integer from 1 to 65536");
+  }
+  return prefetch;
+}
+
+/** The value a received frame holds in frame[start, end); a ProtocolError if it is not MessagePack. */
+function decodeValue<T>(frame: Buffer, start: number, end: number): T {
+  try {
+    return decode(frame, start, end) as T;
+  } catch (err) {
+    throw new ProtocolError("received a value that is not valid MessagePack", { cause: err });
+  }
+}
+
 /** The writable side of a stream message; `sent` settles like a send of the message would. */
 export type MessageWriter = Writable & { sent: Promise<void> };
 
@@ -78,9 +96,9 @@ export class Chan<T = unknown> implements AsyncIterable<T>, AsyncDisposable {
           settle();
           this.c.closeRecv(rid, 1);
           try {
-            resolve(decode(frame, start, end) as T);
+            resolve(decodeValue<T>(frame, start, end));
           } catch (err) {
-            reject(new ProtocolError("received a value that is not valid MessagePack", { cause: err }));
+            reject(err);
           }
         },
         stream: (r) => {
@@ -125,10 +143,7 @@ export class Chan<T = unknown> implements AsyncIterable<T>, AsyncDisposable {
 
   /** Receives values until the channel is closed and drained. */
   iterate(opts?: IterateOptions): AsyncIterableIterator<T> {
-    const prefetch = opts?.prefetch ?? 1;
-    if (!Number.isInteger(prefetch) || prefetch < 1 || prefetch > 65536) {
-      throw new RangeError("prefetch must be an integer from 1 to 65536");
-    }
+    const prefetch = prefetchOf(opts);
     const it = new RecvIterator<T>(this.c, this.st, prefetch, opts?.signal, () => this.iterations.delete(it));
     this.iterations.add(it);
     return it;
@@ -145,9 +160,11 @@ export class Chan<T = unknown> implements AsyncIterable<T>, AsyncDisposable {
    */
   consume(fn: (value: T) => unknown, opts?: IterateOptions): Promise<void> {
     if (typeof fn !== "function") return Promise.reject(new TypeError("consume needs a function"));
-    const prefetch = opts?.prefetch ?? 1;
-    if (!Number.isInteger(prefetch) || prefetch < 1 || prefetch > 65536) {
-      return Promise.reject(new RangeError("prefetch must be an integer from 1 to 65536"));
+    let prefetch: number;
+    try {
+      prefetch = prefetchOf(opts);
+    } catch (err) {
+      return Promise.reject(err);
     }
     if (opts?.signal?.aborted) return Promise.reject(opts.signal.reason);
     const each: RecvConsume<T> = new RecvConsume<T>(this.c, this.st, prefetch, fn, opts?.signal, () =>
@@ -381,11 +398,7 @@ class RecvIterator<T> implements AsyncIterableIterator<T> {
     const v = q.shift();
     this.given = true;
     if (v instanceof Readable) return { value: v as T, done: false };
-    try {
-      return { value: decode(v, q.start, q.end) as T, done: false };
-    } catch (err) {
-      throw new ProtocolError("received a value that is not valid MessagePack", { cause: err });
-    }
+    return { value: decodeValue<T>(v, q.start, q.end), done: false };
   }
 
   private end(): Promise<IteratorResult<T>> {
@@ -499,9 +512,9 @@ class RecvConsume<T> {
     if (v instanceof Readable) value = v as T;
     else {
       try {
-        value = decode(v, start, end) as T;
+        value = decodeValue<T>(v, start, end);
       } catch (err) {
-        this.fail(new ProtocolError("received a value that is not valid MessagePack", { cause: err }));
+        this.fail(err);
         return false;
       }
     }

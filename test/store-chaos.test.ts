@@ -21,12 +21,18 @@ const DRAIN_MS = 15_000;
 
 type V = { p: number; i: number };
 
-test("host killed or paused and a NATS node killed at random moments: every completed send received once, in order", async () => {
+// 20 s of chaos, up to 30 s for the producers' last sends and 15 s of drain, and a daemon started
+// during the chaos may wait up to 15 s for JetStream's elections: more than the runner's 60 s.
+test("host killed or paused and a NATS node killed at random moments: every completed send received once, in order", {
+  timeout: 150_000,
+}, async () => {
   const sc = await startStoreCircuit(3);
   const clients: Client[] = [];
   const live = () => sc.daemons.filter((d) => running(d.proc) && !paused.has(d));
   const paused = new Set<Daemon>();
   let stop = false;
+  // The consumer receives until this moment: set once the producers are done, or when the test fails.
+  const drainUntil = { at: Number.POSITIVE_INFINITY };
   try {
     const urls = sc.daemons.map((d) => d.url);
     const admin = await dial(urls);
@@ -58,7 +64,6 @@ test("host killed or paused and a NATS node killed at random moments: every comp
     clients.push(consumerClient);
     const cch = (await consumerClient.walk("/@/q").get()) as ReplicatedChan<V>;
     const total = () => completed.reduce((n, a) => n + a.length, 0);
-    const drainUntil = { at: Number.POSITIVE_INFINITY };
     // When (ms into the test) the consumer's receives timed out: a value left behind is told apart
     // from a consumer that could not reach the channel.
     const timeouts: number[] = [];
@@ -192,6 +197,7 @@ test("host killed or paused and a NATS node killed at random moments: every comp
     assert.ok(total() > 50, `the producers made progress through the chaos (${total()} sends)`);
   } finally {
     stop = true;
+    drainUntil.at = 0; // a failed test does not leave the consumer receiving
     for (const d of paused) d.kill("SIGCONT");
     await Promise.all(clients.map((c) => c.close().catch(() => {})));
     await sc.stop();

@@ -91,8 +91,12 @@ export interface Daemon {
   kill(signal?: NodeJS.Signals): void;
 }
 
-/** Starts `circuit start --addr 127.0.0.1:0 …extraArgs` and resolves once it has printed its URL. */
-export async function startDaemon(extraArgs: string[] = []): Promise<Daemon> {
+/**
+ * Starts `circuit start --addr 127.0.0.1:0 …extraArgs` and resolves once it has printed its URL,
+ * failing after `urlMs` (10 s unless told; a daemon with --store may wait up to its store's
+ * startMs, 15 s, for JetStream to elect leaders before it listens).
+ */
+export async function startDaemon(extraArgs: string[] = [], urlMs = 10_000): Promise<Daemon> {
   const proc = track(
     spawn(process.execPath, [CLI, "start", "--addr", "127.0.0.1:0", ...extraArgs], {
       cwd: ROOT,
@@ -124,7 +128,10 @@ export async function startDaemon(extraArgs: string[] = []): Promise<Daemon> {
   });
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`daemon printed no URL within 10 s; stderr: ${stderr}`)), 10_000);
+    timer = setTimeout(
+      () => reject(new Error(`daemon printed no URL within ${urlMs / 1000} s; stderr: ${stderr}`)),
+      urlMs,
+    );
   });
 
   let line: string;

@@ -17,7 +17,9 @@ export async function startStoreCircuit(count: number, extra: string[] = []): Pr
   const daemons: Daemon[] = [];
   const add = async (more: string[] = []): Promise<Daemon> => {
     const join = daemons[0] ? ["--join", daemons[0].url] : [];
-    const d = await startDaemon(["--store", nats.url, ...join, ...extra, ...more]);
+    // The daemon keeps trying to open the buckets for the store's startMs (15 s) while JetStream
+    // elects leaders (a NATS node killed by a chaos test): wait a little longer than that.
+    const d = await startDaemon(["--store", nats.url, ...join, ...extra, ...more], 20_000);
     daemons.push(d);
     return d;
   };

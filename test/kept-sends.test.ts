@@ -45,6 +45,24 @@ test("an acknowledgement in the middle of a run frees nothing yet; resends start
   assert.equal(delta, -kept + v("value 3").length + v("value 4").length);
 });
 
+test("a run across the wrap of sequence numbers (2^32 − 1, then 1) is acknowledged in its order", () => {
+  const st = newChanState(1, 8, ["X", "c"], false);
+  const seqs = [0xfffffffe, 0xffffffff, 1, 2];
+  for (const seq of seqs) keepCredited(st, seq, v(`value ${seq}`), false);
+  assert.equal(st.kept.length, 1, "one run: 1 follows 2^32 − 1");
+  assert.equal(ackThrough(st, 0xffffffff), 0, "the run is still needed for 1 and 2");
+  const { out } = unrun(st.kept.drain());
+  assert.deepEqual(
+    out.map((k) => k.seq),
+    [1, 2],
+  );
+  const st2 = newChanState(1, 8, ["X", "c"], false);
+  let kept = 0;
+  for (const seq of seqs) kept += keepCredited(st2, seq, v(seq), false);
+  assert.equal(ackThrough(st2, 2), kept, "through 2: all four");
+  assert.equal(st2.kept.length, 0);
+});
+
 test("acknowledging a whole run frees its bytes and rewinds the slab; a blocking send stops the walk", () => {
   const st = newChanState(1, 8, ["X", "c"], false);
   const a = keepCredited(st, 1, v(1), false) + keepCredited(st, 2, v(2), false);

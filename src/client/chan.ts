@@ -70,7 +70,9 @@ export class Chan<T = unknown> implements AsyncIterable<T>, AsyncDisposable {
   /**
    * Sends a value. Resolves when a receiver has taken it (unbuffered) or it is in the buffer;
    * until then it waits. Fails with ChannelClosed, ChannelAborted, MessageTooLarge (before
-   * anything is sent) or ServerGone.
+   * anything is sent) or ServerGone. Sends into a buffer's reserved slots (not on a durable
+   * channel) that leave this process in one write may return the same promise: it resolves once
+   * the server has stored the last of them, and rejects if any of them fails.
    */
   send(value: T, opts?: OpOptions): Promise<void> {
     return this.c.sendValue(this.st, value, opts?.signal);

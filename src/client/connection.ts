@@ -17,12 +17,14 @@ import type { FrameConn } from "../transport/frame-conn.js";
 import { monotonicMs } from "../util/clock.js";
 import { Deque } from "../util/deque.js";
 import { binHeadBytes, forEachEntry } from "../wire/frame.js";
-import { DEFAULT_MAX_VALUE, decode, encode, PROTOCOL_VERSION, T, tail, u32 } from "../wire/protocol.js";
+import { DEFAULT_MAX_VALUE, decode, encode, PROTOCOL_VERSION, seqAtMost, T, tail, u32 } from "../wire/protocol.js";
 import type { Push, Request, ServerHello } from "../wire/requests.js";
 import { checkValue } from "../wire/value-check.js";
 import {
   ackThrough,
   type ChanState,
+  type Completion,
+  completion,
   type Gated,
   KEPT_BY_REFERENCE,
   type Kept,
@@ -217,6 +219,8 @@ export class Connection {
 
   private attach(conn: FrameConn): void {
     this.conn = conn;
+    // Counted per connection: sends on this one do not join a promise shared on the last (synced).
+    for (const st of this.states) st.group = undefined;
     conn.onFrame = (t, b) => {
       try {
         this.frame(t, b);
@@ -332,7 +336,7 @@ export class Connection {
         });
       }
       if (st.credits > 0 && st.blocking === 0 && !this.gone && !signal?.aborted) {
-        return new Promise<void>((resolve, reject) => this.creditedBin(st, value, resolve, reject));
+        return this.synced(st, this.creditedBin(st, value));
       }
     }
     if (value instanceof Uint8Array) {
@@ -356,19 +360,15 @@ export class Connection {
 
   /**
    * A small byte value sent on a credit: encoded straight into the outgoing batch and the kept
-   * copy, with no buffer of its own; it completes with the CACK that acknowledges it.
+   * copy, with no buffer of its own; it completes with the CACK that acknowledges it. Returns its
+   * sequence number.
    */
-  private creditedBin(
-    st: ChanState,
-    value: Uint8Array,
-    resolve: () => void,
-    reject: (err: CircuitError) => void,
-  ): void {
+  private creditedBin(st: ChanState, value: Uint8Array): number {
     const seq = (st.seq = (st.seq + 1) >>> 0 || 1);
     st.credits--;
     this.conn.batchBin(T.CSEND, st.handle, value, seq);
     this.keptBytes += keepCredited(st, seq, value, true);
-    st.completions.push({ seq, resolve, reject });
+    return seq;
   }
 
   /**
@@ -377,7 +377,7 @@ export class Connection {
    */
   runHeldBin(st: ChanState, value: Uint8Array, resolve: () => void, reject: (err: unknown) => void): void {
     if (st.credits > 0 && st.blocking === 0 && !this.gone && !this.mustWait()) {
-      this.creditedBin(st, value, resolve, reject);
+      st.completions.push(completion(this.creditedBin(st, value), resolve, reject));
     } else this.sendValue(st, value).then(resolve, reject);
   }
 
@@ -599,15 +599,41 @@ export class Connection {
     );
   }
 
-  /** Settles when the server acknowledges credited send `seq` (CACK; durable: synced) or fails it (CNAK). */
+  /**
+   * Settles when the server acknowledges credited send `seq` (CACK; durable: synced) or fails it
+   * (CNAK). Credited sends on a channel that are written out together share one promise (and one
+   * Completion): the CACK that acknowledges the last of them comes once every one is stored (an
+   * object and a promise less a value; Chan.send says so). Not on a durable channel, whose CNAK
+   * fails one batch frame: a send there has its own outcome.
+   */
   private synced(st: ChanState, seq: number): Promise<void> {
-    return new Promise<void>((resolve, reject) => st.completions.push({ seq, resolve, reject }));
+    const g = st.group;
+    if (g !== undefined && g.gen === this.conn.flushes && st.completions.peekLast() === g) {
+      g.seq = seq;
+      return g.promise as Promise<void>;
+    }
+    let c!: Completion;
+    const promise = new Promise<void>((resolve, reject) => {
+      c = completion(seq, resolve, reject);
+    });
+    st.completions.push(c);
+    if (!st.durable) {
+      c.promise = promise;
+      c.gen = this.conn.flushes;
+      st.group = c;
+    }
+    return promise;
   }
 
-  /** The credited sends through `through` are acknowledged (or failed with `err`). */
-  private complete(st: ChanState, through: number, err?: CircuitError): void {
-    for (let c = st.completions.peek(); c && c.seq <= through; c = st.completions.peek()) {
+  /**
+   * The credited sends through `through` are acknowledged (or failed with `err`; omitted: all of
+   * them). A shared promise settles once its last send is acknowledged, or when any of its sends fails.
+   */
+  private complete(st: ChanState, through?: number, err?: CircuitError): void {
+    for (let c = st.completions.peek(); c; c = st.completions.peek()) {
+      if (through !== undefined && !seqAtMost(err ? c.first : c.seq, through)) break;
       st.completions.shift();
+      if (c === st.group) st.group = undefined;
       if (err) c.reject(err);
       else c.resolve();
     }
@@ -631,7 +657,7 @@ export class Connection {
     st.asking = false;
     const err = new ChannelAborted("the channel was scrubbed");
     for (const h of st.held.drain()) h.reject(err);
-    this.complete(st, 0xffffffff, err);
+    this.complete(st, undefined, err);
   }
 
   private forget(st: ChanState, k: Kept): void {
@@ -1255,7 +1281,7 @@ export class Connection {
           this.settle(k.id, err);
         }
         for (const h of st.held.drain()) h.reject(err);
-        this.complete(st, 0xffffffff, err);
+        this.complete(st, undefined, err);
         continue;
       }
       st.handle = r.handle;
@@ -1357,7 +1383,7 @@ export class Connection {
     this.chans.clear();
     for (const st of this.states) {
       for (const h of st.held.drain()) h.reject(err);
-      this.complete(st, 0xffffffff, err);
+      this.complete(st, undefined, err);
     }
     this.states.clear();
     this.keptBytes = 0;

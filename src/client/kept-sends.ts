@@ -7,6 +7,7 @@
 import type { CircuitError } from "../errors.js";
 import { Deque } from "../util/deque.js";
 import { binHeadBytes, forEachEntry, writeBinHead } from "../wire/frame.js";
+import { seqAtMost } from "../wire/protocol.js";
 
 /** An operation held back (while the connection's unsent bytes are over the bound, or behind a send that waits for room). */
 export interface Gated {
@@ -89,13 +90,28 @@ export interface ChanState {
   durable: boolean;
   /** Credited sends waiting for the CACK that acknowledges them (durable: synced), by seq. */
   completions: Deque<Completion>;
+  /** The last of `completions` while later credited sends may still share it (Connection.synced). */
+  group: Completion | undefined;
 }
 
-/** A credited send, until its CACK (or CNAK) comes. */
+/**
+ * A credited send until its CACK (or CNAK) comes; or several in a row, numbered first…seq, that
+ * were written out together and share one promise.
+ */
 export interface Completion {
+  first: number;
   seq: number;
   resolve(): void;
   reject(err: CircuitError): void;
+  /** The promise the sends share (a group that may take more; undefined: not shared). */
+  promise: Promise<void> | undefined;
+  /** The connection's flush count when the group began: it takes sends until the next write. */
+  gen: number;
+}
+
+/** A Completion for the one send `seq`. */
+export function completion(seq: number, resolve: () => void, reject: (err: CircuitError) => void): Completion {
+  return { first: seq, seq, resolve, reject, promise: undefined, gen: -1 };
 }
 
 /** A channel's send state, before its first send. */
@@ -123,6 +139,7 @@ export function newChanState(
     releasing: false,
     durable,
     completions: new Deque(),
+    group: undefined,
   };
 }
 
@@ -183,8 +200,8 @@ export function keepCredited(st: ChanState, seq: number, value: Uint8Array, bin:
  */
 export function ackThrough(st: ChanState, through: number): number {
   let freed = 0;
-  for (let k = st.kept.peek(); k && k.id === 0 && k.seq <= through; k = st.kept.peek()) {
-    if (k.last > through) {
+  for (let k = st.kept.peek(); k && k.id === 0 && seqAtMost(k.seq, through); k = st.kept.peek()) {
+    if (!seqAtMost(k.last, through)) {
       k.seq = (through + 1) >>> 0 || 1; // the rest of the run was sent in a later frame
       break;
     }

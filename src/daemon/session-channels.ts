@@ -15,7 +15,7 @@ import {
 import type { FrameConn } from "../transport/frame-conn.js";
 import { Deque } from "../util/deque.js";
 import { forEachEntry } from "../wire/frame.js";
-import { encode, T, tail, u32 } from "../wire/protocol.js";
+import { encode, seqAtMost, T, tail, u32 } from "../wire/protocol.js";
 import type { Push } from "../wire/requests.js";
 import type { DurableChan } from "./durable-chan.js";
 import { markerOf } from "./durable-store.js";
@@ -559,7 +559,9 @@ export class SessionChannels {
   /** True if this client's send `seq` on `el` was stored already (a resend after a reconnection). */
   private isStored(el: ChanElement, seq: number): boolean {
     const cid = this.cid();
-    return cid !== undefined && seq !== 0 && (el.stored?.get(cid) ?? 0) >= seq;
+    if (cid === undefined || seq === 0) return false;
+    const stored = el.stored?.get(cid);
+    return stored !== undefined && seqAtMost(seq, stored);
   }
 
   private markStored(el: ChanElement, seq: number): void {

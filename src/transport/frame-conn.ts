@@ -52,6 +52,8 @@ export class FrameConn {
   lastInput = monotonicMs();
   /** When we last wrote anything (monotonicMs()). */
   lastOutput = monotonicMs();
+  /** How many times the queued frames have been written out: frames queued between two counts leave together. */
+  flushes = 0;
   /** When the operating system last accepted bytes we wrote (monotonicMs()). */
   lastDrain = monotonicMs();
   /** Called whenever the operating system has accepted more of our bytes. */
@@ -301,6 +303,7 @@ export class FrameConn {
 
   flush(): void {
     if (this.writer.length === 0 || this.ended) return;
+    this.flushes++;
     this.lastOutput = monotonicMs();
     const bw = this.batchWaiter;
     this.batchWaiter = undefined;

@@ -27,8 +27,9 @@
 //                                        the server live through these.
 // Channel sends (credit flow control: a grant is buffer slots reserved for this connection).
 // Every send of a client on a channel carries a sequence number (`seq`, from 1, per cid and
-// channel); the daemon keeps the highest stored per cid and channel and stores a send whose seq is
-// not above it only once: a client resends what it has not seen acknowledged after reconnecting.
+// channel, 2^32 − 1 followed by 1; compared around that wrap, seqAtMost); the daemon keeps the
+// highest stored per cid and channel and stores a send whose seq is not above it only once: a
+// client resends what it has not seen acknowledged after reconnecting.
 //   SEND       c→s  [id, handle, want, seq]  tail value: a send that may block; RES [id] when
 //                                        done (at once, storing nothing, if seq was stored before).
 //                                        `want` asks for up to that many credits afterwards.
@@ -245,3 +246,11 @@ export function tail(body: Buffer, fields: number): Buffer {
 }
 
 export { MAX_CAP, MAX_DURABLE_CAP } from "./caps.js";
+
+/**
+ * Whether send sequence number `a` is `b` or comes before it, counting around the wrap from
+ * 2^32 − 1 to 1: the numbers a client has in flight on a channel span far fewer than 2^31.
+ */
+export function seqAtMost(a: number, b: number): boolean {
+  return (b - a) >>> 0 < 0x80000000;
+}

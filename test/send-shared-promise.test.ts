@@ -81,6 +81,27 @@ test("sends written out together share a promise that resolves once all of them 
   );
 });
 
+test("a big value leaves in writes of its own, and so does not share a promise with its neighbours", async () => {
+  const { tx, rx } = await chan(1024);
+  await tx.send(bytes(0));
+  const big = new Uint8Array(100_000).fill(7);
+  const ps = [tx.send(bytes(1)), tx.send(bytes(2)), tx.send(big), tx.send(bytes(3)), tx.send(bytes(4))];
+  assert.equal(ps[0], ps[1], "two small sends in one write");
+  assert.notEqual(ps[1], ps[2]);
+  assert.notEqual(ps[2], ps[3], "the sends after the big one leave in the next write");
+  assert.equal(ps[3], ps[4]);
+  await Promise.all(ps);
+  const got: Uint8Array[] = [];
+  for await (const v of rx.iterate({ prefetch: 8 })) {
+    got.push(v);
+    if (got.length === 6) break;
+  }
+  assert.deepEqual(
+    got.map((v) => (v.length === big.length ? "big" : num(v))),
+    [0, 1, 2, "big", 3, 4],
+  );
+});
+
 test("a durable channel's sends keep promises of their own", async () => {
   const { tx, rx } = await chan(1024, true);
   await tx.send(bytes(0));

@@ -600,15 +600,17 @@ export class Connection {
   }
 
   /**
-   * Settles when the server acknowledges credited send `seq` (CACK; durable: synced) or fails it
-   * (CNAK). Credited sends on a channel that are written out together share one promise (and one
-   * Completion): the CACK that acknowledges the last of them comes once every one is stored (an
-   * object and a promise less a value; Chan.send says so). Not on a durable channel, whose CNAK
-   * fails one batch frame: a send there has its own outcome.
+   * Settles when the server acknowledges credited send `seq`, just queued (CACK; durable: synced),
+   * or fails it (CNAK). Credited sends on a channel that leave in one write share one promise (and
+   * one Completion): the CACK that acknowledges the last of them comes once every one is stored (an
+   * object and a promise less a value; Chan.send says so). A send joins the group of the send
+   * before it while both wait in the connection's writer (no write since); one that has gone out
+   * already (a big value, written at once; a send that filled the writer) starts none. Not on a
+   * durable channel, whose CNAK fails one batch frame: a send there has its own outcome.
    */
   private synced(st: ChanState, seq: number): Promise<void> {
     const g = st.group;
-    if (g !== undefined && g.gen === this.conn.flushes && st.completions.peekLast() === g) {
+    if (g !== undefined && g.gen === this.conn.writes && st.completions.peekLast() === g) {
       g.seq = seq;
       return g.promise as Promise<void>;
     }
@@ -617,11 +619,11 @@ export class Connection {
       c = completion(seq, resolve, reject);
     });
     st.completions.push(c);
-    if (!st.durable) {
+    if (!st.durable && this.conn.queuing) {
       c.promise = promise;
-      c.gen = this.conn.flushes;
+      c.gen = this.conn.writes;
       st.group = c;
-    }
+    } else st.group = undefined;
     return promise;
   }
 

@@ -105,7 +105,7 @@ export interface Completion {
   reject(err: CircuitError): void;
   /** The promise the sends share (a group that may take more; undefined: not shared). */
   promise: Promise<void> | undefined;
-  /** The connection's flush count when the group began: it takes sends until the next write. */
+  /** The connection's count of writes (FrameConn.writes) when the group began: it takes sends until the next. */
   gen: number;
 }
 

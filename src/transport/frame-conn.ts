@@ -52,8 +52,8 @@ export class FrameConn {
   lastInput = monotonicMs();
   /** When we last wrote anything (monotonicMs()). */
   lastOutput = monotonicMs();
-  /** How many times the queued frames have been written out: frames queued between two counts leave together. */
-  flushes = 0;
+  /** How many writes have been made: the frames queued between two counts leave in one write. */
+  writes = 0;
   /** When the operating system last accepted bytes we wrote (monotonicMs()). */
   lastDrain = monotonicMs();
   /** Called whenever the operating system has accepted more of our bytes. */
@@ -213,6 +213,7 @@ export class FrameConn {
   }
 
   private writeOut(chunk: Uint8Array, lent: boolean): void {
+    this.writes++;
     this.flushedBytes += chunk.length;
     this.inFlight.push({ end: this.flushedBytes, lent });
     this.stream.write(chunk, this.onWritten);
@@ -303,7 +304,6 @@ export class FrameConn {
 
   flush(): void {
     if (this.writer.length === 0 || this.ended) return;
-    this.flushes++;
     this.lastOutput = monotonicMs();
     const bw = this.batchWaiter;
     this.batchWaiter = undefined;

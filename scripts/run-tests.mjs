@@ -11,7 +11,7 @@
 // (TEST_CONCURRENCY sets how many; 1 runs every file alone), those whose first line says
 // `// test-runner: heavy (why)` first: they take longest or load the machine most, and started
 // last they would leave one core idle at the end while they finish.
-import { spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { compile, list } from "./test-loader/compile.mjs";
@@ -34,23 +34,51 @@ const shared = [
 ];
 const concurrency = process.env.TEST_CONCURRENCY ?? "2";
 
+// The runner and every process its tests start (daemons, nats-servers, browsers) run in a process
+// group of their own. A test file the runner cuts off at its timeout dies without its exit hooks,
+// leaving what it started running: once the runner is done, whatever is left in the group is
+// killed. So is the whole group if this script is interrupted (it is not in the terminal's group).
+let group = 0;
+const killGroup = () => {
+  if (group === 0) return;
+  try {
+    process.kill(-group, "SIGKILL");
+  } catch {
+    // nothing left in it
+  }
+};
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) {
+  process.once(sig, () => {
+    killGroup();
+    process.exit(1);
+  });
+}
+
 function run(list, n) {
-  if (list.length === 0) return 0;
-  const r = spawnSync(
+  if (list.length === 0) return Promise.resolve(0);
+  const child = spawn(
     process.execPath,
     ["--import", loader, "--test", "--test-timeout=60000", `--test-concurrency=${n}`, ...reporter, ...list],
-    { stdio: "inherit", cwd: root },
+    { stdio: "inherit", cwd: root, detached: true },
   );
-  return r.status ?? 1;
+  group = child.pid ?? 0;
+  return new Promise((resolve) => {
+    child.once("error", () => resolve(1));
+    child.once("exit", (code) => {
+      killGroup();
+      group = 0;
+      resolve(code ?? 1);
+    });
+  });
 }
 
 const loader = join(root, "scripts/test-loader/register.mjs");
 const tc = performance.now();
 const compiled = await compile();
 const t0 = performance.now();
-const a = run(shared, concurrency);
+const a = await run(shared, concurrency);
 const t1 = performance.now();
-const b = run(solo, 1);
+const b = await run(solo, 1);
 const t2 = performance.now();
 const s = (ms) => `${(ms / 1000).toFixed(0)} s`;
 console.log(

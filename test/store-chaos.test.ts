@@ -22,7 +22,8 @@ const DRAIN_MS = 15_000;
 type V = { p: number; i: number };
 
 // 20 s of chaos, up to 30 s for the producers' last sends and 15 s of drain, and a daemon started
-// during the chaos may wait up to 15 s for JetStream's elections: more than the runner's 60 s.
+// during the chaos may wait up to 15 s for JetStream's elections: more than the runner's 60 s for
+// a file run beside others (the files alone get 180 s, scripts/run-tests.mjs).
 test("host killed or paused and a NATS node killed at random moments: every completed send received once, in order", {
   timeout: 150_000,
 }, async () => {
